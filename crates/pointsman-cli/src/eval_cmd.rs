@@ -1,0 +1,186 @@
+//! `pointsman eval` and `pointsman report`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use pointsman::data::Dataset;
+use pointsman::eval::{self, PolicyOptions, Reference, Report, DEFAULT_SWEEP_POINTS};
+use pointsman::io::AtomicFile;
+
+use crate::output;
+use crate::plot;
+use crate::progress::Progress;
+
+/// Arguments of `pointsman eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Dataset folder in the shared schema (e.g. ../shared/data/llmrouter_dc).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Comma-separated routers: random, cheapest, best-single, fixed:<model id>, zero, oracle;
+    /// `all` for every one of them with default settings.
+    #[arg(long, value_name = "LIST")]
+    pub routers: String,
+
+    /// Folder for report.json, report.md, curve.svg (and decisions.jsonl).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Also write decisions.jsonl: one line per router, sweep point and test query.
+    #[arg(long)]
+    pub decisions: bool,
+
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Number of cost weights each router's sweep tries.
+    #[arg(long, default_value_t = DEFAULT_SWEEP_POINTS, value_name = "N")]
+    pub points: usize,
+}
+
+/// Arguments of `pointsman report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The dataset folder the decisions were made on.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// A decisions.jsonl written by `pointsman eval --decisions`.
+    #[arg(long, value_name = "FILE")]
+    pub decisions: PathBuf,
+
+    /// Write report.json and report.md into this folder as well.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+fn load(path: &Path, progress: &Progress) -> Result<Dataset> {
+    let pb = progress.spinner(format!("loading {}", path.display()));
+    let ds = Dataset::load(path)?;
+    pb.finish_and_clear();
+    tracing::info!(
+        "{}: {} train / {} test queries, {} models",
+        ds.name(),
+        ds.train().len(),
+        ds.test().len(),
+        ds.pool().len()
+    );
+    Ok(ds)
+}
+
+/// `pointsman eval`.
+pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
+    let names = eval::expand_policy_names(&args.routers);
+    if names.is_empty() {
+        bail!("--routers names no router");
+    }
+    let ds = load(&args.data, progress)?;
+    for name in &names {
+        eval::check_policy_name(name, ds.pool())?;
+    }
+    if ds.test().is_empty() {
+        bail!("{}: the test split is empty", ds.dir().display());
+    }
+    let reference = Reference::new(ds.train(), ds.test(), ds.weak_strong())?;
+    let options = PolicyOptions {
+        seed: args.seed,
+        sweep_points: args.points,
+    };
+    let mut reports = Vec::new();
+    let mut sweeps = Vec::new();
+    for name in &names {
+        let pb = progress.spinner(format!("{name}: fitting on train"));
+        let started = std::time::Instant::now();
+        let policy = eval::policy_by_name(name, ds.train(), &options)?;
+        let fitted = started.elapsed();
+        pb.set_message(format!("{name}: sweeping the test split"));
+        let sweep = policy.sweep(ds.test())?;
+        pb.finish_and_clear();
+        tracing::info!(
+            "{name}: fitted in {:.1} s, {} sweep points in {:.1} s",
+            fitted.as_secs_f64(),
+            sweep.len(),
+            (started.elapsed() - fitted).as_secs_f64()
+        );
+        reports.push(eval::evaluate_sweep(
+            name,
+            policy.reads_test_labels(),
+            &sweep,
+            ds.test(),
+            &reference,
+        )?);
+        sweeps.push((name.clone(), sweep));
+    }
+    let report = Report {
+        dataset: ds.name().to_string(),
+        n_test: ds.test().len(),
+        reference,
+        policies: reports,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    write_report(&report, &args.out, &command)?;
+    plot::write(&report, &args.out.join("curve.svg"))?;
+    if args.decisions {
+        let path = args.out.join("decisions.jsonl");
+        let pb = progress.spinner(format!("writing {}", path.display()));
+        let mut file = AtomicFile::create(&path)?;
+        for (name, sweep) in &sweeps {
+            for line in eval::decision_lines(name, sweep, ds.test()) {
+                serde_json::to_writer(&mut file, &line)?;
+                file.write_all(b"\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        file.commit()?;
+        pb.finish_and_clear();
+    }
+    print!("{}", output::table(&report));
+    tracing::info!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn write_report(report: &Report, out: &Path, command: &str) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report)?;
+    pointsman::io::write_atomic(&out.join("report.json"), &json)?;
+    pointsman::io::write_atomic(
+        &out.join("report.md"),
+        output::markdown(report, command).as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// `pointsman report`.
+pub fn report(args: &ReportArgs) -> Result<()> {
+    let ds = Dataset::load(&args.data)?;
+    let file = std::fs::File::open(&args.decisions)
+        .with_context(|| format!("opening {}", args.decisions.display()))?;
+    let mut lines = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", args.decisions.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: eval::DecisionLine = serde_json::from_str(&line).map_err(|e| {
+            pointsman::Error::format_at(
+                args.decisions.display(),
+                i + 1,
+                format!("malformed decision: {e}"),
+            )
+        })?;
+        lines.push(parsed);
+    }
+    let report =
+        eval::report_from_decisions(ds.name(), ds.train(), ds.test(), ds.weak_strong(), lines)?;
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        write_report(&report, out, &command)?;
+    }
+    print!("{}", output::table(&report));
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `pointsman`: evaluate, train and run LLM routers from the command line.
+//!
+//! Argument parsing and printing only: every decision is made by the `pointsman` library.
+
+mod eval_cmd;
+mod output;
+mod plot;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Route each query to the LLM with the best quality–cost trade-off.
+#[derive(Debug, Parser)]
+#[command(name = "pointsman", version, about, max_term_width = 100)]
+struct Cli {
+    /// No progress bars and no informational logging.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    /// More logging on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate routers on a dataset's test split: table, report.json, report.md, curve.svg.
+    Eval(eval_cmd::EvalArgs),
+    /// Recompute an evaluation report from a decisions.jsonl file and the dataset alone.
+    Report(eval_cmd::ReportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    let progress = progress::Progress::new(cli.quiet);
+    let result = match cli.command {
+        Command::Eval(args) => eval_cmd::eval(&args, &progress),
+        Command::Report(args) => eval_cmd::report(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            progress.clear();
+            // One clear line: the error and its causes.
+            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) | (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}

@@ -1,0 +1,42 @@
+//! Progress bars on stderr (hidden with `--quiet` or when stderr is not a terminal).
+
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The progress display of one command.
+#[derive(Debug)]
+pub struct Progress {
+    multi: MultiProgress,
+}
+
+impl Progress {
+    /// A display, hidden when `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        let target = if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        Progress {
+            multi: MultiProgress::with_draw_target(target),
+        }
+    }
+
+    /// A spinner for a step of unknown length.
+    pub fn spinner(&self, message: impl Into<String>) -> ProgressBar {
+        let pb = self.multi.add(ProgressBar::new_spinner());
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .expect("the spinner template is valid"),
+        );
+        pb.set_message(message.into());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        pb
+    }
+
+    /// Removes every bar from the screen.
+    pub fn clear(&self) {
+        let _ = self.multi.clear();
+    }
+}

@@ -1,0 +1,275 @@
+//! The `pointsman` binary end to end: evaluation on the shared datasets, reports recomputed from
+//! decisions.jsonl, and one clear line on stderr for every bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("POINTSMAN_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    if dir.join("llmrouter_dc").is_dir() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "shared datasets not found at {} (set POINTSMAN_DATA_DIR)",
+        dir.display()
+    );
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+    eprintln!("skipping: {msg}");
+    None
+}
+
+fn pointsman(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args(args)
+        .output()
+        .expect("the pointsman binary runs")
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn stderr_line(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got {err:?}");
+    lines[0].to_string()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn eval_and_recompute(name: &str) {
+    let Some(root) = data_dir() else { return };
+    let data = root.join(name);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("eval");
+    let o = pointsman(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--routers",
+        "random,cheapest,best-single,oracle,zero",
+        "--out",
+        out.to_str().unwrap(),
+        "--decisions",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("oracle (reads test labels)"), "{table}");
+    for f in ["report.json", "report.md", "curve.svg", "decisions.jsonl"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let svg = std::fs::read_to_string(out.join("curve.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("best-single"));
+
+    // Best single and oracle equal stats.json's test_split section (3 decimals).
+    let report = json(&out.join("report.json"));
+    let stats = json(&data.join("stats.json"));
+    let t = &stats["test_split"];
+    let policy = |n: &str| {
+        report["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let best = &t["models"][t["best_single_by_train"].as_str().unwrap()];
+    let best_curve = &policy("best-single")["curve"][0];
+    assert_eq!(
+        round3(best_curve["mean_quality"].as_f64().unwrap()),
+        round3(best["mean_score"].as_f64().unwrap())
+    );
+    let (c, sc) = (
+        best_curve["mean_cost"].as_f64().unwrap(),
+        best["mean_cost_usd"].as_f64().unwrap(),
+    );
+    assert!((c - sc).abs() < 1e-6 * sc);
+    let oracle_curve = &policy("oracle")["curve"][0];
+    assert_eq!(
+        round3(oracle_curve["mean_quality"].as_f64().unwrap()),
+        round3(t["oracle_mean_score"].as_f64().unwrap())
+    );
+    let (c, sc) = (
+        oracle_curve["mean_cost"].as_f64().unwrap(),
+        t["oracle_mean_cost_usd"].as_f64().unwrap(),
+    );
+    assert!((c - sc).abs() < 1e-6 * sc);
+    assert_eq!(
+        round3(report["reference"]["zero_router_aiq"].as_f64().unwrap()),
+        round3(t["zero_router_aiq"].as_f64().unwrap())
+    );
+
+    // Decision lines have exactly the documented fields.
+    let first = std::fs::read_to_string(out.join("decisions.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    let mut keys: Vec<&str> = line
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["cost_weight", "id", "model", "router"]);
+
+    // The report recomputed from decisions.jsonl and the dataset alone is the same.
+    let again = tmp.path().join("again");
+    let o = pointsman(&[
+        "report",
+        "--data",
+        data.to_str().unwrap(),
+        "--decisions",
+        out.join("decisions.jsonl").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recomputed = json(&again.join("report.json"));
+    assert_eq!(recomputed["policies"], report["policies"]);
+    assert_eq!(recomputed["reference"], report["reference"]);
+}
+
+#[test]
+fn eval_llmrouter_dc_and_recompute_from_decisions() {
+    eval_and_recompute("llmrouter_dc");
+}
+
+#[test]
+fn eval_routellm_and_recompute_from_decisions() {
+    eval_and_recompute("routellm");
+}
+
+fn fixture(dir: &Path, lines: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("models.json"),
+        r#"{"models": {"a": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1}, "b": {"input_usd_per_mtok": 5, "output_usd_per_mtok": 5}}, "default_output_tokens": 10}"#,
+    )
+    .unwrap();
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    std::fs::write(dir.join(format!("{name}.jsonl")), lines.join("\n")).unwrap();
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let out_s = out.to_str().unwrap();
+
+    // Missing folder.
+    let missing = tmp.path().join("nope");
+    let line = stderr_line(&pointsman(&[
+        "eval",
+        "--data",
+        missing.to_str().unwrap(),
+        "--routers",
+        "random",
+        "--out",
+        out_s,
+    ]));
+    assert!(
+        line.starts_with("error: ") && line.contains("nope") && line.contains("No such file"),
+        "{line}"
+    );
+
+    // A bad line in the dataset file: named by file and line.
+    let ds = tmp.path().join("fx");
+    fixture(
+        &ds,
+        &[
+            r#"{"id": "1", "split": "train", "prompt": "p", "scores": {"a": 1, "b": 0}}"#,
+            r#"{"id": "2", "split": "test", "prompt": "p", "scores": {"a": 1.7, "b": 0}}"#,
+        ],
+    );
+    let line = stderr_line(&pointsman(&[
+        "eval",
+        "--data",
+        ds.to_str().unwrap(),
+        "--routers",
+        "random",
+        "--out",
+        out_s,
+    ]));
+    assert!(
+        line.ends_with("fx.jsonl:2: score 1.7 for model \"a\" outside [0, 1]"),
+        "{line}"
+    );
+
+    // Unknown router names, checked before any work.
+    fixture(
+        &ds,
+        &[
+            r#"{"id": "1", "split": "train", "prompt": "p", "scores": {"a": 1, "b": 0}}"#,
+            r#"{"id": "2", "split": "test", "prompt": "p", "scores": {"a": 1, "b": 0}}"#,
+        ],
+    );
+    let line = stderr_line(&pointsman(&[
+        "eval",
+        "--data",
+        ds.to_str().unwrap(),
+        "--routers",
+        "random,knnn",
+        "--out",
+        out_s,
+    ]));
+    assert!(
+        line.starts_with("error: invalid input: unknown router \"knnn\" (known: random,"),
+        "{line}"
+    );
+    let line = stderr_line(&pointsman(&[
+        "eval",
+        "--data",
+        ds.to_str().unwrap(),
+        "--routers",
+        "fixed:c",
+        "--out",
+        out_s,
+    ]));
+    assert_eq!(line, "error: unknown model \"c\"");
+
+    // A dataset without embeddings cannot be routed by a router that reads them.
+    let line = stderr_line(&pointsman(&[
+        "eval",
+        "--data",
+        ds.to_str().unwrap(),
+        "--routers",
+        "random",
+        "--out",
+        out_s,
+    ]));
+    assert!(line.contains("has no embeddings"), "{line}");
+
+    // A corrupt embedding file.
+    std::fs::write(ds.join("fx.minilm_l6_v2.f16.npy"), b"\x93NUMPY garbage").unwrap();
+    let line = stderr_line(&pointsman(&[
+        "eval",
+        "--data",
+        ds.to_str().unwrap(),
+        "--routers",
+        "random",
+        "--out",
+        out_s,
+    ]));
+    assert!(line.contains("fx.minilm_l6_v2.f16.npy: "), "{line}");
+
+    // A malformed decisions file.
+    let dec = tmp.path().join("d.jsonl");
+    std::fs::write(&dec, "{\"router\": 1}\n").unwrap();
+    std::fs::remove_file(ds.join("fx.minilm_l6_v2.f16.npy")).unwrap();
+    let line = stderr_line(&pointsman(&[
+        "report",
+        "--data",
+        ds.to_str().unwrap(),
+        "--decisions",
+        dec.to_str().unwrap(),
+    ]));
+    assert!(line.contains("d.jsonl:1: malformed decision"), "{line}");
+    assert!(!out.join("report.json").exists());
+}

@@ -1,0 +1,224 @@
+//! The one error type of the engine.
+//!
+//! Every fallible function returns [`Result`]. Bindings map [`Error::kind`] to their own error
+//! types in exactly one place, so adding a variant never changes how an existing one is reported.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A result whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Pointsman.
+///
+/// Messages are lower case, without a trailing period, and name the offending values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An embedding (or a batch of them) has the wrong dimension for this router.
+    #[error("dimension mismatch: expected {expected}, got {got}")]
+    DimensionMismatch {
+        /// The dimension the router was built for.
+        expected: usize,
+        /// The dimension that was passed.
+        got: usize,
+    },
+
+    /// A batch of embeddings whose length is not a multiple of its row width, or whose rows and
+    /// auxiliary arrays disagree.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+
+    /// A query embedding that cannot be routed: NaN or infinite values, or all zeros.
+    #[error("invalid features in row {row}: {reason}")]
+    InvalidFeatures {
+        /// Row of the batch (0 for a single query).
+        row: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Embeddings made by another embedding model than the one a router was trained on.
+    #[error("embedding model mismatch: router expects {expected:?}, got {got:?}")]
+    EmbeddingMismatch {
+        /// The embedding model the router was trained on.
+        expected: String,
+        /// The embedding model of the features passed.
+        got: String,
+    },
+
+    /// A model id that is not in the router's pool.
+    #[error("unknown model {0:?}")]
+    UnknownModel(String),
+
+    /// A configuration value out of its range, or settings that contradict each other.
+    #[error("invalid config: {0}")]
+    Config(String),
+
+    /// An argument that is not acceptable, such as empty text or a quality outside [0, 1].
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// A file that is not in the expected format: malformed JSON, a bad value, a corrupt saved
+    /// router.
+    #[error("{}", format_location(path, line, message))]
+    Format {
+        /// The file (or, for in-memory data, a description of it).
+        path: String,
+        /// 1-based line number for line-oriented files.
+        line: Option<usize>,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// A saved router written by a newer (or unknown) version of the format.
+    #[error("unsupported format version {found:?} (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The version found in the file.
+        found: String,
+        /// The version this build reads.
+        supported: String,
+    },
+
+    /// An operation this router does not offer, such as `observe` on a router that does not learn.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// The embedding model folder is missing or incomplete.
+    #[error("embedding model not found at {}: {hint}", path.display())]
+    ModelNotFound {
+        /// Where the model was looked for.
+        path: PathBuf,
+        /// How to get it.
+        hint: String,
+    },
+
+    /// The numeric backend (candle) failed.
+    #[error("embedding backend: {0}")]
+    Backend(String),
+
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn format_location(path: &str, line: &Option<usize>, message: &str) -> String {
+    match line {
+        Some(line) => format!("{path}:{line}: {message}"),
+        None => format!("{path}: {message}"),
+    }
+}
+
+/// The category of an [`Error`]: a plain `Copy` value for bindings to map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Wrong dimension or shape ([`Error::DimensionMismatch`], [`Error::Shape`]).
+    Shape,
+    /// Features that cannot be routed ([`Error::InvalidFeatures`]).
+    InvalidFeatures,
+    /// Features of another embedding model ([`Error::EmbeddingMismatch`]).
+    EmbeddingMismatch,
+    /// [`Error::UnknownModel`].
+    UnknownModel,
+    /// [`Error::Config`].
+    Config,
+    /// [`Error::InvalidInput`].
+    InvalidInput,
+    /// [`Error::Format`].
+    Format,
+    /// [`Error::UnsupportedVersion`].
+    UnsupportedVersion,
+    /// [`Error::Unsupported`].
+    Unsupported,
+    /// [`Error::ModelNotFound`].
+    ModelNotFound,
+    /// [`Error::Backend`].
+    Backend,
+    /// [`Error::Io`].
+    Io,
+}
+
+impl Error {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::DimensionMismatch { .. } | Error::Shape(_) => ErrorKind::Shape,
+            Error::InvalidFeatures { .. } => ErrorKind::InvalidFeatures,
+            Error::EmbeddingMismatch { .. } => ErrorKind::EmbeddingMismatch,
+            Error::UnknownModel(_) => ErrorKind::UnknownModel,
+            Error::Config(_) => ErrorKind::Config,
+            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::Format { .. } => ErrorKind::Format,
+            Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
+            Error::Backend(_) => ErrorKind::Backend,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// Shorthand for an [`Error::Io`] about `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for an [`Error::Format`] without a line number.
+    pub fn format(path: impl fmt::Display, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.to_string(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Format`] at a 1-based line of `path`.
+    pub fn format_at(path: impl fmt::Display, line: usize, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.to_string(),
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_values() {
+        let e = Error::DimensionMismatch {
+            expected: 384,
+            got: 768,
+        };
+        assert_eq!(e.to_string(), "dimension mismatch: expected 384, got 768");
+        assert_eq!(e.kind(), ErrorKind::Shape);
+        let e = Error::format_at("llmrouter_dc.jsonl.gz", 812, "score 1.7 outside [0, 1]");
+        assert_eq!(
+            e.to_string(),
+            "llmrouter_dc.jsonl.gz:812: score 1.7 outside [0, 1]"
+        );
+        let e = Error::format("router.safetensors", "truncated header");
+        assert_eq!(e.to_string(), "router.safetensors: truncated header");
+        assert_eq!(e.kind(), ErrorKind::Format);
+        let e = Error::io(
+            "/nope/models.json",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        );
+        assert_eq!(e.to_string(), "/nope/models.json: no such file");
+        assert_eq!(
+            Error::UnknownModel("x".into()).to_string(),
+            "unknown model \"x\""
+        );
+    }
+}
