@@ -11,6 +11,7 @@ pub mod pool;
 pub mod rng;
 pub mod router;
 pub mod routers;
+pub mod simd;
 
 pub use error::{Error, ErrorKind, Result};
 pub use features::{FeatureBatch, QueryFeatures, DEFAULT_EMBEDDING_MODEL};

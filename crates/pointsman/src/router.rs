@@ -299,7 +299,7 @@ pub fn best_model(quality: &[f64], cost: &[f64], cost_weight: f64, mask: Option<
 /// assert_eq!(decision.alternatives[0].model_id, "a");
 /// # Ok::<(), pointsman::Error>(())
 /// ```
-pub trait Router: Send + Sync {
+pub trait Router: Send + Sync + std::fmt::Debug {
     /// Short name of the router kind (`"knn"`, `"mf"`, …).
     fn kind(&self) -> &'static str;
 
@@ -338,6 +338,27 @@ pub trait Router: Send + Sync {
         for (r, o) in out.iter_mut().enumerate() {
             *o = best_model(est.quality_row(r), est.cost_row(r), cost_weight, mask) as u32;
         }
+    }
+
+    /// The router in its saved form (see [`crate::io`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for routers that cannot be saved.
+    fn to_saved(&self) -> Result<crate::io::SavedRouter> {
+        Err(Error::Unsupported(format!(
+            "saving a {} router",
+            self.kind()
+        )))
+    }
+
+    /// Saves the router to `path` as one `.safetensors` file, atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the path; the errors of [`Router::to_saved`].
+    fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.to_saved()?.save(path)
     }
 
     /// This router as a [`Learner`], if it learns from feedback.
@@ -559,6 +580,7 @@ mod tests {
     use crate::pool::ModelCard;
 
     /// Quality and cost proportional to the first two embedding coordinates.
+    #[derive(Debug)]
     struct Linear {
         pool: ModelPool,
     }

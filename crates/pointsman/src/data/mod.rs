@@ -47,6 +47,8 @@ pub struct Split {
     embedding_model: Option<String>,
     scores: Vec<f64>,
     costs: Vec<f64>,
+    cost_observed: Vec<bool>,
+    output_tokens: Vec<f64>,
 }
 
 impl Split {
@@ -107,6 +109,8 @@ impl Split {
             embeddings,
             dim,
             embedding_model: None,
+            cost_observed: vec![true; scores.len()],
+            output_tokens: vec![f64::NAN; scores.len()],
             scores,
             costs,
         };
@@ -182,6 +186,17 @@ impl Split {
     /// Costs in USD `[len, models]`: observed where the data has them, else the price estimate.
     pub fn costs(&self) -> &[f64] {
         &self.costs
+    }
+
+    /// Whether each cost `[len, models]` was observed (`true`) or estimated from the prices.
+    pub fn cost_observed(&self) -> &[bool] {
+        &self.cost_observed
+    }
+
+    /// Answer lengths in tokens `[len, models]` where the data has them (characters / 4), NaN
+    /// elsewhere.
+    pub fn output_tokens(&self) -> &[f64] {
+        &self.output_tokens
     }
 
     /// Score of query `r` on model `m`.
@@ -263,6 +278,11 @@ impl Split {
             embedding_model: self.embedding_model.clone(),
             scores: pick(&self.scores, m),
             costs: pick(&self.costs, m),
+            cost_observed: indices
+                .iter()
+                .flat_map(|&i| self.cost_observed[i * m..(i + 1) * m].iter().copied())
+                .collect(),
+            output_tokens: pick(&self.output_tokens, m),
         }
     }
 
@@ -420,6 +440,14 @@ impl Dataset {
                 costs: idx
                     .iter()
                     .flat_map(|&i| records[i].costs.iter().copied())
+                    .collect(),
+                cost_observed: idx
+                    .iter()
+                    .flat_map(|&i| records[i].cost_observed.iter().copied())
+                    .collect(),
+                output_tokens: idx
+                    .iter()
+                    .flat_map(|&i| records[i].output_tokens.iter().copied())
                     .collect(),
             };
             debug_assert_eq!(s.scores.len(), s.ids.len() * m);
@@ -656,6 +684,8 @@ struct Record {
     prompt_tokens: f64,
     scores: Vec<f64>,
     costs: Vec<f64>,
+    cost_observed: Vec<bool>,
+    output_tokens: Vec<f64>,
 }
 
 fn read_records(path: &Path, pool: &ModelPool) -> Result<Vec<Record>> {
@@ -747,6 +777,8 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
     let output_chars = per_model("output_chars")?;
     let prompt_tokens = prompt.chars().count() as f64 / 4.0;
     let mut costs = Vec::with_capacity(pool.len());
+    let mut cost_observed = Vec::with_capacity(pool.len());
+    let mut output_tokens = Vec::with_capacity(pool.len());
     for card in pool.cards() {
         let observed = match cost_usd.and_then(|c| c.get(&card.id)) {
             None | Some(Value::Null) => None,
@@ -761,27 +793,23 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
                     })?,
             ),
         };
-        let cost = match observed {
-            Some(c) => c,
-            None => {
-                let out = match output_chars.and_then(|c| c.get(&card.id)) {
-                    None | Some(Value::Null) => None,
-                    Some(x) => Some(
-                        x.as_f64()
-                            .filter(|c| c.is_finite() && *c >= 0.0)
-                            .ok_or_else(|| {
-                                format!(
-                                    "output_chars {x} for model {:?} is not a non-negative number",
-                                    card.id
-                                )
-                            })?
-                            / 4.0,
-                    ),
-                };
-                card.estimate_cost(prompt_tokens, out)
-            }
+        let out = match output_chars.and_then(|c| c.get(&card.id)) {
+            None | Some(Value::Null) => None,
+            Some(x) => Some(
+                x.as_f64()
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .ok_or_else(|| {
+                        format!(
+                            "output_chars {x} for model {:?} is not a non-negative number",
+                            card.id
+                        )
+                    })?
+                    / 4.0,
+            ),
         };
-        costs.push(cost);
+        costs.push(observed.unwrap_or_else(|| card.estimate_cost(prompt_tokens, out)));
+        cost_observed.push(observed.is_some());
+        output_tokens.push(out.unwrap_or(f64::NAN));
     }
     Ok(Record {
         id,
@@ -791,6 +819,8 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
         prompt_tokens,
         scores,
         costs,
+        cost_observed,
+        output_tokens,
     })
 }
 
@@ -853,6 +883,9 @@ mod tests {
         assert!((ds.train().cost(0, 1) - (10.0 * 2.0 + 20.0 * 100.0) / 1e6).abs() < 1e-18);
         // q2: observed cost wins for a; b uses its output length (40 chars = 10 tokens).
         assert_eq!(ds.test().cost(0, 0), 0.25);
+        assert_eq!(ds.test().cost_observed(), &[true, false]);
+        assert!(ds.test().output_tokens()[0].is_nan());
+        assert_eq!(ds.test().output_tokens()[1], 10.0);
         assert!((ds.test().cost(0, 1) - (10.0 * 1.0 + 20.0 * 10.0) / 1e6).abs() < 1e-18);
         assert_eq!(ds.train().tasks()[0].as_deref(), Some("t"));
         assert_eq!(ds.weak_strong(), Some((0, 1)));

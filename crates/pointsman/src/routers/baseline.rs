@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::FeatureBatch;
+use crate::io::{RouterConfig, SavedRouter, Tensor};
 use crate::pool::ModelPool;
 use crate::rng::{hash_f32s, SplitMix64};
 use crate::router::{best_model, Estimates, Router};
@@ -100,6 +101,7 @@ impl BaselineRouter {
                 train.name()
             )));
         }
+        train.features()?;
         let pool = train.pool().clone();
         let mean_scores = train.mean_scores();
         let mean_costs = train.mean_costs();
@@ -117,6 +119,42 @@ impl BaselineRouter {
             mean_costs,
             dim: train.dim(),
             embedding_model: train.embedding_model().map(str::to_string),
+        })
+    }
+
+    /// Rebuilds a baseline from its saved form.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] for missing or misshapen tensors or values out of range.
+    pub fn from_saved(rule: Baseline, mut saved: SavedRouter) -> Result<Self> {
+        let m = saved.pool.len();
+        let mean_scores = saved.take_f64("baseline.mean_scores", &[m])?;
+        let mean_costs = saved.take_f64("baseline.mean_costs", &[m])?;
+        if mean_scores.iter().any(|q| !(0.0..=1.0).contains(q))
+            || mean_costs.iter().any(|c| !c.is_finite() || *c < 0.0)
+        {
+            return Err(Error::format("saved router", "baseline means out of range"));
+        }
+        let fixed = match &rule {
+            Baseline::Cheapest => Some(best_model(&vec![0.0; m], &mean_costs, 1.0, None)),
+            Baseline::BestSingle => Some(best_model(&mean_scores, &mean_costs, 0.0, None)),
+            Baseline::Fixed { model } => Some(
+                saved
+                    .pool
+                    .index_of(model)
+                    .map_err(|e| Error::format("saved router", e.to_string()))?,
+            ),
+            Baseline::Random { .. } | Baseline::Zero => None,
+        };
+        Ok(BaselineRouter {
+            rule,
+            fixed,
+            pool: saved.pool,
+            mean_scores,
+            mean_costs,
+            dim: saved.dim,
+            embedding_model: saved.embedding_model,
         })
     }
 
@@ -152,6 +190,24 @@ impl Router for BaselineRouter {
 
     fn embedding_model(&self) -> Option<&str> {
         self.embedding_model.as_deref()
+    }
+
+    fn to_saved(&self) -> Result<SavedRouter> {
+        let m = self.pool.len();
+        Ok(SavedRouter::new(
+            RouterConfig::Baseline(self.rule.clone()),
+            self.pool.clone(),
+            self.embedding_model.clone(),
+            self.dim,
+        )
+        .with_tensor(
+            "baseline.mean_scores",
+            Tensor::f64(&[m], self.mean_scores.clone()),
+        )
+        .with_tensor(
+            "baseline.mean_costs",
+            Tensor::f64(&[m], self.mean_costs.clone()),
+        ))
     }
 
     fn estimate(&self, batch: &FeatureBatch<'_>, out: &mut Estimates) -> Result<()> {
