@@ -258,7 +258,7 @@ pub fn check_policy_name(name: &str, pool: &crate::ModelPool) -> Result<()> {
     match Baseline::from_name(name, 0) {
         Some(Baseline::Fixed { model }) => pool.index_of(&model).map(|_| ()),
         Some(_) => Ok(()),
-        None if name == "oracle" => Ok(()),
+        None if name == "oracle" || name == "knn" => Ok(()),
         None => Err(unknown_policy(name)),
     }
 }
@@ -284,6 +284,12 @@ pub fn policy_by_name(
     use crate::routers::baseline::{Baseline, BaselineRouter};
     if name == "oracle" {
         return Ok(Box::new(Oracle));
+    }
+    if name == "knn" {
+        let router = crate::routers::knn::KnnRouter::fit(train, &Default::default())?;
+        return Ok(Box::new(
+            RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
+        ));
     }
     if let Some(rule) = Baseline::from_name(name, options.seed) {
         let router = BaselineRouter::fit(rule, train)?;

@@ -52,6 +52,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum RouterConfig {
     /// A baseline router.
     Baseline(Baseline),
+    /// A kNN router.
+    Knn(crate::routers::knn::KnnConfig),
 }
 
 /// The values of a tensor.
@@ -416,6 +418,9 @@ impl SavedRouter {
 pub fn router_from_saved(saved: SavedRouter) -> Result<Arc<dyn Router>> {
     match saved.config.clone() {
         RouterConfig::Baseline(rule) => Ok(Arc::new(BaselineRouter::from_saved(rule, saved)?)),
+        RouterConfig::Knn(config) => Ok(Arc::new(crate::routers::knn::KnnRouter::from_saved(
+            config, saved,
+        )?)),
     }
 }
 

@@ -118,6 +118,23 @@ impl Split {
         Ok(split)
     }
 
+    /// Sets the task tags, one per query.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shape`] when `tasks.len()` differs from the number of queries.
+    pub fn with_tasks(mut self, tasks: Vec<Option<String>>) -> Result<Split> {
+        if tasks.len() != self.len() {
+            return Err(Error::Shape(format!(
+                "{} task tags for {} queries",
+                tasks.len(),
+                self.len()
+            )));
+        }
+        self.tasks = tasks;
+        Ok(self)
+    }
+
     /// The split's name (`"train"`, `"test"`, …).
     pub fn name(&self) -> &str {
         &self.name

@@ -2,5 +2,7 @@
 //!
 //! - [`baseline`]: random, cheapest, best single model, a fixed model, and RouterBench's zero
 //!   router — the figures every learned router must beat.
+//! - [`knn`]: similarity-weighted scores of the nearest training queries, shrunk toward a prior.
 
 pub mod baseline;
+pub mod knn;

@@ -1,0 +1,1047 @@
+//! kNN router: predict each model's quality on a query from how it did on the most similar
+//! training queries.
+//!
+//! # Estimate
+//!
+//! For a query `x` (L2-normalised), let `N(x)` be its `k` most cosine-similar training queries
+//! (restricted to the query's task when [`KnnConfig::same_task`] is set and the task is known)
+//! with similarities `s_i`, and `w_i = weight(s_i)` ([`Weighting`]). Model `m`'s expected quality
+//! is the neighbours' similarity-weighted mean score, shrunk toward a prior:
+//!
+//! ```text
+//! q_m(x) = (Σ_i w_i · y_im + β · prior_m(x)) / (Σ_i w_i + β)
+//! ```
+//!
+//! where `β` is [`KnnConfig::shrinkage`] (in units of one fully similar neighbour) and `prior_m`
+//! is the model's mean training score, or its mean on the query's task ([`Prior`]): with few or
+//! far neighbours the estimate falls back to what is known without them.
+//!
+//! Expected cost: the neighbours' weighted mean *observed* cost where the training data has
+//! observed costs; otherwise the pool's price estimate for the query's prompt tokens, with the
+//! answer length predicted from the neighbours' answer lengths where the data has them.
+//!
+//! # Out-of-distribution score
+//!
+//! At fit time every training query's mean similarity to its `ood_neighbours` nearest other
+//! training queries is recorded, and their quantiles are kept. A query's OOD score is the share
+//! of training queries whose neighbourhood is tighter than the query's: 0.5 is typical, 0.99
+//! means the query is farther from the training data than 99 % of the training queries are from
+//! each other. A caller can refuse a query above a threshold, or send it to a default model.
+//!
+//! # Search
+//!
+//! Exact search scans one contiguous `f32` matrix (rows grouped by task) with AVX2/FMA dot
+//! products, four queries per pass in batches; per-thread scratch buffers mean no allocation per
+//! query.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::features::{normalize_into, FeatureBatch};
+use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::pool::ModelPool;
+use crate::router::{Estimates, Router, Signals};
+use crate::simd;
+
+/// How a neighbour's similarity becomes its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Weighting {
+    /// Every neighbour counts the same.
+    Uniform,
+    /// `max(s, 0)^power`: `power = 1` is plain similarity weighting.
+    Power {
+        /// The exponent.
+        power: f64,
+    },
+    /// `exp((s − 1) / temperature)`: a softmax over similarities.
+    Softmax {
+        /// The temperature.
+        temperature: f64,
+    },
+}
+
+impl Weighting {
+    fn weight(&self, s: f32) -> f64 {
+        let s = f64::from(s);
+        match *self {
+            Weighting::Uniform => 1.0,
+            Weighting::Power { power } => s.max(0.0).powf(power),
+            Weighting::Softmax { temperature } => ((s - 1.0) / temperature).exp(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match *self {
+            Weighting::Uniform => Ok(()),
+            Weighting::Power { power } if power.is_finite() && power >= 0.0 => Ok(()),
+            Weighting::Softmax { temperature } if temperature.is_finite() && temperature > 0.0 => {
+                Ok(())
+            }
+            w => Err(Error::Config(format!(
+                "knn weighting {w:?} is out of range"
+            ))),
+        }
+    }
+}
+
+/// What an estimate is shrunk toward.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Prior {
+    /// Each model's mean training score.
+    Global,
+    /// Each model's mean training score on the query's task (when the query has a task tag the
+    /// training data knows), itself shrunk toward the global mean by `strength` pseudo-queries.
+    Task {
+        /// Pseudo-queries of the global mean added to each task's mean.
+        strength: f64,
+    },
+}
+
+/// Hyper-parameters of a [`KnnRouter`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnnConfig {
+    /// Number of neighbours.
+    pub k: usize,
+    /// Neighbour weights.
+    pub weighting: Weighting,
+    /// Shrinkage toward the prior, in units of one fully similar neighbour.
+    pub shrinkage: f64,
+    /// The prior.
+    pub prior: Prior,
+    /// Restrict neighbours to the query's task when the query has a task tag the training data
+    /// knows.
+    pub same_task: bool,
+    /// Neighbours behind the out-of-distribution score.
+    pub ood_neighbours: usize,
+}
+
+impl Default for KnnConfig {
+    fn default() -> Self {
+        KnnConfig {
+            k: 100,
+            weighting: Weighting::Power { power: 1.0 },
+            shrinkage: 0.0,
+            prior: Prior::Global,
+            same_task: false,
+            ood_neighbours: 10,
+        }
+    }
+}
+
+impl KnnConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 {
+            return Err(Error::Config("knn k must be at least 1".into()));
+        }
+        if self.ood_neighbours == 0 {
+            return Err(Error::Config(
+                "knn ood_neighbours must be at least 1".into(),
+            ));
+        }
+        if !self.shrinkage.is_finite() || self.shrinkage < 0.0 {
+            return Err(Error::Config(format!(
+                "knn shrinkage {} is not a non-negative number",
+                self.shrinkage
+            )));
+        }
+        if let Prior::Task { strength } = self.prior {
+            if !strength.is_finite() || strength < 0.0 {
+                return Err(Error::Config(format!(
+                    "knn task prior strength {strength} is not a non-negative number"
+                )));
+            }
+        }
+        self.weighting.validate()
+    }
+}
+
+const NO_TASK: u32 = u32::MAX;
+const OOD_QUANTILES: usize = 101;
+
+/// A fitted kNN router. See the [module documentation](self).
+#[derive(Clone)]
+pub struct KnnRouter {
+    config: KnnConfig,
+    pool: ModelPool,
+    dim: usize,
+    embedding_model: Option<String>,
+    /// `[n, dim]`, normalised, rows grouped by task.
+    embeddings: Vec<f32>,
+    /// `[n, m]`.
+    scores: Vec<f32>,
+    /// `[n, m]` observed costs, NaN where not observed.
+    costs: Vec<f32>,
+    /// `[n, m]` answer lengths in tokens, NaN where unknown.
+    output_tokens: Vec<f32>,
+    /// Task id per row (`NO_TASK` for none); rows of one task are contiguous.
+    tasks: Vec<u32>,
+    task_names: Vec<String>,
+    task_ids: HashMap<String, u32>,
+    /// Row range of each task.
+    task_rows: Vec<(usize, usize)>,
+    global_prior: Vec<f64>,
+    /// `[tasks, m]`.
+    task_prior: Vec<f64>,
+    any_observed_cost: Vec<bool>,
+    any_output_tokens: Vec<bool>,
+    /// Sorted quantiles of the training queries' leave-one-out neighbourhood similarity.
+    ood_quantiles: Vec<f32>,
+}
+
+impl std::fmt::Debug for KnnRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnnRouter")
+            .field("config", &self.config)
+            .field("models", &self.pool.ids().collect::<Vec<_>>())
+            .field("dim", &self.dim)
+            .field("rows", &self.len())
+            .field("tasks", &self.task_names.len())
+            .finish()
+    }
+}
+
+struct Scratch {
+    sims: [Vec<f32>; 4],
+    pairs: Vec<(f32, u32)>,
+    query: [Vec<f32>; 4],
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        sims: Default::default(),
+        pairs: Vec::new(),
+        query: Default::default(),
+    });
+}
+
+impl KnnRouter {
+    /// Fits a kNN router on a labelled split (which must have embeddings).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid config; [`Error::InvalidInput`] for an empty split or one
+    /// without embeddings.
+    pub fn fit(train: &Split, config: &KnnConfig) -> Result<KnnRouter> {
+        config.validate()?;
+        if train.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "cannot fit a knn router on the empty {} split",
+                train.name()
+            )));
+        }
+        train.features()?;
+        let n = train.len();
+        let m = train.pool().len();
+        let dim = train.dim();
+        // Group rows by task (stable), so a task's rows form one contiguous block.
+        let mut names: Vec<String> = train.tasks().iter().flatten().cloned().collect();
+        names.sort();
+        names.dedup();
+        let ids: HashMap<String, u32> = names
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let task_of = |r: usize| train.tasks()[r].as_ref().map_or(NO_TASK, |t| ids[t]);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&r| task_of(r));
+        let gather = |src: &[f64], width: usize| -> Vec<f32> {
+            order
+                .iter()
+                .flat_map(|&r| src[r * width..(r + 1) * width].iter().map(|&v| v as f32))
+                .collect()
+        };
+        let observed_costs: Vec<f64> = train
+            .costs()
+            .iter()
+            .zip(train.cost_observed())
+            .map(|(&c, &o)| if o { c } else { f64::NAN })
+            .collect();
+        let embeddings: Vec<f32> = order
+            .iter()
+            .flat_map(|&r| train.embeddings()[r * dim..(r + 1) * dim].iter().copied())
+            .collect();
+        let mut router = KnnRouter::assemble(
+            config.clone(),
+            train.pool().clone(),
+            train.embedding_model().map(str::to_string),
+            dim,
+            embeddings,
+            gather(train.scores(), m),
+            gather(&observed_costs, m),
+            gather(train.output_tokens(), m),
+            order.iter().map(|&r| task_of(r)).collect(),
+            names,
+            Vec::new(),
+        )?;
+        router.ood_quantiles = router.leave_one_out_quantiles();
+        Ok(router)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: KnnConfig,
+        pool: ModelPool,
+        embedding_model: Option<String>,
+        dim: usize,
+        embeddings: Vec<f32>,
+        scores: Vec<f32>,
+        costs: Vec<f32>,
+        output_tokens: Vec<f32>,
+        tasks: Vec<u32>,
+        task_names: Vec<String>,
+        ood_quantiles: Vec<f32>,
+    ) -> Result<KnnRouter> {
+        let n = tasks.len();
+        let m = pool.len();
+        let t = task_names.len();
+        let bad = |msg: String| Error::format("saved router", msg);
+        if embeddings.len() != n * dim
+            || scores.len() != n * m
+            || costs.len() != n * m
+            || output_tokens.len() != n * m
+        {
+            return Err(bad("knn tensors disagree in size".into()));
+        }
+        if n == 0 {
+            return Err(bad("knn router without reference queries".into()));
+        }
+        if scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
+            return Err(bad("knn scores outside [0, 1]".into()));
+        }
+        if costs
+            .iter()
+            .chain(&output_tokens)
+            .any(|c| *c < 0.0 || c.is_infinite())
+        {
+            return Err(bad("knn costs or answer lengths out of range".into()));
+        }
+        if tasks.iter().any(|&x| x != NO_TASK && x as usize >= t)
+            || tasks.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(bad("knn task ids out of range or not grouped".into()));
+        }
+        for row in embeddings.chunks_exact(dim) {
+            let norm: f32 = row.iter().map(|v| v * v).sum();
+            if !norm.is_finite() || (norm - 1.0).abs() > 1e-3 {
+                return Err(bad("knn embeddings are not unit vectors".into()));
+            }
+        }
+        let mut task_rows = vec![(0usize, 0usize); t];
+        let mut start = 0;
+        while start < n && tasks[start] != NO_TASK {
+            let id = tasks[start];
+            let mut end = start;
+            while end < n && tasks[end] == id {
+                end += 1;
+            }
+            task_rows[id as usize] = (start, end);
+            start = end;
+        }
+        let mean = |rows: std::ops::Range<usize>| -> Vec<f64> {
+            let mut s = vec![0.0f64; m];
+            for r in rows.clone() {
+                for (a, &y) in s.iter_mut().zip(&scores[r * m..(r + 1) * m]) {
+                    *a += f64::from(y);
+                }
+            }
+            let len = rows.len().max(1) as f64;
+            s.iter().map(|v| v / len).collect()
+        };
+        let global_prior = mean(0..n);
+        let strength = match config.prior {
+            Prior::Task { strength } => strength,
+            Prior::Global => 0.0,
+        };
+        let mut task_prior = Vec::with_capacity(t * m);
+        for &(a, b) in &task_rows {
+            let tm = mean(a..b);
+            let len = (b - a) as f64;
+            for j in 0..m {
+                task_prior.push(
+                    (tm[j] * len + strength * global_prior[j])
+                        / (len + strength).max(f64::MIN_POSITIVE),
+                );
+            }
+        }
+        let any = |v: &[f32]| -> Vec<bool> {
+            (0..m)
+                .map(|j| (0..n).any(|r| !v[r * m + j].is_nan()))
+                .collect()
+        };
+        Ok(KnnRouter {
+            any_observed_cost: any(&costs),
+            any_output_tokens: any(&output_tokens),
+            task_ids: task_names
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i as u32))
+                .collect(),
+            config,
+            pool,
+            dim,
+            embedding_model,
+            embeddings,
+            scores,
+            costs,
+            output_tokens,
+            tasks,
+            task_names,
+            task_rows,
+            global_prior,
+            task_prior,
+            ood_quantiles,
+        })
+    }
+
+    /// Number of reference queries.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Always false: a fitted router has reference queries.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KnnConfig {
+        &self.config
+    }
+
+    /// The same reference data under another configuration (the out-of-distribution table is
+    /// kept when `ood_neighbours` is unchanged).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid config.
+    pub fn with_config(&self, config: &KnnConfig) -> Result<KnnRouter> {
+        config.validate()?;
+        let mut r = KnnRouter::assemble(
+            config.clone(),
+            self.pool.clone(),
+            self.embedding_model.clone(),
+            self.dim,
+            self.embeddings.clone(),
+            self.scores.clone(),
+            self.costs.clone(),
+            self.output_tokens.clone(),
+            self.tasks.clone(),
+            self.task_names.clone(),
+            self.ood_quantiles.clone(),
+        )?;
+        if config.ood_neighbours != self.config.ood_neighbours {
+            r.ood_quantiles = r.leave_one_out_quantiles();
+        }
+        Ok(r)
+    }
+
+    fn row(&self, i: usize) -> &[f32] {
+        &self.embeddings[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Quantiles of the training rows' mean similarity to their nearest other rows.
+    fn leave_one_out_quantiles(&self) -> Vec<f32> {
+        use rayon::prelude::*;
+        let n = self.len();
+        let k = self.config.ood_neighbours.min(n.saturating_sub(1)).max(1);
+        let mut vals: Vec<f32> = (0..n)
+            .into_par_iter()
+            .map_init(
+                || (vec![0.0f32; n], Vec::new()),
+                |(sims, pairs), i| {
+                    simd::dot_rows(&self.embeddings, self.row(i), sims);
+                    sims[i] = f32::NEG_INFINITY;
+                    top_k(sims, 0, k, pairs);
+                    pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32
+                },
+            )
+            .collect();
+        vals.sort_by(f32::total_cmp);
+        (0..OOD_QUANTILES)
+            .map(|q| vals[(q * (vals.len() - 1)) / (OOD_QUANTILES - 1)])
+            .collect()
+    }
+
+    /// The OOD score of a query whose mean similarity to its nearest training queries is `s`.
+    fn ood_score(&self, s: f32) -> f32 {
+        let q = &self.ood_quantiles;
+        // Share of training queries whose neighbourhood similarity exceeds s.
+        let below = q.partition_point(|&v| v < s);
+        if below == 0 {
+            return 1.0;
+        }
+        if below >= q.len() {
+            return 0.0;
+        }
+        let (a, b) = (q[below - 1], q[below]);
+        let frac = if b > a { (s - a) / (b - a) } else { 0.5 };
+        let rank = (below - 1) as f32 + frac;
+        1.0 - rank / (q.len() - 1) as f32
+    }
+
+    /// Estimates one query from its similarities to every reference row.
+    fn estimate_from_sims(
+        &self,
+        sims: &[f32],
+        task: Option<&str>,
+        prompt_tokens: Option<f64>,
+        pairs: &mut Vec<(f32, u32)>,
+        quality: &mut [f64],
+        cost: &mut [f64],
+    ) -> Signals {
+        let m = self.pool.len();
+        let n = self.len();
+        // Out-of-distribution: mean similarity of the nearest rows overall.
+        let ko = self.config.ood_neighbours.min(n);
+        top_k(sims, 0, ko, pairs);
+        let ood = self.ood_score(pairs.iter().map(|p| p.0).sum::<f32>() / ko as f32);
+
+        let task_id = task.and_then(|t| self.task_ids.get(t).copied());
+        let (lo, hi) = match (self.config.same_task, task_id) {
+            (true, Some(t)) => self.task_rows[t as usize],
+            _ => (0, n),
+        };
+        top_k(&sims[lo..hi], lo, self.config.k.min(hi - lo), pairs);
+        let prior: &[f64] = match (self.config.prior, task_id) {
+            (Prior::Task { .. }, Some(t)) => &self.task_prior[t as usize * m..(t as usize + 1) * m],
+            _ => &self.global_prior,
+        };
+        let beta = self.config.shrinkage;
+        let mut wsum = 0.0f64;
+        quality.fill(0.0);
+        let mut cost_num = vec_zero::<16>(m);
+        let mut cost_den = vec_zero::<16>(m);
+        let mut out_num = vec_zero::<16>(m);
+        let mut out_den = vec_zero::<16>(m);
+        for &(s, i) in pairs.iter() {
+            let w = self.config.weighting.weight(s);
+            wsum += w;
+            let i = i as usize;
+            for j in 0..m {
+                quality[j] += w * f64::from(self.scores[i * m + j]);
+                let c = self.costs[i * m + j];
+                if !c.is_nan() {
+                    cost_num[j] += w * f64::from(c);
+                    cost_den[j] += w;
+                }
+                let o = self.output_tokens[i * m + j];
+                if !o.is_nan() {
+                    out_num[j] += w * f64::from(o);
+                    out_den[j] += w;
+                }
+            }
+        }
+        let den = wsum + beta;
+        for j in 0..m {
+            quality[j] = if den > 0.0 {
+                ((quality[j] + beta * prior[j]) / den).clamp(0.0, 1.0)
+            } else {
+                prior[j]
+            };
+            let card = self.pool.card(j);
+            cost[j] = if self.any_observed_cost[j] && cost_den[j] > 0.0 {
+                cost_num[j] / cost_den[j]
+            } else {
+                let out = (self.any_output_tokens[j] && out_den[j] > 0.0)
+                    .then(|| out_num[j] / out_den[j]);
+                card.estimate_cost(prompt_tokens.unwrap_or(0.0), out)
+            };
+        }
+        Signals {
+            neighbours: Some(pairs.len() as u32),
+            ood: Some(ood),
+        }
+    }
+
+    /// Rebuilds a kNN router from its saved form.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] for missing or misshapen tensors or values out of range.
+    pub fn from_saved(config: KnnConfig, mut saved: SavedRouter) -> Result<KnnRouter> {
+        config
+            .validate()
+            .map_err(|e| Error::format("saved router", e.to_string()))?;
+        let m = saved.pool.len();
+        let d = saved.dim;
+        let n = saved
+            .shape("knn.embeddings")
+            .and_then(|s| s.first().copied())
+            .ok_or_else(|| Error::format("saved router", "missing tensor knn.embeddings"))?;
+        let embeddings = saved.take_f32("knn.embeddings", &[n, d])?;
+        let scores = saved.take_f32("knn.scores", &[n, m])?;
+        let costs = saved.take_f32("knn.costs", &[n, m])?;
+        let output_tokens = saved.take_f32("knn.output_tokens", &[n, m])?;
+        let tasks = saved.take_u32("knn.tasks", &[n])?;
+        let ood = saved.take_f32("knn.ood_quantiles", &[OOD_QUANTILES])?;
+        if ood.windows(2).any(|w| !(w[0] <= w[1])) {
+            return Err(Error::format(
+                "saved router",
+                "knn.ood_quantiles are not sorted",
+            ));
+        }
+        let task_names: Vec<String> = match saved.notes.get("knn.tasks") {
+            Some(j) => serde_json::from_str(j)
+                .map_err(|e| Error::format("saved router", format!("bad note knn.tasks: {e}")))?,
+            None => Vec::new(),
+        };
+        KnnRouter::assemble(
+            config,
+            saved.pool,
+            saved.embedding_model,
+            d,
+            embeddings,
+            scores,
+            costs,
+            output_tokens,
+            tasks,
+            task_names,
+            ood,
+        )
+    }
+}
+
+/// `m` zeros, on the stack for up to `N` models.
+fn vec_zero<const N: usize>(m: usize) -> SmallF64<N> {
+    SmallF64::new(m)
+}
+
+/// A small zeroed `f64` buffer: inline for up to `N` values, heap beyond.
+enum SmallF64<const N: usize> {
+    Inline([f64; N], usize),
+    Heap(Vec<f64>),
+}
+
+impl<const N: usize> SmallF64<N> {
+    fn new(m: usize) -> Self {
+        if m <= N {
+            SmallF64::Inline([0.0; N], m)
+        } else {
+            SmallF64::Heap(vec![0.0; m])
+        }
+    }
+}
+
+impl<const N: usize> std::ops::Deref for SmallF64<N> {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        match self {
+            SmallF64::Inline(a, m) => &a[..*m],
+            SmallF64::Heap(v) => v,
+        }
+    }
+}
+
+impl<const N: usize> std::ops::DerefMut for SmallF64<N> {
+    fn deref_mut(&mut self) -> &mut [f64] {
+        match self {
+            SmallF64::Inline(a, m) => &mut a[..*m],
+            SmallF64::Heap(v) => v,
+        }
+    }
+}
+
+/// The `k` largest of `sims` as (similarity, offset + index), best first; ties by index.
+fn top_k(sims: &[f32], offset: usize, k: usize, pairs: &mut Vec<(f32, u32)>) {
+    pairs.clear();
+    pairs.extend(
+        sims.iter()
+            .enumerate()
+            .map(|(i, &s)| (s, (offset + i) as u32)),
+    );
+    let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if k < pairs.len() {
+        pairs.select_nth_unstable_by(k, cmp);
+        pairs.truncate(k);
+    }
+    pairs.sort_unstable_by(cmp);
+}
+
+impl Router for KnnRouter {
+    fn kind(&self) -> &'static str {
+        "knn"
+    }
+
+    fn models(&self) -> &ModelPool {
+        &self.pool
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embedding_model(&self) -> Option<&str> {
+        self.embedding_model.as_deref()
+    }
+
+    fn estimate(&self, batch: &FeatureBatch<'_>, out: &mut Estimates) -> Result<()> {
+        let n = self.len();
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let scratch = &mut *guard;
+            for buf in scratch.sims.iter_mut() {
+                buf.resize(n, 0.0);
+            }
+            for q in scratch.query.iter_mut() {
+                q.resize(self.dim, 0.0);
+            }
+            let mut r = 0;
+            while r < batch.rows() {
+                let take = (batch.rows() - r).min(4);
+                for j in 0..take {
+                    normalize_into(batch.row(r + j), &mut scratch.query[j]);
+                }
+                let [s0, s1, s2, s3] = &mut scratch.sims;
+                if take == 4 {
+                    let [q0, q1, q2, q3] = &scratch.query;
+                    simd::dot_rows4(&self.embeddings, [q0, q1, q2, q3], [s0, s1, s2, s3]);
+                } else {
+                    for (j, s) in [s0, s1, s2].into_iter().enumerate().take(take) {
+                        simd::dot_rows(&self.embeddings, &scratch.query[j], s);
+                    }
+                }
+                for j in 0..take {
+                    let row = r + j;
+                    let (q, c) = out.row_mut(row);
+                    out.signals[row] = self.estimate_from_sims(
+                        &scratch.sims[j],
+                        batch.task(row),
+                        batch.prompt_tokens(row),
+                        &mut scratch.pairs,
+                        q,
+                        c,
+                    );
+                }
+                r += take;
+            }
+        });
+        Ok(())
+    }
+
+    fn to_saved(&self) -> Result<SavedRouter> {
+        let (n, m, d) = (self.len(), self.pool.len(), self.dim);
+        let mut saved = SavedRouter::new(
+            RouterConfig::Knn(self.config.clone()),
+            self.pool.clone(),
+            self.embedding_model.clone(),
+            d,
+        )
+        .with_tensor(
+            "knn.embeddings",
+            Tensor::f32(&[n, d], self.embeddings.clone()),
+        )
+        .with_tensor("knn.scores", Tensor::f32(&[n, m], self.scores.clone()))
+        .with_tensor("knn.costs", Tensor::f32(&[n, m], self.costs.clone()))
+        .with_tensor(
+            "knn.output_tokens",
+            Tensor::f32(&[n, m], self.output_tokens.clone()),
+        )
+        .with_tensor("knn.tasks", Tensor::u32(&[n], self.tasks.clone()))
+        .with_tensor(
+            "knn.ood_quantiles",
+            Tensor::f32(&[OOD_QUANTILES], self.ood_quantiles.clone()),
+        );
+        saved.notes.insert(
+            "knn.tasks".into(),
+            serde_json::to_string(&self.task_names).expect("strings serialise to JSON"),
+        );
+        Ok(saved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::ModelCard;
+    use crate::rng::SplitMix64;
+    use crate::{Objective, QueryFeatures};
+
+    fn pool() -> ModelPool {
+        ModelPool::new(vec![
+            ModelCard::new("a", 1.0, 1.0),
+            ModelCard::new("b", 10.0, 10.0),
+        ])
+        .unwrap()
+    }
+
+    /// Four reference queries on the unit circle.
+    fn split() -> Split {
+        let e = vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, -1.0];
+        let scores = vec![1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0, 0.0];
+        let costs = vec![1e-4, 1e-3, 2e-4, 2e-3, 3e-4, 3e-3, 4e-4, 4e-3];
+        Split::from_arrays(pool(), e, 2, scores, costs).unwrap()
+    }
+
+    fn est(r: &KnnRouter, x: &[f32]) -> (Vec<f64>, Vec<f64>, Signals) {
+        let b = FeatureBatch::new(x, x.len()).unwrap();
+        let e = r.estimate_batch(&b).unwrap();
+        (
+            e.quality_row(0).to_vec(),
+            e.cost_row(0).to_vec(),
+            e.signals[0],
+        )
+    }
+
+    #[test]
+    fn weighted_mean_shrunk_to_prior() {
+        let s = split();
+        let cfg = KnnConfig {
+            k: 2,
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        // Query at 45° between rows 0 and 1: both at similarity 0.7071, equal weights.
+        let (q, c, sig) = est(&r, &[1.0, 1.0]);
+        assert!(
+            (q[0] - 0.5).abs() < 1e-6 && (q[1] - 0.5).abs() < 1e-6,
+            "{q:?}"
+        );
+        // Observed costs (arrays count as observed): weighted mean of the neighbours'.
+        assert!(
+            (c[0] - 1.5e-4).abs() < 1e-9 && (c[1] - 1.5e-3).abs() < 1e-9,
+            "{c:?}"
+        );
+        assert_eq!(sig.neighbours, Some(2));
+        // Shrinkage: β = 2·0.7071 pulls halfway toward the global means (0.375, 0.375).
+        let cfg = KnnConfig {
+            k: 2,
+            shrinkage: 2.0 * 0.5f64.sqrt(),
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        let (q, _, _) = est(&r, &[1.0, 1.0]);
+        assert!((q[0] - 0.4375).abs() < 1e-6, "{q:?}");
+        // Uniform weights over k = 1: exactly the nearest row.
+        let cfg = KnnConfig {
+            k: 1,
+            weighting: Weighting::Uniform,
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        let (q, _, _) = est(&r, &[0.1, -1.0]);
+        assert_eq!(q, vec![0.0, 0.0]);
+        let d = r
+            .route(
+                &QueryFeatures::new(vec![1.0, 0.1]).unwrap(),
+                &Objective::new(0.0),
+            )
+            .unwrap();
+        assert_eq!(d.model_id, "a");
+    }
+
+    #[test]
+    fn task_restriction_and_prior() {
+        let mut s = split();
+        let e = s.embeddings().to_vec();
+        let tasks = vec![
+            Some("x".to_string()),
+            Some("y".to_string()),
+            Some("x".to_string()),
+            None,
+        ];
+        s = Split::from_arrays(
+            pool(),
+            e.clone(),
+            2,
+            s.scores().to_vec(),
+            s.costs().to_vec(),
+        )
+        .unwrap();
+        let s = with_tasks(s, tasks.clone());
+        let cfg = KnnConfig {
+            k: 1,
+            same_task: true,
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        // Near row 1 (task y) but tagged x: only rows 0 and 2 are candidates, and row 0 is nearer.
+        let data = [0.1f32, 1.0];
+        let t = [Some("x".to_string())];
+        let b = FeatureBatch::new(&data, 2).unwrap().with_tasks(&t).unwrap();
+        assert_eq!(r.estimate_batch(&b).unwrap().quality_row(0), [1.0, 0.0]);
+        // Neighbours of zero weight (orthogonal) leave the prior.
+        let orth = [0.0f32, 1.0];
+        let bo = FeatureBatch::new(&orth, 2).unwrap().with_tasks(&t).unwrap();
+        assert_eq!(
+            r.estimate_batch(&bo).unwrap().quality_row(0),
+            [0.375, 0.375]
+        );
+        // Task prior with a huge shrinkage: the task means.
+        let cfg = KnnConfig {
+            k: 1,
+            shrinkage: 1e9,
+            prior: Prior::Task { strength: 0.0 },
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        let est = r.estimate_batch(&b).unwrap();
+        assert!((est.quality_row(0)[0] - 0.75).abs() < 1e-6);
+        // Unknown task: the global prior.
+        let t = [Some("zzz".to_string())];
+        let b = FeatureBatch::new(&data, 2).unwrap().with_tasks(&t).unwrap();
+        assert!((r.estimate_batch(&b).unwrap().quality_row(0)[0] - 0.375).abs() < 1e-6);
+    }
+
+    fn with_tasks(s: Split, tasks: Vec<Option<String>>) -> Split {
+        s.with_tasks(tasks).unwrap()
+    }
+
+    fn random_split(n: usize, dim: usize, seed: u64) -> Split {
+        let mut rng = SplitMix64::new(seed);
+        let e: Vec<f32> = (0..n * dim).map(|_| rng.normal() as f32).collect();
+        let scores: Vec<f64> = (0..n * 2).map(|_| rng.next_f64().round()).collect();
+        let costs: Vec<f64> = (0..n).flat_map(|_| [1e-5, 1e-4]).collect();
+        Split::from_arrays(pool(), e, dim, scores, costs).unwrap()
+    }
+
+    #[test]
+    fn invariant_to_row_order_and_batching() {
+        let s = random_split(300, 16, 1);
+        let cfg = KnnConfig {
+            k: 20,
+            shrinkage: 1.0,
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        let mut order: Vec<usize> = (0..300).collect();
+        SplitMix64::new(9).shuffle(&mut order);
+        let shuffled = KnnRouter::fit(&s.subset(&order, "train"), &cfg).unwrap();
+        let q = random_split(37, 16, 2);
+        let b = q.features().unwrap();
+        let (e1, e2) = (
+            r.estimate_batch(&b).unwrap(),
+            shuffled.estimate_batch(&b).unwrap(),
+        );
+        for (x, y) in e1.quality.iter().zip(&e2.quality) {
+            assert!((x - y).abs() < 1e-9);
+        }
+        for w in [0.0, 1e3, 1e4] {
+            let all = r.route_batch(&b, &Objective::new(w)).unwrap();
+            for i in 0..q.len() {
+                let f = QueryFeatures::new(b.row(i).to_vec()).unwrap();
+                assert_eq!(
+                    r.route(&f, &Objective::new(w)).unwrap().model,
+                    all[i] as usize
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ood_score_ranks_far_queries_high() {
+        let s = random_split(500, 8, 3);
+        let r = KnnRouter::fit(&s, &KnnConfig::default()).unwrap();
+        // A training query sits inside the distribution; a query far from all rows does not.
+        let (_, _, inside) = est(&r, &s.embeddings()[..8]);
+        assert!(inside.ood.unwrap() < 0.5, "{inside:?}");
+        let mut far = vec![0.0f32; 8];
+        // The direction least similar to the data's mean.
+        for row in s.embeddings().chunks_exact(8) {
+            for (f, v) in far.iter_mut().zip(row) {
+                *f -= v;
+            }
+        }
+        let (_, _, out) = est(&r, &far);
+        assert!(out.ood.unwrap() > inside.ood.unwrap());
+        assert!((0.0..=1.0).contains(&out.ood.unwrap()));
+    }
+
+    #[test]
+    fn save_load_and_corrupt_tensors() {
+        let s = random_split(200, 8, 4);
+        let s = with_tasks(
+            s,
+            (0..200)
+                .map(|i| (i % 3 != 0).then(|| format!("t{}", i % 3)))
+                .collect(),
+        );
+        let cfg = KnnConfig {
+            k: 7,
+            same_task: true,
+            prior: Prior::Task { strength: 2.0 },
+            shrinkage: 0.5,
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        let bytes = r.to_saved().unwrap().to_bytes().unwrap();
+        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
+        let q = random_split(20, 8, 5);
+        let q = with_tasks(q, (0..20).map(|i| Some(format!("t{}", i % 3))).collect());
+        let b = q.features().unwrap();
+        assert_eq!(
+            r.estimate_batch(&b).unwrap(),
+            loaded.estimate_batch(&b).unwrap()
+        );
+        assert_eq!(loaded.to_saved().unwrap().to_bytes().unwrap(), bytes);
+
+        let mut saved = r.to_saved().unwrap();
+        saved
+            .tensors
+            .insert("knn.scores".into(), Tensor::f32(&[200, 2], vec![2.0; 400]));
+        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("knn scores outside [0, 1]"), "{e}");
+        let mut saved = r.to_saved().unwrap();
+        saved
+            .tensors
+            .insert("knn.tasks".into(), Tensor::u32(&[200], vec![7; 200]));
+        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("task ids"), "{e}");
+        let mut saved = r.to_saved().unwrap();
+        saved.tensors.insert(
+            "knn.embeddings".into(),
+            Tensor::f32(&[200, 8], vec![3.0; 1600]),
+        );
+        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("not unit vectors"), "{e}");
+        let mut saved = r.to_saved().unwrap();
+        saved
+            .tensors
+            .insert("knn.costs".into(), Tensor::f32(&[199, 2], vec![0.0; 398]));
+        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("knn.costs has shape [199, 2], expected [200, 2]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(KnnConfig {
+            k: 0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(KnnConfig {
+            shrinkage: -1.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        let e = KnnConfig {
+            weighting: Weighting::Softmax { temperature: 0.0 },
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("weighting"), "{e}");
+        let json = r#"{"k": 5, "weighting": {"kind": "softmax", "temperature": 0.1}}"#;
+        let c: KnnConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(c.k, 5);
+        assert!(serde_json::from_str::<KnnConfig>(r#"{"kk": 5}"#).is_err());
+    }
+}
