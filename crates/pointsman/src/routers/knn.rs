@@ -587,7 +587,7 @@ impl KnnRouter {
         let output_tokens = saved.take_f32("knn.output_tokens", &[n, m])?;
         let tasks = saved.take_u32("knn.tasks", &[n])?;
         let ood = saved.take_f32("knn.ood_quantiles", &[OOD_QUANTILES])?;
-        if ood.windows(2).any(|w| !(w[0] <= w[1])) {
+        if ood.iter().any(|v| v.is_nan()) || ood.windows(2).any(|w| w[0] > w[1]) {
             return Err(Error::format(
                 "saved router",
                 "knn.ood_quantiles are not sorted",
