@@ -930,12 +930,9 @@ mod tests {
         }
         for w in [0.0, 1e3, 1e4] {
             let all = r.route_batch(&b, &Objective::new(w)).unwrap();
-            for i in 0..q.len() {
+            for (i, &m) in all.iter().enumerate() {
                 let f = QueryFeatures::new(b.row(i).to_vec()).unwrap();
-                assert_eq!(
-                    r.route(&f, &Objective::new(w)).unwrap().model,
-                    all[i] as usize
-                );
+                assert_eq!(r.route(&f, &Objective::new(w)).unwrap().model, m as usize);
             }
         }
     }
