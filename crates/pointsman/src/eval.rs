@@ -258,7 +258,7 @@ pub fn check_policy_name(name: &str, pool: &crate::ModelPool) -> Result<()> {
     match Baseline::from_name(name, 0) {
         Some(Baseline::Fixed { model }) => pool.index_of(&model).map(|_| ()),
         Some(_) => Ok(()),
-        None if name == "oracle" || name == "knn" => Ok(()),
+        None if ["oracle", "knn", "mf"].contains(&name) => Ok(()),
         None => Err(unknown_policy(name)),
     }
 }
@@ -287,6 +287,19 @@ pub fn policy_by_name(
     }
     if name == "knn" {
         let router = crate::routers::knn::KnnRouter::fit(train, &Default::default())?;
+        return Ok(Box::new(
+            RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
+        ));
+    }
+    #[cfg(feature = "train")]
+    if name == "mf" {
+        let router = crate::routers::mf::MfRouter::fit(
+            train,
+            &crate::routers::mf::MfConfig {
+                seed: options.seed,
+                ..Default::default()
+            },
+        )?;
         return Ok(Box::new(
             RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
         ));

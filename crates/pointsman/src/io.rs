@@ -54,6 +54,8 @@ pub enum RouterConfig {
     Baseline(Baseline),
     /// A kNN router.
     Knn(crate::routers::knn::KnnConfig),
+    /// A matrix-factorisation router.
+    Mf(crate::routers::mf::MfConfig),
 }
 
 /// The values of a tensor.
@@ -419,6 +421,9 @@ pub fn router_from_saved(saved: SavedRouter) -> Result<Arc<dyn Router>> {
     match saved.config.clone() {
         RouterConfig::Baseline(rule) => Ok(Arc::new(BaselineRouter::from_saved(rule, saved)?)),
         RouterConfig::Knn(config) => Ok(Arc::new(crate::routers::knn::KnnRouter::from_saved(
+            config, saved,
+        )?)),
+        RouterConfig::Mf(config) => Ok(Arc::new(crate::routers::mf::MfRouter::from_saved(
             config, saved,
         )?)),
     }

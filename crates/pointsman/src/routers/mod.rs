@@ -3,6 +3,8 @@
 //! - [`baseline`]: random, cheapest, best single model, a fixed model, and RouterBench's zero
 //!   router — the figures every learned router must beat.
 //! - [`knn`]: similarity-weighted scores of the nearest training queries, shrunk toward a prior.
+//! - [`mf`]: RouteLLM's matrix factorisation, generalised to N models.
 
 pub mod baseline;
 pub mod knn;
+pub mod mf;

@@ -1,0 +1,962 @@
+//! Matrix-factorisation router: RouteLLM's MF router generalised to N models.
+//!
+//! # Model
+//!
+//! ```text
+//! quality_m(q) = σ( wᵀ (v̂_m ⊙ P·e_q) + b_m )
+//! ```
+//!
+//! with `e_q` the query's L2-normalised embedding (`d` values), `P` a learned `k × d` projection,
+//! `v_m` a learned `k`-vector per model (`v̂_m = v_m / ‖v_m‖` when
+//! [`MfConfig::normalize_model_vectors`] is set, as RouteLLM does), `w` a learned `k`-vector and
+//! `b_m` a per-model bias.
+//!
+//! # Training
+//!
+//! With candle-nn's AdamW on binary cross-entropy (computed stably from the logits), from
+//! pointwise scores in [0, 1] (every model's score on every training query) and, when given,
+//! pairwise preference rows `(query, model a, model b, winner)` as in Chatbot Arena data, whose
+//! logit is `wᵀ((v̂_a − v̂_b) ⊙ P·e_q) + b_a − b_b`. A validation split carved from the training
+//! data stops training early and picks the best epoch; a fixed seed gives identical weights on
+//! every run (parameters are initialised by Pointsman's own seeded generator, minibatches are
+//! shuffled by it, and candle's CPU kernels reduce in a fixed order).
+//!
+//! # Routing
+//!
+//! Plain `f32` math, no candle: `h = P·e` (a `k × d` matrix–vector product), then `m` dot
+//! products with `u_m = w ⊙ v̂_m` precomputed at fit and load. Expected cost: a per-model linear
+//! fit `a_m + c_m · prompt_tokens` of the training data's observed costs where it has them, else
+//! the pool's price estimate.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::features::{inv_norm, FeatureBatch};
+use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::pool::ModelPool;
+use crate::router::{Estimates, Router, Signals};
+use crate::simd;
+
+/// Hyper-parameters of an [`MfRouter`] and of its training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfConfig {
+    /// Latent dimension `k`.
+    pub dim: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Training queries per minibatch.
+    pub batch_size: usize,
+    /// Upper bound on training epochs.
+    pub max_epochs: usize,
+    /// Epochs without a better validation loss before training stops.
+    pub patience: usize,
+    /// Share of the training queries held out for early stopping.
+    pub validation_fraction: f64,
+    /// Normalise each model vector to unit length, as RouteLLM does.
+    pub normalize_model_vectors: bool,
+    /// Seed of initialisation, validation split and minibatch order.
+    pub seed: u64,
+}
+
+impl Default for MfConfig {
+    fn default() -> Self {
+        MfConfig {
+            dim: 128,
+            learning_rate: 3e-3,
+            weight_decay: 1e-4,
+            batch_size: 64,
+            max_epochs: 100,
+            patience: 8,
+            validation_fraction: 0.1,
+            normalize_model_vectors: true,
+            seed: 0,
+        }
+    }
+}
+
+impl MfConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field out of range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.dim == 0 {
+            return bad("mf dim must be at least 1".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(format!(
+                "mf learning_rate {} is not positive",
+                self.learning_rate
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("mf weight_decay {} is negative", self.weight_decay));
+        }
+        if self.batch_size == 0 || self.max_epochs == 0 {
+            return bad("mf batch_size and max_epochs must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.validation_fraction) {
+            return bad(format!(
+                "mf validation_fraction {} outside [0, 1)",
+                self.validation_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A pairwise preference: on the query, `winner` says which of two models answered better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Winner {
+    /// Model a won.
+    ModelA,
+    /// Model b won.
+    ModelB,
+    /// A tie.
+    Tie,
+}
+
+/// Pairwise preference rows over a pool: query embeddings and, per row, the two models compared
+/// and the winner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preferences {
+    /// Query embeddings `[rows, dim]`, row-major.
+    pub embeddings: Vec<f32>,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Model a of each row (index in the pool).
+    pub model_a: Vec<u32>,
+    /// Model b of each row.
+    pub model_b: Vec<u32>,
+    /// The winner of each row.
+    pub winner: Vec<Winner>,
+}
+
+impl Preferences {
+    /// Checks shapes and indices against a pool.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shape`], [`Error::UnknownModel`], [`Error::InvalidFeatures`].
+    pub fn validate(&self, pool: &ModelPool) -> Result<()> {
+        let batch = FeatureBatch::new(&self.embeddings, self.dim)?;
+        let n = batch.rows();
+        if self.model_a.len() != n || self.model_b.len() != n || self.winner.len() != n {
+            return Err(Error::Shape(format!(
+                "{n} preference embeddings but {} / {} / {} models and winners",
+                self.model_a.len(),
+                self.model_b.len(),
+                self.winner.len()
+            )));
+        }
+        for (&a, &b) in self.model_a.iter().zip(&self.model_b) {
+            pool.check_index(a as usize)?;
+            pool.check_index(b as usize)?;
+            if a == b {
+                return Err(Error::InvalidInput(format!(
+                    "a preference compares model #{a} with itself"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The learned parameters, row-major.
+#[derive(Debug, Clone, PartialEq)]
+struct Params {
+    /// `[k, d]`.
+    projection: Vec<f32>,
+    /// `[m, k]`.
+    model_vectors: Vec<f32>,
+    /// `[k]`.
+    classifier: Vec<f32>,
+    /// `[m]`.
+    bias: Vec<f32>,
+}
+
+/// A fitted matrix-factorisation router. See the [module documentation](self).
+#[derive(Clone)]
+pub struct MfRouter {
+    config: MfConfig,
+    pool: ModelPool,
+    dim: usize,
+    embedding_model: Option<String>,
+    params: Params,
+    /// `u_m = w ⊙ v̂_m`, `[m, k]`.
+    fused: Vec<f32>,
+    /// Per-model linear cost fit `(intercept, per prompt token)`, where observed costs exist.
+    cost_fit: Vec<Option<(f64, f64)>>,
+    /// What training did: epochs run, best epoch, losses.
+    report: TrainReport,
+}
+
+impl std::fmt::Debug for MfRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfRouter")
+            .field("config", &self.config)
+            .field("models", &self.pool.ids().collect::<Vec<_>>())
+            .field("dim", &self.dim)
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Epochs run.
+    pub epochs: usize,
+    /// The epoch whose weights were kept (1-based).
+    pub best_epoch: usize,
+    /// Validation loss at the best epoch (training loss when nothing was held out).
+    pub best_loss: f64,
+    /// Seconds spent training.
+    pub seconds: f64,
+}
+
+impl MfRouter {
+    /// The configuration.
+    pub fn config(&self) -> &MfConfig {
+        &self.config
+    }
+
+    /// What training did.
+    pub fn train_report(&self) -> &TrainReport {
+        &self.report
+    }
+
+    fn assemble(
+        config: MfConfig,
+        pool: ModelPool,
+        embedding_model: Option<String>,
+        dim: usize,
+        params: Params,
+        cost_fit: Vec<Option<(f64, f64)>>,
+        report: TrainReport,
+    ) -> MfRouter {
+        let (m, k) = (pool.len(), config.dim);
+        let mut fused = vec![0.0f32; m * k];
+        for j in 0..m {
+            let v = &params.model_vectors[j * k..(j + 1) * k];
+            let scale = if config.normalize_model_vectors {
+                let n2: f32 = v.iter().map(|x| x * x).sum();
+                if n2 > 0.0 {
+                    inv_norm(v)
+                } else {
+                    0.0
+                }
+            } else {
+                1.0
+            };
+            for t in 0..k {
+                fused[j * k + t] = params.classifier[t] * v[t] * scale;
+            }
+        }
+        MfRouter {
+            config,
+            pool,
+            dim,
+            embedding_model,
+            params,
+            fused,
+            cost_fit,
+            report,
+        }
+    }
+
+    /// Rebuilds an MF router from its saved form.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] for missing or misshapen tensors or non-finite weights.
+    pub fn from_saved(config: MfConfig, mut saved: SavedRouter) -> Result<MfRouter> {
+        config
+            .validate()
+            .map_err(|e| Error::format("saved router", e.to_string()))?;
+        let (m, k, d) = (saved.pool.len(), config.dim, saved.dim);
+        let params = Params {
+            projection: saved.take_f32("mf.projection", &[k, d])?,
+            model_vectors: saved.take_f32("mf.model_vectors", &[m, k])?,
+            classifier: saved.take_f32("mf.classifier", &[k])?,
+            bias: saved.take_f32("mf.bias", &[m])?,
+        };
+        let fits = saved.take_f64("mf.cost_fit", &[m, 3])?;
+        let all = [
+            &params.projection,
+            &params.model_vectors,
+            &params.classifier,
+            &params.bias,
+        ];
+        if all.iter().any(|v| v.iter().any(|x| !x.is_finite()))
+            || fits.iter().any(|x| !x.is_finite())
+        {
+            return Err(Error::format("saved router", "mf weights are not finite"));
+        }
+        let cost_fit = fits
+            .chunks_exact(3)
+            .map(|f| (f[0] != 0.0).then_some((f[1], f[2])))
+            .collect();
+        let report = saved
+            .notes
+            .get("mf.train_report")
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        Ok(MfRouter::assemble(
+            config,
+            saved.pool,
+            saved.embedding_model,
+            d,
+            params,
+            cost_fit,
+            report,
+        ))
+    }
+}
+
+/// Least-squares `cost ≈ a + c · tokens` per model over the observed costs, with `c ≥ 0` and the
+/// fit never below zero on the data; `None` for models without observed costs.
+fn fit_costs(train: &Split) -> Vec<Option<(f64, f64)>> {
+    let m = train.pool().len();
+    (0..m)
+        .map(|j| {
+            let pts: Vec<(f64, f64)> = (0..train.len())
+                .filter(|&r| train.cost_observed()[r * m + j])
+                .map(|r| (train.prompt_tokens()[r], train.cost(r, j)))
+                .collect();
+            if pts.is_empty() {
+                return None;
+            }
+            let n = pts.len() as f64;
+            let (mx, my) = (
+                pts.iter().map(|p| p.0).sum::<f64>() / n,
+                pts.iter().map(|p| p.1).sum::<f64>() / n,
+            );
+            let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+            let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+            let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+            let intercept = (my - slope * mx).max(0.0);
+            Some((intercept, slope))
+        })
+        .collect()
+}
+
+impl Router for MfRouter {
+    fn kind(&self) -> &'static str {
+        "mf"
+    }
+
+    fn models(&self) -> &ModelPool {
+        &self.pool
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embedding_model(&self) -> Option<&str> {
+        self.embedding_model.as_deref()
+    }
+
+    fn estimate(&self, batch: &FeatureBatch<'_>, out: &mut Estimates) -> Result<()> {
+        let (m, k) = (self.pool.len(), self.config.dim);
+        let mut h = [0.0f32; 512];
+        let mut heap;
+        let h: &mut [f32] = if k <= h.len() {
+            &mut h[..k]
+        } else {
+            heap = vec![0.0f32; k];
+            &mut heap
+        };
+        for r in 0..batch.rows() {
+            let x = batch.row(r);
+            // P·e with e = x / ‖x‖: project the raw row, then scale.
+            simd::dot_rows(&self.params.projection, x, h);
+            let inv = inv_norm(x);
+            for v in h.iter_mut() {
+                *v *= inv;
+            }
+            let tokens = batch.prompt_tokens(r);
+            let (q, c) = out.row_mut(r);
+            for j in 0..m {
+                let logit = simd::dot(&self.fused[j * k..(j + 1) * k], h) + self.params.bias[j];
+                q[j] = 1.0 / (1.0 + (-f64::from(logit)).exp());
+                c[j] = match self.cost_fit[j] {
+                    Some((a, b)) => a + b * tokens.unwrap_or(0.0),
+                    None => self.pool.estimate_cost(j, tokens),
+                };
+            }
+            out.signals[r] = Signals::default();
+        }
+        Ok(())
+    }
+
+    fn to_saved(&self) -> Result<SavedRouter> {
+        let (m, k, d) = (self.pool.len(), self.config.dim, self.dim);
+        let fits: Vec<f64> = self
+            .cost_fit
+            .iter()
+            .flat_map(|f| match f {
+                Some((a, b)) => [1.0, *a, *b],
+                None => [0.0, 0.0, 0.0],
+            })
+            .collect();
+        let mut saved = SavedRouter::new(
+            RouterConfig::Mf(self.config.clone()),
+            self.pool.clone(),
+            self.embedding_model.clone(),
+            d,
+        )
+        .with_tensor(
+            "mf.projection",
+            Tensor::f32(&[k, d], self.params.projection.clone()),
+        )
+        .with_tensor(
+            "mf.model_vectors",
+            Tensor::f32(&[m, k], self.params.model_vectors.clone()),
+        )
+        .with_tensor(
+            "mf.classifier",
+            Tensor::f32(&[k], self.params.classifier.clone()),
+        )
+        .with_tensor("mf.bias", Tensor::f32(&[m], self.params.bias.clone()))
+        .with_tensor("mf.cost_fit", Tensor::f64(&[m, 3], fits));
+        saved.notes.insert(
+            "mf.train_report".into(),
+            serde_json::to_string(&self.report).expect("reports serialise to JSON"),
+        );
+        Ok(saved)
+    }
+}
+
+#[cfg(feature = "train")]
+mod train {
+    //! Training with candle-nn.
+
+    use candle_core::{DType, Device, Tensor as CTensor, Var, D};
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn backend(e: candle_core::Error) -> Error {
+        Error::Backend(e.to_string())
+    }
+
+    /// Stable binary cross-entropy with logits: `max(x, 0) − x·y + log(1 + e^(−|x|))`, averaged.
+    fn bce_with_logits(x: &CTensor, y: &CTensor) -> candle_core::Result<CTensor> {
+        let loss = ((x.relu()? - (x * y)?)? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+        loss.mean_all()
+    }
+
+    struct Model {
+        projection: Var,
+        model_vectors: Var,
+        classifier: Var,
+        bias: Var,
+        normalize: bool,
+    }
+
+    impl Model {
+        fn init(
+            d: usize,
+            m: usize,
+            k: usize,
+            normalize: bool,
+            rng: &mut SplitMix64,
+            dev: &Device,
+        ) -> candle_core::Result<Model> {
+            let p: Vec<f32> = (0..k * d)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) / (d as f64).sqrt()) as f32)
+                .collect();
+            let v: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
+            let w: Vec<f32> = (0..k)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) / (k as f64).sqrt()) as f32)
+                .collect();
+            Ok(Model {
+                projection: Var::from_tensor(&CTensor::from_vec(p, (k, d), dev)?)?,
+                model_vectors: Var::from_tensor(&CTensor::from_vec(v, (m, k), dev)?)?,
+                classifier: Var::from_tensor(&CTensor::from_vec(w, (1, k), dev)?)?,
+                bias: Var::from_tensor(&CTensor::zeros((1, m), DType::F32, dev)?)?,
+                normalize,
+            })
+        }
+
+        fn vars(&self) -> Vec<Var> {
+            vec![
+                self.projection.clone(),
+                self.model_vectors.clone(),
+                self.classifier.clone(),
+                self.bias.clone(),
+            ]
+        }
+
+        fn unit_models(&self) -> candle_core::Result<CTensor> {
+            let v = self.model_vectors.as_tensor();
+            if self.normalize {
+                let norm = (v.sqr()?.sum_keepdim(1)? + 1e-12)?.sqrt()?;
+                v.broadcast_div(&norm)
+            } else {
+                Ok(v.clone())
+            }
+        }
+
+        /// Logits `[rows, m]` of every model on a batch `[rows, d]`.
+        fn logits(&self, x: &CTensor) -> candle_core::Result<CTensor> {
+            let h = x.matmul(&self.projection.as_tensor().t()?)?; // [rows, k]
+            let u = self
+                .unit_models()?
+                .broadcast_mul(self.classifier.as_tensor())?; // [m, k]
+            h.matmul(&u.t()?)?.broadcast_add(self.bias.as_tensor())
+        }
+
+        /// Logits of "a beats b" for preference rows.
+        fn pair_logits(
+            &self,
+            x: &CTensor,
+            a: &CTensor,
+            b: &CTensor,
+        ) -> candle_core::Result<CTensor> {
+            let h = x.matmul(&self.projection.as_tensor().t()?)?; // [rows, k]
+            let v = self.unit_models()?;
+            let diff = (v.index_select(a, 0)? - v.index_select(b, 0)?)?; // [rows, k]
+            let z = (h * diff)?
+                .broadcast_mul(self.classifier.as_tensor())?
+                .sum(D::Minus1)?;
+            let bias = self.bias.as_tensor().squeeze(0)?;
+            z + (bias.index_select(a, 0)? - bias.index_select(b, 0)?)?
+        }
+
+        fn snapshot(&self) -> candle_core::Result<Params> {
+            Ok(Params {
+                projection: self.projection.as_tensor().flatten_all()?.to_vec1()?,
+                model_vectors: self.model_vectors.as_tensor().flatten_all()?.to_vec1()?,
+                classifier: self.classifier.as_tensor().flatten_all()?.to_vec1()?,
+                bias: self.bias.as_tensor().flatten_all()?.to_vec1()?,
+            })
+        }
+    }
+
+    /// The training examples of one kind, split into train and validation rows.
+    struct Rows {
+        train: Vec<usize>,
+        val: Vec<usize>,
+    }
+
+    fn split_rows(n: usize, fraction: f64, rng: &mut SplitMix64) -> Rows {
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        let nv = if n >= 10 {
+            ((n as f64) * fraction).round() as usize
+        } else {
+            0
+        };
+        Rows {
+            val: order[..nv].to_vec(),
+            train: order[nv..].to_vec(),
+        }
+    }
+
+    fn gather_f32(src: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+        rows.iter()
+            .flat_map(|&r| src[r * width..(r + 1) * width].iter().copied())
+            .collect()
+    }
+
+    impl MfRouter {
+        /// Trains an MF router on pointwise scores.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Config`] for an invalid config; [`Error::InvalidInput`] for an empty split or
+        /// one without embeddings; [`Error::Backend`] if candle fails.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// use pointsman::data::Split;
+        /// use pointsman::routers::mf::{MfConfig, MfRouter};
+        /// use pointsman::{ModelCard, ModelPool, Objective, QueryFeatures, Router};
+        /// let pool = ModelPool::new(vec![ModelCard::new("a", 0.1, 0.1), ModelCard::new("b", 1.0, 1.0)])?;
+        /// // Model a is right on queries along the first axis, b along the second.
+        /// let mut emb = Vec::new();
+        /// let mut scores = Vec::new();
+        /// for i in 0..200 {
+        ///     let t = i as f32 / 200.0;
+        ///     emb.extend_from_slice(&[1.0 - t, t]);
+        ///     scores.extend_from_slice(&[if t < 0.5 { 1.0 } else { 0.0 }, if t < 0.5 { 0.0 } else { 1.0 }]);
+        /// }
+        /// let train = Split::from_arrays(pool, emb, 2, scores, vec![1e-5; 400])?;
+        /// let config = MfConfig { dim: 8, max_epochs: 60, ..Default::default() };
+        /// let router = MfRouter::fit(&train, &config)?;
+        /// let d = router.route(&QueryFeatures::new(vec![0.1, 0.9])?, &Objective::new(0.0))?;
+        /// assert_eq!(d.model_id, "b");
+        /// # Ok::<(), pointsman::Error>(())
+        /// ```
+        pub fn fit(train: &Split, config: &MfConfig) -> Result<MfRouter> {
+            MfRouter::fit_with_preferences(train, None, config)
+        }
+
+        /// Trains an MF router on pointwise scores and, when given, pairwise preferences over
+        /// the same pool. Pass an empty split (`train.len() == 0`, with the pool and dimension
+        /// set) to train on preferences alone.
+        ///
+        /// # Errors
+        ///
+        /// As [`MfRouter::fit`]; [`Error::DimensionMismatch`] when the preferences' dimension
+        /// differs from the split's; the errors of [`Preferences::validate`].
+        pub fn fit_with_preferences(
+            train: &Split,
+            prefs: Option<&Preferences>,
+            config: &MfConfig,
+        ) -> Result<MfRouter> {
+            config.validate()?;
+            let started = std::time::Instant::now();
+            let pool = train.pool().clone();
+            let (m, k) = (pool.len(), config.dim);
+            let d = match (train.is_empty(), prefs) {
+                (false, _) => {
+                    train.features()?;
+                    train.dim()
+                }
+                (true, Some(p)) => p.dim,
+                (true, None) => {
+                    return Err(Error::InvalidInput(format!(
+                        "cannot fit an mf router on the empty {} split",
+                        train.name()
+                    )))
+                }
+            };
+            if let Some(p) = prefs {
+                p.validate(&pool)?;
+                if p.dim != d {
+                    return Err(Error::DimensionMismatch {
+                        expected: d,
+                        got: p.dim,
+                    });
+                }
+            }
+            let dev = Device::Cpu;
+            let mut rng = SplitMix64::new(config.seed);
+            let model = Model::init(d, m, k, config.normalize_model_vectors, &mut rng, &dev)
+                .map_err(backend)?;
+            let point_rows = split_rows(train.len(), config.validation_fraction, &mut rng);
+            let np = prefs.map_or(0, |p| p.winner.len());
+            let pair_rows = split_rows(np, config.validation_fraction, &mut rng);
+            let scores: Vec<f32> = train.scores().iter().map(|&s| s as f32).collect();
+            let pair_emb: Vec<f32> = prefs
+                .map(|p| {
+                    let mut e = p.embeddings.clone();
+                    for row in e.chunks_exact_mut(d) {
+                        let inv = inv_norm(row);
+                        row.iter_mut().for_each(|v| *v *= inv);
+                    }
+                    e
+                })
+                .unwrap_or_default();
+            let mut opt = AdamW::new(
+                model.vars(),
+                ParamsAdamW {
+                    lr: config.learning_rate,
+                    weight_decay: config.weight_decay,
+                    ..Default::default()
+                },
+            )
+            .map_err(backend)?;
+
+            let point_batch = |rows: &[usize]| -> candle_core::Result<(CTensor, CTensor)> {
+                let x = CTensor::from_vec(
+                    gather_f32(train.embeddings(), d, rows),
+                    (rows.len(), d),
+                    &dev,
+                )?;
+                let y = CTensor::from_vec(gather_f32(&scores, m, rows), (rows.len(), m), &dev)?;
+                Ok((x, y))
+            };
+            let pair_batch =
+                |rows: &[usize]| -> candle_core::Result<(CTensor, CTensor, CTensor, CTensor)> {
+                    let p = prefs.expect("pair rows exist only with preferences");
+                    let x =
+                        CTensor::from_vec(gather_f32(&pair_emb, d, rows), (rows.len(), d), &dev)?;
+                    let a = CTensor::from_vec(
+                        rows.iter().map(|&r| p.model_a[r]).collect::<Vec<u32>>(),
+                        rows.len(),
+                        &dev,
+                    )?;
+                    let b = CTensor::from_vec(
+                        rows.iter().map(|&r| p.model_b[r]).collect::<Vec<u32>>(),
+                        rows.len(),
+                        &dev,
+                    )?;
+                    let y: Vec<f32> = rows
+                        .iter()
+                        .map(|&r| match p.winner[r] {
+                            Winner::ModelA => 1.0,
+                            Winner::ModelB => 0.0,
+                            Winner::Tie => 0.5,
+                        })
+                        .collect();
+                    Ok((x, a, b, CTensor::from_vec(y, rows.len(), &dev)?))
+                };
+            // Validation loss: mean over pointwise and pairwise validation rows (or the training
+            // rows when nothing is held out).
+            let eval_loss = |model: &Model| -> candle_core::Result<f64> {
+                let (pts, pairs) = if point_rows.val.is_empty() && pair_rows.val.is_empty() {
+                    (&point_rows.train, &pair_rows.train)
+                } else {
+                    (&point_rows.val, &pair_rows.val)
+                };
+                let mut total = 0.0;
+                let mut count = 0.0;
+                for chunk in pts.chunks(1024) {
+                    let (x, y) = point_batch(chunk)?;
+                    let l = bce_with_logits(&model.logits(&x)?, &y)?.to_scalar::<f32>()?;
+                    total += f64::from(l) * chunk.len() as f64;
+                    count += chunk.len() as f64;
+                }
+                for chunk in pairs.chunks(1024) {
+                    let (x, a, b, y) = pair_batch(chunk)?;
+                    let l =
+                        bce_with_logits(&model.pair_logits(&x, &a, &b)?, &y)?.to_scalar::<f32>()?;
+                    total += f64::from(l) * chunk.len() as f64;
+                    count += chunk.len() as f64;
+                }
+                Ok(total / count.max(1.0))
+            };
+
+            let mut best = (f64::INFINITY, 0usize, model.snapshot().map_err(backend)?);
+            let mut epochs = 0;
+            let (mut pt, mut pr) = (point_rows.train.clone(), pair_rows.train.clone());
+            for epoch in 1..=config.max_epochs {
+                epochs = epoch;
+                rng.shuffle(&mut pt);
+                rng.shuffle(&mut pr);
+                let steps = pt
+                    .len()
+                    .div_ceil(config.batch_size)
+                    .max(pr.len().div_ceil(config.batch_size));
+                for s in 0..steps {
+                    let slice = |v: &[usize]| -> Vec<usize> {
+                        let a = (s * config.batch_size).min(v.len());
+                        let b = ((s + 1) * config.batch_size).min(v.len());
+                        v[a..b].to_vec()
+                    };
+                    let (bp, bq) = (slice(&pt), slice(&pr));
+                    let mut loss: Option<CTensor> = None;
+                    if !bp.is_empty() {
+                        let (x, y) = point_batch(&bp).map_err(backend)?;
+                        loss = Some(
+                            bce_with_logits(&model.logits(&x).map_err(backend)?, &y)
+                                .map_err(backend)?,
+                        );
+                    }
+                    if !bq.is_empty() {
+                        let (x, a, b, y) = pair_batch(&bq).map_err(backend)?;
+                        let l =
+                            bce_with_logits(&model.pair_logits(&x, &a, &b).map_err(backend)?, &y)
+                                .map_err(backend)?;
+                        loss = Some(match loss {
+                            Some(p) => (p + l).map_err(backend)?,
+                            None => l,
+                        });
+                    }
+                    if let Some(loss) = loss {
+                        opt.backward_step(&loss).map_err(backend)?;
+                    }
+                }
+                let val = eval_loss(&model).map_err(backend)?;
+                if !val.is_finite() {
+                    return Err(Error::Backend(format!(
+                        "mf training diverged at epoch {epoch} (loss {val})"
+                    )));
+                }
+                if val < best.0 {
+                    best = (val, epoch, model.snapshot().map_err(backend)?);
+                } else if epoch - best.1 >= config.patience {
+                    break;
+                }
+            }
+            let (best_loss, best_epoch, params) = best;
+            tracing::debug!(
+                "mf: {epochs} epochs, best {best_epoch} (validation loss {best_loss:.4})"
+            );
+            Ok(MfRouter::assemble(
+                config.clone(),
+                pool,
+                train.embedding_model().map(str::to_string),
+                d,
+                params,
+                fit_costs(train),
+                TrainReport {
+                    epochs,
+                    best_epoch,
+                    best_loss,
+                    seconds: started.elapsed().as_secs_f64(),
+                },
+            ))
+        }
+    }
+}
+
+#[cfg(all(test, feature = "train"))]
+mod tests {
+    use super::*;
+    use crate::pool::ModelCard;
+    use crate::rng::SplitMix64;
+    use crate::{Objective, QueryFeatures};
+
+    /// Three models; model j is right when the query points along axis j.
+    fn data(n: usize, seed: u64) -> Split {
+        let pool = ModelPool::new(vec![
+            ModelCard::new("a", 0.1, 0.1),
+            ModelCard::new("b", 1.0, 1.0),
+            ModelCard::new("c", 5.0, 5.0),
+        ])
+        .unwrap();
+        let mut rng = SplitMix64::new(seed);
+        let (mut e, mut s) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let axis = rng.below(3);
+            let mut v = [0.0f32; 6];
+            for x in v.iter_mut() {
+                *x = rng.normal() as f32 * 0.2;
+            }
+            v[axis] += 1.0;
+            e.extend_from_slice(&v);
+            for j in 0..3 {
+                s.push(f64::from(u8::from(j == axis)));
+            }
+        }
+        let costs: Vec<f64> = (0..n).flat_map(|_| [1e-5, 1e-4, 5e-4]).collect();
+        Split::from_arrays(pool, e, 6, s, costs).unwrap()
+    }
+
+    fn config() -> MfConfig {
+        MfConfig {
+            dim: 8,
+            max_epochs: 40,
+            learning_rate: 1e-2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn learns_and_is_deterministic() {
+        let train = data(600, 1);
+        let r1 = MfRouter::fit(&train, &config()).unwrap();
+        let r2 = MfRouter::fit(&train, &config()).unwrap();
+        assert_eq!(r1.params, r2.params, "same seed, same weights");
+        let r3 = MfRouter::fit(
+            &train,
+            &MfConfig {
+                seed: 9,
+                ..config()
+            },
+        )
+        .unwrap();
+        assert_ne!(r1.params, r3.params);
+        let test = data(300, 2);
+        let choices = r1
+            .route_batch(&test.features().unwrap(), &Objective::new(0.0))
+            .unwrap();
+        let right = choices
+            .iter()
+            .enumerate()
+            .filter(|(r, &m)| test.score(*r, m as usize) == 1.0)
+            .count();
+        assert!(right > 270, "{right}/300");
+        assert!(r1.train_report().best_epoch >= 1);
+        // Observed costs (arrays count as observed) are fitted per model.
+        let d = r1
+            .route(
+                &QueryFeatures::new(vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap(),
+                &Objective::new(0.0),
+            )
+            .unwrap();
+        assert_eq!(d.model_id, "a");
+        assert!((d.cost - 1e-5).abs() < 1e-9, "{}", d.cost);
+    }
+
+    #[test]
+    fn trains_from_preferences_alone() {
+        let pointwise = data(600, 3);
+        let (mut e, mut a, mut b, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut rng = SplitMix64::new(4);
+        for r in 0..pointwise.len() {
+            let (x, y) = (rng.below(3), rng.below(3));
+            if x == y {
+                continue;
+            }
+            e.extend_from_slice(&pointwise.embeddings()[r * 6..(r + 1) * 6]);
+            a.push(x as u32);
+            b.push(y as u32);
+            let (sx, sy) = (pointwise.score(r, x), pointwise.score(r, y));
+            w.push(if sx > sy {
+                Winner::ModelA
+            } else if sy > sx {
+                Winner::ModelB
+            } else {
+                Winner::Tie
+            });
+        }
+        let prefs = Preferences {
+            embeddings: e,
+            dim: 6,
+            model_a: a,
+            model_b: b,
+            winner: w,
+        };
+        let empty = pointwise.subset(&[], "train");
+        let r = MfRouter::fit_with_preferences(&empty, Some(&prefs), &config()).unwrap();
+        let test = data(300, 5);
+        let choices = r
+            .route_batch(&test.features().unwrap(), &Objective::new(0.0))
+            .unwrap();
+        let right = choices
+            .iter()
+            .enumerate()
+            .filter(|(r, &m)| test.score(*r, m as usize) == 1.0)
+            .count();
+        assert!(right > 240, "{right}/300");
+        let mut bad = prefs.clone();
+        bad.model_b[0] = 7;
+        assert!(MfRouter::fit_with_preferences(&empty, Some(&bad), &config()).is_err());
+        let mut bad = prefs.clone();
+        bad.winner.pop();
+        assert!(MfRouter::fit_with_preferences(&empty, Some(&bad), &config()).is_err());
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let train = data(300, 6);
+        let r = MfRouter::fit(&train, &config()).unwrap();
+        let bytes = r.to_saved().unwrap().to_bytes().unwrap();
+        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
+        let b = train.features().unwrap();
+        assert_eq!(
+            r.estimate_batch(&b).unwrap(),
+            loaded.estimate_batch(&b).unwrap()
+        );
+        assert_eq!(loaded.to_saved().unwrap().to_bytes().unwrap(), bytes);
+        let mut saved = r.to_saved().unwrap();
+        saved
+            .tensors
+            .insert("mf.bias".into(), Tensor::f32(&[3], vec![f32::NAN; 3]));
+        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("not finite"), "{e}");
+        assert!(MfConfig { dim: 0, ..config() }.validate().is_err());
+        assert!(MfConfig {
+            validation_fraction: 1.0,
+            ..config()
+        }
+        .validate()
+        .is_err());
+    }
+}
