@@ -157,7 +157,7 @@ impl<'a> FeatureBatch<'a> {
         if dim == 0 {
             return Err(Error::Shape("embedding dimension must be positive".into()));
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(Error::Shape(format!(
                 "{} values do not make rows of {dim}",
                 data.len()

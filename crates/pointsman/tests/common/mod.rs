@@ -28,3 +28,6 @@ pub fn data_dir() -> Option<PathBuf> {
 pub fn stats(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap()
 }
+
+mod vectors;
+pub use vectors::*;

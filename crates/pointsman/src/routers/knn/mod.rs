@@ -47,6 +47,8 @@ use crate::pool::ModelPool;
 use crate::router::{Estimates, Router, Signals};
 use crate::simd;
 
+pub mod hnsw;
+
 /// How a neighbour's similarity becomes its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -103,6 +105,45 @@ pub enum Prior {
     },
 }
 
+/// How neighbours are found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Index {
+    /// Exact search: scan every reference query.
+    Exact,
+    /// Approximate search with an HNSW graph ([`hnsw`]), for reference sets too large to scan.
+    Hnsw(hnsw::HnswConfig),
+    /// Exact search up to `threshold` reference queries, HNSW above.
+    Auto {
+        /// The largest reference set searched exactly.
+        threshold: usize,
+        /// The HNSW settings above the threshold.
+        hnsw: hnsw::HnswConfig,
+    },
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        // An exact scan of 50k × 384 floats takes about 2 ms on one core; beyond that the graph
+        // pays for itself on real embeddings.
+        Index::Auto {
+            threshold: 50_000,
+            hnsw: hnsw::HnswConfig::default(),
+        }
+    }
+}
+
+impl Index {
+    /// The HNSW settings to use for `n` reference queries, `None` for exact search.
+    fn hnsw_for(&self, n: usize) -> Option<&hnsw::HnswConfig> {
+        match self {
+            Index::Exact => None,
+            Index::Hnsw(c) => Some(c),
+            Index::Auto { threshold, hnsw } => (n > *threshold).then_some(hnsw),
+        }
+    }
+}
+
 /// Hyper-parameters of a [`KnnRouter`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -120,6 +161,8 @@ pub struct KnnConfig {
     pub same_task: bool,
     /// Neighbours behind the out-of-distribution score.
     pub ood_neighbours: usize,
+    /// Exact or approximate search.
+    pub index: Index,
 }
 
 impl Default for KnnConfig {
@@ -131,6 +174,7 @@ impl Default for KnnConfig {
             prior: Prior::Global,
             same_task: false,
             ood_neighbours: 10,
+            index: Index::default(),
         }
     }
 }
@@ -155,6 +199,10 @@ impl KnnConfig {
                 "knn shrinkage {} is not a non-negative number",
                 self.shrinkage
             )));
+        }
+        if let Some(h) = self.index.hnsw_for(usize::MAX) {
+            h.validate()
+                .map_err(|e| Error::Config(format!("knn index: {e}")))?;
         }
         if let Prior::Task { strength } = self.prior {
             if !strength.is_finite() || strength < 0.0 {
@@ -198,6 +246,8 @@ pub struct KnnRouter {
     any_output_tokens: Vec<bool>,
     /// Sorted quantiles of the training queries' leave-one-out neighbourhood similarity.
     ood_quantiles: Vec<f32>,
+    /// The approximate index, when the config asks for one.
+    graph: Option<std::sync::Arc<hnsw::Hnsw>>,
 }
 
 impl std::fmt::Debug for KnnRouter {
@@ -216,6 +266,8 @@ struct Scratch {
     sims: [Vec<f32>; 4],
     pairs: Vec<(f32, u32)>,
     query: [Vec<f32>; 4],
+    graph: hnsw::SearchScratch,
+    found: Vec<(u32, f32)>,
 }
 
 thread_local! {
@@ -223,6 +275,8 @@ thread_local! {
         sims: Default::default(),
         pairs: Vec::new(),
         query: Default::default(),
+        graph: hnsw::SearchScratch::default(),
+        found: Vec::new(),
     });
 }
 
@@ -285,9 +339,23 @@ impl KnnRouter {
             order.iter().map(|&r| task_of(r)).collect(),
             names,
             Vec::new(),
+            None,
         )?;
+        router.build_graph()?;
         router.ood_quantiles = router.leave_one_out_quantiles();
         Ok(router)
+    }
+
+    /// Builds the HNSW graph when the config asks for one.
+    fn build_graph(&mut self) -> Result<()> {
+        self.graph = match self.config.index.hnsw_for(self.len()) {
+            Some(c) => Some(std::sync::Arc::new(
+                hnsw::Hnsw::try_build(&self.embeddings, self.dim, c)
+                    .map_err(|e| Error::Config(format!("knn index: {e}")))?,
+            )),
+            None => None,
+        };
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -303,6 +371,7 @@ impl KnnRouter {
         tasks: Vec<u32>,
         task_names: Vec<String>,
         ood_quantiles: Vec<f32>,
+        graph: Option<std::sync::Arc<hnsw::Hnsw>>,
     ) -> Result<KnnRouter> {
         let n = tasks.len();
         let m = pool.len();
@@ -403,6 +472,7 @@ impl KnnRouter {
             global_prior,
             task_prior,
             ood_quantiles,
+            graph,
         })
     }
 
@@ -441,8 +511,16 @@ impl KnnRouter {
             self.tasks.clone(),
             self.task_names.clone(),
             self.ood_quantiles.clone(),
+            None,
         )?;
-        if config.ood_neighbours != self.config.ood_neighbours {
+        if config.index.hnsw_for(self.len()) == self.config.index.hnsw_for(self.len()) {
+            r.graph = self.graph.clone();
+        } else {
+            r.build_graph()?;
+        }
+        if config.ood_neighbours != self.config.ood_neighbours
+            || r.graph.is_some() != self.graph.is_some()
+        {
             r.ood_quantiles = r.leave_one_out_quantiles();
         }
         Ok(r)
@@ -457,18 +535,37 @@ impl KnnRouter {
         use rayon::prelude::*;
         let n = self.len();
         let k = self.config.ood_neighbours.min(n.saturating_sub(1)).max(1);
-        let mut vals: Vec<f32> = (0..n)
-            .into_par_iter()
-            .map_init(
-                || (vec![0.0f32; n], Vec::new()),
-                |(sims, pairs), i| {
-                    simd::dot_rows(&self.embeddings, self.row(i), sims);
-                    sims[i] = f32::NEG_INFINITY;
-                    top_k(sims, 0, k, pairs);
-                    pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32
-                },
-            )
-            .collect();
+        let mut vals: Vec<f32> = match &self.graph {
+            None => (0..n)
+                .into_par_iter()
+                .map_init(
+                    || (vec![0.0f32; n], Vec::new()),
+                    |(sims, pairs), i| {
+                        simd::dot_rows(&self.embeddings, self.row(i), sims);
+                        sims[i] = f32::NEG_INFINITY;
+                        top_k(sims, 0, k, pairs);
+                        pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32
+                    },
+                )
+                .collect(),
+            Some(g) => (0..n)
+                .into_par_iter()
+                .map_init(
+                    || (hnsw::SearchScratch::new(n), Vec::new()),
+                    |(scratch, found), i| {
+                        let ef = g.config().ef_search.max(k + 1);
+                        g.search(&self.embeddings, self.row(i), k + 1, ef, scratch, found);
+                        let sims: Vec<f32> = found
+                            .iter()
+                            .filter(|f| f.0 as usize != i)
+                            .map(|f| f.1)
+                            .take(k)
+                            .collect();
+                        sims.iter().sum::<f32>() / sims.len().max(1) as f32
+                    },
+                )
+                .collect(),
+        };
         vals.sort_by(f32::total_cmp);
         (0..OOD_QUANTILES)
             .map(|q| vals[(q * (vals.len() - 1)) / (OOD_QUANTILES - 1)])
@@ -492,7 +589,8 @@ impl KnnRouter {
         1.0 - rank / (q.len() - 1) as f32
     }
 
-    /// Estimates one query from its similarities to every reference row.
+    /// Estimates one query from its similarities to every reference row (exact search).
+    #[allow(clippy::too_many_arguments)]
     fn estimate_from_sims(
         &self,
         sims: &[f32],
@@ -502,19 +600,64 @@ impl KnnRouter {
         quality: &mut [f64],
         cost: &mut [f64],
     ) -> Signals {
-        let m = self.pool.len();
         let n = self.len();
         // Out-of-distribution: mean similarity of the nearest rows overall.
         let ko = self.config.ood_neighbours.min(n);
         top_k(sims, 0, ko, pairs);
         let ood = self.ood_score(pairs.iter().map(|p| p.0).sum::<f32>() / ko as f32);
-
         let task_id = task.and_then(|t| self.task_ids.get(t).copied());
         let (lo, hi) = match (self.config.same_task, task_id) {
             (true, Some(t)) => self.task_rows[t as usize],
             _ => (0, n),
         };
         top_k(&sims[lo..hi], lo, self.config.k.min(hi - lo), pairs);
+        self.estimate_from_pairs(pairs, ood, task_id, prompt_tokens, quality, cost)
+    }
+
+    /// Estimates one query with the HNSW graph.
+    #[allow(clippy::too_many_arguments)]
+    fn estimate_with_graph(
+        &self,
+        graph: &hnsw::Hnsw,
+        query: &[f32],
+        task: Option<&str>,
+        prompt_tokens: Option<f64>,
+        scratch: &mut hnsw::SearchScratch,
+        found: &mut Vec<(u32, f32)>,
+        pairs: &mut Vec<(f32, u32)>,
+        quality: &mut [f64],
+        cost: &mut [f64],
+    ) -> Signals {
+        let task_id = task.and_then(|t| self.task_ids.get(t).copied());
+        let restrict = self.config.same_task && task_id.is_some();
+        // With a task restriction, over-fetch and keep the query's task.
+        let want = self.config.k.max(self.config.ood_neighbours) * if restrict { 4 } else { 1 };
+        let ef = graph.config().ef_search.max(want);
+        graph.search(&self.embeddings, query, want, ef, scratch, found);
+        let ko = self.config.ood_neighbours.min(found.len()).max(1);
+        let ood = self.ood_score(found.iter().take(ko).map(|f| f.1).sum::<f32>() / ko as f32);
+        pairs.clear();
+        pairs.extend(
+            found
+                .iter()
+                .filter(|f| !restrict || Some(self.tasks[f.0 as usize]) == task_id)
+                .take(self.config.k)
+                .map(|&(i, s)| (s, i)),
+        );
+        self.estimate_from_pairs(pairs, ood, task_id, prompt_tokens, quality, cost)
+    }
+
+    /// The estimate from the chosen neighbours `(similarity, row)`.
+    fn estimate_from_pairs(
+        &self,
+        pairs: &[(f32, u32)],
+        ood: f32,
+        task_id: Option<u32>,
+        prompt_tokens: Option<f64>,
+        quality: &mut [f64],
+        cost: &mut [f64],
+    ) -> Signals {
+        let m = self.pool.len();
         let prior: &[f64] = match (self.config.prior, task_id) {
             (Prior::Task { .. }, Some(t)) => &self.task_prior[t as usize * m..(t as usize + 1) * m],
             _ => &self.global_prior,
@@ -526,7 +669,7 @@ impl KnnRouter {
         let mut cost_den = vec_zero::<16>(m);
         let mut out_num = vec_zero::<16>(m);
         let mut out_den = vec_zero::<16>(m);
-        for &(s, i) in pairs.iter() {
+        for &(s, i) in pairs {
             let w = self.config.weighting.weight(s);
             wsum += w;
             let i = i as usize;
@@ -598,6 +741,10 @@ impl KnnRouter {
                 .map_err(|e| Error::format("saved router", format!("bad note knn.tasks: {e}")))?,
             None => Vec::new(),
         };
+        let graph = match config.index.hnsw_for(n) {
+            None => None,
+            Some(hc) => Some(std::sync::Arc::new(load_graph(&mut saved, hc, n, d)?)),
+        };
         KnnRouter::assemble(
             config,
             saved.pool,
@@ -610,8 +757,71 @@ impl KnnRouter {
             tasks,
             task_names,
             ood,
+            graph,
         )
     }
+}
+
+fn save_graph(saved: SavedRouter, g: &hnsw::Hnsw) -> Result<SavedRouter> {
+    let p = g.to_parts();
+    let offsets: Vec<u32> = p
+        .offsets
+        .iter()
+        .map(|&o| u32::try_from(o))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Unsupported("saving an hnsw graph with more than 2^32 links".into()))?;
+    let levels: Vec<u32> = p.levels.iter().map(|&l| u32::from(l)).collect();
+    Ok(saved
+        .with_tensor("knn.hnsw.levels", Tensor::u32(&[levels.len()], levels))
+        .with_tensor("knn.hnsw.offsets", Tensor::u32(&[offsets.len()], offsets))
+        .with_tensor(
+            "knn.hnsw.neighbors",
+            Tensor::u32(&[p.neighbors.len()], p.neighbors),
+        )
+        .with_tensor(
+            "knn.hnsw.header",
+            Tensor::u32(&[4], vec![p.m, p.m0, p.entry_point, p.max_level]),
+        ))
+}
+
+fn load_graph(
+    saved: &mut SavedRouter,
+    config: &hnsw::HnswConfig,
+    n: usize,
+    dim: usize,
+) -> Result<hnsw::Hnsw> {
+    let bad = |m: String| Error::format("saved router", m);
+    let len = |saved: &SavedRouter, name: &str| -> Result<usize> {
+        match saved.shape(name) {
+            Some([l]) => Ok(*l),
+            _ => Err(bad(format!("missing or misshapen tensor {name}"))),
+        }
+    };
+    let levels = saved.take_u32("knn.hnsw.levels", &[n])?;
+    let no = len(saved, "knn.hnsw.offsets")?;
+    let offsets = saved.take_u32("knn.hnsw.offsets", &[no])?;
+    let nn = len(saved, "knn.hnsw.neighbors")?;
+    let neighbors = saved.take_u32("knn.hnsw.neighbors", &[nn])?;
+    let header = saved.take_u32("knn.hnsw.header", &[4])?;
+    let levels = levels
+        .into_iter()
+        .map(u8::try_from)
+        .collect::<std::result::Result<Vec<u8>, _>>()
+        .map_err(|_| bad("hnsw levels out of range".into()))?;
+    let parts = hnsw::HnswParts {
+        dim: u32::try_from(dim).map_err(|_| bad("dimension too large".into()))?,
+        m: header[0],
+        m0: header[1],
+        ef_construction: u32::try_from(config.ef_construction).unwrap_or(u32::MAX),
+        ef_search: u32::try_from(config.ef_search).unwrap_or(u32::MAX),
+        seed: config.seed,
+        entry_point: header[2],
+        max_level: header[3],
+        levels,
+        offsets: offsets.into_iter().map(u64::from).collect(),
+        neighbors,
+    };
+    hnsw::Hnsw::from_parts(parts, n).map_err(|e| bad(format!("knn index: {e}")))
 }
 
 /// `m` zeros, on the stack for up to `N` models.
@@ -692,11 +902,38 @@ impl Router for KnnRouter {
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let scratch = &mut *guard;
-            for buf in scratch.sims.iter_mut() {
-                buf.resize(n, 0.0);
+            if self.graph.is_none() {
+                for buf in scratch.sims.iter_mut() {
+                    buf.resize(n, 0.0);
+                }
             }
             for q in scratch.query.iter_mut() {
                 q.resize(self.dim, 0.0);
+            }
+            if let Some(graph) = &self.graph {
+                let Scratch {
+                    pairs,
+                    query,
+                    graph: gs,
+                    found,
+                    ..
+                } = scratch;
+                for row in 0..batch.rows() {
+                    normalize_into(batch.row(row), &mut query[0]);
+                    let (q, c) = out.row_mut(row);
+                    out.signals[row] = self.estimate_with_graph(
+                        graph,
+                        &query[0],
+                        batch.task(row),
+                        batch.prompt_tokens(row),
+                        gs,
+                        found,
+                        pairs,
+                        q,
+                        c,
+                    );
+                }
+                return;
             }
             let mut r = 0;
             while r < batch.rows() {
@@ -754,6 +991,9 @@ impl Router for KnnRouter {
             "knn.ood_quantiles",
             Tensor::f32(&[OOD_QUANTILES], self.ood_quantiles.clone()),
         );
+        if let Some(g) = &self.graph {
+            saved = save_graph(saved, g)?;
+        }
         saved.notes.insert(
             "knn.tasks".into(),
             serde_json::to_string(&self.task_names).expect("strings serialise to JSON"),
@@ -1013,6 +1253,86 @@ mod tests {
                 .contains("knn.costs has shape [199, 2], expected [200, 2]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn hnsw_index_matches_exact_search_and_saves() {
+        let s = random_split(400, 8, 7);
+        let s = with_tasks(s, (0..400).map(|i| Some(format!("t{}", i % 2))).collect());
+        let exact = KnnRouter::fit(
+            &s,
+            &KnnConfig {
+                k: 10,
+                index: Index::Exact,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // ef ≥ n makes the graph search exhaustive, so the estimates are the exact ones.
+        let hc = hnsw::HnswConfig {
+            m: 8,
+            ef_construction: 50,
+            ef_search: 400,
+            seed: 1,
+        };
+        let approx = KnnRouter::fit(
+            &s,
+            &KnnConfig {
+                k: 10,
+                index: Index::Hnsw(hc.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(approx.graph.is_some() && exact.graph.is_none());
+        let q = random_split(30, 8, 8);
+        let b = q.features().unwrap();
+        let (e1, e2) = (
+            exact.estimate_batch(&b).unwrap(),
+            approx.estimate_batch(&b).unwrap(),
+        );
+        for (x, y) in e1.quality.iter().zip(&e2.quality) {
+            assert!((x - y).abs() < 1e-9);
+        }
+        // Same-task restriction over-fetches from the graph and filters.
+        let cfg = KnnConfig {
+            k: 5,
+            same_task: true,
+            index: Index::Hnsw(hc.clone()),
+            ..Default::default()
+        };
+        let r = KnnRouter::fit(&s, &cfg).unwrap();
+        let q = with_tasks(q, (0..30).map(|_| Some("t1".to_string())).collect());
+        let est = r.estimate_batch(&q.features().unwrap()).unwrap();
+        assert!(est.signals.iter().all(|x| x.neighbours == Some(5)));
+        // Save and load keep the graph; a corrupt graph is an error.
+        let bytes = r.to_saved().unwrap().to_bytes().unwrap();
+        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
+        assert_eq!(est, loaded.estimate_batch(&q.features().unwrap()).unwrap());
+        let mut saved = r.to_saved().unwrap();
+        let nn = saved.shape("knn.hnsw.neighbors").unwrap()[0];
+        saved.tensors.insert(
+            "knn.hnsw.neighbors".into(),
+            Tensor::u32(&[nn], vec![9999; nn]),
+        );
+        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("knn index"), "{e}");
+        let mut saved = r.to_saved().unwrap();
+        saved.tensors.remove("knn.hnsw.header");
+        assert!(crate::io::router_from_bytes(&saved.to_bytes().unwrap()).is_err());
+        // Auto picks exact search below its threshold.
+        let auto = KnnRouter::fit(
+            &s,
+            &KnnConfig {
+                index: Index::Auto {
+                    threshold: 1000,
+                    hnsw: hc,
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(auto.graph.is_none());
     }
 
     #[test]
