@@ -30,4 +30,5 @@ pub fn stats(dir: &std::path::Path) -> serde_json::Value {
 }
 
 mod vectors;
+#[allow(unused_imports)]
 pub use vectors::*;
