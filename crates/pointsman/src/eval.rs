@@ -30,6 +30,17 @@
 //!   curve over shares 0–1, piecewise linear through the router's points and the end points
 //!   (0, 0) and (1, 1); **CPT(x)** = the least share at which that curve reaches PGR x.
 //!
+//! # Two cost bases
+//!
+//! The cost curve charges each query its own cost, which grows with the prompt: sweeping the
+//! cost weight then sends long prompts to the cheap model first. RouteLLM's APGR counts *calls*
+//! instead, ranking queries by the router's expected quality gain of the strong model over the
+//! weak. On two-model datasets a router is therefore swept twice: once with per-query costs
+//! ([`CostBasis::Query`]: the curve, AIQ and the cost figures) and once with flat per-call costs
+//! — each model's mean expected cost over the test queries — ([`CostBasis::Call`]: the
+//! strong-call share curve, APGR and CPT). Both are utility sweeps over the same estimates;
+//! `decisions.jsonl` marks the second with `"cost_basis": "call"`.
+//!
 //! The best single model is the one with the best mean score on the *training* split; the oracle
 //! picks, per test query, the cheapest of the models with the best score (it reads test labels:
 //! a ceiling, not a router).
@@ -47,6 +58,23 @@ use crate::router::Router;
 /// Default number of cost weights in a router's sweep.
 pub const DEFAULT_SWEEP_POINTS: usize = 41;
 
+/// What the cost weight of a sweep point charges for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostBasis {
+    /// Each query's own expected cost (the cost curve).
+    #[default]
+    Query,
+    /// A flat expected cost per call of each model (the strong-call share curve).
+    Call,
+}
+
+impl CostBasis {
+    fn is_query(&self) -> bool {
+        *self == CostBasis::Query
+    }
+}
+
 /// One setting of a policy's trade-off and the model it assigns to each test query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepPoint {
@@ -57,6 +85,8 @@ pub struct SweepPoint {
     pub choices: Vec<u32>,
     /// Per test query, every model invoked in order, when more than one model may run (cascades).
     pub invoked: Option<Vec<Vec<u32>>>,
+    /// What the cost weight charges for.
+    pub cost_basis: CostBasis,
 }
 
 /// Something that can be evaluated on a test split: a router, the oracle, a cascade.
@@ -133,6 +163,104 @@ pub fn model_map(router: &dyn Router, split: &Split) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// Cost weights in a strong-call share sweep: fine enough that APGR's trapezoids sit within
+/// a fraction of a point of the exact curve.
+const CALL_SWEEP_POINTS: usize = 101;
+
+/// Sweeps the cost weight over a grid derived from `est`, choosing with `choose`, and appends one
+/// point per distinct assignment (model indices mapped through `map`).
+fn sweep_estimates(
+    est: &crate::Estimates,
+    map: &[u32],
+    cost_basis: CostBasis,
+    points: usize,
+    mut choose: impl FnMut(&crate::Estimates, f64, &mut [u32]),
+    out: &mut Vec<SweepPoint>,
+) {
+    let mut choices = vec![0u32; est.rows()];
+    let mut last: Option<Vec<u32>> = None;
+    for w in calibrate::grid(est, points) {
+        choose(est, w, &mut choices);
+        let mapped: Vec<u32> = choices.iter().map(|&c| map[c as usize]).collect();
+        // Consecutive cost weights that change nothing add nothing to the curve.
+        if last.as_ref() == Some(&mapped) {
+            continue;
+        }
+        last = Some(mapped.clone());
+        out.push(SweepPoint {
+            cost_weight: w,
+            choices: mapped,
+            invoked: None,
+            cost_basis,
+        });
+    }
+}
+
+/// `est` with every row's costs replaced by each model's mean expected cost: flat per-call costs.
+fn flat_costs(est: &crate::Estimates) -> crate::Estimates {
+    let m = est.models();
+    let mut flat = est.clone();
+    let mut means = vec![0.0; m];
+    for r in 0..est.rows() {
+        for (a, c) in means.iter_mut().zip(est.cost_row(r)) {
+            *a += c / est.rows() as f64;
+        }
+    }
+    for r in 0..est.rows() {
+        flat.row_mut(r).1.copy_from_slice(&means);
+    }
+    flat
+}
+
+/// Both sweeps of estimates made by a utility-maximising router (see the module documentation).
+fn sweeps_of(
+    est: &crate::Estimates,
+    map: &[u32],
+    points: usize,
+    mut choose: impl FnMut(&crate::Estimates, f64, &mut [u32]),
+) -> Vec<SweepPoint> {
+    let mut out = Vec::new();
+    sweep_estimates(est, map, CostBasis::Query, points, &mut choose, &mut out);
+    if est.models() == 2 {
+        let flat = flat_costs(est);
+        let points = points.max(CALL_SWEEP_POINTS);
+        sweep_estimates(&flat, map, CostBasis::Call, points, &mut choose, &mut out);
+    }
+    out
+}
+
+/// Metrics of estimates for a labelled split whose rows they follow, scored against the split
+/// itself (its own best single model and oracle): the validation score of hyper-parameter
+/// searches. Choices maximise utility; both sweeps are run as for a router.
+///
+/// # Errors
+///
+/// [`Error::Shape`] when the estimates do not match the split.
+pub fn validation_metrics(
+    est: &crate::Estimates,
+    truth: &Split,
+    weak_strong: Option<(usize, usize)>,
+    points: usize,
+) -> Result<Metrics> {
+    if est.rows() != truth.len() || est.models() != truth.pool().len() {
+        return Err(Error::Shape(format!(
+            "{} x {} estimates for {} queries and {} models",
+            est.rows(),
+            est.models(),
+            truth.len(),
+            truth.pool().len()
+        )));
+    }
+    let map: Vec<u32> = (0..est.models() as u32).collect();
+    let sweep = sweeps_of(est, &map, points, |e, w, out| {
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = crate::router::best_model(e.quality_row(r), e.cost_row(r), w, None) as u32;
+        }
+    });
+    let reference = Reference::new(truth, truth, weak_strong)?;
+    Ok(evaluate_sweep("validation", false, &sweep, truth, &reference)?.metrics)
+}
+
 impl Policy for RouterPolicy {
     fn name(&self) -> &str {
         &self.name
@@ -142,23 +270,9 @@ impl Policy for RouterPolicy {
         let map = model_map(self.router.as_ref(), test)?;
         let batch = test.features()?;
         let est = self.router.estimate_batch(&batch)?;
-        let grid = calibrate::grid(&est, self.points);
-        let mut out: Vec<SweepPoint> = Vec::with_capacity(grid.len());
-        let mut choices = vec![0u32; test.len()];
-        for w in grid {
-            self.router.choose(&batch, &est, w, None, &mut choices);
-            let mapped: Vec<u32> = choices.iter().map(|&c| map[c as usize]).collect();
-            // Consecutive cost weights that change nothing add nothing to the curve.
-            if out.last().is_some_and(|p| p.choices == mapped) {
-                continue;
-            }
-            out.push(SweepPoint {
-                cost_weight: w,
-                choices: mapped,
-                invoked: None,
-            });
-        }
-        Ok(out)
+        Ok(sweeps_of(&est, &map, self.points, |e, w, out| {
+            self.router.choose(&batch, e, w, None, out)
+        }))
     }
 }
 
@@ -192,6 +306,7 @@ impl Policy for Oracle {
             cost_weight: 0.0,
             choices,
             invoked: None,
+            cost_basis: CostBasis::Query,
         }])
     }
 }
@@ -286,20 +401,43 @@ pub fn policy_by_name(
         return Ok(Box::new(Oracle));
     }
     if name == "knn" {
-        let router = crate::routers::knn::KnnRouter::fit(train, &Default::default())?;
+        use crate::routers::knn::{KnnRouter, KnnSearch};
+        let search = KnnSearch {
+            seed: options.seed,
+            ..Default::default()
+        };
+        let (router, report) = KnnRouter::tune(train, &Default::default(), &search)?;
+        tracing::info!(
+            "knn: {} configurations by {} in {:.1} s; chosen {:?}",
+            report.trials.len(),
+            report.criterion,
+            report.seconds,
+            report.best()
+        );
         return Ok(Box::new(
             RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
         ));
     }
     #[cfg(feature = "train")]
     if name == "mf" {
-        let router = crate::routers::mf::MfRouter::fit(
-            train,
-            &crate::routers::mf::MfConfig {
-                seed: options.seed,
-                ..Default::default()
-            },
-        )?;
+        use crate::routers::mf::{MfConfig, MfRouter, MfSearch};
+        let base = MfConfig {
+            seed: options.seed,
+            ..Default::default()
+        };
+        let search = MfSearch {
+            seed: options.seed,
+            ..Default::default()
+        };
+        let (router, report) = MfRouter::tune(train, &base, &search)?;
+        tracing::info!(
+            "mf: {} configurations by {} in {:.1} s; chosen dim {} learning rate {}",
+            report.trials.len(),
+            report.criterion,
+            report.seconds,
+            report.trials[0].config.dim,
+            report.trials[0].config.learning_rate
+        );
         return Ok(Box::new(
             RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
         ));
@@ -436,8 +574,12 @@ pub struct PolicyReport {
     pub name: String,
     /// Whether it reads test labels (a ceiling, not a router).
     pub reads_test_labels: bool,
-    /// The curve.
+    /// The cost curve (per-query costs).
     pub curve: Vec<CurvePoint>,
+    /// Two-model datasets: the strong-call share curve (flat per-call costs), when the policy
+    /// swept one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub call_curve: Vec<CurvePoint>,
     /// The metrics.
     pub metrics: Metrics,
 }
@@ -519,20 +661,32 @@ pub fn evaluate_sweep(
         return Err(Error::InvalidInput(format!("{name}: empty sweep")));
     }
     let strong = reference.weak_strong.map(|(_, s)| s);
-    let curve: Vec<CurvePoint> = sweep
-        .iter()
-        .map(|p| curve_point(test, p, strong))
-        .collect::<Result<_>>()?;
+    let points = |basis: CostBasis| -> Result<Vec<CurvePoint>> {
+        sweep
+            .iter()
+            .filter(|p| p.cost_basis == basis)
+            .map(|p| curve_point(test, p, strong))
+            .collect()
+    };
+    let curve = points(CostBasis::Query)?;
+    let call_curve = points(CostBasis::Call)?;
+    if curve.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{name}: the sweep has no per-query cost points"
+        )));
+    }
     Ok(PolicyReport {
         name: name.to_string(),
         reads_test_labels,
-        metrics: metrics(&curve, reference),
+        metrics: metrics(&curve, &call_curve, reference),
         curve,
+        call_curve,
     })
 }
 
-/// Metrics of a curve against the reference figures.
-pub fn metrics(curve: &[CurvePoint], reference: &Reference) -> Metrics {
+/// Metrics of a cost curve and, for APGR and CPT on two-model datasets, a strong-call share
+/// curve (the cost curve's shares when `call_curve` is empty), against the reference figures.
+pub fn metrics(curve: &[CurvePoint], call_curve: &[CurvePoint], reference: &Reference) -> Metrics {
     let pts: Vec<(f64, f64)> = curve
         .iter()
         .map(|p| (p.mean_cost, p.mean_quality))
@@ -552,7 +706,12 @@ pub fn metrics(curve: &[CurvePoint], reference: &Reference) -> Metrics {
                 reference.models[w].mean_quality,
                 reference.models[s].mean_quality,
             );
-            let pgr: Vec<(f64, f64)> = curve
+            let share_curve = if call_curve.is_empty() {
+                curve
+            } else {
+                call_curve
+            };
+            let pgr: Vec<(f64, f64)> = share_curve
                 .iter()
                 .filter_map(|p| {
                     p.strong_share
@@ -717,6 +876,9 @@ pub struct DecisionLine {
     /// Every model invoked, in order (cascades only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoked: Option<Vec<String>>,
+    /// What the cost weight charges for; absent for per-query costs.
+    #[serde(default, skip_serializing_if = "CostBasis::is_query")]
+    pub cost_basis: CostBasis,
 }
 
 /// The decision lines of a sweep.
@@ -737,14 +899,15 @@ pub fn decision_lines<'a>(
                     .map(|&m| test.pool().id(m as usize).to_string())
                     .collect()
             }),
+            cost_basis: p.cost_basis,
         })
     })
 }
 
 /// Rebuilds every policy's report from decision lines and the dataset alone.
 ///
-/// Lines are grouped by router (in order of first appearance), then by cost weight (in order of
-/// appearance); every group must assign every test query exactly once. Policies named `oracle`
+/// Lines are grouped by router (in order of first appearance), then by cost basis and cost
+/// weight (in order of appearance); every group must assign every test query exactly once. Policies named `oracle`
 /// are marked as reading test labels.
 ///
 /// # Errors
@@ -767,7 +930,7 @@ pub fn report_from_decisions(
         .collect();
     let model = |id: &str| -> Result<u32> { Ok(test.pool().index_of(id)? as u32) };
     struct Pending {
-        key: u64,
+        key: (CostBasis, u64),
         point: SweepPoint,
         seen: Vec<bool>,
     }
@@ -788,7 +951,7 @@ pub fn report_from_decisions(
             }
         };
         let points = &mut routers[pos].1;
-        let key = line.cost_weight.to_bits();
+        let key = (line.cost_basis, line.cost_weight.to_bits());
         let idx = match points.iter().position(|p| p.key == key) {
             Some(i) => i,
             None => {
@@ -798,6 +961,7 @@ pub fn report_from_decisions(
                         cost_weight: line.cost_weight,
                         choices: vec![0; test.len()],
                         invoked: None,
+                        cost_basis: line.cost_basis,
                     },
                     seen: vec![false; test.len()],
                 });
@@ -949,6 +1113,7 @@ mod tests {
             cost_weight: 1.0,
             choices: vec![0, 1, 0, 0],
             invoked: None,
+            cost_basis: CostBasis::Query,
         }];
         let rep = evaluate_sweep("x", false, &sweep, &test, &r).unwrap();
         let p = rep.curve[0];
@@ -973,6 +1138,7 @@ mod tests {
             cost_weight: 0.0,
             choices: vec![0, 1, 0, 0],
             invoked: Some(vec![vec![0], vec![0, 1], vec![0], vec![0]]),
+            cost_basis: CostBasis::Query,
         }];
         let rep = evaluate_sweep("c", false, &sweep, &test, &r).unwrap();
         assert!(close(
@@ -983,12 +1149,14 @@ mod tests {
             cost_weight: 0.0,
             choices: vec![0, 1, 0, 0],
             invoked: Some(vec![vec![0], vec![0], vec![0], vec![0]]),
+            cost_basis: CostBasis::Query,
         }];
         assert!(evaluate_sweep("c", false, &bad, &test, &r).is_err());
         let short = vec![SweepPoint {
             cost_weight: 0.0,
             choices: vec![0],
             invoked: None,
+            cost_basis: CostBasis::Query,
         }];
         assert!(evaluate_sweep("c", false, &short, &test, &r).is_err());
     }
@@ -1039,11 +1207,13 @@ mod tests {
                 cost_weight: 0.0,
                 choices: vec![1, 1, 1, 1],
                 invoked: None,
+                cost_basis: CostBasis::Query,
             },
             SweepPoint {
                 cost_weight: 0.1,
                 choices: vec![0, 1, 0, 0],
                 invoked: None,
+                cost_basis: CostBasis::Query,
             },
         ];
         let rep = evaluate_sweep("x", false, &sweep, &test, &r).unwrap();

@@ -3,10 +3,12 @@
 //! # Model
 //!
 //! ```text
-//! quality_m(q) = σ( wᵀ (v̂_m ⊙ P·e_q) + b_m )
+//! quality_m(q) = σ( wᵀ (v̂_m ⊙ z_q) + b_m ),    z_q = P·e_q + u_task(q)
 //! ```
 //!
-//! with `e_q` the query's L2-normalised embedding (`d` values), `P` a learned `k × d` projection,
+//! with `e_q` the query's L2-normalised embedding (`d` values), `u_t` a learned `k`-vector per
+//! task tag seen in training (one more for queries without a known tag; all zero when
+//! [`MfConfig::use_tasks`] is off), `P` a learned `k × d` projection,
 //! `v_m` a learned `k`-vector per model (`v̂_m = v_m / ‖v_m‖` when
 //! [`MfConfig::normalize_model_vectors`] is set, as RouteLLM does), `w` a learned `k`-vector and
 //! `b_m` a per-model bias.
@@ -23,7 +25,7 @@
 //!
 //! # Routing
 //!
-//! Plain `f32` math, no candle: `h = P·e` (a `k × d` matrix–vector product), then `m` dot
+//! Plain `f32` math, no candle: `h = P·e + u_t` (a `k × d` matrix–vector product), then `m` dot
 //! products with `u_m = w ⊙ v̂_m` precomputed at fit and load. Expected cost: a per-model linear
 //! fit `a_m + c_m · prompt_tokens` of the training data's observed costs where it has them, else
 //! the pool's price estimate.
@@ -58,6 +60,8 @@ pub struct MfConfig {
     pub validation_fraction: f64,
     /// Normalise each model vector to unit length, as RouteLLM does.
     pub normalize_model_vectors: bool,
+    /// Learn a vector per task tag, added to the projected query.
+    pub use_tasks: bool,
     /// Seed of initialisation, validation split and minibatch order.
     pub seed: u64,
 }
@@ -65,14 +69,15 @@ pub struct MfConfig {
 impl Default for MfConfig {
     fn default() -> Self {
         MfConfig {
-            dim: 128,
+            dim: 32,
             learning_rate: 3e-3,
-            weight_decay: 1e-4,
-            batch_size: 64,
-            max_epochs: 100,
-            patience: 8,
+            weight_decay: 1e-2,
+            batch_size: 128,
+            max_epochs: 200,
+            patience: 10,
             validation_fraction: 0.1,
             normalize_model_vectors: true,
+            use_tasks: true,
             seed: 0,
         }
     }
@@ -180,6 +185,8 @@ struct Params {
     classifier: Vec<f32>,
     /// `[m]`.
     bias: Vec<f32>,
+    /// `[tasks + 1, k]`: one row per training task, the last for queries without a known tag.
+    task_vectors: Vec<f32>,
 }
 
 /// A fitted matrix-factorisation router. See the [module documentation](self).
@@ -196,6 +203,8 @@ pub struct MfRouter {
     cost_fit: Vec<Option<(f64, f64)>>,
     /// What training did: epochs run, best epoch, losses.
     report: TrainReport,
+    task_names: Vec<String>,
+    task_ids: std::collections::HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for MfRouter {
@@ -233,6 +242,7 @@ impl MfRouter {
         &self.report
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         config: MfConfig,
         pool: ModelPool,
@@ -241,6 +251,7 @@ impl MfRouter {
         params: Params,
         cost_fit: Vec<Option<(f64, f64)>>,
         report: TrainReport,
+        task_names: Vec<String>,
     ) -> MfRouter {
         let (m, k) = (pool.len(), config.dim);
         let mut fused = vec![0.0f32; m * k];
@@ -269,7 +280,19 @@ impl MfRouter {
             fused,
             cost_fit,
             report,
+            task_ids: task_names
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i))
+                .collect(),
+            task_names,
         }
+    }
+
+    /// The row of `u` for a query's task tag: its own, or the last for none or unseen.
+    fn task_row(&self, task: Option<&str>) -> usize {
+        task.and_then(|t| self.task_ids.get(t).copied())
+            .unwrap_or(self.task_names.len())
     }
 
     /// Rebuilds an MF router from its saved form.
@@ -282,11 +305,17 @@ impl MfRouter {
             .validate()
             .map_err(|e| Error::format("saved router", e.to_string()))?;
         let (m, k, d) = (saved.pool.len(), config.dim, saved.dim);
+        let task_names: Vec<String> = match saved.notes.get("mf.tasks") {
+            Some(j) => serde_json::from_str(j)
+                .map_err(|e| Error::format("saved router", format!("bad note mf.tasks: {e}")))?,
+            None => Vec::new(),
+        };
         let params = Params {
             projection: saved.take_f32("mf.projection", &[k, d])?,
             model_vectors: saved.take_f32("mf.model_vectors", &[m, k])?,
             classifier: saved.take_f32("mf.classifier", &[k])?,
             bias: saved.take_f32("mf.bias", &[m])?,
+            task_vectors: saved.take_f32("mf.task_vectors", &[task_names.len() + 1, k])?,
         };
         let fits = saved.take_f64("mf.cost_fit", &[m, 3])?;
         let all = [
@@ -294,6 +323,7 @@ impl MfRouter {
             &params.model_vectors,
             &params.classifier,
             &params.bias,
+            &params.task_vectors,
         ];
         if all.iter().any(|v| v.iter().any(|x| !x.is_finite()))
             || fits.iter().any(|x| !x.is_finite())
@@ -317,6 +347,7 @@ impl MfRouter {
             params,
             cost_fit,
             report,
+            task_names,
         ))
     }
 }
@@ -380,8 +411,12 @@ impl Router for MfRouter {
             // P·e with e = x / ‖x‖: project the raw row, then scale.
             simd::dot_rows(&self.params.projection, x, h);
             let inv = inv_norm(x);
-            for v in h.iter_mut() {
-                *v *= inv;
+            let u = self.task_row(batch.task(r));
+            for (v, t) in h
+                .iter_mut()
+                .zip(&self.params.task_vectors[u * k..(u + 1) * k])
+            {
+                *v = *v * inv + t;
             }
             let tokens = batch.prompt_tokens(r);
             let (q, c) = out.row_mut(r);
@@ -427,13 +462,73 @@ impl Router for MfRouter {
             Tensor::f32(&[k], self.params.classifier.clone()),
         )
         .with_tensor("mf.bias", Tensor::f32(&[m], self.params.bias.clone()))
-        .with_tensor("mf.cost_fit", Tensor::f64(&[m, 3], fits));
+        .with_tensor("mf.cost_fit", Tensor::f64(&[m, 3], fits))
+        .with_tensor(
+            "mf.task_vectors",
+            Tensor::f32(
+                &[self.task_names.len() + 1, k],
+                self.params.task_vectors.clone(),
+            ),
+        );
+        saved.notes.insert(
+            "mf.tasks".into(),
+            serde_json::to_string(&self.task_names).expect("strings serialise to JSON"),
+        );
         saved.notes.insert(
             "mf.train_report".into(),
             serde_json::to_string(&self.report).expect("reports serialise to JSON"),
         );
         Ok(saved)
     }
+}
+
+/// The grid an MF search tries, by cross-validation on the training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfSearch {
+    /// Number of folds.
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+    /// Latent dimensions.
+    pub dim: Vec<usize>,
+    /// Learning rates.
+    pub learning_rate: Vec<f64>,
+}
+
+impl Default for MfSearch {
+    fn default() -> Self {
+        MfSearch {
+            folds: 5,
+            seed: 0,
+            dim: vec![16, 32, 128],
+            learning_rate: vec![3e-3, 1e-2],
+        }
+    }
+}
+
+/// One MF configuration's cross-validated figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MfTrial {
+    /// The configuration.
+    pub config: MfConfig,
+    /// The selection score: AIQ, or APGR on two-model data.
+    pub score: f64,
+    /// All cross-validated metrics.
+    pub metrics: crate::eval::Metrics,
+}
+
+/// What an MF search did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MfSearchReport {
+    /// `"cv aiq"` or `"cv apgr"`.
+    pub criterion: String,
+    /// Folds used.
+    pub folds: usize,
+    /// Every configuration tried, best first.
+    pub trials: Vec<MfTrial>,
+    /// Seconds the search took (not the final fit).
+    pub seconds: f64,
 }
 
 #[cfg(feature = "train")]
@@ -445,6 +540,7 @@ mod train {
 
     use super::*;
     use crate::rng::SplitMix64;
+    use crate::router::Estimates;
 
     fn backend(e: candle_core::Error) -> Error {
         Error::Backend(e.to_string())
@@ -461,41 +557,50 @@ mod train {
         model_vectors: Var,
         classifier: Var,
         bias: Var,
+        task_vectors: Var,
         normalize: bool,
     }
 
     impl Model {
+        #[allow(clippy::too_many_arguments)]
         fn init(
             d: usize,
             m: usize,
             k: usize,
+            tasks: usize,
             normalize: bool,
             rng: &mut SplitMix64,
             dev: &Device,
         ) -> candle_core::Result<Model> {
+            // P ~ N(0, 1/d), v ~ N(0, 1), w ~ N(0, 1/k), b = 0, u = 0.
             let p: Vec<f32> = (0..k * d)
-                .map(|_| ((rng.next_f64() * 2.0 - 1.0) / (d as f64).sqrt()) as f32)
+                .map(|_| (rng.normal() / (d as f64).sqrt()) as f32)
                 .collect();
             let v: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
             let w: Vec<f32> = (0..k)
-                .map(|_| ((rng.next_f64() * 2.0 - 1.0) / (k as f64).sqrt()) as f32)
+                .map(|_| (rng.normal() / (k as f64).sqrt()) as f32)
                 .collect();
             Ok(Model {
                 projection: Var::from_tensor(&CTensor::from_vec(p, (k, d), dev)?)?,
                 model_vectors: Var::from_tensor(&CTensor::from_vec(v, (m, k), dev)?)?,
                 classifier: Var::from_tensor(&CTensor::from_vec(w, (1, k), dev)?)?,
                 bias: Var::from_tensor(&CTensor::zeros((1, m), DType::F32, dev)?)?,
+                task_vectors: Var::from_tensor(&CTensor::zeros((tasks + 1, k), DType::F32, dev)?)?,
                 normalize,
             })
         }
 
-        fn vars(&self) -> Vec<Var> {
-            vec![
+        /// The parameters under weight decay (all but the biases).
+        fn decayed_vars(&self, use_tasks: bool) -> Vec<Var> {
+            let mut v = vec![
                 self.projection.clone(),
                 self.model_vectors.clone(),
                 self.classifier.clone(),
-                self.bias.clone(),
-            ]
+            ];
+            if use_tasks {
+                v.push(self.task_vectors.clone());
+            }
+            v
         }
 
         fn unit_models(&self) -> candle_core::Result<CTensor> {
@@ -508,9 +613,15 @@ mod train {
             }
         }
 
+        /// The projected queries `z = P·x + u_t`, `[rows, k]`.
+        fn project(&self, x: &CTensor, tasks: &CTensor) -> candle_core::Result<CTensor> {
+            let h = x.matmul(&self.projection.as_tensor().t()?)?;
+            h + self.task_vectors.as_tensor().index_select(tasks, 0)?
+        }
+
         /// Logits `[rows, m]` of every model on a batch `[rows, d]`.
-        fn logits(&self, x: &CTensor) -> candle_core::Result<CTensor> {
-            let h = x.matmul(&self.projection.as_tensor().t()?)?; // [rows, k]
+        fn logits(&self, x: &CTensor, tasks: &CTensor) -> candle_core::Result<CTensor> {
+            let h = self.project(x, tasks)?; // [rows, k]
             let u = self
                 .unit_models()?
                 .broadcast_mul(self.classifier.as_tensor())?; // [m, k]
@@ -521,10 +632,11 @@ mod train {
         fn pair_logits(
             &self,
             x: &CTensor,
+            tasks: &CTensor,
             a: &CTensor,
             b: &CTensor,
         ) -> candle_core::Result<CTensor> {
-            let h = x.matmul(&self.projection.as_tensor().t()?)?; // [rows, k]
+            let h = self.project(x, tasks)?; // [rows, k]
             let v = self.unit_models()?;
             let diff = (v.index_select(a, 0)? - v.index_select(b, 0)?)?; // [rows, k]
             let z = (h * diff)?
@@ -540,6 +652,7 @@ mod train {
                 model_vectors: self.model_vectors.as_tensor().flatten_all()?.to_vec1()?,
                 classifier: self.classifier.as_tensor().flatten_all()?.to_vec1()?,
                 bias: self.bias.as_tensor().flatten_all()?.to_vec1()?,
+                task_vectors: self.task_vectors.as_tensor().flatten_all()?.to_vec1()?,
             })
         }
     }
@@ -604,6 +717,111 @@ mod train {
             MfRouter::fit_with_preferences(train, None, config)
         }
 
+        /// Chooses the latent dimension and learning rate by cross-validation on `train` (out-of-
+        /// fold estimates scored by AIQ, or APGR on two-model data; no test label is read) and
+        /// fits the winner on the whole split. Other fields come from `base`.
+        ///
+        /// # Errors
+        ///
+        /// As [`MfRouter::fit`]; [`Error::Config`] for an empty grid or fewer than 2 folds;
+        /// [`Error::InvalidInput`] for a split too small for the folds.
+        pub fn tune(
+            train: &Split,
+            base: &MfConfig,
+            search: &MfSearch,
+        ) -> Result<(MfRouter, MfSearchReport)> {
+            if search.folds < 2 || search.dim.is_empty() || search.learning_rate.is_empty() {
+                return Err(Error::Config(
+                    "an mf search needs at least 2 folds and one value per setting".into(),
+                ));
+            }
+            let n = train.len();
+            if n < 2 * search.folds {
+                return Err(Error::InvalidInput(format!(
+                    "{n} training queries are too few for {} folds",
+                    search.folds
+                )));
+            }
+            let started = std::time::Instant::now();
+            let m = train.pool().len();
+            let mut perm: Vec<usize> = (0..n).collect();
+            SplitMix64::new(search.seed).shuffle(&mut perm);
+            let folds: Vec<Vec<usize>> = (0..search.folds)
+                .map(|f| {
+                    (0..n)
+                        .filter(|&i| i % search.folds == f)
+                        .map(|i| perm[i])
+                        .collect()
+                })
+                .collect();
+            let weak_strong = (m == 2).then(|| {
+                let means = train.mean_scores();
+                if means[1] >= means[0] {
+                    (0, 1)
+                } else {
+                    (1, 0)
+                }
+            });
+            let mut configs = Vec::new();
+            for &dim in &search.dim {
+                for &learning_rate in &search.learning_rate {
+                    configs.push(MfConfig {
+                        dim,
+                        learning_rate,
+                        ..base.clone()
+                    });
+                }
+            }
+            let mut trials = Vec::new();
+            for config in configs {
+                config.validate()?;
+                let mut est = Estimates::new(n, m);
+                for held in &folds {
+                    let rest: Vec<usize> = (0..search.folds)
+                        .filter(|&f| !std::ptr::eq(&folds[f], held))
+                        .flat_map(|f| folds[f].iter().copied())
+                        .collect();
+                    let router = MfRouter::fit(&train.subset(&rest, "train"), &config)?;
+                    let part = train.subset(held, "validation");
+                    let e = router.estimate_batch(&part.features()?)?;
+                    for (i, &r) in held.iter().enumerate() {
+                        let (q, c) = est.row_mut(r);
+                        q.copy_from_slice(e.quality_row(i));
+                        c.copy_from_slice(e.cost_row(i));
+                    }
+                }
+                let metrics = crate::eval::validation_metrics(
+                    &est,
+                    train,
+                    weak_strong,
+                    crate::eval::DEFAULT_SWEEP_POINTS,
+                )?;
+                let score = match weak_strong {
+                    Some(_) => metrics.apgr.unwrap_or(metrics.aiq),
+                    None => metrics.aiq,
+                };
+                trials.push(MfTrial {
+                    config,
+                    score,
+                    metrics,
+                });
+            }
+            trials.sort_by(|a, b| b.score.total_cmp(&a.score));
+            let report = MfSearchReport {
+                criterion: if weak_strong.is_some() {
+                    "cv apgr"
+                } else {
+                    "cv aiq"
+                }
+                .into(),
+                folds: search.folds,
+                trials,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            let router = MfRouter::fit(train, &report.trials[0].config)?;
+            Ok((router, report))
+        }
+
         /// Trains an MF router on pointwise scores and, when given, pairwise preferences over
         /// the same pool. Pass an empty split (`train.len() == 0`, with the pool and dimension
         /// set) to train on preferences alone.
@@ -645,8 +863,33 @@ mod train {
             }
             let dev = Device::Cpu;
             let mut rng = SplitMix64::new(config.seed);
-            let model = Model::init(d, m, k, config.normalize_model_vectors, &mut rng, &dev)
-                .map_err(backend)?;
+            let mut task_names: Vec<String> = if config.use_tasks {
+                train.tasks().iter().flatten().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            task_names.sort();
+            task_names.dedup();
+            let none = task_names.len() as u32;
+            let row_task: Vec<u32> = train
+                .tasks()
+                .iter()
+                .map(|t| {
+                    t.as_ref()
+                        .and_then(|t| task_names.binary_search(t).ok())
+                        .map_or(none, |i| i as u32)
+                })
+                .collect();
+            let model = Model::init(
+                d,
+                m,
+                k,
+                task_names.len(),
+                config.normalize_model_vectors,
+                &mut rng,
+                &dev,
+            )
+            .map_err(backend)?;
             let point_rows = split_rows(train.len(), config.validation_fraction, &mut rng);
             let np = prefs.map_or(0, |p| p.winner.len());
             let pair_rows = split_rows(np, config.validation_fraction, &mut rng);
@@ -661,50 +904,55 @@ mod train {
                     e
                 })
                 .unwrap_or_default();
+            let adam = |wd: f64| ParamsAdamW {
+                lr: config.learning_rate,
+                weight_decay: wd,
+                ..Default::default()
+            };
             let mut opt = AdamW::new(
-                model.vars(),
-                ParamsAdamW {
-                    lr: config.learning_rate,
-                    weight_decay: config.weight_decay,
-                    ..Default::default()
-                },
+                model.decayed_vars(config.use_tasks),
+                adam(config.weight_decay),
             )
             .map_err(backend)?;
+            let mut opt_bias = AdamW::new(vec![model.bias.clone()], adam(0.0)).map_err(backend)?;
 
-            let point_batch = |rows: &[usize]| -> candle_core::Result<(CTensor, CTensor)> {
+            let tasks_of = |tasks: Vec<u32>| CTensor::from_vec(tasks.clone(), tasks.len(), &dev);
+            let point_batch = |rows: &[usize]| -> candle_core::Result<(CTensor, CTensor, CTensor)> {
                 let x = CTensor::from_vec(
                     gather_f32(train.embeddings(), d, rows),
                     (rows.len(), d),
                     &dev,
                 )?;
+                let t = tasks_of(rows.iter().map(|&r| row_task[r]).collect())?;
                 let y = CTensor::from_vec(gather_f32(&scores, m, rows), (rows.len(), m), &dev)?;
-                Ok((x, y))
+                Ok((x, t, y))
             };
-            let pair_batch =
-                |rows: &[usize]| -> candle_core::Result<(CTensor, CTensor, CTensor, CTensor)> {
-                    let p = prefs.expect("pair rows exist only with preferences");
-                    let x =
-                        CTensor::from_vec(gather_f32(&pair_emb, d, rows), (rows.len(), d), &dev)?;
-                    let a = CTensor::from_vec(
-                        rows.iter().map(|&r| p.model_a[r]).collect::<Vec<u32>>(),
-                        rows.len(),
-                        &dev,
-                    )?;
-                    let b = CTensor::from_vec(
-                        rows.iter().map(|&r| p.model_b[r]).collect::<Vec<u32>>(),
-                        rows.len(),
-                        &dev,
-                    )?;
-                    let y: Vec<f32> = rows
-                        .iter()
-                        .map(|&r| match p.winner[r] {
-                            Winner::ModelA => 1.0,
-                            Winner::ModelB => 0.0,
-                            Winner::Tie => 0.5,
-                        })
-                        .collect();
-                    Ok((x, a, b, CTensor::from_vec(y, rows.len(), &dev)?))
-                };
+            type PairBatch = (CTensor, CTensor, CTensor, CTensor, CTensor);
+            let pair_batch = |rows: &[usize]| -> candle_core::Result<PairBatch> {
+                let p = prefs.expect("pair rows exist only with preferences");
+                let x = CTensor::from_vec(gather_f32(&pair_emb, d, rows), (rows.len(), d), &dev)?;
+                // Preference rows carry no task tag: they use the "no known tag" vector.
+                let t = tasks_of(vec![none; rows.len()])?;
+                let a = CTensor::from_vec(
+                    rows.iter().map(|&r| p.model_a[r]).collect::<Vec<u32>>(),
+                    rows.len(),
+                    &dev,
+                )?;
+                let b = CTensor::from_vec(
+                    rows.iter().map(|&r| p.model_b[r]).collect::<Vec<u32>>(),
+                    rows.len(),
+                    &dev,
+                )?;
+                let y: Vec<f32> = rows
+                    .iter()
+                    .map(|&r| match p.winner[r] {
+                        Winner::ModelA => 1.0,
+                        Winner::ModelB => 0.0,
+                        Winner::Tie => 0.5,
+                    })
+                    .collect();
+                Ok((x, t, a, b, CTensor::from_vec(y, rows.len(), &dev)?))
+            };
             // Validation loss: mean over pointwise and pairwise validation rows (or the training
             // rows when nothing is held out).
             let eval_loss = |model: &Model| -> candle_core::Result<f64> {
@@ -716,15 +964,15 @@ mod train {
                 let mut total = 0.0;
                 let mut count = 0.0;
                 for chunk in pts.chunks(1024) {
-                    let (x, y) = point_batch(chunk)?;
-                    let l = bce_with_logits(&model.logits(&x)?, &y)?.to_scalar::<f32>()?;
+                    let (x, t, y) = point_batch(chunk)?;
+                    let l = bce_with_logits(&model.logits(&x, &t)?, &y)?.to_scalar::<f32>()?;
                     total += f64::from(l) * chunk.len() as f64;
                     count += chunk.len() as f64;
                 }
                 for chunk in pairs.chunks(1024) {
-                    let (x, a, b, y) = pair_batch(chunk)?;
-                    let l =
-                        bce_with_logits(&model.pair_logits(&x, &a, &b)?, &y)?.to_scalar::<f32>()?;
+                    let (x, t, a, b, y) = pair_batch(chunk)?;
+                    let l = bce_with_logits(&model.pair_logits(&x, &t, &a, &b)?, &y)?
+                        .to_scalar::<f32>()?;
                     total += f64::from(l) * chunk.len() as f64;
                     count += chunk.len() as f64;
                 }
@@ -751,24 +999,28 @@ mod train {
                     let (bp, bq) = (slice(&pt), slice(&pr));
                     let mut loss: Option<CTensor> = None;
                     if !bp.is_empty() {
-                        let (x, y) = point_batch(&bp).map_err(backend)?;
+                        let (x, t, y) = point_batch(&bp).map_err(backend)?;
                         loss = Some(
-                            bce_with_logits(&model.logits(&x).map_err(backend)?, &y)
+                            bce_with_logits(&model.logits(&x, &t).map_err(backend)?, &y)
                                 .map_err(backend)?,
                         );
                     }
                     if !bq.is_empty() {
-                        let (x, a, b, y) = pair_batch(&bq).map_err(backend)?;
-                        let l =
-                            bce_with_logits(&model.pair_logits(&x, &a, &b).map_err(backend)?, &y)
-                                .map_err(backend)?;
+                        let (x, t, a, b, y) = pair_batch(&bq).map_err(backend)?;
+                        let l = bce_with_logits(
+                            &model.pair_logits(&x, &t, &a, &b).map_err(backend)?,
+                            &y,
+                        )
+                        .map_err(backend)?;
                         loss = Some(match loss {
                             Some(p) => (p + l).map_err(backend)?,
                             None => l,
                         });
                     }
                     if let Some(loss) = loss {
-                        opt.backward_step(&loss).map_err(backend)?;
+                        let grads = loss.backward().map_err(backend)?;
+                        opt.step(&grads).map_err(backend)?;
+                        opt_bias.step(&grads).map_err(backend)?;
                     }
                 }
                 let val = eval_loss(&model).map_err(backend)?;
@@ -777,7 +1029,7 @@ mod train {
                         "mf training diverged at epoch {epoch} (loss {val})"
                     )));
                 }
-                if val < best.0 {
+                if val < best.0 - 1e-5 {
                     best = (val, epoch, model.snapshot().map_err(backend)?);
                 } else if epoch - best.1 >= config.patience {
                     break;
@@ -800,6 +1052,7 @@ mod train {
                     best_loss,
                     seconds: started.elapsed().as_secs_f64(),
                 },
+                task_names,
             ))
         }
     }

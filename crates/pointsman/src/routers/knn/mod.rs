@@ -48,6 +48,9 @@ use crate::router::{Estimates, Router, Signals};
 use crate::simd;
 
 pub mod hnsw;
+mod tune;
+
+pub use tune::{KnnSearch, SearchReport, Trial};
 
 /// How a neighbour's similarity becomes its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -248,6 +251,8 @@ pub struct KnnRouter {
     ood_quantiles: Vec<f32>,
     /// The approximate index, when the config asks for one.
     graph: Option<std::sync::Arc<hnsw::Hnsw>>,
+    /// For a router fitted in this process, the split row of each reference row.
+    source_rows: Vec<usize>,
 }
 
 impl std::fmt::Debug for KnnRouter {
@@ -288,6 +293,14 @@ impl KnnRouter {
     /// [`Error::Config`] for an invalid config; [`Error::InvalidInput`] for an empty split or one
     /// without embeddings.
     pub fn fit(train: &Split, config: &KnnConfig) -> Result<KnnRouter> {
+        let mut router = KnnRouter::fit_without_ood(train, config)?;
+        router.build_graph()?;
+        router.ood_quantiles = router.leave_one_out_quantiles();
+        Ok(router)
+    }
+
+    /// The router's data in its row order, without the search graph and the OOD table.
+    fn fit_without_ood(train: &Split, config: &KnnConfig) -> Result<KnnRouter> {
         config.validate()?;
         if train.is_empty() {
             return Err(Error::InvalidInput(format!(
@@ -341,8 +354,7 @@ impl KnnRouter {
             Vec::new(),
             None,
         )?;
-        router.build_graph()?;
-        router.ood_quantiles = router.leave_one_out_quantiles();
+        router.source_rows = order;
         Ok(router)
     }
 
@@ -473,6 +485,7 @@ impl KnnRouter {
             task_prior,
             ood_quantiles,
             graph,
+            source_rows: Vec::new(),
         })
     }
 
@@ -611,7 +624,12 @@ impl KnnRouter {
             _ => (0, n),
         };
         top_k(&sims[lo..hi], lo, self.config.k.min(hi - lo), pairs);
-        self.estimate_from_pairs(pairs, ood, task_id, prompt_tokens, quality, cost)
+        let prior = self.prior_for(task_id);
+        self.estimate_from_pairs(&self.config, prior, pairs, prompt_tokens, quality, cost);
+        Signals {
+            neighbours: Some(pairs.len() as u32),
+            ood: Some(ood),
+        }
     }
 
     /// Estimates one query with the HNSW graph.
@@ -644,25 +662,36 @@ impl KnnRouter {
                 .take(self.config.k)
                 .map(|&(i, s)| (s, i)),
         );
-        self.estimate_from_pairs(pairs, ood, task_id, prompt_tokens, quality, cost)
+        let prior = self.prior_for(task_id);
+        self.estimate_from_pairs(&self.config, prior, pairs, prompt_tokens, quality, cost);
+        Signals {
+            neighbours: Some(pairs.len() as u32),
+            ood: Some(ood),
+        }
     }
 
-    /// The estimate from the chosen neighbours `(similarity, row)`.
+    /// The prior of a query of task `task_id` under this router's config.
+    fn prior_for(&self, task_id: Option<u32>) -> &[f64] {
+        let m = self.pool.len();
+        match (self.config.prior, task_id) {
+            (Prior::Task { .. }, Some(t)) => &self.task_prior[t as usize * m..(t as usize + 1) * m],
+            _ => &self.global_prior,
+        }
+    }
+
+    /// The estimate from the chosen neighbours `(similarity, row)` under `config`'s weighting
+    /// and shrinkage toward `prior`.
     fn estimate_from_pairs(
         &self,
+        config: &KnnConfig,
+        prior: &[f64],
         pairs: &[(f32, u32)],
-        ood: f32,
-        task_id: Option<u32>,
         prompt_tokens: Option<f64>,
         quality: &mut [f64],
         cost: &mut [f64],
-    ) -> Signals {
+    ) {
         let m = self.pool.len();
-        let prior: &[f64] = match (self.config.prior, task_id) {
-            (Prior::Task { .. }, Some(t)) => &self.task_prior[t as usize * m..(t as usize + 1) * m],
-            _ => &self.global_prior,
-        };
-        let beta = self.config.shrinkage;
+        let beta = config.shrinkage;
         let mut wsum = 0.0f64;
         quality.fill(0.0);
         let mut cost_num = vec_zero::<16>(m);
@@ -670,7 +699,7 @@ impl KnnRouter {
         let mut out_num = vec_zero::<16>(m);
         let mut out_den = vec_zero::<16>(m);
         for &(s, i) in pairs {
-            let w = self.config.weighting.weight(s);
+            let w = config.weighting.weight(s);
             wsum += w;
             let i = i as usize;
             for j in 0..m {
@@ -702,10 +731,6 @@ impl KnnRouter {
                     .then(|| out_num[j] / out_den[j]);
                 card.estimate_cost(prompt_tokens.unwrap_or(0.0), out)
             };
-        }
-        Signals {
-            neighbours: Some(pairs.len() as u32),
-            ood: Some(ood),
         }
     }
 

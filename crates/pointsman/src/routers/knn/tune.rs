@@ -1,0 +1,379 @@
+//! Choosing the kNN router's hyper-parameters by cross-validation on the training split.
+//!
+//! The training queries are split into seeded folds. Every query's nearest neighbours among the
+//! *other* folds' queries are found once (overall and within its task), with the task priors of
+//! the other folds; each candidate configuration then only re-weights those neighbour lists.
+//! The pooled out-of-fold estimates are scored like a test split
+//! ([`crate::eval::validation_metrics`]): AIQ, or APGR on two-model data. The best
+//! configuration is refitted on the whole split. No test label is read.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{top_k, KnnConfig, KnnRouter, Prior, Weighting, NO_TASK};
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::eval::{validation_metrics, Metrics};
+use crate::rng::SplitMix64;
+use crate::router::Estimates;
+use crate::simd;
+
+/// The grid a search tries: every combination of the listed values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnnSearch {
+    /// Number of folds.
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+    /// Neighbour counts.
+    pub k: Vec<usize>,
+    /// Exponents of power weighting (`max(s, 0)^p`).
+    pub power: Vec<f64>,
+    /// Whether neighbours come from the query's task only.
+    pub same_task: Vec<bool>,
+    /// Priors: `None` for the global mean, `Some(α)` for task means shrunk by α pseudo-queries.
+    pub task_prior: Vec<Option<f64>>,
+    /// Shrinkage strengths β.
+    pub shrinkage: Vec<f64>,
+}
+
+impl Default for KnnSearch {
+    fn default() -> Self {
+        KnnSearch {
+            folds: 5,
+            seed: 0,
+            k: vec![50, 100, 200],
+            power: vec![1.0, 4.0],
+            same_task: vec![false, true],
+            task_prior: vec![None, Some(5.0), Some(50.0)],
+            shrinkage: vec![0.0, 1.0, 10.0, 30.0],
+        }
+    }
+}
+
+impl KnnSearch {
+    /// The configurations of the grid (duplicates that cannot differ are dropped: the prior is
+    /// irrelevant without shrinkage), each based on `base` for the fields not searched.
+    pub fn configs(&self, base: &KnnConfig) -> Vec<KnnConfig> {
+        let mut out: Vec<KnnConfig> = Vec::new();
+        for &same_task in &self.same_task {
+            for &k in &self.k {
+                for &power in &self.power {
+                    for &shrinkage in &self.shrinkage {
+                        for &tp in &self.task_prior {
+                            let prior = match (shrinkage, tp) {
+                                (b, _) if b == 0.0 => Prior::Global,
+                                (_, None) => Prior::Global,
+                                (_, Some(strength)) => Prior::Task { strength },
+                            };
+                            let c = KnnConfig {
+                                k,
+                                weighting: Weighting::Power { power },
+                                shrinkage,
+                                prior,
+                                same_task,
+                                ..base.clone()
+                            };
+                            if !out.contains(&c) {
+                                out.push(c);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.folds < 2 {
+            return Err(Error::Config("knn search needs at least 2 folds".into()));
+        }
+        if self.k.is_empty()
+            || self.power.is_empty()
+            || self.same_task.is_empty()
+            || self.task_prior.is_empty()
+            || self.shrinkage.is_empty()
+        {
+            return Err(Error::Config(
+                "knn search has an empty list of values".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One configuration's cross-validated figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// The configuration.
+    pub config: KnnConfig,
+    /// The selection score: AIQ, or APGR on two-model data.
+    pub score: f64,
+    /// All cross-validated metrics.
+    pub metrics: Metrics,
+}
+
+/// What a search did: the criterion, every trial (best first) and the winner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchReport {
+    /// `"cv aiq"` or `"cv apgr"`.
+    pub criterion: String,
+    /// Folds used.
+    pub folds: usize,
+    /// Every configuration tried, best first.
+    pub trials: Vec<Trial>,
+    /// Seconds the search took (neighbour lists and scoring, not the final fit).
+    pub seconds: f64,
+}
+
+impl SearchReport {
+    /// The winning configuration.
+    pub fn best(&self) -> &KnnConfig {
+        &self.trials[0].config
+    }
+}
+
+impl KnnRouter {
+    /// Chooses the hyper-parameters by cross-validation on `train` (see the
+    /// [module documentation](self)) and fits the winner on the whole split. Fields of `base`
+    /// not in the search (index, OOD neighbours) are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid search or base config; [`Error::InvalidInput`] for a split
+    /// too small for the folds or without embeddings.
+    pub fn tune(
+        train: &Split,
+        base: &KnnConfig,
+        search: &KnnSearch,
+    ) -> Result<(KnnRouter, SearchReport)> {
+        search.validate()?;
+        base.validate()?;
+        let started = std::time::Instant::now();
+        let configs = search.configs(base);
+        for c in &configs {
+            c.validate()?;
+        }
+        // One router over the whole split holds the data in its (task-grouped) row order.
+        let all = KnnRouter::fit_without_ood(train, &configs[0])?;
+        let n = all.len();
+        if n < search.folds * 2 {
+            return Err(Error::InvalidInput(format!(
+                "{n} training queries are too few for {} folds",
+                search.folds
+            )));
+        }
+        let m = all.pool.len();
+        let mut perm: Vec<usize> = (0..n).collect();
+        SplitMix64::new(search.seed).shuffle(&mut perm);
+        let mut fold = vec![0usize; n];
+        for (pos, &r) in perm.iter().enumerate() {
+            fold[r] = pos % search.folds;
+        }
+        let k_max = configs.iter().map(|c| c.k).max().unwrap_or(1).min(n);
+        // Neighbour lists among the other folds: overall and within the query's task.
+        let lists: Vec<(Vec<(f32, u32)>, Vec<(f32, u32)>)> = (0..n)
+            .into_par_iter()
+            .map_init(
+                || (vec![0.0f32; n], Vec::new()),
+                |(sims, pairs), i| {
+                    simd::dot_rows(&all.embeddings, all.row(i), sims);
+                    for (j, s) in sims.iter_mut().enumerate() {
+                        if fold[j] == fold[i] {
+                            *s = f32::NEG_INFINITY;
+                        }
+                    }
+                    top_k(sims, 0, k_max, pairs);
+                    let global: Vec<(f32, u32)> =
+                        pairs.iter().copied().filter(|p| p.0.is_finite()).collect();
+                    let task = all.tasks[i];
+                    let same = if task == NO_TASK {
+                        global.clone()
+                    } else {
+                        let (lo, hi) = all.task_rows[task as usize];
+                        top_k(&sims[lo..hi], lo, k_max.min(hi - lo), pairs);
+                        pairs.iter().copied().filter(|p| p.0.is_finite()).collect()
+                    };
+                    (global, same)
+                },
+            )
+            .collect();
+        // Per-fold priors from the other folds: global means and per-task sums and counts.
+        let t = all.task_names.len();
+        let mut sums = vec![0.0f64; search.folds * (t + 1) * m];
+        let mut counts = vec![0.0f64; search.folds * (t + 1)];
+        for r in 0..n {
+            let slot = if all.tasks[r] == NO_TASK {
+                t
+            } else {
+                all.tasks[r] as usize
+            };
+            for f in (0..search.folds).filter(|&f| f != fold[r]) {
+                counts[f * (t + 1) + slot] += 1.0;
+                for j in 0..m {
+                    sums[(f * (t + 1) + slot) * m + j] += f64::from(all.scores[r * m + j]);
+                }
+            }
+        }
+        let prior_of = |f: usize, task: u32, prior: Prior| -> Vec<f64> {
+            let total: f64 = (0..=t).map(|s| counts[f * (t + 1) + s]).sum();
+            let global: Vec<f64> = (0..m)
+                .map(|j| {
+                    (0..=t)
+                        .map(|s| sums[(f * (t + 1) + s) * m + j])
+                        .sum::<f64>()
+                        / total.max(1.0)
+                })
+                .collect();
+            match (prior, task) {
+                (Prior::Task { strength }, task) if task != NO_TASK => {
+                    let c = counts[f * (t + 1) + task as usize];
+                    (0..m)
+                        .map(|j| {
+                            let s = sums[(f * (t + 1) + task as usize) * m + j];
+                            if c + strength > 0.0 {
+                                (s + strength * global[j]) / (c + strength)
+                            } else {
+                                global[j]
+                            }
+                        })
+                        .collect()
+                }
+                _ => global,
+            }
+        };
+        let weak_strong = weak_strong_of(train);
+        let truth = train.subset(&all.source_rows, "cross-validation");
+        let mut trials: Vec<Trial> = configs
+            .par_iter()
+            .map(|config| -> Result<Trial> {
+                let mut est = Estimates::new(n, m);
+                let mut priors: std::collections::HashMap<(usize, u32), Vec<f64>> =
+                    Default::default();
+                for i in 0..n {
+                    let (global, same) = &lists[i];
+                    let list = if config.same_task { same } else { global };
+                    let pairs = &list[..config.k.min(list.len())];
+                    let prior = priors
+                        .entry((fold[i], all.tasks[i]))
+                        .or_insert_with(|| prior_of(fold[i], all.tasks[i], config.prior));
+                    let (q, c) = est.row_mut(i);
+                    all.estimate_from_pairs(
+                        config,
+                        prior,
+                        pairs,
+                        Some(truth.prompt_tokens()[i]),
+                        q,
+                        c,
+                    );
+                }
+                let metrics = validation_metrics(
+                    &est,
+                    &truth,
+                    weak_strong,
+                    crate::eval::DEFAULT_SWEEP_POINTS,
+                )?;
+                let score = if weak_strong.is_some() {
+                    metrics.apgr.unwrap_or(metrics.aiq)
+                } else {
+                    metrics.aiq
+                };
+                Ok(Trial {
+                    config: config.clone(),
+                    score,
+                    metrics,
+                })
+            })
+            .collect::<Result<_>>()?;
+        // Best first; ties keep the grid order (the simpler settings come first).
+        trials.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let report = SearchReport {
+            criterion: if weak_strong.is_some() {
+                "cv apgr"
+            } else {
+                "cv aiq"
+            }
+            .into(),
+            folds: search.folds,
+            trials,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let router = KnnRouter::fit(train, report.best())?;
+        Ok((router, report))
+    }
+}
+
+/// (weak, strong) for a two-model split: the better mean score is the strong model.
+fn weak_strong_of(split: &Split) -> Option<(usize, usize)> {
+    if split.pool().len() != 2 {
+        return None;
+    }
+    let means = split.mean_scores();
+    Some(if means[1] >= means[0] { (0, 1) } else { (1, 0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{ModelCard, ModelPool};
+
+    #[test]
+    fn grid_dedupes_and_search_picks_the_signal() {
+        let s = KnnSearch::default();
+        let configs = s.configs(&KnnConfig::default());
+        // β = 0 makes the prior irrelevant: 2 × 3 × 2 × (1 + 3 × 3) = 120.
+        assert_eq!(configs.len(), 120);
+
+        // Two tasks; within task "a" model 0 is right, within "b" model 1, with noise on the
+        // embeddings that carries no signal: the task prior with strong shrinkage wins.
+        let pool = ModelPool::new(vec![
+            ModelCard::new("x", 1.0, 1.0),
+            ModelCard::new("y", 1.0, 1.0),
+            ModelCard::new("z", 9.0, 9.0),
+        ])
+        .unwrap();
+        let mut rng = SplitMix64::new(1);
+        let (mut e, mut sc, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..300 {
+            for _ in 0..4 {
+                e.push(rng.normal() as f32);
+            }
+            let a = i % 2 == 0;
+            sc.extend_from_slice(&[f64::from(u8::from(a)), f64::from(u8::from(!a)), 0.5]);
+            tasks.push(Some(if a { "a" } else { "b" }.to_string()));
+        }
+        let split = Split::from_arrays(pool, e, 4, sc, vec![1e-5; 900])
+            .unwrap()
+            .with_tasks(tasks)
+            .unwrap();
+        let search = KnnSearch {
+            folds: 3,
+            k: vec![10],
+            power: vec![1.0],
+            shrinkage: vec![0.0, 30.0],
+            ..Default::default()
+        };
+        let (router, report) = KnnRouter::tune(&split, &KnnConfig::default(), &search).unwrap();
+        assert_eq!(report.criterion, "cv aiq");
+        assert!(report.trials.windows(2).all(|w| w[0].score >= w[1].score));
+        let best = report.best();
+        assert!(
+            best.same_task || matches!(best.prior, Prior::Task { .. }),
+            "{best:?}"
+        );
+        assert!(report.trials[0].metrics.max_quality > 0.95);
+        assert_eq!(router.config(), best);
+        let e = KnnRouter::tune(
+            &split,
+            &KnnConfig::default(),
+            &KnnSearch {
+                folds: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("2 folds"));
+    }
+}
