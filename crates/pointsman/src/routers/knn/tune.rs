@@ -62,10 +62,9 @@ impl KnnSearch {
                 for &power in &self.power {
                     for &shrinkage in &self.shrinkage {
                         for &tp in &self.task_prior {
-                            let prior = match (shrinkage, tp) {
-                                (b, _) if b == 0.0 => Prior::Global,
-                                (_, None) => Prior::Global,
-                                (_, Some(strength)) => Prior::Task { strength },
+                            let prior = match tp {
+                                Some(strength) if shrinkage > 0.0 => Prior::Task { strength },
+                                _ => Prior::Global,
                             };
                             let c = KnnConfig {
                                 k,
@@ -174,7 +173,9 @@ impl KnnRouter {
         }
         let k_max = configs.iter().map(|c| c.k).max().unwrap_or(1).min(n);
         // Neighbour lists among the other folds: overall and within the query's task.
-        let lists: Vec<(Vec<(f32, u32)>, Vec<(f32, u32)>)> = (0..n)
+        // Per query: (neighbours overall, neighbours within its task), best first.
+        type Lists = (Vec<(f32, u32)>, Vec<(f32, u32)>);
+        let lists: Vec<Lists> = (0..n)
             .into_par_iter()
             .map_init(
                 || (vec![0.0f32; n], Vec::new()),
@@ -204,13 +205,9 @@ impl KnnRouter {
         let t = all.task_names.len();
         let mut sums = vec![0.0f64; search.folds * (t + 1) * m];
         let mut counts = vec![0.0f64; search.folds * (t + 1)];
-        for r in 0..n {
-            let slot = if all.tasks[r] == NO_TASK {
-                t
-            } else {
-                all.tasks[r] as usize
-            };
-            for f in (0..search.folds).filter(|&f| f != fold[r]) {
+        for (r, (&own, &task)) in fold.iter().zip(&all.tasks).enumerate() {
+            let slot = if task == NO_TASK { t } else { task as usize };
+            for f in (0..search.folds).filter(|&f| f != own) {
                 counts[f * (t + 1) + slot] += 1.0;
                 for j in 0..m {
                     sums[(f * (t + 1) + slot) * m + j] += f64::from(all.scores[r * m + j]);
