@@ -12,6 +12,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
+step "the core crate without optional features (no candle)"
+cargo clippy -p pointsman --no-default-features --release -- -D warnings
+
 step "cargo test (release: the quality tests train routers on the real datasets)"
 cargo test --workspace --release
 

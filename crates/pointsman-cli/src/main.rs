@@ -6,6 +6,8 @@ mod eval_cmd;
 mod output;
 mod plot;
 mod progress;
+mod route_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,10 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Recompute an evaluation report from a decisions.jsonl file and the dataset alone.
     Report(eval_cmd::ReportArgs),
+    /// Fit a router on a dataset's train split (hyper-parameters by cross-validation) and save it.
+    Train(train_cmd::TrainArgs),
+    /// Route queries read as JSON lines on stdin with a saved router; one decision per line out.
+    Route(route_cmd::RouteArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +48,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval_cmd::eval(&args, &progress),
         Command::Report(args) => eval_cmd::report(&args),
+        Command::Train(args) => train_cmd::train(&args, &progress),
+        Command::Route(args) => route_cmd::route(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -273,3 +273,101 @@ fn bad_input_gives_one_clear_line() {
     assert!(line.contains("d.jsonl:1: malformed decision"), "{line}");
     assert!(!out.join("report.json").exists());
 }
+
+fn pointsman_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the pointsman binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn train_then_route_json_lines() {
+    let Some(root) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("knn.safetensors");
+    let data = root.join("llmrouter_dc");
+    let o = pointsman(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--router",
+        "knn",
+        "--out",
+        file.to_str().unwrap(),
+        "--config",
+        r#"{"k": 50}"#,
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ds = pointsman::data::Dataset::load(&data).unwrap();
+    let row = &ds.test().embeddings()[..384];
+    let line = serde_json::json!({"id": "q1", "embedding": row, "prompt_tokens": 40.0}).to_string();
+    let r = file.to_str().unwrap();
+    let o = pointsman_stdin(
+        &["route", "--router", r, "--cost-weight", "300"],
+        &format!("{line}\n{line}\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "q1");
+    assert_eq!(lines[0]["alternatives"].as_array().unwrap().len(), 8);
+    assert!(lines[0]["signals"]["ood"].as_f64().is_some());
+    assert_eq!(lines[0], lines[1]);
+
+    // Bad lines: named by line number, one line on stderr.
+    let short = serde_json::json!({"embedding": [1.0, 2.0]}).to_string();
+    let line2 = stderr_line(&pointsman_stdin(
+        &["route", "--router", r],
+        &format!("{line}\n{short}\n"),
+    ));
+    assert_eq!(
+        line2,
+        "error: stdin:2: dimension mismatch: expected 384, got 2"
+    );
+    let line2 = stderr_line(&pointsman_stdin(
+        &["route", "--router", r],
+        "{\"text\": \"hi\"}\n",
+    ));
+    assert!(
+        line2.starts_with("error: stdin:1: expected {\"embedding\""),
+        "{line2}"
+    );
+    let line2 = stderr_line(&pointsman_stdin(
+        &["route", "--router", r, "--allowed", "nope"],
+        "",
+    ));
+    assert_eq!(line2, "error: unknown model \"nope\"");
+    std::fs::write(&file, b"not a router").unwrap();
+    let line2 = stderr_line(&pointsman_stdin(&["route", "--router", r], ""));
+    assert!(
+        line2.contains("knn.safetensors: not a valid safetensors file"),
+        "{line2}"
+    );
+    let line2 = stderr_line(&pointsman(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--router",
+        "forest",
+        "--out",
+        r,
+    ]));
+    assert!(line2.contains("unknown router kind \"forest\""), "{line2}");
+}

@@ -32,6 +32,7 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "train")]
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::{inv_norm, FeatureBatch};
@@ -354,6 +355,7 @@ impl MfRouter {
 
 /// Least-squares `cost ≈ a + c · tokens` per model over the observed costs, with `c ≥ 0` and the
 /// fit never below zero on the data; `None` for models without observed costs.
+#[cfg(feature = "train")]
 fn fit_costs(train: &Split) -> Vec<Option<(f64, f64)>> {
     let m = train.pool().len();
     (0..m)
