@@ -19,8 +19,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
-    /// Comma-separated routers: random, cheapest, best-single, fixed:<model id>, zero, oracle;
-    /// `all` for every one of them with default settings.
+    /// Comma-separated routers: random, cheapest, best-single, fixed:<model id>, zero, oracle,
+    /// knn, mf, file:<saved router>; `all` for every kind with default settings.
     #[arg(long, value_name = "LIST")]
     pub routers: String,
 

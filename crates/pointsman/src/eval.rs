@@ -337,11 +337,24 @@ pub const POLICY_NAMES: &[&str] = &[
     "fixed:<model id>",
     "zero",
     "oracle",
+    "knn",
+    #[cfg(feature = "train")]
+    "mf",
+    "file:<saved router>",
 ];
 
 /// Every policy `all` stands for in a list of names: each kind with its default settings (the
 /// `fixed:<model id>` family is left out).
-pub const ALL_POLICIES: &[&str] = &["random", "cheapest", "best-single", "zero", "oracle"];
+pub const ALL_POLICIES: &[&str] = &[
+    "random",
+    "cheapest",
+    "best-single",
+    "zero",
+    "oracle",
+    "knn",
+    #[cfg(feature = "train")]
+    "mf",
+];
 
 /// Splits a comma-separated list of policy names, trimming blanks and expanding `all` to
 /// [`ALL_POLICIES`]; repeated names are kept once.
@@ -370,6 +383,11 @@ pub fn expand_policy_names(list: &str) -> Vec<String> {
 /// As [`policy_by_name`].
 pub fn check_policy_name(name: &str, pool: &crate::ModelPool) -> Result<()> {
     use crate::routers::baseline::Baseline;
+    if let Some(path) = name.strip_prefix("file:") {
+        return std::fs::metadata(path)
+            .map(|_| ())
+            .map_err(|e| Error::io(path, e));
+    }
     match Baseline::from_name(name, 0) {
         Some(Baseline::Fixed { model }) => pool.index_of(&model).map(|_| ()),
         Some(_) => Ok(()),
@@ -399,6 +417,12 @@ pub fn policy_by_name(
     use crate::routers::baseline::{Baseline, BaselineRouter};
     if name == "oracle" {
         return Ok(Box::new(Oracle));
+    }
+    if let Some(path) = name.strip_prefix("file:") {
+        let router = crate::io::load_router(path)?;
+        return Ok(Box::new(
+            RouterPolicy::new(name, router).with_points(options.sweep_points),
+        ));
     }
     if name == "knn" {
         use crate::routers::knn::{KnnRouter, KnnSearch};
@@ -1186,15 +1210,14 @@ mod tests {
         );
         assert!(policy_by_name("fixed:nope", &train, &opts).is_err());
         assert_eq!(
-            expand_policy_names(" zero, all ,oracle,,fixed:a"),
-            [
-                "zero",
-                "random",
-                "cheapest",
-                "best-single",
-                "oracle",
-                "fixed:a"
-            ]
+            expand_policy_names(" zero, all ,oracle,,fixed:a")[..5],
+            ["zero", "random", "cheapest", "best-single", "oracle"]
+        );
+        assert_eq!(
+            expand_policy_names("all,fixed:a")
+                .last()
+                .map(String::as_str),
+            Some("fixed:a")
         );
     }
 
