@@ -1,0 +1,112 @@
+//! Property tests of the invariants routers promise: saving and loading is bit-identical,
+//! `route_batch` equals repeated `route`, and kNN does not depend on the order of its reference
+//! rows.
+
+use pointsman::data::Split;
+use pointsman::routers::knn::{Index, KnnConfig, KnnRouter, Prior, Weighting};
+use pointsman::{FeatureBatch, ModelCard, ModelPool, Objective, QueryFeatures, Router};
+use proptest::prelude::*;
+
+fn pool() -> ModelPool {
+    ModelPool::new(vec![
+        ModelCard::new("small", 0.1, 0.1),
+        ModelCard::new("mid", 1.0, 2.0),
+        ModelCard::new("large", 5.0, 15.0),
+    ])
+    .unwrap()
+}
+
+/// A labelled set of `n` queries of dimension 6 with up to three tasks, from generated values.
+fn split_strategy() -> impl Strategy<Value = Split> {
+    (8usize..40).prop_flat_map(|n| {
+        (
+            proptest::collection::vec(-1.0f32..1.0, n * 6),
+            proptest::collection::vec(0.0f64..=1.0, n * 3),
+            proptest::collection::vec(proptest::option::of(0u8..3), n),
+        )
+            .prop_filter_map("rows must not be all zero", move |(mut e, s, t)| {
+                for row in e.chunks_exact_mut(6) {
+                    row[0] += 2.0; // keeps every row away from zero
+                }
+                let costs: Vec<f64> = (0..n).flat_map(|_| [1e-5, 1e-4, 1e-3]).collect();
+                let tasks = t.into_iter().map(|x| x.map(|x| format!("t{x}"))).collect();
+                Split::from_arrays(pool(), e, 6, s, costs)
+                    .ok()?
+                    .with_tasks(tasks)
+                    .ok()
+            })
+    })
+}
+
+fn config_strategy() -> impl Strategy<Value = KnnConfig> {
+    (
+        1usize..12,
+        0.0f64..20.0,
+        any::<bool>(),
+        any::<bool>(),
+        0.5f64..4.0,
+    )
+        .prop_map(|(k, shrinkage, same_task, task_prior, power)| KnnConfig {
+            k,
+            shrinkage,
+            same_task,
+            prior: if task_prior {
+                Prior::Task { strength: 3.0 }
+            } else {
+                Prior::Global
+            },
+            weighting: Weighting::Power { power },
+            ood_neighbours: 3,
+            index: Index::Exact,
+        })
+}
+
+fn queries() -> impl Strategy<Value = Vec<f32>> {
+    proptest::collection::vec(-1.0f32..1.0, 6 * 5).prop_map(|mut q| {
+        for row in q.chunks_exact_mut(6) {
+            row[1] += 2.0;
+        }
+        q
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn save_load_is_bit_identical(split in split_strategy(), config in config_strategy(), q in queries()) {
+        let router = KnnRouter::fit(&split, &config).unwrap();
+        let bytes = router.to_saved().unwrap().to_bytes().unwrap();
+        let loaded = pointsman::io::router_from_bytes(&bytes).unwrap();
+        prop_assert_eq!(loaded.to_saved().unwrap().to_bytes().unwrap(), bytes);
+        let batch = FeatureBatch::new(&q, 6).unwrap();
+        prop_assert_eq!(router.estimate_batch(&batch).unwrap(), loaded.estimate_batch(&batch).unwrap());
+    }
+
+    #[test]
+    fn route_batch_equals_repeated_route(split in split_strategy(), config in config_strategy(), q in queries(), w in 0.0f64..2000.0) {
+        let router = KnnRouter::fit(&split, &config).unwrap();
+        let batch = FeatureBatch::new(&q, 6).unwrap();
+        let objective = Objective::new(w);
+        let all = router.route_batch(&batch, &objective).unwrap();
+        for (i, &m) in all.iter().enumerate() {
+            let one = router.route(&QueryFeatures::new(batch.row(i).to_vec()).unwrap(), &objective).unwrap();
+            prop_assert_eq!(one.model, m as usize);
+        }
+    }
+
+    #[test]
+    fn knn_is_invariant_to_row_order(split in split_strategy(), config in config_strategy(), q in queries(), seed in any::<u64>()) {
+        let mut order: Vec<usize> = (0..split.len()).collect();
+        pointsman::rng::SplitMix64::new(seed).shuffle(&mut order);
+        let a = KnnRouter::fit(&split, &config).unwrap();
+        let b = KnnRouter::fit(&split.subset(&order, "train"), &config).unwrap();
+        let batch = FeatureBatch::new(&q, 6).unwrap();
+        let (ea, eb) = (a.estimate_batch(&batch).unwrap(), b.estimate_batch(&batch).unwrap());
+        // Equal up to the order of floating-point sums (ties between equally similar rows can
+        // only swap rows of equal similarity, which have equal weights).
+        for (x, y) in ea.quality.iter().zip(&eb.quality) {
+            prop_assert!((x - y).abs() < 1e-9, "{} vs {}", x, y);
+        }
+    }
+}
