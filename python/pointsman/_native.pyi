@@ -5,6 +5,7 @@ here exists there with the same name, kind and default-ness, and the other way r
 """
 
 import os
+import pathlib
 from collections.abc import Sequence
 from typing import Any, Literal, Optional, Union, final, overload
 
@@ -50,7 +51,7 @@ class Dataset:
     @property
     def name(self) -> str: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
     @property
     def models(self) -> list[str]: ...
     @property
