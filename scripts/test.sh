@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Rust tests (unit, integration, quality on the shared
-# datasets, doc tests). Installs what it needs. Usage: scripts/test.sh
+# datasets, doc tests), the examples, and the Python package (built as a wheel, installed into a
+# fresh virtual environment, tested with pytest). Installs what it needs. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POINTSMAN_DATA_DIR=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -20,5 +21,15 @@ cargo test --workspace --release
 
 step "examples"
 cargo run --release --quiet -p pointsman-examples --example quickstart -- "$POINTSMAN_DATA_DIR/llmrouter_dc"
+
+step "Python package: build the wheel, pip install it into a fresh venv, pytest"
+target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+pytmp=$(mktemp -d)
+trap 'rm -rf "$pytmp"' EXIT
+"${PYTHON:-python3}" -m venv "$pytmp/venv"
+"$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt
+"$pytmp/venv/bin/maturin" build --release --quiet -m python/Cargo.toml --out "$pytmp/wheels"
+"$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check "$pytmp"/wheels/pointsman-*.whl
+POINTSMAN_CLI="$target/release/pointsman" "$pytmp/venv/bin/pytest" python/tests
 
 step "all tests passed"

@@ -113,6 +113,7 @@ pub struct RouterPolicy {
     name: String,
     router: Arc<dyn Router>,
     points: usize,
+    cost_weights: Option<Vec<f64>>,
 }
 
 impl std::fmt::Debug for RouterPolicy {
@@ -131,12 +132,21 @@ impl RouterPolicy {
             name: name.into(),
             router,
             points: DEFAULT_SWEEP_POINTS,
+            cost_weights: None,
         }
     }
 
     /// Sets the number of cost weights of the sweep (at least 2).
     pub fn with_points(mut self, points: usize) -> Self {
         self.points = points.max(2);
+        self
+    }
+
+    /// Evaluates at exactly these cost weights instead of a sweep: one point per weight, in the
+    /// given order, all charging per-query costs ([`CostBasis::Query`]; on two-model datasets
+    /// APGR and CPT then come from the cost curve's strong-call shares).
+    pub fn with_cost_weights(mut self, cost_weights: Vec<f64>) -> Self {
+        self.cost_weights = Some(cost_weights);
         self
     }
 
@@ -266,10 +276,38 @@ impl Policy for RouterPolicy {
         &self.name
     }
 
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an empty list of cost weights or a negative or non-finite one;
+    /// [`Error::UnknownModel`] when the router has a model the split has no labels for; the
+    /// router's estimate errors.
     fn sweep(&self, test: &Split) -> Result<Vec<SweepPoint>> {
+        if let Some(weights) = &self.cost_weights {
+            if weights.is_empty() {
+                return Err(Error::Config("the list of cost weights is empty".into()));
+            }
+            for &w in weights {
+                crate::Objective::new(w).resolve(self.router.models())?;
+            }
+        }
         let map = model_map(self.router.as_ref(), test)?;
         let batch = test.features()?;
         let est = self.router.estimate_batch(&batch)?;
+        if let Some(weights) = &self.cost_weights {
+            let mut choices = vec![0u32; test.len()];
+            return Ok(weights
+                .iter()
+                .map(|&w| {
+                    self.router.choose(&batch, &est, w, None, &mut choices);
+                    SweepPoint {
+                        cost_weight: w,
+                        choices: choices.iter().map(|&c| map[c as usize]).collect(),
+                        invoked: None,
+                        cost_basis: CostBasis::Query,
+                    }
+                })
+                .collect());
+        }
         Ok(sweeps_of(&est, &map, self.points, |e, w, out| {
             self.router.choose(&batch, e, w, None, out)
         }))
@@ -1183,6 +1221,38 @@ mod tests {
             cost_basis: CostBasis::Query,
         }];
         assert!(evaluate_sweep("c", false, &short, &test, &r).is_err());
+    }
+
+    #[test]
+    fn router_policy_at_given_cost_weights() {
+        use crate::routers::baseline::{Baseline, BaselineRouter};
+        let (train, test) = tiny();
+        let router: Arc<dyn Router> =
+            Arc::new(BaselineRouter::fit(Baseline::Zero, &train).unwrap());
+        // Training means: weak quality 0.5 at cost 1, strong 1.0 at cost 10. At w = 0 the strong
+        // model wins; at w = 1 (0.5 - 1 > 1 - 10) and beyond, the weak one. Repeated assignments
+        // are kept: one point per weight asked for.
+        let policy =
+            RouterPolicy::new("zero", router.clone()).with_cost_weights(vec![0.0, 1.0, 1e9]);
+        let sweep = policy.sweep(&test).unwrap();
+        assert_eq!(sweep.len(), 3);
+        assert_eq!(sweep[0].choices, vec![1; 4]);
+        assert_eq!(sweep[1].choices, vec![0; 4]);
+        assert_eq!(sweep[2].choices, vec![0; 4]);
+        assert!(sweep.iter().all(|p| p.cost_basis == CostBasis::Query));
+        assert_eq!(sweep[2].cost_weight, 1e9);
+        // The default sweep drops repeated assignments and adds the call-basis points.
+        let full = RouterPolicy::new("zero", router.clone())
+            .sweep(&test)
+            .unwrap();
+        assert!(full.iter().any(|p| p.cost_basis == CostBasis::Call));
+        for bad in [vec![], vec![0.0, -1.0], vec![f64::NAN]] {
+            let e = RouterPolicy::new("zero", router.clone())
+                .with_cost_weights(bad)
+                .sweep(&test)
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{e}");
+        }
     }
 
     #[test]

@@ -482,6 +482,32 @@ pub trait Router: Send + Sync + std::fmt::Debug {
         Ok(out)
     }
 
+    /// Routes every row of `batch` and returns the chosen model indices together with the
+    /// estimates they were chosen from (`rows × models` expected quality and cost, and the
+    /// signals), for callers that want to inspect or log them. The choices equal
+    /// [`Router::route_batch`]'s.
+    ///
+    /// # Errors
+    ///
+    /// As [`Router::route`].
+    fn route_batch_with_estimates(
+        &self,
+        batch: &FeatureBatch<'_>,
+        objective: &Objective,
+    ) -> Result<(Vec<u32>, Estimates)> {
+        let mask = objective.resolve(self.models())?;
+        let est = self.estimate_batch(batch)?;
+        let mut out = vec![0u32; batch.rows()];
+        self.choose(
+            batch,
+            &est,
+            objective.cost_weight,
+            mask.as_deref(),
+            &mut out,
+        );
+        Ok((out, est))
+    }
+
     /// The `k` best allowed models for one query, best first.
     ///
     /// # Errors
@@ -694,5 +720,14 @@ mod tests {
         let est = r.estimate_batch(&batch).unwrap();
         assert_eq!(est.rows(), 1000);
         assert_eq!(est.quality_row(999).len(), 3);
+        let obj = Objective::new(300.0).with_allowed(["mid", "small"]);
+        let (choices, with_est) = r.route_batch_with_estimates(&batch, &obj).unwrap();
+        assert_eq!(choices, r.route_batch(&batch, &obj).unwrap());
+        assert_eq!(with_est, est);
+        assert!(choices.iter().all(|&c| c != 1), "the mask excludes big");
+        let e = r
+            .route_batch_with_estimates(&batch, &Objective::new(-1.0))
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
     }
 }

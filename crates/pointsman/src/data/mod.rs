@@ -236,6 +236,17 @@ impl Split {
         column_means(&self.costs, self.pool.len())
     }
 
+    /// For two-model splits, the (weak, strong) model indices by mean score (the better mean is
+    /// the strong model; a tie makes model 1 the strong one); `None` for other pools. A
+    /// [`Dataset`] can also name them in `models.json` ([`Dataset::weak_strong`]).
+    pub fn weak_strong(&self) -> Option<(usize, usize)> {
+        if self.pool.len() != 2 {
+            return None;
+        }
+        let means = self.mean_scores();
+        Some(if means[1] >= means[0] { (0, 1) } else { (1, 0) })
+    }
+
     /// The split's queries as a feature batch (with prompt token counts, task tags and the
     /// embedding model).
     ///
@@ -1027,6 +1038,24 @@ mod tests {
         .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.embeddings()[0], 1.0);
+        // Mean scores a 0.5, b 0.75: b is the strong model; a's lead flips it; a tie makes b strong.
+        assert_eq!(s.weak_strong(), Some((0, 1)));
+        let flipped = Split::from_arrays(
+            pool.clone(),
+            vec![1.0, 0.0],
+            2,
+            vec![0.9, 0.1],
+            vec![0.1; 2],
+        );
+        assert_eq!(flipped.unwrap().weak_strong(), Some((1, 0)));
+        let tie = Split::from_arrays(
+            pool.clone(),
+            vec![1.0, 0.0],
+            2,
+            vec![0.5, 0.5],
+            vec![0.1; 2],
+        );
+        assert_eq!(tie.unwrap().weak_strong(), Some((0, 1)));
         let e = Split::from_arrays(pool.clone(), vec![1.0, 0.0], 2, vec![0.0], vec![0.1; 2])
             .unwrap_err();
         assert!(

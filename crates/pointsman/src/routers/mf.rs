@@ -756,14 +756,7 @@ mod train {
                         .collect()
                 })
                 .collect();
-            let weak_strong = (m == 2).then(|| {
-                let means = train.mean_scores();
-                if means[1] >= means[0] {
-                    (0, 1)
-                } else {
-                    (1, 0)
-                }
-            });
+            let weak_strong = train.weak_strong();
             let mut configs = Vec::new();
             for &dim in &search.dim {
                 for &learning_rate in &search.learning_rate {

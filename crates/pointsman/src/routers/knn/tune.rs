@@ -241,7 +241,7 @@ impl KnnRouter {
                 _ => global,
             }
         };
-        let weak_strong = weak_strong_of(train);
+        let weak_strong = train.weak_strong();
         let truth = train.subset(&all.source_rows, "cross-validation");
         let mut trials: Vec<Trial> = configs
             .par_iter()
@@ -300,15 +300,6 @@ impl KnnRouter {
         let router = KnnRouter::fit(train, report.best())?;
         Ok((router, report))
     }
-}
-
-/// (weak, strong) for a two-model split: the better mean score is the strong model.
-fn weak_strong_of(split: &Split) -> Option<(usize, usize)> {
-    if split.pool().len() != 2 {
-        return None;
-    }
-    let means = split.mean_scores();
-    Some(if means[1] >= means[0] { (0, 1) } else { (1, 0) })
 }
 
 #[cfg(test)]

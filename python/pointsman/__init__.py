@@ -1,0 +1,58 @@
+"""Pointsman: route each query to the LLM with the best quality-cost trade-off.
+
+The engine is the Rust crate ``pointsman``; this package is its Python face. Everything public
+lives in the private native module ``pointsman._native`` and is re-exported here.
+
+>>> import pointsman
+>>> ds = pointsman.Dataset.load("../shared/data/llmrouter_dc")            # doctest: +SKIP
+>>> router = pointsman.KnnRouter.fit(ds.train, k=50)                    # doctest: +SKIP
+>>> router.route(ds.test.embeddings[0], cost_weight=500.0).model_id     # doctest: +SKIP
+"""
+
+from ._native import (
+    DEFAULT_EMBEDDING_MODEL,
+    Alternative,
+    BaselineRouter,
+    ConfigError,
+    Dataset,
+    Decision,
+    FormatError,
+    InvalidInputError,
+    KnnRouter,
+    MfRouter,
+    PointsmanError,
+    Router,
+    ShapeError,
+    Split,
+    UnknownModelError,
+    UnsupportedError,
+    __version__,
+    evaluate,
+    load_router,
+    num_threads,
+    router_from_bytes,
+)
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "Alternative",
+    "BaselineRouter",
+    "ConfigError",
+    "Dataset",
+    "Decision",
+    "FormatError",
+    "InvalidInputError",
+    "KnnRouter",
+    "MfRouter",
+    "PointsmanError",
+    "Router",
+    "ShapeError",
+    "Split",
+    "UnknownModelError",
+    "UnsupportedError",
+    "__version__",
+    "evaluate",
+    "load_router",
+    "num_threads",
+    "router_from_bytes",
+]

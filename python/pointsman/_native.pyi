@@ -1,0 +1,257 @@
+"""Type stubs of the native module ``pointsman._native`` (re-exported by ``pointsman``).
+
+Checked against the module by ``tests/test_stubs.py``: every public name, method and parameter
+here exists there with the same name, kind and default-ness, and the other way round.
+"""
+
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any, Literal, Optional, Union, final, overload
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+DEFAULT_EMBEDDING_MODEL: str
+
+_Path = Union[str, "os.PathLike[str]"]
+_Vector = Union[npt.NDArray[np.floating[Any]], npt.NDArray[np.integer[Any]], Sequence[float]]
+_Matrix = Union[
+    npt.NDArray[np.floating[Any]], npt.NDArray[np.integer[Any]], Sequence[Sequence[float]]
+]
+
+class PointsmanError(Exception):
+    """Base class of every error Pointsman reports (I/O errors are OSError)."""
+
+class ShapeError(PointsmanError, ValueError):
+    """An array of the wrong shape or dimension, or embeddings of another embedding model."""
+
+class ConfigError(PointsmanError, ValueError):
+    """A configuration value out of range, an unknown setting, or contradicting settings."""
+
+class InvalidInputError(PointsmanError, ValueError):
+    """A value that cannot be used: a NaN or all-zero embedding, a quality outside [0, 1], an empty split."""
+
+class FormatError(PointsmanError, ValueError):
+    """A file that is not in the expected format (a corrupt or newer saved router, a malformed dataset)."""
+
+class UnknownModelError(PointsmanError, LookupError):
+    """A model id or index that is not in the router's (or the dataset's) pool."""
+
+class UnsupportedError(PointsmanError):
+    """An operation this router does not offer, such as observe() on a router that does not learn."""
+
+@final
+class Dataset:
+    """A routing dataset folder: the models with their prices, and the train and test splits."""
+
+    @staticmethod
+    def load(path: _Path) -> Dataset: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> pathlib.Path: ...
+    @property
+    def models(self) -> list[str]: ...
+    @property
+    def train(self) -> Split: ...
+    @property
+    def test(self) -> Split: ...
+    def __len__(self) -> int: ...
+
+@final
+class Split:
+    """One split of a dataset, or labelled queries from arrays."""
+
+    @staticmethod
+    def from_arrays(
+        embeddings: _Matrix,
+        scores: _Matrix,
+        costs: _Matrix,
+        models: Sequence[str],
+        tasks: Optional[Sequence[Optional[str]]] = None,
+    ) -> Split: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def models(self) -> list[str]: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def dataset(self) -> Optional[Dataset]: ...
+    @property
+    def ids(self) -> list[str]: ...
+    @property
+    def prompts(self) -> list[str]: ...
+    @property
+    def tasks(self) -> list[Optional[str]]: ...
+    @property
+    def prompt_tokens(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def embeddings(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def scores(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def costs(self) -> npt.NDArray[np.float64]: ...
+    def __len__(self) -> int: ...
+
+@final
+class Alternative:
+    """One model's figures in a decision."""
+
+    @property
+    def model(self) -> int: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def quality(self) -> float: ...
+    @property
+    def cost(self) -> float: ...
+    @property
+    def utility(self) -> float: ...
+
+@final
+class Decision:
+    """The outcome of routing one query."""
+
+    @property
+    def model(self) -> int: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def quality(self) -> float: ...
+    @property
+    def cost(self) -> float: ...
+    @property
+    def utility(self) -> float: ...
+    @property
+    def cost_weight(self) -> float: ...
+    @property
+    def alternatives(self) -> list[Alternative]: ...
+    @property
+    def neighbours(self) -> Optional[int]: ...
+    @property
+    def ood(self) -> Optional[float]: ...
+
+class Router:
+    """A fitted router; every router kind is a subclass."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def models(self) -> list[str]: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def embedding_model(self) -> Optional[str]: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def learns(self) -> bool: ...
+    @property
+    def observations(self) -> Optional[int]: ...
+    def route(
+        self,
+        x: _Vector,
+        cost_weight: float = 0.0,
+        *,
+        allowed: Optional[Sequence[str]] = None,
+        prompt_tokens: Optional[float] = None,
+        task: Optional[str] = None,
+    ) -> Decision: ...
+    def top_k(
+        self,
+        x: _Vector,
+        k: int,
+        cost_weight: float = 0.0,
+        *,
+        allowed: Optional[Sequence[str]] = None,
+        prompt_tokens: Optional[float] = None,
+        task: Optional[str] = None,
+    ) -> list[Alternative]: ...
+    @overload
+    def route_batch(
+        self,
+        x: _Matrix,
+        cost_weight: float = 0.0,
+        *,
+        allowed: Optional[Sequence[str]] = None,
+        prompt_tokens: Optional[_Vector] = None,
+        tasks: Optional[Sequence[Optional[str]]] = None,
+        return_estimates: Literal[False] = False,
+    ) -> npt.NDArray[np.uint32]: ...
+    @overload
+    def route_batch(
+        self,
+        x: _Matrix,
+        cost_weight: float = 0.0,
+        *,
+        allowed: Optional[Sequence[str]] = None,
+        prompt_tokens: Optional[_Vector] = None,
+        tasks: Optional[Sequence[Optional[str]]] = None,
+        return_estimates: Literal[True],
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    def observe(
+        self,
+        embedding: _Vector,
+        model: Union[str, int],
+        quality: float,
+        cost: float,
+        *,
+        prompt_tokens: Optional[float] = None,
+        task: Optional[str] = None,
+    ) -> None: ...
+    def save(self, path: _Path) -> None: ...
+    def to_bytes(self) -> bytes: ...
+    @classmethod
+    def load(cls, path: _Path) -> Any: ...
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+
+@final
+class KnnRouter(Router):
+    """kNN router: similarity-weighted scores of the nearest training queries, shrunk toward a prior."""
+
+    @staticmethod
+    def fit(split: Split, **config: Any) -> KnnRouter: ...
+    @staticmethod
+    def fit_arrays(
+        embeddings: _Matrix, scores: _Matrix, costs: _Matrix, models: Sequence[str], **config: Any
+    ) -> KnnRouter: ...
+    @staticmethod
+    def tune(
+        split: Split, search: Optional[dict[str, Any]] = None, **config: Any
+    ) -> tuple[KnnRouter, dict[str, Any]]: ...
+
+@final
+class MfRouter(Router):
+    """Matrix-factorisation router (RouteLLM's MF, generalised to N models)."""
+
+    @staticmethod
+    def fit(split: Split, **config: Any) -> MfRouter: ...
+    @staticmethod
+    def fit_arrays(
+        embeddings: _Matrix, scores: _Matrix, costs: _Matrix, models: Sequence[str], **config: Any
+    ) -> MfRouter: ...
+    @staticmethod
+    def tune(
+        split: Split, search: Optional[dict[str, Any]] = None, **config: Any
+    ) -> tuple[MfRouter, dict[str, Any]]: ...
+
+@final
+class BaselineRouter(Router):
+    """The baselines: "random", "cheapest", "best-single", "fixed:<model id>", "zero"."""
+
+    @staticmethod
+    def fit(split: Split, rule: str, seed: int = 0) -> BaselineRouter: ...
+
+def load_router(path: _Path) -> Router: ...
+def router_from_bytes(data: bytes) -> Router: ...
+def evaluate(
+    router: Router,
+    split: Split,
+    cost_weights: Optional[Sequence[float]] = None,
+    *,
+    train: Optional[Split] = None,
+) -> dict[str, Any]: ...
+def num_threads() -> int: ...

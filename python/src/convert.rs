@@ -1,0 +1,72 @@
+//! Plain Python values to and from the engine's serde types (configs, reports), through JSON: a
+//! config given as keyword arguments is exactly the JSON object `pointsman train --config` takes.
+
+use pointsman::Error;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3::BoundObject;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::errors::IntoPyResult;
+
+/// `json.dumps` fallback: NumPy scalars and arrays become plain numbers and lists.
+#[pyfunction]
+pub fn _json_default(obj: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    for method in ["item", "tolist"] {
+        if obj.hasattr(method)? {
+            return Ok(obj.call_method0(method)?.unbind());
+        }
+    }
+    Err(PyTypeError::new_err(format!(
+        "a setting of type {} is not a number, string, bool, list or dict",
+        obj.get_type().qualname()?
+    )))
+}
+
+/// A config struct from keyword arguments (fields not given keep their defaults). `what` names
+/// the config in errors (`"knn config"`).
+pub fn from_kwargs<T: DeserializeOwned>(
+    py: Python<'_>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    what: &str,
+) -> PyResult<T> {
+    let json: String = match kwargs {
+        None => "{}".into(),
+        Some(kwargs) => {
+            let dumps_kwargs = PyDict::new(py);
+            dumps_kwargs.set_item("default", pyo3::wrap_pyfunction!(_json_default, py)?)?;
+            dumps_kwargs.set_item("allow_nan", false)?;
+            py.import("json")?
+                .call_method("dumps", (kwargs,), Some(&dumps_kwargs))
+                .map_err(|e| {
+                    // A value json refuses (NaN, infinity) is a bad setting; anything else keeps
+                    // its type (a TypeError for an object that is not a plain value).
+                    if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
+                        crate::errors::to_py_err(Error::Config(format!("{what}: {}", e.value(py))))
+                    } else {
+                        e
+                    }
+                })?
+                .extract()?
+        }
+    };
+    serde_json::from_str(&json)
+        .map_err(|e| Error::Config(format!("{what}: {e}")))
+        .py()
+}
+
+/// A serde value as plain Python objects (dicts, lists, numbers, strings, None).
+pub fn to_python<T: Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| Error::Backend(format!("cannot serialise a result: {e}")))
+        .py()?;
+    Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
+}
+
+/// Python's `repr()` of a Rust value, for `__repr__` methods.
+pub fn repr<'py, T: IntoPyObject<'py>>(py: Python<'py>, value: T) -> PyResult<String> {
+    let obj = value.into_pyobject(py).map_err(Into::into)?;
+    Ok(obj.into_bound().into_any().repr()?.to_string())
+}

@@ -1,0 +1,244 @@
+//! The exception hierarchy and the one function that maps [`pointsman::Error`] onto it.
+//!
+//! ```text
+//! Exception
+//! └── PointsmanError                          (also: the embedding backend failed)
+//!     ├── ShapeError(ValueError)              wrong dimension or shape; another embedding model
+//!     ├── ConfigError(ValueError)             a configuration value out of range, unknown key
+//!     ├── InvalidInputError(ValueError)       NaN / all-zero embeddings, quality outside [0, 1]
+//!     ├── FormatError(ValueError)             a corrupt file, a newer format version
+//!     ├── UnknownModelError(LookupError)      a model id or index not in the pool
+//!     └── UnsupportedError                    e.g. observe() on a router that does not learn
+//! OSError (FileNotFoundError, PermissionError, ...)   reading or writing a file
+//! TypeError                                           an argument of the wrong type
+//! ```
+//!
+//! The classes are built once per interpreter with `type(name, bases, namespace)` so that they can
+//! have two bases (a `ValueError` subclass is what Python code expects for a bad value).
+
+use pointsman::{Error, ErrorKind};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyLookupError, PyOSError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+
+/// The exception classes, created on first use.
+pub struct Exceptions {
+    /// `PointsmanError`: the base of every error the engine reports.
+    pub base: Py<PyType>,
+    /// `ShapeError`.
+    pub shape: Py<PyType>,
+    /// `ConfigError`.
+    pub config: Py<PyType>,
+    /// `InvalidInputError`.
+    pub invalid_input: Py<PyType>,
+    /// `FormatError`.
+    pub format: Py<PyType>,
+    /// `UnknownModelError`.
+    pub unknown_model: Py<PyType>,
+    /// `UnsupportedError`.
+    pub unsupported: Py<PyType>,
+}
+
+static EXCEPTIONS: PyOnceLock<Exceptions> = PyOnceLock::new();
+
+fn class(
+    py: Python<'_>,
+    name: &str,
+    doc: &str,
+    bases: &[Bound<'_, PyType>],
+) -> PyResult<Py<PyType>> {
+    let namespace = PyDict::new(py);
+    namespace.set_item("__module__", "pointsman")?;
+    namespace.set_item("__doc__", doc)?;
+    let bases = PyTuple::new(py, bases)?;
+    Ok(py
+        .get_type::<PyType>()
+        .call1((name, bases, namespace))?
+        .cast_into::<PyType>()?
+        .unbind())
+}
+
+/// The exception classes of this interpreter.
+pub fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
+    EXCEPTIONS.get_or_try_init(py, || {
+        let base = class(
+            py,
+            "PointsmanError",
+            "Base class of every error Pointsman reports (I/O errors are OSError).",
+            &[py.get_type::<PyException>()],
+        )?;
+        let b = base.bind(py).clone();
+        let value = py.get_type::<PyValueError>();
+        Ok(Exceptions {
+            shape: class(
+                py,
+                "ShapeError",
+                "An array of the wrong shape or dimension, or embeddings of another embedding model.",
+                &[b.clone(), value.clone()],
+            )?,
+            config: class(
+                py,
+                "ConfigError",
+                "A configuration value out of range, an unknown setting, or contradicting settings.",
+                &[b.clone(), value.clone()],
+            )?,
+            invalid_input: class(
+                py,
+                "InvalidInputError",
+                "A value that cannot be used: a NaN or all-zero embedding, a quality outside [0, 1], an empty split.",
+                &[b.clone(), value.clone()],
+            )?,
+            format: class(
+                py,
+                "FormatError",
+                "A file that is not in the expected format (a corrupt or newer saved router, a malformed dataset).",
+                &[b.clone(), value],
+            )?,
+            unknown_model: class(
+                py,
+                "UnknownModelError",
+                "A model id or index that is not in the router's (or the dataset's) pool.",
+                &[b.clone(), py.get_type::<PyLookupError>()],
+            )?,
+            unsupported: class(
+                py,
+                "UnsupportedError",
+                "An operation this router does not offer, such as observe() on a router that does not learn.",
+                &[b],
+            )?,
+            base,
+        })
+    })
+}
+
+/// Maps an engine error to its Python exception. The only place that decides which exception an
+/// error becomes.
+pub fn to_py_err(e: Error) -> PyErr {
+    Python::attach(|py| {
+        let exc = match exceptions(py) {
+            Ok(exc) => exc,
+            Err(err) => return err,
+        };
+        let ty = match e.kind() {
+            ErrorKind::Shape | ErrorKind::EmbeddingMismatch => &exc.shape,
+            ErrorKind::Config => &exc.config,
+            ErrorKind::InvalidInput | ErrorKind::InvalidFeatures => &exc.invalid_input,
+            ErrorKind::Format | ErrorKind::UnsupportedVersion => &exc.format,
+            ErrorKind::UnknownModel => &exc.unknown_model,
+            ErrorKind::Unsupported => &exc.unsupported,
+            ErrorKind::Io => return io_error(py, e),
+            ErrorKind::ModelNotFound => return PyFileNotFoundError::new_err(e.to_string()),
+            // The embedding backend, and kinds added to the engine later.
+            _ => &exc.base,
+        };
+        PyErr::from_type(ty.bind(py).clone(), e.to_string())
+    })
+}
+
+/// An I/O error as Python's own `OSError(errno, strerror, filename)`, which picks the subclass
+/// (`FileNotFoundError`, `PermissionError`, ...) from the error number.
+fn io_error(py: Python<'_>, e: Error) -> PyErr {
+    let Error::Io { path, source } = e else {
+        return PyOSError::new_err(e.to_string());
+    };
+    let filename = path.display().to_string();
+    match source.raw_os_error() {
+        Some(code) => {
+            let strerror = py
+                .import("os")
+                .and_then(|os| os.call_method1("strerror", (code,))?.extract::<String>())
+                .unwrap_or_else(|_| source.to_string());
+            PyOSError::new_err((code, strerror, filename))
+        }
+        None => {
+            // No error number: keep the subclass pyo3 picks for the error's kind.
+            let kind = PyErr::from(std::io::Error::new(source.kind(), String::new()));
+            PyErr::from_type(kind.get_type(py), format!("{filename}: {source}"))
+        }
+    }
+}
+
+/// Shorthand: an engine result as a Python result.
+pub trait IntoPyResult<T> {
+    /// Maps the error with [`to_py_err`].
+    fn py(self) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for pointsman::Result<T> {
+    fn py(self) -> PyResult<T> {
+        self.map_err(to_py_err)
+    }
+}
+
+/// A `TypeError` about the argument `name`.
+pub fn type_error(name: &str, expected: &str, got: &Bound<'_, PyAny>) -> PyErr {
+    let got = got
+        .get_type()
+        .qualname()
+        .map(|q| q.to_string())
+        .unwrap_or_else(|_| "?".into());
+    PyTypeError::new_err(format!("{name} must be {expected}, not {got}"))
+}
+
+/// Raises what an engine error of `kind` (an `ErrorKind` name, e.g. `"Shape"`) becomes: lets the
+/// tests check the mapping for the kinds no Python call can provoke yet (private).
+#[pyfunction]
+pub fn _raise_error_kind(kind: &str) -> PyResult<()> {
+    let e = match kind {
+        "Shape" => Error::DimensionMismatch {
+            expected: 384,
+            got: 3,
+        },
+        "InvalidFeatures" => Error::InvalidFeatures {
+            row: 0,
+            reason: "embedding is all zeros".into(),
+        },
+        "EmbeddingMismatch" => Error::EmbeddingMismatch {
+            expected: "all-MiniLM-L6-v2".into(),
+            got: "other".into(),
+        },
+        "UnknownModel" => Error::UnknownModel("nope".into()),
+        "Config" => Error::Config("knn k must be at least 1".into()),
+        "InvalidInput" => Error::InvalidInput("observed quality 2 outside [0, 1]".into()),
+        "Format" => Error::format("router.safetensors", "truncated header"),
+        "UnsupportedVersion" => Error::UnsupportedVersion {
+            found: "9".into(),
+            supported: "1".into(),
+        },
+        "Unsupported" => Error::Unsupported("knn routers do not learn from feedback".into()),
+        "ModelNotFound" => Error::ModelNotFound {
+            path: "/models/all-MiniLM-L6-v2".into(),
+            hint: "download it first".into(),
+        },
+        "Backend" => Error::Backend("out of memory".into()),
+        "Io" => Error::io("/nope/models.json", std::io::Error::from_raw_os_error(2)),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown error kind {other:?}"
+            )))
+        }
+    };
+    Err(to_py_err(e))
+}
+
+/// Adds the exception classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let exc = exceptions(py)?;
+    for ty in [
+        &exc.base,
+        &exc.shape,
+        &exc.config,
+        &exc.invalid_input,
+        &exc.format,
+        &exc.unknown_model,
+        &exc.unsupported,
+    ] {
+        let ty = ty.bind(py);
+        m.add(ty.name()?, ty)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `pointsman._native`: the Python bindings of the Pointsman engine.
+//!
+//! Thin by design: argument conversion (NumPy in and out), error mapping (one function,
+//! [`errors::to_py_err`]) and running heavy work without the GIL on a fork-safe pool
+//! ([`parallel::run`]). Every decision is made by the `pointsman` crate.
+//!
+//! Classes: [`router::PyRouter`] wraps any `Arc<dyn pointsman::Router>` and carries every router
+//! method; each router kind is a subclass that only adds its constructors ([`routers`]), and
+//! [`router::wrap`] picks the subclass for a router's kind.
+
+mod arrays;
+mod convert;
+mod data;
+mod errors;
+mod eval;
+mod parallel;
+mod router;
+mod routers;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "DEFAULT_EMBEDDING_MODEL",
+        pointsman::DEFAULT_EMBEDDING_MODEL,
+    )?;
+    errors::register(m)?;
+    m.add_class::<data::PyDataset>()?;
+    m.add_class::<data::PySplit>()?;
+    m.add_class::<router::PyRouter>()?;
+    m.add_class::<router::Decision>()?;
+    m.add_class::<router::Alternative>()?;
+    m.add_class::<routers::PyKnnRouter>()?;
+    m.add_class::<routers::PyMfRouter>()?;
+    m.add_class::<routers::PyBaselineRouter>()?;
+    m.add_function(wrap_pyfunction!(router::load_router, m)?)?;
+    m.add_function(wrap_pyfunction!(router::router_from_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(parallel::num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_raise_error_kind, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The router kinds: subclasses of `Router` that add their constructors. Every other method is
+//! the base class's.
+
+use std::sync::Arc;
+
+use pointsman::routers::baseline::{Baseline, BaselineRouter};
+use pointsman::routers::knn::{KnnConfig, KnnRouter, KnnSearch};
+use pointsman::routers::mf::{MfConfig, MfRouter, MfSearch};
+use pointsman::{Error, Router};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::convert::{from_kwargs, to_python};
+use crate::data::PySplit;
+use crate::errors::IntoPyResult;
+use crate::parallel::run;
+use crate::router::{wrap, PyRouter};
+
+/// `(router, report)` for Python.
+fn tuned<R: Router + 'static, S: serde::Serialize>(
+    py: Python<'_>,
+    router: R,
+    report: &S,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    Ok((wrap(py, Arc::new(router))?, to_python(py, report)?))
+}
+
+/// kNN router: each model's expected quality on a query is the similarity-weighted mean score of
+/// its nearest training queries, shrunk toward a prior.
+#[pyclass(name = "KnnRouter", module = "pointsman", extends = PyRouter, frozen)]
+#[derive(Debug)]
+pub struct PyKnnRouter;
+
+#[pymethods]
+impl PyKnnRouter {
+    /// Fits on a labelled split. Keyword arguments set `KnnConfig` fields (the JSON object of
+    /// `pointsman train --config`): `k`, `weighting` (e.g. `{"kind": "power", "power": 1.0}`),
+    /// `shrinkage`, `prior` (`{"kind": "global"}` or `{"kind": "task", "strength": 50.0}`),
+    /// `same_task`, `ood_neighbours`, `index` (`{"kind": "exact"}`, ...).
+    #[staticmethod]
+    #[pyo3(signature = (split, **config))]
+    fn fit(
+        py: Python<'_>,
+        split: &Bound<'_, PySplit>,
+        config: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let config: KnnConfig = from_kwargs(py, config, "knn config")?;
+        let split = split.get().split();
+        let router = run(py, || KnnRouter::fit(split, &config))?;
+        wrap(py, Arc::new(router))
+    }
+
+    /// Fits on arrays: `embeddings` `[n, dim]`, `scores` and `costs` `[n, len(models)]` (see
+    /// `Split.from_arrays`); keyword arguments as for `fit`.
+    #[staticmethod]
+    #[pyo3(signature = (embeddings, scores, costs, models, **config))]
+    fn fit_arrays(
+        py: Python<'_>,
+        embeddings: &Bound<'_, PyAny>,
+        scores: &Bound<'_, PyAny>,
+        costs: &Bound<'_, PyAny>,
+        models: Vec<String>,
+        config: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let split = PySplit::from_arrays(py, embeddings, scores, costs, models, None)?;
+        Self::fit(py, &Bound::new(py, split)?, config)
+    }
+
+    /// Chooses the hyper-parameters by cross-validation on the split (no test label is read)
+    /// and fits the best configuration. `search` sets `KnnSearch` fields (`folds`, `seed`, and
+    /// the lists `k`, `power`, `same_task`, `task_prior`, `shrinkage`); keyword arguments set the
+    /// fields of the base config that are not searched. Returns `(router, report)`, the report
+    /// listing every configuration tried, best first.
+    #[staticmethod]
+    #[pyo3(signature = (split, search = None, **config))]
+    fn tune(
+        py: Python<'_>,
+        split: &Bound<'_, PySplit>,
+        search: Option<&Bound<'_, PyDict>>,
+        config: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let base: KnnConfig = from_kwargs(py, config, "knn config")?;
+        let grid: KnnSearch = from_kwargs(py, search, "knn search")?;
+        let split = split.get().split();
+        let (router, report) = run(py, || KnnRouter::tune(split, &base, &grid))?;
+        tuned(py, router, &report)
+    }
+}
+
+/// Matrix-factorisation router (RouteLLM's MF, generalised to N models).
+#[pyclass(name = "MfRouter", module = "pointsman", extends = PyRouter, frozen)]
+#[derive(Debug)]
+pub struct PyMfRouter;
+
+#[pymethods]
+impl PyMfRouter {
+    /// Trains on a labelled split. Keyword arguments set `MfConfig` fields: `dim`,
+    /// `learning_rate`, `weight_decay`, `batch_size`, `max_epochs`, `patience`,
+    /// `validation_fraction`, `normalize_model_vectors`, `use_tasks`, `seed`.
+    #[staticmethod]
+    #[pyo3(signature = (split, **config))]
+    fn fit(
+        py: Python<'_>,
+        split: &Bound<'_, PySplit>,
+        config: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let config: MfConfig = from_kwargs(py, config, "mf config")?;
+        let split = split.get().split();
+        let router = run(py, || MfRouter::fit(split, &config))?;
+        wrap(py, Arc::new(router))
+    }
+
+    /// Trains on arrays (see `KnnRouter.fit_arrays`); keyword arguments as for `fit`.
+    #[staticmethod]
+    #[pyo3(signature = (embeddings, scores, costs, models, **config))]
+    fn fit_arrays(
+        py: Python<'_>,
+        embeddings: &Bound<'_, PyAny>,
+        scores: &Bound<'_, PyAny>,
+        costs: &Bound<'_, PyAny>,
+        models: Vec<String>,
+        config: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let split = PySplit::from_arrays(py, embeddings, scores, costs, models, None)?;
+        Self::fit(py, &Bound::new(py, split)?, config)
+    }
+
+    /// Chooses the latent dimension and learning rate by cross-validation on the split and
+    /// trains the best. `search` sets `MfSearch` fields (`folds`, `seed`, the lists `dim` and
+    /// `learning_rate`); keyword arguments set the other `MfConfig` fields. Returns
+    /// `(router, report)`.
+    #[staticmethod]
+    #[pyo3(signature = (split, search = None, **config))]
+    fn tune(
+        py: Python<'_>,
+        split: &Bound<'_, PySplit>,
+        search: Option<&Bound<'_, PyDict>>,
+        config: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let base: MfConfig = from_kwargs(py, config, "mf config")?;
+        let grid: MfSearch = from_kwargs(py, search, "mf search")?;
+        let split = split.get().split();
+        let (router, report) = run(py, || MfRouter::tune(split, &base, &grid))?;
+        tuned(py, router, &report)
+    }
+}
+
+/// The baselines a learned router must beat: `"random"`, `"cheapest"`, `"best-single"`,
+/// `"fixed:<model id>"` and `"zero"` (RouterBench's zero router).
+#[pyclass(name = "BaselineRouter", module = "pointsman", extends = PyRouter, frozen)]
+#[derive(Debug)]
+pub struct PyBaselineRouter;
+
+#[pymethods]
+impl PyBaselineRouter {
+    /// Fits the baseline `rule` on a labelled split; `seed` is the random router's.
+    #[staticmethod]
+    #[pyo3(signature = (split, rule, seed = 0))]
+    fn fit(
+        py: Python<'_>,
+        split: &Bound<'_, PySplit>,
+        rule: &str,
+        seed: u64,
+    ) -> PyResult<Py<PyAny>> {
+        let rule = Baseline::from_name(rule, seed)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown baseline {rule:?} (known: random, cheapest, best-single, \
+                     fixed:<model id>, zero)"
+                ))
+            })
+            .py()?;
+        let split = split.get().split();
+        let router = run(py, || BaselineRouter::fit(rule, split))?;
+        wrap(py, Arc::new(router))
+    }
+}
