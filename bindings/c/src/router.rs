@@ -292,7 +292,7 @@ pub unsafe extern "C" fn pm_router_is_learner(router: *const pm_router) -> bool 
     })
 }
 
-/// Routes one query: `features` holds its `dim` embedding values (any length: the router
+/// Routes one query: `features` holds its `dim` embedding values (of any norm: the router
 /// normalises them), `cost_weight` is the quality points given up per USD of expected cost (0
 /// picks the best expected quality). On success `*out` receives the decision.
 ///
@@ -346,7 +346,8 @@ pub unsafe extern "C" fn pm_router_route(
 ///   receives how many entries were written.
 ///
 /// Errors: as `pm_router_route`, and `PM_STATUS_INVALID_UTF8` (task), `PM_STATUS_SHAPE`
-/// (`allowed_len` or `ranked_len` 0), `PM_STATUS_CONFIG` (no model allowed),
+/// (`allowed_len` neither 0 nor the number of models, or `ranked_len` 0), `PM_STATUS_CONFIG` (no
+/// model allowed),
 /// `PM_STATUS_INVALID_ARGUMENT` (NaN prompt tokens).
 ///
 /// Thread safety: as `pm_router_route`.
