@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Rust tests (unit, integration, quality on the shared
-# datasets, doc tests), the examples, and the Python package (built as a wheel, installed into a
-# fresh virtual environment, tested with pytest). Installs what it needs. Usage: scripts/test.sh
+# datasets, doc tests), the C ABI's C and C++ tests, the examples, and the Python package (built as
+# a wheel, installed into a fresh virtual environment, tested with pytest). Installs what it needs.
+# Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POINTSMAN_DATA_DIR=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -18,6 +19,14 @@ cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
 step "cargo test (release: the quality tests train routers on the real datasets)"
 cargo test --workspace --release
+
+step "C ABI: libpointsman, header check, C and C++ tests under ASan, install, C++ gateway"
+# pkg-config builds the install test's consumer and the gateway example (cmake is optional:
+# the find_package test runs only when cmake is installed, and says so).
+if ! command -v pkg-config >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq pkg-config >/dev/null
+fi
+make --no-print-directory -C bindings/c test
 
 step "examples"
 cargo run --release --quiet -p pointsman-examples --example quickstart -- "$POINTSMAN_DATA_DIR/llmrouter_dc"

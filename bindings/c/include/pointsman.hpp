@@ -1,0 +1,237 @@
+/*
+ * pointsman.hpp: header-only C++17 wrapper of the Pointsman C API (pointsman.h).
+ *
+ * Move-only RAII classes over the C objects; every failing call throws pointsman::Error, which
+ * carries the C status and message. The wrapper adds no logic: it converts types and turns
+ * statuses into exceptions. Thread safety is the C API's: a const Router may be used by any
+ * number of threads at once.
+ *
+ *     pointsman::Router router = pointsman::Router::load("router.safetensors");
+ *     pointsman::Decision d = router.route(embedding, 500.0);
+ *     std::cout << router.model_name(d.model) << " " << d.quality << "\n";
+ */
+#ifndef POINTSMAN_HPP
+#define POINTSMAN_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pointsman.h"
+
+namespace pointsman {
+
+/// A failed call: the C status and the library's message.
+class Error : public std::runtime_error {
+ public:
+  Error(pm_status status, const std::string &message)
+      : std::runtime_error(message), status_(status) {}
+
+  /// The C status (never PM_STATUS_OK).
+  pm_status status() const noexcept { return status_; }
+
+  /// The status's name without its prefix, such as "SHAPE".
+  const char *status_name() const noexcept { return pm_status_name(status_); }
+
+ private:
+  pm_status status_;
+};
+
+/// A routing decision: the chosen model's index and its expected quality, cost and utility.
+using Decision = pm_decision;
+
+namespace detail {
+
+/// Owns the `pm_error` a call may produce and throws it as an Error.
+class ErrorSlot {
+ public:
+  ErrorSlot() = default;
+  ErrorSlot(const ErrorSlot &) = delete;
+  ErrorSlot &operator=(const ErrorSlot &) = delete;
+  ~ErrorSlot() { pm_error_free(err_); }
+
+  pm_error **out() noexcept { return &err_; }
+
+  /// Throws when `status` is not PM_STATUS_OK.
+  void check(pm_status status) {
+    if (status == PM_STATUS_OK) return;
+    const char *message = err_ != nullptr ? pm_error_message(err_) : nullptr;
+    throw Error(status, message != nullptr ? message : pm_status_name(status));
+  }
+
+ private:
+  pm_error *err_ = nullptr;
+};
+
+}  // namespace detail
+
+/// The version of the linked library (compare with PM_VERSION, the header's).
+inline std::string version() { return pm_version(); }
+
+/// Options of Router::rank.
+struct RankOptions {
+  /// Quality points given up per USD of expected cost.
+  double cost_weight = 0.0;
+  /// The prompt's token count for the cost model, when known.
+  std::optional<double> prompt_tokens;
+  /// A task tag some routers use, when known.
+  std::optional<std::string> task;
+  /// Empty: every model may be chosen; else one flag per model (non-zero: allowed).
+  std::vector<std::uint8_t> allowed;
+  /// How many entries to return at most (the decision first); 0: every allowed model.
+  std::size_t top = 0;
+};
+
+/// A router loaded from a saved file. Move-only; a moved-from Router is empty, and calls on it
+/// throw an Error with PM_STATUS_NULL_ARGUMENT.
+///
+/// Thread safety: every const method may be called from any number of threads at once.
+class Router {
+ public:
+  /// Loads a router saved by `pointsman train`; throws Error (PM_STATUS_IO, PM_STATUS_FORMAT,
+  /// PM_STATUS_INVALID_UTF8, ...).
+  static Router load(const std::string &path) {
+    pm_router *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_router_load(path.c_str(), &raw, err.out()));
+    return Router(raw);
+  }
+
+  /// Takes ownership of a router from the C API.
+  explicit Router(pm_router *raw) noexcept : ptr_(raw) {}
+
+  Router(const Router &) = delete;
+  Router &operator=(const Router &) = delete;
+  Router(Router &&) noexcept = default;
+  Router &operator=(Router &&) noexcept = default;
+  ~Router() = default;
+
+  /// Whether this object holds a router (false once moved from).
+  explicit operator bool() const noexcept { return ptr_ != nullptr; }
+
+  /// The underlying C object, still owned by this Router.
+  const pm_router *capi() const noexcept { return ptr_.get(); }
+
+  /// Number of candidate models.
+  std::size_t num_models() const noexcept { return pm_router_num_models(ptr_.get()); }
+
+  /// The embedding dimension the router expects.
+  std::size_t dim() const noexcept { return pm_router_dim(ptr_.get()); }
+
+  /// The router's kind ("knn", "mf", ...); empty for an empty Router.
+  std::string_view kind() const noexcept { return view(pm_router_kind(ptr_.get())); }
+
+  /// The embedding model the router was trained on, when known.
+  std::optional<std::string_view> embedding_model() const noexcept {
+    const char *m = pm_router_embedding_model(ptr_.get());
+    if (m == nullptr) return std::nullopt;
+    return std::string_view(m);
+  }
+
+  /// Whether observe() learns (false: it throws PM_STATUS_UNSUPPORTED).
+  bool is_learner() const noexcept { return pm_router_is_learner(ptr_.get()); }
+
+  /// The id of model `index`, valid while the router lives; throws Error
+  /// (PM_STATUS_UNKNOWN_MODEL) when out of range.
+  std::string_view model_name(std::size_t index) const {
+    const char *name = pm_router_model_name(ptr_.get(), index);
+    if (name == nullptr) {
+      throw Error(PM_STATUS_UNKNOWN_MODEL, "unknown model #" + std::to_string(index) +
+                                               " (the pool has " +
+                                               std::to_string(num_models()) + " models)");
+    }
+    return name;
+  }
+
+  /// The index of the model `id`; throws Error (PM_STATUS_UNKNOWN_MODEL).
+  std::size_t model_index(const std::string &id) const {
+    std::size_t index = 0;
+    detail::ErrorSlot err;
+    err.check(pm_router_model_index(ptr_.get(), id.c_str(), &index, err.out()));
+    return index;
+  }
+
+  /// Routes one query (`dim` embedding values) at `cost_weight`.
+  Decision route(const float *features, std::size_t dim, double cost_weight) const {
+    Decision d{};
+    detail::ErrorSlot err;
+    err.check(pm_router_route(ptr_.get(), features, dim, cost_weight, &d, err.out()));
+    return d;
+  }
+
+  /// Routes one query at `cost_weight`.
+  Decision route(const std::vector<float> &features, double cost_weight) const {
+    return route(features.data(), features.size(), cost_weight);
+  }
+
+  /// Routes one query with prompt tokens, task and allowed models, and ranks the models: the
+  /// decision first, then the other allowed models by utility.
+  std::vector<Decision> rank(const float *features, std::size_t dim,
+                             const RankOptions &options) const {
+    std::size_t room = options.top != 0 ? options.top : num_models();
+    std::vector<Decision> ranked(room == 0 ? 1 : room);
+    std::size_t count = 0;
+    detail::ErrorSlot err;
+    err.check(pm_router_rank(ptr_.get(), features, dim,
+                             options.prompt_tokens ? *options.prompt_tokens : -1.0,
+                             options.task ? options.task->c_str() : nullptr,
+                             options.cost_weight, options.allowed.data(),
+                             options.allowed.size(), ranked.data(), ranked.size(), &count,
+                             err.out()));
+    ranked.resize(count);
+    return ranked;
+  }
+
+  /// As above.
+  std::vector<Decision> rank(const std::vector<float> &features,
+                             const RankOptions &options) const {
+    return rank(features.data(), features.size(), options);
+  }
+
+  /// Routes `rows` queries (row-major `rows × dim` floats) in parallel into `models_out`,
+  /// which holds `models_len == rows` entries.
+  void route_batch(const float *features, std::size_t rows, std::size_t dim,
+                   double cost_weight, std::uint32_t *models_out,
+                   std::size_t models_len) const {
+    detail::ErrorSlot err;
+    err.check(pm_router_route_batch(ptr_.get(), features, rows, dim, cost_weight, models_out,
+                                    models_len, err.out()));
+  }
+
+  /// Routes `rows` queries (row-major `rows × dim` floats) and returns the chosen models.
+  std::vector<std::uint32_t> route_batch(const float *features, std::size_t rows,
+                                         std::size_t dim, double cost_weight) const {
+    std::vector<std::uint32_t> models(rows);
+    route_batch(features, rows, dim, cost_weight, models.data(), models.size());
+    return models;
+  }
+
+  /// Teaches a learning router the observed quality and cost of `model` on a query; throws
+  /// Error (PM_STATUS_UNSUPPORTED) for routers that do not learn.
+  void observe(const float *features, std::size_t dim, std::uint32_t model, double quality,
+               double cost) const {
+    detail::ErrorSlot err;
+    err.check(
+        pm_router_observe(ptr_.get(), features, dim, model, quality, cost, err.out()));
+  }
+
+ private:
+  struct Deleter {
+    void operator()(pm_router *p) const noexcept { pm_router_free(p); }
+  };
+
+  static std::string_view view(const char *s) noexcept {
+    return s != nullptr ? std::string_view(s) : std::string_view();
+  }
+
+  std::unique_ptr<pm_router, Deleter> ptr_;
+};
+
+}  // namespace pointsman
+
+#endif  // POINTSMAN_HPP

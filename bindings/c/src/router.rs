@@ -1,0 +1,569 @@
+//! `pm_router`: a saved router loaded for routing (and, for learners, for feedback).
+
+use std::ffi::{c_char, CString};
+use std::sync::Arc;
+
+use pointsman::{FeatureBatch, Feedback, Objective, QueryFeatures, Router};
+
+use crate::error::{pm_error, Failure};
+use crate::guard::{self, arg_opt_str, arg_out, arg_ref, arg_slice, arg_slice_mut, arg_str};
+use crate::status::pm_status;
+
+/// A router loaded from a saved `.safetensors` file.
+///
+/// Thread safety: a router is immutable after loading, so one router may be shared freely
+/// between threads and used by any number of them at once (`pm_router_route`,
+/// `pm_router_route_batch`, ... take a `const pm_router *`). Routers that learn from feedback
+/// lock internally in `pm_router_observe`, so observing on one thread while routing on others is
+/// safe too. Free it once, after every thread has finished with it.
+#[derive(Debug)]
+pub struct pm_router {
+    router: Arc<dyn Router>,
+    /// The model ids, NUL-terminated, borrowed by `pm_router_model_name`.
+    names: Vec<CString>,
+    kind: CString,
+    embedding_model: Option<CString>,
+}
+
+impl pm_router {
+    pub(crate) fn new(router: Arc<dyn Router>) -> Result<Self, Failure> {
+        let c = |what: &str, s: &str| {
+            CString::new(s).map_err(|_| {
+                Failure::new(
+                    pm_status::PM_STATUS_FORMAT,
+                    format!("{what} {s:?} contains a NUL byte"),
+                )
+            })
+        };
+        let names = router
+            .models()
+            .ids()
+            .map(|id| c("model id", id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kind = c("router kind", router.kind())?;
+        let embedding_model = router
+            .embedding_model()
+            .map(|m| c("embedding model", m))
+            .transpose()?;
+        Ok(pm_router {
+            router,
+            names,
+            kind,
+            embedding_model,
+        })
+    }
+
+    /// One query's features, checked against the router.
+    fn query(
+        &self,
+        features: &[f32],
+        dim: usize,
+        prompt_tokens: Option<f64>,
+        task: Option<&str>,
+    ) -> Result<QueryFeatures, Failure> {
+        // The batch view reports a zero or wrong dimension as a shape error before anything is
+        // copied; `route` then checks the rest.
+        self.router
+            .check_batch(&FeatureBatch::new(features, dim)?)?;
+        let mut q = QueryFeatures::new(features.to_vec())?;
+        if let Some(t) = prompt_tokens {
+            q = q.with_prompt_tokens(t)?;
+        }
+        if let Some(task) = task {
+            q = q.with_task(task);
+        }
+        Ok(q)
+    }
+
+    /// The objective of a call: the cost weight and the allowed-model flags (none: all).
+    fn objective(&self, cost_weight: f64, allowed: &[u8]) -> Result<Objective, Failure> {
+        let mut objective = Objective::new(cost_weight);
+        if !allowed.is_empty() {
+            if allowed.len() != self.names.len() {
+                return Err(pointsman::Error::Shape(format!(
+                    "allowed holds {} flags for {} models",
+                    allowed.len(),
+                    self.names.len()
+                ))
+                .into());
+            }
+            let pool = self.router.models();
+            objective = objective.with_allowed(
+                (0..pool.len())
+                    .filter(|&m| allowed[m] != 0)
+                    .map(|m| pool.id(m)),
+            );
+        }
+        Ok(objective)
+    }
+}
+
+/// A routing decision: the chosen model and its expected figures.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct pm_decision {
+    /// Index of the chosen model in the router's pool (see `pm_router_model_name`).
+    pub model: u32,
+    /// Its expected quality, in [0, 1].
+    pub quality: f64,
+    /// Its expected cost in USD.
+    pub cost: f64,
+    /// Its utility: `quality - cost_weight * cost`.
+    pub utility: f64,
+}
+
+fn decision(model: usize, quality: f64, cost: f64, utility: f64) -> Result<pm_decision, Failure> {
+    let model = u32::try_from(model).map_err(|_| {
+        Failure::new(
+            pm_status::PM_STATUS_OTHER,
+            format!("model index {model} does not fit 32 bits"),
+        )
+    })?;
+    Ok(pm_decision {
+        model,
+        quality,
+        cost,
+        utility,
+    })
+}
+
+/// Loads a router saved by `pointsman train` (or by `Router::save` in Rust).
+///
+/// `path` is a NUL-terminated UTF-8 path. On success `*out` receives a new router, freed with
+/// `pm_router_free`.
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8` (path), `PM_STATUS_IO` (missing or
+/// unreadable file), `PM_STATUS_FORMAT` (not a saved router, truncated or corrupt),
+/// `PM_STATUS_UNSUPPORTED_VERSION` (written by a newer format version).
+///
+/// Thread safety: may be called from any thread.
+///
+/// # Safety
+///
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or writable; `err` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_load(
+    path: *const c_char,
+    out: *mut *mut pm_router,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { arg_str(path, "path") }?;
+        let out = arg_out(out, "out")?;
+        let router = pm_router::new(pointsman::io::load_router(path)?)?;
+        // SAFETY: `out` is non-NULL and aligned; writable per the caller.
+        unsafe { out.write(Box::into_raw(Box::new(router))) };
+        Ok(())
+    })
+}
+
+/// Frees a router. `pm_router_free(NULL)` does nothing. No other thread may be using it.
+///
+/// # Safety
+///
+/// `router` is NULL or a router from `pm_router_load`, freed only once.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_free(router: *mut pm_router) {
+    guard::query((), || {
+        if !router.is_null() {
+            // SAFETY: the router came from Box::into_raw in `pm_router_load`, freed once.
+            drop(unsafe { Box::from_raw(router) });
+        }
+    })
+}
+
+/// Number of candidate models; 0 when `router` is NULL.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_num_models(router: *const pm_router) -> usize {
+    guard::query(0, || {
+        // SAFETY: the caller passes NULL or a live router.
+        unsafe { arg_ref(router, "router") }.map_or(0, |r| r.names.len())
+    })
+}
+
+/// The id of model `index`, NUL-terminated UTF-8, borrowed: valid until the router is freed.
+/// NULL when `router` is NULL or `index` is out of range.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_model_name(
+    router: *const pm_router,
+    index: usize,
+) -> *const c_char {
+    guard::query(std::ptr::null(), || {
+        // SAFETY: the caller passes NULL or a live router.
+        unsafe { arg_ref(router, "router") }
+            .ok()
+            .and_then(|r| r.names.get(index))
+            .map_or(std::ptr::null(), |n| n.as_ptr())
+    })
+}
+
+/// Finds a model by id: on success `*index` receives its index in the pool.
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_UNKNOWN_MODEL`.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `id` NULL or NUL-terminated; `index` and `err` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_model_index(
+    router: *const pm_router,
+    id: *const c_char,
+    index: *mut usize,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        // SAFETY: forwarded from the caller.
+        let id = unsafe { arg_str(id, "id") }?;
+        let index = arg_out(index, "index")?;
+        let m = router.router.models().index_of(id)?;
+        // SAFETY: non-NULL, aligned, writable per the caller.
+        unsafe { index.write(m) };
+        Ok(())
+    })
+}
+
+/// The embedding dimension the router expects; 0 when `router` is NULL.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_dim(router: *const pm_router) -> usize {
+    guard::query(0, || {
+        // SAFETY: the caller passes NULL or a live router.
+        unsafe { arg_ref(router, "router") }.map_or(0, |r| r.router.dim())
+    })
+}
+
+/// The router's kind (`"knn"`, `"mf"`, `"best-single"`, ...), borrowed: valid until the router
+/// is freed. NULL when `router` is NULL.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_kind(router: *const pm_router) -> *const c_char {
+    guard::query(std::ptr::null(), || {
+        // SAFETY: the caller passes NULL or a live router.
+        unsafe { arg_ref(router, "router") }.map_or(std::ptr::null(), |r| r.kind.as_ptr())
+    })
+}
+
+/// The name of the embedding model the router was trained on (such as `"all-MiniLM-L6-v2"`),
+/// borrowed: valid until the router is freed. NULL when unknown or when `router` is NULL.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_embedding_model(router: *const pm_router) -> *const c_char {
+    guard::query(std::ptr::null(), || {
+        // SAFETY: the caller passes NULL or a live router.
+        unsafe { arg_ref(router, "router") }
+            .ok()
+            .and_then(|r| r.embedding_model.as_ref())
+            .map_or(std::ptr::null(), |m| m.as_ptr())
+    })
+}
+
+/// Whether the router learns from feedback (`pm_router_observe`); false when `router` is NULL.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_is_learner(router: *const pm_router) -> bool {
+    guard::query(false, || {
+        // SAFETY: the caller passes NULL or a live router.
+        unsafe { arg_ref(router, "router") }.is_ok_and(|r| r.router.as_learner().is_some())
+    })
+}
+
+/// Routes one query: `features` holds its `dim` embedding values (of any norm: the router
+/// normalises them), `cost_weight` is the quality points given up per USD of expected cost (0
+/// picks the best expected quality). On success `*out` receives the decision.
+///
+/// The prompt's token count is unknown here, so cost estimates that depend on it assume none;
+/// `pm_router_rank` takes it.
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_SHAPE` (`dim` is not `pm_router_dim`),
+/// `PM_STATUS_INVALID_FEATURES` (NaN, infinite or all zero), `PM_STATUS_CONFIG` (negative or
+/// non-finite cost weight), `PM_STATUS_BACKEND`.
+///
+/// Thread safety: any number of threads may route with the same router at once.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `features` is NULL or points to `dim` floats; `out` and
+/// `err` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_route(
+    router: *const pm_router,
+    features: *const f32,
+    dim: usize,
+    cost_weight: f64,
+    out: *mut pm_decision,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        // SAFETY: forwarded from the caller.
+        let features = unsafe { arg_slice(features, dim, "features") }?;
+        let out = arg_out(out, "out")?;
+        let query = router.query(features, dim, None, None)?;
+        let d = router.router.route(&query, &Objective::new(cost_weight))?;
+        let value = decision(d.model, d.quality, d.cost, d.utility)?;
+        // SAFETY: non-NULL, aligned, writable per the caller.
+        unsafe { out.write(value) };
+        Ok(())
+    })
+}
+
+/// Routes one query with everything a decision can use, and ranks the models.
+///
+/// - `prompt_tokens`: the prompt's token count for the cost model; any negative value means
+///   unknown (NaN is an error).
+/// - `task`: an optional task tag (NUL-terminated UTF-8, NULL for none) that some routers use.
+/// - `allowed`: NULL (with `allowed_len` 0) to allow every model, or one flag per model
+///   (`allowed_len == pm_router_num_models`), non-zero for the models that may be chosen.
+/// - `ranked`: room for `ranked_len >= 1` entries. On success it receives the decision in
+///   `ranked[0]` (the model `pm_router_route` would choose with the same inputs), then the other
+///   allowed models, best utility first, as many as fit; `*ranked_count` (when not NULL)
+///   receives how many entries were written.
+///
+/// Errors: as `pm_router_route`, and `PM_STATUS_INVALID_UTF8` (task), `PM_STATUS_SHAPE`
+/// (`allowed_len` neither 0 nor the number of models, or `ranked_len` 0), `PM_STATUS_CONFIG` (no
+/// model allowed),
+/// `PM_STATUS_INVALID_ARGUMENT` (NaN prompt tokens).
+///
+/// Thread safety: as `pm_router_route`.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `features` NULL or `dim` floats; `task` NULL or
+/// NUL-terminated; `allowed` NULL or `allowed_len` bytes; `ranked` NULL or `ranked_len` writable
+/// entries; `ranked_count` and `err` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_rank(
+    router: *const pm_router,
+    features: *const f32,
+    dim: usize,
+    prompt_tokens: f64,
+    task: *const c_char,
+    cost_weight: f64,
+    allowed: *const u8,
+    allowed_len: usize,
+    ranked: *mut pm_decision,
+    ranked_len: usize,
+    ranked_count: *mut usize,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY (all four): forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        let features = unsafe { arg_slice(features, dim, "features") }?;
+        let task = unsafe { arg_opt_str(task, "task") }?;
+        let allowed = unsafe { arg_slice(allowed, allowed_len, "allowed") }?;
+        if ranked.is_null() {
+            return Err(Failure::null("ranked"));
+        }
+        // SAFETY: forwarded from the caller.
+        let ranked = unsafe { arg_slice_mut(ranked, ranked_len, "ranked") }?;
+        if ranked.is_empty() {
+            return Err(pointsman::Error::Shape(
+                "ranked holds 0 entries: it needs room for the decision at least".into(),
+            )
+            .into());
+        }
+        let ranked_count = if ranked_count.is_null() {
+            None
+        } else {
+            Some(arg_out(ranked_count, "ranked_count")?)
+        };
+        let tokens = if prompt_tokens < 0.0 {
+            None
+        } else {
+            Some(prompt_tokens)
+        };
+        let query = router.query(features, dim, tokens, task)?;
+        let objective = router.objective(cost_weight, allowed)?;
+        let top = router.router.top_k(&query, &objective, ranked.len())?;
+        let values = top
+            .iter()
+            .map(|a| decision(a.model, a.quality, a.cost, a.utility))
+            .collect::<Result<Vec<_>, _>>()?;
+        ranked[..values.len()].copy_from_slice(&values);
+        if let Some(count) = ranked_count {
+            // SAFETY: non-NULL, aligned, writable per the caller.
+            unsafe { count.write(values.len()) };
+        }
+        Ok(())
+    })
+}
+
+/// Routes `rows` queries at once, in parallel on the library's worker threads: `features` holds
+/// `rows × dim` floats, row-major (a C-contiguous `float[rows][dim]`). On success
+/// `models_out[i]` receives the model chosen for row `i`; `models_len` must equal `rows`.
+///
+/// Errors: as `pm_router_route` (a failing row is named in the message), and `PM_STATUS_SHAPE`
+/// when `models_len != rows`.
+///
+/// Thread safety: as `pm_router_route`.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `features` NULL or `rows × dim` floats; `models_out` NULL
+/// or `models_len` writable values; `err` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_route_batch(
+    router: *const pm_router,
+    features: *const f32,
+    rows: usize,
+    dim: usize,
+    cost_weight: f64,
+    models_out: *mut u32,
+    models_len: usize,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        pm_router_route_batch_ex(
+            router,
+            features,
+            rows,
+            dim,
+            std::ptr::null(),
+            0,
+            cost_weight,
+            std::ptr::null(),
+            0,
+            models_out,
+            models_len,
+            err,
+        )
+    }
+}
+
+/// `pm_router_route_batch` with per-row prompt token counts and allowed models.
+///
+/// - `prompt_tokens`: NULL (with `prompt_tokens_len` 0) when unknown, else one non-negative
+///   count per row (`prompt_tokens_len == rows`).
+/// - `allowed`: as in `pm_router_rank`.
+///
+/// Errors: as `pm_router_route_batch`, and `PM_STATUS_SHAPE` for a `prompt_tokens_len` or
+/// `allowed_len` that does not match, `PM_STATUS_INVALID_ARGUMENT` for a negative or NaN count,
+/// `PM_STATUS_CONFIG` when no model is allowed.
+///
+/// Thread safety: as `pm_router_route`.
+///
+/// # Safety
+///
+/// As `pm_router_route_batch`; `prompt_tokens` NULL or `prompt_tokens_len` doubles; `allowed`
+/// NULL or `allowed_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_route_batch_ex(
+    router: *const pm_router,
+    features: *const f32,
+    rows: usize,
+    dim: usize,
+    prompt_tokens: *const f64,
+    prompt_tokens_len: usize,
+    cost_weight: f64,
+    allowed: *const u8,
+    allowed_len: usize,
+    models_out: *mut u32,
+    models_len: usize,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        let values = rows.checked_mul(dim).ok_or_else(|| {
+            Failure::new(
+                pm_status::PM_STATUS_INVALID_ARGUMENT,
+                format!("{rows} rows × {dim} values overflow"),
+            )
+        })?;
+        // SAFETY (all four): forwarded from the caller.
+        let features = unsafe { arg_slice(features, values, "features") }?;
+        let tokens = unsafe { arg_slice(prompt_tokens, prompt_tokens_len, "prompt_tokens") }?;
+        let allowed = unsafe { arg_slice(allowed, allowed_len, "allowed") }?;
+        if models_out.is_null() && rows > 0 {
+            return Err(Failure::null("models_out"));
+        }
+        let models_out = unsafe { arg_slice_mut(models_out, models_len, "models_out") }?;
+        let mut batch = FeatureBatch::new(features, dim)?;
+        if !tokens.is_empty() {
+            batch = batch.with_prompt_tokens(tokens)?;
+        }
+        let objective = router.objective(cost_weight, allowed)?;
+        // Route into a buffer of our own, so that the caller's is written only on success.
+        let mut chosen = vec![0u32; models_out.len()];
+        router
+            .router
+            .route_batch_into(&batch, &objective, &mut chosen)?;
+        models_out.copy_from_slice(&chosen);
+        Ok(())
+    })
+}
+
+/// Teaches a learning router what model `model` achieved on a query: observed `quality` in
+/// [0, 1] and `cost` in USD. Routers that do not learn (kNN, MF, baselines) return
+/// `PM_STATUS_UNSUPPORTED`; `pm_router_is_learner` tells in advance.
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_UNSUPPORTED`, `PM_STATUS_SHAPE`,
+/// `PM_STATUS_INVALID_FEATURES`, `PM_STATUS_UNKNOWN_MODEL` (index out of range),
+/// `PM_STATUS_INVALID_ARGUMENT` (quality outside [0, 1], negative or non-finite cost).
+///
+/// Thread safety: learners lock internally; observing and routing may run on different threads
+/// at once with the same router.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `features` NULL or `dim` floats; `err` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_observe(
+    router: *const pm_router,
+    features: *const f32,
+    dim: usize,
+    model: u32,
+    quality: f64,
+    cost: f64,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        // SAFETY: forwarded from the caller.
+        let features = unsafe { arg_slice(features, dim, "features") }?;
+        let Some(learner) = router.router.as_learner() else {
+            return Err(pointsman::Error::Unsupported(format!(
+                "observe: the {} router does not learn from feedback",
+                router.router.kind()
+            ))
+            .into());
+        };
+        let query = router.query(features, dim, None, None)?;
+        learner.observe(&Feedback {
+            features: &query,
+            model: model as usize,
+            quality,
+            cost,
+        })?;
+        Ok(())
+    })
+}

@@ -1,0 +1,400 @@
+/*
+ * The C API from C99: happy path against the decisions Rust made (expected.txt, written by the
+ * `fixture` example from the same saved router), NULL arguments, wrong dimensions, corrupt router
+ * files, invalid UTF-8 and 8 threads routing at once.
+ *
+ * Usage: test_c FIXTURE_DIR      (built and run by `make -C bindings/c test`)
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pointsman.h"
+
+static int passed = 0;
+static int failed = 0;
+
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (cond) {                                                              \
+      passed++;                                                              \
+    } else {                                                                 \
+      failed++;                                                              \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                        \
+  } while (0)
+
+/* Checks a status, printing the error's message when it is not the one expected. */
+#define CHECK_STATUS(call, want)                                                         \
+  do {                                                                                   \
+    pm_error *err_ = NULL;                                                               \
+    pm_status got_ = (call);                                                             \
+    if (got_ == (want) && (got_ == PM_STATUS_OK) == (err_ == NULL) &&                    \
+        (err_ == NULL || pm_error_status(err_) == got_)) {                               \
+      passed++;                                                                          \
+    } else {                                                                             \
+      failed++;                                                                          \
+      fprintf(stderr, "%s:%d: %s: status %s, expected %s (%s)\n", __FILE__, __LINE__,    \
+              #call, pm_status_name(got_), pm_status_name(want),                         \
+              err_ ? pm_error_message(err_) : "no error object");                        \
+    }                                                                                    \
+    pm_error_free(err_);                                                                 \
+  } while (0)
+
+/* The fixture. */
+static size_t rows, dim;
+static float *features;      /* rows × dim */
+static double *tokens;       /* rows */
+static pm_router *router;
+
+typedef struct expectation {
+  int rank;                  /* 0: a `route` line, 1: a `rank` line */
+  double weight;
+  size_t row, index;
+  pm_decision d;
+} expectation;
+static expectation *expected;
+static size_t n_expected;
+
+static void die(const char *what, const char *path) {
+  fprintf(stderr, "cannot read %s: %s\n", path, what);
+  exit(2);
+}
+
+static void read_fixture(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/queries.txt", dir);
+  FILE *f = fopen(path, "r");
+  if (!f) die("missing", path);
+  if (fscanf(f, "%zu %zu", &rows, &dim) != 2) die("bad header", path);
+  features = malloc(rows * dim * sizeof *features);
+  tokens = malloc(rows * sizeof *tokens);
+  for (size_t r = 0; r < rows; r++) {
+    if (fscanf(f, "%lf", &tokens[r]) != 1) die("bad tokens", path);
+    for (size_t j = 0; j < dim; j++)
+      if (fscanf(f, "%f", &features[r * dim + j]) != 1) die("bad value", path);
+  }
+  fclose(f);
+
+  snprintf(path, sizeof path, "%s/expected.txt", dir);
+  f = fopen(path, "r");
+  if (!f) die("missing", path);
+  size_t cap = 1024;
+  expected = malloc(cap * sizeof *expected);
+  char kind[16];
+  while (fscanf(f, "%15s", kind) == 1) {
+    expectation e;
+    memset(&e, 0, sizeof e);
+    e.rank = strcmp(kind, "rank") == 0;
+    if (fscanf(f, "%lf %zu", &e.weight, &e.row) != 2) die("bad line", path);
+    if (e.rank && fscanf(f, "%zu", &e.index) != 1) die("bad rank", path);
+    if (fscanf(f, "%u %lf %lf %lf", &e.d.model, &e.d.quality, &e.d.cost, &e.d.utility) != 4)
+      die("bad decision", path);
+    if (n_expected == cap) expected = realloc(expected, (cap *= 2) * sizeof *expected);
+    expected[n_expected++] = e;
+  }
+  fclose(f);
+  if (n_expected == 0) die("no expectations", path);
+}
+
+static int same(const pm_decision *a, const pm_decision *b) {
+  /* Bit-for-bit: the C API must return exactly what Rust computed. */
+  return a->model == b->model && memcmp(&a->quality, &b->quality, sizeof(double)) == 0 &&
+         memcmp(&a->cost, &b->cost, sizeof(double)) == 0 &&
+         memcmp(&a->utility, &b->utility, sizeof(double)) == 0;
+}
+
+static void test_metadata(void) {
+  CHECK(strcmp(pm_version(), PM_VERSION) == 0);
+  CHECK(pm_router_dim(router) == dim);
+  CHECK(pm_router_num_models(router) == 9);
+  CHECK(strcmp(pm_router_kind(router), "knn") == 0);
+  const char *emb = pm_router_embedding_model(router);
+  CHECK(emb != NULL && strcmp(emb, "all-MiniLM-L6-v2") == 0);
+  CHECK(!pm_router_is_learner(router));
+  for (size_t m = 0; m < pm_router_num_models(router); m++) {
+    const char *name = pm_router_model_name(router, m);
+    size_t index = 99;
+    CHECK(name != NULL);
+    CHECK_STATUS(pm_router_model_index(router, name, &index, &err_), PM_STATUS_OK);
+    CHECK(index == m);
+  }
+  CHECK(pm_router_model_name(router, 9) == NULL);
+  size_t index = 42;
+  CHECK_STATUS(pm_router_model_index(router, "no-such-model", &index, &err_),
+               PM_STATUS_UNKNOWN_MODEL);
+  CHECK(index == 42);
+  CHECK(strcmp(pm_status_name(PM_STATUS_SHAPE), "SHAPE") == 0);
+  CHECK(strcmp(pm_status_name(12345), "UNKNOWN") == 0);
+}
+
+/* Every decision equals the one Rust made for the same router, features and cost weight. */
+static void test_decisions_equal_rust(void) {
+  size_t routes = 0, ranks = 0;
+  for (size_t i = 0; i < n_expected; i++) {
+    const expectation *e = &expected[i];
+    const float *x = features + e->row * dim;
+    if (!e->rank) {
+      pm_decision d;
+      CHECK_STATUS(pm_router_route(router, x, dim, e->weight, &d, &err_), PM_STATUS_OK);
+      CHECK(same(&d, &e->d));
+      routes++;
+    } else if (e->index == 0) {
+      pm_decision ranked[3];
+      size_t count = 0;
+      CHECK_STATUS(pm_router_rank(router, x, dim, tokens[e->row], NULL, e->weight, NULL, 0,
+                                  ranked, 3, &count, &err_),
+                   PM_STATUS_OK);
+      CHECK(count == 3);
+      for (size_t k = 0; k < 3 && i + k < n_expected; k++) {
+        CHECK(expected[i + k].rank && expected[i + k].index == k);
+        CHECK(same(&ranked[k], &expected[i + k].d));
+      }
+      ranks++;
+    }
+  }
+  CHECK(routes == rows * 4);
+  CHECK(ranks == rows * 4);
+
+  /* The batch form chooses what the single form chose, row by row. */
+  uint32_t *models = malloc(rows * sizeof *models);
+  for (size_t i = 0; i < n_expected; i++) {
+    const expectation *e = &expected[i];
+    if (e->rank || e->row != 0) continue;
+    CHECK_STATUS(pm_router_route_batch(router, features, rows, dim, e->weight, models, rows,
+                                       &err_),
+                 PM_STATUS_OK);
+    size_t mismatches = 0;
+    for (size_t j = 0; j < n_expected; j++)
+      if (!expected[j].rank && expected[j].weight == e->weight &&
+          models[expected[j].row] != expected[j].d.model)
+        mismatches++;
+    CHECK(mismatches == 0);
+  }
+  free(models);
+}
+
+static void test_null_arguments(void) {
+  pm_decision d = {77, 0.0, 0.0, 0.0};
+  uint32_t models[2] = {7, 7};
+  pm_router *r = NULL;
+  CHECK_STATUS(pm_router_load(NULL, &r, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK(r == NULL);
+  CHECK_STATUS(pm_router_route(NULL, features, dim, 0.0, &d, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_route(router, NULL, dim, 0.0, &d, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_route(router, features, dim, 0.0, NULL, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_route_batch(router, NULL, 2, dim, 0.0, models, 2, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_route_batch(router, features, 2, dim, 0.0, NULL, 2, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_rank(router, features, dim, -1.0, NULL, 0.0, NULL, 0, NULL, 3, NULL,
+                              &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_observe(NULL, features, dim, 0, 1.0, 0.0, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK(d.model == 77 && models[0] == 7 && models[1] == 7);
+
+  /* The message names the argument; a NULL err is allowed. */
+  pm_error *err = NULL;
+  pm_router_route(router, features, dim, 0.0, NULL, &err);
+  CHECK(err != NULL && strcmp(pm_error_message(err), "out is NULL") == 0);
+  pm_error_free(err);
+  CHECK(pm_router_route(router, NULL, dim, 0.0, &d, NULL) == PM_STATUS_NULL_ARGUMENT);
+
+  CHECK(pm_router_num_models(NULL) == 0);
+  CHECK(pm_router_dim(NULL) == 0);
+  CHECK(pm_router_model_name(NULL, 0) == NULL);
+  CHECK(pm_router_kind(NULL) == NULL);
+  CHECK(pm_error_message(NULL) == NULL);
+  CHECK(pm_error_status(NULL) == PM_STATUS_NULL_ARGUMENT);
+  pm_router_free(NULL);
+  pm_error_free(NULL);
+}
+
+static void test_wrong_dims_and_values(void) {
+  pm_decision d = {77, 0.0, 0.0, 0.0};
+  pm_error *err = NULL;
+  CHECK(pm_router_route(router, features, dim - 1, 0.0, &d, &err) == PM_STATUS_SHAPE);
+  CHECK(err != NULL && strcmp(pm_error_message(err), "dimension mismatch: expected 384, got 383") == 0);
+  pm_error_free(err);
+  CHECK_STATUS(pm_router_route(router, features, 0, 0.0, &d, &err_), PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_router_route(router, features, dim, -5.0, &d, &err_), PM_STATUS_CONFIG);
+  CHECK_STATUS(pm_router_route(router, features, dim, NAN, &d, &err_), PM_STATUS_CONFIG);
+  float *bad = malloc(dim * sizeof *bad);
+  memcpy(bad, features, dim * sizeof *bad);
+  bad[5] = NAN;
+  CHECK_STATUS(pm_router_route(router, bad, dim, 0.0, &d, &err_), PM_STATUS_INVALID_FEATURES);
+  memset(bad, 0, dim * sizeof *bad);
+  CHECK_STATUS(pm_router_route(router, bad, dim, 0.0, &d, &err_), PM_STATUS_INVALID_FEATURES);
+  free(bad);
+  CHECK(d.model == 77);
+
+  uint32_t models[4] = {7, 7, 7, 7};
+  CHECK_STATUS(pm_router_route_batch(router, features, 4, dim, 0.0, models, 3, &err_),
+               PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_router_route_batch(router, features, 4, dim + 1, 0.0, models, 4, &err_),
+               PM_STATUS_SHAPE);
+  CHECK(models[0] == 7 && models[3] == 7);
+  CHECK_STATUS(pm_router_route_batch(router, NULL, 0, dim, 0.0, NULL, 0, &err_), PM_STATUS_OK);
+
+  uint8_t allowed[9] = {0};
+  pm_decision ranked[2];
+  CHECK_STATUS(pm_router_rank(router, features, dim, -1.0, NULL, 0.0, allowed, 9, ranked, 2,
+                              NULL, &err_),
+               PM_STATUS_CONFIG);
+  CHECK_STATUS(pm_router_rank(router, features, dim, -1.0, NULL, 0.0, allowed, 8, ranked, 2,
+                              NULL, &err_),
+               PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_router_rank(router, features, dim, -1.0, NULL, 0.0, NULL, 0, ranked, 0, NULL,
+                              &err_),
+               PM_STATUS_SHAPE);
+  /* Only model 4 allowed: it is the decision, and the only entry. */
+  allowed[4] = 1;
+  size_t count = 0;
+  CHECK_STATUS(pm_router_rank(router, features, dim, 100.0, NULL, 0.0, allowed, 9, ranked, 2,
+                              &count, &err_),
+               PM_STATUS_OK);
+  CHECK(count == 1 && ranked[0].model == 4);
+
+  CHECK_STATUS(pm_router_observe(router, features, dim, 0, 0.5, 1e-4, &err_),
+               PM_STATUS_UNSUPPORTED);
+}
+
+static void write_file(const char *path, const void *bytes, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f) die("cannot write", path);
+  fwrite(bytes, 1, len, f);
+  fclose(f);
+}
+
+static void test_corrupt_files(const char *dir) {
+  char path[4096];
+  pm_router *r = NULL;
+
+  snprintf(path, sizeof path, "%s/does-not-exist.safetensors", dir);
+  CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_IO);
+
+  snprintf(path, sizeof path, "%s/garbage.safetensors", dir);
+  write_file(path, "\x10\x00\x00\x00\x00\x00\x00\x00{not json at all", 24);
+  CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_FORMAT);
+
+  /* The real router, cut in half. */
+  char src[4096];
+  snprintf(src, sizeof src, "%s/router.safetensors", dir);
+  FILE *f = fopen(src, "rb");
+  if (!f) die("missing", src);
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *bytes = malloc((size_t)size);
+  if (fread(bytes, 1, (size_t)size, f) != (size_t)size) die("short read", src);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/truncated.safetensors", dir);
+  write_file(path, bytes, (size_t)size / 2);
+  CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_FORMAT);
+  /* A flipped byte inside the JSON header. */
+  bytes[20] = (char)0xff;
+  snprintf(path, sizeof path, "%s/flipped.safetensors", dir);
+  write_file(path, bytes, (size_t)size);
+  CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_FORMAT);
+  free(bytes);
+  CHECK(r == NULL);
+}
+
+static void test_invalid_utf8(void) {
+  pm_router *r = NULL;
+  pm_error *err = NULL;
+  CHECK(pm_router_load("/tmp/caf\xe9.safetensors", &r, &err) == PM_STATUS_INVALID_UTF8);
+  CHECK(err != NULL &&
+        strcmp(pm_error_message(err), "path is not valid UTF-8 (invalid byte at offset 8)") == 0);
+  pm_error_free(err);
+  pm_decision ranked[1];
+  CHECK_STATUS(pm_router_rank(router, features, dim, -1.0, "\xc3\x28", 0.0, NULL, 0, ranked, 1,
+                              NULL, &err_),
+               PM_STATUS_INVALID_UTF8);
+  size_t index;
+  CHECK_STATUS(pm_router_model_index(router, "gpt\xff", &index, &err_), PM_STATUS_INVALID_UTF8);
+  CHECK(r == NULL);
+}
+
+/* 8 threads route every expectation at once, sharing one router; odd threads also route the
+ * whole batch. */
+typedef struct worker {
+  int id;
+  size_t mismatches;
+} worker;
+
+static void *route_all(void *arg) {
+  worker *w = arg;
+  uint32_t *models = malloc(rows * sizeof *models);
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < n_expected; i++) {
+      const expectation *e = &expected[(i + (size_t)w->id * 97) % n_expected];
+      if (e->rank) continue;
+      pm_decision d;
+      if (pm_router_route(router, features + e->row * dim, dim, e->weight, &d, NULL) !=
+              PM_STATUS_OK ||
+          !same(&d, &e->d))
+        w->mismatches++;
+    }
+    if (w->id % 2 == 1) {
+      const expectation *e = &expected[0];
+      if (pm_router_route_batch(router, features, rows, dim, e->weight, models, rows, NULL) !=
+          PM_STATUS_OK)
+        w->mismatches++;
+      for (size_t i = 0; i < n_expected; i++)
+        if (!expected[i].rank && expected[i].weight == e->weight &&
+            models[expected[i].row] != expected[i].d.model)
+          w->mismatches++;
+    }
+  }
+  free(models);
+  return NULL;
+}
+
+static void test_threads(void) {
+  enum { THREADS = 8 };
+  pthread_t threads[THREADS];
+  worker workers[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    workers[t].id = t;
+    workers[t].mismatches = 0;
+    CHECK(pthread_create(&threads[t], NULL, route_all, &workers[t]) == 0);
+  }
+  for (int t = 0; t < THREADS; t++) {
+    CHECK(pthread_join(threads[t], NULL) == 0);
+    CHECK(workers[t].mismatches == 0);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
+    return 2;
+  }
+  read_fixture(argv[1]);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/router.safetensors", argv[1]);
+  pm_error *err = NULL;
+  if (pm_router_load(path, &router, &err) != PM_STATUS_OK) {
+    fprintf(stderr, "cannot load %s: %s\n", path, pm_error_message(err));
+    pm_error_free(err);
+    return 1;
+  }
+  test_metadata();
+  test_decisions_equal_rust();
+  test_null_arguments();
+  test_wrong_dims_and_values();
+  test_corrupt_files(argv[1]);
+  test_invalid_utf8();
+  test_threads();
+  pm_router_free(router);
+  free(features);
+  free(tokens);
+  free(expected);
+  printf("test_c: %d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

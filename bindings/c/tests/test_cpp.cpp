@@ -1,0 +1,262 @@
+// The C++ wrapper (pointsman.hpp): happy path against the decisions Rust made, exceptions with
+// their status for NULL arguments, wrong dimensions, corrupt files and invalid UTF-8, move-only
+// ownership, and 8 threads sharing one Router.
+//
+// Usage: test_cpp FIXTURE_DIR      (built and run by `make -C bindings/c test`)
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "pointsman.hpp"
+
+namespace {
+
+int passed = 0;
+int failed = 0;
+
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    if (cond) {                                                                     \
+      passed++;                                                                     \
+    } else {                                                                        \
+      failed++;                                                                     \
+      std::cerr << __FILE__ << ":" << __LINE__ << ": check failed: " #cond "\n";    \
+    }                                                                               \
+  } while (0)
+
+// Runs `f`, which must throw pointsman::Error with `want`; returns its message.
+template <typename F>
+std::string expect_error(F &&f, pm_status want, int line) {
+  try {
+    f();
+  } catch (const pointsman::Error &e) {
+    if (e.status() == want) {
+      passed++;
+      return e.what();
+    }
+    failed++;
+    std::cerr << __FILE__ << ":" << line << ": got " << e.status_name() << " (" << e.what()
+              << "), expected " << pm_status_name(want) << "\n";
+    return e.what();
+  }
+  failed++;
+  std::cerr << __FILE__ << ":" << line << ": no exception, expected " << pm_status_name(want)
+            << "\n";
+  return "";
+}
+#define EXPECT_ERROR(expr, want) expect_error([&] { (void)(expr); }, want, __LINE__)
+
+struct Expectation {
+  bool rank;
+  double weight;
+  std::size_t row, index;
+  pointsman::Decision d;
+};
+
+struct Fixture {
+  std::size_t rows = 0, dim = 0;
+  std::vector<float> features;
+  std::vector<double> tokens;
+  std::vector<Expectation> expected;
+};
+
+Fixture read_fixture(const std::string &dir) {
+  Fixture f;
+  std::ifstream q(dir + "/queries.txt");
+  q >> f.rows >> f.dim;
+  f.features.resize(f.rows * f.dim);
+  f.tokens.resize(f.rows);
+  for (std::size_t r = 0; r < f.rows; r++) {
+    q >> f.tokens[r];
+    for (std::size_t j = 0; j < f.dim; j++) {
+      // operator>> for float goes through strtof: exact for shortest round-trip input.
+      std::string s;
+      q >> s;
+      f.features[r * f.dim + j] = std::strtof(s.c_str(), nullptr);
+    }
+  }
+  std::ifstream e(dir + "/expected.txt");
+  std::string kind;
+  while (e >> kind) {
+    Expectation x{};
+    x.rank = kind == "rank";
+    std::string w, qu, co, ut;
+    e >> w >> x.row;
+    if (x.rank) e >> x.index;
+    e >> x.d.model >> qu >> co >> ut;
+    x.weight = std::strtod(w.c_str(), nullptr);
+    x.d.quality = std::strtod(qu.c_str(), nullptr);
+    x.d.cost = std::strtod(co.c_str(), nullptr);
+    x.d.utility = std::strtod(ut.c_str(), nullptr);
+    f.expected.push_back(x);
+  }
+  if (!q || f.expected.empty()) {
+    std::cerr << "cannot read the fixture in " << dir << "\n";
+    std::exit(2);
+  }
+  return f;
+}
+
+bool same(const pointsman::Decision &a, const pointsman::Decision &b) {
+  return a.model == b.model && std::memcmp(&a.quality, &b.quality, sizeof(double)) == 0 &&
+         std::memcmp(&a.cost, &b.cost, sizeof(double)) == 0 &&
+         std::memcmp(&a.utility, &b.utility, sizeof(double)) == 0;
+}
+
+static_assert(!std::is_copy_constructible_v<pointsman::Router>, "move-only");
+static_assert(!std::is_copy_assignable_v<pointsman::Router>, "move-only");
+static_assert(std::is_nothrow_move_constructible_v<pointsman::Router>, "cheap moves");
+static_assert(std::is_nothrow_move_assignable_v<pointsman::Router>, "cheap moves");
+
+void test_happy_path(const pointsman::Router &router, const Fixture &f) {
+  CHECK(pointsman::version() == PM_VERSION);
+  CHECK(router.dim() == f.dim);
+  CHECK(router.num_models() == 9);
+  CHECK(router.kind() == "knn");
+  CHECK(router.embedding_model().value_or("") == "all-MiniLM-L6-v2");
+  for (std::size_t m = 0; m < router.num_models(); m++)
+    CHECK(router.model_index(std::string(router.model_name(m))) == m);
+
+  std::size_t routes = 0;
+  for (std::size_t i = 0; i < f.expected.size(); i++) {
+    const Expectation &e = f.expected[i];
+    const float *x = f.features.data() + e.row * f.dim;
+    if (!e.rank) {
+      CHECK(same(router.route(x, f.dim, e.weight), e.d));
+      routes++;
+    } else if (e.index == 0) {
+      pointsman::RankOptions options;
+      options.cost_weight = e.weight;
+      options.prompt_tokens = f.tokens[e.row];
+      options.top = 3;
+      auto ranked = router.rank(x, f.dim, options);
+      CHECK(ranked.size() == 3);
+      for (std::size_t k = 0; k < ranked.size(); k++) CHECK(same(ranked[k], f.expected[i + k].d));
+    }
+  }
+  CHECK(routes == f.rows * 4);
+
+  // Every model ranked when `top` is 0; only the allowed ones with a mask.
+  std::vector<float> x(f.features.begin(), f.features.begin() + f.dim);
+  CHECK(router.rank(x, pointsman::RankOptions{}).size() == 9);
+  pointsman::RankOptions only;
+  only.allowed.assign(9, 0);
+  only.allowed[2] = only.allowed[6] = 1;
+  auto two = router.rank(x, only);
+  CHECK(two.size() == 2);
+  CHECK(two.size() == 2 && (two[0].model == 2 || two[0].model == 6) && two[0].model != two[1].model);
+
+  auto models = router.route_batch(f.features.data(), f.rows, f.dim, f.expected[0].weight);
+  std::size_t mismatches = 0;
+  for (const auto &e : f.expected)
+    if (!e.rank && e.weight == f.expected[0].weight && models[e.row] != e.d.model) mismatches++;
+  CHECK(models.size() == f.rows && mismatches == 0);
+}
+
+void test_errors(const pointsman::Router &router, const Fixture &f, const std::string &dir) {
+  const float *x = f.features.data();
+  std::string m = EXPECT_ERROR(router.route(x, f.dim + 1, 0.0), PM_STATUS_SHAPE);
+  CHECK(m == "dimension mismatch: expected 384, got 385");
+  EXPECT_ERROR(router.route(std::vector<float>{}, 0.0), PM_STATUS_SHAPE);
+  EXPECT_ERROR(router.route(x, f.dim, -1.0), PM_STATUS_CONFIG);
+  EXPECT_ERROR(router.route(nullptr, f.dim, 0.0), PM_STATUS_NULL_ARGUMENT);
+  std::vector<std::uint32_t> out(3, 7);
+  EXPECT_ERROR(router.route_batch(x, 4, f.dim, 0.0, out.data(), out.size()), PM_STATUS_SHAPE);
+  CHECK(out[0] == 7 && out[2] == 7);
+  EXPECT_ERROR(router.model_name(9), PM_STATUS_UNKNOWN_MODEL);
+  EXPECT_ERROR(router.model_index("nope"), PM_STATUS_UNKNOWN_MODEL);
+  m = EXPECT_ERROR(router.observe(x, f.dim, 0, 0.5, 1e-4), PM_STATUS_UNSUPPORTED);
+  CHECK(m == "unsupported: observe: the knn router does not learn from feedback");
+  pointsman::RankOptions bad;
+  bad.task = std::string("\xc3\x28");
+  EXPECT_ERROR(router.rank(x, f.dim, bad), PM_STATUS_INVALID_UTF8);
+
+  // NULL through the C API itself: the wrapper never passes NULL for a live router.
+  pm_decision d{};
+  CHECK(pm_router_route(router.capi(), x, f.dim, 0.0, nullptr, nullptr) ==
+        PM_STATUS_NULL_ARGUMENT);
+  CHECK(pm_router_route(nullptr, x, f.dim, 0.0, &d, nullptr) == PM_STATUS_NULL_ARGUMENT);
+
+  EXPECT_ERROR(pointsman::Router::load(dir + "/does-not-exist.safetensors"), PM_STATUS_IO);
+  EXPECT_ERROR(pointsman::Router::load(std::string("/tmp/\xff.safetensors")),
+               PM_STATUS_INVALID_UTF8);
+  std::ifstream in(dir + "/router.safetensors", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  {
+    std::ofstream out_file(dir + "/cpp-truncated.safetensors", std::ios::binary);
+    out_file.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 3));
+  }
+  EXPECT_ERROR(pointsman::Router::load(dir + "/cpp-truncated.safetensors"), PM_STATUS_FORMAT);
+  {
+    std::ofstream out_file(dir + "/cpp-garbage.safetensors", std::ios::binary);
+    out_file << "definitely not a router";
+  }
+  EXPECT_ERROR(pointsman::Router::load(dir + "/cpp-garbage.safetensors"), PM_STATUS_FORMAT);
+}
+
+void test_moves(const std::string &path, const Fixture &f) {
+  pointsman::Router a = pointsman::Router::load(path);
+  const pm_router *raw = a.capi();
+  pointsman::Router b = std::move(a);
+  CHECK(!a && b && b.capi() == raw);
+  // A moved-from Router reports, it does not crash.
+  EXPECT_ERROR(a.route(f.features.data(), f.dim, 0.0), PM_STATUS_NULL_ARGUMENT);
+  CHECK(a.num_models() == 0 && a.kind().empty());
+  pointsman::Router c = pointsman::Router::load(path);
+  c = std::move(b);  // frees c's first router (ASan reports a leak otherwise)
+  CHECK(c.capi() == raw && c.num_models() == 9);
+}
+
+void test_threads(const pointsman::Router &router, const Fixture &f) {
+  std::atomic<std::size_t> mismatches{0}, calls{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; t++) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = 0; i < f.expected.size(); i++) {
+        const Expectation &e = f.expected[(i + static_cast<std::size_t>(t) * 131) % f.expected.size()];
+        if (e.rank) continue;
+        try {
+          if (!same(router.route(f.features.data() + e.row * f.dim, f.dim, e.weight), e.d))
+            mismatches++;
+        } catch (const pointsman::Error &) {
+          mismatches++;
+        }
+        calls++;
+      }
+    });
+  }
+  for (auto &t : threads) t.join();
+  CHECK(mismatches == 0);
+  CHECK(calls == 8 * f.rows * 4);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    std::cerr << "usage: " << argv[0] << " FIXTURE_DIR\n";
+    return 2;
+  }
+  const std::string dir = argv[1];
+  const Fixture f = read_fixture(dir);
+  const std::string path = dir + "/router.safetensors";
+  try {
+    const pointsman::Router router = pointsman::Router::load(path);
+    test_happy_path(router, f);
+    test_errors(router, f, dir);
+    test_moves(path, f);
+    test_threads(router, f);
+  } catch (const pointsman::Error &e) {
+    failed++;
+    std::cerr << "unexpected error " << e.status_name() << ": " << e.what() << "\n";
+  }
+  std::printf("test_cpp: %d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

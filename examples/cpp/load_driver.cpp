@@ -1,0 +1,224 @@
+// Load driver for the gateway: M threads, one loopback connection each, send N requests in all
+// (each thread sends one, waits for the answer, sends the next), then print the throughput and
+// the latency percentiles. With --expect it also checks every answer against the decisions the
+// Rust API made for the same router, query and cost weight (expected.txt of the `fixture`
+// example), to the bit.
+//
+//   load_driver --port N | --port-file FILE  --requests requests.jsonl
+//               [--total N] [--threads M] [--cost-weight W] [--expect expected.txt]
+//
+// Exits non-zero when an answer is an error, is missing, or differs from the expectation.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "json.hpp"
+#include "net.hpp"
+
+namespace {
+
+struct Expected {
+  unsigned model;
+  double quality, cost, utility;
+};
+
+struct Options {
+  int port = 0;
+  std::string port_file;
+  std::string requests;
+  std::string expect;
+  long total = 2000;
+  int threads = 4;
+  double cost_weight = 1000.0;
+};
+
+/// The decision expected for each row at the cost weight: the first entry of each `rank` line
+/// (the gateway routes with the prompt tokens, as pm_router_rank does).
+std::map<long, Expected> read_expected(const std::string &path, double cost_weight) {
+  std::map<long, Expected> out;
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream s(line);
+    std::string kind, w, q, c, u;
+    long row = 0, index = 0;
+    Expected e{};
+    s >> kind >> w >> row;
+    if (kind != "rank") continue;
+    s >> index >> e.model >> q >> c >> u;
+    if (index != 0 || std::strtod(w.c_str(), nullptr) != cost_weight) continue;
+    e.quality = std::strtod(q.c_str(), nullptr);
+    e.cost = std::strtod(c.c_str(), nullptr);
+    e.utility = std::strtod(u.c_str(), nullptr);
+    out[row] = e;
+  }
+  return out;
+}
+
+int wait_for_port(const std::string &file) {
+  for (int i = 0; i < 600; i++) {
+    std::ifstream in(file);
+    int port = 0;
+    if (in >> port && port > 0) return port;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  throw std::runtime_error("no port in " + file + " after 60 s");
+}
+
+double percentile(const std::vector<double> &sorted, double p) {
+  if (sorted.empty()) return 0.0;
+  std::size_t k = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(k, sorted.size() - 1)];
+}
+
+bool parse_args(int argc, char **argv, Options &o) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--port") o.port = std::stoi(value());
+    else if (a == "--port-file") o.port_file = value();
+    else if (a == "--requests") o.requests = value();
+    else if (a == "--expect") o.expect = value();
+    else if (a == "--total") o.total = std::stol(value());
+    else if (a == "--threads") o.threads = std::stoi(value());
+    else if (a == "--cost-weight") o.cost_weight = std::stod(value());
+    else throw std::runtime_error("unknown argument " + a);
+  }
+  return !o.requests.empty() && (o.port > 0 || !o.port_file.empty()) && o.total > 0 &&
+         o.threads > 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  try {
+    if (!parse_args(argc, argv, o)) {
+      std::cerr << "usage: load_driver --port N | --port-file FILE --requests FILE [--total N]\n"
+                   "                   [--threads M] [--cost-weight W] [--expect FILE]\n";
+      return 2;
+    }
+    std::vector<std::string> requests;
+    {
+      std::ifstream in(o.requests);
+      std::string line;
+      char weight[48];
+      std::snprintf(weight, sizeof weight, "{\"cost_weight\":%.17g,", o.cost_weight);
+      while (std::getline(in, line)) {
+        if (line.size() < 2 || line[0] != '{') continue;
+        requests.push_back(weight + line.substr(1) + "\n");
+      }
+    }
+    if (requests.empty()) throw std::runtime_error("no requests in " + o.requests);
+    std::map<long, Expected> expected;
+    if (!o.expect.empty()) {
+      expected = read_expected(o.expect, o.cost_weight);
+      if (expected.empty()) throw std::runtime_error("no expectations at this cost weight");
+    }
+    const int port = o.port > 0 ? o.port : wait_for_port(o.port_file);
+
+    std::atomic<long> next{0}, errors{0}, mismatches{0}, checked{0};
+    std::vector<std::vector<double>> latencies(static_cast<std::size_t>(o.threads));
+    std::map<std::string, long> chosen;
+    std::mutex chosen_mu;
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < o.threads; t++) {
+      threads.emplace_back([&, t] {
+        std::vector<double> &lat = latencies[static_cast<std::size_t>(t)];
+        std::map<std::string, long> mine;
+        int fd = -1;
+        try {
+          fd = net::connect_loopback(port);
+        } catch (const std::exception &e) {
+          std::cerr << "load_driver: " << e.what() << "\n";
+          errors += 1;
+          return;
+        }
+        net::LineReader reader(fd);
+        std::string answer;
+        for (long i = next++; i < o.total; i = next++) {
+          const std::string &req = requests[static_cast<std::size_t>(i) % requests.size()];
+          auto t0 = std::chrono::steady_clock::now();
+          if (!net::send_all(fd, req) || !reader.next(answer)) {
+            errors++;
+            break;
+          }
+          auto t1 = std::chrono::steady_clock::now();
+          lat.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+          try {
+            json::Value v = json::parse(answer);
+            const json::Value *model = v.get("model");
+            if (v.get("error") != nullptr || model == nullptr) {
+              if (errors++ < 5) std::cerr << "load_driver: error answer: " << answer << "\n";
+              continue;
+            }
+            mine[model->text]++;
+            const json::Value *id = v.get("id");
+            if (!expected.empty() && id != nullptr) {
+              auto it = expected.find(static_cast<long>(id->number()));
+              const json::Value *index = v.get("index"), *q = v.get("quality"),
+                                *c = v.get("cost"), *u = v.get("utility");
+              bool ok = it != expected.end() && index && q && c && u &&
+                        static_cast<unsigned>(index->number()) == it->second.model &&
+                        q->number() == it->second.quality && c->number() == it->second.cost &&
+                        u->number() == it->second.utility;
+              checked++;
+              if (!ok && mismatches++ < 5)
+                std::cerr << "load_driver: answer differs from the Rust decision: " << answer
+                          << "\n";
+            }
+          } catch (const std::exception &e) {
+            if (errors++ < 5) std::cerr << "load_driver: bad answer (" << e.what() << ")\n";
+          }
+        }
+        ::close(fd);
+        std::lock_guard<std::mutex> lock(chosen_mu);
+        for (const auto &kv : mine) chosen[kv.first] += kv.second;
+      });
+    }
+    for (auto &th : threads) th.join();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    std::vector<double> all;
+    for (const auto &l : latencies) all.insert(all.end(), l.begin(), l.end());
+    std::sort(all.begin(), all.end());
+    std::printf("load_driver: %zu requests from %d threads in %.3f s: %.0f requests/s\n",
+                all.size(), o.threads, seconds, static_cast<double>(all.size()) / seconds);
+    std::printf("load_driver: latency us p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n",
+                percentile(all, 50), percentile(all, 90), percentile(all, 99),
+                all.empty() ? 0.0 : all.back());
+    std::printf("load_driver: chosen models:");
+    for (const auto &kv : chosen) std::printf(" %s=%ld", kv.first.c_str(), kv.second);
+    std::printf("\n");
+    if (!expected.empty())
+      std::printf("load_driver: %ld answers checked against the Rust decisions, %ld differ\n",
+                  checked.load(), mismatches.load());
+    const long missing = o.total - static_cast<long>(all.size());
+    if (errors > 0 || mismatches > 0 || missing > 0 || (!expected.empty() && checked == 0)) {
+      std::printf("load_driver: FAILED: %ld errors, %ld mismatches, %ld missing answers\n",
+                  errors.load(), mismatches.load(), missing);
+      return 1;
+    }
+  } catch (const std::exception &e) {
+    std::cerr << "load_driver: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
