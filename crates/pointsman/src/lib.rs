@@ -3,6 +3,8 @@
 
 pub mod calibrate;
 pub mod data;
+#[cfg(feature = "embed")]
+pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod features;
