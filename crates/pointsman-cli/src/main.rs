@@ -2,6 +2,7 @@
 //!
 //! Argument parsing and printing only: every decision is made by the `pointsman` library.
 
+mod embed_cmd;
 mod eval_cmd;
 mod output;
 mod plot;
@@ -37,8 +38,12 @@ enum Command {
     Report(eval_cmd::ReportArgs),
     /// Fit a router on a dataset's train split (hyper-parameters by cross-validation) and save it.
     Train(train_cmd::TrainArgs),
-    /// Route queries read as JSON lines on stdin with a saved router; one decision per line out.
+    /// Route queries (text or embeddings) read as JSON lines on stdin with a saved router; one
+    /// decision per line out.
     Route(route_cmd::RouteArgs),
+    /// Compute a dataset's prompt embeddings (all-MiniLM-L6-v2) into its folder, in the layout of
+    /// the shared datasets.
+    Embed(embed_cmd::EmbedArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Command::Report(args) => eval_cmd::report(&args),
         Command::Train(args) => train_cmd::train(&args, &progress),
         Command::Route(args) => route_cmd::route(&args),
+        Command::Embed(args) => embed_cmd::embed(&args, &progress),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

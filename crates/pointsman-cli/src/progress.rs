@@ -40,3 +40,16 @@ impl Progress {
         let _ = self.multi.clear();
     }
 }
+
+impl Progress {
+    /// A bar for `len` steps.
+    pub fn bar(&self, len: u64, message: impl Into<String>) -> ProgressBar {
+        let pb = self.multi.add(ProgressBar::new(len));
+        pb.set_style(
+            ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} [{elapsed}<{eta}]")
+                .expect("the bar template is valid"),
+        );
+        pb.set_message(message.into());
+        pb
+    }
+}

@@ -31,13 +31,19 @@ pub struct TrainArgs {
     /// defaults), e.g. '{"k": 50, "same_task": true}'.
     #[arg(long, value_name = "JSON")]
     pub config: Option<String>,
+
+    /// The embedding model, for a dataset without embeddings (they are computed, and cached in
+    /// the dataset folder when it is writable).
+    #[command(flatten)]
+    pub model: crate::embed_cmd::ModelArgs,
 }
 
 /// `pointsman train`.
 pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     let pb = progress.spinner(format!("loading {}", args.data.display()));
-    let ds = Dataset::load(&args.data)?;
+    let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
+    crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     let pb = progress.spinner(format!(
         "training {} on {} train queries",
         args.router,

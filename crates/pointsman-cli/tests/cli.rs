@@ -331,6 +331,27 @@ fn train_then_route_json_lines() {
     assert!(lines[0]["signals"]["ood"].as_f64().is_some());
     assert_eq!(lines[0], lines[1]);
 
+    // Text in: the prompt embedded in-process routes as its shipped embedding does.
+    if let Some(model_flag) = model_dir_flag() {
+        let text = serde_json::json!({"id": 7, "text": ds.test().prompts()[0]}).to_string();
+        let by_embedding = serde_json::json!({"embedding": row}).to_string();
+        let mut args = vec!["route", "--router", r, "--cost-weight", "300"];
+        args.extend(model_flag.iter().map(String::as_str));
+        let o = pointsman_stdin(&args, &format!("{text}\n{by_embedding}\n"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["id"], 7);
+        assert!(lines[0]["tokens"].as_u64().unwrap() > 2);
+        assert_eq!(lines[0]["truncated"], false);
+        assert_eq!(lines[0]["model_id"], lines[1]["model_id"]);
+        let dq = lines[0]["quality"].as_f64().unwrap() - lines[1]["quality"].as_f64().unwrap();
+        assert!(dq.abs() < 1e-3, "{dq}");
+    }
+
     // Bad lines: named by line number, one line on stderr.
     let short = serde_json::json!({"embedding": [1.0, 2.0]}).to_string();
     let line2 = stderr_line(&pointsman_stdin(
@@ -343,10 +364,32 @@ fn train_then_route_json_lines() {
     );
     let line2 = stderr_line(&pointsman_stdin(
         &["route", "--router", r],
+        "{\"prompt\": \"hi\"}\n",
+    ));
+    assert!(
+        line2.starts_with("error: stdin:1: expected {\"text\": \"...\"} or {\"embedding\""),
+        "{line2}"
+    );
+    let both = serde_json::json!({"text": "hi", "embedding": row}).to_string();
+    let line2 = stderr_line(&pointsman_stdin(&["route", "--router", r], &both));
+    assert_eq!(
+        line2,
+        "error: stdin:1: give exactly one of \"text\" and \"embedding\""
+    );
+    let line2 = stderr_line(&pointsman_stdin(
+        &["route", "--router", r],
+        "{\"text\": \" \\n \"}\n",
+    ));
+    assert_eq!(
+        line2,
+        "error: stdin:1: invalid input: the text is empty or whitespace only: there is nothing to route"
+    );
+    let line2 = stderr_line(&pointsman_stdin(
+        &["route", "--router", r, "--model-dir", "/nonexistent/model"],
         "{\"text\": \"hi\"}\n",
     ));
     assert!(
-        line2.starts_with("error: stdin:1: expected {\"embedding\""),
+        line2.starts_with("error: embedding model not found at /nonexistent/model"),
         "{line2}"
     );
     let line2 = stderr_line(&pointsman_stdin(
@@ -370,4 +413,104 @@ fn train_then_route_json_lines() {
         r,
     ]));
     assert!(line2.contains("unknown router kind \"forest\""), "{line2}");
+}
+
+/// `--model-dir <dir>` when the embedding model is installed (empty when it is found at its default
+/// place); `None` (the text checks are skipped) when it is missing, except under `CI=true`.
+fn model_dir_flag() -> Option<Vec<String>> {
+    let dir = pointsman::embed::default_model_dir().ok()?;
+    if dir.join("model.safetensors").is_file() {
+        return Some(vec!["--model-dir".into(), dir.to_str().unwrap().into()]);
+    }
+    let msg = format!("embedding model not found at {}", dir.display());
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+    eprintln!("skipping: {msg}");
+    None
+}
+
+/// A small dataset without embeddings: `n` queries of llmrouter_dc, half from its test split (the
+/// file starts with it) and half from its train split. Returns their rows in the file.
+fn mini_dataset(root: &Path, dir: &Path, n: usize) -> Vec<usize> {
+    use std::io::BufRead;
+    std::fs::create_dir_all(dir).unwrap();
+    let src = root.join("llmrouter_dc");
+    std::fs::copy(src.join("models.json"), dir.join("models.json")).unwrap();
+    let gz = std::fs::File::open(src.join("llmrouter_dc.jsonl.gz")).unwrap();
+    let rows: Vec<usize> = (0..n / 2).chain(1000..1000 + n - n / 2).collect();
+    let all: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(gz))
+        .lines()
+        .take(1000 + n)
+        .map(Result::unwrap)
+        .collect();
+    let lines: Vec<&str> = rows.iter().map(|&r| all[r].as_str()).collect();
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    std::fs::write(dir.join(format!("{name}.jsonl")), lines.join("\n")).unwrap();
+    rows
+}
+
+#[test]
+fn embed_a_dataset_and_eval_one_without_embeddings() {
+    let Some(root) = data_dir() else { return };
+    let Some(model_flag) = model_dir_flag() else {
+        return;
+    };
+    let model_flag: Vec<&str> = model_flag.iter().map(String::as_str).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 60;
+
+    // `pointsman embed` writes the shared layout, matching the shipped embeddings.
+    let mini = tmp.path().join("mini");
+    let rows = mini_dataset(&root, &mini, n);
+    let mut args = vec!["embed", "--data", mini.to_str().unwrap(), "-q"];
+    args.extend(&model_flag);
+    let o = pointsman(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!("{n} prompts × 384 (all-MiniLM-L6-v2)")),
+        "{stdout}"
+    );
+    let meta = json(&mini.join("mini.minilm_l6_v2.meta.json"));
+    assert_eq!(meta["rows"], n);
+    assert_eq!(meta["model"], "all-MiniLM-L6-v2");
+    let ours = pointsman::data::npy::read(&mini.join("mini.minilm_l6_v2.f16.npy")).unwrap();
+    let shipped =
+        pointsman::data::npy::read(&root.join("llmrouter_dc/llmrouter_dc.minilm_l6_v2.f16.npy"))
+            .unwrap();
+    assert_eq!((ours.rows, ours.cols), (n, 384));
+    let diff = rows
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &r)| {
+            let ours = &ours.data[i * 384..(i + 1) * 384];
+            let shipped = &shipped.data[r * 384..(r + 1) * 384];
+            ours.iter().zip(shipped).map(|(a, b)| (a - b).abs())
+        })
+        .fold(0f32, f32::max);
+    assert!(diff < 2e-3, "max abs diff {diff}");
+    // Existing embeddings are not overwritten without --force.
+    let line = stderr_line(&pointsman(&args));
+    assert!(line.contains("already has embeddings"), "{line}");
+    assert!(line.contains("--force"), "{line}");
+
+    // `pointsman eval` on a dataset without embeddings computes and caches them.
+    let fresh = tmp.path().join("fresh");
+    mini_dataset(&root, &fresh, n);
+    let out = tmp.path().join("eval");
+    let mut args = vec![
+        "eval",
+        "--data",
+        fresh.to_str().unwrap(),
+        "--routers",
+        "zero,knn",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ];
+    args.extend(&model_flag);
+    let o = pointsman(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cached = pointsman::data::npy::read(&fresh.join("fresh.minilm_l6_v2.f16.npy")).unwrap();
+    assert_eq!(cached.data, ours.data);
+    assert!(json(&out.join("report.json"))["policies"][1]["metrics"]["aiq"].is_number());
 }

@@ -403,6 +403,7 @@ impl Dataset {
         let rows = records.len();
 
         let mut embeddings = None;
+        let mut embedding_model = None;
         let emb_path = embeddings_path(dir, &name);
         if emb_path.exists() {
             let arr = npy::read(&emb_path)?;
@@ -412,7 +413,7 @@ impl Dataset {
                     format!("{} rows, the dataset has {rows} queries", arr.rows),
                 ));
             }
-            check_embedding_meta(dir, &name, arr.cols)?;
+            embedding_model = check_embedding_meta(dir, &name, arr.cols)?;
             if arr.cols == 0 {
                 return Err(Error::format(
                     emb_path.display(),
@@ -458,9 +459,11 @@ impl Dataset {
                 prompt_tokens: idx.iter().map(|&i| records[i].prompt_tokens).collect(),
                 embeddings: embs,
                 dim,
-                embedding_model: embeddings
-                    .as_ref()
-                    .map(|_| DEFAULT_EMBEDDING_MODEL.to_string()),
+                embedding_model: embeddings.as_ref().map(|_| {
+                    embedding_model
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_string())
+                }),
                 scores: idx
                     .iter()
                     .flat_map(|&i| records[i].scores.iter().copied())
@@ -633,10 +636,12 @@ fn records_path(dir: &Path, name: &str) -> PathBuf {
     }
 }
 
-fn check_embedding_meta(dir: &Path, name: &str, cols: usize) -> Result<()> {
+/// Checks the embeddings' `.meta.json` (when present) against the file's dimension; returns the
+/// embedding model it names (`"model"`, written by `pointsman embed`), if any.
+fn check_embedding_meta(dir: &Path, name: &str, cols: usize) -> Result<Option<String>> {
     let path = embeddings_meta_path(dir, name);
     let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(());
+        return Ok(None);
     };
     let meta: Value = serde_json::from_str(&text)
         .map_err(|e| Error::format(path.display(), format!("malformed json: {e}")))?;
@@ -648,7 +653,14 @@ fn check_embedding_meta(dir: &Path, name: &str, cols: usize) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    match meta.get("model") {
+        None => Ok(None),
+        Some(Value::String(m)) if !m.is_empty() => Ok(Some(m.clone())),
+        Some(other) => Err(Error::format(
+            path.display(),
+            format!("\"model\" {other} is not a model name"),
+        )),
+    }
 }
 
 fn read_models(path: &Path) -> Result<(ModelPool, Vec<Option<String>>)> {

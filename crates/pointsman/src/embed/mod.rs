@@ -61,7 +61,9 @@ use self::kernels::Par;
 use self::model::{hex, Bert, Workspace};
 use crate::{Error, QueryFeatures, Result};
 
+mod dataset;
 mod pipeline;
+pub use dataset::{embed_dataset, DatasetEmbeddings, PROGRESS_BATCH};
 pub use pipeline::Pipeline;
 
 /// Name of the default model (and of its cache folder).
@@ -419,8 +421,13 @@ impl Embedder {
     /// [`Error::Backend`] when the tokenizer fails.
     pub fn features_batch(&self, texts: &[&str]) -> Result<Vec<(QueryFeatures, TokenInfo)>> {
         if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+            let which = if texts.len() == 1 {
+                "the text".to_string()
+            } else {
+                format!("text {i}")
+            };
             return Err(Error::InvalidInput(format!(
-                "text {i} is empty or whitespace only: there is nothing to route"
+                "{which} is empty or whitespace only: there is nothing to route"
             )));
         }
         let (embeddings, info) = self.embed(texts)?;
