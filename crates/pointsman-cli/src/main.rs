@@ -6,6 +6,7 @@ mod eval_cmd;
 mod output;
 mod plot;
 mod progress;
+mod replay_cmd;
 mod route_cmd;
 mod train_cmd;
 
@@ -39,6 +40,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Route queries read as JSON lines on stdin with a saved router; one decision per line out.
     Route(route_cmd::RouteArgs),
+    /// Stream a dataset through learning routers that see only the chosen model's outcome.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Report(args) => eval_cmd::report(&args),
         Command::Train(args) => train_cmd::train(&args, &progress),
         Command::Route(args) => route_cmd::route(&args),
+        Command::Replay(args) => replay_cmd::replay(&args, &progress),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
