@@ -97,8 +97,8 @@ pub fn replay(args: &ReplayArgs, progress: &Progress) -> Result<()> {
     let mut file = AtomicFile::create(&path)?;
     for (name, run) in &runs {
         for line in replay::lines(name, run, &stream) {
-            serde_json::to_writer(&mut file, &line)?;
-            file.write_all(b"\n")
+            file.write_all(line.to_json().as_bytes())
+                .and_then(|()| file.write_all(b"\n"))
                 .with_context(|| format!("writing {}", path.display()))?;
         }
     }

@@ -568,6 +568,21 @@ pub struct ReplayLine {
     pub model: String,
 }
 
+impl ReplayLine {
+    /// The line as written to `replay.jsonl`, with the field order and spacing the format
+    /// specifies: `{"router": "<name>", "t": <step>, "id": "<query id>", "model": "<model id>"}`.
+    pub fn to_json(&self) -> String {
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        format!(
+            "{{\"router\": {}, \"t\": {}, \"id\": {}, \"model\": {}}}",
+            quote(&self.router),
+            self.t,
+            quote(&self.id),
+            quote(&self.model)
+        )
+    }
+}
+
 /// The lines of a run.
 pub fn lines<'a>(
     name: &'a str,
