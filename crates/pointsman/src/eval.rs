@@ -55,6 +55,8 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::router::Router;
 
+pub mod cascade;
+
 /// Default number of cost weights in a router's sweep.
 pub const DEFAULT_SWEEP_POINTS: usize = 41;
 
@@ -318,6 +320,9 @@ pub struct PolicyOptions {
     pub seed: u64,
     /// Number of cost weights in a router's sweep.
     pub sweep_points: usize,
+    /// Error rate of the simulated judge that gives cascades their confidences (see
+    /// [`cascade`]).
+    pub judge_noise: f64,
 }
 
 impl Default for PolicyOptions {
@@ -325,6 +330,7 @@ impl Default for PolicyOptions {
         PolicyOptions {
             seed: 0,
             sweep_points: DEFAULT_SWEEP_POINTS,
+            judge_noise: cascade::DEFAULT_JUDGE_NOISE,
         }
     }
 }
@@ -340,6 +346,8 @@ pub const POLICY_NAMES: &[&str] = &[
     "knn",
     #[cfg(feature = "train")]
     "mf",
+    "cascade",
+    "cascade-chain",
     "file:<saved router>",
 ];
 
@@ -354,6 +362,8 @@ pub const ALL_POLICIES: &[&str] = &[
     "knn",
     #[cfg(feature = "train")]
     "mf",
+    "cascade",
+    "cascade-chain",
 ];
 
 /// Splits a comma-separated list of policy names, trimming blanks and expanding `all` to
@@ -391,7 +401,7 @@ pub fn check_policy_name(name: &str, pool: &crate::ModelPool) -> Result<()> {
     match Baseline::from_name(name, 0) {
         Some(Baseline::Fixed { model }) => pool.index_of(&model).map(|_| ()),
         Some(_) => Ok(()),
-        None if ["oracle", "knn", "mf"].contains(&name) => Ok(()),
+        None if ["oracle", "knn", "mf", "cascade", "cascade-chain"].contains(&name) => Ok(()),
         None => Err(unknown_policy(name)),
     }
 }
@@ -420,9 +430,24 @@ pub fn policy_by_name(
     }
     if let Some(path) = name.strip_prefix("file:") {
         let router = crate::io::load_router(path)?;
+        if router.as_cascade().is_some() {
+            let judge = cascade::SimulatedJudge::new(options.judge_noise, options.seed)?;
+            return Ok(Box::new(cascade::CascadePolicy::new(
+                name,
+                router,
+                judge,
+                options.sweep_points,
+            )?));
+        }
         return Ok(Box::new(
             RouterPolicy::new(name, router).with_points(options.sweep_points),
         ));
+    }
+    if name == "cascade" {
+        return Ok(Box::new(cascade::cascade_policy(name, train, options)?));
+    }
+    if name == "cascade-chain" {
+        return Ok(Box::new(cascade::chain_policy(name, train, options)?));
     }
     if name == "knn" {
         use crate::routers::knn::{KnnRouter, KnnSearch};

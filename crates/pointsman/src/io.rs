@@ -56,6 +56,8 @@ pub enum RouterConfig {
     Knn(crate::routers::knn::KnnConfig),
     /// A matrix-factorisation router.
     Mf(crate::routers::mf::MfConfig),
+    /// A cascade.
+    Cascade(crate::routers::cascade::CascadeConfig),
 }
 
 /// The values of a tensor.
@@ -426,6 +428,9 @@ pub fn router_from_saved(saved: SavedRouter) -> Result<Arc<dyn Router>> {
         RouterConfig::Mf(config) => Ok(Arc::new(crate::routers::mf::MfRouter::from_saved(
             config, saved,
         )?)),
+        RouterConfig::Cascade(config) => Ok(Arc::new(
+            crate::routers::cascade::CascadeRouter::from_saved(config, saved)?,
+        )),
     }
 }
 

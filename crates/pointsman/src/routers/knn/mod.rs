@@ -71,7 +71,8 @@ pub enum Weighting {
 }
 
 impl Weighting {
-    fn weight(&self, s: f32) -> f64 {
+    /// The weight of a neighbour at cosine similarity `s`.
+    pub fn weight(&self, s: f32) -> f64 {
         let s = f64::from(s);
         match *self {
             Weighting::Uniform => 1.0,
@@ -549,17 +550,39 @@ impl KnnRouter {
         let n = self.len();
         let k = self.config.ood_neighbours.min(n.saturating_sub(1)).max(1);
         let mut vals: Vec<f32> = match &self.graph {
-            None => (0..n)
+            // Four rows per pass over the matrix (the same operations per row as one at a time).
+            None => (0..n.div_ceil(4))
                 .into_par_iter()
                 .map_init(
-                    || (vec![0.0f32; n], Vec::new()),
-                    |(sims, pairs), i| {
-                        simd::dot_rows(&self.embeddings, self.row(i), sims);
-                        sims[i] = f32::NEG_INFINITY;
-                        top_k(sims, 0, k, pairs);
-                        pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32
+                    || {
+                        (
+                            <[Vec<f32>; 4]>::default().map(|_| vec![0.0f32; n]),
+                            Vec::new(),
+                        )
+                    },
+                    |(sims, pairs), b| {
+                        let start = b * 4;
+                        let take = (n - start).min(4);
+                        let [s0, s1, s2, s3] = sims;
+                        if take == 4 {
+                            let q = [0, 1, 2, 3].map(|j| self.row(start + j));
+                            simd::dot_rows4(&self.embeddings, q, [s0, s1, s2, s3]);
+                        } else {
+                            for (j, s) in [s0, s1, s2].into_iter().enumerate().take(take) {
+                                simd::dot_rows(&self.embeddings, self.row(start + j), s);
+                            }
+                        }
+                        (0..take)
+                            .map(|j| {
+                                let sims = &mut sims[j];
+                                sims[start + j] = f32::NEG_INFINITY;
+                                top_k(sims, 0, k, pairs);
+                                pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32
+                            })
+                            .collect::<Vec<f32>>()
                     },
                 )
+                .flatten()
                 .collect(),
             Some(g) => (0..n)
                 .into_par_iter()
@@ -732,6 +755,129 @@ impl KnnRouter {
                 card.estimate_cost(prompt_tokens.unwrap_or(0.0), out)
             };
         }
+    }
+
+    /// The `k` reference queries most similar to each row of `batch`, as `(similarity, reference
+    /// row)`, most similar first: within the row's task when the config restricts neighbours to
+    /// it, by exact search or through the HNSW index as configured. For routers that build on the
+    /// neighbourhood itself rather than on the estimate (the cascade's conditional estimates).
+    ///
+    /// # Errors
+    ///
+    /// A batch that does not fit the router ([`Router::check_batch`]).
+    pub fn neighbours(&self, batch: &FeatureBatch<'_>, k: usize) -> Result<Vec<Vec<(f32, u32)>>> {
+        use rayon::prelude::*;
+        self.check_batch(batch)?;
+        let n = self.len();
+        let rows = batch.rows();
+        let task_of = |r: usize| batch.task(r).and_then(|t| self.task_ids.get(t).copied());
+        let restrict_of = |r: usize| self.config.same_task && task_of(r).is_some();
+        if let Some(g) = &self.graph {
+            return Ok((0..rows)
+                .into_par_iter()
+                .map_init(
+                    || {
+                        (
+                            vec![0.0f32; self.dim],
+                            hnsw::SearchScratch::new(n),
+                            Vec::new(),
+                        )
+                    },
+                    |(query, scratch, found), r| {
+                        normalize_into(batch.row(r), query);
+                        let (task_id, restrict) = (task_of(r), restrict_of(r));
+                        let want = k * if restrict { 4 } else { 1 };
+                        let ef = g.config().ef_search.max(want);
+                        g.search(&self.embeddings, query, want, ef, scratch, found);
+                        found
+                            .iter()
+                            .filter(|f| !restrict || Some(self.tasks[f.0 as usize]) == task_id)
+                            .take(k)
+                            .map(|&(i, s)| (s, i))
+                            .collect()
+                    },
+                )
+                .collect());
+        }
+        // Exact: four queries per pass over the reference matrix.
+        let blocks: Vec<Vec<Vec<(f32, u32)>>> = (0..rows.div_ceil(4))
+            .into_par_iter()
+            .map_init(
+                || {
+                    (
+                        <[Vec<f32>; 4]>::default().map(|_| vec![0.0f32; n]),
+                        <[Vec<f32>; 4]>::default().map(|_| vec![0.0f32; self.dim]),
+                        Vec::new(),
+                    )
+                },
+                |(sims, query, pairs), b| {
+                    let start = b * 4;
+                    let take = (rows - start).min(4);
+                    for (j, q) in query.iter_mut().enumerate().take(take) {
+                        normalize_into(batch.row(start + j), q);
+                    }
+                    let [s0, s1, s2, s3] = sims;
+                    if take == 4 {
+                        let [q0, q1, q2, q3] = &*query;
+                        simd::dot_rows4(&self.embeddings, [q0, q1, q2, q3], [s0, s1, s2, s3]);
+                    } else {
+                        for (j, s) in [s0, s1, s2].into_iter().enumerate().take(take) {
+                            simd::dot_rows(&self.embeddings, &query[j], s);
+                        }
+                    }
+                    (0..take)
+                        .map(|j| {
+                            let r = start + j;
+                            let (lo, hi) = match (restrict_of(r), task_of(r)) {
+                                (true, Some(t)) => self.task_rows[t as usize],
+                                _ => (0, n),
+                            };
+                            top_k(&sims[j][lo..hi], lo, k.min(hi - lo), pairs);
+                            pairs.clone()
+                        })
+                        .collect()
+                },
+            )
+            .collect();
+        Ok(blocks.into_iter().flatten().collect())
+    }
+
+    /// The router's estimate from given neighbours `(similarity, reference row)` (for example
+    /// [`KnnRouter::neighbours`] with some rows left out): expected quality and cost of every
+    /// model under the router's weighting, shrinkage and prior.
+    ///
+    /// # Panics
+    ///
+    /// When `quality` or `cost` is not one value per model, or a reference row is out of range.
+    pub fn estimate_from_neighbours(
+        &self,
+        neighbours: &[(f32, u32)],
+        task: Option<&str>,
+        prompt_tokens: Option<f64>,
+        quality: &mut [f64],
+        cost: &mut [f64],
+    ) {
+        let task_id = task.and_then(|t| self.task_ids.get(t).copied());
+        let prior = self.prior_for(task_id);
+        self.estimate_from_pairs(
+            &self.config,
+            prior,
+            neighbours,
+            prompt_tokens,
+            quality,
+            cost,
+        );
+    }
+
+    /// The reference queries' scores, `[len, models]` row-major in reference row order.
+    pub fn reference_scores(&self) -> &[f32] {
+        &self.scores
+    }
+
+    /// For a router fitted in this process, the row of the training split that reference row
+    /// `row` came from; `None` for a loaded router or a row out of range.
+    pub fn source_row(&self, row: usize) -> Option<usize> {
+        self.source_rows.get(row).copied()
     }
 
     /// Rebuilds a kNN router from its saved form.
