@@ -538,6 +538,9 @@ pub struct CascadeRouter {
     /// Fingerprint of the split this router was fitted on in this process (for leave-one-out
     /// estimates when it is calibrated on the same split).
     fitted_on: Option<u64>,
+    /// With an estimator fitted in this process: each training query's leave-one-out
+    /// neighbours, by split row.
+    loo: Option<Arc<Vec<Vec<(f32, u32)>>>>,
 }
 
 impl std::fmt::Debug for CascadeRouter {
@@ -642,11 +645,14 @@ impl CascadeRouter {
                 train.name()
             )));
         }
-        let knn = match &config.estimator {
-            Some(k) => Some(Arc::new(KnnRouter::fit(train, k)?)),
-            None => None,
+        let (knn, loo) = match &config.estimator {
+            Some(k) => {
+                let (knn, lists) = KnnRouter::fit_with_neighbours(train, k, k.k)?;
+                (Some(Arc::new(knn)), Some(Arc::new(lists)))
+            }
+            None => (None, None),
         };
-        CascadeRouter::assemble(
+        let mut router = CascadeRouter::assemble(
             config.clone(),
             train.pool().clone(),
             train.dim(),
@@ -654,7 +660,9 @@ impl CascadeRouter {
             counts.into_iter().collect(),
             knn,
             Some(fingerprint(train)),
-        )
+        )?;
+        router.loo = loo;
+        Ok(router)
     }
 
     fn assemble(
@@ -713,6 +721,7 @@ impl CascadeRouter {
             knn,
             reference_masks,
             fitted_on,
+            loo: None,
         })
     }
 
@@ -757,6 +766,7 @@ impl CascadeRouter {
         )?;
         // Share the table, so that simulations cache its sums once.
         r.table = self.table.clone();
+        r.loo = self.loo.clone();
         Ok(r)
     }
 
@@ -909,14 +919,18 @@ impl CascadeRouter {
                 .collect());
         };
         let k = knn.config().k;
-        let lists = knn.neighbours(batch, k + usize::from(own.is_some()))?;
+        let (lists, searched) = match (own, &self.loo) {
+            // The training queries themselves: their leave-one-out neighbours from the fit.
+            (Some(_), Some(loo)) if loo.len() == batch.rows() => (loo.to_vec(), false),
+            _ => (knn.neighbours(batch, k + usize::from(own.is_some()))?, true),
+        };
         let weighting = knn.config().weighting;
         let beta = knn.config().shrinkage;
         let mut out = Vec::with_capacity(lists.len());
         let mut quality = vec![0.0; m];
         for (r, mut pairs) in lists.into_iter().enumerate() {
             let exclude = own.map(|o| o[r]);
-            if own.is_some() {
+            if own.is_some() && searched {
                 match pairs
                     .iter()
                     .position(|&(_, i)| knn.source_row(i as usize) == Some(r))

@@ -220,6 +220,11 @@ impl KnnConfig {
 }
 
 const NO_TASK: u32 = u32::MAX;
+/// Queries scored together in the exact scans of [`KnnRouter::scan`].
+const SCAN_QUERIES: usize = 32;
+/// Reference rows per block of those scans: 256 rows of 384 floats (384 KiB) stay in cache
+/// while every query of a group is scored against them.
+const SCAN_ROWS: usize = 256;
 const OOD_QUANTILES: usize = 101;
 
 /// A fitted kNN router. See the [module documentation](self).
@@ -544,42 +549,87 @@ impl KnnRouter {
         &self.embeddings[i * self.dim..(i + 1) * self.dim]
     }
 
+    /// `sims[j][i] = ⟨reference row i, queries[j]⟩` for up to [`SCAN_QUERIES`] queries, one
+    /// block of [`SCAN_ROWS`] reference rows at a time, so that each block is read from memory
+    /// once for all the queries rather than once per four. Per pair, the same operations as
+    /// [`simd::dot`]: results are bit-identical to a row-by-row scan.
+    fn scan(&self, queries: &[&[f32]], sims: &mut [Vec<f32>]) {
+        let (n, d) = (self.len(), self.dim);
+        for start in (0..n).step_by(SCAN_ROWS) {
+            let end = (start + SCAN_ROWS).min(n);
+            let block = &self.embeddings[start * d..end * d];
+            let mut q = 0;
+            while q < queries.len() {
+                if let (Some(&[q0, q1, q2, q3]), [a, b, c, e, ..]) =
+                    (queries.get(q..q + 4), &mut sims[q..])
+                {
+                    simd::dot_rows4(
+                        block,
+                        [q0, q1, q2, q3],
+                        [
+                            &mut a[start..end],
+                            &mut b[start..end],
+                            &mut c[start..end],
+                            &mut e[start..end],
+                        ],
+                    );
+                    q += 4;
+                } else {
+                    simd::dot_rows(block, queries[q], &mut sims[q][start..end]);
+                    q += 1;
+                }
+            }
+        }
+    }
+
     /// Quantiles of the training rows' mean similarity to their nearest other rows.
     fn leave_one_out_quantiles(&self) -> Vec<f32> {
+        self.leave_one_out(0).0
+    }
+
+    /// One pass over the training rows, each against all the others: the OOD quantiles and,
+    /// when `keep > 0`, each row's `keep` nearest other rows (within its task when the config
+    /// restricts neighbours to it), as (similarity, reference row) per reference row.
+    #[allow(clippy::type_complexity)]
+    fn leave_one_out(&self, keep: usize) -> (Vec<f32>, Vec<Vec<(f32, u32)>>) {
         use rayon::prelude::*;
         let n = self.len();
         let k = self.config.ood_neighbours.min(n.saturating_sub(1)).max(1);
-        let mut vals: Vec<f32> = match &self.graph {
-            // Four rows per pass over the matrix (the same operations per row as one at a time).
-            None => (0..n.div_ceil(4))
+        let range = |i: usize| -> (usize, usize) {
+            let t = self.tasks[i];
+            if self.config.same_task && t != NO_TASK {
+                self.task_rows[t as usize]
+            } else {
+                (0, n)
+            }
+        };
+        let rows: Vec<(f32, Vec<(f32, u32)>)> = match &self.graph {
+            None => (0..n.div_ceil(SCAN_QUERIES))
                 .into_par_iter()
                 .map_init(
-                    || {
-                        (
-                            <[Vec<f32>; 4]>::default().map(|_| vec![0.0f32; n]),
-                            Vec::new(),
-                        )
-                    },
+                    || (vec![vec![0.0f32; n]; SCAN_QUERIES], Vec::new()),
                     |(sims, pairs), b| {
-                        let start = b * 4;
-                        let take = (n - start).min(4);
-                        let [s0, s1, s2, s3] = sims;
-                        if take == 4 {
-                            let q = [0, 1, 2, 3].map(|j| self.row(start + j));
-                            simd::dot_rows4(&self.embeddings, q, [s0, s1, s2, s3]);
-                        } else {
-                            for (j, s) in [s0, s1, s2].into_iter().enumerate().take(take) {
-                                simd::dot_rows(&self.embeddings, self.row(start + j), s);
-                            }
-                        }
-                        (0..take)
-                            .map(|j| {
-                                let sims = &mut sims[j];
-                                sims[start + j] = f32::NEG_INFINITY;
+                        let start = b * SCAN_QUERIES;
+                        let end = (start + SCAN_QUERIES).min(n);
+                        let queries: Vec<&[f32]> = (start..end).map(|i| self.row(i)).collect();
+                        self.scan(&queries, sims);
+                        (start..end)
+                            .map(|i| {
+                                let sims = &mut sims[i - start];
+                                sims[i] = f32::NEG_INFINITY;
                                 top_k(sims, 0, k, pairs);
-                                pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32
+                                let ood =
+                                    pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32;
+                                let list = if keep == 0 {
+                                    Vec::new()
+                                } else {
+                                    let (lo, hi) = range(i);
+                                    top_k(&sims[lo..hi], lo, keep.min(hi - lo), pairs);
+                                    pairs.iter().copied().filter(|p| p.0.is_finite()).collect()
+                                };
+                                (ood, list)
                             })
-                            .collect::<Vec<f32>>()
+                            .collect::<Vec<_>>()
                     },
                 )
                 .flatten()
@@ -597,15 +647,60 @@ impl KnnRouter {
                             .map(|f| f.1)
                             .take(k)
                             .collect();
-                        sims.iter().sum::<f32>() / sims.len().max(1) as f32
+                        let ood = sims.iter().sum::<f32>() / sims.len().max(1) as f32;
+                        let list = if keep == 0 {
+                            Vec::new()
+                        } else {
+                            let restrict = range(i) != (0, n);
+                            let want = (keep + 1) * if restrict { 4 } else { 1 };
+                            let ef = g.config().ef_search.max(want);
+                            g.search(&self.embeddings, self.row(i), want, ef, scratch, found);
+                            found
+                                .iter()
+                                .filter(|f| {
+                                    f.0 as usize != i
+                                        && (!restrict || self.tasks[f.0 as usize] == self.tasks[i])
+                                })
+                                .take(keep)
+                                .map(|&(r, s)| (s, r))
+                                .collect()
+                        };
+                        (ood, list)
                     },
                 )
                 .collect(),
         };
+        let (mut vals, lists): (Vec<f32>, Vec<Vec<(f32, u32)>>) = rows.into_iter().unzip();
         vals.sort_by(f32::total_cmp);
-        (0..OOD_QUANTILES)
+        let quantiles = (0..OOD_QUANTILES)
             .map(|q| vals[(q * (vals.len() - 1)) / (OOD_QUANTILES - 1)])
-            .collect()
+            .collect();
+        (quantiles, lists)
+    }
+
+    /// [`KnnRouter::fit`], also returning each training query's `k` nearest *other* training
+    /// queries (its leave-one-out neighbours, as [`KnnRouter::neighbours`] gives them for new
+    /// queries), indexed by the query's row in `train`: found in the same pass over the data as
+    /// the out-of-distribution table.
+    ///
+    /// # Errors
+    ///
+    /// As [`KnnRouter::fit`].
+    #[allow(clippy::type_complexity)]
+    pub fn fit_with_neighbours(
+        train: &Split,
+        config: &KnnConfig,
+        k: usize,
+    ) -> Result<(KnnRouter, Vec<Vec<(f32, u32)>>)> {
+        let mut router = KnnRouter::fit_without_ood(train, config)?;
+        router.build_graph()?;
+        let (quantiles, lists) = router.leave_one_out(k.max(1));
+        router.ood_quantiles = quantiles;
+        let mut by_split = vec![Vec::new(); lists.len()];
+        for (i, list) in lists.into_iter().enumerate() {
+            by_split[router.source_rows[i]] = list;
+        }
+        Ok((router, by_split))
     }
 
     /// The OOD score of a query whose mean similarity to its nearest training queries is `s`.
@@ -799,32 +894,25 @@ impl KnnRouter {
                 )
                 .collect());
         }
-        // Exact: four queries per pass over the reference matrix.
-        let blocks: Vec<Vec<Vec<(f32, u32)>>> = (0..rows.div_ceil(4))
+        // Exact: blocks of queries against blocks of reference rows.
+        let blocks: Vec<Vec<Vec<(f32, u32)>>> = (0..rows.div_ceil(SCAN_QUERIES))
             .into_par_iter()
             .map_init(
                 || {
                     (
-                        <[Vec<f32>; 4]>::default().map(|_| vec![0.0f32; n]),
-                        <[Vec<f32>; 4]>::default().map(|_| vec![0.0f32; self.dim]),
+                        vec![vec![0.0f32; n]; SCAN_QUERIES],
+                        vec![vec![0.0f32; self.dim]; SCAN_QUERIES],
                         Vec::new(),
                     )
                 },
                 |(sims, query, pairs), b| {
-                    let start = b * 4;
-                    let take = (rows - start).min(4);
+                    let start = b * SCAN_QUERIES;
+                    let take = (rows - start).min(SCAN_QUERIES);
                     for (j, q) in query.iter_mut().enumerate().take(take) {
                         normalize_into(batch.row(start + j), q);
                     }
-                    let [s0, s1, s2, s3] = sims;
-                    if take == 4 {
-                        let [q0, q1, q2, q3] = &*query;
-                        simd::dot_rows4(&self.embeddings, [q0, q1, q2, q3], [s0, s1, s2, s3]);
-                    } else {
-                        for (j, s) in [s0, s1, s2].into_iter().enumerate().take(take) {
-                            simd::dot_rows(&self.embeddings, &query[j], s);
-                        }
-                    }
+                    let queries: Vec<&[f32]> = query[..take].iter().map(Vec::as_slice).collect();
+                    self.scan(&queries, sims);
                     (0..take)
                         .map(|j| {
                             let r = start + j;
@@ -1531,5 +1619,41 @@ mod tests {
         let c: KnnConfig = serde_json::from_str(json).unwrap();
         assert_eq!(c.k, 5);
         assert!(serde_json::from_str::<KnnConfig>(r#"{"kk": 5}"#).is_err());
+    }
+
+    #[test]
+    fn leave_one_out_neighbours_match_a_search_without_the_query() {
+        let base = random_split(300, 6, 3);
+        let tasks: Vec<Option<String>> = (0..300)
+            .map(|i| (i % 3 != 0).then(|| format!("t{}", i % 2)))
+            .collect();
+        let split = with_tasks(base, tasks);
+        for same_task in [false, true] {
+            let cfg = KnnConfig {
+                k: 7,
+                same_task,
+                ..Default::default()
+            };
+            let (r, lists) = KnnRouter::fit_with_neighbours(&split, &cfg, 7).unwrap();
+            assert_eq!(lists.len(), 300);
+            // The same router and OOD table as a plain fit.
+            let plain = KnnRouter::fit(&split, &cfg).unwrap();
+            assert_eq!(r.ood_quantiles, plain.ood_quantiles);
+            let found = r.neighbours(&split.features().unwrap(), 8).unwrap();
+            for (row, (list, f)) in lists.iter().zip(&found).enumerate() {
+                let mut want: Vec<(f32, u32)> = f
+                    .iter()
+                    .copied()
+                    .filter(|&(_, i)| r.source_row(i as usize) != Some(row))
+                    .collect();
+                want.truncate(7);
+                // The search re-normalises the query: similarities agree to rounding.
+                let ids = |v: &[(f32, u32)]| v.iter().map(|p| p.1).collect::<Vec<_>>();
+                assert_eq!(ids(list), ids(&want), "row {row}");
+                for (a, b) in list.iter().zip(&want) {
+                    assert!((a.0 - b.0).abs() < 1e-6, "row {row}: {a:?} {b:?}");
+                }
+            }
+        }
     }
 }
