@@ -83,6 +83,8 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     if names.is_empty() {
         bail!("--routers names no router");
     }
+    // Refuse a bad --judge-noise before any work, whichever routers are named.
+    eval::cascade::SimulatedJudge::new(args.judge_noise, args.seed)?;
     let ds = load(&args.data, progress)?;
     for name in &names {
         eval::check_policy_name(name, ds.pool())?;

@@ -24,6 +24,9 @@
 //! - **Cost to match the best single model**: the least cost at which the router's own hull
 //!   reaches the best single model's quality, as a fraction of that model's cost; `None` when
 //!   it never does.
+//! - **Quality at 0.6 × the best single model's cost**: the best mean quality among the
+//!   router's own points (sweep points, not the hull) whose mean cost is at most
+//!   [`CHEAP_SHARE`] × the best single model's mean cost; `None` when none is that cheap.
 //! - **Oracle gap**: oracle quality minus the router's max quality.
 //! - Two-model datasets: **PGR** = (q − q_weak) / (q_strong − q_weak) at a strong-call share
 //!   (share of queries on which the strong model was invoked); **APGR** = the area under the PGR
@@ -513,6 +516,10 @@ pub struct CurvePoint {
     pub strong_share: Option<f64>,
 }
 
+/// The share of the best single model's cost at which [`Metrics::quality_at_cheap_share`] is
+/// read.
+pub const CHEAP_SHARE: f64 = 0.6;
+
 /// The metrics of one policy. See the [module documentation](self) for definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -524,6 +531,10 @@ pub struct Metrics {
     pub quality_at_best_single_cost: Option<f64>,
     /// Least cost to reach the best single model's quality, as a fraction of its cost.
     pub cost_to_match_best_single: Option<f64>,
+    /// Best mean quality among the router's own points that cost at most
+    /// [`CHEAP_SHARE`] × the best single model's cost (a point of the curve, not the hull).
+    #[serde(default)]
+    pub quality_at_cheap_share: Option<f64>,
     /// Oracle quality minus max quality.
     pub oracle_gap: f64,
     /// Two-model datasets: average performance gap recovered.
@@ -749,6 +760,11 @@ pub fn metrics(curve: &[CurvePoint], call_curve: &[CurvePoint], reference: &Refe
     } else {
         None
     };
+    let quality_at_cheap_share = pts
+        .iter()
+        .filter(|p| p.0 <= CHEAP_SHARE * best.mean_cost)
+        .map(|p| p.1)
+        .reduce(f64::max);
     let (apgr, cpt50, cpt80) = match reference.weak_strong {
         Some((w, s)) => {
             let (qw, qs) = (
@@ -781,6 +797,7 @@ pub fn metrics(curve: &[CurvePoint], call_curve: &[CurvePoint], reference: &Refe
         max_quality,
         quality_at_best_single_cost,
         cost_to_match_best_single,
+        quality_at_cheap_share,
         oracle_gap: reference.oracle_quality - max_quality,
         apgr,
         cpt50,

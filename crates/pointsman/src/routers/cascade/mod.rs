@@ -517,6 +517,9 @@ impl Session {
     }
 }
 
+/// Per query, its neighbours as (similarity, reference row).
+type NeighbourLists = Vec<Vec<(f32, u32)>>;
+
 /// A fitted cascade. See the [module documentation](self).
 #[derive(Clone)]
 pub struct CascadeRouter {
@@ -540,7 +543,7 @@ pub struct CascadeRouter {
     fitted_on: Option<u64>,
     /// With an estimator fitted in this process: each training query's leave-one-out
     /// neighbours, by split row.
-    loo: Option<Arc<Vec<Vec<(f32, u32)>>>>,
+    loo: Option<Arc<NeighbourLists>>,
 }
 
 impl std::fmt::Debug for CascadeRouter {
