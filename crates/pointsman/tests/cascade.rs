@@ -233,6 +233,10 @@ fn sessions_on_real_queries() {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.to_string().contains("is below the expected cost"), "{e}");
+        assert!(
+            matches!(&e, pointsman::Error::BudgetTooSmall { cost, .. } if *cost == cheapest),
+            "{e:?}"
+        );
         assert!(router
             .start(&q, &CascadeLimits::default().with_budget(cheapest))
             .is_ok());

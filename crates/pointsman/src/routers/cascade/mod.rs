@@ -788,9 +788,10 @@ impl CascadeRouter {
     /// # Errors
     ///
     /// Features that do not fit the router or an invalid objective (as [`Router::route`]);
-    /// [`Error::InvalidInput`] for a budget that is negative, not a number, or smaller than the
-    /// expected cost of the first model (for a dynamic cascade: of the cheapest allowed model),
-    /// for `max_steps` 0, or when no model of the chain is allowed.
+    /// [`Error::BudgetTooSmall`] (kind [`crate::ErrorKind::InvalidInput`]) for a budget smaller
+    /// than the expected cost of the first model (for a dynamic cascade: of the cheapest allowed
+    /// model); [`Error::InvalidInput`] for a budget that is negative or not a number, for
+    /// `max_steps` 0, or when no model of the chain is allowed.
     pub fn start_with(
         &self,
         query: &QueryFeatures,
@@ -847,17 +848,16 @@ impl CascadeRouter {
             BeginError::NoModel => {
                 Error::InvalidInput("no model of the cascade is allowed by the objective".into())
             }
-            BeginError::Budget { model, cost } => {
-                let which = if self.chain.is_empty() {
-                    "the cheapest allowed model"
+            BeginError::Budget { model, cost } => Error::BudgetTooSmall {
+                budget,
+                cost,
+                model: self.ids[model].clone(),
+                role: if self.chain.is_empty() {
+                    "cheapest allowed model"
                 } else {
-                    "the first model"
-                };
-                Error::InvalidInput(format!(
-                    "budget {budget:e} USD is below the expected cost {cost:e} USD of {which} {:?}",
-                    self.ids[model]
-                ))
-            }
+                    "first model"
+                },
+            },
         }
     }
 
@@ -1288,6 +1288,20 @@ mod tests {
                 && e.to_string().contains("of the first model \"cheap\""),
             "{e}"
         );
+        match e {
+            Error::BudgetTooSmall {
+                budget,
+                cost: c,
+                model,
+                ..
+            } => {
+                assert_eq!(
+                    (budget, c, model.as_str()),
+                    (cost(0) / 2.0, cost(0), "cheap")
+                );
+            }
+            other => panic!("expected BudgetTooSmall, got {other:?}"),
+        }
         for bad in [-1.0, f64::NAN, f64::INFINITY] {
             let e = r
                 .start(&query(), &CascadeLimits::default().with_budget(bad))
