@@ -31,8 +31,9 @@
 //! # Search
 //!
 //! Exact search scans one contiguous `f32` matrix (rows grouped by task) with AVX2/FMA dot
-//! products, four queries per pass in batches; per-thread scratch buffers mean no allocation per
-//! query.
+//! products, in blocks of 32 queries × 256 reference rows, so each block is read from memory
+//! once for all the queries (the same operations per pair as a row-by-row scan: results are
+//! bit-identical); per-thread scratch buffers mean no allocation per query.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
