@@ -18,6 +18,9 @@ cargo clippy -p pointsman --no-default-features --release -- -D warnings
 step "cargo test (release: the quality tests train routers on the real datasets)"
 cargo test --workspace --release
 
+step "criterion benches, once each in test mode"
+cargo test --workspace --release --benches
+
 step "examples"
 cargo run --release --quiet -p pointsman-examples --example quickstart -- "$POINTSMAN_DATA_DIR/llmrouter_dc"
 
