@@ -44,6 +44,22 @@ fn bench_learner<L: Learned>(c: &mut Criterion, name: &str, config: L::Config, t
     group.finish();
 }
 
+/// The kernel behind the linear routers' bonus: one quadratic form over a packed 385 × 385
+/// matrix (one model's `λ·A⁻¹`).
+fn quadratic_form(c: &mut Criterion) {
+    let p = 385;
+    let mut rng = pointsman::rng::SplitMix64::new(3);
+    let a: Vec<f64> = (0..p * p)
+        .map(|k| if k % (p + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let mut packed = vec![0u16; pointsman::simd::quadratic_form_len(p)];
+    pointsman::simd::pack_quadratic_form(&a, p, 1.0, &mut packed);
+    let x: Vec<f32> = (0..p).map(|_| rng.normal() as f32).collect();
+    c.bench_function("simd/quadratic_form/385", |b| {
+        b.iter(|| pointsman::simd::quadratic_form(std::hint::black_box(&packed), &x))
+    });
+}
+
 fn bandits(c: &mut Criterion) {
     bench_learner::<Linear<Ucb>>(c, "linucb", LinearConfig::default(), 5489);
     bench_learner::<Linear<Thompson>>(c, "thompson", LinearConfig::thompson(), 5489);
@@ -55,6 +71,6 @@ fn bandits(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = bandits
+    targets = quadratic_form, bandits
 }
 criterion_main!(benches);
