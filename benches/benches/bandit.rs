@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pointsman::routers::bandit::{
     BanditRouter, ClusterUcb, ClusterUcbConfig, KnnUcb, KnnUcbConfig, Learned, Linear,
-    LinearConfig, Thompson, Ucb,
+    LinearConfig, Projection, Thompson, Ucb,
 };
 use pointsman::{Feedback, Learner, Objective, Router};
 use pointsman_bench::{queries, split};
@@ -63,6 +63,12 @@ fn quadratic_form(c: &mut Criterion) {
 fn bandits(c: &mut Criterion) {
     bench_learner::<Linear<Ucb>>(c, "linucb", LinearConfig::default(), 5489);
     bench_learner::<Linear<Thompson>>(c, "thompson", LinearConfig::thompson(), 5489);
+    // A random projection to 64 dimensions: 65 features instead of 385.
+    let projected = LinearConfig {
+        projection: Projection::Random { dim: 64, seed: 7 },
+        ..LinearConfig::default()
+    };
+    bench_learner::<Linear<Ucb>>(c, "linucb-random64", projected, 5489);
     bench_learner::<ClusterUcb>(c, "cluster-ucb", ClusterUcbConfig::default(), 5489);
     // kNN-UCB scans every stored observation: a warm start on 5,489 queries stores 49,401.
     bench_learner::<KnnUcb>(c, "knn-ucb", KnnUcbConfig::default(), 5489);
