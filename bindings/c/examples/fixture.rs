@@ -16,7 +16,9 @@
 //!     prompt tokens (what `pm_router_route` sees);
 //!   - `rank W ROW I MODEL QUALITY COST UTILITY`: entry `I` of `Router::top_k(.., 3)` at cost
 //!     weight `W` with the query's prompt tokens (what `pm_router_rank` sees);
-//! - `requests.jsonl`: the queries as gateway requests `{"id", "embedding", "prompt_tokens"}`.
+//! - `requests.jsonl`: the queries as gateway requests `{"id", "embedding", "prompt_tokens"}`;
+//! - `bandit.safetensors`: a LinUCB router warm-started on the train split, for the tests that
+//!   observe feedback while routing.
 //!
 //! With the embedding model installed (the default folder, see `pointsman::embed`), also:
 //!
@@ -65,6 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     router.save(&path)?;
     // Decide with the router as loaded from the file, exactly what C loads.
     let router = pointsman::io::load_router(&path)?;
+
+    let bandit = pointsman::routers::bandit::LinUcbRouter::warm_start(
+        ds.train(),
+        pointsman::routers::bandit::LinearConfig::default(),
+    )?;
+    bandit.save(&out.join("bandit.safetensors"))?;
 
     let test = ds.test();
     let rows = test.len().min(max_rows);

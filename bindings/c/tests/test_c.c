@@ -373,6 +373,57 @@ static void test_threads(void) {
   }
 }
 
+/* ---- a learner: 8 threads, half observing feedback while the others route ---- */
+
+static pm_router *bandit;
+
+static void *observe_or_route(void *arg) {
+  worker *w = arg;
+  for (size_t n = 0; n < rows * 2; n++) {
+    const float *x = features + ((n + (size_t)w->id * 13) % rows) * dim;
+    pm_decision d;
+    if (pm_router_route(bandit, x, dim, 300.0, &d, NULL) != PM_STATUS_OK) w->mismatches++;
+    if (w->id % 2 == 1 &&
+        pm_router_observe(bandit, x, dim, d.model, n % 3 == 0 ? 1.0 : 0.25, 1e-4, NULL) !=
+            PM_STATUS_OK)
+      w->mismatches++;
+  }
+  return NULL;
+}
+
+static void test_learner(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/bandit.safetensors", dir);
+  CHECK_STATUS(pm_router_load(path, &bandit, &err_), PM_STATUS_OK);
+  if (bandit == NULL) return;
+  CHECK(pm_router_is_learner(bandit));
+  CHECK(pm_router_dim(bandit) == dim && pm_router_num_models(bandit) == 9);
+  /* Bad feedback is refused with a status, and changes nothing. */
+  CHECK_STATUS(pm_router_observe(bandit, features, dim, 9, 0.5, 1e-4, &err_),
+               PM_STATUS_UNKNOWN_MODEL);
+  CHECK_STATUS(pm_router_observe(bandit, features, dim, 0, 1.5, 1e-4, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_router_observe(bandit, features, dim - 1, 0, 0.5, 1e-4, &err_),
+               PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_router_observe(bandit, NULL, dim, 0, 0.5, 1e-4, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  enum { THREADS = 8 };
+  pthread_t threads[THREADS];
+  worker workers[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    workers[t].id = t;
+    workers[t].mismatches = 0;
+    CHECK(pthread_create(&threads[t], NULL, observe_or_route, &workers[t]) == 0);
+  }
+  for (int t = 0; t < THREADS; t++) {
+    CHECK(pthread_join(threads[t], NULL) == 0);
+    CHECK(workers[t].mismatches == 0);
+  }
+  pm_decision d;
+  CHECK_STATUS(pm_router_route(bandit, features, dim, 300.0, &d, &err_), PM_STATUS_OK);
+  pm_router_free(bandit);
+}
+
 /* ---- the embedder ---- */
 
 typedef struct text_case {
@@ -683,6 +734,7 @@ int main(int argc, char **argv) {
   test_corrupt_files(argv[1]);
   test_invalid_utf8();
   test_threads();
+  test_learner(argv[1]);
   test_embedder(argv[1]);
   pm_router_free(router);
   free(features);
