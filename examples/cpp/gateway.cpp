@@ -1,15 +1,20 @@
-// A multi-threaded routing gateway over libpointsman: it loads a saved router, accepts JSON-lines
-// requests on a loopback TCP port (or stdin), routes each on a pool of worker threads sharing the
-// one router, and answers each with the chosen model and the decision's figures.
+// A multi-threaded routing gateway over libpointsman: it loads an embedder and a saved router,
+// accepts JSON-lines requests on a loopback TCP port (or stdin), embeds and routes each on a pool
+// of worker threads sharing the one embedder and the one router, and answers each with the chosen
+// model and the decision's figures.
 //
-//   gateway --router FILE [--port N | --stdin] [--workers N] [--cost-weight W]
-//           [--port-file FILE] [--max-connections N]
+//   gateway --router FILE [--embedder DIR|default] [--embed-threads N] [--port N | --stdin]
+//           [--workers N] [--cost-weight W] [--port-file FILE] [--max-connections N]
 //
-// Request (one JSON object per line):
-//   {"id": 7, "embedding": [0.01, ...], "cost_weight": 500, "prompt_tokens": 120,
+// Request (one JSON object per line), with the query's text or its embedding:
+//   {"id": 7, "text": "Prove that sqrt(2) is irrational.", "cost_weight": 500}
+//   {"id": 8, "embedding": [0.01, ...], "cost_weight": 500, "prompt_tokens": 120,
 //    "task": "code", "allowed": ["model-a", "model-b"], "top": 3}
-// Only "embedding" is required (this phase takes embeddings; text goes through the embedder in
-// a later version). "cost_weight" defaults to --cost-weight; "top" > 1 adds the runner-up models.
+// "text" needs --embedder (the model folder, or `default` for $POINTSMAN_MODEL_DIR or
+// ~/.cache/pointsman/models/all-MiniLM-L6-v2); its prompt tokens are estimated from the text
+// unless given. "cost_weight" defaults to --cost-weight; "top" > 1 adds the runner-up models.
+// Each worker embeds on its own thread (--embed-threads 1, the default): the embedder's threads
+// are the gateway's workers.
 //
 // Response (one line each, in completion order; "id" is echoed):
 //   {"id":7,"model":"name","index":2,"quality":0.61,"cost":0.00012,"utility":0.55,
@@ -108,6 +113,8 @@ class Queue {
 
 struct Options {
   std::string router;
+  std::string embedder;  // empty: none; "default": the default model folder
+  std::size_t embed_threads = 1;
   int port = 0;
   bool use_stdin = false;
   unsigned workers = 0;
@@ -140,7 +147,8 @@ void write_decision(std::string &out, const pointsman::Router &router, const pm_
 }
 
 /// Answers one request line. Everything a client can get wrong becomes an error line.
-std::string handle(const pointsman::Router &router, const Options &opt, const std::string &line) {
+std::string handle(const pointsman::Router &router, const pointsman::Embedder *embedder,
+                   const Options &opt, const std::string &line) {
   json::Value req;
   try {
     req = json::parse(line);
@@ -148,15 +156,26 @@ std::string handle(const pointsman::Router &router, const Options &opt, const st
     return error_line(nullptr, e.what(), "INVALID_ARGUMENT");
   }
   const json::Value *id = req.get("id");
+  const json::Value *text = req.get("text");
   const json::Value *embedding = req.get("embedding");
-  if (embedding == nullptr || embedding->type != json::Value::Type::Array) {
-    return error_line(id, "expected {\"embedding\": [numbers], ...}", "INVALID_ARGUMENT");
-  }
   std::vector<float> features;
-  features.reserve(embedding->items.size());
-  for (const auto &v : embedding->items) {
-    if (!v.is_number()) return error_line(id, "embedding holds a non-number", "INVALID_ARGUMENT");
-    features.push_back(v.number_f32());
+  if (text != nullptr) {
+    if (text->type != json::Value::Type::String)
+      return error_line(id, "text is not a string", "INVALID_ARGUMENT");
+    if (embedding != nullptr)
+      return error_line(id, "give text or embedding, not both", "INVALID_ARGUMENT");
+    if (embedder == nullptr)
+      return error_line(id, "this gateway has no embedder (start it with --embedder)",
+                        "EMBEDDER_UNAVAILABLE");
+  } else if (embedding == nullptr || embedding->type != json::Value::Type::Array) {
+    return error_line(id, "expected {\"text\": \"...\"} or {\"embedding\": [numbers]}, ...",
+                      "INVALID_ARGUMENT");
+  } else {
+    features.reserve(embedding->items.size());
+    for (const auto &v : embedding->items) {
+      if (!v.is_number()) return error_line(id, "embedding holds a non-number", "INVALID_ARGUMENT");
+      features.push_back(v.number_f32());
+    }
   }
   pointsman::RankOptions options;
   options.cost_weight = opt.cost_weight;
@@ -187,7 +206,9 @@ std::string handle(const pointsman::Router &router, const Options &opt, const st
         options.allowed[router.model_index(m.text)] = 1;
       }
     }
-    const std::vector<pm_decision> ranked = router.rank(features, options);
+    const std::vector<pm_decision> ranked = text != nullptr
+                                                ? router.rank_text(*embedder, text->text, options)
+                                                : router.rank(features, options);
     std::string out = "{\"id\":";
     json::write(out, id ? *id : json::Value{});
     out += ',';
@@ -228,6 +249,8 @@ bool parse_args(int argc, char **argv, Options &opt) {
       return argv[++i];
     };
     if (a == "--router") opt.router = value();
+    else if (a == "--embedder") opt.embedder = value();
+    else if (a == "--embed-threads") opt.embed_threads = std::stoul(value());
     else if (a == "--port") opt.port = std::stoi(value());
     else if (a == "--stdin") opt.use_stdin = true;
     else if (a == "--workers") opt.workers = static_cast<unsigned>(std::stoul(value()));
@@ -245,8 +268,9 @@ int main(int argc, char **argv) {
   Options opt;
   try {
     if (!parse_args(argc, argv, opt)) {
-      std::cerr << "usage: gateway --router FILE [--port N | --stdin] [--workers N]\n"
-                   "               [--cost-weight W] [--port-file FILE] [--max-connections N]\n";
+      std::cerr << "usage: gateway --router FILE [--embedder DIR|default] [--embed-threads N]\n"
+                   "               [--port N | --stdin] [--workers N] [--cost-weight W]\n"
+                   "               [--port-file FILE] [--max-connections N]\n";
       return 2;
     }
   } catch (const std::exception &e) {
@@ -259,9 +283,20 @@ int main(int argc, char **argv) {
 
   try {
     const pointsman::Router router = pointsman::Router::load(opt.router);
+    std::unique_ptr<pointsman::Embedder> embedder;
+    if (!opt.embedder.empty()) {
+      pointsman::EmbedderOptions eo;
+      eo.threads = opt.embed_threads;
+      embedder = std::make_unique<pointsman::Embedder>(
+          pointsman::Embedder::load(opt.embedder == "default" ? "" : opt.embedder, eo));
+    }
     std::cerr << "gateway: libpointsman " << pointsman::version() << ", " << router.kind()
               << " router, " << router.num_models() << " models, dim " << router.dim() << ", "
-              << opt.workers << " workers\n";
+              << opt.workers << " workers";
+    if (embedder)
+      std::cerr << ", embedder " << embedder->model_name() << " (" << embedder->threads()
+                << " thread" << (embedder->threads() == 1 ? "" : "s") << " per call)";
+    std::cerr << "\n";
 
     Queue queue(4096);
     std::atomic<long> served{0}, errors{0};
@@ -270,7 +305,7 @@ int main(int argc, char **argv) {
       workers.emplace_back([&] {
         Job job;
         while (queue.pop(job)) {
-          std::string answer = handle(router, opt, job.line);
+          std::string answer = handle(router, embedder.get(), opt, job.line);
           if (answer.find("\"error\":") != std::string::npos) errors++;
           served++;
           job.sink->write_line(std::move(answer));

@@ -5,7 +5,12 @@
 // example), to the bit.
 //
 //   load_driver --port N | --port-file FILE  --requests requests.jsonl
-//               [--total N] [--threads M] [--cost-weight W] [--expect expected.txt]
+//               [--total N] [--threads M] [--cost-weight W] [--expect expected.txt]...
+//               [--text-requests text_requests.jsonl --text-total K]
+//
+// With --text-requests, the first K of the N requests come from that file (requests with text,
+// which the gateway embeds) and the rest from --requests (requests with an embedding); latency
+// percentiles are printed for each kind. --expect may be given once per file of expectations.
 //
 // Exits non-zero when an answer is an error, is missing, or differs from the expectation.
 #include <algorithm>
@@ -37,7 +42,9 @@ struct Options {
   int port = 0;
   std::string port_file;
   std::string requests;
-  std::string expect;
+  std::vector<std::string> expect;
+  std::string text_requests;
+  long text_total = 0;
   long total = 2000;
   int threads = 4;
   double cost_weight = 1000.0;
@@ -45,8 +52,7 @@ struct Options {
 
 /// The decision expected for each row at the cost weight: the first entry of each `rank` line
 /// (the gateway routes with the prompt tokens, as pm_router_rank does).
-std::map<long, Expected> read_expected(const std::string &path, double cost_weight) {
-  std::map<long, Expected> out;
+void read_expected(const std::string &path, double cost_weight, std::map<long, Expected> &out) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read " + path);
   std::string line;
@@ -64,7 +70,6 @@ std::map<long, Expected> read_expected(const std::string &path, double cost_weig
     e.utility = std::strtod(u.c_str(), nullptr);
     out[row] = e;
   }
-  return out;
 }
 
 int wait_for_port(const std::string &file) {
@@ -93,14 +98,16 @@ bool parse_args(int argc, char **argv, Options &o) {
     if (a == "--port") o.port = std::stoi(value());
     else if (a == "--port-file") o.port_file = value();
     else if (a == "--requests") o.requests = value();
-    else if (a == "--expect") o.expect = value();
+    else if (a == "--expect") o.expect.push_back(value());
+    else if (a == "--text-requests") o.text_requests = value();
+    else if (a == "--text-total") o.text_total = std::stol(value());
     else if (a == "--total") o.total = std::stol(value());
     else if (a == "--threads") o.threads = std::stoi(value());
     else if (a == "--cost-weight") o.cost_weight = std::stod(value());
     else throw std::runtime_error("unknown argument " + a);
   }
   return !o.requests.empty() && (o.port > 0 || !o.port_file.empty()) && o.total > 0 &&
-         o.threads > 0;
+         o.threads > 0 && o.text_total >= 0 && (o.text_total == 0 || !o.text_requests.empty());
 }
 
 }  // namespace
@@ -113,34 +120,40 @@ int main(int argc, char **argv) {
                    "                   [--threads M] [--cost-weight W] [--expect FILE]\n";
       return 2;
     }
-    std::vector<std::string> requests;
-    {
-      std::ifstream in(o.requests);
+    auto read_requests = [&](const std::string &path) {
+      std::vector<std::string> out;
+      std::ifstream in(path);
       std::string line;
       char weight[48];
       std::snprintf(weight, sizeof weight, "{\"cost_weight\":%.17g,", o.cost_weight);
       while (std::getline(in, line)) {
         if (line.size() < 2 || line[0] != '{') continue;
-        requests.push_back(weight + line.substr(1) + "\n");
+        out.push_back(weight + line.substr(1) + "\n");
       }
-    }
-    if (requests.empty()) throw std::runtime_error("no requests in " + o.requests);
+      if (out.empty()) throw std::runtime_error("no requests in " + path);
+      return out;
+    };
+    const std::vector<std::string> requests = read_requests(o.requests);
+    const std::vector<std::string> text_requests =
+        o.text_total > 0 ? read_requests(o.text_requests) : std::vector<std::string>();
     std::map<long, Expected> expected;
-    if (!o.expect.empty()) {
-      expected = read_expected(o.expect, o.cost_weight);
-      if (expected.empty()) throw std::runtime_error("no expectations at this cost weight");
-    }
+    for (const auto &path : o.expect) read_expected(path, o.cost_weight, expected);
+    if (!o.expect.empty() && expected.empty())
+      throw std::runtime_error("no expectations at this cost weight");
     const int port = o.port > 0 ? o.port : wait_for_port(o.port_file);
 
     std::atomic<long> next{0}, errors{0}, mismatches{0}, checked{0};
+    // Per thread: latencies of requests with an embedding, and of requests with text.
     std::vector<std::vector<double>> latencies(static_cast<std::size_t>(o.threads));
+    std::vector<std::vector<double>> text_latencies(static_cast<std::size_t>(o.threads));
     std::map<std::string, long> chosen;
     std::mutex chosen_mu;
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> threads;
     for (int t = 0; t < o.threads; t++) {
       threads.emplace_back([&, t] {
-        std::vector<double> &lat = latencies[static_cast<std::size_t>(t)];
+        std::vector<double> &lat_embedding = latencies[static_cast<std::size_t>(t)];
+        std::vector<double> &lat_text = text_latencies[static_cast<std::size_t>(t)];
         std::map<std::string, long> mine;
         int fd = -1;
         try {
@@ -153,7 +166,11 @@ int main(int argc, char **argv) {
         net::LineReader reader(fd);
         std::string answer;
         for (long i = next++; i < o.total; i = next++) {
-          const std::string &req = requests[static_cast<std::size_t>(i) % requests.size()];
+          const bool is_text = i < o.text_total;
+          const std::string &req =
+              is_text ? text_requests[static_cast<std::size_t>(i) % text_requests.size()]
+                      : requests[static_cast<std::size_t>(i - o.text_total) % requests.size()];
+          std::vector<double> &lat = is_text ? lat_text : lat_embedding;
           auto t0 = std::chrono::steady_clock::now();
           if (!net::send_all(fd, req) || !reader.next(answer)) {
             errors++;
@@ -196,14 +213,31 @@ int main(int argc, char **argv) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    std::vector<double> all;
-    for (const auto &l : latencies) all.insert(all.end(), l.begin(), l.end());
+    auto gather = [](const std::vector<std::vector<double>> &per_thread) {
+      std::vector<double> out;
+      for (const auto &l : per_thread) out.insert(out.end(), l.begin(), l.end());
+      std::sort(out.begin(), out.end());
+      return out;
+    };
+    const std::vector<double> emb = gather(latencies), txt = gather(text_latencies);
+    std::vector<double> all = emb;
+    all.insert(all.end(), txt.begin(), txt.end());
     std::sort(all.begin(), all.end());
-    std::printf("load_driver: %zu requests from %d threads in %.3f s: %.0f requests/s\n",
-                all.size(), o.threads, seconds, static_cast<double>(all.size()) / seconds);
-    std::printf("load_driver: latency us p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n",
-                percentile(all, 50), percentile(all, 90), percentile(all, 99),
-                all.empty() ? 0.0 : all.back());
+    std::printf("load_driver: %zu requests (%zu with text, %zu with an embedding) from %d threads "
+                "in %.3f s: %.0f requests/s\n",
+                all.size(), txt.size(), emb.size(), o.threads, seconds,
+                static_cast<double>(all.size()) / seconds);
+    auto print_latency = [](const char *what, const std::vector<double> &sorted) {
+      if (sorted.empty()) return;
+      std::printf("load_driver: latency us %-10s p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", what,
+                  percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99),
+                  sorted.back());
+    };
+    print_latency("all", all);
+    if (!txt.empty()) {
+      print_latency("text", txt);
+      print_latency("embedding", emb);
+    }
     std::printf("load_driver: chosen models:");
     for (const auto &kv : chosen) std::printf(" %s=%ld", kv.first.c_str(), kv.second);
     std::printf("\n");

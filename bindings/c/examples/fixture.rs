@@ -16,7 +16,20 @@
 //!     prompt tokens (what `pm_router_route` sees);
 //!   - `rank W ROW I MODEL QUALITY COST UTILITY`: entry `I` of `Router::top_k(.., 3)` at cost
 //!     weight `W` with the query's prompt tokens (what `pm_router_rank` sees);
-//! - `requests.jsonl`: the queries as gateway requests `{"id", "embedding", "prompt_tokens"}`.
+//! - `requests.jsonl`: the queries as gateway requests `{"id", "embedding", "prompt_tokens"}`;
+//! - `bandit.safetensors`: a LinUCB router warm-started on the train split, for the tests that
+//!   observe feedback while routing.
+//!
+//! With the embedding model installed (the default folder, see `pointsman::embed`), also:
+//!
+//! - `texts.txt`: the texts of `models/all-MiniLM-L6-v2.reference.json` (beside the datasets
+//!   folder), each as a `text` line (the text after one space), an `embedding` line (the Rust
+//!   embedder's, one thread), a `reference` line (the reference values) and, for text that can be
+//!   routed, one `route W MODEL QUALITY COST UTILITY` line per cost weight: what
+//!   `pm_router_route_text` must return;
+//! - `text_requests.jsonl`: test prompts as gateway requests `{"id": 100000 + row, "text"}`, and
+//!   `text_expected.txt`: their decisions as `rank W ID 0 MODEL QUALITY COST UTILITY` lines (the
+//!   text embedded by Rust, prompt tokens estimated from the text), for the load driver.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -54,6 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     router.save(&path)?;
     // Decide with the router as loaded from the file, exactly what C loads.
     let router = pointsman::io::load_router(&path)?;
+
+    let bandit = pointsman::routers::bandit::LinUcbRouter::warm_start(
+        ds.train(),
+        pointsman::routers::bandit::LinearConfig::default(),
+    )?;
+    bandit.save(&out.join("bandit.safetensors"))?;
 
     let test = ds.test();
     let rows = test.len().min(max_rows);
@@ -102,6 +121,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("queries.txt"), queries)?;
     std::fs::write(out.join("expected.txt"), expected)?;
     std::fs::write(out.join("requests.jsonl"), requests)?;
+    if let Some(texts) = write_texts(&data, &out, &*router, ds.test(), rows)? {
+        println!("fixture: {texts} texts embedded and routed by Rust");
+    } else {
+        println!(
+            "fixture: no embedding model installed: no text fixtures (scripts/fetch-model.sh)"
+        );
+    }
     println!(
         "fixture: {} ({} models, dim {dim}), {rows} queries, {} cost weights, in {}",
         router.kind(),
@@ -110,4 +136,98 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.display()
     );
     Ok(())
+}
+
+/// The text fixtures; `None` when the embedding model is not installed.
+fn write_texts(
+    data: &std::path::Path,
+    out: &std::path::Path,
+    router: &dyn Router,
+    test: &pointsman::data::Split,
+    rows: usize,
+) -> Result<Option<usize>, Box<dyn std::error::Error>> {
+    use pointsman::embed::{default_model_dir, Embedder, EmbedderOptions};
+    let dir = default_model_dir()?;
+    if !dir.join("model.safetensors").is_file() {
+        return Ok(None);
+    }
+    let embedder = Embedder::load(
+        &dir,
+        &EmbedderOptions {
+            threads: 1,
+            ..EmbedderOptions::default()
+        },
+    )?;
+    let reference = data
+        .parent()
+        .ok_or("the dataset folder has no parent")?
+        .join("../models/all-MiniLM-L6-v2.reference.json");
+    let reference: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&reference)
+            .map_err(|e| format!("cannot read {}: {e}", reference.display()))?,
+    )?;
+    let items = reference["items"]
+        .as_array()
+        .ok_or("the reference has no items")?;
+    let mut texts = String::new();
+    for item in items {
+        let text = item["text"].as_str().ok_or("an item without text")?;
+        if text.contains('\n') {
+            return Err(format!("reference text {text:?} spans lines").into());
+        }
+        let (embedding, _) = embedder.embed(&[text])?;
+        writeln!(texts, "text {text}")?;
+        let values: Vec<String> = embedding.iter().map(|v| format!("{v:e}")).collect();
+        writeln!(texts, "embedding {}", values.join(" "))?;
+        let values: Vec<String> = item["embedding"]
+            .as_array()
+            .ok_or("an item without embedding")?
+            .iter()
+            .map(|v| v.as_f64().map(|v| format!("{v:e}")).ok_or("a non-number"))
+            .collect::<Result<_, _>>()?;
+        writeln!(texts, "reference {}", values.join(" "))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let (features, _) = embedder.features(text)?;
+        for w in WEIGHTS {
+            let d = router.route(&features, &Objective::new(w))?;
+            writeln!(
+                texts,
+                "route {w:e} {} {:e} {:e} {:e}",
+                d.model, d.quality, d.cost, d.utility
+            )?;
+        }
+    }
+    std::fs::write(out.join("texts.txt"), texts)?;
+
+    // Gateway requests with text: test prompts, decided as the gateway decides them.
+    let mut requests = String::new();
+    let mut expected = String::new();
+    let mut n = 0;
+    for (r, prompt) in test.prompts().iter().enumerate().take(rows) {
+        if prompt.trim().is_empty() {
+            continue;
+        }
+        let id = 100_000 + r;
+        writeln!(
+            requests,
+            "{{\"id\":{id},\"text\":{}}}",
+            serde_json::to_string(prompt)?
+        )?;
+        let (features, _) = embedder.features(prompt)?;
+        for w in WEIGHTS {
+            let top = router.top_k(&features, &Objective::new(w), 1)?;
+            let d = top.first().ok_or("an empty ranking")?;
+            writeln!(
+                expected,
+                "rank {w:e} {id} 0 {} {:e} {:e} {:e}",
+                d.model, d.quality, d.cost, d.utility
+            )?;
+        }
+        n += 1;
+    }
+    std::fs::write(out.join("text_requests.jsonl"), requests)?;
+    std::fs::write(out.join("text_expected.txt"), expected)?;
+    Ok(Some(items.len() + n))
 }

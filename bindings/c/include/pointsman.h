@@ -124,6 +124,19 @@ typedef enum pm_status {
 } pm_status;
 
 /**
+ * A loaded text embedding model (all-MiniLM-L6-v2 by default): text in, a unit-length
+ * embedding of `pm_embedder_dim` floats out, computed in-process like sentence-transformers
+ * (WordPiece, BERT forward, mean pooling, L2 normalisation).
+ *
+ * Thread safety: an embedder is immutable after loading. One embedder may be shared freely
+ * between threads and used by any number of them at once (`pm_embedder_embed` and
+ * `pm_router_route_text` take a `const pm_embedder *`; each call uses its own scratch space).
+ * Its own worker threads are set at load (`pm_embedder_load_with_options`). Free it once, after
+ * every thread has finished with it.
+ */
+typedef struct pm_embedder pm_embedder;
+
+/**
  * Why a call failed: a status and a message (lower case, naming the offending values, such as
  * `"dimension mismatch: expected 384, got 768"`).
  *
@@ -178,6 +191,209 @@ extern "C" {
  * Thread safety: may be called from any thread.
  */
 const char *pm_version(void);
+
+/**
+ * Loads an embedding model folder with the default options: as
+ * `pm_embedder_load_with_options(model_dir, 0, 0, out, err)` (one worker thread per core, the
+ * model's 256-word-piece window).
+ *
+ * `model_dir` is a sentence-transformers model folder (`config.json`, `tokenizer.json`,
+ * `model.safetensors`), NUL-terminated UTF-8, or NULL for the default folder:
+ * `$POINTSMAN_MODEL_DIR`, else `$XDG_CACHE_HOME/pointsman/models/all-MiniLM-L6-v2`, else
+ * `$HOME/.cache/pointsman/models/all-MiniLM-L6-v2` (`scripts/fetch-model.sh` installs it there).
+ * On success `*out` receives a new embedder, freed with `pm_embedder_free`.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT` (out), `PM_STATUS_INVALID_UTF8` (model_dir),
+ * `PM_STATUS_MODEL_NOT_FOUND` (missing folder or file; the message says how to get the model),
+ * `PM_STATUS_FORMAT` (a corrupt or inconsistent file), `PM_STATUS_IO`,
+ * `PM_STATUS_EMBEDDER_UNAVAILABLE` (a library built without the `embed` feature).
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * # Safety
+ *
+ * `model_dir` is NULL or a NUL-terminated string; `out` and `err` are NULL or writable.
+ */
+enum pm_status pm_embedder_load(const char *model_dir,
+                                struct pm_embedder **out,
+                                struct pm_error **err);
+
+/**
+ * Loads an embedding model folder (see `pm_embedder_load`) with explicit options.
+ *
+ * - `threads`: the worker threads one `pm_embedder_embed` call may use. 1 runs everything on the
+ *   calling thread: the right choice for a server that embeds on its own worker threads, and
+ *   the way to keep the embedder on the cores the host pins it to. N > 1 starts a private pool
+ *   of N threads for this embedder (rayon workers, which spin briefly before sleeping; the
+ *   host's and the library's other pools are not touched). 0 means one per core.
+ * - `max_tokens`: the truncation window in word pieces, [CLS] and [SEP] included; 0 means the
+ *   model's default (256). Longer text is cut to the window.
+ *
+ * Errors: as `pm_embedder_load`, and `PM_STATUS_INVALID_ARGUMENT` for a `max_tokens` that
+ * leaves no room for text or exceeds the model's positions (512), `PM_STATUS_BACKEND` when the
+ * threads cannot be started.
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * # Safety
+ *
+ * As `pm_embedder_load`.
+ */
+enum pm_status pm_embedder_load_with_options(const char *model_dir,
+                                             size_t threads,
+                                             size_t max_tokens,
+                                             struct pm_embedder **out,
+                                             struct pm_error **err);
+
+/**
+ * Frees an embedder. `pm_embedder_free(NULL)` does nothing. No other thread may be using it.
+ *
+ * # Safety
+ *
+ * `embedder` is NULL or an embedder from `pm_embedder_load`, freed only once.
+ */
+void pm_embedder_free(struct pm_embedder *embedder);
+
+/**
+ * The embedding dimension (384 for all-MiniLM-L6-v2); 0 when `embedder` is NULL.
+ *
+ * # Safety
+ *
+ * `embedder` is NULL or a live embedder.
+ */
+size_t pm_embedder_dim(const struct pm_embedder *embedder);
+
+/**
+ * The model's name, borrowed (valid until the embedder is freed): `"all-MiniLM-L6-v2"` for the
+ * default weights (recognised by content), otherwise the model folder's name. Routers trained
+ * on this model's embeddings name it too (`pm_router_embedding_model`). NULL when `embedder` is
+ * NULL.
+ *
+ * # Safety
+ *
+ * `embedder` is NULL or a live embedder.
+ */
+const char *pm_embedder_model_name(const struct pm_embedder *embedder);
+
+/**
+ * The number of worker threads one embedding call may use (the `threads` option, 0 resolved to
+ * the number of cores); 0 when `embedder` is NULL.
+ *
+ * # Safety
+ *
+ * `embedder` is NULL or a live embedder.
+ */
+size_t pm_embedder_threads(const struct pm_embedder *embedder);
+
+/**
+ * The truncation window in word pieces, [CLS] and [SEP] included; 0 when `embedder` is NULL.
+ *
+ * # Safety
+ *
+ * `embedder` is NULL or a live embedder.
+ */
+size_t pm_embedder_max_tokens(const struct pm_embedder *embedder);
+
+/**
+ * Embeds one text: on success `out` receives its unit-length embedding, `out_len` floats, which
+ * must equal `pm_embedder_dim`.
+ *
+ * `text` is NUL-terminated UTF-8. Any text is embedded, the empty string included (it becomes
+ * `[CLS] [SEP]`, as in sentence-transformers); text longer than the window is truncated. Routing
+ * refuses empty text (`pm_router_route_text`), embedding does not.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8` (text), `PM_STATUS_SHAPE`
+ * (`out_len` is not the dimension), `PM_STATUS_BACKEND` (the tokenizer failed).
+ *
+ * Thread safety: any number of threads may embed with the same embedder at once.
+ *
+ * # Safety
+ *
+ * `embedder` is NULL or a live embedder; `text` NULL or NUL-terminated; `out` NULL or `out_len`
+ * writable floats; `err` NULL or writable.
+ */
+enum pm_status pm_embedder_embed(const struct pm_embedder *embedder,
+                                 const char *text,
+                                 float *out,
+                                 size_t out_len,
+                                 struct pm_error **err);
+
+/**
+ * Embeds `count` texts as one batch (sorted by length and packed, on the embedder's threads):
+ * on success `out` receives the row-major `count × dim` embeddings, row `i` for `texts[i]`;
+ * `out_len` must equal `count × pm_embedder_dim`.
+ *
+ * Errors: as `pm_embedder_embed` (an invalid string is named by its index).
+ *
+ * Thread safety: as `pm_embedder_embed`.
+ *
+ * # Safety
+ *
+ * `embedder` is NULL or a live embedder; `texts` NULL or `count` pointers, each NULL or
+ * NUL-terminated; `out` NULL or `out_len` writable floats; `err` NULL or writable.
+ */
+enum pm_status pm_embedder_embed_batch(const struct pm_embedder *embedder,
+                                       const char *const *texts,
+                                       size_t count,
+                                       float *out,
+                                       size_t out_len,
+                                       struct pm_error **err);
+
+/**
+ * Embeds `text` with `embedder` and routes it with `router` at `cost_weight`: on success `*out`
+ * receives the decision. The same as `pm_embedder_embed` followed by `pm_router_rank` with the
+ * text's prompt token count estimated as the datasets do (Unicode characters / 4), except that
+ * the embedder's model must be the router's.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8` (text),
+ * `PM_STATUS_INVALID_ARGUMENT` (empty or whitespace-only text: there is nothing to route),
+ * `PM_STATUS_EMBEDDING_MISMATCH` (the router was trained on another embedding model than the
+ * embedder's), `PM_STATUS_SHAPE` (the dimensions differ), `PM_STATUS_CONFIG` (negative or
+ * non-finite cost weight), `PM_STATUS_BACKEND`.
+ *
+ * Thread safety: any number of threads may route text with the same router and embedder at once.
+ *
+ * # Safety
+ *
+ * `router` is NULL or a live router; `embedder` NULL or a live embedder; `text` NULL or
+ * NUL-terminated; `out` and `err` NULL or writable.
+ */
+enum pm_status pm_router_route_text(const struct pm_router *router,
+                                    const struct pm_embedder *embedder,
+                                    const char *text,
+                                    double cost_weight,
+                                    struct pm_decision *out,
+                                    struct pm_error **err);
+
+/**
+ * `pm_router_route_text` with everything `pm_router_rank` takes: embeds `text` and ranks the
+ * models for it.
+ *
+ * - `prompt_tokens`: the prompt's token count for the cost model; any negative value means
+ *   estimate it from the text (Unicode characters / 4, as the datasets do). NaN is an error.
+ * - `task`, `allowed`, `ranked`, `ranked_len`, `ranked_count`: as in `pm_router_rank`
+ *   (`ranked[0]` is the decision).
+ *
+ * Errors: those of `pm_router_route_text` and `pm_router_rank`.
+ *
+ * Thread safety: as `pm_router_route_text`.
+ *
+ * # Safety
+ *
+ * As `pm_router_route_text` and `pm_router_rank`.
+ */
+enum pm_status pm_router_rank_text(const struct pm_router *router,
+                                   const struct pm_embedder *embedder,
+                                   const char *text,
+                                   double prompt_tokens,
+                                   const char *task,
+                                   double cost_weight,
+                                   const uint8_t *allowed,
+                                   size_t allowed_len,
+                                   struct pm_decision *ranked,
+                                   size_t ranked_len,
+                                   size_t *ranked_count,
+                                   struct pm_error **err);
 
 /**
  * The status of an error; `PM_STATUS_NULL_ARGUMENT` when `err` is NULL.

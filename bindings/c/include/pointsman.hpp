@@ -3,12 +3,15 @@
  *
  * Move-only RAII classes over the C objects; every failing call throws pointsman::Error, which
  * carries the C status and message. The wrapper adds no logic: it converts types and turns
- * statuses into exceptions. Thread safety is the C API's: a const Router may be used by any
- * number of threads at once.
+ * statuses into exceptions. Thread safety is the C API's: a const Router and a const Embedder
+ * may be used by any number of threads at once.
  *
  *     pointsman::Router router = pointsman::Router::load("router.safetensors");
  *     pointsman::Decision d = router.route(embedding, 500.0);
  *     std::cout << router.model_name(d.model) << " " << d.quality << "\n";
+ *
+ *     pointsman::Embedder embedder = pointsman::Embedder::load();   // the default model folder
+ *     pointsman::Decision t = router.route_text(embedder, "Prove that sqrt(2) is irrational.", 500.0);
  */
 #ifndef POINTSMAN_HPP
 #define POINTSMAN_HPP
@@ -85,6 +88,98 @@ struct RankOptions {
   std::vector<std::uint8_t> allowed;
   /// How many entries to return at most (the decision first); 0: every allowed model.
   std::size_t top = 0;
+};
+
+/// Options of Embedder::load.
+struct EmbedderOptions {
+  /// Worker threads one embedding call may use: 1 runs on the calling thread (for servers that
+  /// embed on their own worker threads), N > 1 a private pool of N threads, 0 one per core.
+  std::size_t threads = 0;
+  /// Truncation window in word pieces ([CLS] and [SEP] included); 0: the model's (256).
+  std::size_t max_tokens = 0;
+};
+
+/// A text embedding model loaded in-process (all-MiniLM-L6-v2 by default). Move-only; a
+/// moved-from Embedder is empty, and calls on it throw an Error with PM_STATUS_NULL_ARGUMENT.
+///
+/// Thread safety: every const method may be called from any number of threads at once.
+class Embedder {
+ public:
+  /// Loads a sentence-transformers model folder; an empty `model_dir` means the default folder
+  /// ($POINTSMAN_MODEL_DIR or ~/.cache/pointsman/models/all-MiniLM-L6-v2). Throws Error
+  /// (PM_STATUS_MODEL_NOT_FOUND, PM_STATUS_FORMAT, PM_STATUS_EMBEDDER_UNAVAILABLE, ...).
+  static Embedder load(const std::string &model_dir = std::string(),
+                       const EmbedderOptions &options = EmbedderOptions()) {
+    pm_embedder *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_embedder_load_with_options(model_dir.empty() ? nullptr : model_dir.c_str(),
+                                            options.threads, options.max_tokens, &raw,
+                                            err.out()));
+    return Embedder(raw);
+  }
+
+  /// Takes ownership of an embedder from the C API.
+  explicit Embedder(pm_embedder *raw) noexcept : ptr_(raw) {}
+
+  Embedder(const Embedder &) = delete;
+  Embedder &operator=(const Embedder &) = delete;
+  Embedder(Embedder &&) noexcept = default;
+  Embedder &operator=(Embedder &&) noexcept = default;
+  ~Embedder() = default;
+
+  /// Whether this object holds an embedder (false once moved from).
+  explicit operator bool() const noexcept { return ptr_ != nullptr; }
+
+  /// The underlying C object, still owned by this Embedder.
+  const pm_embedder *capi() const noexcept { return ptr_.get(); }
+
+  /// The embedding dimension (384 for all-MiniLM-L6-v2).
+  std::size_t dim() const noexcept { return pm_embedder_dim(ptr_.get()); }
+
+  /// The model's name ("all-MiniLM-L6-v2"); empty for an empty Embedder.
+  std::string_view model_name() const noexcept {
+    const char *n = pm_embedder_model_name(ptr_.get());
+    return n != nullptr ? std::string_view(n) : std::string_view();
+  }
+
+  /// The worker threads one call may use.
+  std::size_t threads() const noexcept { return pm_embedder_threads(ptr_.get()); }
+
+  /// The truncation window in word pieces.
+  std::size_t max_tokens() const noexcept { return pm_embedder_max_tokens(ptr_.get()); }
+
+  /// Embeds `text` into `out`, which holds `out_len == dim()` floats. Any text is embedded,
+  /// the empty one included.
+  void embed(const std::string &text, float *out, std::size_t out_len) const {
+    detail::ErrorSlot err;
+    err.check(pm_embedder_embed(ptr_.get(), text.c_str(), out, out_len, err.out()));
+  }
+
+  /// The unit-length embedding of `text`.
+  std::vector<float> embed(const std::string &text) const {
+    std::vector<float> out(dim());
+    embed(text, out.data(), out.size());
+    return out;
+  }
+
+  /// The embeddings of `texts` as one batch, row-major (`texts.size() × dim()` floats).
+  std::vector<float> embed_batch(const std::vector<std::string> &texts) const {
+    std::vector<const char *> ptrs;
+    ptrs.reserve(texts.size());
+    for (const auto &t : texts) ptrs.push_back(t.c_str());
+    std::vector<float> out(texts.size() * dim());
+    detail::ErrorSlot err;
+    err.check(pm_embedder_embed_batch(ptr_.get(), ptrs.data(), ptrs.size(), out.data(),
+                                      out.size(), err.out()));
+    return out;
+  }
+
+ private:
+  struct Deleter {
+    void operator()(pm_embedder *p) const noexcept { pm_embedder_free(p); }
+  };
+
+  std::unique_ptr<pm_embedder, Deleter> ptr_;
 };
 
 /// A router loaded from a saved file. Move-only; a moved-from Router is empty, and calls on it
@@ -191,6 +286,36 @@ class Router {
   std::vector<Decision> rank(const std::vector<float> &features,
                              const RankOptions &options) const {
     return rank(features.data(), features.size(), options);
+  }
+
+  /// Embeds `text` with `embedder` and routes it at `cost_weight` (prompt tokens estimated from
+  /// the text). Throws Error (PM_STATUS_INVALID_ARGUMENT for empty text,
+  /// PM_STATUS_EMBEDDING_MISMATCH when the router reads another model's embeddings, ...).
+  Decision route_text(const Embedder &embedder, const std::string &text,
+                      double cost_weight) const {
+    Decision d{};
+    detail::ErrorSlot err;
+    err.check(pm_router_route_text(ptr_.get(), embedder.capi(), text.c_str(), cost_weight, &d,
+                                   err.out()));
+    return d;
+  }
+
+  /// Embeds `text` and ranks the models for it, as rank() (prompt tokens, when not given, are
+  /// estimated from the text).
+  std::vector<Decision> rank_text(const Embedder &embedder, const std::string &text,
+                                  const RankOptions &options) const {
+    std::size_t room = options.top != 0 ? options.top : num_models();
+    std::vector<Decision> ranked(room == 0 ? 1 : room);
+    std::size_t count = 0;
+    detail::ErrorSlot err;
+    err.check(pm_router_rank_text(ptr_.get(), embedder.capi(), text.c_str(),
+                                  options.prompt_tokens ? *options.prompt_tokens : -1.0,
+                                  options.task ? options.task->c_str() : nullptr,
+                                  options.cost_weight, options.allowed.data(),
+                                  options.allowed.size(), ranked.data(), ranked.size(), &count,
+                                  err.out()));
+    ranked.resize(count);
+    return ranked;
   }
 
   /// Routes `rows` queries (row-major `rows × dim` floats) in parallel into `models_out`,

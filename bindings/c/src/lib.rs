@@ -16,11 +16,17 @@
 #![deny(missing_docs)]
 #![allow(non_camel_case_types)]
 
+mod embedder;
 mod error;
 mod guard;
 mod router;
 mod status;
 
+pub use embedder::{
+    pm_embedder, pm_embedder_dim, pm_embedder_embed, pm_embedder_embed_batch, pm_embedder_free,
+    pm_embedder_load, pm_embedder_load_with_options, pm_embedder_max_tokens,
+    pm_embedder_model_name, pm_embedder_threads, pm_router_rank_text, pm_router_route_text,
+};
 pub use error::{pm_error, pm_error_free, pm_error_message, pm_error_status};
 pub use router::{
     pm_decision, pm_router, pm_router_dim, pm_router_embedding_model, pm_router_free,

@@ -18,7 +18,7 @@ use crate::status::pm_status;
 /// safe too. Free it once, after every thread has finished with it.
 #[derive(Debug)]
 pub struct pm_router {
-    router: Arc<dyn Router>,
+    pub(crate) router: Arc<dyn Router>,
     /// The model ids, NUL-terminated, borrowed by `pm_router_model_name`.
     names: Vec<CString>,
     kind: CString,
@@ -76,7 +76,7 @@ impl pm_router {
     }
 
     /// The objective of a call: the cost weight and the allowed-model flags (none: all).
-    fn objective(&self, cost_weight: f64, allowed: &[u8]) -> Result<Objective, Failure> {
+    pub(crate) fn objective(&self, cost_weight: f64, allowed: &[u8]) -> Result<Objective, Failure> {
         let mut objective = Objective::new(cost_weight);
         if !allowed.is_empty() {
             if allowed.len() != self.names.len() {
@@ -96,6 +96,68 @@ impl pm_router {
         }
         Ok(objective)
     }
+
+    /// The decision for one query.
+    pub(crate) fn route_query(
+        &self,
+        query: &QueryFeatures,
+        objective: &Objective,
+    ) -> Result<pm_decision, Failure> {
+        let d = self.router.route(query, objective)?;
+        decision(d.model, d.quality, d.cost, d.utility)
+    }
+
+    /// Ranks the models for one query into `ranked` (the decision first), and writes how many
+    /// entries it filled to `ranked_count` when there is one.
+    pub(crate) fn rank_into(
+        &self,
+        query: &QueryFeatures,
+        objective: &Objective,
+        ranked: &mut [pm_decision],
+        ranked_count: Option<*mut usize>,
+    ) -> Result<(), Failure> {
+        let top = self.router.top_k(query, objective, ranked.len())?;
+        let values = top
+            .iter()
+            .map(|a| decision(a.model, a.quality, a.cost, a.utility))
+            .collect::<Result<Vec<_>, _>>()?;
+        ranked[..values.len()].copy_from_slice(&values);
+        if let Some(count) = ranked_count {
+            // SAFETY: non-NULL and aligned (checked by `rank_outputs`), writable per the caller.
+            unsafe { count.write(values.len()) };
+        }
+        Ok(())
+    }
+}
+
+/// The output arguments of a ranking call, checked: `ranked` not NULL and not empty,
+/// `ranked_count` NULL or aligned.
+///
+/// # Safety
+///
+/// `ranked` is NULL or `ranked_len` writable entries.
+pub(crate) unsafe fn rank_outputs<'a>(
+    ranked: *mut pm_decision,
+    ranked_len: usize,
+    ranked_count: *mut usize,
+) -> Result<(&'a mut [pm_decision], Option<*mut usize>), Failure> {
+    if ranked.is_null() {
+        return Err(Failure::null("ranked"));
+    }
+    // SAFETY: forwarded from the caller.
+    let ranked = unsafe { arg_slice_mut(ranked, ranked_len, "ranked") }?;
+    if ranked.is_empty() {
+        return Err(pointsman::Error::Shape(
+            "ranked holds 0 entries: it needs room for the decision at least".into(),
+        )
+        .into());
+    }
+    let ranked_count = if ranked_count.is_null() {
+        None
+    } else {
+        Some(arg_out(ranked_count, "ranked_count")?)
+    };
+    Ok((ranked, ranked_count))
 }
 
 /// A routing decision: the chosen model and its expected figures.
@@ -325,8 +387,7 @@ pub unsafe extern "C" fn pm_router_route(
         let features = unsafe { arg_slice(features, dim, "features") }?;
         let out = arg_out(out, "out")?;
         let query = router.query(features, dim, None, None)?;
-        let d = router.router.route(&query, &Objective::new(cost_weight))?;
-        let value = decision(d.model, d.quality, d.cost, d.utility)?;
+        let value = router.route_query(&query, &Objective::new(cost_weight))?;
         // SAFETY: non-NULL, aligned, writable per the caller.
         unsafe { out.write(value) };
         Ok(())
@@ -378,22 +439,8 @@ pub unsafe extern "C" fn pm_router_rank(
         let features = unsafe { arg_slice(features, dim, "features") }?;
         let task = unsafe { arg_opt_str(task, "task") }?;
         let allowed = unsafe { arg_slice(allowed, allowed_len, "allowed") }?;
-        if ranked.is_null() {
-            return Err(Failure::null("ranked"));
-        }
         // SAFETY: forwarded from the caller.
-        let ranked = unsafe { arg_slice_mut(ranked, ranked_len, "ranked") }?;
-        if ranked.is_empty() {
-            return Err(pointsman::Error::Shape(
-                "ranked holds 0 entries: it needs room for the decision at least".into(),
-            )
-            .into());
-        }
-        let ranked_count = if ranked_count.is_null() {
-            None
-        } else {
-            Some(arg_out(ranked_count, "ranked_count")?)
-        };
+        let (ranked, ranked_count) = unsafe { rank_outputs(ranked, ranked_len, ranked_count) }?;
         let tokens = if prompt_tokens < 0.0 {
             None
         } else {
@@ -401,17 +448,7 @@ pub unsafe extern "C" fn pm_router_rank(
         };
         let query = router.query(features, dim, tokens, task)?;
         let objective = router.objective(cost_weight, allowed)?;
-        let top = router.router.top_k(&query, &objective, ranked.len())?;
-        let values = top
-            .iter()
-            .map(|a| decision(a.model, a.quality, a.cost, a.utility))
-            .collect::<Result<Vec<_>, _>>()?;
-        ranked[..values.len()].copy_from_slice(&values);
-        if let Some(count) = ranked_count {
-            // SAFETY: non-NULL, aligned, writable per the caller.
-            unsafe { count.write(values.len()) };
-        }
-        Ok(())
+        router.rank_into(&query, &objective, ranked, ranked_count)
     })
 }
 

@@ -899,3 +899,217 @@ fn every_entry_point_is_guarded() {
         pm_router_free(c);
     }
 }
+
+/// The embedding model through C with one thread, or `None` (test skipped, with a message) when
+/// it is not installed, except under `CI=true`, where a missing model fails the test.
+#[cfg(feature = "embed")]
+fn c_embedder() -> Option<*mut pm_embedder> {
+    let dir = pointsman::embed::default_model_dir().ok()?;
+    if !dir.join("model.safetensors").is_file() {
+        let msg = format!(
+            "no embedding model at {} (scripts/fetch-model.sh)",
+            dir.display()
+        );
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+        eprintln!("skipping: {msg}");
+        return None;
+    }
+    let mut out = null_mut();
+    let mut err = null_mut();
+    let s = unsafe { pm_embedder_load_with_options(null(), 1, 0, &mut out, &mut err) };
+    assert_eq!(s, PM_STATUS_OK, "{}", message(err));
+    Some(out)
+}
+
+/// A kNN router on random 384-dimensional embeddings said to come from `model`.
+#[cfg(feature = "embed")]
+fn text_router(model: &str) -> Arc<dyn Router> {
+    let dim = 384;
+    let mut rng = Rng(11);
+    let n = 200;
+    let emb: Vec<f32> = (0..n * dim).map(|_| rng.unit()).collect();
+    let mut scores = Vec::new();
+    let mut costs = Vec::new();
+    for r in 0..n {
+        let a = f64::from(emb[r * dim]).abs();
+        scores.extend_from_slice(&[0.3 + 0.2 * a, 0.6, 0.9 - 0.1 * a, a.min(1.0)]);
+        costs.extend_from_slice(&[1e-5, 1e-4, 1e-3, 8e-5]);
+    }
+    let mut split = Split::from_arrays(pool(), emb.clone(), dim, scores, costs).unwrap();
+    split
+        .set_embeddings(emb, dim, Some(model.to_string()))
+        .unwrap();
+    let config = KnnConfig {
+        k: 10,
+        ..KnnConfig::default()
+    };
+    Arc::new(KnnRouter::fit(&split, &config).unwrap())
+}
+
+/// Text through C: the embedding is the core embedder's and the decision the Rust decision, to
+/// the bit; the router's embedding model and dimension are checked.
+#[cfg(feature = "embed")]
+#[test]
+fn c_text_decisions_equal_rust_decisions() {
+    use pointsman::embed::{Embedder, EmbedderOptions};
+    let Some(e) = c_embedder() else { return };
+    let rust = Embedder::load_default(&EmbedderOptions {
+        threads: 1,
+        ..EmbedderOptions::default()
+    })
+    .unwrap();
+    let router = text_router("all-MiniLM-L6-v2");
+    let c = handle(router.clone());
+    assert_eq!(unsafe { pm_embedder_dim(e) }, 384);
+    let name = unsafe { CStr::from_ptr(pm_embedder_model_name(e)) };
+    assert_eq!(name.to_str().unwrap(), rust.model_name());
+    for text in [
+        "Prove that sqrt(2) is irrational.",
+        "a",
+        "Écris un poème 🙂",
+    ] {
+        let mut v = vec![0f32; 384];
+        let (s, m) = failing(|err| unsafe {
+            pm_embedder_embed(e, cstr(text).as_ptr(), v.as_mut_ptr(), 384, err)
+        });
+        assert_eq!(s, PM_STATUS_OK, "{m}");
+        assert_eq!(v, rust.embed(&[text]).unwrap().0);
+        let (features, _) = rust.features(text).unwrap();
+        for w in [0.0, 300.0, 3000.0] {
+            let want = router.route(&features, &Objective::new(w)).unwrap();
+            let mut d = pm_decision::default();
+            let (s, m) = failing(|err| unsafe {
+                pm_router_route_text(c, e, cstr(text).as_ptr(), w, &mut d, err)
+            });
+            assert_eq!(s, PM_STATUS_OK, "{m}");
+            assert_eq!(d.model as usize, want.model);
+            assert_eq!(d.quality.to_bits(), want.quality.to_bits());
+            assert_eq!(d.cost.to_bits(), want.cost.to_bits());
+            assert_eq!(d.utility.to_bits(), want.utility.to_bits());
+            let mut ranked = [pm_decision::default(); 2];
+            let mut count = 0;
+            let (s, m) = failing(|err| unsafe {
+                pm_router_rank_text(
+                    c,
+                    e,
+                    cstr(text).as_ptr(),
+                    -1.0,
+                    null(),
+                    w,
+                    null(),
+                    0,
+                    ranked.as_mut_ptr(),
+                    2,
+                    &mut count,
+                    err,
+                )
+            });
+            assert_eq!(s, PM_STATUS_OK, "{m}");
+            assert_eq!((count, ranked[0]), (2, d));
+        }
+    }
+    // Another embedding model, another dimension.
+    let other = handle(text_router("e5-small"));
+    let mut d = pm_decision::default();
+    let (s, m) = failing(|err| unsafe {
+        pm_router_route_text(other, e, cstr("hello").as_ptr(), 0.0, &mut d, err)
+    });
+    assert_eq!(s, PM_STATUS_EMBEDDING_MISMATCH, "{m}");
+    let (_dir, _, small) = saved_knn();
+    let small = handle(small);
+    let (s, m) = failing(|err| unsafe {
+        pm_router_route_text(small, e, cstr("hello").as_ptr(), 0.0, &mut d, err)
+    });
+    assert_eq!(s, PM_STATUS_SHAPE, "{m}");
+    assert_eq!(d, pm_decision::default());
+    unsafe {
+        pm_router_free(other);
+        pm_router_free(small);
+        pm_router_free(c);
+        pm_embedder_free(e);
+    }
+}
+
+/// Every embedder entry point runs inside the guard.
+#[cfg(feature = "embed")]
+#[test]
+fn every_embedder_entry_point_is_guarded() {
+    let Some(e) = c_embedder() else { return };
+    let c = handle(text_router("all-MiniLM-L6-v2"));
+    let text = cstr("hello");
+    let texts = [text.as_ptr()];
+    let calls: Vec<(&str, Call)> = vec![
+        (
+            "pm_embedder_load_with_options",
+            Box::new(|err| unsafe {
+                let mut out = null_mut();
+                let s = pm_embedder_load_with_options(null(), 1, 0, &mut out, err);
+                pm_embedder_free(out);
+                s
+            }),
+        ),
+        (
+            "pm_embedder_embed",
+            Box::new(|err| unsafe {
+                let mut v = [0f32; 384];
+                pm_embedder_embed(e, text.as_ptr(), v.as_mut_ptr(), 384, err)
+            }),
+        ),
+        (
+            "pm_embedder_embed_batch",
+            Box::new(|err| unsafe {
+                let mut v = [0f32; 384];
+                pm_embedder_embed_batch(e, texts.as_ptr(), 1, v.as_mut_ptr(), 384, err)
+            }),
+        ),
+        (
+            "pm_router_route_text",
+            Box::new(|err| unsafe {
+                let mut d = pm_decision::default();
+                pm_router_route_text(c, e, text.as_ptr(), 0.0, &mut d, err)
+            }),
+        ),
+        (
+            "pm_router_rank_text",
+            Box::new(|err| unsafe {
+                let mut d = [pm_decision::default()];
+                pm_router_rank_text(
+                    c,
+                    e,
+                    text.as_ptr(),
+                    -1.0,
+                    null(),
+                    0.0,
+                    null(),
+                    0,
+                    d.as_mut_ptr(),
+                    1,
+                    null_mut(),
+                    err,
+                )
+            }),
+        ),
+    ];
+    for (name, f) in &calls {
+        inject::arm();
+        let (s, m) = failing(f);
+        assert_eq!(s, PM_STATUS_PANIC, "{name}");
+        assert!(m.contains("injected by the test"), "{name}: {m}");
+        assert_eq!(failing(f).0, PM_STATUS_OK, "{name}");
+    }
+    unsafe {
+        inject::arm();
+        assert_eq!(pm_embedder_dim(e), 0);
+        inject::arm();
+        assert!(pm_embedder_model_name(e).is_null());
+        inject::arm();
+        assert_eq!(pm_embedder_threads(e), 0);
+        inject::arm();
+        assert_eq!(pm_embedder_max_tokens(e), 0);
+        inject::arm();
+        pm_embedder_free(e); // the injected panic fires before the free
+        assert_eq!(pm_embedder_dim(e), 384, "the embedder was not freed");
+        pm_embedder_free(e);
+        pm_router_free(c);
+    }
+}

@@ -1,7 +1,10 @@
 /*
  * The C API from C99: happy path against the decisions Rust made (expected.txt, written by the
  * `fixture` example from the same saved router), NULL arguments, wrong dimensions, corrupt router
- * files, invalid UTF-8 and 8 threads routing at once.
+ * files, invalid UTF-8 and 8 threads routing at once; then the embedder (texts.txt of the fixture:
+ * embeddings equal to the Rust embedder's and within 1e-5 of the sentence-transformers reference,
+ * text routed as Rust routes it, its NULL, UTF-8, length and empty-text cases, and 8 threads
+ * embedding and routing text at once).
  *
  * Usage: test_c FIXTURE_DIR      (built and run by `make -C bindings/c test`)
  */
@@ -370,6 +373,346 @@ static void test_threads(void) {
   }
 }
 
+/* ---- a learner: 8 threads, half observing feedback while the others route ---- */
+
+static pm_router *bandit;
+
+static void *observe_or_route(void *arg) {
+  worker *w = arg;
+  for (size_t n = 0; n < rows * 2; n++) {
+    const float *x = features + ((n + (size_t)w->id * 13) % rows) * dim;
+    pm_decision d;
+    if (pm_router_route(bandit, x, dim, 300.0, &d, NULL) != PM_STATUS_OK) w->mismatches++;
+    if (w->id % 2 == 1 &&
+        pm_router_observe(bandit, x, dim, d.model, n % 3 == 0 ? 1.0 : 0.25, 1e-4, NULL) !=
+            PM_STATUS_OK)
+      w->mismatches++;
+  }
+  return NULL;
+}
+
+static void test_learner(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/bandit.safetensors", dir);
+  CHECK_STATUS(pm_router_load(path, &bandit, &err_), PM_STATUS_OK);
+  if (bandit == NULL) return;
+  CHECK(pm_router_is_learner(bandit));
+  CHECK(pm_router_dim(bandit) == dim && pm_router_num_models(bandit) == 9);
+  /* Bad feedback is refused with a status, and changes nothing. */
+  CHECK_STATUS(pm_router_observe(bandit, features, dim, 9, 0.5, 1e-4, &err_),
+               PM_STATUS_UNKNOWN_MODEL);
+  CHECK_STATUS(pm_router_observe(bandit, features, dim, 0, 1.5, 1e-4, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_router_observe(bandit, features, dim - 1, 0, 0.5, 1e-4, &err_),
+               PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_router_observe(bandit, NULL, dim, 0, 0.5, 1e-4, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  enum { THREADS = 8 };
+  pthread_t threads[THREADS];
+  worker workers[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    workers[t].id = t;
+    workers[t].mismatches = 0;
+    CHECK(pthread_create(&threads[t], NULL, observe_or_route, &workers[t]) == 0);
+  }
+  for (int t = 0; t < THREADS; t++) {
+    CHECK(pthread_join(threads[t], NULL) == 0);
+    CHECK(workers[t].mismatches == 0);
+  }
+  pm_decision d;
+  CHECK_STATUS(pm_router_route(bandit, features, dim, 300.0, &d, &err_), PM_STATUS_OK);
+  pm_router_free(bandit);
+}
+
+/* ---- the embedder ---- */
+
+typedef struct text_case {
+  char *text;
+  float *embedding; /* the Rust embedder's, dim */
+  float *reference; /* sentence-transformers', dim */
+  size_t n_routes;
+  double weights[8];
+  pm_decision routes[8];
+} text_case;
+static text_case *texts;
+static size_t n_texts;
+static pm_embedder *embedder;
+
+static char *read_line(FILE *f) {
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap);
+  int c;
+  while ((c = fgetc(f)) != EOF && c != '\n') {
+    if (len + 1 == cap) buf = realloc(buf, cap *= 2);
+    buf[len++] = (char)c;
+  }
+  if (c == EOF && len == 0) {
+    free(buf);
+    return NULL;
+  }
+  buf[len] = 0;
+  return buf;
+}
+
+static float *parse_floats(const char *s, const char *path) {
+  float *v = malloc(dim * sizeof *v);
+  char *end;
+  for (size_t j = 0; j < dim; j++) {
+    v[j] = strtof(s, &end);
+    if (end == s) die("bad float", path);
+    s = end;
+  }
+  return v;
+}
+
+/* Returns 0 when the fixture has no texts (no embedding model installed). */
+static int read_texts(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/texts.txt", dir);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t cap = 16;
+  texts = calloc(cap, sizeof *texts);
+  char *line;
+  while ((line = read_line(f)) != NULL) {
+    if (strncmp(line, "text ", 5) == 0) {
+      if (n_texts == cap) {
+        texts = realloc(texts, (cap *= 2) * sizeof *texts);
+        memset(texts + n_texts, 0, (cap - n_texts) * sizeof *texts);
+      }
+      texts[n_texts++].text = strcpy(malloc(strlen(line + 5) + 1), line + 5);
+    } else if (n_texts == 0) {
+      die("a line before the first text", path);
+    } else if (strncmp(line, "embedding ", 10) == 0) {
+      texts[n_texts - 1].embedding = parse_floats(line + 10, path);
+    } else if (strncmp(line, "reference ", 10) == 0) {
+      texts[n_texts - 1].reference = parse_floats(line + 10, path);
+    } else if (strncmp(line, "route ", 6) == 0) {
+      text_case *t = &texts[n_texts - 1];
+      if (t->n_routes == 8) die("too many routes", path);
+      pm_decision *d = &t->routes[t->n_routes];
+      if (sscanf(line + 6, "%lf %u %lf %lf %lf", &t->weights[t->n_routes], &d->model,
+                 &d->quality, &d->cost, &d->utility) != 5)
+        die("bad route", path);
+      t->n_routes++;
+    } else {
+      die("unknown line", path);
+    }
+    free(line);
+  }
+  fclose(f);
+  for (size_t i = 0; i < n_texts; i++)
+    if (!texts[i].embedding || !texts[i].reference) die("a text without embeddings", path);
+  return n_texts > 0;
+}
+
+static void free_texts(void) {
+  for (size_t i = 0; i < n_texts; i++) {
+    free(texts[i].text);
+    free(texts[i].embedding);
+    free(texts[i].reference);
+  }
+  free(texts);
+}
+
+static void test_embedder_happy_path(void) {
+  CHECK(pm_embedder_dim(embedder) == dim);
+  CHECK(strcmp(pm_embedder_model_name(embedder), "all-MiniLM-L6-v2") == 0);
+  CHECK(strcmp(pm_embedder_model_name(embedder), pm_router_embedding_model(router)) == 0);
+  CHECK(pm_embedder_threads(embedder) == 1);
+  CHECK(pm_embedder_max_tokens(embedder) == 256);
+  float *v = malloc(dim * sizeof *v);
+  size_t routes = 0, empty = 0;
+  for (size_t i = 0; i < n_texts; i++) {
+    const text_case *t = &texts[i];
+    CHECK_STATUS(pm_embedder_embed(embedder, t->text, v, dim, &err_), PM_STATUS_OK);
+    /* Equal to the Rust embedder's to the bit, and to the reference within 1e-5. */
+    CHECK(memcmp(v, t->embedding, dim * sizeof *v) == 0);
+    double worst = 0.0;
+    for (size_t j = 0; j < dim; j++) worst = fmax(worst, fabs((double)v[j] - t->reference[j]));
+    CHECK(worst < 1e-5);
+    for (size_t k = 0; k < t->n_routes; k++) {
+      pm_decision d;
+      CHECK_STATUS(pm_router_route_text(router, embedder, t->text, t->weights[k], &d, &err_),
+                   PM_STATUS_OK);
+      CHECK(same(&d, &t->routes[k]));
+      /* The ranking's first entry is the same decision (prompt tokens estimated alike). */
+      pm_decision ranked[3];
+      size_t count = 0;
+      CHECK_STATUS(pm_router_rank_text(router, embedder, t->text, -1.0, NULL, t->weights[k],
+                                       NULL, 0, ranked, 3, &count, &err_),
+                   PM_STATUS_OK);
+      CHECK(count == 3 && same(&ranked[0], &t->routes[k]));
+      routes++;
+    }
+    if (t->n_routes == 0) empty++;
+  }
+  CHECK(routes >= 8 * 4 && empty == 1);
+
+  /* A batch embeds each text as alone (to float rounding: the batch packs them together). */
+  const char *batch[3] = {texts[0].text, texts[1].text, texts[2].text};
+  float *rows3 = malloc(3 * dim * sizeof *rows3);
+  CHECK_STATUS(pm_embedder_embed_batch(embedder, batch, 3, rows3, 3 * dim, &err_), PM_STATUS_OK);
+  double worst = 0.0;
+  for (size_t r = 0; r < 3; r++)
+    for (size_t j = 0; j < dim; j++)
+      worst = fmax(worst, fabs((double)rows3[r * dim + j] - texts[r].embedding[j]));
+  CHECK(worst < 1e-6);
+  CHECK_STATUS(pm_embedder_embed_batch(embedder, NULL, 0, rows3, 0, &err_), PM_STATUS_OK);
+  free(rows3);
+  free(v);
+}
+
+static void test_embedder_errors(void) {
+  float *v = malloc((dim + 1) * sizeof *v);
+  for (size_t j = 0; j <= dim; j++) v[j] = 7.0f;
+  pm_decision d = {77, 0.0, 0.0, 0.0};
+  pm_embedder *e = NULL;
+
+  /* NULL arguments. */
+  CHECK_STATUS(pm_embedder_load(NULL, NULL, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_embedder_embed(NULL, "hello", v, dim, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_embedder_embed(embedder, NULL, v, dim, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_embedder_embed(embedder, "hello", NULL, dim, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_embedder_embed(embedder, "hello", NULL, 0, &err_), PM_STATUS_SHAPE);
+  const char *with_null[2] = {"hello", NULL};
+  pm_error *err = NULL;
+  CHECK(pm_embedder_embed_batch(embedder, with_null, 2, v, 2 * dim, &err) ==
+        PM_STATUS_NULL_ARGUMENT);
+  CHECK(err != NULL && strcmp(pm_error_message(err), "texts[1] is NULL") == 0);
+  pm_error_free(err);
+  CHECK_STATUS(pm_router_route_text(NULL, embedder, "hello", 0.0, &d, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_route_text(router, NULL, "hello", 0.0, &d, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_route_text(router, embedder, NULL, 0.0, &d, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_route_text(router, embedder, "hello", 0.0, NULL, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK(pm_embedder_dim(NULL) == 0 && pm_embedder_model_name(NULL) == NULL);
+  CHECK(pm_embedder_threads(NULL) == 0 && pm_embedder_max_tokens(NULL) == 0);
+  pm_embedder_free(NULL);
+
+  /* Wrong lengths. */
+  CHECK_STATUS(pm_embedder_embed(embedder, "hello", v, dim + 1, &err_), PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_embedder_embed(embedder, "hello", v, dim - 1, &err_), PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_embedder_embed_batch(embedder, with_null, 1, v, dim + 1, &err_),
+               PM_STATUS_SHAPE);
+
+  /* Invalid UTF-8, in the text and in the folder. */
+  CHECK_STATUS(pm_embedder_embed(embedder, "caf\xe9", v, dim, &err_), PM_STATUS_INVALID_UTF8);
+  CHECK_STATUS(pm_router_route_text(router, embedder, "\xc3\x28 what", 0.0, &d, &err_),
+               PM_STATUS_INVALID_UTF8);
+  CHECK_STATUS(pm_embedder_load("/tmp/mod\xff" "el", &e, &err_), PM_STATUS_INVALID_UTF8);
+
+  /* Empty text: embedded (as sentence-transformers does), never routed. */
+  CHECK_STATUS(pm_router_route_text(router, embedder, "", 0.0, &d, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_router_route_text(router, embedder, " \t\n ", 0.0, &d, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_router_route_text(router, embedder, "hello", -1.0, &d, &err_),
+               PM_STATUS_CONFIG);
+  pm_decision ranked[2];
+  CHECK_STATUS(pm_router_rank_text(router, embedder, "hello", NAN, NULL, 0.0, NULL, 0, ranked, 2,
+                                   NULL, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_router_rank_text(router, embedder, "hello", -1.0, NULL, 0.0, NULL, 0, ranked,
+                                   0, NULL, &err_),
+               PM_STATUS_SHAPE);
+  CHECK(d.model == 77);
+  for (size_t j = 0; j <= dim; j++) CHECK(v[j] == 7.0f);
+
+  /* Bad folders and options. */
+  CHECK_STATUS(pm_embedder_load("/nonexistent/model", &e, &err_), PM_STATUS_MODEL_NOT_FOUND);
+  CHECK_STATUS(pm_embedder_load_with_options(NULL, 1, 2, &e, &err_), PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_embedder_load_with_options(NULL, 1, 100000, &e, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK(e == NULL);
+  free(v);
+}
+
+/* 8 threads embed and route text with one embedder and one router at once, while routing
+ * embeddings too. */
+static void *embed_all(void *arg) {
+  worker *w = arg;
+  float *v = malloc(dim * sizeof *v);
+  for (size_t n = 0; n < n_texts; n++) {
+    const text_case *t = &texts[(n + (size_t)w->id) % n_texts];
+    if (pm_embedder_embed(embedder, t->text, v, dim, NULL) != PM_STATUS_OK ||
+        memcmp(v, t->embedding, dim * sizeof *v) != 0)
+      w->mismatches++;
+    for (size_t k = 0; k < t->n_routes; k++) {
+      pm_decision d;
+      if (pm_router_route_text(router, embedder, t->text, t->weights[k], &d, NULL) !=
+              PM_STATUS_OK ||
+          !same(&d, &t->routes[k]))
+        w->mismatches++;
+      const expectation *e = &expected[(n * 7 + k) % n_expected];
+      if (!e->rank && (pm_router_route(router, features + e->row * dim, dim, e->weight, &d,
+                                       NULL) != PM_STATUS_OK ||
+                       !same(&d, &e->d)))
+        w->mismatches++;
+    }
+  }
+  free(v);
+  return NULL;
+}
+
+static void test_embedder_threads(void) {
+  enum { THREADS = 8 };
+  pthread_t threads[THREADS];
+  worker workers[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    workers[t].id = t;
+    workers[t].mismatches = 0;
+    CHECK(pthread_create(&threads[t], NULL, embed_all, &workers[t]) == 0);
+  }
+  for (int t = 0; t < THREADS; t++) {
+    CHECK(pthread_join(threads[t], NULL) == 0);
+    CHECK(workers[t].mismatches == 0);
+  }
+}
+
+/* An embedder with its own pool of 2 threads embeds as the one-thread embedder does. */
+static void test_embedder_pool(void) {
+  pm_embedder *e = NULL;
+  CHECK_STATUS(pm_embedder_load_with_options(NULL, 2, 128, &e, &err_), PM_STATUS_OK);
+  if (e == NULL) return;
+  CHECK(pm_embedder_threads(e) == 2 && pm_embedder_max_tokens(e) == 128);
+  float *v = malloc(dim * sizeof *v);
+  CHECK_STATUS(pm_embedder_embed(e, texts[0].text, v, dim, &err_), PM_STATUS_OK);
+  double worst = 0.0;
+  for (size_t j = 0; j < dim; j++) worst = fmax(worst, fabs((double)v[j] - texts[0].embedding[j]));
+  CHECK(worst < 1e-6);
+  free(v);
+  pm_embedder_free(e);
+}
+
+static void test_embedder(const char *dir) {
+  if (!read_texts(dir)) {
+    const char *ci = getenv("CI");
+    fprintf(stderr, "test_c: no %s/texts.txt (the embedding model is not installed: run "
+                    "scripts/fetch-model.sh): embedder tests %s\n",
+            dir, ci && strcmp(ci, "true") == 0 ? "FAILED" : "SKIPPED");
+    if (ci && strcmp(ci, "true") == 0) failed++;
+    return;
+  }
+  pm_error *err = NULL;
+  if (pm_embedder_load_with_options(NULL, 1, 0, &embedder, &err) != PM_STATUS_OK) {
+    fprintf(stderr, "cannot load the embedder: %s\n", pm_error_message(err));
+    pm_error_free(err);
+    failed++;
+    free_texts();
+    return;
+  }
+  test_embedder_happy_path();
+  test_embedder_errors();
+  test_embedder_threads();
+  test_embedder_pool();
+  pm_embedder_free(embedder);
+  free_texts();
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -391,6 +734,8 @@ int main(int argc, char **argv) {
   test_corrupt_files(argv[1]);
   test_invalid_utf8();
   test_threads();
+  test_learner(argv[1]);
+  test_embedder(argv[1]);
   pm_router_free(router);
   free(features);
   free(tokens);

@@ -1,10 +1,12 @@
 // The C++ wrapper (pointsman.hpp): happy path against the decisions Rust made, exceptions with
 // their status for NULL arguments, wrong dimensions, corrupt files and invalid UTF-8, move-only
-// ownership, and 8 threads sharing one Router.
+// ownership, and 8 threads sharing one Router; then pointsman::Embedder (texts.txt of the
+// fixture): embeddings and text decisions equal to Rust's, errors, moves, 8 threads at once.
 //
 // Usage: test_cpp FIXTURE_DIR      (built and run by `make -C bindings/c test`)
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -12,6 +14,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "pointsman.hpp"
@@ -237,6 +240,119 @@ void test_threads(const pointsman::Router &router, const Fixture &f) {
   CHECK(calls == 8 * f.rows * 4);
 }
 
+struct TextCase {
+  std::string text;
+  std::vector<float> embedding;
+  std::vector<std::pair<double, pointsman::Decision>> routes;
+};
+
+std::vector<TextCase> read_texts(const std::string &dir) {
+  std::vector<TextCase> out;
+  std::ifstream in(dir + "/texts.txt");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream s(line);
+    std::string kind;
+    s >> kind;
+    if (kind == "text") {
+      out.push_back(TextCase{line.size() > 5 ? line.substr(5) : std::string(), {}, {}});
+    } else if (kind == "embedding" && !out.empty()) {
+      std::string v;
+      while (s >> v) out.back().embedding.push_back(std::strtof(v.c_str(), nullptr));
+    } else if (kind == "route" && !out.empty()) {
+      std::string w, q, c, u;
+      pointsman::Decision d{};
+      s >> w >> d.model >> q >> c >> u;
+      d.quality = std::strtod(q.c_str(), nullptr);
+      d.cost = std::strtod(c.c_str(), nullptr);
+      d.utility = std::strtod(u.c_str(), nullptr);
+      out.back().routes.emplace_back(std::strtod(w.c_str(), nullptr), d);
+    }
+  }
+  return out;
+}
+
+static_assert(!std::is_copy_constructible_v<pointsman::Embedder>, "move-only");
+static_assert(!std::is_copy_assignable_v<pointsman::Embedder>, "move-only");
+static_assert(std::is_nothrow_move_constructible_v<pointsman::Embedder>, "cheap moves");
+
+void test_embedder(const pointsman::Router &router, const std::string &dir) {
+  const std::vector<TextCase> texts = read_texts(dir);
+  if (texts.empty()) {
+    const char *ci = std::getenv("CI");
+    const bool required = ci != nullptr && std::string(ci) == "true";
+    std::cerr << "test_cpp: no texts.txt in the fixture (run scripts/fetch-model.sh): embedder "
+              << (required ? "FAILED" : "SKIPPED") << "\n";
+    if (required) failed++;
+    return;
+  }
+  pointsman::EmbedderOptions options;
+  options.threads = 1;
+  const pointsman::Embedder embedder = pointsman::Embedder::load("", options);
+  CHECK(embedder.dim() == 384 && embedder.model_name() == "all-MiniLM-L6-v2");
+  CHECK(embedder.threads() == 1 && embedder.max_tokens() == 256);
+  std::size_t routed = 0;
+  for (const TextCase &t : texts) {
+    CHECK(embedder.embed(t.text) == t.embedding);
+    for (const auto &[w, d] : t.routes) {
+      CHECK(same(router.route_text(embedder, t.text, w), d));
+      pointsman::RankOptions ro;
+      ro.cost_weight = w;
+      ro.top = 2;
+      auto ranked = router.rank_text(embedder, t.text, ro);
+      CHECK(ranked.size() == 2 && same(ranked[0], d));
+      routed++;
+    }
+  }
+  CHECK(routed >= 8 * 4);
+  std::vector<float> batch = embedder.embed_batch({texts[0].text, texts[1].text});
+  CHECK(batch.size() == 2 * 384);
+  CHECK(embedder.embed_batch({}).empty());
+
+  // Errors.
+  EXPECT_ERROR(embedder.embed(std::string("caf\xe9")), PM_STATUS_INVALID_UTF8);
+  std::vector<float> small(10, 7.0f);
+  EXPECT_ERROR(embedder.embed("hello", small.data(), small.size()), PM_STATUS_SHAPE);
+  CHECK(small[0] == 7.0f);
+  std::string m = EXPECT_ERROR(router.route_text(embedder, "   ", 0.0), PM_STATUS_INVALID_ARGUMENT);
+  CHECK(m.find("empty or whitespace only") != std::string::npos);
+  CHECK(embedder.embed("").size() == 384);  // embedding "" is fine; routing it is not
+  EXPECT_ERROR(router.route_text(embedder, "hello", -2.0), PM_STATUS_CONFIG);
+  EXPECT_ERROR(pointsman::Embedder::load("/nonexistent/model"), PM_STATUS_MODEL_NOT_FOUND);
+  pointsman::EmbedderOptions tiny;
+  tiny.max_tokens = 1;
+  EXPECT_ERROR(pointsman::Embedder::load("", tiny), PM_STATUS_INVALID_ARGUMENT);
+
+  // Moves: a moved-from Embedder reports, it does not crash.
+  pointsman::Embedder a = pointsman::Embedder::load("", options);
+  const pm_embedder *raw = a.capi();
+  pointsman::Embedder b = std::move(a);
+  CHECK(!a && b && b.capi() == raw && a.dim() == 0 && a.model_name().empty());
+  EXPECT_ERROR(a.embed("hello"), PM_STATUS_NULL_ARGUMENT);
+  EXPECT_ERROR(router.route_text(a, "hello", 0.0), PM_STATUS_NULL_ARGUMENT);
+
+  // 8 threads embedding and routing text with one embedder and one router at once.
+  std::atomic<std::size_t> mismatches{0}, calls{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; t++) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = 0; i < texts.size(); i++) {
+        const TextCase &c = texts[(i + static_cast<std::size_t>(t)) % texts.size()];
+        try {
+          if (b.embed(c.text) != c.embedding) mismatches++;
+          for (const auto &[w, d] : c.routes)
+            if (!same(router.route_text(b, c.text, w), d)) mismatches++;
+        } catch (const pointsman::Error &) {
+          mismatches++;
+        }
+        calls++;
+      }
+    });
+  }
+  for (auto &t : threads) t.join();
+  CHECK(mismatches == 0 && calls == 8 * texts.size());
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -253,6 +369,7 @@ int main(int argc, char **argv) {
     test_errors(router, f, dir);
     test_moves(path, f);
     test_threads(router, f);
+    test_embedder(router, dir);
   } catch (const pointsman::Error &e) {
     failed++;
     std::cerr << "unexpected error " << e.status_name() << ": " << e.what() << "\n";
