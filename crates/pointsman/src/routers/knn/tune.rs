@@ -136,7 +136,7 @@ impl SearchReport {
 
 impl KnnRouter {
     /// Chooses the hyper-parameters by cross-validation on `train` (see the
-    /// [module documentation](self)) and fits the winner on the whole split. Fields of `base`
+    /// module documentation) and fits the winner on the whole split. Fields of `base`
     /// not in the search (index, OOD neighbours) are kept.
     ///
     /// # Errors
