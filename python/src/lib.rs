@@ -11,6 +11,7 @@
 mod arrays;
 mod convert;
 mod data;
+mod embedder;
 mod errors;
 mod eval;
 mod parallel;
@@ -30,6 +31,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<data::PyDataset>()?;
     m.add_class::<data::PySplit>()?;
+    m.add_class::<embedder::PyEmbedder>()?;
     m.add_class::<router::PyRouter>()?;
     m.add_class::<router::Decision>()?;
     m.add_class::<router::Alternative>()?;

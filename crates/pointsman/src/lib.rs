@@ -16,8 +16,8 @@ pub mod routers;
 pub mod simd;
 
 pub use error::{Error, ErrorKind, Result};
-pub use io::load_router;
 pub use features::{FeatureBatch, QueryFeatures, DEFAULT_EMBEDDING_MODEL};
+pub use io::load_router;
 pub use pool::{ModelCard, ModelPool};
 pub use router::{Alternative, Decision, Estimates, Feedback, Learner, Objective, Router, Signals};
 
