@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::Array1;
 use numpy::IntoPyArray;
-use pointsman::embed::{default_model_dir, Embedder, EmbedderOptions};
+use pointsman::embed::{default_model_dir, Backend, Embedder, EmbedderOptions};
 use pointsman::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use crate::arrays;
 use crate::convert::repr;
-use crate::errors::{type_error, IntoPyResult};
+use crate::errors::{to_py_err, type_error, IntoPyResult};
 use crate::parallel::run;
 
 /// A loaded sentence-embedding model (all-MiniLM-L6-v2 by default).
@@ -38,7 +38,8 @@ impl PyEmbedder {
             .current
             .lock()
             .map_err(|_| Error::Backend("embedder lock poisoned by a panic".into()))?;
-        if current.0 != pid && current.1.threads() > 1 {
+        let has_pool = current.1.threads() > 1 || current.1.backend() != Backend::Fast;
+        if current.0 != pid && has_pool {
             *current = (pid, Arc::new(Embedder::load(&self.path, &self.options)?));
         }
         Ok(current.1.clone())
@@ -50,6 +51,14 @@ impl PyEmbedder {
             Ok(c) => c.1.clone(),
             Err(poisoned) => poisoned.into_inner().1.clone(),
         }
+    }
+}
+
+/// The backend's name in Python.
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Candle => "candle",
+        _ => "fast",
     }
 }
 
@@ -67,18 +76,30 @@ impl PyEmbedder {
     /// Loads a sentence-transformers model folder; `path=None` loads the default model
     /// (all-MiniLM-L6-v2 from `$POINTSMAN_MODEL_DIR`, else `~/.cache/pointsman/models`, where
     /// `scripts/fetch-model.sh` installs it). `threads=0` uses every core; `max_tokens` is the
-    /// truncation window in word pieces.
+    /// truncation window in word pieces; `backend` the forward implementation: `"fast"` (the
+    /// engine's own kernels) or `"candle"` (stock candle ops, slower; a cross-check).
     #[staticmethod]
-    #[pyo3(signature = (path = None, threads = 0, max_tokens = 256))]
+    #[pyo3(signature = (path = None, threads = 0, max_tokens = 256, backend = "fast"))]
     fn load(
         py: Python<'_>,
         path: Option<PathBuf>,
         threads: usize,
         max_tokens: usize,
+        backend: &str,
     ) -> PyResult<PyEmbedder> {
+        let backend = match backend {
+            "fast" => Backend::Fast,
+            "candle" => Backend::Candle,
+            other => {
+                return Err(to_py_err(Error::Config(format!(
+                    "unknown embedder backend {other:?} (known: fast, candle)"
+                ))))
+            }
+        };
         let options = EmbedderOptions {
             threads,
             max_tokens,
+            backend,
         };
         let (path, embedder) = py
             .detach(|| {
@@ -120,6 +141,12 @@ impl PyEmbedder {
     #[getter]
     fn max_tokens(&self) -> usize {
         self.loaded().max_tokens()
+    }
+
+    /// The forward implementation: `"fast"` or `"candle"`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        backend_name(self.loaded().backend())
     }
 
     /// The number of threads one `embed` call may use.
@@ -188,23 +215,29 @@ impl PyEmbedder {
     /// Pickles as the model folder and options: unpickling loads the model again.
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (PathBuf, usize, usize))> {
+    ) -> PyResult<(Bound<'py, PyAny>, (PathBuf, usize, usize, &'static str))> {
         let load = slf.get_type().getattr("load")?;
         let me = slf.get();
         Ok((
             load,
-            (me.path.clone(), me.options.threads, me.options.max_tokens),
+            (
+                me.path.clone(),
+                me.options.threads,
+                me.options.max_tokens,
+                backend_name(me.options.backend),
+            ),
         ))
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let e = self.loaded();
         Ok(format!(
-            "Embedder(model_name={}, dim={}, max_tokens={}, threads={}, path={})",
+            "Embedder(model_name={}, dim={}, max_tokens={}, threads={}, backend={}, path={})",
             repr(py, e.model_name())?,
             e.dim(),
             e.max_tokens(),
             e.threads(),
+            repr(py, backend_name(e.backend()))?,
             repr(py, self.path.display().to_string())?
         ))
     }

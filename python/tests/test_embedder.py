@@ -27,7 +27,7 @@ def test_reference_embeddings(embedder, reference):
 def test_properties_repr_pickle(embedder):
     assert embedder.dim == 384
     assert embedder.model_name == pointsman.DEFAULT_EMBEDDING_MODEL == "all-MiniLM-L6-v2"
-    assert embedder.max_tokens == 256 and embedder.threads == 1
+    assert embedder.max_tokens == 256 and embedder.threads == 1 and embedder.backend == "fast"
     assert embedder.path.is_dir()
     assert "all-MiniLM-L6-v2" in repr(embedder) and "dim=384" in repr(embedder)
     again = pickle.loads(pickle.dumps(embedder))
@@ -59,6 +59,10 @@ def test_threads_and_max_tokens_options(embedder):
     assert len(two.tokenize(long)) == 128
     texts = [TEXT, "hello", "what is 2 + 2"]
     assert np.allclose(two.embed(texts), embedder.embed(texts), atol=1e-6)
+    candle = pointsman.Embedder.load(threads=1, backend="candle")
+    assert candle.backend == "candle" and "backend='candle'" in repr(candle)
+    assert np.allclose(candle.embed(texts), embedder.embed(texts), atol=1e-5)
+    assert pickle.loads(pickle.dumps(candle)).backend == "candle"
 
 
 def test_embedder_errors(embedder, tmp_path):
@@ -79,6 +83,8 @@ def test_embedder_errors(embedder, tmp_path):
         pointsman.Embedder.load(embedder.path, max_tokens=10_000)
     with pytest.raises(pointsman.InvalidInputError, match="no room"):
         pointsman.Embedder.load(embedder.path, max_tokens=2)
+    with pytest.raises(pointsman.ConfigError, match="unknown embedder backend"):
+        pointsman.Embedder.load(embedder.path, backend="gpu")
     with pytest.raises(OverflowError):
         pointsman.Embedder.load(embedder.path, threads=-1)
 

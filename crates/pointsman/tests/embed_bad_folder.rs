@@ -23,6 +23,7 @@ fn load(dir: &Path) -> Result<Embedder, Error> {
         &EmbedderOptions {
             threads: 1,
             max_tokens: 16,
+            ..Default::default()
         },
     )
 }
@@ -154,6 +155,7 @@ fn broken_config_tokenizer_pooling_and_options() {
         &EmbedderOptions {
             threads: 1,
             max_tokens: 17,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -166,6 +168,7 @@ fn broken_config_tokenizer_pooling_and_options() {
         &EmbedderOptions {
             threads: 1,
             max_tokens: 2,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -204,6 +207,7 @@ fn real_model_verifies_and_detects_a_flipped_byte() {
         &EmbedderOptions {
             threads: 1,
             max_tokens: 256,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -35,6 +35,7 @@ fn lean_forward_matches_naive_reference() {
             &EmbedderOptions {
                 threads,
                 max_tokens: 10,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -122,6 +123,7 @@ fn concurrent_calls_share_one_embedder() {
         &EmbedderOptions {
             threads: 2,
             max_tokens: 16,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -25,6 +25,7 @@ fn generic_kernels_match_naive_reference() {
             &EmbedderOptions {
                 threads,
                 max_tokens: 12,
+                ..Default::default()
             },
         )
         .unwrap();

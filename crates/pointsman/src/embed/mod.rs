@@ -15,13 +15,26 @@
 //! portable fallback, GELU fused into the first feed-forward projection, no allocation inside
 //! the layer loop). It matches the reference sentence-transformers embeddings within 1e-6.
 //!
-//! * **Batches** are sorted by length and cut into chunks of at most [`CHUNK_TOKENS`] tokens,
-//!   so memory stays bounded for any batch; within a chunk the sequences are packed without
-//!   padding, which is the same computation as padding to the longest and masking. Results come
-//!   back in input order.
+//! * **Backends**: that lean forward is [`Backend::Fast`], the default.
+//!   [`EmbedderOptions::backend`] = [`Backend::Candle`] runs a second, independent forward
+//!   written with stock candle tensor ops (candle's `gemm` matrix products, `candle_nn`
+//!   softmax, `gelu_erf`): each batch is sorted by length, cut into batches of at most
+//!   [`CHUNK_TOKENS`] tokens once padded to their longest member, and run with an attention
+//!   mask (padded keys get a large negative score before the softmax; mean pooling runs over
+//!   the mask). It matches the reference as closely, and is about 2.5-3x slower on one short
+//!   text at one thread (the ignored test `timing_short_prompt_both_backends` in
+//!   `tests/embed_candle.rs` prints both); it is kept as a cross-check of the fast kernels
+//!   and for platforms where one would rather trust candle's kernels. Only the chosen backend's form of the weights is kept
+//!   (packed panels or candle tensors), so choosing one costs no memory for the other. Its
+//!   threads: see [`EmbedderOptions::threads`].
+//! * **Batches** (fast backend) are sorted by length and cut into chunks of at most
+//!   [`CHUNK_TOKENS`] tokens, so memory stays bounded for any batch; within a chunk the
+//!   sequences are packed without padding, which is the same computation as padding to the
+//!   longest and masking. Results come back in input order.
 //! * **Threads**: [`EmbedderOptions::threads`] is the number of threads the embedder may use.
-//!   With 1, everything runs on the calling thread; otherwise on a private pool of that size (the
-//!   host's own rayon pool is not touched). Set it to pin the embedder next to other work.
+//!   With 1, everything runs on the calling thread (the candle backend: on a private pool of one
+//!   thread); otherwise on a private pool of that size (the host's own rayon pool is not
+//!   touched). Set it to pin the embedder next to other work.
 //! * **Text**: [`Embedder::embed`] embeds any string, the empty one included (it becomes
 //!   `[CLS] [SEP]`, as in sentence-transformers). [`Embedder::features`] and
 //!   [`Pipeline::route_text`] refuse empty or whitespace-only text: there is nothing to route.
@@ -44,6 +57,7 @@
 //! # Ok::<(), pointsman::Error>(())
 //! ```
 
+mod candle_bert;
 mod config;
 mod kernels;
 mod matmul;
@@ -56,9 +70,10 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tokenizers::{PostProcessor, Tokenizer, TruncationDirection};
 
+use self::candle_bert::CandleBert;
 use self::config::{format_err, BertConfig};
 use self::kernels::Par;
-use self::model::{hex, Bert, Workspace};
+use self::model::{hex, Bert, TensorSource, Workspace};
 use crate::{Error, FeatureBatch, QueryFeatures, Result};
 
 mod dataset;
@@ -84,14 +99,41 @@ const KNOWN_MODELS: &[(&str, &str, &str)] = &[(
 const FETCH_HINT: &str =
     "run scripts/fetch-model.sh or set POINTSMAN_MODEL_DIR to a sentence-transformers model folder";
 
+/// Which implementation of the BERT forward pass an [`Embedder`] runs. Both compute the same
+/// embeddings (within 1e-5 of the sentence-transformers reference); they differ in speed and in
+/// whose kernels do the arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The lean kernels written for this model's shapes (pre-packed weights, an AVX2/FMA
+    /// micro-kernel with a portable fallback, fused GELU, packed batches without padding). The
+    /// default, and the fast one.
+    #[default]
+    Fast,
+    /// Stock candle tensor ops (candle's `gemm` matrix products, `candle_nn` softmax, `gelu_erf`)
+    /// on batches padded to their longest member with an attention mask. Slower; kept as an
+    /// independent cross-check of [`Backend::Fast`] and for platforms where one prefers candle's
+    /// own kernels. Threads: see [`EmbedderOptions::threads`].
+    Candle,
+}
+
 /// How to load an [`Embedder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbedderOptions {
     /// Worker threads; 0 = all cores (`std::thread::available_parallelism`).
+    ///
+    /// With [`Backend::Fast`] and 1 thread everything runs on the calling thread, otherwise on
+    /// a private rayon pool of this size. With [`Backend::Candle`] the forward always runs
+    /// inside a private pool of this size (even of 1), so candle's parallel ops (matrix
+    /// products, softmax) use at most this many threads and never rayon's global pool; candle
+    /// itself splits a matrix product into as many tasks as it counts cores
+    /// (`RAYON_NUM_THREADS` or the physical cores), so more threads than that do not help it.
     pub threads: usize,
     /// Truncation length in word pieces, [CLS] and [SEP] included (default 256,
     /// the model's `max_seq_length`); must not exceed `max_position_embeddings`.
     pub max_tokens: usize,
+    /// The forward implementation (default [`Backend::Fast`]).
+    pub backend: Backend,
 }
 
 impl Default for EmbedderOptions {
@@ -99,8 +141,19 @@ impl Default for EmbedderOptions {
         EmbedderOptions {
             threads: 0,
             max_tokens: 256,
+            backend: Backend::Fast,
         }
     }
+}
+
+/// The loaded weights, in the form the chosen backend needs (never both).
+enum Engine {
+    Fast {
+        model: Bert,
+        /// Scratch space reused across calls, one per concurrent forward.
+        workspaces: Mutex<Vec<Workspace>>,
+    },
+    Candle(CandleBert),
 }
 
 /// Per-text tokenisation facts.
@@ -115,14 +168,14 @@ pub struct TokenInfo {
 /// A loaded embedding model. `Send + Sync`; `embed` takes `&self` and may be
 /// called from several threads at once (each call uses its own scratch space).
 pub struct Embedder {
-    model: Bert,
+    engine: Engine,
+    cfg: BertConfig,
     tokenizer: Tokenizer,
     added_tokens: usize,
     name: String,
     max_tokens: usize,
     threads: usize,
     pool: Option<rayon::ThreadPool>,
-    workspaces: Mutex<Vec<Workspace>>,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -132,6 +185,7 @@ impl std::fmt::Debug for Embedder {
             .field("dim", &self.dim())
             .field("max_tokens", &self.max_tokens)
             .field("threads", &self.threads)
+            .field("backend", &self.backend())
             .finish()
     }
 }
@@ -222,7 +276,9 @@ impl Embedder {
         } else {
             opts.threads
         };
-        let pool = if threads > 1 {
+        // The candle backend always gets a pool: its ops run on the current rayon pool, and
+        // outside one that would be rayon's global pool.
+        let pool = if threads > 1 || opts.backend == Backend::Candle {
             Some(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -233,17 +289,26 @@ impl Embedder {
         } else {
             None
         };
-        let model = Bert::load(&dir.join("model.safetensors"), cfg)?;
-        let name = derive_name(dir, &model.fingerprint);
+        let st = dir.join("model.safetensors");
+        let src = TensorSource::open(&st)?;
+        let engine = match opts.backend {
+            Backend::Fast => Engine::Fast {
+                model: Bert::from_source(&src, cfg.clone())?,
+                workspaces: Mutex::new(Vec::new()),
+            },
+            Backend::Candle => Engine::Candle(CandleBert::from_source(&src, cfg.clone())?),
+        };
+        let name = derive_name(dir, &src.fingerprint(cfg.hidden)?);
+        drop(src);
         Ok(Embedder {
-            model,
+            engine,
+            cfg,
             tokenizer,
             added_tokens,
             name,
             max_tokens: opts.max_tokens,
             threads,
             pool,
-            workspaces: Mutex::new(Vec::new()),
         })
     }
 
@@ -258,7 +323,7 @@ impl Embedder {
 
     /// Embedding dimension (the model's hidden size, 384 for all-MiniLM-L6-v2).
     pub fn dim(&self) -> usize {
-        self.model.cfg.hidden
+        self.cfg.hidden
     }
 
     /// "all-MiniLM-L6-v2" for the known default weights (recognised by content),
@@ -275,6 +340,14 @@ impl Embedder {
     /// The number of threads an `embed` call may use.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The forward implementation this embedder runs.
+    pub fn backend(&self) -> Backend {
+        match self.engine {
+            Engine::Fast { .. } => Backend::Fast,
+            Engine::Candle(_) => Backend::Candle,
+        }
     }
 
     fn tokenize_info(&self, text: &str) -> Result<(Vec<u32>, TokenInfo)> {
@@ -295,7 +368,7 @@ impl Embedder {
             .post_process(enc, None, true)
             .map_err(backend)?;
         let ids = enc.get_ids();
-        let vocab = self.model.cfg.vocab;
+        let vocab = self.cfg.vocab;
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(Error::Backend(format!(
                 "tokenizer produced id {bad}, outside the model vocabulary of {vocab}"
@@ -364,18 +437,39 @@ impl Embedder {
                 .collect::<Result<_>>()?,
         };
         let lens: Vec<usize> = toks.iter().map(|(ids, _)| ids.len()).collect();
+        let (model, workspaces) = match &self.engine {
+            Engine::Fast { model, workspaces } => (model, workspaces),
+            Engine::Candle(model) => {
+                let pool = self
+                    .pool
+                    .as_ref()
+                    .expect("the candle backend always has a pool");
+                let forward = || -> Result<()> {
+                    for chunk in plan_padded_chunks(&lens) {
+                        let seqs: Vec<&[u32]> =
+                            chunk.iter().map(|&i| toks[i].0.as_slice()).collect();
+                        let res = model.forward(&seqs)?;
+                        for (&i, row) in chunk.iter().zip(res.chunks_exact(dim)) {
+                            out[i * dim..(i + 1) * dim].copy_from_slice(row);
+                        }
+                    }
+                    Ok(())
+                };
+                pool.install(forward)?;
+                return Ok(toks.into_iter().map(|(_, info)| info).collect());
+            }
+        };
         let chunks = plan_chunks(&lens, self.threads);
         let run = |chunk: &Vec<usize>, par: Par| -> Vec<f32> {
             let seqs: Vec<&[u32]> = chunk.iter().map(|&i| toks[i].0.as_slice()).collect();
             let mut res = vec![0f32; seqs.len() * dim];
-            let mut ws = self
-                .workspaces
+            let mut ws = workspaces
                 .lock()
                 .map(|mut w| w.pop())
                 .unwrap_or(None)
                 .unwrap_or_default();
-            self.model.forward(&mut ws, &seqs, &mut res, par);
-            if let Ok(mut w) = self.workspaces.lock() {
+            model.forward(&mut ws, &seqs, &mut res, par);
+            if let Ok(mut w) = workspaces.lock() {
                 w.push(ws);
             }
             res
@@ -550,6 +644,29 @@ fn plan_chunks(lens: &[usize], threads: usize) -> Vec<Vec<usize>> {
             .expect("n >= 1");
         chunks[best].push(i);
         load[best] += seq_cost(lens[i]);
+    }
+    chunks
+}
+
+/// Groups sequence indices into padded batches for [`Backend::Candle`]: longest first, each
+/// batch at most [`CHUNK_TOKENS`] tokens once padded to its longest member (a longer single
+/// sequence gets its own batch). Sorting by length keeps the padding small.
+fn plan_padded_chunks(lens: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by(|&a, &b| lens[b].cmp(&lens[a]).then(a.cmp(&b)));
+    let mut chunks: Vec<Vec<usize>> = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted longest first: the first member sets the padded length.
+        if let Some(&first) = cur.first() {
+            if (cur.len() + 1) * lens[first] > CHUNK_TOKENS {
+                chunks.push(std::mem::take(&mut cur));
+            }
+        }
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        chunks.push(cur);
     }
     chunks
 }
@@ -729,6 +846,23 @@ mod tests {
         }
         assert_eq!(plan_chunks(&[5], 2), vec![vec![0]]);
         assert_eq!(plan_chunks(&[5, 9], 4).len(), 2);
+    }
+
+    #[test]
+    fn padded_plan_covers_all_and_respects_budget() {
+        let lens: Vec<usize> = (0..100).map(|i| 2 + (i * 37) % 255).collect();
+        let chunks = plan_padded_chunks(&lens);
+        let mut seen: Vec<usize> = chunks.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
+        for c in &chunks {
+            let longest = c.iter().map(|&i| lens[i]).max().unwrap();
+            assert_eq!(longest, lens[c[0]]);
+            assert!(c.len() == 1 || c.len() * longest <= CHUNK_TOKENS);
+        }
+        assert_eq!(plan_padded_chunks(&[3, 9, 5]), vec![vec![1, 2, 0]]);
+        assert_eq!(plan_padded_chunks(&[2000, 3]), vec![vec![0], vec![1]]);
+        assert!(plan_padded_chunks(&[]).is_empty());
     }
 
     #[test]

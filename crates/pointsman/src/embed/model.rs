@@ -43,19 +43,55 @@ pub(crate) struct Bert {
     layers: Vec<Layer>,
     /// All packed projection weights.
     arena: Arena,
-    /// sha256 (hex) of the raw little-endian bytes of `embeddings.LayerNorm.weight`,
-    /// used to recognise known models cheaply.
-    pub fingerprint: String,
 }
 
-struct TensorSource<'a> {
+/// The tensors of a `model.safetensors` file, read once with candle; each backend takes
+/// what it needs from it, checked against `config.json`, and the rest is dropped with it.
+pub(crate) struct TensorSource<'a> {
     path: &'a Path,
     map: HashMap<String, Tensor>,
     prefix: &'static str,
 }
 
-impl TensorSource<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+impl<'a> TensorSource<'a> {
+    /// Reads the file; tensor names may carry a `bert.` prefix.
+    pub(crate) fn open(path: &'a Path) -> Result<TensorSource<'a>> {
+        let map = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| format_err(path, format!("cannot read safetensors: {e}")))?;
+        let prefix = if map.contains_key("embeddings.word_embeddings.weight") {
+            ""
+        } else if map.contains_key("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            return Err(format_err(
+                path,
+                "missing tensor embeddings.word_embeddings.weight",
+            ));
+        };
+        Ok(TensorSource { path, map, prefix })
+    }
+
+    /// sha256 (hex) of the raw little-endian f32 bytes of `embeddings.LayerNorm.weight`,
+    /// used to recognise known models cheaply.
+    pub(crate) fn fingerprint(&self, hidden: usize) -> Result<String> {
+        let g = self.get("embeddings.LayerNorm.weight", &[hidden])?;
+        let mut hasher = Sha256::new();
+        for x in &g {
+            hasher.update(x.to_le_bytes());
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+
+    /// Tensor `name` (after the prefix) as a contiguous `f32` CPU tensor of exactly `shape`,
+    /// with every value finite.
+    pub(crate) fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let v = self.get(name, shape)?;
+        Tensor::from_vec(v, shape, &Device::Cpu)
+            .map_err(|e| format_err(self.path, format!("tensor {}{name}: {e}", self.prefix)))
+    }
+
+    /// Tensor `name` (after the prefix) as row-major `f32` values, checked as [`Self::tensor`].
+    pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let full = format!("{}{}", self.prefix, name);
         let t = self
             .map
@@ -98,24 +134,8 @@ impl TensorSource<'_> {
 }
 
 impl Bert {
-    pub(crate) fn load(path: &Path, cfg: BertConfig) -> Result<Bert> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| format_err(path, format!("cannot read safetensors: {e}")))?;
-        let prefix = if map.contains_key("embeddings.word_embeddings.weight") {
-            ""
-        } else if map.contains_key("bert.embeddings.word_embeddings.weight") {
-            "bert."
-        } else {
-            return Err(format_err(
-                path,
-                "missing tensor embeddings.word_embeddings.weight",
-            ));
-        };
-        let src = TensorSource { path, map, prefix };
-        Self::from_source(&src, cfg)
-    }
-
-    fn from_source(src: &TensorSource<'_>, cfg: BertConfig) -> Result<Bert> {
+    /// Packs the weights for the lean kernels.
+    pub(crate) fn from_source(src: &TensorSource<'_>, cfg: BertConfig) -> Result<Bert> {
         let h = cfg.hidden;
         let i = cfg.intermediate;
         let word = src.get("embeddings.word_embeddings.weight", &[cfg.vocab, h])?;
@@ -129,11 +149,6 @@ impl Bert {
         )?;
         let emb_g = src.get("embeddings.LayerNorm.weight", &[h])?;
         let emb_b = src.get("embeddings.LayerNorm.bias", &[h])?;
-        let mut hasher = Sha256::new();
-        for x in &emb_g {
-            hasher.update(x.to_le_bytes());
-        }
-        let fingerprint = hex(&hasher.finalize());
         // 1/sqrt(d) folded into the query projection (exact for d a power of 4).
         let scale = 1.0 / (cfg.head_dim as f32).sqrt();
         let per_layer = PackedLinear::arena_len(3 * h, h)
@@ -202,7 +217,6 @@ impl Bert {
             emb_b,
             layers,
             arena,
-            fingerprint,
             cfg,
         })
     }

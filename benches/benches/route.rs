@@ -1,0 +1,113 @@
+//! Routing given features, per router kind, on llmrouter_dc (9 models, 384-dimensional MiniLM
+//! embeddings, kNN over the 5,489 train queries): one `route` call, `route_batch` throughput on
+//! 1 and 2 threads, and the load time of the saved router.
+//!
+//! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench route`; docs/benchmarks.md records
+//! the medians. `cargo test -p pointsman-bench --benches` runs each once (the test command does).
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pointsman::routers::baseline::{Baseline, BaselineRouter};
+use pointsman::routers::knn::{Index, KnnConfig, KnnRouter};
+use pointsman::routers::mf::{MfConfig, MfRouter};
+use pointsman::{FeatureBatch, Objective, Router};
+use pointsman_bench::{llmrouter_dc, test_queries};
+
+fn routers(ds: &pointsman::data::Dataset) -> Vec<(&'static str, Arc<dyn Router>)> {
+    let train = ds.train();
+    let zero = BaselineRouter::fit(Baseline::Zero, train).expect("the zero router fits");
+    let knn = KnnRouter::fit(train, &KnnConfig::default()).expect("kNN fits");
+    let hnsw = KnnConfig {
+        index: Index::Hnsw(Default::default()),
+        ..Default::default()
+    };
+    let knn_hnsw = KnnRouter::fit(train, &hnsw).expect("kNN with HNSW fits");
+    // A decision's cost does not depend on how long the factors trained: a few epochs suffice.
+    let mf_config = MfConfig {
+        max_epochs: 3,
+        ..Default::default()
+    };
+    let mf = MfRouter::fit(train, &mf_config).expect("MF fits");
+    vec![
+        ("zero", Arc::new(zero)),
+        ("knn", Arc::new(knn)),
+        ("knn-hnsw", Arc::new(knn_hnsw)),
+        ("mf", Arc::new(mf)),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let ds = llmrouter_dc();
+    let queries = test_queries(&ds);
+    let objective = Objective::new(300.0);
+    let dim = ds.test().dim();
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    for (name, router) in routers(&ds) {
+        let mut group = c.benchmark_group("route");
+        let mut i = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                i = (i + 1) % queries.len();
+                router
+                    .route(&queries[i], &objective)
+                    .expect("routing a test query")
+            })
+        });
+        group.finish();
+
+        // Batches: the test split repeated to 8,192 rows (500 rows for the exact kNN scan).
+        let rows = if name == "knn" { 500 } else { 8192 };
+        let data: Vec<f32> = ds
+            .test()
+            .embeddings()
+            .iter()
+            .copied()
+            .cycle()
+            .take(rows * dim)
+            .collect();
+        let tokens: Vec<f64> = ds
+            .test()
+            .prompt_tokens()
+            .iter()
+            .copied()
+            .cycle()
+            .take(rows)
+            .collect();
+        let batch = FeatureBatch::new(&data, dim)
+            .and_then(|b| b.with_prompt_tokens(&tokens))
+            .expect("a valid batch")
+            .with_embedding_model(pointsman::DEFAULT_EMBEDDING_MODEL);
+        let mut out = vec![0u32; rows];
+        let mut group = c.benchmark_group(format!("route_batch/{name}"));
+        group.throughput(Throughput::Elements(rows as u64));
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            group.bench_function(BenchmarkId::new("threads", threads), |b| {
+                b.iter(|| {
+                    pool.install(|| router.route_batch_into(&batch, &objective, &mut out))
+                        .expect("routing the batch")
+                })
+            });
+        }
+        group.finish();
+
+        let path = tmp.path().join(format!("{name}.safetensors"));
+        router.save(&path).expect("saving the router");
+        let mut group = c.benchmark_group("load");
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| pointsman::load_router(&path).expect("loading the router"))
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = bench
+}
+criterion_main!(benches);
