@@ -7,6 +7,7 @@ mod eval_cmd;
 mod output;
 mod plot;
 mod progress;
+mod replay_cmd;
 mod route_cmd;
 mod train_cmd;
 
@@ -44,6 +45,8 @@ enum Command {
     /// Compute a dataset's prompt embeddings (all-MiniLM-L6-v2) into its folder, in the layout of
     /// the shared datasets.
     Embed(embed_cmd::EmbedArgs),
+    /// Stream a dataset through learning routers that see only the chosen model's outcome.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::train(&args, &progress),
         Command::Route(args) => route_cmd::route(&args),
         Command::Embed(args) => embed_cmd::embed(&args, &progress),
+        Command::Replay(args) => replay_cmd::replay(&args, &progress),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

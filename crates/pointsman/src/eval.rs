@@ -378,6 +378,10 @@ pub const POLICY_NAMES: &[&str] = &[
     "knn",
     #[cfg(feature = "train")]
     "mf",
+    "linucb",
+    "thompson",
+    "knn-ucb",
+    "cluster-ucb",
     "file:<saved router>",
 ];
 
@@ -392,6 +396,10 @@ pub const ALL_POLICIES: &[&str] = &[
     "knn",
     #[cfg(feature = "train")]
     "mf",
+    "linucb",
+    "thompson",
+    "knn-ucb",
+    "cluster-ucb",
 ];
 
 /// Splits a comma-separated list of policy names, trimming blanks and expanding `all` to
@@ -430,6 +438,7 @@ pub fn check_policy_name(name: &str, pool: &crate::ModelPool) -> Result<()> {
         Some(Baseline::Fixed { model }) => pool.index_of(&model).map(|_| ()),
         Some(_) => Ok(()),
         None if ["oracle", "knn", "mf"].contains(&name) => Ok(()),
+        None if crate::replay::check_learner_name(name).is_ok() => Ok(()),
         None => Err(unknown_policy(name)),
     }
 }
@@ -503,6 +512,9 @@ pub fn policy_by_name(
         return Ok(Box::new(
             RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
         ));
+    }
+    if crate::replay::check_learner_name(name).is_ok() {
+        return crate::replay::learned_policy(name, train, options);
     }
     if let Some(rule) = Baseline::from_name(name, options.seed) {
         let router = BaselineRouter::fit(rule, train)?;

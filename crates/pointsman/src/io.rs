@@ -56,6 +56,14 @@ pub enum RouterConfig {
     Knn(crate::routers::knn::KnnConfig),
     /// A matrix-factorisation router.
     Mf(crate::routers::mf::MfConfig),
+    /// A LinUCB bandit.
+    Linucb(crate::routers::bandit::LinearConfig),
+    /// A linear Thompson-sampling bandit.
+    Thompson(crate::routers::bandit::LinearConfig),
+    /// A neighbourhood (kNN-UCB) bandit.
+    KnnUcb(crate::routers::bandit::KnnUcbConfig),
+    /// A cluster bandit with an additive prior.
+    ClusterUcb(crate::routers::bandit::ClusterUcbConfig),
 }
 
 /// The values of a tensor.
@@ -426,6 +434,18 @@ pub fn router_from_saved(saved: SavedRouter) -> Result<Arc<dyn Router>> {
         RouterConfig::Mf(config) => Ok(Arc::new(crate::routers::mf::MfRouter::from_saved(
             config, saved,
         )?)),
+        RouterConfig::Linucb(config) => Ok(Arc::new(
+            crate::routers::bandit::LinUcbRouter::from_saved(config, saved)?,
+        )),
+        RouterConfig::Thompson(config) => Ok(Arc::new(
+            crate::routers::bandit::LinTsRouter::from_saved(config, saved)?,
+        )),
+        RouterConfig::KnnUcb(config) => Ok(Arc::new(
+            crate::routers::bandit::KnnUcbRouter::from_saved(config, saved)?,
+        )),
+        RouterConfig::ClusterUcb(config) => Ok(Arc::new(
+            crate::routers::bandit::ClusterUcbRouter::from_saved(config, saved)?,
+        )),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod eval;
 pub mod features;
 pub mod io;
 pub mod pool;
+pub mod replay;
 pub mod rng;
 pub mod router;
 pub mod routers;

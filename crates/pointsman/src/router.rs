@@ -598,6 +598,11 @@ pub trait Learner: Router {
 
     /// Number of observations learned so far.
     fn observations(&self) -> u64;
+
+    /// Drift-detector alarms so far, per model (empty for learners without a detector).
+    fn alarms(&self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,74 @@ fn dot4_lanes(row: &[f32], q: [&[f32]; 4]) -> [f32; 4] {
     acc.map(reduce)
 }
 
+/// Start column of row `i` of a [`pack_quadratic_form`] layout (aligned to the lanes).
+#[inline(always)]
+fn form_row_start(i: usize) -> usize {
+    i - i % LANES
+}
+
+#[inline(always)]
+fn quadratic_form_lanes(packed: &[f32], x: &[f32], v: &mut [f32]) -> f64 {
+    // v = Cᵀ x, accumulated four rows at a time (rows 4k..4k+3 start at the same aligned column
+    // and have the same length), so every inner step is a full, aligned group of lanes, v is
+    // read and written once per four rows, and no row needs a horizontal sum; then xᵀ v.
+    let d = x.len();
+    let width = v.len();
+    v.fill(0.0);
+    let mut off = 0;
+    let mut i = 0;
+    while i + 4 <= d {
+        let start = form_row_start(i);
+        let len = width - start;
+        let (r0, r1, r2, r3) = (
+            &packed[off..off + len],
+            &packed[off + len..off + 2 * len],
+            &packed[off + 2 * len..off + 3 * len],
+            &packed[off + 3 * len..off + 4 * len],
+        );
+        let (x0, x1, x2, x3) = (x[i], x[i + 1], x[i + 2], x[i + 3]);
+        for (c, vc) in v[start..].chunks_exact_mut(LANES).enumerate() {
+            let k = c * LANES;
+            let (a, b, e, f) = (
+                &r0[k..k + LANES],
+                &r1[k..k + LANES],
+                &r2[k..k + LANES],
+                &r3[k..k + LANES],
+            );
+            for l in 0..LANES {
+                vc[l] += (x0 * a[l] + x1 * b[l]) + (x2 * e[l] + x3 * f[l]);
+            }
+        }
+        off += 4 * len;
+        i += 4;
+    }
+    while i < d {
+        let start = form_row_start(i);
+        let len = width - start;
+        let row = &packed[off..off + len];
+        let xi = x[i];
+        for (vc, rc) in v[start..]
+            .chunks_exact_mut(LANES)
+            .zip(row.chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                vc[l] += xi * rc[l];
+            }
+        }
+        off += len;
+        i += 1;
+    }
+    let mut acc = [0f32; LANES];
+    for (c, vc) in v.chunks_exact(LANES).enumerate() {
+        for l in 0..LANES {
+            let j = c * LANES + l;
+            let xj = if j < d { x[j] } else { 0.0 };
+            acc[l] += vc[l] * xj;
+        }
+    }
+    f64::from(reduce(acc))
+}
+
 fn rows_lanes(matrix: &[f32], q: &[f32], out: &mut [f32]) {
     for (o, row) in out.iter_mut().zip(matrix.chunks_exact(q.len())) {
         *o = dot_lanes(row, q);
@@ -91,6 +159,11 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         super::dot_lanes(a, b)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quadratic_form(packed: &[f32], x: &[f32], v: &mut [f32]) -> f64 {
+        super::quadratic_form_lanes(packed, x, v)
     }
 
     #[target_feature(enable = "avx2")]
@@ -137,6 +210,66 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         return unsafe { x86::dot(a, b) };
     }
     dot_lanes(a, b)
+}
+
+/// Length of the [`pack_quadratic_form`] layout of a `d × d` symmetric matrix: its upper
+/// triangle, each row padded at both ends to whole groups of lanes (about `d²/2 + 23·d` values).
+pub fn quadratic_form_len(d: usize) -> usize {
+    let width = d.div_ceil(LANES) * LANES;
+    (0..d).map(|i| width - form_row_start(i)).sum()
+}
+
+/// Packs the symmetric row-major `d × d` matrix `a` for [`quadratic_form`] into `out` (of
+/// [`quadratic_form_len`]`(d)` values): row `i` holds `a_ii` and `2·a_ij` for `j > i` as `f32`,
+/// zeros elsewhere, from column `i − i mod 16` to the padded width.
+///
+/// # Panics
+///
+/// When the lengths do not match `d`.
+pub fn pack_quadratic_form(a: &[f64], d: usize, out: &mut [f32]) {
+    assert_eq!(a.len(), d * d, "matrix is not d × d");
+    assert_eq!(
+        out.len(),
+        quadratic_form_len(d),
+        "output does not fit the layout"
+    );
+    let width = d.div_ceil(LANES) * LANES;
+    let mut off = 0;
+    for i in 0..d {
+        let start = form_row_start(i);
+        for j in start..width {
+            out[off + j - start] = match j.cmp(&i) {
+                std::cmp::Ordering::Less => 0.0,
+                std::cmp::Ordering::Equal => a[i * d + i] as f32,
+                std::cmp::Ordering::Greater if j < d => (2.0 * a[i * d + j]) as f32,
+                std::cmp::Ordering::Greater => 0.0,
+            };
+        }
+        off += width - start;
+    }
+}
+
+/// The quadratic form `xᵀ A x` of a symmetric matrix packed by [`pack_quadratic_form`]: one pass
+/// over its upper triangle in `f32` lanes, in a fixed order (bit-identical on every CPU). About
+/// `d²/2` multiply-adds with no per-row horizontal sum.
+///
+/// # Panics
+///
+/// When `packed` does not have the layout's length for `d = x.len()`.
+pub fn quadratic_form(packed: &[f32], x: &[f32]) -> f64 {
+    let d = x.len();
+    assert_eq!(
+        packed.len(),
+        quadratic_form_len(d),
+        "packed matrix does not match the vector"
+    );
+    let mut v = vec![0f32; d.div_ceil(LANES) * LANES];
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2; the length is checked above.
+        return unsafe { x86::quadratic_form(packed, x, &mut v) };
+    }
+    quadratic_form_lanes(packed, x, &mut v)
 }
 
 /// `out[i] = ⟨row i of matrix, q⟩` for a row-major `matrix` of rows of `q.len()` values.
@@ -241,5 +374,32 @@ mod tests {
             }
         }
         assert!(["portable", "avx2"].contains(&kernel_name()));
+    }
+
+    #[test]
+    fn packed_quadratic_form() {
+        let mut rng = SplitMix64::new(11);
+        for d in [1usize, 2, 15, 16, 17, 40, 385] {
+            let full: Vec<f64> = (0..d * d).map(|_| rng.next_f64() - 0.5).collect();
+            let sym: Vec<f64> = (0..d * d)
+                .map(|k| 0.5 * (full[k] + full[(k % d) * d + k / d]))
+                .collect();
+            let x: Vec<f32> = (0..d).map(|_| rng.next_f64() as f32 - 0.5).collect();
+            let mut packed = vec![0f32; quadratic_form_len(d)];
+            pack_quadratic_form(&sym, d, &mut packed);
+            let mut exact = 0.0;
+            for i in 0..d {
+                for j in 0..d {
+                    exact += f64::from(x[i]) * sym[i * d + j] * f64::from(x[j]);
+                }
+            }
+            let q = quadratic_form(&packed, &x);
+            assert!((q - exact).abs() < 1e-5 * d as f64, "{d}: {q} vs {exact}");
+            let mut v = vec![0f32; d.div_ceil(LANES) * LANES];
+            assert_eq!(
+                q.to_bits(),
+                quadratic_form_lanes(&packed, &x, &mut v).to_bits()
+            );
+        }
     }
 }

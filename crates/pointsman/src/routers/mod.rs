@@ -4,7 +4,10 @@
 //!   router — the figures every learned router must beat.
 //! - [`knn`]: similarity-weighted scores of the nearest training queries, shrunk toward a prior.
 //! - [`mf`]: RouteLLM's matrix factorisation, generalised to N models.
+//! - [`bandit`]: contextual bandits that learn online from the outcome of the chosen model
+//!   (LinUCB, linear Thompson sampling, a neighbourhood bandit, a cluster bandit).
 
+pub mod bandit;
 pub mod baseline;
 pub mod knn;
 pub mod mf;

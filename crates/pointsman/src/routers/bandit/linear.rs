@@ -1,0 +1,780 @@
+//! Per-model ridge regression on the query features, with an upper confidence bound (LinUCB,
+//! Li et al. 2010, "A contextual-bandit approach to personalized news article recommendation")
+//! or a posterior sample (linear Thompson sampling, Agrawal & Goyal 2013, "Thompson sampling
+//! for contextual bandits with linear payoffs") as exploration.
+//!
+//! # Model
+//!
+//! Features `φ(x) = [z(x), 1]`: the unit embedding itself, or its projection on fewer dimensions
+//! (a fixed random Gaussian matrix, or the top principal components of unlabelled embeddings),
+//! re-normalised, plus a bias. Per model `m`, with the outcomes `y_i` of its observations:
+//!
+//! ```text
+//! A_m = λ·I + Σ_i φ_i φ_iᵀ          b_m = Σ_i (y_i − μ0)·φ_i          θ_m = A_m⁻¹ b_m
+//! mean_m(x) = μ0 + θ_mᵀ φ(x)          sd_m(x) = sqrt(φ(x)ᵀ A_m⁻¹ φ(x))
+//! LinUCB:    q̂_m(x) = mean_m(x) + α·sd_m(x)
+//! Thompson:  q̂_m(x) = mean_m(x) + v·sd_m(x)·ξ_m,   ξ_m ~ N(0, 1)
+//! ```
+//!
+//! The ridge shrinks toward the constant `μ0` (`prior_mean`), which is optimistic at its
+//! default 1: an untried model looks good until it has been tried. `A_m⁻¹` is kept by
+//! Sherman–Morrison rank-one updates (`O(p²)` per observation, no inverse per query), `θ_m` is
+//! cached, and routing reads a packed `f32` copy of the upper triangle of `A_m⁻¹`: one
+//! pass over about `p²/2` values per model per query ([`crate::simd::quadratic_form`]). For one query the Thompson score of the disjoint model is
+//! exactly a draw of `θ̃_mᵀφ(x)` with `θ̃_m ~ N(θ_m, v²A_m⁻¹)`; the draw `ξ_m` is a function of
+//! the seed, the observation count and the query's bits, so routing stays a pure read.
+//!
+//! Forgetting: a sliding window (each model's last `W` observations; older ones are removed by a
+//! Sherman–Morrison downdate) and the drift detector. Exponential discounting is refused: it
+//! would decay the ridge prior too, and restoring it needs an `O(p³)` inverse per observation.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+
+use serde::{Deserialize, Serialize};
+
+use super::linalg;
+use super::{sealed, BanditRouter, Context, Forgetting, Learned};
+use crate::error::{Error, Result};
+use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::rng::{hash_f32s, mix64, SplitMix64};
+use crate::router::Signals;
+use crate::simd;
+
+/// A fixed projection of the embeddings on fewer dimensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Projection {
+    /// The embedding itself.
+    None,
+    /// A seeded Gaussian random matrix (`dim` rows, entries N(0, 1/dim)).
+    Random {
+        /// Output dimension.
+        dim: usize,
+        /// Seed of the matrix.
+        seed: u64,
+    },
+    /// The top `dim` principal components of unlabelled embeddings
+    /// ([`BanditRouter::fit_unlabelled`]), after centring.
+    Pca {
+        /// Output dimension.
+        dim: usize,
+    },
+}
+
+/// Hyper-parameters of the linear routers ([`LinUcbRouter`], [`LinTsRouter`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinearConfig {
+    /// Ridge `λ`: the prior's weight, in units of one observation.
+    pub ridge: f64,
+    /// LinUCB's `α`, or Thompson sampling's scale `v` of the posterior spread.
+    pub exploration: f64,
+    /// The constant `μ0` the ridge shrinks toward.
+    pub prior_mean: f64,
+    /// The feature map.
+    pub projection: Projection,
+    /// Forgetting (the window and the detector; no discounting).
+    pub forgetting: Forgetting,
+    /// Seed of the Thompson draws.
+    pub seed: u64,
+    /// Route without exploration.
+    pub greedy: bool,
+}
+
+impl Default for LinearConfig {
+    /// LinUCB's defaults on the raw 384-dimensional MiniLM embeddings: `λ = 10`, `α = 0.3`,
+    /// `μ0 = 1` (chosen by replays on llmrouter_dc stream seeds 100–107, see docs/results.md).
+    fn default() -> Self {
+        LinearConfig {
+            ridge: 10.0,
+            exploration: 0.3,
+            prior_mean: 1.0,
+            projection: Projection::None,
+            forgetting: Forgetting::default(),
+            seed: 0,
+            greedy: false,
+        }
+    }
+}
+
+impl LinearConfig {
+    /// Thompson sampling's defaults: as [`LinearConfig::default`] with the posterior scale
+    /// `v = 0.1` (a draw's spread is wider than LinUCB's one-sided bonus needs).
+    pub fn thompson() -> Self {
+        LinearConfig {
+            exploration: 0.1,
+            ..LinearConfig::default()
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field out of range.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.ridge > 0.0 && self.ridge.is_finite()) {
+            return Err(Error::Config(format!(
+                "linear ridge {} is not a positive number",
+                self.ridge
+            )));
+        }
+        if !(self.exploration >= 0.0 && self.exploration.is_finite()) {
+            return Err(Error::Config(format!(
+                "linear exploration {} is not a non-negative number",
+                self.exploration
+            )));
+        }
+        if !self.prior_mean.is_finite() {
+            return Err(Error::Config(format!(
+                "linear prior_mean {} is not finite",
+                self.prior_mean
+            )));
+        }
+        match self.projection {
+            Projection::Random { dim: 0, .. } | Projection::Pca { dim: 0 } => {
+                return Err(Error::Config(
+                    "linear projection dim must be at least 1".into(),
+                ))
+            }
+            _ => {}
+        }
+        self.forgetting.validate()?;
+        if self.forgetting.discount.is_some() {
+            return Err(Error::Config(
+                "linear routers forget with a window, not a discount (discounting would decay \
+                 the ridge prior and need a matrix inverse per observation)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a linear router explores.
+pub trait Exploration:
+    sealed::Sealed + Clone + Copy + std::fmt::Debug + Default + Send + Sync + 'static
+{
+    /// The router kind.
+    const KIND: &'static str;
+    /// Whether the exploration term is a random draw.
+    const SAMPLES: bool;
+    /// `config` as a saved-router config of this kind.
+    fn router_config(config: &LinearConfig) -> RouterConfig;
+}
+
+/// Upper confidence bound: LinUCB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ucb;
+
+/// Posterior sampling: linear Thompson sampling.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Thompson;
+
+impl sealed::Sealed for Ucb {}
+impl sealed::Sealed for Thompson {}
+
+impl Exploration for Ucb {
+    const KIND: &'static str = "linucb";
+    const SAMPLES: bool = false;
+    fn router_config(config: &LinearConfig) -> RouterConfig {
+        RouterConfig::Linucb(config.clone())
+    }
+}
+
+impl Exploration for Thompson {
+    const KIND: &'static str = "thompson";
+    const SAMPLES: bool = true;
+    fn router_config(config: &LinearConfig) -> RouterConfig {
+        RouterConfig::Thompson(config.clone())
+    }
+}
+
+/// LinUCB: per-model ridge regression with an upper confidence bound. See the
+/// [module documentation](self).
+///
+/// # Example
+///
+/// ```
+/// use pointsman::routers::bandit::{LinUcbRouter, LinearConfig};
+/// use pointsman::{Feedback, Learner, ModelCard, ModelPool, Objective, QueryFeatures, Router};
+/// let pool = ModelPool::new(vec![ModelCard::new("a", 0.1, 0.1), ModelCard::new("b", 1.0, 1.0)])?;
+/// let router = LinUcbRouter::new(pool, 2, None, LinearConfig::default())?;
+/// let q = QueryFeatures::new(vec![1.0, 0.0])?;
+/// router.observe(&Feedback { features: &q, model: 0, quality: 0.0, cost: 1e-5 })?;
+/// // Model a did badly on this query; b, untried, keeps its optimistic prior.
+/// assert_eq!(router.route(&q, &Objective::new(0.0))?.model_id, "b");
+/// # Ok::<(), pointsman::Error>(())
+/// ```
+pub type LinUcbRouter = BanditRouter<Linear<Ucb>>;
+
+/// Linear Thompson sampling: per-model ridge regression, routing on a posterior draw. See the
+/// [module documentation](self).
+pub type LinTsRouter = BanditRouter<Linear<Thompson>>;
+
+/// The learned state of the linear routers.
+#[derive(Clone)]
+pub struct Linear<E> {
+    models: usize,
+    dim: usize,
+    /// Feature dimension, bias included.
+    p: usize,
+    /// `[k, dim]` projection and the `[dim]` centre, when projecting.
+    projection: Option<(Vec<f32>, Vec<f32>)>,
+    /// A PCA projection is configured but not fitted yet.
+    pending_pca: bool,
+    a: Vec<f64>,
+    a_inv: Vec<f64>,
+    b: Vec<f64>,
+    theta: Vec<f64>,
+    packed: Vec<f32>,
+    window: Vec<VecDeque<(Vec<f32>, f64)>>,
+    /// Models whose `A⁻¹` must be recomputed after a merge.
+    dirty: Vec<bool>,
+    _exploration: PhantomData<E>,
+}
+
+impl<E: Exploration> std::fmt::Debug for Linear<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linear")
+            .field("kind", &E::KIND)
+            .field("models", &self.models)
+            .field("features", &self.p)
+            .finish()
+    }
+}
+
+impl<E: Exploration> Linear<E> {
+    fn tri(&self) -> usize {
+        simd::quadratic_form_len(self.p)
+    }
+
+    fn reset_model(&mut self, config: &LinearConfig, m: usize) {
+        let p = self.p;
+        let (a, a_inv) = (
+            &mut self.a[m * p * p..(m + 1) * p * p],
+            &mut self.a_inv[m * p * p..(m + 1) * p * p],
+        );
+        a.fill(0.0);
+        a_inv.fill(0.0);
+        for i in 0..p {
+            a[i * p + i] = config.ridge;
+            a_inv[i * p + i] = 1.0 / config.ridge;
+        }
+        self.b[m * p..(m + 1) * p].fill(0.0);
+        self.window[m].clear();
+        self.refresh(m);
+    }
+
+    /// Recomputes the cached `θ_m` and the packed inverse of model `m`.
+    fn refresh(&mut self, m: usize) {
+        let p = self.p;
+        let a_inv = &self.a_inv[m * p * p..(m + 1) * p * p];
+        linalg::mat_vec(
+            a_inv,
+            &self.b[m * p..(m + 1) * p],
+            &mut self.theta[m * p..(m + 1) * p],
+        );
+        let t = self.tri();
+        simd::pack_quadratic_form(a_inv, p, &mut self.packed[m * t..(m + 1) * t]);
+    }
+
+    /// `φ(x)` for a unit-length embedding.
+    fn features(&self, x: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        if self.pending_pca {
+            return Err(Error::Config(format!(
+                "{}: the pca projection is not fitted (call fit_unlabelled with unlabelled \
+                 embeddings first)",
+                E::KIND
+            )));
+        }
+        out.clear();
+        match &self.projection {
+            None => out.extend_from_slice(x),
+            Some((matrix, centre)) => {
+                let centred: Vec<f32> = x.iter().zip(centre).map(|(a, c)| a - c).collect();
+                let k = self.p - 1;
+                out.resize(k, 0.0);
+                simd::dot_rows(matrix, &centred, out);
+                let norm: f64 = out.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                if norm > 0.0 {
+                    let inv = (1.0 / norm.sqrt()) as f32;
+                    for v in out.iter_mut() {
+                        *v *= inv;
+                    }
+                }
+            }
+        }
+        out.push(1.0);
+        Ok(())
+    }
+
+    /// Adds (`sign = 1`) or removes (`-1`) one observation of model `m` without refreshing.
+    fn update(&mut self, m: usize, phi: &[f32], target: f64, sign: f64) -> Result<()> {
+        let p = self.p;
+        let phi: Vec<f64> = phi.iter().map(|&v| f64::from(v)).collect();
+        let a = &mut self.a[m * p * p..(m + 1) * p * p];
+        linalg::rank_one(a, &phi, sign);
+        let mut u = vec![0.0; p];
+        let a_inv = &mut self.a_inv[m * p * p..(m + 1) * p * p];
+        if !linalg::sherman_morrison(a_inv, &phi, sign, &mut u) {
+            // Rounding made the downdate unsafe: recompute the inverse exactly.
+            let inv = linalg::spd_inverse(&self.a[m * p * p..(m + 1) * p * p], p)?;
+            self.a_inv[m * p * p..(m + 1) * p * p].copy_from_slice(&inv);
+        }
+        for (b, v) in self.b[m * p..(m + 1) * p].iter_mut().zip(&phi) {
+            *b += sign * target * v;
+        }
+        Ok(())
+    }
+
+    /// Adds an observation to model `m`'s window (evicting the oldest beyond `window`) and
+    /// statistics, then refreshes.
+    fn push(&mut self, config: &LinearConfig, m: usize, phi: Vec<f32>, target: f64) -> Result<()> {
+        self.update(m, &phi, target, 1.0)?;
+        if let Some(w) = config.forgetting.window {
+            self.window[m].push_back((phi, target));
+            while self.window[m].len() > w {
+                if let Some((old, y)) = self.window[m].pop_front() {
+                    self.update(m, &old, y, -1.0)?;
+                }
+            }
+        }
+        self.refresh(m);
+        Ok(())
+    }
+
+    fn draws(config: &LinearConfig, x: &[f32], ctx: &Context) -> SplitMix64 {
+        SplitMix64::new(mix64(
+            config.seed ^ mix64(ctx.observations ^ 0x7A3C_91E5) ^ hash_f32s(0, x),
+        ))
+    }
+}
+
+impl<E: Exploration> sealed::Sealed for Linear<E> {}
+
+impl<E: Exploration> Learned for Linear<E> {
+    type Config = LinearConfig;
+    const KIND: &'static str = E::KIND;
+
+    fn forgetting(config: &LinearConfig) -> &Forgetting {
+        &config.forgetting
+    }
+
+    fn is_greedy(config: &LinearConfig) -> bool {
+        config.greedy
+    }
+
+    fn with_greedy(config: &LinearConfig, greedy: bool) -> LinearConfig {
+        LinearConfig {
+            greedy,
+            ..config.clone()
+        }
+    }
+
+    fn validate(config: &LinearConfig) -> Result<()> {
+        config.validate()
+    }
+
+    fn router_config(config: &LinearConfig) -> RouterConfig {
+        E::router_config(config)
+    }
+
+    fn config_from(config: &RouterConfig) -> Option<LinearConfig> {
+        match (config, E::SAMPLES) {
+            (RouterConfig::Linucb(c), false) | (RouterConfig::Thompson(c), true) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    fn cold(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
+        let (k, projection, pending_pca) = match config.projection {
+            Projection::None => (dim, None, false),
+            Projection::Random { dim: k, seed } => {
+                let mut rng = SplitMix64::new(seed);
+                let scale = 1.0 / (k as f64).sqrt();
+                let matrix = (0..k * dim)
+                    .map(|_| (rng.normal() * scale) as f32)
+                    .collect();
+                (k, Some((matrix, vec![0.0; dim])), false)
+            }
+            Projection::Pca { dim: k } => (k, None, true),
+        };
+        if k > dim {
+            return Err(Error::Config(format!(
+                "linear projection to {k} dimensions of {dim}-dimensional embeddings"
+            )));
+        }
+        let p = k + 1;
+        let mut state = Linear {
+            models,
+            dim,
+            p,
+            projection,
+            pending_pca,
+            a: vec![0.0; models * p * p],
+            a_inv: vec![0.0; models * p * p],
+            b: vec![0.0; models * p],
+            theta: vec![0.0; models * p],
+            packed: vec![0.0; models * simd::quadratic_form_len(p)],
+            window: vec![VecDeque::new(); models],
+            dirty: vec![false; models],
+            _exploration: PhantomData,
+        };
+        for m in 0..models {
+            state.reset_model(config, m);
+        }
+        Ok(state)
+    }
+
+    fn fit_unlabelled(&mut self, config: &LinearConfig, rows: &[f32], dim: usize) -> Result<()> {
+        let Projection::Pca { dim: k } = config.projection else {
+            return Err(Error::Unsupported(format!(
+                "{} without a pca projection has nothing to fit",
+                E::KIND
+            )));
+        };
+        if !self.pending_pca {
+            return Err(Error::InvalidInput(format!(
+                "{}: the pca projection is already fitted",
+                E::KIND
+            )));
+        }
+        let n = rows.len() / dim;
+        if n < 2 {
+            return Err(Error::InvalidInput(format!(
+                "{}: a pca projection needs at least 2 embeddings, got {n}",
+                E::KIND
+            )));
+        }
+        let mut mean = vec![0.0f64; dim];
+        for x in rows.chunks_exact(dim) {
+            for (a, &v) in mean.iter_mut().zip(x) {
+                *a += f64::from(v);
+            }
+        }
+        for a in &mut mean {
+            *a /= n as f64;
+        }
+        let mut cov = vec![0.0f64; dim * dim];
+        let mut c = vec![0.0f64; dim];
+        for x in rows.chunks_exact(dim) {
+            for (ci, (&v, &mu)) in c.iter_mut().zip(x.iter().zip(&mean)) {
+                *ci = f64::from(v) - mu;
+            }
+            linalg::rank_one(&mut cov, &c, 1.0 / n as f64);
+        }
+        let vectors = linalg::top_eigenvectors(&cov, dim, k, 0);
+        self.projection = Some((
+            vectors.iter().map(|&v| v as f32).collect(),
+            mean.iter().map(|&v| v as f32).collect(),
+        ));
+        self.pending_pca = false;
+        Ok(())
+    }
+
+    fn estimate(
+        &self,
+        config: &LinearConfig,
+        x: &[f32],
+        ctx: &Context,
+        quality: &mut [f64],
+    ) -> Result<Signals> {
+        let mut phi = Vec::with_capacity(self.p);
+        self.features(x, &mut phi)?;
+        let phi64: Vec<f64> = phi.iter().map(|&v| f64::from(v)).collect();
+        let (p, t) = (self.p, self.tri());
+        let mut draws = (E::SAMPLES && ctx.explore).then(|| Self::draws(config, x, ctx));
+        for (m, q) in quality.iter_mut().enumerate() {
+            let mean = config.prior_mean + linalg::dot64(&self.theta[m * p..(m + 1) * p], &phi64);
+            *q = if ctx.explore {
+                let var = simd::quadratic_form(&self.packed[m * t..(m + 1) * t], &phi).max(0.0);
+                let scale = match &mut draws {
+                    Some(rng) => rng.normal(),
+                    None => 1.0,
+                };
+                mean + config.exploration * var.sqrt() * scale
+            } else {
+                mean
+            };
+        }
+        Ok(Signals::default())
+    }
+
+    fn mean(&self, config: &LinearConfig, x: &[f32], m: usize) -> Result<f64> {
+        let mut phi = Vec::with_capacity(self.p);
+        self.features(x, &mut phi)?;
+        let phi64: Vec<f64> = phi.iter().map(|&v| f64::from(v)).collect();
+        let p = self.p;
+        Ok(config.prior_mean + linalg::dot64(&self.theta[m * p..(m + 1) * p], &phi64))
+    }
+
+    fn observe(&mut self, config: &LinearConfig, x: &[f32], m: usize, quality: f64) -> Result<()> {
+        let mut phi = Vec::with_capacity(self.p);
+        self.features(x, &mut phi)?;
+        self.push(config, m, phi, quality - config.prior_mean)
+    }
+
+    fn observe_all(
+        &mut self,
+        config: &LinearConfig,
+        rows: &[f32],
+        dim: usize,
+        scores: &[f64],
+        models: usize,
+    ) -> Result<()> {
+        let n = rows.len() / dim;
+        let p = self.p;
+        if let Some(w) = config.forgetting.window {
+            // Only the last `w` queries survive the window (every model sees every query).
+            let start = if n >= w {
+                for m in 0..models {
+                    self.reset_model(config, m);
+                }
+                n - w
+            } else {
+                0
+            };
+            for r in start..n {
+                let mut phi = Vec::with_capacity(p);
+                self.features(&rows[r * dim..(r + 1) * dim], &mut phi)?;
+                for m in 0..models {
+                    self.push(
+                        config,
+                        m,
+                        phi.clone(),
+                        scores[r * models + m] - config.prior_mean,
+                    )?;
+                }
+            }
+            return Ok(());
+        }
+        // Every model observes every query: one Gram matrix serves all, then one inverse each.
+        let mut gram = vec![0.0f64; p * p];
+        let mut phi = Vec::with_capacity(p);
+        for r in 0..n {
+            self.features(&rows[r * dim..(r + 1) * dim], &mut phi)?;
+            let phi64: Vec<f64> = phi.iter().map(|&v| f64::from(v)).collect();
+            for i in 0..p {
+                let xi = phi64[i];
+                for (g, &xj) in gram[i * p + i..(i + 1) * p].iter_mut().zip(&phi64[i..]) {
+                    *g += xi * xj;
+                }
+            }
+            for m in 0..models {
+                let y = scores[r * models + m] - config.prior_mean;
+                for (b, &v) in self.b[m * p..(m + 1) * p].iter_mut().zip(&phi64) {
+                    *b += y * v;
+                }
+            }
+        }
+        for i in 0..p {
+            for j in 0..i {
+                gram[i * p + j] = gram[j * p + i];
+            }
+        }
+        for m in 0..models {
+            let a = &mut self.a[m * p * p..(m + 1) * p * p];
+            for (x, g) in a.iter_mut().zip(&gram) {
+                *x += g;
+            }
+            let inv = linalg::spd_inverse(a, p)?;
+            self.a_inv[m * p * p..(m + 1) * p * p].copy_from_slice(&inv);
+            self.refresh(m);
+        }
+        Ok(())
+    }
+
+    fn forget(&mut self, config: &LinearConfig, m: usize) {
+        self.reset_model(config, m);
+    }
+
+    fn check_mergeable(&self, other: &Self) -> Result<()> {
+        let same_projection = match (&self.projection, &other.projection) {
+            (None, None) => self.pending_pca == other.pending_pca,
+            (Some((a, c)), Some((b, d))) => super::same_bits(a, b) && super::same_bits(c, d),
+            _ => false,
+        };
+        if self.p != other.p || self.models != other.models || !same_projection {
+            return Err(Error::Config(format!(
+                "{}: cannot merge routers with different feature maps",
+                E::KIND
+            )));
+        }
+        Ok(())
+    }
+
+    fn absorb(
+        &mut self,
+        config: &LinearConfig,
+        other: &Self,
+        base: Option<&Self>,
+        m: usize,
+        new: u64,
+    ) {
+        let p = self.p;
+        if config.forgetting.window.is_some() {
+            let ring = &other.window[m];
+            let take = ring.len().min(usize::try_from(new).unwrap_or(usize::MAX));
+            for (phi, y) in ring.iter().skip(ring.len() - take) {
+                // A failure here means a singular matrix, which `after_merge` reports.
+                if self.push(config, m, phi.clone(), *y).is_err() {
+                    self.dirty[m] = true;
+                }
+            }
+            return;
+        }
+        let (pa, pb) = (m * p * p..(m + 1) * p * p, m * p..(m + 1) * p);
+        for i in 0..p * p {
+            let prior = match base {
+                Some(b) => b.a[pa.start + i],
+                None => {
+                    if i % (p + 1) == 0 {
+                        config.ridge
+                    } else {
+                        0.0
+                    }
+                }
+            };
+            self.a[pa.start + i] += other.a[pa.start + i] - prior;
+        }
+        for i in 0..p {
+            let prior = base.map_or(0.0, |b| b.b[pb.start + i]);
+            self.b[pb.start + i] += other.b[pb.start + i] - prior;
+        }
+        self.dirty[m] = true;
+    }
+
+    fn after_merge(&mut self, _config: &LinearConfig) -> Result<()> {
+        let p = self.p;
+        for m in 0..self.models {
+            if std::mem::take(&mut self.dirty[m]) {
+                let inv = linalg::spd_inverse(&self.a[m * p * p..(m + 1) * p * p], p)?;
+                self.a_inv[m * p * p..(m + 1) * p * p].copy_from_slice(&inv);
+                self.refresh(m);
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self, saved: SavedRouter) -> SavedRouter {
+        let (k, m, p) = (E::KIND, self.models, self.p);
+        let mut saved = saved
+            .with_tensor(&format!("{k}.a"), Tensor::f64(&[m, p, p], self.a.clone()))
+            .with_tensor(
+                &format!("{k}.a_inv"),
+                Tensor::f64(&[m, p, p], self.a_inv.clone()),
+            )
+            .with_tensor(&format!("{k}.b"), Tensor::f64(&[m, p], self.b.clone()));
+        if let Some((matrix, centre)) = &self.projection {
+            saved = saved
+                .with_tensor(
+                    &format!("{k}.projection"),
+                    Tensor::f32(&[p - 1, self.dim], matrix.clone()),
+                )
+                .with_tensor(
+                    &format!("{k}.projection_centre"),
+                    Tensor::f32(&[self.dim], centre.clone()),
+                );
+        }
+        if self.window.iter().any(|w| !w.is_empty()) {
+            let entries: Vec<(usize, &(Vec<f32>, f64))> = self
+                .window
+                .iter()
+                .enumerate()
+                .flat_map(|(j, w)| w.iter().map(move |e| (j, e)))
+                .collect();
+            let e = entries.len();
+            saved = saved
+                .with_tensor(
+                    &format!("{k}.window.models"),
+                    Tensor::u32(&[e], entries.iter().map(|(j, _)| *j as u32).collect()),
+                )
+                .with_tensor(
+                    &format!("{k}.window.features"),
+                    Tensor::f32(
+                        &[e, p],
+                        entries.iter().flat_map(|(_, (f, _))| f.clone()).collect(),
+                    ),
+                )
+                .with_tensor(
+                    &format!("{k}.window.targets"),
+                    Tensor::f64(&[e], entries.iter().map(|(_, (_, y))| *y).collect()),
+                );
+        }
+        saved
+    }
+
+    fn load(
+        config: &LinearConfig,
+        saved: &mut SavedRouter,
+        models: usize,
+        dim: usize,
+    ) -> Result<Self> {
+        let bad = |m: String| Error::format("saved router", m);
+        let k = E::KIND;
+        let mut state = Self::cold(config, models, dim).map_err(|e| bad(e.to_string()))?;
+        let p = state.p;
+        if saved.shape(&format!("{k}.projection")).is_some() {
+            let matrix = saved.take_f32(&format!("{k}.projection"), &[p - 1, dim])?;
+            let centre = saved.take_f32(&format!("{k}.projection_centre"), &[dim])?;
+            if matrix.iter().chain(&centre).any(|v| !v.is_finite()) {
+                return Err(bad(format!("{k}.projection holds non-finite values")));
+            }
+            if matches!(config.projection, Projection::None) {
+                return Err(bad(format!(
+                    "{k}.projection without a projection in the config"
+                )));
+            }
+            state.projection = Some((matrix, centre));
+            state.pending_pca = false;
+        } else if matches!(config.projection, Projection::Random { .. }) {
+            return Err(bad(format!("missing tensor {k}.projection")));
+        }
+        let a = saved.take_f64(&format!("{k}.a"), &[models, p, p])?;
+        let a_inv = saved.take_f64(&format!("{k}.a_inv"), &[models, p, p])?;
+        let b = saved.take_f64(&format!("{k}.b"), &[models, p])?;
+        if a.iter().chain(&a_inv).chain(&b).any(|v| !v.is_finite()) {
+            return Err(bad(format!("{k} statistics hold non-finite values")));
+        }
+        for m in 0..models {
+            for i in 0..p {
+                let d = m * p * p + i * p + i;
+                if !(a[d] > 0.0 && a_inv[d] > 0.0) {
+                    return Err(bad(format!(
+                        "{k}: model {m}'s matrices are not positive definite"
+                    )));
+                }
+            }
+        }
+        state.a = a;
+        state.a_inv = a_inv;
+        state.b = b;
+        if saved.shape(&format!("{k}.window.models")).is_some() {
+            let e = saved
+                .shape(&format!("{k}.window.models"))
+                .map_or(0, |s| s.first().copied().unwrap_or(0));
+            let who = saved.take_u32(&format!("{k}.window.models"), &[e])?;
+            let feats = saved.take_f32(&format!("{k}.window.features"), &[e, p])?;
+            let targets = saved.take_f64(&format!("{k}.window.targets"), &[e])?;
+            let limit = config.forgetting.window.unwrap_or(0);
+            for (i, &j) in who.iter().enumerate() {
+                let j = j as usize;
+                if j >= models || state.window[j].len() >= limit {
+                    return Err(bad(format!("{k}.window entries do not fit the window")));
+                }
+                if !targets[i].is_finite()
+                    || feats[i * p..(i + 1) * p].iter().any(|v| !v.is_finite())
+                {
+                    return Err(bad(format!("{k}.window holds non-finite values")));
+                }
+                state.window[j].push_back((feats[i * p..(i + 1) * p].to_vec(), targets[i]));
+            }
+        }
+        for m in 0..models {
+            state.refresh(m);
+        }
+        Ok(state)
+    }
+}
