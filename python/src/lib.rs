@@ -9,6 +9,7 @@
 //! [`router::wrap`] picks the subclass for a router's kind.
 
 mod arrays;
+mod bandits;
 mod convert;
 mod data;
 mod embedder;
@@ -38,6 +39,11 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<routers::PyKnnRouter>()?;
     m.add_class::<routers::PyMfRouter>()?;
     m.add_class::<routers::PyBaselineRouter>()?;
+    m.add_class::<bandits::PyBanditRouter>()?;
+    m.add_class::<bandits::PyLinUcbRouter>()?;
+    m.add_class::<bandits::PyThompsonRouter>()?;
+    m.add_class::<bandits::PyKnnUcbRouter>()?;
+    m.add_class::<bandits::PyClusterUcbRouter>()?;
     m.add_function(wrap_pyfunction!(router::load_router, m)?)?;
     m.add_function(wrap_pyfunction!(router::router_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;

@@ -14,6 +14,7 @@ use pyo3::types::{PyBool, PyBytes, PyString, PyTuple, PyType};
 use pyo3::PyClassInitializer;
 
 use crate::arrays;
+use crate::bandits::Bandit;
 use crate::convert::repr;
 use crate::embedder::PyEmbedder;
 use crate::errors::{to_py_err, type_error, IntoPyResult};
@@ -27,6 +28,31 @@ pub struct PyRouter {
     pub inner: Arc<dyn Router>,
     /// The embedder that turns text into this router's input, when one is attached.
     pub embedder: Option<Py<PyEmbedder>>,
+    /// The same router as a bandit (for `merge`, `snapshot`, ...), when it is one.
+    pub bandit: Option<Bandit>,
+}
+
+impl PyRouter {
+    /// The base of a router object (its kind's class adds nothing but constructors).
+    pub fn new(
+        inner: Arc<dyn Router>,
+        embedder: Option<Py<PyEmbedder>>,
+        bandit: Option<Bandit>,
+    ) -> PyRouter {
+        PyRouter {
+            inner,
+            embedder,
+            bandit,
+        }
+    }
+}
+
+/// An engine router as the bindings hold it.
+pub enum Engine {
+    /// Any router, through the trait.
+    Plain(Arc<dyn Router>),
+    /// A bandit, with its own methods.
+    Bandit(Bandit),
 }
 
 /// A router as an instance of the Python class of its kind.
@@ -40,12 +66,46 @@ pub fn wrap_with(
     inner: Arc<dyn Router>,
     embedder: Option<Py<PyEmbedder>>,
 ) -> PyResult<Py<PyAny>> {
+    wrap_engine(py, Engine::Plain(inner), embedder)
+}
+
+/// [`wrap_with`] for either form of engine router. A bandit given through the trait (a loaded
+/// router) is rebuilt as a bandit from its saved form, so that it gets the bandit methods.
+pub fn wrap_engine(
+    py: Python<'_>,
+    engine: Engine,
+    embedder: Option<Py<PyEmbedder>>,
+) -> PyResult<Py<PyAny>> {
+    let engine = match engine {
+        Engine::Plain(inner) if BANDIT_KINDS.contains(&inner.kind()) => {
+            let saved = run(py, || inner.to_saved())?;
+            match run(py, || Bandit::from_saved(saved))? {
+                Ok(b) => Engine::Bandit(b),
+                Err(_) => Engine::Plain(inner),
+            }
+        }
+        other => other,
+    };
+    let (inner, bandit) = match engine {
+        Engine::Plain(inner) => (inner, None),
+        Engine::Bandit(b) => (b.router(), Some(b)),
+    };
     if let Some(e) = &embedder {
         let e = e.get().embedder().py()?;
         pointsman::embed::check_compatible(&e, inner.as_ref()).py()?;
     }
     let kind = inner.kind();
-    let base = PyClassInitializer::from(PyRouter { inner, embedder });
+    let base = PyClassInitializer::from(PyRouter::new(inner, embedder, bandit));
+    if BANDIT_KINDS.contains(&kind) {
+        use crate::bandits as b;
+        let base = base.add_subclass(b::PyBanditRouter);
+        return Ok(match kind {
+            "linucb" => Py::new(py, base.add_subclass(b::PyLinUcbRouter))?.into_any(),
+            "thompson" => Py::new(py, base.add_subclass(b::PyThompsonRouter))?.into_any(),
+            "knn-ucb" => Py::new(py, base.add_subclass(b::PyKnnUcbRouter))?.into_any(),
+            _ => Py::new(py, base.add_subclass(b::PyClusterUcbRouter))?.into_any(),
+        });
+    }
     Ok(match kind {
         "knn" => Py::new(py, base.add_subclass(crate::routers::PyKnnRouter))?.into_any(),
         "mf" => Py::new(py, base.add_subclass(crate::routers::PyMfRouter))?.into_any(),
@@ -55,6 +115,9 @@ pub fn wrap_with(
         _ => Py::new(py, base)?.into_any(),
     })
 }
+
+/// The kinds [`Bandit`] holds.
+const BANDIT_KINDS: [&str; 4] = ["linucb", "thompson", "knn-ucb", "cluster-ucb"];
 
 /// One query's features from its embedding and optional token count and task tag.
 fn features(
@@ -237,7 +300,11 @@ impl PyRouter {
         py: Python<'_>,
         embedder: Option<Py<PyEmbedder>>,
     ) -> PyResult<Py<PyAny>> {
-        wrap_with(py, self.inner.clone(), embedder)
+        let engine = match &self.bandit {
+            Some(b) => Engine::Bandit(b.handle()),
+            None => Engine::Plain(self.inner.clone()),
+        };
+        wrap_engine(py, engine, embedder)
     }
 
     /// Whether the router learns from feedback (`observe`).
