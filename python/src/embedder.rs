@@ -54,6 +54,10 @@ impl PyEmbedder {
     }
 }
 
+/// The arguments of `Embedder.load` that rebuild an embedder: path, threads, max_tokens,
+/// backend.
+type LoadArgs = (PathBuf, usize, usize, &'static str);
+
 /// The backend's name in Python.
 fn backend_name(b: Backend) -> &'static str {
     match b {
@@ -213,9 +217,7 @@ impl PyEmbedder {
     }
 
     /// Pickles as the model folder and options: unpickling loads the model again.
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (PathBuf, usize, usize, &'static str))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, LoadArgs)> {
         let load = slf.get_type().getattr("load")?;
         let me = slf.get();
         Ok((

@@ -545,13 +545,7 @@ impl PyRouter {
 
     /// Pickles through the saved bytes (and the attached embedder, which pickles as its model
     /// folder and options).
-    fn __reduce__<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(
-        Bound<'py, PyAny>,
-        (Bound<'py, PyBytes>, Option<Py<PyEmbedder>>),
-    )> {
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, RebuildArgs<'py>)> {
         let rebuild = py
             .import("pointsman._native")?
             .getattr("router_from_bytes")?;
@@ -574,6 +568,9 @@ impl PyRouter {
         ))
     }
 }
+
+/// The arguments of `router_from_bytes` that rebuild a pickled router.
+type RebuildArgs<'py> = (Bound<'py, PyBytes>, Option<Py<PyEmbedder>>);
 
 /// Loads a saved router (any kind) as an instance of its kind's class, with `embedder` attached
 /// when given.
