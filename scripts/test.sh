@@ -23,6 +23,9 @@ cargo clippy -p pointsman --no-default-features --release -- -D warnings
 step "cargo test (release: the quality tests train routers on the real datasets)"
 cargo test --workspace --release
 
+step "benches, each run once in test mode (so they cannot rot)"
+cargo test --release -p pointsman-bench --benches
+
 step "C ABI: libpointsman, header check, C and C++ tests under ASan, install, C++ gateway"
 # pkg-config builds the install test's consumer and the gateway example (cmake is optional:
 # the find_package test runs only when cmake is installed, and says so).

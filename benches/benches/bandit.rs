@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pointsman::routers::bandit::{
     BanditRouter, ClusterUcb, ClusterUcbConfig, KnnUcb, KnnUcbConfig, Learned, Linear,
-    LinearConfig, Thompson, Ucb,
+    LinearConfig, Projection, Thompson, Ucb,
 };
 use pointsman::{Feedback, Learner, Objective, Router};
 use pointsman_bench::{queries, split};
@@ -44,9 +44,31 @@ fn bench_learner<L: Learned>(c: &mut Criterion, name: &str, config: L::Config, t
     group.finish();
 }
 
+/// The kernel behind the linear routers' bonus: one quadratic form over a packed 385 × 385
+/// matrix (one model's `λ·A⁻¹`).
+fn quadratic_form(c: &mut Criterion) {
+    let p = 385;
+    let mut rng = pointsman::rng::SplitMix64::new(3);
+    let a: Vec<f64> = (0..p * p)
+        .map(|k| if k % (p + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let mut packed = vec![0u16; pointsman::simd::quadratic_form_len(p)];
+    pointsman::simd::pack_quadratic_form(&a, p, 1.0, &mut packed);
+    let x: Vec<f32> = (0..p).map(|_| rng.normal() as f32).collect();
+    c.bench_function("simd/quadratic_form/385", |b| {
+        b.iter(|| pointsman::simd::quadratic_form(std::hint::black_box(&packed), &x))
+    });
+}
+
 fn bandits(c: &mut Criterion) {
     bench_learner::<Linear<Ucb>>(c, "linucb", LinearConfig::default(), 5489);
     bench_learner::<Linear<Thompson>>(c, "thompson", LinearConfig::thompson(), 5489);
+    // A random projection to 64 dimensions: 65 features instead of 385.
+    let projected = LinearConfig {
+        projection: Projection::Random { dim: 64, seed: 7 },
+        ..LinearConfig::default()
+    };
+    bench_learner::<Linear<Ucb>>(c, "linucb-random64", projected, 5489);
     bench_learner::<ClusterUcb>(c, "cluster-ucb", ClusterUcbConfig::default(), 5489);
     // kNN-UCB scans every stored observation: a warm start on 5,489 queries stores 49,401.
     bench_learner::<KnnUcb>(c, "knn-ucb", KnnUcbConfig::default(), 5489);
@@ -55,6 +77,6 @@ fn bandits(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = bandits
+    targets = quadratic_form, bandits
 }
 criterion_main!(benches);

@@ -60,11 +60,16 @@ def read_safetensors(path):
 
 
 def prices(ds, models):
+    """Per-model input and output USD per 1M tokens, and default output tokens (SCHEMA.md)."""
     with open(os.path.join(ds.path, "models.json")) as f:
-        cards = json.load(f)["models"]
+        spec = json.load(f)
+    cards = spec["models"]
+    default = spec.get("default_output_tokens", 256.0)
     inp = np.array([cards[m]["input_usd_per_mtok"] for m in models], dtype=np.float64)
     out = np.array([cards[m]["output_usd_per_mtok"] for m in models], dtype=np.float64)
-    return inp, out
+    dflt = np.array([cards[m].get("default_output_tokens", default) for m in models],
+                    dtype=np.float64)
+    return inp, out, dflt
 
 
 def report(name, ours, theirs, agree, n):
@@ -82,7 +87,9 @@ def compare_knn(ds, cost_weight, reps):
     emb = np.ascontiguousarray(t["knn.embeddings"], dtype=np.float32)
     scores = t["knn.scores"].astype(np.float64)
     out_tokens = t["knn.output_tokens"].astype(np.float64)
-    p_in, p_out = prices(ds, router.models)
+    p_in, p_out, default_out = prices(ds, router.models)
+    has_out = ~np.isnan(out_tokens)
+    out_tokens = np.nan_to_num(out_tokens)
     if not np.isnan(t["knn.costs"]).all():
         sys.exit("knn comparison: this dataset has observed costs; the NumPy router prices only")
 
@@ -93,7 +100,8 @@ def compare_knn(ds, cost_weight, reps):
         idx = np.argpartition(-sims, k)[:k]
         w = np.maximum(sims[idx], 0.0).astype(np.float64)
         quality = np.clip(w @ scores[idx] / w.sum(), 0.0, 1.0)
-        out = w @ out_tokens[idx] / w.sum()
+        den = w @ has_out[idx]
+        out = np.where(den > 0, (w @ out_tokens[idx]) / np.maximum(den, 1e-300), default_out)
         cost = (p_in * tokens + p_out * out) / 1e6
         return int(np.argmax(quality - cost_weight * cost))
 
@@ -121,6 +129,7 @@ def compare_mf(ds, cost_weight, reps):
     bias = t["mf.bias"].astype(np.float64)
     task = t["mf.task_vectors"][-1]  # the "no task" row
     fits = t["mf.cost_fit"]
+    p_in, p_out, default_out = prices(ds, router.models)
 
     def numpy_route(item):
         # RouteLLM's MFModel.forward: normalise the model embeddings, project the prompt
@@ -130,11 +139,10 @@ def compare_mf(ds, cost_weight, reps):
         h = proj @ (x / np.linalg.norm(x)) + task
         logits = (me * h) @ classifier + bias
         quality = 1.0 / (1.0 + np.exp(-logits))
-        cost = np.where(fits[:, 0] > 0, fits[:, 1] + fits[:, 2] * tokens, 0.0)
+        priced = (p_in * tokens + p_out * default_out) / 1e6
+        cost = np.where(fits[:, 0] > 0, fits[:, 1] + fits[:, 2] * tokens, priced)
         return int(np.argmax(quality - cost_weight * cost))
 
-    if not (fits[:, 0] > 0).all():
-        sys.exit("mf comparison: expected a cost fit for every model")
     X = ds.test.embeddings
     tokens = ds.test.prompt_tokens
     items = [(X[i], float(tokens[i])) for i in range(len(X))]

@@ -20,7 +20,9 @@ pub struct EvalArgs {
     pub data: PathBuf,
 
     /// Comma-separated routers: random, cheapest, best-single, fixed:<model id>, zero, oracle,
-    /// knn, mf, file:<saved router>; `all` for every kind with default settings.
+    /// knn, mf, cascade, cascade-chain, file:<saved router>, and the bandits linucb, thompson,
+    /// knn-ucb, cluster-ucb (learned by a partial-feedback replay over the train split, then
+    /// evaluated greedily); `all` for every kind with default settings.
     #[arg(long, value_name = "LIST")]
     pub routers: String,
 
@@ -39,6 +41,11 @@ pub struct EvalArgs {
     /// Number of cost weights each router's sweep tries.
     #[arg(long, default_value_t = DEFAULT_SWEEP_POINTS, value_name = "N")]
     pub points: usize,
+
+    /// Cascades: error rate ε of the simulated judge whose confidences they see (the answer's
+    /// score ≥ 0.5, flipped with probability ε; a simulation: the datasets carry no confidences).
+    #[arg(long, default_value_t = eval::cascade::DEFAULT_JUDGE_NOISE, value_name = "EPS")]
+    pub judge_noise: f64,
 
     /// The embedding model, for a dataset without embeddings (they are computed, and cached in
     /// the dataset folder when it is writable).
@@ -82,6 +89,8 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     if names.is_empty() {
         bail!("--routers names no router");
     }
+    // Refuse a bad --judge-noise before any work, whichever routers are named.
+    eval::cascade::SimulatedJudge::new(args.judge_noise, args.seed)?;
     let mut ds = load(&args.data, progress)?;
     for name in &names {
         eval::check_policy_name(name, ds.pool())?;
@@ -99,6 +108,7 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     let options = PolicyOptions {
         seed: args.seed,
         sweep_points: args.points,
+        judge_noise: args.judge_noise,
     };
     let mut reports = Vec::new();
     let mut sweeps = Vec::new();

@@ -26,6 +26,7 @@ fn rows(report: &Report) -> Vec<Vec<String>> {
         "max quality".into(),
         "quality at best-single cost".into(),
         "cost to match best single".into(),
+        "quality at 0.6x best-single cost".into(),
     ];
     if two_model {
         header.extend(["APGR".into(), "CPT(50%)".into(), "CPT(80%)".into()]);
@@ -39,6 +40,7 @@ fn rows(report: &Report) -> Vec<Vec<String>> {
             num(Some(m.max_quality), 4),
             num(m.quality_at_best_single_cost, 4),
             num(m.cost_to_match_best_single, 3),
+            num(m.quality_at_cheap_share, 4),
         ];
         if two_model {
             row.extend([num(m.apgr, 4), num(m.cpt50, 3), num(m.cpt80, 3)]);

@@ -59,6 +59,23 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// A cascade session's budget is below the expected cost of the first call it could make
+    /// (kind [`ErrorKind::InvalidInput`]).
+    #[error(
+        "invalid input: budget {budget:e} USD is below the expected cost {cost:e} USD of the {role} {model:?}"
+    )]
+    BudgetTooSmall {
+        /// The budget, USD.
+        budget: f64,
+        /// The expected cost of that first call, USD.
+        cost: f64,
+        /// The model's id.
+        model: String,
+        /// Which model: `"first model"` of a chain, `"cheapest allowed model"` of a dynamic
+        /// cascade.
+        role: &'static str,
+    },
+
     /// A file that is not in the expected format: malformed JSON, a bad value, a corrupt saved
     /// router.
     #[error("{}", format_location(path, line, message))]
@@ -154,7 +171,7 @@ impl Error {
             Error::EmbeddingMismatch { .. } => ErrorKind::EmbeddingMismatch,
             Error::UnknownModel(_) => ErrorKind::UnknownModel,
             Error::Config(_) => ErrorKind::Config,
-            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::InvalidInput(_) | Error::BudgetTooSmall { .. } => ErrorKind::InvalidInput,
             Error::Format { .. } => ErrorKind::Format,
             Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
             Error::Unsupported(_) => ErrorKind::Unsupported,

@@ -24,6 +24,9 @@
 //! - **Cost to match the best single model**: the least cost at which the router's own hull
 //!   reaches the best single model's quality, as a fraction of that model's cost; `None` when
 //!   it never does.
+//! - **Quality at 0.6 × the best single model's cost**: the best mean quality among the
+//!   router's own points (sweep points, not the hull) whose mean cost is at most
+//!   [`CHEAP_SHARE`] × the best single model's mean cost; `None` when none is that cheap.
 //! - **Oracle gap**: oracle quality minus the router's max quality.
 //! - Two-model datasets: **PGR** = (q − q_weak) / (q_strong − q_weak) at a strong-call share
 //!   (share of queries on which the strong model was invoked); **APGR** = the area under the PGR
@@ -54,6 +57,8 @@ use crate::calibrate;
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::router::Router;
+
+pub mod cascade;
 
 /// Default number of cost weights in a router's sweep.
 pub const DEFAULT_SWEEP_POINTS: usize = 41;
@@ -356,6 +361,9 @@ pub struct PolicyOptions {
     pub seed: u64,
     /// Number of cost weights in a router's sweep.
     pub sweep_points: usize,
+    /// Error rate of the simulated judge that gives cascades their confidences (see
+    /// [`cascade`]).
+    pub judge_noise: f64,
 }
 
 impl Default for PolicyOptions {
@@ -363,6 +371,7 @@ impl Default for PolicyOptions {
         PolicyOptions {
             seed: 0,
             sweep_points: DEFAULT_SWEEP_POINTS,
+            judge_noise: cascade::DEFAULT_JUDGE_NOISE,
         }
     }
 }
@@ -382,6 +391,8 @@ pub const POLICY_NAMES: &[&str] = &[
     "thompson",
     "knn-ucb",
     "cluster-ucb",
+    "cascade",
+    "cascade-chain",
     "file:<saved router>",
 ];
 
@@ -400,6 +411,8 @@ pub const ALL_POLICIES: &[&str] = &[
     "thompson",
     "knn-ucb",
     "cluster-ucb",
+    "cascade",
+    "cascade-chain",
 ];
 
 /// Splits a comma-separated list of policy names, trimming blanks and expanding `all` to
@@ -437,7 +450,7 @@ pub fn check_policy_name(name: &str, pool: &crate::ModelPool) -> Result<()> {
     match Baseline::from_name(name, 0) {
         Some(Baseline::Fixed { model }) => pool.index_of(&model).map(|_| ()),
         Some(_) => Ok(()),
-        None if ["oracle", "knn", "mf"].contains(&name) => Ok(()),
+        None if ["oracle", "knn", "mf", "cascade", "cascade-chain"].contains(&name) => Ok(()),
         None if crate::replay::check_learner_name(name).is_ok() => Ok(()),
         None => Err(unknown_policy(name)),
     }
@@ -467,9 +480,24 @@ pub fn policy_by_name(
     }
     if let Some(path) = name.strip_prefix("file:") {
         let router = crate::io::load_router(path)?;
+        if router.as_cascade().is_some() {
+            let judge = cascade::SimulatedJudge::new(options.judge_noise, options.seed)?;
+            return Ok(Box::new(cascade::CascadePolicy::new(
+                name,
+                router,
+                judge,
+                options.sweep_points,
+            )?));
+        }
         return Ok(Box::new(
             RouterPolicy::new(name, router).with_points(options.sweep_points),
         ));
+    }
+    if name == "cascade" {
+        return Ok(Box::new(cascade::cascade_policy(name, train, options)?));
+    }
+    if name == "cascade-chain" {
+        return Ok(Box::new(cascade::chain_policy(name, train, options)?));
     }
     if name == "knn" {
         use crate::routers::knn::{KnnRouter, KnnSearch};
@@ -538,6 +566,10 @@ pub struct CurvePoint {
     pub strong_share: Option<f64>,
 }
 
+/// The share of the best single model's cost at which [`Metrics::quality_at_cheap_share`] is
+/// read.
+pub const CHEAP_SHARE: f64 = 0.6;
+
 /// The metrics of one policy. See the [module documentation](self) for definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -549,6 +581,10 @@ pub struct Metrics {
     pub quality_at_best_single_cost: Option<f64>,
     /// Least cost to reach the best single model's quality, as a fraction of its cost.
     pub cost_to_match_best_single: Option<f64>,
+    /// Best mean quality among the router's own points that cost at most
+    /// [`CHEAP_SHARE`] × the best single model's cost (a point of the curve, not the hull).
+    #[serde(default)]
+    pub quality_at_cheap_share: Option<f64>,
     /// Oracle quality minus max quality.
     pub oracle_gap: f64,
     /// Two-model datasets: average performance gap recovered.
@@ -774,6 +810,11 @@ pub fn metrics(curve: &[CurvePoint], call_curve: &[CurvePoint], reference: &Refe
     } else {
         None
     };
+    let quality_at_cheap_share = pts
+        .iter()
+        .filter(|p| p.0 <= CHEAP_SHARE * best.mean_cost)
+        .map(|p| p.1)
+        .reduce(f64::max);
     let (apgr, cpt50, cpt80) = match reference.weak_strong {
         Some((w, s)) => {
             let (qw, qs) = (
@@ -806,6 +847,7 @@ pub fn metrics(curve: &[CurvePoint], call_curve: &[CurvePoint], reference: &Refe
         max_quality,
         quality_at_best_single_cost,
         cost_to_match_best_single,
+        quality_at_cheap_share,
         oracle_gap: reference.oracle_quality - max_quality,
         apgr,
         cpt50,

@@ -64,6 +64,8 @@ pub enum RouterConfig {
     KnnUcb(crate::routers::bandit::KnnUcbConfig),
     /// A cluster bandit with an additive prior.
     ClusterUcb(crate::routers::bandit::ClusterUcbConfig),
+    /// A cascade.
+    Cascade(crate::routers::cascade::CascadeConfig),
 }
 
 /// The values of a tensor.
@@ -445,6 +447,9 @@ pub fn router_from_saved(saved: SavedRouter) -> Result<Arc<dyn Router>> {
         )),
         RouterConfig::ClusterUcb(config) => Ok(Arc::new(
             crate::routers::bandit::ClusterUcbRouter::from_saved(config, saved)?,
+        )),
+        RouterConfig::Cascade(config) => Ok(Arc::new(
+            crate::routers::cascade::CascadeRouter::from_saved(config, saved)?,
         )),
     }
 }

@@ -366,6 +366,12 @@ pub trait Router: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// This router as a cascade, whose sessions decide after each answer (see
+    /// [`crate::routers::cascade`]), if it is one.
+    fn as_cascade(&self) -> Option<&crate::routers::cascade::CascadeRouter> {
+        None
+    }
+
     /// Checks that `batch` fits this router.
     ///
     /// # Errors

@@ -6,8 +6,10 @@
 //! - [`mf`]: RouteLLM's matrix factorisation, generalised to N models.
 //! - [`bandit`]: contextual bandits that learn online from the outcome of the chosen model
 //!   (LinUCB, linear Thompson sampling, a neighbourhood bandit, a cluster bandit).
+//! - [`cascade`]: call a cheap model first and escalate on low confidence, within a budget.
 
 pub mod bandit;
 pub mod baseline;
+pub mod cascade;
 pub mod knn;
 pub mod mf;

@@ -703,3 +703,42 @@ fn costs_are_calibrated_from_observed_costs() {
         after.cost[1] / price
     );
 }
+
+#[test]
+fn cold_start_is_optimistic_and_tries_every_model() {
+    // From nothing: no observation, every model at the same optimistic estimate, and within a
+    // few steps of a stream whose models all score 0.5 every model has been tried.
+    fn check<L: Learned>(r: BanditRouter<L>) {
+        assert_eq!(r.observations(), 0);
+        let q = probes()[0].clone();
+        let est = r.greedy().estimate_batch(&q.as_batch()).unwrap();
+        let first = est.quality[0];
+        assert!(first >= 0.8 - 1e-9, "{}: {:?}", L::KIND, est.quality);
+        assert!(est.quality.iter().all(|&v| v == first), "{:?}", est.quality);
+        let mut rng = SplitMix64::new(5);
+        for _ in 0..30 {
+            let (q, _) = synthetic(&mut rng);
+            let d = r.route(&q, &Objective::new(0.0)).unwrap();
+            r.observe(&Feedback {
+                features: &q,
+                model: d.model,
+                quality: 0.5,
+                cost: d.cost,
+            })
+            .unwrap();
+        }
+        assert_eq!(r.observations(), 30);
+        assert!(
+            r.pulls().iter().all(|&n| n > 0),
+            "{}: {:?}",
+            L::KIND,
+            r.pulls()
+        );
+    }
+    check(linucb(Forgetting::default()));
+    check(thompson(Forgetting::default()));
+    check(knn_ucb(Forgetting::default()));
+    check(cluster_ucb(Forgetting::default()));
+    // cluster-ucb without given clusters buffers until it has seen enough prompts.
+    check(ClusterUcbRouter::new(pool(), DIM, None, ClusterUcbConfig::default()).unwrap());
+}

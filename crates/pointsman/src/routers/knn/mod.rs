@@ -31,8 +31,9 @@
 //! # Search
 //!
 //! Exact search scans one contiguous `f32` matrix (rows grouped by task) with AVX2/FMA dot
-//! products, four queries per pass in batches; per-thread scratch buffers mean no allocation per
-//! query.
+//! products, in blocks of 32 queries × 256 reference rows, so each block is read from memory
+//! once for all the queries (the same operations per pair as a row-by-row scan: results are
+//! bit-identical); per-thread scratch buffers mean no allocation per query.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -71,7 +72,8 @@ pub enum Weighting {
 }
 
 impl Weighting {
-    fn weight(&self, s: f32) -> f64 {
+    /// The weight of a neighbour at cosine similarity `s`.
+    pub fn weight(&self, s: f32) -> f64 {
         let s = f64::from(s);
         match *self {
             Weighting::Uniform => 1.0,
@@ -219,6 +221,11 @@ impl KnnConfig {
 }
 
 const NO_TASK: u32 = u32::MAX;
+/// Queries scored together in the exact scans of [`KnnRouter::scan`].
+const SCAN_QUERIES: usize = 32;
+/// Reference rows per block of those scans: 256 rows of 384 floats (384 KiB) stay in cache
+/// while every query of a group is scored against them.
+const SCAN_ROWS: usize = 256;
 const OOD_QUANTILES: usize = 101;
 
 /// A fitted kNN router. See the [module documentation](self).
@@ -543,23 +550,90 @@ impl KnnRouter {
         &self.embeddings[i * self.dim..(i + 1) * self.dim]
     }
 
+    /// `sims[j][i] = ⟨reference row i, queries[j]⟩` for up to [`SCAN_QUERIES`] queries, one
+    /// block of [`SCAN_ROWS`] reference rows at a time, so that each block is read from memory
+    /// once for all the queries rather than once per four. Per pair, the same operations as
+    /// [`simd::dot`]: results are bit-identical to a row-by-row scan.
+    fn scan(&self, queries: &[&[f32]], sims: &mut [Vec<f32>]) {
+        let (n, d) = (self.len(), self.dim);
+        for start in (0..n).step_by(SCAN_ROWS) {
+            let end = (start + SCAN_ROWS).min(n);
+            let block = &self.embeddings[start * d..end * d];
+            let mut q = 0;
+            while q < queries.len() {
+                if let (Some(&[q0, q1, q2, q3]), [a, b, c, e, ..]) =
+                    (queries.get(q..q + 4), &mut sims[q..])
+                {
+                    simd::dot_rows4(
+                        block,
+                        [q0, q1, q2, q3],
+                        [
+                            &mut a[start..end],
+                            &mut b[start..end],
+                            &mut c[start..end],
+                            &mut e[start..end],
+                        ],
+                    );
+                    q += 4;
+                } else {
+                    simd::dot_rows(block, queries[q], &mut sims[q][start..end]);
+                    q += 1;
+                }
+            }
+        }
+    }
+
     /// Quantiles of the training rows' mean similarity to their nearest other rows.
     fn leave_one_out_quantiles(&self) -> Vec<f32> {
+        self.leave_one_out(0).0
+    }
+
+    /// One pass over the training rows, each against all the others: the OOD quantiles and,
+    /// when `keep > 0`, each row's `keep` nearest other rows (within its task when the config
+    /// restricts neighbours to it), as (similarity, reference row) per reference row.
+    #[allow(clippy::type_complexity)]
+    fn leave_one_out(&self, keep: usize) -> (Vec<f32>, Vec<Vec<(f32, u32)>>) {
         use rayon::prelude::*;
         let n = self.len();
         let k = self.config.ood_neighbours.min(n.saturating_sub(1)).max(1);
-        let mut vals: Vec<f32> = match &self.graph {
-            None => (0..n)
+        let range = |i: usize| -> (usize, usize) {
+            let t = self.tasks[i];
+            if self.config.same_task && t != NO_TASK {
+                self.task_rows[t as usize]
+            } else {
+                (0, n)
+            }
+        };
+        let rows: Vec<(f32, Vec<(f32, u32)>)> = match &self.graph {
+            None => (0..n.div_ceil(SCAN_QUERIES))
                 .into_par_iter()
                 .map_init(
-                    || (vec![0.0f32; n], Vec::new()),
-                    |(sims, pairs), i| {
-                        simd::dot_rows(&self.embeddings, self.row(i), sims);
-                        sims[i] = f32::NEG_INFINITY;
-                        top_k(sims, 0, k, pairs);
-                        pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32
+                    || (vec![vec![0.0f32; n]; SCAN_QUERIES], Vec::new()),
+                    |(sims, pairs), b| {
+                        let start = b * SCAN_QUERIES;
+                        let end = (start + SCAN_QUERIES).min(n);
+                        let queries: Vec<&[f32]> = (start..end).map(|i| self.row(i)).collect();
+                        self.scan(&queries, sims);
+                        (start..end)
+                            .map(|i| {
+                                let sims = &mut sims[i - start];
+                                sims[i] = f32::NEG_INFINITY;
+                                top_k(sims, 0, k, pairs);
+                                let ood =
+                                    pairs.iter().map(|p| p.0).sum::<f32>() / pairs.len() as f32;
+                                let list = if keep == 0 {
+                                    Vec::new()
+                                } else {
+                                    let (lo, hi) = range(i);
+                                    top_k(&sims[lo..hi], lo, keep.min(hi - lo), pairs);
+                                    pairs.iter().copied().filter(|p| p.0.is_finite()).collect()
+                                };
+                                (ood, list)
+                            })
+                            .collect::<Vec<_>>()
                     },
                 )
+                .flatten()
                 .collect(),
             Some(g) => (0..n)
                 .into_par_iter()
@@ -574,15 +648,60 @@ impl KnnRouter {
                             .map(|f| f.1)
                             .take(k)
                             .collect();
-                        sims.iter().sum::<f32>() / sims.len().max(1) as f32
+                        let ood = sims.iter().sum::<f32>() / sims.len().max(1) as f32;
+                        let list = if keep == 0 {
+                            Vec::new()
+                        } else {
+                            let restrict = range(i) != (0, n);
+                            let want = (keep + 1) * if restrict { 4 } else { 1 };
+                            let ef = g.config().ef_search.max(want);
+                            g.search(&self.embeddings, self.row(i), want, ef, scratch, found);
+                            found
+                                .iter()
+                                .filter(|f| {
+                                    f.0 as usize != i
+                                        && (!restrict || self.tasks[f.0 as usize] == self.tasks[i])
+                                })
+                                .take(keep)
+                                .map(|&(r, s)| (s, r))
+                                .collect()
+                        };
+                        (ood, list)
                     },
                 )
                 .collect(),
         };
+        let (mut vals, lists): (Vec<f32>, Vec<Vec<(f32, u32)>>) = rows.into_iter().unzip();
         vals.sort_by(f32::total_cmp);
-        (0..OOD_QUANTILES)
+        let quantiles = (0..OOD_QUANTILES)
             .map(|q| vals[(q * (vals.len() - 1)) / (OOD_QUANTILES - 1)])
-            .collect()
+            .collect();
+        (quantiles, lists)
+    }
+
+    /// [`KnnRouter::fit`], also returning each training query's `k` nearest *other* training
+    /// queries (its leave-one-out neighbours, as [`KnnRouter::neighbours`] gives them for new
+    /// queries), indexed by the query's row in `train`: found in the same pass over the data as
+    /// the out-of-distribution table.
+    ///
+    /// # Errors
+    ///
+    /// As [`KnnRouter::fit`].
+    #[allow(clippy::type_complexity)]
+    pub fn fit_with_neighbours(
+        train: &Split,
+        config: &KnnConfig,
+        k: usize,
+    ) -> Result<(KnnRouter, Vec<Vec<(f32, u32)>>)> {
+        let mut router = KnnRouter::fit_without_ood(train, config)?;
+        router.build_graph()?;
+        let (quantiles, lists) = router.leave_one_out(k.max(1));
+        router.ood_quantiles = quantiles;
+        let mut by_split = vec![Vec::new(); lists.len()];
+        for (i, list) in lists.into_iter().enumerate() {
+            by_split[router.source_rows[i]] = list;
+        }
+        Ok((router, by_split))
     }
 
     /// The OOD score of a query whose mean similarity to its nearest training queries is `s`.
@@ -732,6 +851,122 @@ impl KnnRouter {
                 card.estimate_cost(prompt_tokens.unwrap_or(0.0), out)
             };
         }
+    }
+
+    /// The `k` reference queries most similar to each row of `batch`, as `(similarity, reference
+    /// row)`, most similar first: within the row's task when the config restricts neighbours to
+    /// it, by exact search or through the HNSW index as configured. For routers that build on the
+    /// neighbourhood itself rather than on the estimate (the cascade's conditional estimates).
+    ///
+    /// # Errors
+    ///
+    /// A batch that does not fit the router ([`Router::check_batch`]).
+    pub fn neighbours(&self, batch: &FeatureBatch<'_>, k: usize) -> Result<Vec<Vec<(f32, u32)>>> {
+        use rayon::prelude::*;
+        self.check_batch(batch)?;
+        let n = self.len();
+        let rows = batch.rows();
+        let task_of = |r: usize| batch.task(r).and_then(|t| self.task_ids.get(t).copied());
+        let restrict_of = |r: usize| self.config.same_task && task_of(r).is_some();
+        if let Some(g) = &self.graph {
+            return Ok((0..rows)
+                .into_par_iter()
+                .map_init(
+                    || {
+                        (
+                            vec![0.0f32; self.dim],
+                            hnsw::SearchScratch::new(n),
+                            Vec::new(),
+                        )
+                    },
+                    |(query, scratch, found), r| {
+                        normalize_into(batch.row(r), query);
+                        let (task_id, restrict) = (task_of(r), restrict_of(r));
+                        let want = k * if restrict { 4 } else { 1 };
+                        let ef = g.config().ef_search.max(want);
+                        g.search(&self.embeddings, query, want, ef, scratch, found);
+                        found
+                            .iter()
+                            .filter(|f| !restrict || Some(self.tasks[f.0 as usize]) == task_id)
+                            .take(k)
+                            .map(|&(i, s)| (s, i))
+                            .collect()
+                    },
+                )
+                .collect());
+        }
+        // Exact: blocks of queries against blocks of reference rows.
+        let blocks: Vec<Vec<Vec<(f32, u32)>>> = (0..rows.div_ceil(SCAN_QUERIES))
+            .into_par_iter()
+            .map_init(
+                || {
+                    (
+                        vec![vec![0.0f32; n]; SCAN_QUERIES],
+                        vec![vec![0.0f32; self.dim]; SCAN_QUERIES],
+                        Vec::new(),
+                    )
+                },
+                |(sims, query, pairs), b| {
+                    let start = b * SCAN_QUERIES;
+                    let take = (rows - start).min(SCAN_QUERIES);
+                    for (j, q) in query.iter_mut().enumerate().take(take) {
+                        normalize_into(batch.row(start + j), q);
+                    }
+                    let queries: Vec<&[f32]> = query[..take].iter().map(Vec::as_slice).collect();
+                    self.scan(&queries, sims);
+                    (0..take)
+                        .map(|j| {
+                            let r = start + j;
+                            let (lo, hi) = match (restrict_of(r), task_of(r)) {
+                                (true, Some(t)) => self.task_rows[t as usize],
+                                _ => (0, n),
+                            };
+                            top_k(&sims[j][lo..hi], lo, k.min(hi - lo), pairs);
+                            pairs.clone()
+                        })
+                        .collect()
+                },
+            )
+            .collect();
+        Ok(blocks.into_iter().flatten().collect())
+    }
+
+    /// The router's estimate from given neighbours `(similarity, reference row)` (for example
+    /// [`KnnRouter::neighbours`] with some rows left out): expected quality and cost of every
+    /// model under the router's weighting, shrinkage and prior.
+    ///
+    /// # Panics
+    ///
+    /// When `quality` or `cost` is not one value per model, or a reference row is out of range.
+    pub fn estimate_from_neighbours(
+        &self,
+        neighbours: &[(f32, u32)],
+        task: Option<&str>,
+        prompt_tokens: Option<f64>,
+        quality: &mut [f64],
+        cost: &mut [f64],
+    ) {
+        let task_id = task.and_then(|t| self.task_ids.get(t).copied());
+        let prior = self.prior_for(task_id);
+        self.estimate_from_pairs(
+            &self.config,
+            prior,
+            neighbours,
+            prompt_tokens,
+            quality,
+            cost,
+        );
+    }
+
+    /// The reference queries' scores, `[len, models]` row-major in reference row order.
+    pub fn reference_scores(&self) -> &[f32] {
+        &self.scores
+    }
+
+    /// For a router fitted in this process, the row of the training split that reference row
+    /// `row` came from; `None` for a loaded router or a row out of range.
+    pub fn source_row(&self, row: usize) -> Option<usize> {
+        self.source_rows.get(row).copied()
     }
 
     /// Rebuilds a kNN router from its saved form.
@@ -1385,5 +1620,41 @@ mod tests {
         let c: KnnConfig = serde_json::from_str(json).unwrap();
         assert_eq!(c.k, 5);
         assert!(serde_json::from_str::<KnnConfig>(r#"{"kk": 5}"#).is_err());
+    }
+
+    #[test]
+    fn leave_one_out_neighbours_match_a_search_without_the_query() {
+        let base = random_split(300, 6, 3);
+        let tasks: Vec<Option<String>> = (0..300)
+            .map(|i| (i % 3 != 0).then(|| format!("t{}", i % 2)))
+            .collect();
+        let split = with_tasks(base, tasks);
+        for same_task in [false, true] {
+            let cfg = KnnConfig {
+                k: 7,
+                same_task,
+                ..Default::default()
+            };
+            let (r, lists) = KnnRouter::fit_with_neighbours(&split, &cfg, 7).unwrap();
+            assert_eq!(lists.len(), 300);
+            // The same router and OOD table as a plain fit.
+            let plain = KnnRouter::fit(&split, &cfg).unwrap();
+            assert_eq!(r.ood_quantiles, plain.ood_quantiles);
+            let found = r.neighbours(&split.features().unwrap(), 8).unwrap();
+            for (row, (list, f)) in lists.iter().zip(&found).enumerate() {
+                let mut want: Vec<(f32, u32)> = f
+                    .iter()
+                    .copied()
+                    .filter(|&(_, i)| r.source_row(i as usize) != Some(row))
+                    .collect();
+                want.truncate(7);
+                // The search re-normalises the query: similarities agree to rounding.
+                let ids = |v: &[(f32, u32)]| v.iter().map(|p| p.1).collect::<Vec<_>>();
+                assert_eq!(ids(list), ids(&want), "row {row}");
+                for (a, b) in list.iter().zip(&want) {
+                    assert!((a.0 - b.0).abs() < 1e-6, "row {row}: {a:?} {b:?}");
+                }
+            }
+        }
     }
 }
