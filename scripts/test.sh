@@ -47,4 +47,7 @@ trap 'rm -rf "$pytmp"' EXIT
 "$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check "$pytmp"/wheels/pointsman-*.whl
 POINTSMAN_CLI="$target/release/pointsman" "$pytmp/venv/bin/pytest" python/tests
 
+step "Python example: the agent loop (embedder, saved bandit, feedback)"
+"$pytmp/venv/bin/python" examples/python/agent.py --data "$POINTSMAN_DATA_DIR"
+
 step "all tests passed"

@@ -9,6 +9,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any, Literal, Optional, Union, final, overload
 
+from typing_extensions import Self
+
 import numpy as np
 import numpy.typing as npt
 
@@ -97,6 +99,36 @@ class Split:
     def __len__(self) -> int: ...
 
 @final
+class Embedder:
+    """A loaded sentence-embedding model (all-MiniLM-L6-v2 by default)."""
+
+    @staticmethod
+    def load(
+        path: Optional[_Path] = None,
+        threads: int = 0,
+        max_tokens: int = 256,
+        backend: Literal["fast", "candle"] = "fast",
+    ) -> Embedder: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def path(self) -> pathlib.Path: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def backend(self) -> str: ...
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
+    def embed_with_info(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
+    def tokenize(self, text: str) -> list[int]: ...
+    def __reduce__(self) -> tuple[Any, tuple[pathlib.Path, int, int, str]]: ...
+
+@final
 class Alternative:
     """One model's figures in a decision."""
 
@@ -148,12 +180,15 @@ class Router:
     @property
     def config(self) -> dict[str, Any]: ...
     @property
+    def embedder(self) -> Optional[Embedder]: ...
+    def with_embedder(self, embedder: Optional[Embedder]) -> Self: ...
+    @property
     def learns(self) -> bool: ...
     @property
     def observations(self) -> Optional[int]: ...
     def route(
         self,
-        x: _Vector,
+        x: Union[_Vector, str],
         cost_weight: float = 0.0,
         *,
         allowed: Optional[Sequence[str]] = None,
@@ -162,7 +197,7 @@ class Router:
     ) -> Decision: ...
     def top_k(
         self,
-        x: _Vector,
+        x: Union[_Vector, str],
         k: int,
         cost_weight: float = 0.0,
         *,
@@ -173,7 +208,7 @@ class Router:
     @overload
     def route_batch(
         self,
-        x: _Matrix,
+        x: Union[_Matrix, Sequence[str]],
         cost_weight: float = 0.0,
         *,
         allowed: Optional[Sequence[str]] = None,
@@ -184,7 +219,7 @@ class Router:
     @overload
     def route_batch(
         self,
-        x: _Matrix,
+        x: Union[_Matrix, Sequence[str]],
         cost_weight: float = 0.0,
         *,
         allowed: Optional[Sequence[str]] = None,
@@ -194,7 +229,7 @@ class Router:
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     def observe(
         self,
-        embedding: _Vector,
+        embedding: Union[_Vector, str],
         model: Union[str, int],
         quality: float,
         cost: float,
@@ -205,8 +240,8 @@ class Router:
     def save(self, path: _Path) -> None: ...
     def to_bytes(self) -> bytes: ...
     @classmethod
-    def load(cls, path: _Path) -> Any: ...
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+    def load(cls, path: _Path, embedder: Optional[Embedder] = None) -> Any: ...
+    def __reduce__(self) -> tuple[Any, tuple[bytes, Optional[Embedder]]]: ...
 
 @final
 class KnnRouter(Router):
@@ -245,8 +280,66 @@ class BaselineRouter(Router):
     @staticmethod
     def fit(split: Split, rule: str, seed: int = 0) -> BaselineRouter: ...
 
-def load_router(path: _Path) -> Router: ...
-def router_from_bytes(data: bytes) -> Router: ...
+class BanditRouter(Router):
+    """A bandit router of every kind: learns online from the outcome of the model it chose."""
+
+    @property
+    def pulls(self) -> list[int]: ...
+    @property
+    def is_greedy(self) -> bool: ...
+    def greedy(self) -> Self: ...
+    def exploring(self) -> Self: ...
+    def snapshot(self) -> Self: ...
+    def merge(self, other: BanditRouter) -> None: ...
+    def merge_since(self, other: BanditRouter, base: BanditRouter) -> None: ...
+    def forget_model(self, model_id: str) -> None: ...
+    def observe_split(self, split: Split) -> None: ...
+    def fit_unlabelled(self, x: _Matrix) -> None: ...
+
+_Models = Sequence[Union[str, dict[str, Any]]]
+
+@final
+class LinUcbRouter(BanditRouter):
+    """LinUCB: per-model ridge regression on the query embedding, plus an upper confidence bound."""
+
+    def __init__(
+        self, models: _Models, dim: int, *, embedding_model: Optional[str] = None, **config: Any
+    ) -> None: ...
+    @staticmethod
+    def fit(split: Split, **config: Any) -> LinUcbRouter: ...
+
+@final
+class ThompsonRouter(BanditRouter):
+    """Linear Thompson sampling: the ridge regression of LinUCB, exploring by posterior draws."""
+
+    def __init__(
+        self, models: _Models, dim: int, *, embedding_model: Optional[str] = None, **config: Any
+    ) -> None: ...
+    @staticmethod
+    def fit(split: Split, **config: Any) -> ThompsonRouter: ...
+
+@final
+class KnnUcbRouter(BanditRouter):
+    """kNN-UCB: similarity-weighted scores of each model's own past outcomes near the query, plus a bonus."""
+
+    def __init__(
+        self, models: _Models, dim: int, *, embedding_model: Optional[str] = None, **config: Any
+    ) -> None: ...
+    @staticmethod
+    def fit(split: Split, **config: Any) -> KnnUcbRouter: ...
+
+@final
+class ClusterUcbRouter(BanditRouter):
+    """Cluster UCB: per-(cluster, model) cells with an additive prior and a logarithmic bonus."""
+
+    def __init__(
+        self, models: _Models, dim: int, *, embedding_model: Optional[str] = None, **config: Any
+    ) -> None: ...
+    @staticmethod
+    def fit(split: Split, **config: Any) -> ClusterUcbRouter: ...
+
+def load_router(path: _Path, embedder: Optional[Embedder] = None) -> Router: ...
+def router_from_bytes(data: bytes, embedder: Optional[Embedder] = None) -> Router: ...
 def evaluate(
     router: Router,
     split: Split,

@@ -9,8 +9,10 @@
 //! [`router::wrap`] picks the subclass for a router's kind.
 
 mod arrays;
+mod bandits;
 mod convert;
 mod data;
+mod embedder;
 mod errors;
 mod eval;
 mod parallel;
@@ -30,12 +32,18 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<data::PyDataset>()?;
     m.add_class::<data::PySplit>()?;
+    m.add_class::<embedder::PyEmbedder>()?;
     m.add_class::<router::PyRouter>()?;
     m.add_class::<router::Decision>()?;
     m.add_class::<router::Alternative>()?;
     m.add_class::<routers::PyKnnRouter>()?;
     m.add_class::<routers::PyMfRouter>()?;
     m.add_class::<routers::PyBaselineRouter>()?;
+    m.add_class::<bandits::PyBanditRouter>()?;
+    m.add_class::<bandits::PyLinUcbRouter>()?;
+    m.add_class::<bandits::PyThompsonRouter>()?;
+    m.add_class::<bandits::PyKnnUcbRouter>()?;
+    m.add_class::<bandits::PyClusterUcbRouter>()?;
     m.add_function(wrap_pyfunction!(router::load_router, m)?)?;
     m.add_function(wrap_pyfunction!(router::router_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;

@@ -6,14 +6,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{IntoPyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pointsman::{Error, FeatureBatch, Feedback, ModelPool, Objective, QueryFeatures, Router};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyString, PyTuple, PyType};
 use pyo3::PyClassInitializer;
 
 use crate::arrays;
+use crate::bandits::Bandit;
 use crate::convert::repr;
+use crate::embedder::PyEmbedder;
 use crate::errors::{to_py_err, type_error, IntoPyResult};
 use crate::parallel::run;
 
@@ -23,12 +26,86 @@ use crate::parallel::run;
 #[derive(Debug)]
 pub struct PyRouter {
     pub inner: Arc<dyn Router>,
+    /// The embedder that turns text into this router's input, when one is attached.
+    pub embedder: Option<Py<PyEmbedder>>,
+    /// The same router as a bandit (for `merge`, `snapshot`, ...), when it is one.
+    pub bandit: Option<Bandit>,
+}
+
+impl PyRouter {
+    /// The base of a router object (its kind's class adds nothing but constructors).
+    pub fn new(
+        inner: Arc<dyn Router>,
+        embedder: Option<Py<PyEmbedder>>,
+        bandit: Option<Bandit>,
+    ) -> PyRouter {
+        PyRouter {
+            inner,
+            embedder,
+            bandit,
+        }
+    }
+}
+
+/// An engine router as the bindings hold it.
+pub enum Engine {
+    /// Any router, through the trait.
+    Plain(Arc<dyn Router>),
+    /// A bandit, with its own methods.
+    Bandit(Bandit),
 }
 
 /// A router as an instance of the Python class of its kind.
 pub fn wrap(py: Python<'_>, inner: Arc<dyn Router>) -> PyResult<Py<PyAny>> {
+    wrap_with(py, inner, None)
+}
+
+/// [`wrap`] with an embedder attached (checked to make the router's input).
+pub fn wrap_with(
+    py: Python<'_>,
+    inner: Arc<dyn Router>,
+    embedder: Option<Py<PyEmbedder>>,
+) -> PyResult<Py<PyAny>> {
+    wrap_engine(py, Engine::Plain(inner), embedder)
+}
+
+/// [`wrap_with`] for either form of engine router. A bandit given through the trait (a loaded
+/// router) is rebuilt as a bandit from its saved form, so that it gets the bandit methods.
+pub fn wrap_engine(
+    py: Python<'_>,
+    engine: Engine,
+    embedder: Option<Py<PyEmbedder>>,
+) -> PyResult<Py<PyAny>> {
+    let engine = match engine {
+        Engine::Plain(inner) if BANDIT_KINDS.contains(&inner.kind()) => {
+            let saved = run(py, || inner.to_saved())?;
+            match run(py, || Bandit::from_saved(saved))? {
+                Ok(b) => Engine::Bandit(b),
+                Err(_) => Engine::Plain(inner),
+            }
+        }
+        other => other,
+    };
+    let (inner, bandit) = match engine {
+        Engine::Plain(inner) => (inner, None),
+        Engine::Bandit(b) => (b.router(), Some(b)),
+    };
+    if let Some(e) = &embedder {
+        let e = e.get().embedder().py()?;
+        pointsman::embed::check_compatible(&e, inner.as_ref()).py()?;
+    }
     let kind = inner.kind();
-    let base = PyClassInitializer::from(PyRouter { inner });
+    let base = PyClassInitializer::from(PyRouter::new(inner, embedder, bandit));
+    if BANDIT_KINDS.contains(&kind) {
+        use crate::bandits as b;
+        let base = base.add_subclass(b::PyBanditRouter);
+        return Ok(match kind {
+            "linucb" => Py::new(py, base.add_subclass(b::PyLinUcbRouter))?.into_any(),
+            "thompson" => Py::new(py, base.add_subclass(b::PyThompsonRouter))?.into_any(),
+            "knn-ucb" => Py::new(py, base.add_subclass(b::PyKnnUcbRouter))?.into_any(),
+            _ => Py::new(py, base.add_subclass(b::PyClusterUcbRouter))?.into_any(),
+        });
+    }
     Ok(match kind {
         "knn" => Py::new(py, base.add_subclass(crate::routers::PyKnnRouter))?.into_any(),
         "mf" => Py::new(py, base.add_subclass(crate::routers::PyMfRouter))?.into_any(),
@@ -38,6 +115,9 @@ pub fn wrap(py: Python<'_>, inner: Arc<dyn Router>) -> PyResult<Py<PyAny>> {
         _ => Py::new(py, base)?.into_any(),
     })
 }
+
+/// The kinds [`Bandit`] holds.
+const BANDIT_KINDS: [&str; 4] = ["linucb", "thompson", "knn-ucb", "cluster-ucb"];
 
 /// One query's features from its embedding and optional token count and task tag.
 fn features(
@@ -53,6 +133,84 @@ fn features(
         q = q.with_task(t);
     }
     Ok(q)
+}
+
+/// One query as given: text (read through the attached embedder) or an embedding.
+enum Input<'py> {
+    Text(Arc<pointsman::embed::Embedder>, String),
+    Vector(PyReadonlyArrayDyn<'py, f32>),
+}
+
+impl Input<'_> {
+    /// The query as values that can cross to a thread without the GIL.
+    fn query(&self) -> PyResult<Query<'_>> {
+        Ok(match self {
+            Input::Text(embedder, text) => Query::Text(embedder, text),
+            Input::Vector(x) => Query::Vector(arrays::values(x)?),
+        })
+    }
+}
+
+/// [`Input`], borrowed.
+enum Query<'a> {
+    Text(&'a pointsman::embed::Embedder, &'a str),
+    Vector(&'a [f32]),
+}
+
+impl Query<'_> {
+    /// The query's features. Embeds text: call without the GIL. `prompt_tokens`, when given,
+    /// replaces the estimate made from the text.
+    fn features(
+        &self,
+        prompt_tokens: Option<f64>,
+        task: Option<String>,
+    ) -> pointsman::Result<QueryFeatures> {
+        match *self {
+            Query::Text(embedder, text) => {
+                let (mut q, _) = embedder.features(text)?;
+                if let Some(t) = prompt_tokens {
+                    q = q.with_prompt_tokens(t)?;
+                }
+                if let Some(t) = task {
+                    q = q.with_task(t);
+                }
+                Ok(q)
+            }
+            Query::Vector(values) => features(values, prompt_tokens, task),
+        }
+    }
+}
+
+/// The hint for text given to a router without an embedder.
+fn no_embedder(name: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{name} is text but the router has no embedder: attach one with \
+         router.with_embedder(pointsman.Embedder.load()), or pass a float32 embedding"
+    ))
+}
+
+impl PyRouter {
+    /// The engine embedder, when one is attached (loaded again in a forked child).
+    fn engine_embedder(&self, py: Python<'_>) -> PyResult<Option<Arc<pointsman::embed::Embedder>>> {
+        match &self.embedder {
+            None => Ok(None),
+            Some(e) => {
+                let e = e.get();
+                Ok(Some(py.detach(|| e.embedder()).py()?))
+            }
+        }
+    }
+
+    /// `x` as one query: a `str` (with an embedder attached) or a numeric vector `[dim]`.
+    fn input<'py>(&self, x: &Bound<'py, PyAny>, name: &str) -> PyResult<Input<'py>> {
+        if x.is_instance_of::<PyString>() {
+            return match self.engine_embedder(x.py())? {
+                Some(e) => Ok(Input::Text(e, x.extract()?)),
+                None => Err(no_embedder(name)),
+            };
+        }
+        Ok(Input::Vector(arrays::array::<f32>(x, name, 1, "[dim]")?))
+    }
 }
 
 /// A model named by id or by index.
@@ -125,6 +283,30 @@ impl PyRouter {
         crate::convert::to_python(py, &saved.config)
     }
 
+    /// The attached embedder (see `with_embedder`), or None.
+    #[getter]
+    fn embedder(&self, py: Python<'_>) -> Option<Py<PyEmbedder>> {
+        self.embedder.as_ref().map(|e| e.clone_ref(py))
+    }
+
+    /// This router with `embedder` attached (None detaches): `route`, `top_k`, `observe` then
+    /// take a `str` and `route_batch` a list of str, embedded with it. The result shares the
+    /// engine router with this one (what one learns from `observe`, the other knows); this
+    /// object is unchanged. Raises `ShapeError` when the router reads embeddings of another
+    /// dimension or embedding model than the embedder makes.
+    #[pyo3(signature = (embedder))]
+    fn with_embedder(
+        &self,
+        py: Python<'_>,
+        embedder: Option<Py<PyEmbedder>>,
+    ) -> PyResult<Py<PyAny>> {
+        let engine = match &self.bandit {
+            Some(b) => Engine::Bandit(b.handle()),
+            None => Engine::Plain(self.inner.clone()),
+        };
+        wrap_engine(py, engine, embedder)
+    }
+
     /// Whether the router learns from feedback (`observe`).
     #[getter]
     fn learns(&self) -> bool {
@@ -150,14 +332,17 @@ impl PyRouter {
         prompt_tokens: Option<f64>,
         task: Option<String>,
     ) -> PyResult<Decision> {
-        let x = arrays::array::<f32>(x, "x", 1, "[dim]")?;
-        let q = features(arrays::values(&x)?, prompt_tokens, task).py()?;
+        let x = self.input(x, "x")?;
+        let x = x.query()?;
         let objective = Objective {
             cost_weight,
             allowed,
         };
         let router = &self.inner;
-        run(py, || router.route(&q, &objective)).map(Decision::from)
+        run(py, || {
+            router.route(&x.features(prompt_tokens, task)?, &objective)
+        })
+        .map(Decision::from)
     }
 
     /// The `k` best allowed models for one query, best first.
@@ -173,14 +358,16 @@ impl PyRouter {
         prompt_tokens: Option<f64>,
         task: Option<String>,
     ) -> PyResult<Vec<Alternative>> {
-        let x = arrays::array::<f32>(x, "x", 1, "[dim]")?;
-        let q = features(arrays::values(&x)?, prompt_tokens, task).py()?;
+        let x = self.input(x, "x")?;
+        let x = x.query()?;
         let objective = Objective {
             cost_weight,
             allowed,
         };
         let router = &self.inner;
-        let alts = run(py, || router.top_k(&q, &objective, k))?;
+        let alts = run(py, || {
+            router.top_k(&x.features(prompt_tokens, task)?, &objective, k)
+        })?;
         Ok(alts.into_iter().map(Alternative::from).collect())
     }
 
@@ -200,33 +387,73 @@ impl PyRouter {
         tasks: Option<Vec<Option<String>>>,
         return_estimates: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let x = arrays::array::<f32>(x, "x", 2, "[n, dim]")?;
+        // Text: a list of str, read through the attached embedder.
+        if x.is_instance_of::<PyString>() {
+            return Err(type_error(
+                "x",
+                "a numeric array [n, dim] or a list of str",
+                x,
+            ));
+        }
+        let text = match x.cast::<PyUntypedArray>() {
+            Ok(_) => None,
+            Err(_) => match x.extract::<Vec<String>>() {
+                Ok(t) if !t.is_empty() => match self.engine_embedder(py)? {
+                    Some(e) => Some((e, t)),
+                    None => return Err(no_embedder("x")),
+                },
+                _ => None,
+            },
+        };
+        let x = match text {
+            Some(text) => Err(text),
+            None => Ok(arrays::array::<f32>(x, "x", 2, "[n, dim]")?),
+        };
         let tokens: Option<PyReadonlyArrayDyn<'py, f64>> = prompt_tokens
             .map(|t| arrays::array::<f64>(t, "prompt_tokens", 1, "[n]"))
             .transpose()?;
-        let dim = x.shape()[1];
-        let data = arrays::values(&x)?;
         let tokens = tokens.as_ref().map(arrays::values).transpose()?;
         let objective = Objective {
             cost_weight,
             allowed,
         };
         let router = &self.inner;
-        let (choices, estimates) = run(py, || {
-            let mut batch = FeatureBatch::new(data, dim)?;
-            if let Some(t) = tokens {
-                batch = batch.with_prompt_tokens(t)?;
-            }
-            if let Some(t) = &tasks {
-                batch = batch.with_tasks(t)?;
-            }
+        let tasks = tasks.as_deref();
+        let route = |batch: FeatureBatch<'_>| {
+            let batch = match tasks {
+                Some(t) => batch.with_tasks(t)?,
+                None => batch,
+            };
             if return_estimates {
                 let (choices, est) = router.route_batch_with_estimates(&batch, &objective)?;
                 Ok((choices, Some(est)))
             } else {
                 Ok((router.route_batch(&batch, &objective)?, None))
             }
-        })?;
+        };
+        let (choices, estimates) = match &x {
+            Err((embedder, texts)) => {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                run(py, || {
+                    let mut batch = embedder.text_batch(&refs)?;
+                    if let Some(t) = tokens {
+                        batch.prompt_tokens = t.to_vec();
+                    }
+                    route(batch.as_batch()?)
+                })?
+            }
+            Ok(x) => {
+                let dim = x.shape()[1];
+                let data = arrays::values(x)?;
+                run(py, || {
+                    let mut batch = FeatureBatch::new(data, dim)?;
+                    if let Some(t) = tokens {
+                        batch = batch.with_prompt_tokens(t)?;
+                    }
+                    route(batch)
+                })?
+            }
+        };
         let choices = choices.into_pyarray(py).into_any();
         match estimates {
             None => Ok(choices),
@@ -254,7 +481,8 @@ impl PyRouter {
         prompt_tokens: Option<f64>,
         task: Option<String>,
     ) -> PyResult<()> {
-        let emb = arrays::array::<f32>(embedding, "embedding", 1, "[dim]")?;
+        let emb = self.input(embedding, "embedding")?;
+        let emb = emb.query()?;
         let model = ModelRef::extract(model)?;
         let learner = self
             .inner
@@ -267,10 +495,9 @@ impl PyRouter {
             })
             .py()?;
         let model = model.resolve(self.inner.models()).py()?;
-        let features = features(arrays::values(&emb)?, prompt_tokens, task).py()?;
         run(py, || {
             learner.observe(&Feedback {
-                features: &features,
+                features: &emb.features(prompt_tokens, task)?,
                 model,
                 quality,
                 cost,
@@ -291,12 +518,18 @@ impl PyRouter {
         Ok(PyBytes::new(py, &bytes))
     }
 
-    /// Loads a saved router of this class (`Router.load` accepts every kind).
+    /// Loads a saved router of this class (`Router.load` accepts every kind), with `embedder`
+    /// attached when given.
     #[classmethod]
-    fn load(cls: &Bound<'_, PyType>, path: PathBuf) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (path, embedder = None))]
+    fn load(
+        cls: &Bound<'_, PyType>,
+        path: PathBuf,
+        embedder: Option<Py<PyEmbedder>>,
+    ) -> PyResult<Py<PyAny>> {
         let py = cls.py();
         let what = path.display().to_string();
-        let router = wrap(py, run(py, || pointsman::io::load_router(&path))?)?;
+        let router = wrap_with(py, run(py, || pointsman::io::load_router(&path))?, embedder)?;
         if !router.bind(py).is_instance(cls)? {
             return Err(to_py_err(Error::format(
                 what,
@@ -310,22 +543,24 @@ impl PyRouter {
         Ok(router)
     }
 
-    /// Pickles through the saved bytes.
-    fn __reduce__<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+    /// Pickles through the saved bytes (and the attached embedder, which pickles as its model
+    /// folder and options).
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, RebuildArgs<'py>)> {
         let rebuild = py
             .import("pointsman._native")?
             .getattr("router_from_bytes")?;
-        Ok((rebuild, (self.to_bytes(py)?,)))
+        Ok((rebuild, (self.to_bytes(py)?, self.embedder(py))))
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let py = slf.py();
         let r = &slf.get().inner;
+        let embedder = match &slf.get().embedder {
+            Some(e) => format!(", embedder={}", repr(py, e.get().model_name())?),
+            None => String::new(),
+        };
         Ok(format!(
-            "{}(kind={}, dim={}, models={})",
+            "{}(kind={}, dim={}, models={}{embedder})",
             slf.get_type().qualname()?,
             repr(py, r.kind())?,
             r.dim(),
@@ -334,18 +569,33 @@ impl PyRouter {
     }
 }
 
-/// Loads a saved router (any kind) as an instance of its kind's class.
+/// The arguments of `router_from_bytes` that rebuild a pickled router.
+type RebuildArgs<'py> = (Bound<'py, PyBytes>, Option<Py<PyEmbedder>>);
+
+/// Loads a saved router (any kind) as an instance of its kind's class, with `embedder` attached
+/// when given.
 #[pyfunction]
-pub fn load_router(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (path, embedder = None))]
+pub fn load_router(
+    py: Python<'_>,
+    path: PathBuf,
+    embedder: Option<Py<PyEmbedder>>,
+) -> PyResult<Py<PyAny>> {
     let router = run(py, || pointsman::io::load_router(&path))?;
-    wrap(py, router)
+    wrap_with(py, router, embedder)
 }
 
-/// A router from the bytes of a saved file (`Router.to_bytes`, pickling).
+/// A router from the bytes of a saved file (`Router.to_bytes`, pickling), with `embedder`
+/// attached when given.
 #[pyfunction]
-pub fn router_from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (data, embedder = None))]
+pub fn router_from_bytes(
+    py: Python<'_>,
+    data: &[u8],
+    embedder: Option<Py<PyEmbedder>>,
+) -> PyResult<Py<PyAny>> {
     let router = run(py, || pointsman::io::router_from_bytes(data))?;
-    wrap(py, router)
+    wrap_with(py, router, embedder)
 }
 
 /// One model's figures in a decision.

@@ -81,3 +81,29 @@ def toy() -> Toy:
 @pytest.fixture(scope="session")
 def toy_knn(toy: Toy) -> pointsman.KnnRouter:
     return pointsman.KnnRouter.fit(toy.split(), k=10)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> pointsman.Embedder:
+    """The default embedding model (scripts/fetch-model.sh installs it), on one thread."""
+    try:
+        return pointsman.Embedder.load(threads=1)
+    except FileNotFoundError as e:
+        missing(f"the default embedding model is not installed ({e}; run scripts/fetch-model.sh)")
+        raise
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    """Reference sentence embeddings computed outside Pointsman (../shared/models)."""
+    import json
+
+    path = Path(
+        os.environ.get(
+            "POINTSMAN_EMBED_REFERENCE",
+            REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2.reference.json",
+        )
+    )
+    if not path.is_file():
+        missing(f"reference embeddings not found at {path} (set POINTSMAN_EMBED_REFERENCE)")
+    return json.loads(path.read_text())

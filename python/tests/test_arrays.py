@@ -83,7 +83,7 @@ def test_single_query_shapes(toy_knn):
 @pytest.mark.parametrize(
     "arg, match",
     [
-        ("a query", "x must be a numeric array \\[n, dim\\], not str"),
+        ("a query", "x must be a numeric array \\[n, dim\\] or a list of str, not str"),
         (b"bytes", "not bytes"),
         (np.array([["a", "b"]]), "not an array of dtype <U1"),
         (np.array([[object(), object()]]), "not an array of dtype object"),

@@ -139,7 +139,7 @@ def test_io_errors(toy_knn, tmp_path):
 
 
 def test_type_errors(toy_knn, toy):
-    with pytest.raises(TypeError, match="x must be a numeric array"):
+    with pytest.raises(TypeError, match="x is text but the router has no embedder"):
         toy_knn.route("what is 2 + 2?")
     with pytest.raises(TypeError):
         toy_knn.route(toy.embeddings[0], cost_weight="high")

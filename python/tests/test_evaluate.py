@@ -13,6 +13,7 @@ def test_evaluate_sweep(dc, knn):
         "aiq",
         "max_quality",
         "quality_at_best_single_cost",
+        "quality_at_cheap_share",
         "cost_to_match_best_single",
         "oracle_gap",
         "apgr",

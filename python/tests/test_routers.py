@@ -164,7 +164,7 @@ def test_observe_needs_a_learner(toy, toy_knn):
     for bad in [1.5, None, True, ["a"]]:
         with pytest.raises(TypeError, match="model must be a model id"):
             toy_knn.observe(toy.embeddings[0], bad, 1.0, 1e-5)
-    with pytest.raises(TypeError, match="embedding must be a numeric array"):
+    with pytest.raises(TypeError, match="embedding is text but the router has no embedder"):
         toy_knn.observe("text", "a", 1.0, 1e-5)
 
 

@@ -113,6 +113,13 @@ def test_class_matches(name):
         if isinstance(item, ast.FunctionDef):
             methods.setdefault(item.name, []).append(item)
     own = {n for n in vars(cls) if is_public(n)}
+    # A constructor (`#[new]`) is stubbed as `__init__`; Python sees it as the class's signature.
+    init = methods.pop("__init__", None)
+    if init is not None:
+        assert stub_params(init[0])[1:] == runtime_params(cls), f"{name}()"
+    elif not issubclass(cls, BaseException):
+        with pytest.raises(TypeError, match="cannot create"):
+            cls()  # not constructible, as the stubs say
     assert set(methods) == own, f"stubs {sorted(methods)} vs module {sorted(own)}"
     for mname, defs in methods.items():
         attr = vars(cls)[mname]

@@ -74,12 +74,12 @@ use self::candle_bert::CandleBert;
 use self::config::{format_err, BertConfig};
 use self::kernels::Par;
 use self::model::{hex, Bert, TensorSource, Workspace};
-use crate::{Error, QueryFeatures, Result};
+use crate::{Error, FeatureBatch, QueryFeatures, Result};
 
 mod dataset;
 mod pipeline;
 pub use dataset::{embed_dataset, DatasetEmbeddings, PROGRESS_BATCH};
-pub use pipeline::Pipeline;
+pub use pipeline::{check_compatible, Pipeline};
 
 /// Name of the default model (and of its cache folder).
 pub const DEFAULT_MODEL_NAME: &str = "all-MiniLM-L6-v2";
@@ -514,16 +514,7 @@ impl Embedder {
     /// [`Error::InvalidInput`] naming the first empty or whitespace-only text;
     /// [`Error::Backend`] when the tokenizer fails.
     pub fn features_batch(&self, texts: &[&str]) -> Result<Vec<(QueryFeatures, TokenInfo)>> {
-        if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
-            let which = if texts.len() == 1 {
-                "the text".to_string()
-            } else {
-                format!("text {i}")
-            };
-            return Err(Error::InvalidInput(format!(
-                "{which} is empty or whitespace only: there is nothing to route"
-            )));
-        }
+        check_routable(texts)?;
         let (embeddings, info) = self.embed(texts)?;
         let dim = self.dim();
         texts
@@ -538,6 +529,70 @@ impl Embedder {
             })
             .collect()
     }
+}
+
+impl Embedder {
+    /// The routing features of many texts as one owned batch: the embeddings row-major, the
+    /// prompt lengths estimated as in [`Embedder::features`], and the tokenisation facts; borrow
+    /// it as a [`FeatureBatch`] (tagged with this model's name) with [`TextBatch::as_batch`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Embedder::features_batch`].
+    pub fn text_batch(&self, texts: &[&str]) -> Result<TextBatch> {
+        check_routable(texts)?;
+        let (embeddings, info) = self.embed(texts)?;
+        Ok(TextBatch {
+            embeddings,
+            prompt_tokens: texts.iter().map(|t| prompt_tokens_of(t)).collect(),
+            info,
+            dim: self.dim(),
+            embedding_model: self.model_name().to_string(),
+        })
+    }
+}
+
+/// Texts embedded for routing (see [`Embedder::text_batch`]).
+#[derive(Debug, Clone)]
+pub struct TextBatch {
+    /// Unit-length embeddings, row-major `[texts, dim]`.
+    pub embeddings: Vec<f32>,
+    /// Prompt length of each text in LLM tokens (Unicode characters / 4).
+    pub prompt_tokens: Vec<f64>,
+    /// Word-piece count and truncation of each text.
+    pub info: Vec<TokenInfo>,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// The embedding model's name.
+    pub embedding_model: String,
+}
+
+impl TextBatch {
+    /// The batch as routers read it: embeddings, prompt lengths and the embedding model's name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shape`] when the fields were changed to inconsistent lengths.
+    pub fn as_batch(&self) -> Result<FeatureBatch<'_>> {
+        Ok(FeatureBatch::new(&self.embeddings, self.dim)?
+            .with_prompt_tokens(&self.prompt_tokens)?
+            .with_embedding_model(&self.embedding_model))
+    }
+}
+
+/// Refuses texts with nothing to route, naming the first.
+fn check_routable(texts: &[&str]) -> Result<()> {
+    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+        let which = if texts.len() == 1 {
+            "the text".to_string()
+        } else {
+            format!("text {i}")
+        };
+        return Err(Error::InvalidInput(format!(
+            "{which} is empty or whitespace only: there is nothing to route"
+        )));
+    }
+    Ok(())
 }
 
 /// The prompt length in LLM tokens as the datasets estimate it: Unicode characters / 4.

@@ -5,6 +5,32 @@ use std::sync::Arc;
 use super::{Embedder, TokenInfo};
 use crate::{Decision, Error, Objective, QueryFeatures, Result, Router};
 
+/// Checks that `router` reads the embeddings `embedder` makes: the same dimension and, when the
+/// router names its embedding model, the same model.
+///
+/// # Errors
+///
+/// [`Error::DimensionMismatch`] when the router reads embeddings of another size, and
+/// [`Error::EmbeddingMismatch`] when the router names another embedding model than the
+/// embedder's.
+pub fn check_compatible(embedder: &Embedder, router: &dyn Router) -> Result<()> {
+    if router.dim() != embedder.dim() {
+        return Err(Error::DimensionMismatch {
+            expected: router.dim(),
+            got: embedder.dim(),
+        });
+    }
+    if let Some(expected) = router.embedding_model() {
+        if expected != embedder.model_name() {
+            return Err(Error::EmbeddingMismatch {
+                expected: expected.to_string(),
+                got: embedder.model_name().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// An [`Embedder`] and a [`Router`] that reads its embeddings: `route_text(text, objective)`.
 ///
 /// `Send + Sync`: share one pipeline between threads (behind an `Arc`); concurrent calls each use
@@ -24,20 +50,7 @@ impl Pipeline {
     /// [`Error::EmbeddingMismatch`] when the router names another embedding model than the
     /// embedder's.
     pub fn new(embedder: Embedder, router: Arc<dyn Router>) -> Result<Pipeline> {
-        if router.dim() != embedder.dim() {
-            return Err(Error::DimensionMismatch {
-                expected: router.dim(),
-                got: embedder.dim(),
-            });
-        }
-        if let Some(expected) = router.embedding_model() {
-            if expected != embedder.model_name() {
-                return Err(Error::EmbeddingMismatch {
-                    expected: expected.to_string(),
-                    got: embedder.model_name().to_string(),
-                });
-            }
-        }
+        check_compatible(&embedder, router.as_ref())?;
         Ok(Pipeline { embedder, router })
     }
 

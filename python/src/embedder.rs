@@ -1,0 +1,246 @@
+//! `Embedder`: text in, float32 embeddings out, with the engine's in-process model
+//! (`pointsman::embed`). Routers read text through an attached embedder (`Router.with_embedder`).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use numpy::ndarray::Array1;
+use numpy::IntoPyArray;
+use pointsman::embed::{default_model_dir, Backend, Embedder, EmbedderOptions};
+use pointsman::Error;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+
+use crate::arrays;
+use crate::convert::repr;
+use crate::errors::{to_py_err, type_error, IntoPyResult};
+use crate::parallel::run;
+
+/// A loaded sentence-embedding model (all-MiniLM-L6-v2 by default).
+///
+/// Fork-safe: an embedder with several threads owns a thread pool, which a forked child does not
+/// inherit; the first use in a child loads the model again (once) from the same folder.
+#[pyclass(name = "Embedder", module = "pointsman", frozen)]
+#[derive(Debug)]
+pub struct PyEmbedder {
+    path: PathBuf,
+    options: EmbedderOptions,
+    /// The engine's embedder and the process it was loaded in.
+    current: Mutex<(u32, Arc<Embedder>)>,
+}
+
+impl PyEmbedder {
+    /// The engine's embedder for this process (loaded again in a forked child when it has a
+    /// thread pool). Call without the GIL: a reload reads the model files.
+    pub fn embedder(&self) -> pointsman::Result<Arc<Embedder>> {
+        let pid = std::process::id();
+        let mut current = self
+            .current
+            .lock()
+            .map_err(|_| Error::Backend("embedder lock poisoned by a panic".into()))?;
+        let has_pool = current.1.threads() > 1 || current.1.backend() != Backend::Fast;
+        if current.0 != pid && has_pool {
+            *current = (pid, Arc::new(Embedder::load(&self.path, &self.options)?));
+        }
+        Ok(current.1.clone())
+    }
+
+    /// The loaded engine embedder as it is now, for reading its properties.
+    fn loaded(&self) -> Arc<Embedder> {
+        match self.current.lock() {
+            Ok(c) => c.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
+    }
+}
+
+/// The arguments of `Embedder.load` that rebuild an embedder: path, threads, max_tokens,
+/// backend.
+type LoadArgs = (PathBuf, usize, usize, &'static str);
+
+/// The backend's name in Python.
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Candle => "candle",
+        _ => "fast",
+    }
+}
+
+/// `texts` as a list of strings: a `str` itself is refused (it is not a list of texts).
+pub fn texts(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(type_error(name, "a list of str (one text per row)", obj));
+    }
+    obj.extract::<Vec<String>>()
+        .map_err(|_| type_error(name, "a list of str", obj))
+}
+
+#[pymethods]
+impl PyEmbedder {
+    /// Loads a sentence-transformers model folder; `path=None` loads the default model
+    /// (all-MiniLM-L6-v2 from `$POINTSMAN_MODEL_DIR`, else `~/.cache/pointsman/models`, where
+    /// `scripts/fetch-model.sh` installs it). `threads=0` uses every core; `max_tokens` is the
+    /// truncation window in word pieces; `backend` the forward implementation: `"fast"` (the
+    /// engine's own kernels) or `"candle"` (stock candle ops, slower; a cross-check).
+    #[staticmethod]
+    #[pyo3(signature = (path = None, threads = 0, max_tokens = 256, backend = "fast"))]
+    fn load(
+        py: Python<'_>,
+        path: Option<PathBuf>,
+        threads: usize,
+        max_tokens: usize,
+        backend: &str,
+    ) -> PyResult<PyEmbedder> {
+        let backend = match backend {
+            "fast" => Backend::Fast,
+            "candle" => Backend::Candle,
+            other => {
+                return Err(to_py_err(Error::Config(format!(
+                    "unknown embedder backend {other:?} (known: fast, candle)"
+                ))))
+            }
+        };
+        let options = EmbedderOptions {
+            threads,
+            max_tokens,
+            backend,
+        };
+        let (path, embedder) = py
+            .detach(|| {
+                let path = match path {
+                    Some(p) => p,
+                    None => default_model_dir()?,
+                };
+                let embedder = Embedder::load(&path, &options)?;
+                Ok((path, embedder))
+            })
+            .py()?;
+        Ok(PyEmbedder {
+            path,
+            options,
+            current: Mutex::new((std::process::id(), Arc::new(embedder))),
+        })
+    }
+
+    /// The embedding dimension (384 for all-MiniLM-L6-v2).
+    #[getter]
+    fn dim(&self) -> usize {
+        self.loaded().dim()
+    }
+
+    /// The model's name: `"all-MiniLM-L6-v2"` for the known weights, else the folder's name.
+    /// Routers trained on another model's embeddings refuse this embedder.
+    #[getter]
+    pub fn model_name(&self) -> String {
+        self.loaded().model_name().to_string()
+    }
+
+    /// The model folder.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// The truncation window in word pieces, [CLS] and [SEP] included.
+    #[getter]
+    fn max_tokens(&self) -> usize {
+        self.loaded().max_tokens()
+    }
+
+    /// The forward implementation: `"fast"` or `"candle"`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        backend_name(self.loaded().backend())
+    }
+
+    /// The number of threads one `embed` call may use.
+    #[getter]
+    fn threads(&self) -> usize {
+        self.loaded().threads()
+    }
+
+    /// Embeds a list of texts: float32 `[len(texts), dim]`, unit-length rows, in input order.
+    /// Runs without the GIL. Any string is embedded, the empty one included (routing refuses
+    /// empty text).
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let texts = self::texts(texts, "texts")?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (data, _, dim) = run(py, || {
+            let e = self.embedder()?;
+            let (data, info) = e.embed(&refs)?;
+            Ok((data, info, e.dim()))
+        })?;
+        Ok(arrays::matrix(py, data, refs.len(), dim)?.into_any())
+    }
+
+    /// `embed`, also returning per text its word-piece count before truncation (int64 `[n]`)
+    /// and whether it was truncated to `max_tokens` (bool `[n]`): `(embeddings, tokens,
+    /// truncated)`.
+    fn embed_with_info<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let texts = self::texts(texts, "texts")?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (data, info, dim) = run(py, || {
+            let e = self.embedder()?;
+            let (data, info) = e.embed(&refs)?;
+            Ok((data, info, e.dim()))
+        })?;
+        let embeddings = arrays::matrix(py, data, refs.len(), dim)?.into_any();
+        let tokens: Array1<i64> = info.iter().map(|i| i.tokens as i64).collect();
+        let truncated: Array1<bool> = info.iter().map(|i| i.truncated).collect();
+        PyTuple::new(
+            py,
+            [
+                embeddings,
+                tokens.into_pyarray(py).into_any(),
+                truncated.into_pyarray(py).into_any(),
+            ],
+        )
+    }
+
+    /// The word-piece ids the model reads for `text`, [CLS] and [SEP] included, after
+    /// truncation.
+    fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+        let text: String = if text.is_instance_of::<PyString>() {
+            text.extract()?
+        } else {
+            return Err(type_error("text", "a str", text));
+        };
+        run(py, || self.embedder()?.tokenize(&text))
+    }
+
+    /// Pickles as the model folder and options: unpickling loads the model again.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, LoadArgs)> {
+        let load = slf.get_type().getattr("load")?;
+        let me = slf.get();
+        Ok((
+            load,
+            (
+                me.path.clone(),
+                me.options.threads,
+                me.options.max_tokens,
+                backend_name(me.options.backend),
+            ),
+        ))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let e = self.loaded();
+        Ok(format!(
+            "Embedder(model_name={}, dim={}, max_tokens={}, threads={}, backend={}, path={})",
+            repr(py, e.model_name())?,
+            e.dim(),
+            e.max_tokens(),
+            e.threads(),
+            repr(py, backend_name(e.backend()))?,
+            repr(py, self.path.display().to_string())?
+        ))
+    }
+}
