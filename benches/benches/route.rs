@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pointsman::routers::baseline::{Baseline, BaselineRouter};
+use pointsman::routers::cascade::{CascadeConfig, CascadeRouter};
 use pointsman::routers::knn::{Index, KnnConfig, KnnRouter};
 use pointsman::routers::mf::{MfConfig, MfRouter};
 use pointsman::{FeatureBatch, Objective, Router};
@@ -29,11 +30,14 @@ fn routers(ds: &pointsman::data::Dataset) -> Vec<(&'static str, Arc<dyn Router>)
         ..Default::default()
     };
     let mf = MfRouter::fit(train, &mf_config).expect("MF fits");
+    // The dynamic cascade's route: its first model, from its kNN success estimates.
+    let cascade = CascadeRouter::fit(train, &CascadeConfig::default()).expect("the cascade fits");
     vec![
         ("zero", Arc::new(zero)),
         ("knn", Arc::new(knn)),
         ("knn-hnsw", Arc::new(knn_hnsw)),
         ("mf", Arc::new(mf)),
+        ("cascade", Arc::new(cascade)),
     ]
 }
 
@@ -56,8 +60,12 @@ fn bench(c: &mut Criterion) {
         });
         group.finish();
 
-        // Batches: the test split repeated to 8,192 rows (500 rows for the exact kNN scan).
-        let rows = if name == "knn" { 500 } else { 8192 };
+        // Batches: the test split repeated to 8,192 rows (500 rows for the exact kNN scans).
+        let rows = if name == "knn" || name == "cascade" {
+            500
+        } else {
+            8192
+        };
         let data: Vec<f32> = ds
             .test()
             .embeddings()
