@@ -217,3 +217,17 @@ def test_dynamic_cascade_saves_and_calibrates(
         dc_cascade.calibrate(dc.test, conf, quality=2.0)
     with pytest.raises(pointsman.ShapeError):
         dc_cascade.simulate(dc.test, conf[:, :1])
+
+
+def test_tune_on_toy(toy) -> None:
+    split = toy.split()
+    search = {"accept_thresholds": [0.5, 0.8], "prior_strengths": [5.0], "points": 5}
+    router, report = pointsman.CascadeRouter.tune(split, judge_noise=0.0, search=search, estimator={"k": 10})
+    assert type(router) is pointsman.CascadeRouter and router.stages == []
+    assert len(report["trials"]) == 2 and report["confidence_error"] == 0.0
+    assert router.config["accept_threshold"] == report["trials"][0]["accept_threshold"]
+    conf = pointsman.simulated_confidences(split, 0.0, training=True)
+    again, _ = pointsman.CascadeRouter.tune(split, conf, search=search, estimator={"k": 10})
+    assert again.config == router.config
+    with pytest.raises(pointsman.InvalidInputError, match="judge noise"):
+        pointsman.CascadeRouter.tune(split, judge_noise=0.7)
