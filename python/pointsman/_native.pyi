@@ -338,6 +338,154 @@ class ClusterUcbRouter(BanditRouter):
     @staticmethod
     def fit(split: Split, **config: Any) -> ClusterUcbRouter: ...
 
+_Stages = Sequence[tuple[str, float]]
+
+@final
+class CascadeRouter(Router):
+    """A cascade: calls a cheap model first and escalates while the answer does not look good
+    enough, within a per-query budget. ``route`` gives the first model; ``start`` runs a
+    query's session."""
+
+    @staticmethod
+    def chain(models: _Models, dim: int, stages: _Stages, **config: Any) -> CascadeRouter: ...
+    @staticmethod
+    def fit(split: Split, *, stages: Optional[_Stages] = None, **config: Any) -> CascadeRouter: ...
+    @staticmethod
+    def tune(
+        split: Split,
+        confidences: Optional[_Matrix] = None,
+        *,
+        judge_noise: float = 0.1,
+        seed: int = 0,
+        search: Optional[dict[str, Any]] = None,
+        **config: Any,
+    ) -> tuple[CascadeRouter, dict[str, Any]]: ...
+    @property
+    def stages(self) -> list[tuple[str, float]]: ...
+    def calibrate(
+        self,
+        split: Split,
+        confidences: Optional[_Matrix] = None,
+        *,
+        mean_cost: Optional[float] = None,
+        quality: Optional[float] = None,
+        judge_noise: float = 0.1,
+        seed: int = 0,
+    ) -> tuple[CascadeRouter, dict[str, Any]]: ...
+    def simulate(
+        self,
+        split: Split,
+        confidences: Optional[_Matrix] = None,
+        cost_weight: Optional[float] = None,
+        *,
+        judge_noise: float = 0.1,
+        seed: int = 0,
+    ) -> tuple[npt.NDArray[np.uint32], list[list[int]]]: ...
+    def start(
+        self,
+        x: Union[_Vector, str],
+        budget: Optional[float] = None,
+        max_steps: Optional[int] = None,
+        *,
+        cost_weight: Optional[float] = None,
+        allowed: Optional[Sequence[str]] = None,
+        prompt_tokens: Optional[float] = None,
+        task: Optional[str] = None,
+    ) -> CascadeSession: ...
+
+@final
+class NextCall:
+    """The model a cascade session asks the caller to call next."""
+
+    @property
+    def model(self) -> int: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def expected_quality(self) -> float: ...
+    @property
+    def expected_cost(self) -> float: ...
+
+@final
+class Invocation:
+    """One model call of a cascade session."""
+
+    @property
+    def model(self) -> int: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def posterior(self) -> float: ...
+    @property
+    def cost(self) -> float: ...
+
+@final
+class CascadeOutcome:
+    """The end of a cascade session: which answer to use and what it took."""
+
+    @property
+    def accepted(self) -> int: ...
+    @property
+    def accepted_id(self) -> str: ...
+    @property
+    def posterior(self) -> float: ...
+    @property
+    def invoked(self) -> list[Invocation]: ...
+    @property
+    def invoked_ids(self) -> list[str]: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def total_cost(self) -> float: ...
+    @property
+    def budget_exhausted(self) -> bool: ...
+    @property
+    def stop(
+        self,
+    ) -> Literal[
+        "accepted", "not-worth-escalating", "out-of-models", "budget-exhausted", "max-steps", "stopped"
+    ]: ...
+
+@final
+class CascadeStep:
+    """What ``CascadeSession.observe`` says: accepted (with the outcome), or the next model."""
+
+    @property
+    def accepted(self) -> bool: ...
+    @property
+    def next(self) -> Optional[NextCall]: ...
+    @property
+    def outcome(self) -> Optional[CascadeOutcome]: ...
+
+@final
+class CascadeSession:
+    """One query's run through a cascade (``CascadeRouter.start``)."""
+
+    @property
+    def next(self) -> Optional[NextCall]: ...
+    @property
+    def model(self) -> Optional[int]: ...
+    @property
+    def model_id(self) -> Optional[str]: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def invoked(self) -> list[Invocation]: ...
+    @property
+    def total_cost(self) -> float: ...
+    @property
+    def outcome(self) -> Optional[CascadeOutcome]: ...
+    def observe(
+        self, model: Union[str, int], confidence: float, *, cost: Optional[float] = None
+    ) -> CascadeStep: ...
+    def finish(self) -> CascadeOutcome: ...
+
+def simulated_confidences(
+    split: Split, noise: float = 0.1, seed: int = 0, *, training: bool = False
+) -> npt.NDArray[np.float64]: ...
+
 def load_router(path: _Path, embedder: Optional[Embedder] = None) -> Router: ...
 def router_from_bytes(data: bytes, embedder: Optional[Embedder] = None) -> Router: ...
 def evaluate(

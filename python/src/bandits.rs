@@ -180,7 +180,7 @@ fn bandit_of<'a>(obj: &'a Bound<'_, PyAny>, name: &str) -> PyResult<&'a Bandit> 
 /// The model pool from a list of model ids (no prices: the cost estimate then comes from observed
 /// costs only) or of model cards (`{"id": ..., "input_usd_per_mtok": ..., "output_usd_per_mtok":
 /// ..., "default_output_tokens": ...}`).
-fn pool(py: Python<'_>, models: &Bound<'_, PyAny>) -> PyResult<ModelPool> {
+pub(crate) fn pool(py: Python<'_>, models: &Bound<'_, PyAny>) -> PyResult<ModelPool> {
     if models.is_instance_of::<PyString>() {
         return Err(type_error(
             "models",
@@ -209,7 +209,7 @@ fn pool(py: Python<'_>, models: &Bound<'_, PyAny>) -> PyResult<ModelPool> {
 
 /// A config from keyword arguments over `base` (the kind's defaults): fields given replace the
 /// base's.
-fn config_over<T: Serialize + DeserializeOwned>(
+pub(crate) fn config_over<T: Serialize + DeserializeOwned>(
     py: Python<'_>,
     base: T,
     kwargs: Option<&Bound<'_, PyDict>>,

@@ -10,6 +10,7 @@
 
 mod arrays;
 mod bandits;
+mod cascade;
 mod convert;
 mod data;
 mod embedder;
@@ -44,6 +45,13 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bandits::PyThompsonRouter>()?;
     m.add_class::<bandits::PyKnnUcbRouter>()?;
     m.add_class::<bandits::PyClusterUcbRouter>()?;
+    m.add_class::<cascade::PyCascadeRouter>()?;
+    m.add_class::<cascade::PyCascadeSession>()?;
+    m.add_class::<cascade::NextCall>()?;
+    m.add_class::<cascade::Invocation>()?;
+    m.add_class::<cascade::CascadeOutcome>()?;
+    m.add_class::<cascade::CascadeStep>()?;
+    m.add_function(wrap_pyfunction!(cascade::simulated_confidences, m)?)?;
     m.add_function(wrap_pyfunction!(router::load_router, m)?)?;
     m.add_function(wrap_pyfunction!(router::router_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;

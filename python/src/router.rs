@@ -109,6 +109,7 @@ pub fn wrap_engine(
     Ok(match kind {
         "knn" => Py::new(py, base.add_subclass(crate::routers::PyKnnRouter))?.into_any(),
         "mf" => Py::new(py, base.add_subclass(crate::routers::PyMfRouter))?.into_any(),
+        "cascade" => Py::new(py, base.add_subclass(crate::cascade::PyCascadeRouter))?.into_any(),
         "random" | "cheapest" | "best-single" | "fixed" | "zero" => {
             Py::new(py, base.add_subclass(crate::routers::PyBaselineRouter))?.into_any()
         }
@@ -136,14 +137,14 @@ fn features(
 }
 
 /// One query as given: text (read through the attached embedder) or an embedding.
-enum Input<'py> {
+pub(crate) enum Input<'py> {
     Text(Arc<pointsman::embed::Embedder>, String),
     Vector(PyReadonlyArrayDyn<'py, f32>),
 }
 
 impl Input<'_> {
     /// The query as values that can cross to a thread without the GIL.
-    fn query(&self) -> PyResult<Query<'_>> {
+    pub(crate) fn query(&self) -> PyResult<Query<'_>> {
         Ok(match self {
             Input::Text(embedder, text) => Query::Text(embedder, text),
             Input::Vector(x) => Query::Vector(arrays::values(x)?),
@@ -152,7 +153,7 @@ impl Input<'_> {
 }
 
 /// [`Input`], borrowed.
-enum Query<'a> {
+pub(crate) enum Query<'a> {
     Text(&'a pointsman::embed::Embedder, &'a str),
     Vector(&'a [f32]),
 }
@@ -160,7 +161,7 @@ enum Query<'a> {
 impl Query<'_> {
     /// The query's features. Embeds text: call without the GIL. `prompt_tokens`, when given,
     /// replaces the estimate made from the text.
-    fn features(
+    pub(crate) fn features(
         &self,
         prompt_tokens: Option<f64>,
         task: Option<String>,
@@ -202,7 +203,7 @@ impl PyRouter {
     }
 
     /// `x` as one query: a `str` (with an embedder attached) or a numeric vector `[dim]`.
-    fn input<'py>(&self, x: &Bound<'py, PyAny>, name: &str) -> PyResult<Input<'py>> {
+    pub(crate) fn input<'py>(&self, x: &Bound<'py, PyAny>, name: &str) -> PyResult<Input<'py>> {
         if x.is_instance_of::<PyString>() {
             return match self.engine_embedder(x.py())? {
                 Some(e) => Ok(Input::Text(e, x.extract()?)),
