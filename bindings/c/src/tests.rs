@@ -204,6 +204,8 @@ fn status_numbers_are_fixed() {
         (PM_STATUS_EMBEDDER_UNAVAILABLE, 30, "EMBEDDER_UNAVAILABLE"),
         (PM_STATUS_SESSION_FINISHED, 40, "SESSION_FINISHED"),
         (PM_STATUS_SESSION_OUT_OF_ORDER, 41, "SESSION_OUT_OF_ORDER"),
+        (PM_STATUS_BUDGET_TOO_SMALL, 42, "BUDGET_TOO_SMALL"),
+        (PM_STATUS_SESSION_RUNNING, 43, "SESSION_RUNNING"),
     ];
     assert_eq!(expected.len(), ALL.len());
     for (s, n, name) in expected {
