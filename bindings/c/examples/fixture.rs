@@ -19,6 +19,16 @@
 //! - `requests.jsonl`: the queries as gateway requests `{"id", "embedding", "prompt_tokens"}`;
 //! - `bandit.safetensors`: a LinUCB router warm-started on the train split, for the tests that
 //!   observe feedback while routing.
+//! - `chain.safetensors`: a fixed-chain cascade without training data (`CascadeRouter::new`):
+//!   the cheapest model (threshold 0.8), the median-priced one (0.8), the dearest (0), so that a
+//!   session's steps depend on the confidences alone;
+//! - `cascade.safetensors`: a dynamic cascade fitted on the train split (the default
+//!   `CascadeConfig`, with its kNN estimator), and `cascade_expected.txt`: Rust sessions on the
+//!   test queries (no prompt tokens, the router's cost weight), one per line:
+//!   `session ROW BUDGET MAX_STEPS K (MODEL CONFIDENCE)×K ACCEPTED POSTERIOR TOTAL_COST
+//!   BUDGET_EXHAUSTED STOP`: the session started with that budget (negative: none) and
+//!   `MAX_STEPS` (0: the router's), asked for the K models in order and was given those
+//!   confidences; `STOP` is the number of the `pm_cascade_stop_reason` constant.
 //!
 //! With the embedding model installed (the default folder, see `pointsman::embed`), also:
 //!
@@ -35,6 +45,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use pointsman::data::Dataset;
+use pointsman::routers::cascade::{CascadeConfig, CascadeLimits, CascadeRouter, Step, StopReason};
 use pointsman::routers::knn::{KnnConfig, KnnRouter};
 use pointsman::{Objective, QueryFeatures, Router};
 
@@ -73,6 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pointsman::routers::bandit::LinearConfig::default(),
     )?;
     bandit.save(&out.join("bandit.safetensors"))?;
+    let sessions = write_cascades(&ds, &out, max_rows)?;
 
     let test = ds.test();
     let rows = test.len().min(max_rows);
@@ -121,6 +133,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("queries.txt"), queries)?;
     std::fs::write(out.join("expected.txt"), expected)?;
     std::fs::write(out.join("requests.jsonl"), requests)?;
+    println!("fixture: {sessions} cascade sessions run by Rust");
     if let Some(texts) = write_texts(&data, &out, &*router, ds.test(), rows)? {
         println!("fixture: {texts} texts embedded and routed by Rust");
     } else {
@@ -136,6 +149,101 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.display()
     );
     Ok(())
+}
+
+/// The cascade fixtures; returns the number of sessions written.
+fn write_cascades(
+    ds: &Dataset,
+    out: &std::path::Path,
+    max_rows: usize,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let train = ds.train();
+    let pool = train.pool();
+    let mut by_cost: Vec<usize> = (0..pool.len()).collect();
+    by_cost.sort_by(|&a, &b| {
+        pool.estimate_cost(a, None)
+            .total_cmp(&pool.estimate_cost(b, None))
+            .then(a.cmp(&b))
+    });
+    let stages = [
+        (pool.id(by_cost[0]), 0.8),
+        (pool.id(by_cost[by_cost.len() / 2]), 0.8),
+        (pool.id(by_cost[by_cost.len() - 1]), 0.0),
+    ];
+    let chain = CascadeRouter::new(pool.clone(), train.dim(), &CascadeConfig::chain(stages))?;
+    chain.save(&out.join("chain.safetensors"))?;
+
+    let path = out.join("cascade.safetensors");
+    CascadeRouter::fit(train, &CascadeConfig::default())?.save(&path)?;
+    // Run the sessions on the router as loaded from the file, exactly what C loads.
+    let loaded = pointsman::io::load_router(&path)?;
+    let cascade = loaded
+        .as_cascade()
+        .ok_or("the saved cascade loads as another kind")?;
+
+    const CONFIDENCES: [f64; 5] = [0.05, 0.3, 0.6, 0.95, 0.5];
+    let test = ds.test();
+    let dim = test.dim();
+    let rows = test.len().min(max_rows).min(60);
+    let mut expected = String::new();
+    let (mut n, mut exhausted) = (0, 0);
+    for r in 0..rows {
+        let query = QueryFeatures::new(test.embeddings()[r * dim..(r + 1) * dim].to_vec())?;
+        let first_cost = cascade
+            .start(&query, &CascadeLimits::default())?
+            .next()
+            .ok_or("a new session without a first call")?
+            .expected_cost;
+        // No budget, and one with room for the first call and half of it again.
+        for (budget, max_steps) in [(-1.0, r % 2 * 2), (first_cost * 1.5, 0)] {
+            let mut limits = CascadeLimits::default();
+            if budget >= 0.0 {
+                limits = limits.with_budget(budget);
+            }
+            if max_steps > 0 {
+                limits = limits.with_max_steps(max_steps);
+            }
+            let mut session = cascade.start(&query, &limits)?;
+            let mut calls = String::new();
+            let mut k = 0;
+            let outcome = loop {
+                let model = session
+                    .next()
+                    .ok_or("a running session without a call")?
+                    .model;
+                let c = CONFIDENCES[(r + 2 * k) % CONFIDENCES.len()];
+                write!(calls, " {model} {c:e}")?;
+                k += 1;
+                match session.observe(model, c)? {
+                    Step::Escalate(_) => {}
+                    Step::Accept(o) => break o,
+                }
+            };
+            let stop = match outcome.stop {
+                StopReason::Accepted => 1,
+                StopReason::NotWorthEscalating => 2,
+                StopReason::OutOfModels => 3,
+                StopReason::BudgetExhausted => 4,
+                StopReason::MaxSteps => 5,
+                StopReason::Stopped => 6,
+            };
+            writeln!(
+                expected,
+                "session {r} {budget:e} {max_steps} {k}{calls} {} {:e} {:e} {} {stop}",
+                outcome.accepted,
+                outcome.posterior,
+                outcome.total_cost,
+                u8::from(outcome.budget_exhausted)
+            )?;
+            n += 1;
+            exhausted += usize::from(outcome.budget_exhausted);
+        }
+    }
+    if exhausted == 0 {
+        return Err("no cascade session of the fixture ran out of budget".into());
+    }
+    std::fs::write(out.join("cascade_expected.txt"), expected)?;
+    Ok(n)
 }
 
 /// The text fixtures; `None` when the embedding model is not installed.

@@ -121,7 +121,67 @@ typedef enum pm_status {
    * session proposed.
    */
   PM_STATUS_SESSION_OUT_OF_ORDER = 41,
+  /**
+   * Reserved for the cascade session functions: the budget is below the expected cost of the
+   * first model the session would call (for a dynamic cascade, of the cheapest allowed one).
+   */
+  PM_STATUS_BUDGET_TOO_SMALL = 42,
+  /**
+   * Reserved for the cascade session functions: the session has not reached its decision
+   * yet, so it has no result.
+   */
+  PM_STATUS_SESSION_RUNNING = 43,
 } pm_status;
+
+/**
+ * Why a cascade session stopped.
+ */
+typedef enum pm_cascade_stop_reason {
+  /**
+   * The session has not stopped (not used in a finished session's result).
+   */
+  PM_CASCADE_STOP_NONE = 0,
+  /**
+   * The last answer's posterior reached its threshold.
+   */
+  PM_CASCADE_STOP_ACCEPTED = 1,
+  /**
+   * No remaining model was worth its cost.
+   */
+  PM_CASCADE_STOP_NOT_WORTH_ESCALATING = 2,
+  /**
+   * Every allowed model (every stage of the chain) was tried.
+   */
+  PM_CASCADE_STOP_OUT_OF_MODELS = 3,
+  /**
+   * The model worth calling next did not fit in the budget: the best answer so far is used.
+   */
+  PM_CASCADE_STOP_BUDGET_EXHAUSTED = 4,
+  /**
+   * The maximum number of calls was reached.
+   */
+  PM_CASCADE_STOP_MAX_STEPS = 5,
+  /**
+   * The caller ended the session early with `pm_cascade_stop`.
+   */
+  PM_CASCADE_STOP_STOPPED = 6,
+} pm_cascade_stop_reason;
+
+/**
+ * One query's run through a cascade router (a router whose `pm_router_is_cascade` is true):
+ * the session names a model to call, the caller calls it and reports how confident it is in
+ * the answer (`pm_cascade_observe`), and the session names the next model or finishes with the
+ * answer to use (`pm_cascade_result`).
+ *
+ * Created by `pm_cascade_start`, freed with `pm_cascade_session_free`. A session owns its state:
+ * it does not borrow the router, so it may outlive it.
+ *
+ * Thread safety: a session is used by one thread at a time (it may move between threads between
+ * calls); `pm_cascade_observe` and `pm_cascade_stop` change it, so they must not run while any
+ * other thread uses the same session. Different sessions, and the router they came from, may be
+ * used by any number of threads at once.
+ */
+typedef struct pm_cascade_session pm_cascade_session;
 
 /**
  * A loaded text embedding model (all-MiniLM-L6-v2 by default): text in, a unit-length
@@ -160,6 +220,84 @@ typedef struct pm_error pm_error;
 typedef struct pm_router pm_router;
 
 /**
+ * What a cascade session asks for next.
+ */
+typedef struct pm_cascade_step {
+  /**
+   * True when the session is over: `model` is the model whose answer to use, and
+   * `pm_cascade_result` tells why it stopped. False: call `model` and observe its answer.
+   */
+  bool finished;
+  /**
+   * Not finished: the model to call next (an index in the router's pool). Finished: the model
+   * whose answer to use.
+   */
+  uint32_t model;
+  /**
+   * Not finished: the next model's estimated chance of a good answer, given what has failed
+   * so far. Finished: the posterior that the answer used is right.
+   */
+  double expected_quality;
+  /**
+   * Not finished: the next call's expected cost in USD. Finished: the total cost spent.
+   */
+  double expected_cost;
+} pm_cascade_step;
+
+/**
+ * The end of a cascade session: which answer to use and what it took.
+ */
+typedef struct pm_cascade_outcome {
+  /**
+   * The model whose answer to use (an index in the router's pool).
+   */
+  uint32_t model;
+  /**
+   * The posterior that this answer is right.
+   */
+  double posterior;
+  /**
+   * The sum of the calls' costs, USD (observed costs where given, else expected ones).
+   */
+  double total_cost;
+  /**
+   * How many models were called.
+   */
+  size_t steps;
+  /**
+   * True when the budget stopped the cascade before it would have stopped on its own: the
+   * answer is the best so far, not an accepted one.
+   */
+  bool budget_exhausted;
+  /**
+   * Why the session stopped.
+   */
+  enum pm_cascade_stop_reason stop;
+} pm_cascade_outcome;
+
+/**
+ * One model call of a cascade session.
+ */
+typedef struct pm_cascade_call {
+  /**
+   * The model called (an index in the router's pool).
+   */
+  uint32_t model;
+  /**
+   * The confidence the caller observed, in [0, 1].
+   */
+  double confidence;
+  /**
+   * The posterior that its answer is right.
+   */
+  double posterior;
+  /**
+   * The call's cost in USD (observed when given, else expected).
+   */
+  double cost;
+} pm_cascade_call;
+
+/**
  * A routing decision: the chosen model and its expected figures.
  */
 typedef struct pm_decision {
@@ -191,6 +329,152 @@ extern "C" {
  * Thread safety: may be called from any thread.
  */
 const char *pm_version(void);
+
+/**
+ * Starts a cascade session for one query.
+ *
+ * - `features`: the query's `dim` embedding values, as for `pm_router_route`.
+ * - `prompt_tokens`: the prompt's token count for the cost model; any negative value means
+ *   unknown (costs then assume none). NaN is an error.
+ * - `cost_weight`: quality points given up per USD when deciding whether a call is worth it;
+ *   any negative value means the router's own (the one its training calibrated).
+ * - `budget`: the most total expected cost in USD the session may spend; any negative value or
+ *   `INFINITY` means no budget. 0 is a budget of nothing (`PM_STATUS_BUDGET_TOO_SMALL` unless a
+ *   model is free). NaN is an error.
+ * - `max_steps`: the most models called; 0 means the router's default.
+ *
+ * On success `*out` receives a new session (free it with `pm_cascade_session_free`) and, when
+ * `first` is not NULL, `*first` the first step: the model to call first (never finished).
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_UNSUPPORTED` (the router is not a cascade),
+ * `PM_STATUS_SHAPE`, `PM_STATUS_INVALID_FEATURES`, `PM_STATUS_CONFIG` (NaN cost weight),
+ * `PM_STATUS_BUDGET_TOO_SMALL` (the budget is below the expected cost of the first model, for a
+ * dynamic cascade of the cheapest one), `PM_STATUS_INVALID_ARGUMENT` (NaN budget or prompt
+ * tokens).
+ *
+ * Thread safety: any number of threads may start sessions with the same router at once.
+ *
+ * # Safety
+ *
+ * `router` is NULL or a live router; `features` NULL or `dim` floats; `out`, `first` and `err`
+ * NULL or writable.
+ */
+enum pm_status pm_cascade_start(const struct pm_router *router,
+                                const float *features,
+                                size_t dim,
+                                double prompt_tokens,
+                                double cost_weight,
+                                double budget,
+                                uint32_t max_steps,
+                                struct pm_cascade_session **out,
+                                struct pm_cascade_step *first,
+                                struct pm_error **err);
+
+/**
+ * Reports the answer of the model the session asked for: `confidence` in [0, 1] is how likely
+ * the caller thinks the answer is right (a probability from log-probabilities, a verifier's
+ * score, self-consistency...); `cost` is the call's observed cost in USD, or any negative value
+ * to charge its expected cost. On success `*out` receives what to do next: call `out->model`,
+ * or, when `out->finished`, use the answer of `out->model` (details in `pm_cascade_result`).
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_SESSION_FINISHED` (the session has already
+ * finished or was stopped), `PM_STATUS_UNKNOWN_MODEL` (an index outside the pool),
+ * `PM_STATUS_SESSION_OUT_OF_ORDER` (not the model the session asked for),
+ * `PM_STATUS_INVALID_ARGUMENT` (confidence NaN or outside [0, 1], NaN or infinite cost). A
+ * failed call leaves the session as it was.
+ *
+ * Thread safety: changes the session: no other thread may use it during the call.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live session not used by another thread during the call; `out` and
+ * `err` NULL or writable.
+ */
+enum pm_status pm_cascade_observe(struct pm_cascade_session *session,
+                                  uint32_t model,
+                                  double confidence,
+                                  double cost,
+                                  struct pm_cascade_step *out,
+                                  struct pm_error **err);
+
+/**
+ * The step a session is at: what `pm_cascade_start` or the last `pm_cascade_observe` returned
+ * (or, after `pm_cascade_stop`, the finished step).
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`.
+ *
+ * Thread safety: reads the session: may run on several threads at once, but not while another
+ * thread changes it.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live session; `out` and `err` NULL or writable.
+ */
+enum pm_status pm_cascade_next(const struct pm_cascade_session *session,
+                               struct pm_cascade_step *out,
+                               struct pm_error **err);
+
+/**
+ * Ends a session before the cascade does (a deadline, a caller that will call no more models):
+ * the answer with the highest posterior so far is used, with stop reason
+ * `PM_CASCADE_STOP_STOPPED`. Stopping a finished session changes nothing and succeeds.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_ARGUMENT` (no answer has been observed
+ * yet: there is nothing to use; the session is unchanged).
+ *
+ * Thread safety: changes the session: no other thread may use it during the call.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live session not used by another thread during the call; `err` NULL
+ * or writable.
+ */
+enum pm_status pm_cascade_stop(struct pm_cascade_session *session,
+                               struct pm_error **err);
+
+/**
+ * The end of a finished session: on success `*out` receives the answer to use and what it
+ * took, and `calls` (room for `calls_len` entries; NULL when `calls_len` is 0) the models
+ * called, in order, as many as fit; `*calls_count` (when not NULL) receives how many entries
+ * were written (`out->steps` is how many there are).
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_SESSION_RUNNING` (the session has not finished:
+ * observe until a step is finished, or call `pm_cascade_stop`).
+ *
+ * Thread safety: as `pm_cascade_next`.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live session; `out` NULL or writable; `calls` NULL or `calls_len`
+ * writable entries; `calls_count` and `err` NULL or writable.
+ */
+enum pm_status pm_cascade_result(const struct pm_cascade_session *session,
+                                 struct pm_cascade_outcome *out,
+                                 struct pm_cascade_call *calls,
+                                 size_t calls_len,
+                                 size_t *calls_count,
+                                 struct pm_error **err);
+
+/**
+ * Frees a session. `pm_cascade_session_free(NULL)` does nothing.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a session from `pm_cascade_start`, freed only once, not in use by
+ * another thread.
+ */
+void pm_cascade_session_free(struct pm_cascade_session *session);
+
+/**
+ * Whether the router is a cascade, whose queries run as sessions (`pm_cascade_start`); false
+ * when `router` is NULL. Routing a cascade router with `pm_router_route` gives the model a
+ * session would call first.
+ *
+ * # Safety
+ *
+ * `router` is NULL or a live router.
+ */
+bool pm_router_is_cascade(const struct pm_router *router);
 
 /**
  * Loads an embedding model folder with the default options: as

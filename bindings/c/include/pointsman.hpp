@@ -12,6 +12,11 @@
  *
  *     pointsman::Embedder embedder = pointsman::Embedder::load();   // the default model folder
  *     pointsman::Decision t = router.route_text(embedder, "Prove that sqrt(2) is irrational.", 500.0);
+ *
+ *     pointsman::CascadeSession s = cascade_router.start_cascade(embedding, {{}, {}, 0.01});
+ *     for (auto step = s.next(); !step.finished;)
+ *       step = s.observe(step.model, confidence_of(call_model(step.model)));
+ *     std::uint32_t use = s.outcome().model;   // the model whose answer to use
  */
 #ifndef POINTSMAN_HPP
 #define POINTSMAN_HPP
@@ -182,6 +187,108 @@ class Embedder {
   std::unique_ptr<pm_embedder, Deleter> ptr_;
 };
 
+/// A step of a cascade session: the model to call next, or (finished) the answer to use.
+using CascadeStep = pm_cascade_step;
+/// The end of a cascade session.
+using CascadeOutcome = pm_cascade_outcome;
+/// One model call of a cascade session.
+using CascadeCall = pm_cascade_call;
+
+/// Options of Router::start_cascade.
+struct CascadeOptions {
+  /// The prompt's token count for the cost model, when known.
+  std::optional<double> prompt_tokens;
+  /// Quality points given up per USD; none: the router's own (calibrated) cost weight.
+  std::optional<double> cost_weight;
+  /// The most total expected cost in USD the session may spend; none: no budget.
+  std::optional<double> budget;
+  /// The most models called; 0: the router's default.
+  std::uint32_t max_steps = 0;
+};
+
+/// One query's run through a cascade router (Router::start_cascade): call next().model,
+/// observe() its answer's confidence, until the step is finished; outcome() then names the
+/// answer to use. Move-only; a moved-from session is empty, and calls on it throw an Error with
+/// PM_STATUS_NULL_ARGUMENT. The session owns its state and may outlive its Router.
+///
+/// Thread safety: one thread at a time (it may move between threads between calls).
+class CascadeSession {
+ public:
+  /// Takes ownership of a session from the C API.
+  explicit CascadeSession(pm_cascade_session *raw) noexcept : ptr_(raw) {}
+
+  CascadeSession(const CascadeSession &) = delete;
+  CascadeSession &operator=(const CascadeSession &) = delete;
+  CascadeSession(CascadeSession &&) noexcept = default;
+  CascadeSession &operator=(CascadeSession &&) noexcept = default;
+  ~CascadeSession() = default;
+
+  /// Whether this object holds a session (false once moved from).
+  explicit operator bool() const noexcept { return ptr_ != nullptr; }
+
+  /// The underlying C object, still owned by this session.
+  pm_cascade_session *capi() const noexcept { return ptr_.get(); }
+
+  /// The step the session is at.
+  CascadeStep next() const {
+    CascadeStep step{};
+    detail::ErrorSlot err;
+    err.check(pm_cascade_next(ptr_.get(), &step, err.out()));
+    return step;
+  }
+
+  /// Whether the session has reached its decision.
+  bool finished() const { return next().finished; }
+
+  /// Reports the confidence in [0, 1] of the answer of `model` (the model next() names), with
+  /// its observed cost in USD when known, and returns the next step. Throws Error
+  /// (PM_STATUS_SESSION_OUT_OF_ORDER, PM_STATUS_SESSION_FINISHED, PM_STATUS_INVALID_ARGUMENT,
+  /// ...); a failed call leaves the session as it was.
+  CascadeStep observe(std::uint32_t model, double confidence,
+                      std::optional<double> cost = std::nullopt) {
+    CascadeStep step{};
+    detail::ErrorSlot err;
+    err.check(pm_cascade_observe(ptr_.get(), model, confidence, cost ? *cost : -1.0, &step,
+                                 err.out()));
+    return step;
+  }
+
+  /// Ends the session early: the best answer so far is used. Throws Error
+  /// (PM_STATUS_INVALID_ARGUMENT) when no answer has been observed yet.
+  void stop() {
+    detail::ErrorSlot err;
+    err.check(pm_cascade_stop(ptr_.get(), err.out()));
+  }
+
+  /// The answer to use and what it took; throws Error (PM_STATUS_SESSION_RUNNING) before the
+  /// session has finished.
+  CascadeOutcome outcome() const {
+    CascadeOutcome o{};
+    detail::ErrorSlot err;
+    err.check(pm_cascade_result(ptr_.get(), &o, nullptr, 0, nullptr, err.out()));
+    return o;
+  }
+
+  /// The models called, in order; throws as outcome().
+  std::vector<CascadeCall> calls() const {
+    std::vector<CascadeCall> calls(outcome().steps);
+    std::size_t count = 0;
+    CascadeOutcome o{};
+    detail::ErrorSlot err;
+    err.check(pm_cascade_result(ptr_.get(), &o, calls.data(), calls.size(), &count,
+                                err.out()));
+    calls.resize(count);
+    return calls;
+  }
+
+ private:
+  struct Deleter {
+    void operator()(pm_cascade_session *p) const noexcept { pm_cascade_session_free(p); }
+  };
+
+  std::unique_ptr<pm_cascade_session, Deleter> ptr_;
+};
+
 /// A router loaded from a saved file. Move-only; a moved-from Router is empty, and calls on it
 /// throw an Error with PM_STATUS_NULL_ARGUMENT.
 ///
@@ -334,6 +441,30 @@ class Router {
     std::vector<std::uint32_t> models(rows);
     route_batch(features, rows, dim, cost_weight, models.data(), models.size());
     return models;
+  }
+
+  /// Whether the router is a cascade (start_cascade works).
+  bool is_cascade() const noexcept { return pm_router_is_cascade(ptr_.get()); }
+
+  /// Starts a cascade session for one query (`dim` embedding values); throws Error
+  /// (PM_STATUS_UNSUPPORTED for a router that is not a cascade, PM_STATUS_BUDGET_TOO_SMALL,
+  /// PM_STATUS_SHAPE, ...). The session's first step is its next().
+  CascadeSession start_cascade(const float *features, std::size_t dim,
+                               const CascadeOptions &options = CascadeOptions()) const {
+    pm_cascade_session *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_cascade_start(ptr_.get(), features, dim,
+                               options.prompt_tokens ? *options.prompt_tokens : -1.0,
+                               options.cost_weight ? *options.cost_weight : -1.0,
+                               options.budget ? *options.budget : -1.0, options.max_steps,
+                               &raw, nullptr, err.out()));
+    return CascadeSession(raw);
+  }
+
+  /// As above.
+  CascadeSession start_cascade(const std::vector<float> &features,
+                               const CascadeOptions &options = CascadeOptions()) const {
+    return start_cascade(features.data(), features.size(), options);
   }
 
   /// Teaches a learning router the observed quality and cost of `model` on a query; throws

@@ -16,12 +16,18 @@
 #![deny(missing_docs)]
 #![allow(non_camel_case_types)]
 
+mod cascade;
 mod embedder;
 mod error;
 mod guard;
 mod router;
 mod status;
 
+pub use cascade::{
+    pm_cascade_call, pm_cascade_next, pm_cascade_observe, pm_cascade_outcome, pm_cascade_result,
+    pm_cascade_session, pm_cascade_session_free, pm_cascade_start, pm_cascade_step,
+    pm_cascade_stop, pm_cascade_stop_reason, pm_router_is_cascade,
+};
 pub use embedder::{
     pm_embedder, pm_embedder_dim, pm_embedder_embed, pm_embedder_embed_batch, pm_embedder_free,
     pm_embedder_load, pm_embedder_load_with_options, pm_embedder_max_tokens,

@@ -54,7 +54,7 @@ impl pm_router {
     }
 
     /// One query's features, checked against the router.
-    fn query(
+    pub(crate) fn query(
         &self,
         features: &[f32],
         dim: usize,

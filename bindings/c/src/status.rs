@@ -59,6 +59,12 @@ pub enum pm_status {
     /// Reserved for the cascade session functions: feedback that does not match the step the
     /// session proposed.
     PM_STATUS_SESSION_OUT_OF_ORDER = 41,
+    /// Reserved for the cascade session functions: the budget is below the expected cost of the
+    /// first model the session would call (for a dynamic cascade, of the cheapest allowed one).
+    PM_STATUS_BUDGET_TOO_SMALL = 42,
+    /// Reserved for the cascade session functions: the session has not reached its decision
+    /// yet, so it has no result.
+    PM_STATUS_SESSION_RUNNING = 43,
 }
 
 /// The status of a core error kind: the one mapping from `pointsman::ErrorKind` to C.
@@ -108,6 +114,8 @@ impl pm_status {
             PM_STATUS_EMBEDDER_UNAVAILABLE => "EMBEDDER_UNAVAILABLE\0",
             PM_STATUS_SESSION_FINISHED => "SESSION_FINISHED\0",
             PM_STATUS_SESSION_OUT_OF_ORDER => "SESSION_OUT_OF_ORDER\0",
+            PM_STATUS_BUDGET_TOO_SMALL => "BUDGET_TOO_SMALL\0",
+            PM_STATUS_SESSION_RUNNING => "SESSION_RUNNING\0",
         }
     }
 }
@@ -132,7 +140,7 @@ pub extern "C" fn pm_status_name(status: i32) -> *const c_char {
 }
 
 /// Every status, for [`pm_status_name`] and the tests.
-pub(crate) const ALL: [pm_status; 20] = {
+pub(crate) const ALL: [pm_status; 22] = {
     use pm_status::*;
     [
         PM_STATUS_OK,
@@ -155,5 +163,7 @@ pub(crate) const ALL: [pm_status; 20] = {
         PM_STATUS_EMBEDDER_UNAVAILABLE,
         PM_STATUS_SESSION_FINISHED,
         PM_STATUS_SESSION_OUT_OF_ORDER,
+        PM_STATUS_BUDGET_TOO_SMALL,
+        PM_STATUS_SESSION_RUNNING,
     ]
 };

@@ -204,6 +204,8 @@ fn status_numbers_are_fixed() {
         (PM_STATUS_EMBEDDER_UNAVAILABLE, 30, "EMBEDDER_UNAVAILABLE"),
         (PM_STATUS_SESSION_FINISHED, 40, "SESSION_FINISHED"),
         (PM_STATUS_SESSION_OUT_OF_ORDER, 41, "SESSION_OUT_OF_ORDER"),
+        (PM_STATUS_BUDGET_TOO_SMALL, 42, "BUDGET_TOO_SMALL"),
+        (PM_STATUS_SESSION_RUNNING, 43, "SESSION_RUNNING"),
     ];
     assert_eq!(expected.len(), ALL.len());
     for (s, n, name) in expected {
@@ -1110,6 +1112,222 @@ fn every_embedder_entry_point_is_guarded() {
         pm_embedder_free(e); // the injected panic fires before the free
         assert_eq!(pm_embedder_dim(e), 384, "the embedder was not freed");
         pm_embedder_free(e);
+        pm_router_free(c);
+    }
+}
+
+/// A dynamic cascade fitted on the synthetic split of `saved_knn`, saved and loaded.
+fn saved_cascade() -> (tempfile::TempDir, std::path::PathBuf, Arc<dyn Router>) {
+    use pointsman::routers::cascade::{CascadeConfig, CascadeRouter};
+    let mut rng = Rng(11);
+    let n = 300;
+    let mut emb = Vec::with_capacity(n * DIM);
+    let mut scores = Vec::with_capacity(n * MODELS);
+    let mut costs = Vec::with_capacity(n * MODELS);
+    for _ in 0..n {
+        let row: Vec<f32> = (0..DIM).map(|_| rng.unit()).collect();
+        let a = f64::from(row[0]).abs();
+        let b = f64::from(row[1]).abs();
+        scores.extend_from_slice(&[a, b, 0.9 - 0.1 * a, (a + b) / 2.0]);
+        costs.extend_from_slice(&[1e-5, 1e-4, 1e-3, 8e-5]);
+        emb.extend_from_slice(&row);
+    }
+    let split = Split::from_arrays(pool(), emb, DIM, scores, costs).unwrap();
+    let router = CascadeRouter::fit(&split, &CascadeConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cascade.safetensors");
+    router.save(&path).unwrap();
+    let loaded = pointsman::io::load_router(&path).unwrap();
+    (dir, path, loaded)
+}
+
+/// A cascade session driven through C takes the same steps and ends with the same outcome as
+/// the Rust session for the same router, features, limits and confidences, to the bit.
+#[test]
+fn c_cascade_sessions_equal_rust_sessions() {
+    use pointsman::routers::cascade::{CascadeLimits, Step};
+    let (_dir, path, rust) = saved_cascade();
+    let cascade = rust.as_cascade().unwrap();
+    let c = load(&path);
+    assert!(unsafe { pm_router_is_cascade(c) });
+    let data = queries(40, 5);
+    let confidences = [0.05, 0.3, 0.6, 0.95, 0.5, 0.0, 1.0];
+    let (mut sessions, mut escalated, mut exhausted) = (0, 0, 0);
+    for (r, x) in data.chunks(DIM).enumerate() {
+        let query = QueryFeatures::new(x.to_vec()).unwrap();
+        for (budget, max_steps, weight) in [
+            (-1.0, 0u32, -1.0),
+            (1.5e-4, 0, -1.0),
+            (-1.0, 2, 0.0),
+            (f64::INFINITY, 0, 300.0),
+        ] {
+            let mut limits = CascadeLimits::default();
+            if (0.0..f64::INFINITY).contains(&budget) {
+                limits = limits.with_budget(budget);
+            }
+            if max_steps > 0 {
+                limits = limits.with_max_steps(max_steps as usize);
+            }
+            let mut s = if weight < 0.0 {
+                cascade.start(&query, &limits)
+            } else {
+                cascade.start_with(&query, &Objective::new(weight), &limits)
+            }
+            .unwrap();
+            let mut cs = null_mut();
+            let mut step = pm_cascade_step::default();
+            let (st, m) = failing(|e| unsafe {
+                pm_cascade_start(
+                    c,
+                    x.as_ptr(),
+                    DIM,
+                    -1.0,
+                    weight,
+                    budget,
+                    max_steps,
+                    &mut cs,
+                    &mut step,
+                    e,
+                )
+            });
+            assert_eq!(st, PM_STATUS_OK, "{m}");
+            let mut k = 0;
+            let outcome = loop {
+                let next = s.next().unwrap().clone();
+                assert!(!step.finished);
+                assert_eq!(step.model as usize, next.model);
+                assert_eq!(
+                    step.expected_quality.to_bits(),
+                    next.expected_quality.to_bits()
+                );
+                assert_eq!(step.expected_cost.to_bits(), next.expected_cost.to_bits());
+                let conf = confidences[(r + 3 * k) % confidences.len()];
+                k += 1;
+                let (st, m) = failing(|e| unsafe {
+                    pm_cascade_observe(cs, step.model, conf, -1.0, &mut step, e)
+                });
+                assert_eq!(st, PM_STATUS_OK, "{m}");
+                if let Step::Accept(o) = s.observe(next.model, conf).unwrap() {
+                    break o;
+                }
+            };
+            assert!(step.finished);
+            assert_eq!(step.model as usize, outcome.accepted);
+            let mut o = pm_cascade_outcome::default();
+            let mut calls = vec![pm_cascade_call::default(); 8];
+            let mut count = 0;
+            let (st, m) = failing(|e| unsafe {
+                pm_cascade_result(cs, &mut o, calls.as_mut_ptr(), 8, &mut count, e)
+            });
+            assert_eq!(st, PM_STATUS_OK, "{m}");
+            assert_eq!(o.model as usize, outcome.accepted);
+            assert_eq!(o.posterior.to_bits(), outcome.posterior.to_bits());
+            assert_eq!(o.total_cost.to_bits(), outcome.total_cost.to_bits());
+            assert_eq!(o.budget_exhausted, outcome.budget_exhausted);
+            assert_eq!(o.stop, outcome.stop.into());
+            assert_eq!(
+                (o.steps, count),
+                (outcome.invoked.len(), outcome.invoked.len())
+            );
+            for (a, b) in calls.iter().zip(&outcome.invoked) {
+                assert_eq!(a.model as usize, b.model);
+                assert_eq!(a.confidence.to_bits(), b.confidence.to_bits());
+                assert_eq!(a.posterior.to_bits(), b.posterior.to_bits());
+                assert_eq!(a.cost.to_bits(), b.cost.to_bits());
+            }
+            unsafe { pm_cascade_session_free(cs) };
+            sessions += 1;
+            escalated += usize::from(outcome.invoked.len() > 1);
+            exhausted += usize::from(outcome.budget_exhausted);
+        }
+    }
+    assert_eq!(sessions, 160);
+    assert!(escalated > 0 && exhausted > 0, "{escalated} {exhausted}");
+    // A router that is not a cascade.
+    let (_kdir, kpath, _) = saved_knn();
+    let k = load(&kpath);
+    let mut cs = null_mut();
+    let (st, m) = failing(|e| unsafe {
+        pm_cascade_start(
+            k,
+            data.as_ptr(),
+            DIM,
+            -1.0,
+            -1.0,
+            -1.0,
+            0,
+            &mut cs,
+            null_mut(),
+            e,
+        )
+    });
+    assert_eq!(st, PM_STATUS_UNSUPPORTED, "{m}");
+    assert!(m.contains("not a cascade"), "{m}");
+    assert!(cs.is_null());
+    assert!(!unsafe { pm_router_is_cascade(k) });
+    unsafe {
+        pm_router_free(k);
+        pm_router_free(c);
+    }
+}
+
+/// The cascade entry points run their bodies inside the guard.
+#[test]
+fn every_cascade_entry_point_is_guarded() {
+    let (_dir, path, _) = saved_cascade();
+    let c = load(&path);
+    let x = [1.0f32; DIM];
+    let mut s = null_mut();
+    let mut first = pm_cascade_step::default();
+    let start = |s: *mut *mut pm_cascade_session, first: *mut pm_cascade_step, e| unsafe {
+        pm_cascade_start(c, x.as_ptr(), DIM, -1.0, -1.0, -1.0, 0, s, first, e)
+    };
+    inject::arm();
+    assert_eq!(failing(|e| start(&mut s, &mut first, e)).0, PM_STATUS_PANIC);
+    assert!(s.is_null());
+    assert_eq!(failing(|e| start(&mut s, &mut first, e)).0, PM_STATUS_OK);
+    let model = first.model;
+    let calls: Vec<(&str, Call)> = vec![
+        (
+            "pm_cascade_next",
+            Box::new(|e| unsafe {
+                let mut step = pm_cascade_step::default();
+                pm_cascade_next(s, &mut step, e)
+            }),
+        ),
+        (
+            "pm_cascade_result",
+            Box::new(|e| unsafe {
+                let mut o = pm_cascade_outcome::default();
+                pm_cascade_result(s, &mut o, null_mut(), 0, null_mut(), e)
+            }),
+        ),
+        (
+            "pm_cascade_observe",
+            Box::new(|e| unsafe {
+                let mut step = pm_cascade_step::default();
+                pm_cascade_observe(s, model, 0.5, -1.0, &mut step, e)
+            }),
+        ),
+        (
+            "pm_cascade_stop",
+            Box::new(|e| unsafe { pm_cascade_stop(s, e) }),
+        ),
+    ];
+    for (name, f) in &calls {
+        inject::arm();
+        let (st, m) = failing(f);
+        assert_eq!(st, PM_STATUS_PANIC, "{name}");
+        assert!(m.contains("injected by the test"), "{name}: {m}");
+        assert_ne!(failing(f).0, PM_STATUS_PANIC, "{name}");
+    }
+    unsafe {
+        inject::arm();
+        assert!(!pm_router_is_cascade(c));
+        assert!(pm_router_is_cascade(c));
+        inject::arm();
+        pm_cascade_session_free(s); // the injected panic fires before the free
+        pm_cascade_session_free(s);
         pm_router_free(c);
     }
 }

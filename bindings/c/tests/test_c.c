@@ -4,7 +4,8 @@
  * files, invalid UTF-8 and 8 threads routing at once; then the embedder (texts.txt of the fixture:
  * embeddings equal to the Rust embedder's and within 1e-5 of the sentence-transformers reference,
  * text routed as Rust routes it, its NULL, UTF-8, length and empty-text cases, and 8 threads
- * embedding and routing text at once).
+ * embedding and routing text at once); cascade sessions (chain.safetensors, and
+ * cascade.safetensors against the Rust sessions of cascade_expected.txt).
  *
  * Usage: test_c FIXTURE_DIR      (built and run by `make -C bindings/c test`)
  */
@@ -713,6 +714,213 @@ static void test_embedder(const char *dir) {
   free_texts();
 }
 
+/* Cascade sessions: chain.safetensors (steps decided by the confidences alone: accepted when the
+ * posterior 0.1 + 0.8·c reaches 0.8) and cascade.safetensors against the Rust sessions of
+ * cascade_expected.txt, to the bit. */
+static pm_router *load_fixture_router(const char *dir, const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  pm_router *r = NULL;
+  pm_error *err = NULL;
+  if (pm_router_load(path, &r, &err) != PM_STATUS_OK) {
+    fprintf(stderr, "cannot load %s: %s\n", path, pm_error_message(err));
+    pm_error_free(err);
+    failed++;
+    return NULL;
+  }
+  return r;
+}
+
+static void test_cascade_chain(pm_router *chain) {
+  CHECK(pm_router_is_cascade(chain));
+  CHECK(!pm_router_is_cascade(router));
+  CHECK(!pm_router_is_cascade(NULL));
+  CHECK(strcmp(pm_router_kind(chain), "cascade") == 0);
+
+  /* Accepted at the first step. */
+  pm_cascade_session *s = NULL;
+  pm_cascade_step first = {true, 77, 0.0, 0.0}, step;
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, -1.0, 0, &s, &first, &err_),
+               PM_STATUS_OK);
+  CHECK(s != NULL && !first.finished && first.expected_cost > 0.0);
+  pm_cascade_outcome o;
+  CHECK_STATUS(pm_cascade_result(s, &o, NULL, 0, NULL, &err_), PM_STATUS_SESSION_RUNNING);
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 1.0, -1.0, &step, &err_), PM_STATUS_OK);
+  CHECK(step.finished && step.model == first.model);
+  pm_cascade_call calls[4];
+  size_t count = 99;
+  CHECK_STATUS(pm_cascade_result(s, &o, calls, 4, &count, &err_), PM_STATUS_OK);
+  CHECK(o.model == first.model && o.steps == 1 && count == 1 && !o.budget_exhausted);
+  CHECK(o.stop == PM_CASCADE_STOP_ACCEPTED && o.total_cost == first.expected_cost);
+  CHECK(fabs(o.posterior - 0.9) < 1e-12 && calls[0].model == first.model);
+  CHECK(calls[0].confidence == 1.0 && calls[0].cost == first.expected_cost);
+  /* Observing after the end. */
+  step.model = 77;
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 1.0, -1.0, &step, &err_),
+               PM_STATUS_SESSION_FINISHED);
+  CHECK(step.model == 77);
+  CHECK_STATUS(pm_cascade_stop(s, &err_), PM_STATUS_OK);
+  pm_cascade_session_free(s);
+
+  /* Escalating, then accepting the second answer, with an observed cost. */
+  s = NULL;
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, INFINITY, 0, &s, NULL, &err_),
+               PM_STATUS_OK);
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 0.1, -1.0, &step, &err_), PM_STATUS_OK);
+  CHECK(!step.finished && step.model != first.model);
+  pm_cascade_step next;
+  CHECK_STATUS(pm_cascade_next(s, &next, &err_), PM_STATUS_OK);
+  CHECK(memcmp(&next, &step, sizeof next) == 0);
+  uint32_t second = step.model;
+  double second_cost = step.expected_cost;
+  /* Out of order, unknown model, bad confidences and costs: refused, session unchanged. */
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 0.9, -1.0, &step, &err_),
+               PM_STATUS_SESSION_OUT_OF_ORDER);
+  CHECK_STATUS(pm_cascade_observe(s, 9, 0.9, -1.0, &step, &err_), PM_STATUS_UNKNOWN_MODEL);
+  CHECK_STATUS(pm_cascade_observe(s, second, NAN, -1.0, &step, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_observe(s, second, 1.5, -1.0, &step, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_observe(s, second, -0.1, -1.0, &step, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_observe(s, second, 0.9, NAN, &step, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_observe(s, second, 0.9, INFINITY, &step, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK(step.model == second && !step.finished);
+  CHECK_STATUS(pm_cascade_observe(s, second, 0.9, 0.5, &step, &err_), PM_STATUS_OK);
+  CHECK(step.finished && step.model == second);
+  count = 0;
+  CHECK_STATUS(pm_cascade_result(s, &o, calls, 1, &count, &err_), PM_STATUS_OK);
+  CHECK(o.steps == 2 && count == 1 && calls[0].model == first.model && o.model == second);
+  CHECK(o.total_cost == first.expected_cost + 0.5 && o.stop == PM_CASCADE_STOP_ACCEPTED);
+  pm_cascade_session_free(s);
+
+  /* Budget exhausted: room for the first call, not the second. */
+  s = NULL;
+  double budget = first.expected_cost + second_cost / 2.0;
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, budget, 0, &s, NULL, &err_),
+               PM_STATUS_OK);
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 0.1, -1.0, &step, &err_), PM_STATUS_OK);
+  CHECK(step.finished && step.model == first.model);
+  CHECK_STATUS(pm_cascade_result(s, &o, NULL, 0, NULL, &err_), PM_STATUS_OK);
+  CHECK(o.budget_exhausted && o.stop == PM_CASCADE_STOP_BUDGET_EXHAUSTED && o.steps == 1);
+  pm_cascade_session_free(s);
+
+  /* Budget too small, bad arguments, a router that is not a cascade: nothing written. */
+  s = NULL;
+  first.model = 77;
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, first.expected_cost / 2.0, 0,
+                                &s, &first, &err_),
+               PM_STATUS_BUDGET_TOO_SMALL);
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, NAN, 0, &s, &first, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, NAN, -1.0, -1.0, 0, &s, &first, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, NAN, -1.0, 0, &s, &first, &err_),
+               PM_STATUS_CONFIG);
+  CHECK_STATUS(pm_cascade_start(chain, features, dim - 1, -1.0, -1.0, -1.0, 0, &s, &first,
+                                &err_),
+               PM_STATUS_SHAPE);
+  CHECK_STATUS(pm_cascade_start(router, features, dim, -1.0, -1.0, -1.0, 0, &s, &first, &err_),
+               PM_STATUS_UNSUPPORTED);
+  CHECK_STATUS(pm_cascade_start(NULL, features, dim, -1.0, -1.0, -1.0, 0, &s, &first, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_cascade_start(chain, NULL, dim, -1.0, -1.0, -1.0, 0, &s, &first, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, -1.0, 0, NULL, &first, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK(s == NULL && first.model == 77);
+  CHECK_STATUS(pm_cascade_observe(NULL, 0, 0.5, -1.0, &step, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_cascade_next(NULL, &step, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_cascade_result(NULL, &o, NULL, 0, NULL, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_cascade_stop(NULL, &err_), PM_STATUS_NULL_ARGUMENT);
+  pm_cascade_session_free(NULL);
+
+  /* One step, then stopped by the caller; max_steps 1 stops by itself. */
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, -1.0, 0, &s, &first, &err_),
+               PM_STATUS_OK);
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 0.1, -1.0, NULL, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_cascade_result(s, NULL, NULL, 0, NULL, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_cascade_stop(s, &err_), PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 0.1, -1.0, &step, &err_), PM_STATUS_OK);
+  CHECK_STATUS(pm_cascade_stop(s, &err_), PM_STATUS_OK);
+  CHECK_STATUS(pm_cascade_next(s, &step, &err_), PM_STATUS_OK);
+  CHECK(step.finished && step.model == first.model);
+  CHECK_STATUS(pm_cascade_result(s, &o, NULL, 0, NULL, &err_), PM_STATUS_OK);
+  CHECK(o.stop == PM_CASCADE_STOP_STOPPED && o.steps == 1);
+  CHECK_STATUS(pm_cascade_observe(s, second, 0.5, -1.0, &step, &err_),
+               PM_STATUS_SESSION_FINISHED);
+  pm_cascade_session_free(s);
+  s = NULL;
+  CHECK_STATUS(pm_cascade_start(chain, features, dim, -1.0, -1.0, -1.0, 1, &s, &first, &err_),
+               PM_STATUS_OK);
+  CHECK_STATUS(pm_cascade_observe(s, first.model, 0.1, -1.0, &step, &err_), PM_STATUS_OK);
+  CHECK(step.finished);
+  CHECK_STATUS(pm_cascade_result(s, &o, NULL, 0, NULL, &err_), PM_STATUS_OK);
+  CHECK(o.stop == PM_CASCADE_STOP_MAX_STEPS);
+  pm_cascade_session_free(s);
+  CHECK(strcmp(pm_status_name(PM_STATUS_BUDGET_TOO_SMALL), "BUDGET_TOO_SMALL") == 0);
+}
+
+/* Every session of cascade_expected.txt replayed through C: the same calls and outcome. */
+static void test_cascade_equals_rust(const char *dir, pm_router *cascade) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/cascade_expected.txt", dir);
+  FILE *f = fopen(path, "r");
+  if (!f) die("missing", path);
+  char kind[16];
+  size_t sessions = 0, exhausted = 0;
+  while (fscanf(f, "%15s", kind) == 1) {
+    size_t row, k;
+    double budget;
+    unsigned max_steps;
+    if (strcmp(kind, "session") != 0 ||
+        fscanf(f, "%zu %lf %u %zu", &row, &budget, &max_steps, &k) != 4 || row >= rows)
+      die("bad session line", path);
+    pm_cascade_session *s = NULL;
+    pm_cascade_step step;
+    CHECK_STATUS(pm_cascade_start(cascade, features + row * dim, dim, -1.0, -1.0, budget,
+                                  max_steps, &s, &step, &err_),
+                 PM_STATUS_OK);
+    if (s == NULL) die("a session failed to start", path);
+    for (size_t i = 0; i < k; i++) {
+      unsigned model;
+      double c;
+      if (fscanf(f, "%u %lf", &model, &c) != 2) die("bad call", path);
+      CHECK(!step.finished && step.model == model);
+      CHECK_STATUS(pm_cascade_observe(s, model, c, -1.0, &step, &err_), PM_STATUS_OK);
+    }
+    CHECK(step.finished);
+    unsigned accepted, exhausted_flag, stop;
+    double posterior, total;
+    if (fscanf(f, "%u %lf %lf %u %u", &accepted, &posterior, &total, &exhausted_flag, &stop) !=
+        5)
+      die("bad outcome", path);
+    pm_cascade_outcome o;
+    CHECK_STATUS(pm_cascade_result(s, &o, NULL, 0, NULL, &err_), PM_STATUS_OK);
+    CHECK(o.model == accepted && o.steps == k && (unsigned)o.stop == stop);
+    CHECK(memcmp(&o.posterior, &posterior, sizeof posterior) == 0);
+    CHECK(memcmp(&o.total_cost, &total, sizeof total) == 0);
+    CHECK(o.budget_exhausted == (exhausted_flag != 0));
+    exhausted += o.budget_exhausted;
+    sessions++;
+    pm_cascade_session_free(s);
+  }
+  fclose(f);
+  CHECK(sessions > 0 && exhausted > 0);
+}
+
+static void test_cascade(const char *dir) {
+  pm_router *chain = load_fixture_router(dir, "chain.safetensors");
+  pm_router *cascade = load_fixture_router(dir, "cascade.safetensors");
+  if (chain) test_cascade_chain(chain);
+  if (cascade) test_cascade_equals_rust(dir, cascade);
+  pm_router_free(chain);
+  pm_router_free(cascade);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -735,6 +943,7 @@ int main(int argc, char **argv) {
   test_invalid_utf8();
   test_threads();
   test_learner(argv[1]);
+  test_cascade(argv[1]);
   test_embedder(argv[1]);
   pm_router_free(router);
   free(features);

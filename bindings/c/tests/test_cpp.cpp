@@ -1,10 +1,13 @@
 // The C++ wrapper (pointsman.hpp): happy path against the decisions Rust made, exceptions with
 // their status for NULL arguments, wrong dimensions, corrupt files and invalid UTF-8, move-only
 // ownership, and 8 threads sharing one Router; then pointsman::Embedder (texts.txt of the
-// fixture): embeddings and text decisions equal to Rust's, errors, moves, 8 threads at once.
+// fixture): embeddings and text decisions equal to Rust's, errors, moves, 8 threads at once;
+// pointsman::CascadeSession: steps, errors, moves, and the Rust sessions replayed on 8 threads.
 //
 // Usage: test_cpp FIXTURE_DIR      (built and run by `make -C bindings/c test`)
 #include <atomic>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -353,6 +356,138 @@ void test_embedder(const pointsman::Router &router, const std::string &dir) {
   CHECK(mismatches == 0 && calls == 8 * texts.size());
 }
 
+static_assert(!std::is_copy_constructible_v<pointsman::CascadeSession>, "move-only");
+static_assert(!std::is_copy_assignable_v<pointsman::CascadeSession>, "move-only");
+static_assert(std::is_nothrow_move_constructible_v<pointsman::CascadeSession>, "cheap moves");
+static_assert(std::is_nothrow_move_assignable_v<pointsman::CascadeSession>, "cheap moves");
+
+// A Rust session of cascade_expected.txt.
+struct CascadeExpectation {
+  std::size_t row = 0;
+  double budget = -1.0;
+  std::uint32_t max_steps = 0;
+  std::vector<std::pair<std::uint32_t, double>> calls;
+  pointsman::CascadeOutcome outcome{};
+};
+
+std::vector<CascadeExpectation> read_cascade_expected(const std::string &dir) {
+  std::ifstream in(dir + "/cascade_expected.txt");
+  std::vector<CascadeExpectation> out;
+  std::string kind;
+  while (in >> kind && kind == "session") {
+    CascadeExpectation e;
+    std::size_t k = 0;
+    in >> e.row >> e.budget >> e.max_steps >> k;
+    for (std::size_t i = 0; i < k; i++) {
+      std::uint32_t m = 0;
+      double c = 0.0;
+      in >> m >> c;
+      e.calls.emplace_back(m, c);
+    }
+    unsigned exhausted = 0, stop = 0;
+    in >> e.outcome.model >> e.outcome.posterior >> e.outcome.total_cost >> exhausted >> stop;
+    e.outcome.steps = k;
+    e.outcome.budget_exhausted = exhausted != 0;
+    e.outcome.stop = static_cast<pm_cascade_stop_reason>(stop);
+    out.push_back(e);
+  }
+  return out;
+}
+
+// Replays a Rust session through the wrapper; true when every step and the outcome match.
+bool replay(const pointsman::Router &cascade, const Fixture &f, const CascadeExpectation &e) {
+  pointsman::CascadeOptions options;
+  if (e.budget >= 0.0) options.budget = e.budget;
+  options.max_steps = e.max_steps;
+  pointsman::CascadeSession s =
+      cascade.start_cascade(f.features.data() + e.row * f.dim, f.dim, options);
+  pointsman::CascadeStep step = s.next();
+  for (const auto &[model, confidence] : e.calls) {
+    if (step.finished || step.model != model) return false;
+    step = s.observe(model, confidence);
+  }
+  if (!step.finished) return false;
+  const pointsman::CascadeOutcome o = s.outcome();
+  return o.model == e.outcome.model && o.steps == e.outcome.steps && o.stop == e.outcome.stop &&
+         o.budget_exhausted == e.outcome.budget_exhausted &&
+         std::memcmp(&o.posterior, &e.outcome.posterior, sizeof(double)) == 0 &&
+         std::memcmp(&o.total_cost, &e.outcome.total_cost, sizeof(double)) == 0 &&
+         s.calls().size() == e.calls.size();
+}
+
+void test_cascade(const pointsman::Router &router, const Fixture &f, const std::string &dir) {
+  const pointsman::Router chain = pointsman::Router::load(dir + "/chain.safetensors");
+  CHECK(chain.is_cascade() && !router.is_cascade());
+  EXPECT_ERROR(router.start_cascade(f.features.data(), f.dim), PM_STATUS_UNSUPPORTED);
+
+  // Escalate on a weak answer, accept a confident one.
+  pointsman::CascadeSession s = chain.start_cascade(f.features.data(), f.dim);
+  const pointsman::CascadeStep first = s.next();
+  CHECK(!first.finished && !s.finished());
+  EXPECT_ERROR(s.outcome(), PM_STATUS_SESSION_RUNNING);
+  EXPECT_ERROR(s.stop(), PM_STATUS_INVALID_ARGUMENT);
+  pointsman::CascadeStep step = s.observe(first.model, 0.1);
+  CHECK(!step.finished && step.model != first.model);
+  const pointsman::CascadeStep second = step;
+  EXPECT_ERROR(s.observe(first.model, 0.9), PM_STATUS_SESSION_OUT_OF_ORDER);
+  EXPECT_ERROR(s.observe(second.model, std::nan("")), PM_STATUS_INVALID_ARGUMENT);
+  EXPECT_ERROR(s.observe(second.model, 2.0), PM_STATUS_INVALID_ARGUMENT);
+  step = s.observe(second.model, 0.95, 0.25);
+  CHECK(step.finished && step.model == second.model && s.finished());
+  CHECK(s.outcome().stop == PM_CASCADE_STOP_ACCEPTED && s.outcome().steps == 2);
+  CHECK(s.outcome().total_cost == first.expected_cost + 0.25);
+  const std::vector<pointsman::CascadeCall> calls = s.calls();
+  CHECK(calls.size() == 2 && calls[0].model == first.model && calls[1].cost == 0.25);
+  EXPECT_ERROR(s.observe(second.model, 0.5), PM_STATUS_SESSION_FINISHED);
+
+  // Accepted at once; budgets.
+  pointsman::CascadeSession once = chain.start_cascade(f.features.data(), f.dim);
+  CHECK(once.observe(first.model, 1.0).finished && once.outcome().steps == 1);
+  pointsman::CascadeOptions tight;
+  tight.budget = first.expected_cost + second.expected_cost / 2.0;
+  pointsman::CascadeSession poor = chain.start_cascade(f.features.data(), f.dim, tight);
+  CHECK(poor.observe(first.model, 0.1).finished);
+  CHECK(poor.outcome().budget_exhausted &&
+        poor.outcome().stop == PM_CASCADE_STOP_BUDGET_EXHAUSTED);
+  tight.budget = first.expected_cost / 2.0;
+  EXPECT_ERROR(chain.start_cascade(f.features.data(), f.dim, tight), PM_STATUS_BUDGET_TOO_SMALL);
+  EXPECT_ERROR(chain.start_cascade(f.features.data(), f.dim - 1), PM_STATUS_SHAPE);
+
+  // Moves: the moved-from session reports, the session outlives its router.
+  pointsman::CascadeSession moved = std::move(s);
+  CHECK(!s && moved && moved.outcome().model == second.model);
+  EXPECT_ERROR(s.next(), PM_STATUS_NULL_ARGUMENT);
+  pointsman::CascadeSession orphan(nullptr);
+  {
+    const pointsman::Router short_lived = pointsman::Router::load(dir + "/chain.safetensors");
+    orphan = short_lived.start_cascade(f.features.data(), f.dim);
+  }
+  CHECK(orphan.observe(first.model, 1.0).finished);
+  orphan.stop();  // a finished session: no-op
+
+  // The fitted cascade: the Rust sessions, replayed from 8 threads sharing one router.
+  const pointsman::Router cascade = pointsman::Router::load(dir + "/cascade.safetensors");
+  const std::vector<CascadeExpectation> expected = read_cascade_expected(dir);
+  CHECK(!expected.empty());
+  std::atomic<std::size_t> mismatches{0}, sessions{0};
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < 8; t++) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = 0; i < expected.size(); i++) {
+        try {
+          if (!replay(cascade, f, expected[(i + t * 17) % expected.size()])) mismatches++;
+        } catch (const pointsman::Error &) {
+          mismatches++;
+        }
+        sessions++;
+      }
+    });
+  }
+  for (auto &t : threads) t.join();
+  CHECK(mismatches == 0);
+  CHECK(sessions == 8 * expected.size());
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -369,6 +504,7 @@ int main(int argc, char **argv) {
     test_errors(router, f, dir);
     test_moves(path, f);
     test_threads(router, f);
+    test_cascade(router, f, dir);
     test_embedder(router, dir);
   } catch (const pointsman::Error &e) {
     failed++;
