@@ -1,6 +1,7 @@
 //! Routing given features, per router kind, on llmrouter_dc (9 models, 384-dimensional MiniLM
 //! embeddings, kNN over the 5,489 train queries): one `route` call, `route_batch` throughput on
-//! 1 and 2 threads, and the load time of the saved router.
+//! 1 and 2 threads, and the load time of the saved router. `knn-scan` is the exact kNN router
+//! with its int8 prefilter turned off (the full `f32` scan per query), for a same-run ratio.
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench route`; docs/benchmarks.md records
 //! the medians. `cargo test -p pointsman-bench --benches` runs each once (the test command does).
@@ -19,6 +20,9 @@ fn routers(ds: &pointsman::data::Dataset) -> Vec<(&'static str, Arc<dyn Router>)
     let train = ds.train();
     let zero = BaselineRouter::fit(Baseline::Zero, train).expect("the zero router fits");
     let knn = KnnRouter::fit(train, &KnnConfig::default()).expect("kNN fits");
+    // The same router without the exact int8 prefilter of single queries: the full f32 scan.
+    let mut knn_scan = knn.clone();
+    knn_scan.set_exact_prefilter(false);
     let hnsw = KnnConfig {
         index: Index::Hnsw(Default::default()),
         ..Default::default()
@@ -35,6 +39,7 @@ fn routers(ds: &pointsman::data::Dataset) -> Vec<(&'static str, Arc<dyn Router>)
     vec![
         ("zero", Arc::new(zero)),
         ("knn", Arc::new(knn)),
+        ("knn-scan", Arc::new(knn_scan)),
         ("knn-hnsw", Arc::new(knn_hnsw)),
         ("mf", Arc::new(mf)),
         ("cascade", Arc::new(cascade)),
@@ -61,7 +66,7 @@ fn bench(c: &mut Criterion) {
         group.finish();
 
         // Batches: the test split repeated to 8,192 rows (500 rows for the exact kNN scans).
-        let rows = if name == "knn" || name == "cascade" {
+        let rows = if name == "knn" || name == "knn-scan" || name == "cascade" {
             500
         } else {
             8192

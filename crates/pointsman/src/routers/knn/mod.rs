@@ -34,6 +34,11 @@
 //! products, in blocks of 32 queries × 256 reference rows, so each block is read from memory
 //! once for all the queries (the same operations per pair as a row-by-row scan: results are
 //! bit-identical); per-thread scratch buffers mean no allocation per query.
+//!
+//! A single query (or the last one to three of a batch) goes through an exact prefilter first
+//! ([`quant`]): an `int8` copy of the matrix with a guaranteed error bound per row selects the
+//! rows that can still be neighbours, and only those are scored in `f32` — the same neighbours,
+//! similarities and order as the full scan, for a quarter of the memory traffic.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -49,6 +54,7 @@ use crate::router::{Estimates, Router, Signals};
 use crate::simd;
 
 pub mod hnsw;
+mod quant;
 mod tune;
 
 pub use tune::{KnnSearch, SearchReport, Trial};
@@ -260,6 +266,8 @@ pub struct KnnRouter {
     graph: Option<std::sync::Arc<hnsw::Hnsw>>,
     /// For a router fitted in this process, the split row of each reference row.
     source_rows: Vec<usize>,
+    /// The exact prefilter of single-query scans (exact search only).
+    prefilter: Option<std::sync::Arc<quant::QuantIndex>>,
 }
 
 impl std::fmt::Debug for KnnRouter {
@@ -280,6 +288,8 @@ struct Scratch {
     query: [Vec<f32>; 4],
     graph: hnsw::SearchScratch,
     found: Vec<(u32, f32)>,
+    quant: quant::QuantScratch,
+    ood: Vec<(f32, u32)>,
 }
 
 thread_local! {
@@ -289,6 +299,8 @@ thread_local! {
         query: Default::default(),
         graph: hnsw::SearchScratch::default(),
         found: Vec::new(),
+        quant: Default::default(),
+        ood: Vec::new(),
     });
 }
 
@@ -469,7 +481,12 @@ impl KnnRouter {
                 .map(|j| (0..n).any(|r| !v[r * m + j].is_nan()))
                 .collect()
         };
+        let prefilter = match config.index.hnsw_for(n) {
+            None => quant::QuantIndex::build(&embeddings, dim).map(std::sync::Arc::new),
+            Some(_) => None,
+        };
         Ok(KnnRouter {
+            prefilter,
             any_observed_cost: any(&costs),
             any_output_tokens: any(&output_tokens),
             task_ids: task_names
@@ -544,6 +561,18 @@ impl KnnRouter {
             r.ood_quantiles = r.leave_one_out_quantiles();
         }
         Ok(r)
+    }
+
+    /// Turns the exact prefilter of single-query scans on (the default for exact search) or
+    /// off. Neighbours, similarities and estimates are identical either way; only the time
+    /// differs (for tests and benchmarks).
+    pub fn set_exact_prefilter(&mut self, on: bool) {
+        self.prefilter = match (on, self.graph.is_none()) {
+            (true, true) => self.prefilter.take().or_else(|| {
+                quant::QuantIndex::build(&self.embeddings, self.dim).map(std::sync::Arc::new)
+            }),
+            _ => None,
+        };
     }
 
     fn row(&self, i: usize) -> &[f32] {
@@ -1132,6 +1161,11 @@ fn top_k(sims: &[f32], offset: usize, k: usize, pairs: &mut Vec<(f32, u32)>) {
             .enumerate()
             .map(|(i, &s)| (s, (offset + i) as u32)),
     );
+    select_top(pairs, k);
+}
+
+/// Keeps the `k` best of `pairs`, best first; ties by row.
+fn select_top(pairs: &mut Vec<(f32, u32)>, k: usize) {
     let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     if k < pairs.len() {
         pairs.select_nth_unstable_by(k, cmp);
@@ -1200,6 +1234,41 @@ impl Router for KnnRouter {
                 let take = (batch.rows() - r).min(4);
                 for j in 0..take {
                     normalize_into(batch.row(r + j), &mut scratch.query[j]);
+                }
+                if let (true, Some(index)) = (take < 4, &self.prefilter) {
+                    for j in 0..take {
+                        let row = r + j;
+                        let (q, c) = out.row_mut(row);
+                        let (query, task) = (&scratch.query[j], batch.task(row));
+                        let tokens = batch.prompt_tokens(row);
+                        out.signals[row] = match self.estimate_prefiltered(
+                            index,
+                            query,
+                            task,
+                            tokens,
+                            &mut scratch.quant,
+                            &mut scratch.ood,
+                            &mut scratch.pairs,
+                            q,
+                            c,
+                        ) {
+                            Some(signals) => signals,
+                            None => {
+                                simd::dot_rows(&self.embeddings, query, &mut scratch.sims[j]);
+                                let sims = &scratch.sims[j];
+                                self.estimate_from_sims(
+                                    sims,
+                                    task,
+                                    tokens,
+                                    &mut scratch.pairs,
+                                    q,
+                                    c,
+                                )
+                            }
+                        };
+                    }
+                    r += take;
+                    continue;
                 }
                 let [s0, s1, s2, s3] = &mut scratch.sims;
                 if take == 4 {
