@@ -43,7 +43,7 @@ def overlaps(long_call, short_call, min_seconds=0.2):
 @pytest.fixture(scope="module")
 def big(dc):
     # Enough rows that routing them takes a few tenths of a second on two cores.
-    return np.ascontiguousarray(np.tile(dc.test.embeddings, (3, 1)))
+    return np.ascontiguousarray(np.tile(dc.test.embeddings, (12, 1)))
 
 
 def test_route_batch_releases_the_gil(knn, big, dc):
@@ -59,7 +59,7 @@ def test_fit_releases_the_gil(dc, knn):
 def test_evaluate_releases_the_gil(dc, knn):
     small = dc.test.embeddings[:50]
     assert overlaps(
-        lambda: [pointsman.evaluate(knn, dc.test) for _ in range(2)], lambda: knn.route_batch(small)
+        lambda: [pointsman.evaluate(knn, dc.test) for _ in range(8)], lambda: knn.route_batch(small)
     )
 
 
