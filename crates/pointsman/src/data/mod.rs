@@ -28,6 +28,12 @@ use crate::error::{Error, Result};
 use crate::features::{inv_norm, FeatureBatch, DEFAULT_EMBEDDING_MODEL};
 use crate::pool::{ModelCard, ModelPool};
 
+/// A prompt's length in LLM tokens as the datasets estimate it (`SCHEMA.md`): Unicode characters
+/// divided by 4, without rounding.
+pub fn prompt_tokens_of(prompt: &str) -> f64 {
+    prompt.chars().count() as f64 / 4.0
+}
+
 /// File-name tag of the MiniLM embeddings in a dataset folder.
 pub const EMBEDDING_TAG: &str = "minilm_l6_v2";
 
@@ -815,7 +821,7 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
         };
     let cost_usd = per_model("cost_usd")?;
     let output_chars = per_model("output_chars")?;
-    let prompt_tokens = prompt.chars().count() as f64 / 4.0;
+    let prompt_tokens = prompt_tokens_of(&prompt);
     let mut costs = Vec::with_capacity(pool.len());
     let mut cost_observed = Vec::with_capacity(pool.len());
     let mut output_tokens = Vec::with_capacity(pool.len());

@@ -595,10 +595,7 @@ fn check_routable(texts: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The prompt length in LLM tokens as the datasets estimate it: Unicode characters / 4.
-pub fn prompt_tokens_of(text: &str) -> f64 {
-    text.chars().count() as f64 / 4.0
-}
+pub use crate::data::prompt_tokens_of;
 
 /// Relative cost of a sequence of `l` tokens (projections are linear in `l`,
 /// attention quadratic; ~ l / 2300 extra per token for hidden size 384).
