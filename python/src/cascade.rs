@@ -23,7 +23,7 @@ use crate::convert::{from_kwargs, repr, to_python};
 use crate::data::PySplit;
 use crate::embedder::PyEmbedder;
 use crate::errors::{type_error, IntoPyResult};
-use crate::parallel::run;
+use crate::parallel::{run, run_here};
 use crate::router::{wrap_with, PyRouter};
 
 /// The engine cascade of a Python cascade router, and its embedder.
@@ -262,7 +262,7 @@ impl PyCascadeRouter {
             allowed,
         };
         let limits = CascadeLimits { budget, max_steps };
-        let session = run(py, || {
+        let session = run_here(py, || {
             cascade.start_with(&x.features(prompt_tokens, task)?, &objective, &limits)
         })?;
         Ok(PyCascadeSession {

@@ -14,7 +14,7 @@ use pyo3::types::{PyString, PyTuple};
 use crate::arrays;
 use crate::convert::repr;
 use crate::errors::{to_py_err, type_error, IntoPyResult};
-use crate::parallel::run;
+use crate::parallel::run_here;
 
 /// A loaded sentence-embedding model (all-MiniLM-L6-v2 by default).
 ///
@@ -169,7 +169,7 @@ impl PyEmbedder {
     ) -> PyResult<Bound<'py, PyAny>> {
         let texts = self::texts(texts, "texts")?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let (data, _, dim) = run(py, || {
+        let (data, _, dim) = run_here(py, || {
             let e = self.embedder()?;
             let (data, info) = e.embed(&refs)?;
             Ok((data, info, e.dim()))
@@ -187,7 +187,7 @@ impl PyEmbedder {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let texts = self::texts(texts, "texts")?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let (data, info, dim) = run(py, || {
+        let (data, info, dim) = run_here(py, || {
             let e = self.embedder()?;
             let (data, info) = e.embed(&refs)?;
             Ok((data, info, e.dim()))
@@ -213,7 +213,7 @@ impl PyEmbedder {
         } else {
             return Err(type_error("text", "a str", text));
         };
-        run(py, || self.embedder()?.tokenize(&text))
+        run_here(py, || self.embedder()?.tokenize(&text))
     }
 
     /// Pickles as the model folder and options: unpickling loads the model again.

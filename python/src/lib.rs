@@ -1,8 +1,9 @@
 //! `pointsman._native`: the Python bindings of the Pointsman engine.
 //!
 //! Thin by design: argument conversion (NumPy in and out), error mapping (one function,
-//! [`errors::to_py_err`]) and running heavy work without the GIL on a fork-safe pool
-//! ([`parallel::run`]). Every decision is made by the `pointsman` crate.
+//! [`errors::to_py_err`]) and running work without the GIL: batches and fits on a fork-safe pool
+//! ([`parallel::run`]), single queries on the calling thread ([`parallel::run_here`]). Every
+//! decision is made by the `pointsman` crate.
 //!
 //! Classes: [`router::PyRouter`] wraps any `Arc<dyn pointsman::Router>` and carries every router
 //! method; each router kind is a subclass that only adds its constructors ([`routers`]), and

@@ -67,6 +67,23 @@ where
     py.detach(|| pool().and_then(|p| p.install(f))).py()
 }
 
+/// Runs `f` with the GIL released on the calling thread, and maps its error: for the work of
+/// one query (a decision, an observation, a cascade step, an embedding), which uses no thread
+/// pool. Handing such work to the pool and waiting for it costs two thread wake-ups — about
+/// 20 µs on a busy machine, ten times a matrix-factorisation decision.
+///
+/// `f` must not start rayon work: from a thread outside the module's pool, rayon would use its
+/// global pool, which does not survive `fork()`. The engine's single-query paths run
+/// sequentially (tested by `tests/test_threads.py`, which routes in a forked child); the
+/// embedder uses its own threads.
+pub fn run_here<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> pointsman::Result<T> + Send,
+{
+    py.detach(f).py()
+}
+
 /// Number of threads of the module's pool (in this process).
 #[pyfunction]
 pub fn num_threads(py: Python<'_>) -> PyResult<usize> {

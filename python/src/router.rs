@@ -18,7 +18,7 @@ use crate::bandits::Bandit;
 use crate::convert::repr;
 use crate::embedder::PyEmbedder;
 use crate::errors::{to_py_err, type_error, IntoPyResult};
-use crate::parallel::run;
+use crate::parallel::{run, run_here};
 
 /// A fitted router. Not constructed directly: use a kind's constructor (`KnnRouter.fit`, ...) or
 /// `load_router`.
@@ -340,7 +340,7 @@ impl PyRouter {
             allowed,
         };
         let router = &self.inner;
-        run(py, || {
+        run_here(py, || {
             router.route(&x.features(prompt_tokens, task)?, &objective)
         })
         .map(Decision::from)
@@ -366,7 +366,7 @@ impl PyRouter {
             allowed,
         };
         let router = &self.inner;
-        let alts = run(py, || {
+        let alts = run_here(py, || {
             router.top_k(&x.features(prompt_tokens, task)?, &objective, k)
         })?;
         Ok(alts.into_iter().map(Alternative::from).collect())
@@ -496,7 +496,7 @@ impl PyRouter {
             })
             .py()?;
         let model = model.resolve(self.inner.models()).py()?;
-        run(py, || {
+        run_here(py, || {
             learner.observe(&Feedback {
                 features: &emb.features(prompt_tokens, task)?,
                 model,

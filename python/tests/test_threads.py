@@ -113,3 +113,57 @@ def test_routing_works_in_a_forked_child(knn, dc):
     assert choices == expected.tolist()
     # And the parent's pool still works.
     assert np.array_equal(knn.route_batch(X, 500.0), expected)
+
+
+def _single_queries(routers, x):
+    """One decision per router (and one cascade step, one bandit observation): the calls that
+    run on the calling thread, outside the module's pool."""
+    knn, mf, hnsw, cascade, bandit = routers
+    out = [r.route(x, 300.0).model for r in (knn, mf, hnsw, bandit)]
+    out.append([a.model for a in knn.top_k(x, 3, 300.0)])
+    session = cascade.start(x)
+    out.append(session.model)
+    bandit.observe(x, 0, 1.0, 1e-5)
+    out.append(bandit.route(x, 300.0).model)
+    return out
+
+
+def _single_child(conn, routers, x):
+    try:
+        conn.send(_single_queries(routers, x))
+    except BaseException as e:  # report, never hang the parent
+        conn.send(repr(e))
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_single_queries_work_in_a_forked_child(toy):
+    # Single queries run on the calling thread: if one of them started rayon work, it would go
+    # to rayon's global pool, which a forked child inherits without its threads — the child's
+    # first such call would wait forever.
+    split = toy.split()
+    hnsw = {"kind": "hnsw", "m": 8, "ef_construction": 50, "ef_search": 32, "seed": 1}
+    routers = (
+        pointsman.KnnRouter.fit(split, k=10),
+        pointsman.MfRouter.fit(split, dim=4, max_epochs=3),
+        pointsman.KnnRouter.fit(split, k=10, index=hnsw),
+        pointsman.CascadeRouter.fit(split),
+        pointsman.ThompsonRouter.fit(split),
+    )
+    x = toy.embeddings[7]
+    expected = _single_queries(routers, x)  # the parent has made every kind of single call
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_single_child, args=(child, routers, x))
+    p.start()
+    child.close()
+    try:
+        assert parent.poll(60), "the forked child did not answer in 60 s: a single query hangs"
+        answer = parent.recv()
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+    assert not isinstance(answer, str), answer
+    assert answer[:-1] == expected[:-1]
