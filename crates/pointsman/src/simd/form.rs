@@ -81,9 +81,21 @@ fn to_bf16(v: f64) -> u16 {
     if v.abs() < TINY {
         return 0;
     }
-    let bits = (v as f32).to_bits();
+    f32_to_bf16(v as f32)
+}
+
+/// [`to_bf16`] of an `f32` (the same result).
+#[inline(always)]
+fn f32_to_bf16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if bits & 0x7FFF_FFFF < TINY_F32_BITS {
+        return 0;
+    }
     ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
 }
+
+/// The bits of [`TINY`] as an `f32` (2⁻⁶⁰, exact): magnitudes compare as integers.
+const TINY_F32_BITS: u32 = (127 - 60) << 23;
 
 /// `bfloat16` bits as an `f32`: exact.
 #[inline(always)]
@@ -157,9 +169,7 @@ impl FormVector {
         padded[shape.front..].copy_from_slice(x);
         let pairs: Vec<u32> = padded
             .chunks_exact(2)
-            .map(|p| {
-                u32::from(to_bf16(f64::from(p[0]))) | u32::from(to_bf16(f64::from(p[1]))) << 16
-            })
+            .map(|p| u32::from(f32_to_bf16(p[0])) | u32::from(f32_to_bf16(p[1])) << 16)
             .collect();
         let rounded = if form_kernel() == Kernel::Avx2Fma {
             pairs
@@ -552,5 +562,13 @@ mod tests {
         assert_eq!(bf16_to_f32(to_bf16(1.0 + 1.0 / 256.0)), 1.0);
         assert_eq!(bf16_to_f32(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 2.0 / 128.0);
         assert_eq!(bf16_to_f32(to_bf16(-2.5)), -2.5);
+        let mut rng = SplitMix64::new(9);
+        for _ in 0..10_000 {
+            let v = (rng.normal() * 2f64.powi((rng.next_u64() % 140) as i32 - 70)) as f32;
+            assert_eq!(f32_to_bf16(v), to_bf16(f64::from(v)), "{v:e}");
+        }
+        assert_eq!(f32_to_bf16(2f32.powi(-60)), to_bf16(2f64.powi(-60)));
+        assert_ne!(f32_to_bf16(2f32.powi(-60)), 0);
+        assert_eq!(f32_to_bf16(2f32.powi(-61)), 0);
     }
 }
