@@ -1,7 +1,9 @@
 //! The machine's bounds the other benches are read against: one core's FMA throughput (the
 //! ceiling of every matrix product: the embedder's projections, MF), and one core's streaming
 //! read bandwidth from a buffer the size of llmrouter_dc's kNN matrix (8.4 MB) and from one far
-//! larger than the caches (the ceiling of an exact kNN scan).
+//! larger than the caches (the ceiling of an exact kNN scan); and, where the CPU has AVX-512
+//! BF16, `vdpbf16ps` streaming the packed state a linear bandit reads per decision (the ceiling
+//! of `simd::quadratic_form` on nine 385 × 385 models).
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench bounds`: criterion prints the
 //! throughput (elements/s = FLOP/s for `fma`, bytes/s for the streams).
@@ -78,6 +80,37 @@ unsafe fn fma_rounds_avx2(n: u64) -> f32 {
     out.iter().sum()
 }
 
+/// Streams `v` (whole 64-byte blocks of `bfloat16` pairs) through `vdpbf16ps` into eight
+/// accumulators: the instruction and memory bound of the bandits' quadratic forms, without
+/// their bookkeeping.
+///
+/// # Safety
+///
+/// The CPU supports AVX-512F and AVX-512 BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn bf16_dot_stream(v: &[u16]) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: every load reads one whole 64-byte block of `v`; the caller guarantees the CPU
+    // features; `__m512bh` and `__m512i` are both 64 plain bytes.
+    unsafe {
+        let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3F80_3F80));
+        let mut acc = [_mm512_setzero_ps(); 8];
+        for blocks in v.chunks_exact(8 * 32) {
+            for (k, a) in acc.iter_mut().enumerate() {
+                let w: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(blocks.as_ptr().add(32 * k).cast()));
+                *a = _mm512_dpbf16_ps(*a, w, x);
+            }
+        }
+        let mut sum = _mm512_setzero_ps();
+        for a in acc {
+            sum = _mm512_add_ps(sum, a);
+        }
+        _mm512_reduce_add_ps(sum)
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let rounds = 1_000_000u64;
     let mut group = c.benchmark_group("bounds");
@@ -90,6 +123,19 @@ fn bench(c: &mut Criterion) {
         let v = vec![1f32; bytes / 4];
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_function(name, |b| b.iter(|| stream_sum(black_box(&v))));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
+        // Nine models' packed λ·A⁻¹ at p = 385 (what one linucb decision reads).
+        let blocks = 9 * pointsman::simd::quadratic_form_len(385) / 32;
+        let v = vec![0x3F80u16; blocks.next_multiple_of(8) * 32];
+        group.throughput(Throughput::Elements(blocks as u64));
+        group.bench_function("bf16dot/bandit-state", |b| {
+            // SAFETY: the CPU supports AVX-512F and AVX-512 BF16 (checked above).
+            b.iter(|| unsafe { bf16_dot_stream(black_box(&v)) })
+        });
+    } else {
+        eprintln!("bounds/bf16dot: skipped (the CPU has no AVX-512 BF16)");
     }
     group.finish();
 }

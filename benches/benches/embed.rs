@@ -1,4 +1,4 @@
-//! The embedder (all-MiniLM-L6-v2) on one short prompt (13 word pieces), one long prompt (≈180),
+//! The embedder (all-MiniLM-L6-v2) on one short prompt (13 word pieces), one long prompt (173),
 //! and batches of 32 (short chat turns; and 32 llmrouter_dc prompts spread over the file), each
 //! with 1 and 2 threads; and text → decision end to end (embed + kNN route).
 //!
@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pointsman::embed::{Embedder, EmbedderOptions, Pipeline};
 use pointsman::routers::knn::{KnnConfig, KnnRouter};
 use pointsman::Objective;
-use pointsman_bench::{llmrouter_dc, LONG_PROMPT, SHORT_PROMPT, SHORT_PROMPTS};
+use pointsman_bench::{llmrouter_dc, long_prompt, short_prompt, short_prompts};
 
 fn load(threads: usize) -> Embedder {
     Embedder::load_default(&EmbedderOptions {
@@ -26,18 +26,19 @@ fn bench(c: &mut Criterion) {
     let prompts = ds.prompts_in_file_order();
     let step = prompts.len() / 32;
     let spread: Vec<&str> = (0..32).map(|i| prompts[i * step]).collect();
+    let batch_short = short_prompts();
     for threads in [1, 2] {
         let embedder = load(threads);
         let mut group = c.benchmark_group(format!("embed/threads={threads}"));
         group.sample_size(20);
         group.bench_function("short", |b| {
-            b.iter(|| embedder.embed(&[SHORT_PROMPT]).expect("embedding"))
+            b.iter(|| embedder.embed(&[short_prompt()]).expect("embedding"))
         });
         group.bench_function("long", |b| {
-            b.iter(|| embedder.embed(&[LONG_PROMPT]).expect("embedding"))
+            b.iter(|| embedder.embed(&[long_prompt()]).expect("embedding"))
         });
         group.bench_function("batch32-short", |b| {
-            b.iter(|| embedder.embed(&SHORT_PROMPTS).expect("embedding"))
+            b.iter(|| embedder.embed(&batch_short).expect("embedding"))
         });
         group.sample_size(10);
         group.bench_function("batch32-dataset", |b| {
@@ -54,7 +55,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("knn", "short"), |b| {
         b.iter(|| {
             pipeline
-                .route_text(SHORT_PROMPT, &objective)
+                .route_text(short_prompt(), &objective)
                 .expect("routing")
         })
     });

@@ -87,52 +87,40 @@ pub fn test_queries(ds: &pointsman::data::Dataset) -> Vec<QueryFeatures> {
         .collect()
 }
 
-/// A short prompt: 13 word pieces with [CLS] and [SEP].
-pub const SHORT_PROMPT: &str = "Write a Python function that reverses a linked list.";
+/// The embedder benches' texts, from `benches/prompts.json` (which `benches/compare/compare.py`
+/// reads too, so both measure the same inputs).
+fn prompts() -> &'static serde_json::Value {
+    static PROMPTS: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    PROMPTS.get_or_init(|| {
+        serde_json::from_str(include_str!("../prompts.json")).expect("benches/prompts.json is JSON")
+    })
+}
 
-/// A long prompt: about 180 word pieces.
-pub const LONG_PROMPT: &str = "Explain, step by step, how a transformer encoder turns a sentence \
-into a fixed-size vector: tokenisation into word pieces, embedding lookup with positions, several \
-layers of multi-head self-attention followed by feed-forward blocks with residual connections and \
-layer normalisation, and finally mean pooling over the tokens and normalisation to unit length. \
-Then discuss why batching sequences of similar length reduces padding waste, how attention cost \
-grows quadratically with sequence length, and what trade-offs appear when running such a model on \
-a small CPU with only two cores and no GPU at all. Finally, compare this with a bag-of-words \
-baseline and say when the simpler method is good enough for routing prompts to cheaper or \
-stronger language models, and which mistakes such a router typically makes in practice.";
+fn prompt(key: &str) -> &'static str {
+    prompts()[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("benches/prompts.json: {key} is not a string"))
+}
+
+/// A short prompt: 13 word pieces with [CLS] and [SEP].
+pub fn short_prompt() -> &'static str {
+    prompt("short")
+}
+
+/// A long prompt: 173 word pieces with [CLS] and [SEP].
+pub fn long_prompt() -> &'static str {
+    prompt("long")
+}
 
 /// Thirty-two short prompts of 9 to 16 word pieces (typical chat turns).
-pub const SHORT_PROMPTS: [&str; 32] = [
-    "Write a Python function that reverses a linked list.",
-    "What is the capital of Australia?",
-    "Summarise the plot of Hamlet in two sentences.",
-    "Translate 'good morning' into French and German.",
-    "How many prime numbers are there below 100?",
-    "Explain what a hash map is to a beginner.",
-    "Give me three ideas for a birthday party.",
-    "Why is the sky blue during the day?",
-    "Solve for x: 3x + 7 = 22.",
-    "What does HTTP status code 404 mean?",
-    "Write a haiku about autumn rain.",
-    "List the planets of the solar system in order.",
-    "What is the difference between TCP and UDP?",
-    "Convert 72 degrees Fahrenheit to Celsius.",
-    "Suggest a name for a coffee shop by the sea.",
-    "How do I sort a list of tuples in Python?",
-    "Who wrote the novel Pride and Prejudice?",
-    "What is the derivative of x squared times sine x?",
-    "Explain recursion with a simple example.",
-    "Is a tomato a fruit or a vegetable?",
-    "Write a SQL query that counts orders per customer.",
-    "What causes the seasons on Earth?",
-    "Give a one-line definition of machine learning.",
-    "How long does it take light to reach Earth?",
-    "Recommend a book about the history of science.",
-    "What is the boiling point of water at sea level?",
-    "Write a regular expression that matches an email.",
-    "Explain the rules of chess castling briefly.",
-    "What is 17 multiplied by 23?",
-    "Describe the water cycle for a ten-year-old.",
-    "How do vaccines train the immune system?",
-    "What is the time complexity of binary search?",
-];
+pub fn short_prompts() -> Vec<&'static str> {
+    prompts()["batch32_short"]
+        .as_array()
+        .expect("benches/prompts.json: batch32_short is a list")
+        .iter()
+        .map(|p| {
+            p.as_str()
+                .expect("benches/prompts.json: a prompt is a string")
+        })
+        .collect()
+}
