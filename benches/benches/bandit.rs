@@ -52,11 +52,15 @@ fn quadratic_form(c: &mut Criterion) {
     let a: Vec<f64> = (0..p * p)
         .map(|k| if k % (p + 1) == 0 { 1.0 } else { 0.0 })
         .collect();
-    let mut packed = vec![0u16; pointsman::simd::quadratic_form_len(p)];
-    pointsman::simd::pack_quadratic_form(&a, p, 1.0, &mut packed);
+    let mut packed = pointsman::simd::PackedForms::new(1, p);
+    pointsman::simd::pack_quadratic_form(&a, p, 1.0, packed.form_mut(0));
     let x: Vec<f32> = (0..p).map(|_| rng.normal() as f32).collect();
+    eprintln!(
+        "quadratic form kernel: {}",
+        pointsman::simd::quadratic_form_kernel()
+    );
     c.bench_function("simd/quadratic_form/385", |b| {
-        b.iter(|| pointsman::simd::quadratic_form(std::hint::black_box(&packed), &x))
+        b.iter(|| pointsman::simd::quadratic_form(std::hint::black_box(packed.form(0)), &x))
     });
 }
 

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 mod form;
 pub use form::{
     pack_quadratic_form, quadratic_form, quadratic_form_kernel, quadratic_form_len,
-    quadratic_form_prepared, FormVector,
+    quadratic_form_prepared, FormVector, PackedForms,
 };
 
 const LANES: usize = 16;

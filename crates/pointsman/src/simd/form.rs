@@ -147,6 +147,71 @@ pub fn pack_quadratic_form(a: &[f64], d: usize, scale: f64, out: &mut [u16]) {
     }
 }
 
+/// One block of the layout, aligned to a cache line: a zmm load of a block then touches one
+/// line instead of two.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u16; BLOCK]);
+
+/// Packed forms of `count` symmetric `d × d` matrices in one buffer whose every form starts on a
+/// cache line ([`quadratic_form_len`] is a whole number of 64-byte blocks), for
+/// [`pack_quadratic_form`] and [`quadratic_form_prepared`].
+#[derive(Clone)]
+pub struct PackedForms {
+    blocks: Vec<Block>,
+    /// Blocks per form.
+    per: usize,
+}
+
+impl PackedForms {
+    /// `count` forms of `d × d` matrices, all zero.
+    pub fn new(count: usize, d: usize) -> PackedForms {
+        let per = quadratic_form_len(d) / BLOCK;
+        PackedForms {
+            blocks: vec![Block([0; BLOCK]); count * per],
+            per,
+        }
+    }
+
+    /// Form `i`'s values.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is out of range.
+    pub fn form(&self, i: usize) -> &[u16] {
+        let blocks = &self.blocks[i * self.per..(i + 1) * self.per];
+        // SAFETY: `Block` is `repr(C)` around `[u16; BLOCK]`, 64 bytes with no padding, so
+        // `blocks` is `blocks.len() * BLOCK` initialised, suitably aligned `u16`s, borrowed
+        // for the returned slice's lifetime.
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u16>(), blocks.len() * BLOCK) }
+    }
+
+    /// Form `i`'s values, to pack into.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is out of range.
+    pub fn form_mut(&mut self, i: usize) -> &mut [u16] {
+        let blocks = &mut self.blocks[i * self.per..(i + 1) * self.per];
+        // SAFETY: as in `form`, and the slice borrows `blocks` mutably and exclusively.
+        unsafe {
+            std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u16>(), blocks.len() * BLOCK)
+        }
+    }
+}
+
+impl std::fmt::Debug for PackedForms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedForms")
+            .field(
+                "forms",
+                &self.blocks.len().checked_div(self.per).unwrap_or(0),
+            )
+            .field("blocks_per_form", &self.per)
+            .finish()
+    }
+}
+
 /// A vector prepared for [`quadratic_form_prepared`]: rounded and padded once for every matrix
 /// it is multiplied with.
 #[derive(Debug, Clone)]
@@ -491,6 +556,21 @@ mod tests {
             assert!((q - exact).abs() < 1e-2 * d as f64, "{d}: {q} vs {exact}");
             assert_same_on_every_kernel(&packed, &x);
         }
+    }
+
+    #[test]
+    fn packed_forms_are_cache_line_aligned_and_separate() {
+        let mut forms = PackedForms::new(3, 385);
+        for i in 0..3 {
+            assert_eq!(forms.form(i).as_ptr() as usize % 64, 0);
+            assert_eq!(forms.form(i).len(), quadratic_form_len(385));
+        }
+        forms.form_mut(1).fill(7);
+        assert!(forms.form(0).iter().chain(forms.form(2)).all(|&v| v == 0));
+        assert!(forms.form(1).iter().all(|&v| v == 7));
+        let copy = forms.clone();
+        assert_eq!(copy.form(1), forms.form(1));
+        assert_eq!(copy.form(2).as_ptr() as usize % 64, 0);
     }
 
     #[test]

@@ -80,6 +80,74 @@ fn dot64_lanes(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
+/// `out[r] = dot64(row r of rows, b)` for rows of `b.len()` values: bit for bit [`dot64`] per row,
+/// four rows at a time so that their running sums are independent chains (one `dot64` waits on
+/// its additions' latency).
+///
+/// # Panics
+///
+/// When `rows.len() != out.len() * b.len()`.
+pub(crate) fn dot64_rows(rows: &[f64], b: &[f64], out: &mut [f64]) {
+    assert_eq!(
+        rows.len(),
+        out.len() * b.len(),
+        "rows do not match the output"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::kernel_name() == "avx2" {
+        // SAFETY: the CPU supports AVX2 (checked once by the simd module).
+        return unsafe { dot64_rows_avx2(rows, b, out) };
+    }
+    dot64_rows_lanes(rows, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot64_rows_avx2(rows: &[f64], b: &[f64], out: &mut [f64]) {
+    dot64_rows_lanes(rows, b, out)
+}
+
+#[inline(always)]
+fn dot64_rows_lanes(rows: &[f64], b: &[f64], out: &mut [f64]) {
+    let d = b.len();
+    if d == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let mut quads = out.chunks_exact_mut(4);
+    let mut r = 0;
+    for o in &mut quads {
+        let row = |k: usize| &rows[(r + k) * d..(r + k + 1) * d];
+        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+        // Named accumulators (an array of them would be spilled): per row, the operations of
+        // `dot64_lanes` in its order.
+        let (mut a0, mut a1, mut a2, mut a3) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+        let chunks = d / 4;
+        for c in 0..chunks {
+            for l in 0..4 {
+                let x = b[4 * c + l];
+                a0[l] += r0[4 * c + l] * x;
+                a1[l] += r1[4 * c + l] * x;
+                a2[l] += r2[4 * c + l] * x;
+                a3[l] += r3[4 * c + l] * x;
+            }
+        }
+        for i in 4 * chunks..d {
+            a0[0] += r0[i] * b[i];
+            a1[0] += r1[i] * b[i];
+            a2[0] += r2[i] * b[i];
+            a3[0] += r3[i] * b[i];
+        }
+        for (o, a) in o.iter_mut().zip([a0, a1, a2, a3]) {
+            *o = (a[0] + a[1]) + (a[2] + a[3]);
+        }
+        r += 4;
+    }
+    for (k, o) in quads.into_remainder().iter_mut().enumerate() {
+        *o = dot64_lanes(&rows[(r + k) * d..(r + k + 1) * d], b);
+    }
+}
+
 /// `out = M·x` for a row-major `d × d` matrix.
 pub(crate) fn mat_vec(m: &[f64], x: &[f64], out: &mut [f64]) {
     let d = x.len();
@@ -293,6 +361,27 @@ fn orthonormalize(q: &mut [f64], d: usize, width: usize) {
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
+
+    #[test]
+    fn dot64_rows_is_dot64_per_row_bit_for_bit() {
+        let mut rng = SplitMix64::new(4);
+        for d in [0usize, 1, 3, 4, 7, 385] {
+            for n in 0..10 {
+                let rows: Vec<f64> = (0..n * d).map(|_| rng.normal()).collect();
+                let b: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+                let mut out = vec![f64::NAN; n];
+                dot64_rows(&rows, &b, &mut out);
+                for (r, o) in out.iter().enumerate() {
+                    let one = dot64(&rows[r * d..(r + 1) * d], &b);
+                    assert_eq!(o.to_bits(), one.to_bits(), "d {d}, row {r} of {n}");
+                    assert_eq!(
+                        one.to_bits(),
+                        dot64_lanes(&rows[r * d..(r + 1) * d], &b).to_bits()
+                    );
+                }
+            }
+        }
+    }
 
     fn random_spd(d: usize, rng: &mut SplitMix64) -> Vec<f64> {
         let mut a = vec![0.0; d * d];

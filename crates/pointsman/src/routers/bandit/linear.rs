@@ -40,7 +40,7 @@ use super::linalg;
 use super::{sealed, BanditRouter, Context, Forgetting, Learned};
 use crate::error::{Error, Result};
 use crate::io::{RouterConfig, SavedRouter, Tensor};
-use crate::rng::{hash_f32s, mix64, SplitMix64};
+use crate::rng::{hash_f32s_4, mix64, SplitMix64};
 use crate::router::Signals;
 use crate::simd;
 
@@ -232,7 +232,7 @@ pub struct Linear<E> {
     b: Vec<f64>,
     theta: Vec<f64>,
     /// `bfloat16` bits of the packed `λ·A_m⁻¹`, per model.
-    packed: Vec<u16>,
+    packed: simd::PackedForms,
     /// `λ`, the scale of `packed`.
     ridge: f64,
     window: Vec<VecDeque<(Vec<f32>, f64)>>,
@@ -252,10 +252,6 @@ impl<E: Exploration> std::fmt::Debug for Linear<E> {
 }
 
 impl<E: Exploration> Linear<E> {
-    fn tri(&self) -> usize {
-        simd::quadratic_form_len(self.p)
-    }
-
     fn reset_model(&mut self, config: &LinearConfig, m: usize) {
         let p = self.p;
         let (a, a_inv) = (
@@ -282,8 +278,7 @@ impl<E: Exploration> Linear<E> {
             &self.b[m * p..(m + 1) * p],
             &mut self.theta[m * p..(m + 1) * p],
         );
-        let t = self.tri();
-        simd::pack_quadratic_form(a_inv, p, self.ridge, &mut self.packed[m * t..(m + 1) * t]);
+        simd::pack_quadratic_form(a_inv, p, self.ridge, self.packed.form_mut(m));
     }
 
     /// `φ(x)` for a unit-length embedding.
@@ -353,7 +348,7 @@ impl<E: Exploration> Linear<E> {
 
     fn draws(config: &LinearConfig, x: &[f32], ctx: &Context) -> SplitMix64 {
         SplitMix64::new(mix64(
-            config.seed ^ mix64(ctx.observations ^ 0x7A3C_91E5) ^ hash_f32s(0, x),
+            config.seed ^ mix64(ctx.observations ^ 0x7A3C_91E5) ^ hash_f32s_4(0, x),
         ))
     }
 }
@@ -423,7 +418,7 @@ impl<E: Exploration> Learned for Linear<E> {
             a_inv: vec![0.0; models * p * p],
             b: vec![0.0; models * p],
             theta: vec![0.0; models * p],
-            packed: vec![0; models * simd::quadratic_form_len(p)],
+            packed: simd::PackedForms::new(models, p),
             ridge: config.ridge,
             window: vec![VecDeque::new(); models],
             dirty: vec![false; models],
@@ -491,18 +486,22 @@ impl<E: Exploration> Learned for Linear<E> {
         let mut phi = Vec::with_capacity(self.p);
         self.features(x, &mut phi)?;
         let phi64: Vec<f64> = phi.iter().map(|&v| f64::from(v)).collect();
-        let (p, t) = (self.p, self.tri());
-        let mut draws = (E::SAMPLES && ctx.explore).then(|| Self::draws(config, x, ctx));
+        let p = self.p;
+        // Thompson: one standard normal per model, drawn from the query's own stream.
+        let draws = (E::SAMPLES && ctx.explore).then(|| {
+            let mut z = vec![0.0; quality.len()];
+            Self::draws(config, x, ctx).normals(&mut z);
+            z
+        });
         let prepared = ctx.explore.then(|| simd::FormVector::new(&phi));
-        for (m, q) in quality.iter_mut().enumerate() {
-            let mean = config.prior_mean + linalg::dot64(&self.theta[m * p..(m + 1) * p], &phi64);
+        let mut dots = vec![0.0; quality.len()];
+        linalg::dot64_rows(&self.theta[..quality.len() * p], &phi64, &mut dots);
+        for (m, (q, dot)) in quality.iter_mut().zip(dots).enumerate() {
+            let mean = config.prior_mean + dot;
             *q = if let Some(prepared) = &prepared {
-                let packed = &self.packed[m * t..(m + 1) * t];
-                let var = simd::quadratic_form_prepared(packed, prepared).max(0.0) / self.ridge;
-                let scale = match &mut draws {
-                    Some(rng) => rng.normal(),
-                    None => 1.0,
-                };
+                let var = simd::quadratic_form_prepared(self.packed.form(m), prepared).max(0.0)
+                    / self.ridge;
+                let scale = draws.as_ref().map_or(1.0, |z| z[m]);
                 mean + config.exploration * var.sqrt() * scale
             } else {
                 mean
