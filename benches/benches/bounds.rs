@@ -126,13 +126,20 @@ fn bench(c: &mut Criterion) {
     }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
-        // Nine models' packed λ·A⁻¹ at p = 385 (what one linucb decision reads).
+        // Nine models' packed λ·A⁻¹ at p = 385 (what one linucb decision reads), one block per
+        // cache line as in the routers (`simd::PackedForms`).
+        #[derive(Clone, Copy)]
+        #[repr(C, align(64))]
+        struct Line([u16; 32]);
         let blocks = 9 * pointsman::simd::quadratic_form_len(385) / 32;
-        let v = vec![0x3F80u16; blocks.next_multiple_of(8) * 32];
+        let lines = vec![Line([0x3F80; 32]); blocks.next_multiple_of(8)];
+        // SAFETY: `Line` is 64 bytes of `u16`s without padding; the slice borrows `lines`.
+        let v =
+            unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<u16>(), lines.len() * 32) };
         group.throughput(Throughput::Elements(blocks as u64));
         group.bench_function("bf16dot/bandit-state", |b| {
             // SAFETY: the CPU supports AVX-512F and AVX-512 BF16 (checked above).
-            b.iter(|| unsafe { bf16_dot_stream(black_box(&v)) })
+            b.iter(|| unsafe { bf16_dot_stream(black_box(v)) })
         });
     } else {
         eprintln!("bounds/bf16dot: skipped (the CPU has no AVX-512 BF16)");
