@@ -22,10 +22,10 @@
 //! cached, and routing reads a packed `bfloat16` copy of the upper triangle of `λ·A_m⁻¹`
 //! (whose entries are at most 1 in magnitude, as `A_m ⪰ λI`): one pass over about `p²/2`
 //! values per model per query ([`crate::simd::quadratic_form`]; the width moves by less than
-//! 0.1 %), 2 bytes each, so the nine models of a 385-feature state read 1.4 MB per query. For one query the Thompson score of
-//! the disjoint model is
-//! exactly a draw of `θ̃_mᵀφ(x)` with `θ̃_m ~ N(θ_m, v²A_m⁻¹)`; the draw `ξ_m` is a function of
-//! the seed, the observation count and the query's bits, so routing stays a pure read.
+//! 0.1 %), 2 bytes each, so the nine models of a 385-feature state read 1.4 MB per query. For
+//! one query the Thompson score of the disjoint model is exactly a draw of `θ̃_mᵀφ(x)` with
+//! `θ̃_m ~ N(θ_m, v²A_m⁻¹)`; the draws `ξ_m` are a function of the seed, the observation count
+//! and the query's bits, so routing stays a pure read.
 //!
 //! Forgetting: a sliding window (each model's last `W` observations; older ones are removed by a
 //! Sherman–Morrison downdate) and the drift detector. Exponential discounting is refused: it
