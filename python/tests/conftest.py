@@ -4,6 +4,7 @@ Tests that need ../shared/data or the CLI binary skip when they are missing, and
 CI=true (where a skip would hide a broken setup).
 """
 
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -13,6 +14,42 @@ import pytest
 import pointsman
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _answer(conn, fn, args) -> None:
+    """In the forked child: send ("ok", fn(*args)) or ("error", its repr); never hang the parent."""
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException as e:
+        conn.send(("error", repr(e)))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def in_forked_child():
+    """`run(fn, *args, hangs=...)`: calls `fn(*args)` in a child forked from this process and
+    returns its result; fails with the child's error, or, after 60 s without an answer, with
+    "the forked child did not answer in 60 s: <hangs>". (Python 3.12+ warns about fork() in a
+    process with threads; tests that fork filter that warning.)"""
+
+    def run(fn, *args, hangs: str):
+        ctx = multiprocessing.get_context("fork")
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_answer, args=(child, fn, args))
+        p.start()
+        child.close()
+        try:
+            assert parent.poll(60), f"the forked child did not answer in 60 s: {hangs}"
+            status, value = parent.recv()
+        finally:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+        assert status == "ok", value
+        return value
+
+    return run
 
 
 def missing(what: str) -> None:

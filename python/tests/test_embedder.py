@@ -1,6 +1,5 @@
 """The text embedder, and routing text through an embedder attached to a router."""
 
-import multiprocessing
 import os
 import pickle
 import threading
@@ -191,33 +190,15 @@ def test_embed_releases_the_gil(embedder):
     assert short_started < ends["long"] and short_done < ends["long"], (alone, ends)
 
 
-def _child(conn, router, texts):
-    try:
-        conn.send(router.route_batch(texts, 500.0).tolist())
-    except BaseException as e:  # report, never hang the parent
-        conn.send(repr(e))
-    finally:
-        conn.close()
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_text_routing_in_a_forked_child(knn):
+def test_text_routing_in_a_forked_child(knn, in_forked_child):
     # Two threads: the embedder has its own pool, which a forked child must replace.
     router = knn.with_embedder(pointsman.Embedder.load(threads=2))
     texts = [TEXT, "What is the capital of France?", "Summarise this article in one line."]
     expected = router.route_batch(texts, 500.0).tolist()
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(child, router, texts))
-    p.start()
-    child.close()
-    try:
-        assert parent.poll(60), "the forked child did not answer in 60 s: the embedder hangs"
-        answer = parent.recv()
-    finally:
-        p.join(10)
-        if p.is_alive():
-            p.kill()
+    answer = in_forked_child(
+        lambda: router.route_batch(texts, 500.0).tolist(), hangs="the embedder hangs"
+    )
     assert answer == expected
     assert router.route_batch(texts, 500.0).tolist() == expected
     assert os.getpid()  # the parent is still this process

@@ -1,6 +1,5 @@
 """Heavy calls release the GIL, and the module's thread pool survives fork()."""
 
-import multiprocessing
 import os
 import threading
 import time
@@ -95,35 +94,17 @@ def test_threads_share_a_router(knn, dc):
         assert np.array_equal(r, expected)
 
 
-def _child(conn, router, X):
-    try:
-        conn.send((os.getpid(), pointsman.num_threads(), router.route_batch(X, 500.0).tolist()))
-    except BaseException as e:  # report, never hang the parent
-        conn.send(repr(e))
-    finally:
-        conn.close()
-
-
 # Python 3.12+ warns about fork() in a process with threads (the pool's); that is what we test.
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_routing_works_in_a_forked_child(knn, dc):
+def test_routing_works_in_a_forked_child(knn, dc, in_forked_child):
     X = dc.test.embeddings
     expected = knn.route_batch(X, 500.0)  # the parent's pool is up and has worked
     assert pointsman.num_threads() >= 1
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(child, knn, X))
-    p.start()
-    child.close()
-    try:
-        assert parent.poll(60), "the forked child did not answer in 60 s: its thread pool hangs"
-        answer = parent.recv()
-    finally:
-        p.join(10)
-        if p.is_alive():
-            p.kill()
-    assert not isinstance(answer, str), answer
-    pid, threads, choices = answer
+
+    def child():
+        return os.getpid(), pointsman.num_threads(), knn.route_batch(X, 500.0).tolist()
+
+    pid, threads, choices = in_forked_child(child, hangs="its thread pool hangs")
     assert pid != os.getpid() and threads >= 1
     assert choices == expected.tolist()
     # And the parent's pool still works.
@@ -143,17 +124,8 @@ def _single_queries(routers, x):
     return out
 
 
-def _single_child(conn, routers, x):
-    try:
-        conn.send(_single_queries(routers, x))
-    except BaseException as e:  # report, never hang the parent
-        conn.send(repr(e))
-    finally:
-        conn.close()
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_single_queries_work_in_a_forked_child(toy):
+def test_single_queries_work_in_a_forked_child(toy, in_forked_child):
     # Single queries run on the calling thread: if one of them started rayon work, it would go
     # to rayon's global pool, which a forked child inherits without its threads — the child's
     # first such call would wait forever.
@@ -168,17 +140,5 @@ def test_single_queries_work_in_a_forked_child(toy):
     )
     x = toy.embeddings[7]
     expected = _single_queries(routers, x)  # the parent has made every kind of single call
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_single_child, args=(child, routers, x))
-    p.start()
-    child.close()
-    try:
-        assert parent.poll(60), "the forked child did not answer in 60 s: a single query hangs"
-        answer = parent.recv()
-    finally:
-        p.join(10)
-        if p.is_alive():
-            p.kill()
-    assert not isinstance(answer, str), answer
+    answer = in_forked_child(_single_queries, routers, x, hangs="a single query hangs")
     assert answer[:-1] == expected[:-1]
