@@ -12,6 +12,9 @@
 //! own way: it fuses its multiply-adds explicitly in every variant (`f32::mul_add` is correctly
 //! rounded everywhere), so all of them still perform the same IEEE operations.
 //!
+//! [`PackedMatrix`] (many rows through one small matrix, module `project`) fuses its
+//! multiply-adds the same way, one chain per output in column order, on every CPU.
+//!
 //! [`dot_rows4`] scores four queries per pass over a reference matrix, so each row is read from
 //! memory once per four queries; per query it performs exactly the operations of [`dot`].
 
@@ -22,6 +25,8 @@ pub use form::{
     pack_quadratic_form, quadratic_form, quadratic_form_kernel, quadratic_form_len,
     quadratic_form_prepared, FormVector, PackedForms,
 };
+mod project;
+pub use project::PackedMatrix;
 
 const LANES: usize = 16;
 

@@ -198,8 +198,10 @@ pub struct MfRouter {
     dim: usize,
     embedding_model: Option<String>,
     params: Params,
-    /// `u_m = w ⊙ v̂_m`, `[m, k]`.
-    fused: Vec<f32>,
+    /// `P`, packed for projecting many rows at once.
+    packed: simd::PackedMatrix,
+    /// `u_m = w ⊙ v̂_m` (`[m, k]`), packed: every model's logit for many rows at once.
+    packed_fused: simd::PackedMatrix,
     /// Per-model linear cost fit `(intercept, per prompt token)`, where observed costs exist.
     cost_fit: Vec<Option<(f64, f64)>>,
     /// What training did: epochs run, best epoch, losses.
@@ -272,13 +274,16 @@ impl MfRouter {
                 fused[j * k + t] = params.classifier[t] * v[t] * scale;
             }
         }
+        let packed = simd::PackedMatrix::new(&params.projection, k, dim);
+        let packed_fused = simd::PackedMatrix::new(&fused, m, k);
         MfRouter {
             config,
             pool,
             dim,
             embedding_model,
             params,
-            fused,
+            packed,
+            packed_fused,
             cost_fit,
             report,
             task_ids: task_names
@@ -400,37 +405,45 @@ impl Router for MfRouter {
 
     fn estimate(&self, batch: &FeatureBatch<'_>, out: &mut Estimates) -> Result<()> {
         let (m, k) = (self.pool.len(), self.config.dim);
-        let mut h = [0.0f32; 512];
-        let mut heap;
-        let h: &mut [f32] = if k <= h.len() {
-            &mut h[..k]
-        } else {
-            heap = vec![0.0f32; k];
-            &mut heap
-        };
-        for r in 0..batch.rows() {
-            let x = batch.row(r);
-            // P·e with e = x / ‖x‖: project the raw row, then scale.
-            simd::dot_rows(&self.params.projection, x, h);
-            let inv = inv_norm(x);
-            let u = self.task_row(batch.task(r));
-            for (v, t) in h
-                .iter_mut()
-                .zip(&self.params.task_vectors[u * k..(u + 1) * k])
-            {
-                *v = *v * inv + t;
+        // `P·x`, then every model's logit `u_m·h`, for a block of rows at a time (one pass of
+        // each packed matrix per block; 64 rows at the default k = 32).
+        let block = (2048 / k.max(m).max(1)).clamp(1, batch.rows().max(1));
+        let (mut hs, mut logits) = (vec![0.0f32; block * k], vec![0.0f32; block * m]);
+        let mut start = 0;
+        while start < batch.rows() {
+            let end = (start + block).min(batch.rows());
+            let rows = &batch.data()[start * self.dim..end * self.dim];
+            let (hs, logits) = (
+                &mut hs[..(end - start) * k],
+                &mut logits[..(end - start) * m],
+            );
+            self.packed.apply(rows, hs);
+            for (r, h) in (start..end).zip(hs.chunks_exact_mut(k.max(1))) {
+                // P·e with e = x / ‖x‖: project the raw row, then scale.
+                let inv = inv_norm(batch.row(r));
+                let u = self.task_row(batch.task(r));
+                for (v, t) in h
+                    .iter_mut()
+                    .zip(&self.params.task_vectors[u * k..(u + 1) * k])
+                {
+                    *v = *v * inv + t;
+                }
             }
-            let tokens = batch.prompt_tokens(r);
-            let (q, c) = out.row_mut(r);
-            for j in 0..m {
-                let logit = simd::dot(&self.fused[j * k..(j + 1) * k], h) + self.params.bias[j];
-                q[j] = 1.0 / (1.0 + (-f64::from(logit)).exp());
-                c[j] = match self.cost_fit[j] {
-                    Some((a, b)) => a + b * tokens.unwrap_or(0.0),
-                    None => self.pool.estimate_cost(j, tokens),
-                };
+            self.packed_fused.apply(hs, logits);
+            for (r, l) in (start..end).zip(logits.chunks_exact(m.max(1))) {
+                let tokens = batch.prompt_tokens(r);
+                let (q, c) = out.row_mut(r);
+                for j in 0..m {
+                    let logit = l[j] + self.params.bias[j];
+                    q[j] = 1.0 / (1.0 + (-f64::from(logit)).exp());
+                    c[j] = match self.cost_fit[j] {
+                        Some((a, b)) => a + b * tokens.unwrap_or(0.0),
+                        None => self.pool.estimate_cost(j, tokens),
+                    };
+                }
+                out.signals[r] = Signals::default();
             }
-            out.signals[r] = Signals::default();
+            start = end;
         }
         Ok(())
     }
