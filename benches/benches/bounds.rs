@@ -1,7 +1,8 @@
 //! The machine's bounds the other benches are read against: one core's FMA throughput (the
 //! ceiling of every matrix product: the embedder's projections, MF), and one core's streaming
-//! read bandwidth from a buffer the size of llmrouter_dc's kNN matrix (8.4 MB) and from one far
-//! larger than the caches (the ceiling of an exact kNN scan); and, where the CPU has AVX-512
+//! read bandwidth from a buffer the size of a linear bandit's packed state (1.4 MB), of
+//! llmrouter_dc's kNN matrix (8.4 MB) and from one far larger than the caches (the ceiling of an
+//! exact kNN scan); and, where the CPU has AVX-512
 //! BF16, `vdpbf16ps` streaming the packed state a linear bandit reads per decision (the ceiling
 //! of `simd::quadratic_form` on nine 385 × 385 models).
 //!
@@ -117,6 +118,12 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(rounds * 12 * 8 * 2));
     group.bench_function("fma", |b| b.iter(|| fma_rounds(black_box(rounds))));
     for (name, bytes) in [
+        // Nine models' packed λ·A⁻¹ at p = 385 in bfloat16: what one linear-bandit decision
+        // reads (the full state, without the AVX-512 BF16 instruction it streams at this rate).
+        (
+            "stream/1.4MB",
+            9 * pointsman::simd::quadratic_form_len(385) * 2,
+        ),
         ("stream/8.4MB", 5489 * 384 * 4),
         ("stream/512MB", 512 << 20),
     ] {
