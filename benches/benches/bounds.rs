@@ -2,9 +2,9 @@
 //! ceiling of every matrix product: the embedder's projections, MF), and one core's streaming
 //! read bandwidth from a buffer the size of a linear bandit's packed state (1.4 MB), of
 //! llmrouter_dc's kNN matrix (8.4 MB) and from one far larger than the caches (the ceiling of an
-//! exact kNN scan); and, where the CPU has AVX-512
-//! BF16, `vdpbf16ps` streaming the packed state a linear bandit reads per decision (the ceiling
-//! of `simd::quadratic_form` on nine 385 × 385 models).
+//! exact kNN scan); and, where the CPU has AVX-512 BF16, `vdpbf16ps` streaming the packed state a
+//! linear bandit reads per decision (the ceiling of `simd::quadratic_form` on nine 385 × 385
+//! models).
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench bounds`: criterion prints the
 //! throughput (elements/s = FLOP/s for `fma`, bytes/s for the streams).
@@ -118,8 +118,8 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(rounds * 12 * 8 * 2));
     group.bench_function("fma", |b| b.iter(|| fma_rounds(black_box(rounds))));
     for (name, bytes) in [
-        // Nine models' packed λ·A⁻¹ at p = 385 in bfloat16: what one linear-bandit decision
-        // reads (the full state, without the AVX-512 BF16 instruction it streams at this rate).
+        // Nine models' packed λ·A⁻¹ at p = 385 in bfloat16, what one linear-bandit decision
+        // reads: its streaming floor on CPUs without AVX-512 BF16 (no `bf16dot` bound there).
         (
             "stream/1.4MB",
             9 * pointsman::simd::quadratic_form_len(385) * 2,
