@@ -195,7 +195,7 @@ mod x86 {
         );
         let count = k.div_ceil(PANEL);
         let (x, panels, out) = (x.as_ptr(), m.panels.as_ptr(), out.as_mut_ptr());
-        // SAFETY: each call below covers rows `r0..r0 + R < n` and panels `p..p + P ≤ count`,
+        // SAFETY: each call below covers rows `r0..r0 + R ≤ n` and panels `p..p + P ≤ count`,
         // writing at most the `k − 16p` outputs that exist from panel `p` on.
         unsafe {
             if n == 1 {
