@@ -11,9 +11,9 @@
 //! halves of a panel), summing over k in order starting from the bias. Rows are
 //! split into balanced tiles (13 rows -> 5 + 4 + 4, never a 1-row tile that
 //! would be FMA-latency bound), row blocks are sized to keep the A block in L2,
-//! and the next panels are software-prefetched, the prefetches spread over the
-//! tiles that share a panel so weight streaming (the bottleneck for short
-//! inputs, ~42 MB per forward) stays even over time.
+//! and the next panels are software-prefetched into L2, the prefetches spread
+//! over the tiles that share a panel so weight streaming (the bottleneck for
+//! short inputs, ~42 MB per forward) stays even over time.
 
 use std::ops::Range;
 
@@ -347,10 +347,18 @@ mod avx2 {
                 // iterations, starting at `pf_phase`, so the tiles sharing a panel
                 // split the next panel's lines between them and memory traffic
                 // stays even over time.
+                //
+                // The hint is T1 (into L2, not L1). With T0 the weight stream of a
+                // 13-row input stayed near 8 GB/s on a Zen 4 (perf_probe below),
+                // most likely because a line prefetched from memory into L1 holds
+                // one of L1's few miss buffers for the whole memory latency; with
+                // T1 the short-prompt forward ran 1.3x faster there
+                // (docs/benchmarks.md). The next panel (24 KB) fits L2 many times
+                // over, and the tiles' loads find it there.
                 if countdown == 0 {
                     // A panel row (NR = 16 floats) is one 64-byte line.
-                    _mm_prefetch::<_MM_HINT_T0>(b.add(kk * NR + pf) as *const i8);
-                    _mm_prefetch::<_MM_HINT_T0>(b.add((kk + 1) * NR + pf) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T1>(b.add(kk * NR + pf) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T1>(b.add((kk + 1) * NR + pf) as *const i8);
                     countdown = pf_period;
                 }
                 countdown -= 1;
