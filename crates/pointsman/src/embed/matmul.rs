@@ -352,7 +352,7 @@ mod avx2 {
                 // 13-row input stayed near 8 GB/s on a Zen 4 (perf_probe below),
                 // most likely because a line prefetched from memory into L1 holds
                 // one of L1's few miss buffers for the whole memory latency; with
-                // T1 the short-prompt forward ran 1.3x faster there
+                // T1 the short-prompt forward ran 1.36-1.38x faster there
                 // (docs/benchmarks.md). The next panel (24 KB) fits L2 many times
                 // over, and the tiles' loads find it there.
                 if countdown == 0 {
