@@ -1,17 +1,27 @@
-//! One routing decision of each bandit (9 models, 384-dimensional embeddings) after a warm start
-//! on 5,489 labelled queries (the size of llmrouter_dc's train split), and one observation.
+//! Each bandit (9 models, 384-dimensional embeddings) after a warm start on 5,489 labelled
+//! queries (the size of llmrouter_dc's train split): one routing decision, one observation,
+//! `route_batch` throughput on 1 and 2 threads, and the load time of the saved router.
 //!
-//! `cargo bench -p pointsman-bench --bench bandit`; docs/benchmarks.md records the medians.
+//! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench bandit`; docs/benchmarks.md
+//! records the medians.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pointsman::routers::bandit::{
     BanditRouter, ClusterUcb, ClusterUcbConfig, KnnUcb, KnnUcbConfig, Learned, Linear,
     LinearConfig, Projection, Thompson, Ucb,
 };
-use pointsman::{Feedback, Learner, Objective, Router};
-use pointsman_bench::{queries, split};
+use pointsman::{FeatureBatch, Feedback, Learner, Objective, Router};
+use pointsman_bench::{queries, split, DIM};
 
-fn bench_learner<L: Learned>(c: &mut Criterion, name: &str, config: L::Config, train_rows: usize) {
+/// Benches one bandit kind; `batch_rows` sizes its `route_batch` (fewer rows for the slower
+/// kinds, so one iteration stays in the tens of milliseconds).
+fn bench_learner<L: Learned>(
+    c: &mut Criterion,
+    name: &str,
+    config: L::Config,
+    train_rows: usize,
+    batch_rows: usize,
+) {
     let train = split(train_rows, 1);
     let router =
         BanditRouter::<L>::warm_start(&train, config).expect("the warm start fits the fixture");
@@ -42,6 +52,43 @@ fn bench_learner<L: Learned>(c: &mut Criterion, name: &str, config: L::Config, t
         })
     });
     group.finish();
+
+    // The batch: the 64 queries above, repeated to `batch_rows` rows.
+    let data: Vec<f32> = qs
+        .iter()
+        .flat_map(|q| q.embedding().iter().copied())
+        .cycle()
+        .take(batch_rows * DIM)
+        .collect();
+    let tokens = vec![120.0; batch_rows];
+    let batch = FeatureBatch::new(&data, DIM)
+        .and_then(|b| b.with_prompt_tokens(&tokens))
+        .expect("a valid batch");
+    let mut out = vec![0u32; batch_rows];
+    let mut group = c.benchmark_group(format!("bandit/route_batch/{name}"));
+    group.throughput(Throughput::Elements(batch_rows as u64));
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        group.bench_function(BenchmarkId::new("threads", threads), |b| {
+            b.iter(|| {
+                pool.install(|| router.route_batch_into(&batch, &objective, &mut out))
+                    .expect("routing the batch")
+            })
+        });
+    }
+    group.finish();
+
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let path = tmp.path().join(format!("{name}.safetensors"));
+    router.save(&path).expect("saving the router");
+    let mut group = c.benchmark_group("bandit/load");
+    group.bench_function(BenchmarkId::from_parameter(name), |b| {
+        b.iter(|| pointsman::load_router(&path).expect("loading the router"))
+    });
+    group.finish();
 }
 
 /// The kernel behind the linear routers' bonus: one quadratic form over a packed 385 × 385
@@ -65,17 +112,17 @@ fn quadratic_form(c: &mut Criterion) {
 }
 
 fn bandits(c: &mut Criterion) {
-    bench_learner::<Linear<Ucb>>(c, "linucb", LinearConfig::default(), 5489);
-    bench_learner::<Linear<Thompson>>(c, "thompson", LinearConfig::thompson(), 5489);
+    bench_learner::<Linear<Ucb>>(c, "linucb", LinearConfig::default(), 5489, 1024);
+    bench_learner::<Linear<Thompson>>(c, "thompson", LinearConfig::thompson(), 5489, 1024);
     // A random projection to 64 dimensions: 65 features instead of 385.
     let projected = LinearConfig {
         projection: Projection::Random { dim: 64, seed: 7 },
         ..LinearConfig::default()
     };
-    bench_learner::<Linear<Ucb>>(c, "linucb-random64", projected, 5489);
-    bench_learner::<ClusterUcb>(c, "cluster-ucb", ClusterUcbConfig::default(), 5489);
+    bench_learner::<Linear<Ucb>>(c, "linucb-random64", projected, 5489, 8192);
+    bench_learner::<ClusterUcb>(c, "cluster-ucb", ClusterUcbConfig::default(), 5489, 8192);
     // kNN-UCB scans every stored observation: a warm start on 5,489 queries stores 49,401.
-    bench_learner::<KnnUcb>(c, "knn-ucb", KnnUcbConfig::default(), 5489);
+    bench_learner::<KnnUcb>(c, "knn-ucb", KnnUcbConfig::default(), 5489, 64);
 }
 
 criterion_group! {
