@@ -397,14 +397,19 @@ impl Learned for KnnUcb {
         if scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
             return Err(bad("knn-ucb.scores outside [0, 1]"));
         }
-        if embeddings.iter().any(|v| !v.is_finite()) {
+        if !crate::simd::all_finite(&embeddings) {
             return Err(bad("knn-ucb.embeddings hold non-finite values"));
         }
-        for (i, &j) in who.iter().enumerate() {
+        // The rows are grouped by model (checked above): each model's rows are one run, copied
+        // in one piece into memory sized for it.
+        let mut start = 0;
+        while start < n {
+            let j = who[start];
+            let end = start + who[start..].iter().take_while(|&&w| w == j).count();
             let mem = &mut state.memory[j as usize];
-            mem.embeddings
-                .extend_from_slice(&embeddings[i * dim..(i + 1) * dim]);
-            mem.scores.push(scores[i]);
+            mem.embeddings = embeddings[start * dim..end * dim].to_vec();
+            mem.scores = scores[start..end].to_vec();
+            start = end;
         }
         if let Some(w) = config.forgetting.window {
             if state.memory.iter().any(|m| m.len() > w) {

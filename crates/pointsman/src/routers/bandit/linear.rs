@@ -269,6 +269,47 @@ impl<E: Exploration> Linear<E> {
         self.refresh(m);
     }
 
+    /// The state's shape for `models` models with every statistic zero and nothing derived
+    /// from it yet: [`Learned::cold`] sets each model's prior on it, and a load fills in the
+    /// saved statistics, so neither pays for the other's work.
+    fn unprimed(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
+        let (k, projection, pending_pca) = match config.projection {
+            Projection::None => (dim, None, false),
+            Projection::Random { dim: k, seed } => {
+                let mut rng = SplitMix64::new(seed);
+                let scale = 1.0 / (k as f64).sqrt();
+                let matrix = (0..k * dim)
+                    .map(|_| (rng.normal() * scale) as f32)
+                    .collect();
+                (k, Some((matrix, vec![0.0; dim])), false)
+            }
+            Projection::Pca { dim: k } => (k, None, true),
+        };
+        if k > dim {
+            return Err(Error::Config(format!(
+                "linear projection to {k} dimensions of {dim}-dimensional embeddings"
+            )));
+        }
+        let p = k + 1;
+        let state = Linear {
+            models,
+            dim,
+            p,
+            projection,
+            pending_pca,
+            a: vec![0.0; models * p * p],
+            a_inv: vec![0.0; models * p * p],
+            b: vec![0.0; models * p],
+            theta: vec![0.0; models * p],
+            packed: simd::PackedForms::new(models, p),
+            ridge: config.ridge,
+            window: vec![VecDeque::new(); models],
+            dirty: vec![false; models],
+            _exploration: PhantomData,
+        };
+        Ok(state)
+    }
+
     /// Recomputes the cached `θ_m` and the packed inverse of model `m`.
     fn refresh(&mut self, m: usize) {
         let p = self.p;
@@ -390,40 +431,7 @@ impl<E: Exploration> Learned for Linear<E> {
     }
 
     fn cold(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
-        let (k, projection, pending_pca) = match config.projection {
-            Projection::None => (dim, None, false),
-            Projection::Random { dim: k, seed } => {
-                let mut rng = SplitMix64::new(seed);
-                let scale = 1.0 / (k as f64).sqrt();
-                let matrix = (0..k * dim)
-                    .map(|_| (rng.normal() * scale) as f32)
-                    .collect();
-                (k, Some((matrix, vec![0.0; dim])), false)
-            }
-            Projection::Pca { dim: k } => (k, None, true),
-        };
-        if k > dim {
-            return Err(Error::Config(format!(
-                "linear projection to {k} dimensions of {dim}-dimensional embeddings"
-            )));
-        }
-        let p = k + 1;
-        let mut state = Linear {
-            models,
-            dim,
-            p,
-            projection,
-            pending_pca,
-            a: vec![0.0; models * p * p],
-            a_inv: vec![0.0; models * p * p],
-            b: vec![0.0; models * p],
-            theta: vec![0.0; models * p],
-            packed: simd::PackedForms::new(models, p),
-            ridge: config.ridge,
-            window: vec![VecDeque::new(); models],
-            dirty: vec![false; models],
-            _exploration: PhantomData,
-        };
+        let mut state = Self::unprimed(config, models, dim)?;
         for m in 0..models {
             state.reset_model(config, m);
         }
@@ -722,7 +730,9 @@ impl<E: Exploration> Learned for Linear<E> {
     ) -> Result<Self> {
         let bad = |m: String| Error::format("saved router", m);
         let k = E::KIND;
-        let mut state = Self::cold(config, models, dim).map_err(|e| bad(e.to_string()))?;
+        // The saved statistics replace every model's prior, and `refresh` below derives the
+        // rest from them: start from the unprimed state, not the cold one.
+        let mut state = Self::unprimed(config, models, dim).map_err(|e| bad(e.to_string()))?;
         let p = state.p;
         if saved.shape(&format!("{k}.projection")).is_some() {
             let matrix = saved.take_f32(&format!("{k}.projection"), &[p - 1, dim])?;
@@ -743,7 +753,7 @@ impl<E: Exploration> Learned for Linear<E> {
         let a = saved.take_f64(&format!("{k}.a"), &[models, p, p])?;
         let a_inv = saved.take_f64(&format!("{k}.a_inv"), &[models, p, p])?;
         let b = saved.take_f64(&format!("{k}.b"), &[models, p])?;
-        if a.iter().chain(&a_inv).chain(&b).any(|v| !v.is_finite()) {
+        if !(simd::all_finite(&a) && simd::all_finite(&a_inv) && simd::all_finite(&b)) {
             return Err(bad(format!("{k} statistics hold non-finite values")));
         }
         for m in 0..models {

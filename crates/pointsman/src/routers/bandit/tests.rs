@@ -301,6 +301,35 @@ fn loading_refuses_other_kinds_and_bad_tensors() {
         .insert("linucb.b".into(), Tensor::f64(&[3, 2], vec![0.0; 6]));
     let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
     assert!(e.to_string().contains("tensor linucb.b has shape"), "{e}");
+    // A non-finite value anywhere in the statistics is refused, whichever lane of the check
+    // it falls in.
+    let r = linucb(no_forgetting());
+    feed(&r, &stream(20, 7));
+    let clean = r.to_saved().unwrap();
+    let t = &clean.tensors["linucb.a_inv"];
+    let len = t.shape.iter().product::<usize>();
+    for at in [0, 5, len - 1] {
+        let mut saved = r.to_saved().unwrap();
+        let mut values = saved.take_f64("linucb.a_inv", &t.shape).unwrap();
+        values[at] = f64::INFINITY;
+        saved
+            .tensors
+            .insert("linucb.a_inv".into(), Tensor::f64(&t.shape, values));
+        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Format);
+        assert!(e.to_string().contains("non-finite"), "{e}");
+    }
+    let r = knn_ucb(no_forgetting());
+    feed(&r, &stream(20, 8));
+    let mut saved = r.to_saved().unwrap();
+    let shape = saved.tensors["knn-ucb.embeddings"].shape.clone();
+    let mut values = saved.take_f32("knn-ucb.embeddings", &shape).unwrap();
+    *values.last_mut().unwrap() = f32::NAN;
+    saved
+        .tensors
+        .insert("knn-ucb.embeddings".into(), Tensor::f32(&shape, values));
+    let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("non-finite"), "{e}");
 }
 
 #[test]
