@@ -560,6 +560,68 @@ mod tests {
 }
 
 #[cfg(test)]
+mod fma_order {
+    use super::*;
+
+    /// The AVX2 kernel computes each output as one chain of fused multiply-adds over k in
+    /// order, starting from the bias, however k is blocked and the rows are tiled: the same
+    /// bits as this scalar chain, so blocking changes no embedding.
+    #[test]
+    fn avx2_gemm_is_the_scalar_fma_chain_bit_for_bit() {
+        if isa() != Isa::Avx2Fma {
+            return;
+        }
+        let mut seed = 99u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for &(m, n, k, gelu) in &[
+            (13, 40, 1536, false),
+            (13, 48, 1536, true),
+            (7, 17, 257, true),
+            (31, 33, 600, false),
+            (1, 16, 256, false),
+            (40, 24, 384, true),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let mut arena = Arena::new(PackedLinear::arena_len(n, k));
+            let lin = PackedLinear::new_in(&mut arena, &mut 0, &w, &bias, n, k);
+            let mut y = vec![f32::NAN; m * n];
+            // SAFETY: x holds m x k floats, y m x n, all panels of one call.
+            unsafe {
+                lin.apply_raw(
+                    &arena,
+                    a.as_ptr(),
+                    m,
+                    y.as_mut_ptr(),
+                    0..lin.panel_count(),
+                    gelu,
+                )
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let mut acc = bias[j];
+                    for kk in 0..k {
+                        acc = a[i * k + kk].mul_add(w[j * k + kk], acc);
+                    }
+                    let want = if gelu { gelu_f32(acc) } else { acc };
+                    assert_eq!(
+                        y[i * n + j].to_bits(),
+                        want.to_bits(),
+                        "{m}x{n}x{k} (gelu {gelu}) at ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod perf_probe {
     use super::*;
 
@@ -623,6 +685,52 @@ mod perf_probe {
                     "m={m:4} {label:32} {:8.1} us/call  {gf:6.1} GFLOP/s  {gb:6.1} GB/s weights",
                     dt * 1e6
                 );
+            }
+        }
+    }
+
+    /// Manual probe: `cargo test --release --lib perf_probe -- --ignored --nocapture`.
+    /// Thread CPU time of each projection shape of a MiniLM layer (QKV, attention output,
+    /// feed-forward in and out) at the row counts of a short prompt, a long one and a chat
+    /// batch, weights in cache: the median of seven timings, in GFLOP/s.
+    #[test]
+    #[ignore]
+    fn layer_shapes() {
+        for (name, n, k) in [
+            ("qkv 384->1152", 1152usize, 384usize),
+            ("out 384->384", 384, 384),
+            ("ff1 384->1536", 1536, 384),
+            ("ff2 1536->384", 384, 1536),
+        ] {
+            let mut arena = Arena::new(PackedLinear::arena_len(n, k));
+            let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 * 0.01).collect();
+            let lin = PackedLinear::new_in(&mut arena, &mut 0, &w, &vec![0.0; n], n, k);
+            for m in [13usize, 173, 373] {
+                let x: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32).collect();
+                let mut y = vec![0f32; m * n];
+                let reps = (2_000_000_000 / (2 * m * n * k)).max(3);
+                let mut times: Vec<f64> = (0..7)
+                    .map(|_| {
+                        let t = cpu();
+                        for _ in 0..reps {
+                            unsafe {
+                                lin.apply_raw(
+                                    &arena,
+                                    x.as_ptr(),
+                                    m,
+                                    y.as_mut_ptr(),
+                                    0..lin.panel_count(),
+                                    false,
+                                )
+                            };
+                        }
+                        (cpu() - t) / reps as f64
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                let t = times[times.len() / 2];
+                let gf = 2.0 * (m * n * k) as f64 / t / 1e9;
+                println!("{name:14} m={m:4} {:9.1} us/call {gf:6.1} GFLOP/s", t * 1e6);
             }
         }
     }
