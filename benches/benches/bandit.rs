@@ -5,13 +5,15 @@
 //! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench bandit`; docs/benchmarks.md
 //! records the medians.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pointsman::routers::bandit::{
     BanditRouter, ClusterUcb, ClusterUcbConfig, KnnUcb, KnnUcbConfig, Learned, Linear,
     LinearConfig, Projection, Thompson, Ucb,
 };
 use pointsman::{FeatureBatch, Feedback, Learner, Objective, Router};
 use pointsman_bench::{queries, split, DIM};
+
+mod common;
 
 /// Benches one bandit kind; `batch_rows` sizes its `route_batch` (fewer rows for the slower
 /// kinds, so one iteration stays in the tens of milliseconds).
@@ -64,31 +66,14 @@ fn bench_learner<L: Learned>(
     let batch = FeatureBatch::new(&data, DIM)
         .and_then(|b| b.with_prompt_tokens(&tokens))
         .expect("a valid batch");
-    let mut out = vec![0u32; batch_rows];
-    let mut group = c.benchmark_group(format!("bandit/route_batch/{name}"));
-    group.throughput(Throughput::Elements(batch_rows as u64));
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a thread pool");
-        group.bench_function(BenchmarkId::new("threads", threads), |b| {
-            b.iter(|| {
-                pool.install(|| router.route_batch_into(&batch, &objective, &mut out))
-                    .expect("routing the batch")
-            })
-        });
-    }
-    group.finish();
-
-    let tmp = tempfile::tempdir().expect("a temporary folder");
-    let path = tmp.path().join(format!("{name}.safetensors"));
-    router.save(&path).expect("saving the router");
-    let mut group = c.benchmark_group("bandit/load");
-    group.bench_function(BenchmarkId::from_parameter(name), |b| {
-        b.iter(|| pointsman::load_router(&path).expect("loading the router"))
-    });
-    group.finish();
+    common::route_batch(
+        c,
+        &format!("bandit/route_batch/{name}"),
+        &router,
+        &batch,
+        &objective,
+    );
+    common::load(c, "bandit/load", name, &router);
 }
 
 /// The kernel behind the linear routers' bonus: one quadratic form over a packed 385 × 385

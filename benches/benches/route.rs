@@ -8,13 +8,15 @@
 
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pointsman::routers::baseline::{Baseline, BaselineRouter};
 use pointsman::routers::cascade::{CascadeConfig, CascadeRouter};
 use pointsman::routers::knn::{Index, KnnConfig, KnnRouter};
 use pointsman::routers::mf::{MfConfig, MfRouter};
 use pointsman::{FeatureBatch, Objective, Router};
 use pointsman_bench::{llmrouter_dc, test_queries};
+
+mod common;
 
 fn routers(ds: &pointsman::data::Dataset) -> Vec<(&'static str, Arc<dyn Router>)> {
     let train = ds.train();
@@ -51,7 +53,6 @@ fn bench(c: &mut Criterion) {
     let queries = test_queries(&ds);
     let objective = Objective::new(300.0);
     let dim = ds.test().dim();
-    let tmp = tempfile::tempdir().expect("a temporary folder");
     for (name, router) in routers(&ds) {
         let mut group = c.benchmark_group("route");
         let mut i = 0usize;
@@ -91,30 +92,14 @@ fn bench(c: &mut Criterion) {
             .and_then(|b| b.with_prompt_tokens(&tokens))
             .expect("a valid batch")
             .with_embedding_model(pointsman::DEFAULT_EMBEDDING_MODEL);
-        let mut out = vec![0u32; rows];
-        let mut group = c.benchmark_group(format!("route_batch/{name}"));
-        group.throughput(Throughput::Elements(rows as u64));
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("a thread pool");
-            group.bench_function(BenchmarkId::new("threads", threads), |b| {
-                b.iter(|| {
-                    pool.install(|| router.route_batch_into(&batch, &objective, &mut out))
-                        .expect("routing the batch")
-                })
-            });
-        }
-        group.finish();
-
-        let path = tmp.path().join(format!("{name}.safetensors"));
-        router.save(&path).expect("saving the router");
-        let mut group = c.benchmark_group("load");
-        group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| pointsman::load_router(&path).expect("loading the router"))
-        });
-        group.finish();
+        common::route_batch(
+            c,
+            &format!("route_batch/{name}"),
+            router.as_ref(),
+            &batch,
+            &objective,
+        );
+        common::load(c, "load", name, router.as_ref());
     }
 }
 
