@@ -495,15 +495,54 @@ mod tests {
         c
     }
 
+    /// A random `m x k` input, an `n x k` weight and a bias (seeded), and the input multiplied
+    /// through the packed weight by [`PackedLinear::apply_raw`] (all panels, one call).
+    struct Case {
+        a: Vec<f32>,
+        w: Vec<f32>,
+        bias: Vec<f32>,
+        y: Vec<f32>,
+        arena: Arena,
+        lin: PackedLinear,
+    }
+
+    fn random_case(seed: &mut u64, m: usize, n: usize, k: usize, gelu: bool) -> Case {
+        let mut rnd = || {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+        let mut arena = Arena::new(PackedLinear::arena_len(n, k));
+        let lin = PackedLinear::new_in(&mut arena, &mut 0, &w, &bias, n, k);
+        let mut y = vec![f32::NAN; m * n];
+        // SAFETY: `a` holds m x k floats and `y` m x n; one call covers every panel.
+        unsafe {
+            lin.apply_raw(
+                &arena,
+                a.as_ptr(),
+                m,
+                y.as_mut_ptr(),
+                0..lin.panel_count(),
+                gelu,
+            )
+        };
+        Case {
+            a,
+            w,
+            bias,
+            y,
+            arena,
+            lin,
+        }
+    }
+
     #[test]
     fn packed_linear_matches_naive() {
         let mut seed = 12345u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
         for &(m, n, k) in &[
             (1, 16, 8),
             (13, 40, 37),
@@ -515,22 +554,14 @@ mod tests {
             (20, 8, 384),
             (2, 1, 1),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
-            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
-            let mut arena = Arena::new(PackedLinear::arena_len(n, k));
-            let lin = PackedLinear::new_in(&mut arena, &mut 0, &w, &bias, n, k);
-            let mut y = vec![f32::NAN; m * n];
-            unsafe {
-                lin.apply_raw(
-                    &arena,
-                    a.as_ptr(),
-                    m,
-                    y.as_mut_ptr(),
-                    0..lin.panel_count(),
-                    false,
-                )
-            };
+            let Case {
+                a,
+                w,
+                bias,
+                y,
+                arena,
+                lin,
+            } = random_case(&mut seed, m, n, k, false);
             let want = naive(m, n, k, &a, &w, &bias);
             for (g, e) in y.iter().zip(&want) {
                 assert!((g - e).abs() < 1e-4, "{m}x{n}x{k}: {g} vs {e}");
@@ -557,27 +588,16 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod fma_order {
-    use super::*;
 
     /// The AVX2 kernel computes each output as one chain of fused multiply-adds over k in
-    /// order, starting from the bias, however k is blocked and the rows are tiled: the same
-    /// bits as this scalar chain, so blocking changes no embedding.
+    /// order, starting from the bias, however the rows are tiled: the same bits as this scalar
+    /// chain, so a change of tiling or blocking cannot move an embedding unnoticed.
     #[test]
     fn avx2_gemm_is_the_scalar_fma_chain_bit_for_bit() {
         if isa() != Isa::Avx2Fma {
             return;
         }
         let mut seed = 99u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
         for &(m, n, k, gelu) in &[
             (13, 40, 1536, false),
             (13, 48, 1536, true),
@@ -586,23 +606,7 @@ mod fma_order {
             (1, 16, 256, false),
             (40, 24, 384, true),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
-            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
-            let mut arena = Arena::new(PackedLinear::arena_len(n, k));
-            let lin = PackedLinear::new_in(&mut arena, &mut 0, &w, &bias, n, k);
-            let mut y = vec![f32::NAN; m * n];
-            // SAFETY: x holds m x k floats, y m x n, all panels of one call.
-            unsafe {
-                lin.apply_raw(
-                    &arena,
-                    a.as_ptr(),
-                    m,
-                    y.as_mut_ptr(),
-                    0..lin.panel_count(),
-                    gelu,
-                )
-            };
+            let Case { a, w, bias, y, .. } = random_case(&mut seed, m, n, k, gelu);
             for i in 0..m {
                 for j in 0..n {
                     let mut acc = bias[j];
