@@ -604,7 +604,7 @@ impl Learned for ClusterUcb {
         if saved.shape("cluster-ucb.centroids").is_some() {
             let k = config.clusters;
             let c = saved.take_f32("cluster-ucb.centroids", &[k, dim])?;
-            if c.iter().any(|v| !v.is_finite()) {
+            if !crate::simd::all_finite(&c) {
                 return Err(bad("cluster-ucb.centroids hold non-finite values"));
             }
             state.centroids = Some(c);
@@ -642,7 +642,7 @@ impl Learned for ClusterUcb {
             let who = saved.take_u32("cluster-ucb.buffer.models", &[b])?;
             let scores = saved.take_f64("cluster-ucb.buffer.scores", &[b])?;
             if state.centroids.is_some()
-                || emb.iter().any(|v| !v.is_finite())
+                || !crate::simd::all_finite(&emb)
                 || who.iter().any(|&j| j != FORGOTTEN && j as usize >= models)
                 || scores.iter().any(|y| !(0.0..=1.0).contains(y))
             {

@@ -403,10 +403,8 @@ impl Learned for KnnUcb {
         // The rows are grouped by model (checked above): each model's rows are one run, copied
         // in one piece into memory sized for it.
         let mut start = 0;
-        while start < n {
-            let j = who[start];
-            let end = start + who[start..].iter().take_while(|&&w| w == j).count();
-            let mem = &mut state.memory[j as usize];
+        for run in who.chunk_by(|a, b| a == b) {
+            let (mem, end) = (&mut state.memory[run[0] as usize], start + run.len());
             mem.embeddings = embeddings[start * dim..end * dim].to_vec();
             mem.scores = scores[start..end].to_vec();
             start = end;

@@ -269,21 +269,14 @@ impl<E: Exploration> Linear<E> {
         self.refresh(m);
     }
 
-    /// The state's shape for `models` models with every statistic zero and nothing derived
-    /// from it yet: [`Learned::cold`] sets each model's prior on it, and a load fills in the
-    /// saved statistics, so neither pays for the other's work.
+    /// The state's shape for `models` models with every statistic zero, no projection matrix
+    /// and nothing derived yet: [`Learned::cold`] draws the projection and sets each model's
+    /// prior on it, and a load fills in the saved ones, so neither pays for the other's work.
     fn unprimed(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
-        let (k, projection, pending_pca) = match config.projection {
-            Projection::None => (dim, None, false),
-            Projection::Random { dim: k, seed } => {
-                let mut rng = SplitMix64::new(seed);
-                let scale = 1.0 / (k as f64).sqrt();
-                let matrix = (0..k * dim)
-                    .map(|_| (rng.normal() * scale) as f32)
-                    .collect();
-                (k, Some((matrix, vec![0.0; dim])), false)
-            }
-            Projection::Pca { dim: k } => (k, None, true),
+        let (k, pending_pca) = match config.projection {
+            Projection::None => (dim, false),
+            Projection::Random { dim: k, .. } => (k, false),
+            Projection::Pca { dim: k } => (k, true),
         };
         if k > dim {
             return Err(Error::Config(format!(
@@ -291,11 +284,11 @@ impl<E: Exploration> Linear<E> {
             )));
         }
         let p = k + 1;
-        let state = Linear {
+        Ok(Linear {
             models,
             dim,
             p,
-            projection,
+            projection: None,
             pending_pca,
             a: vec![0.0; models * p * p],
             a_inv: vec![0.0; models * p * p],
@@ -306,8 +299,7 @@ impl<E: Exploration> Linear<E> {
             window: vec![VecDeque::new(); models],
             dirty: vec![false; models],
             _exploration: PhantomData,
-        };
-        Ok(state)
+        })
     }
 
     /// Recomputes the cached `θ_m` and the packed inverse of model `m`.
@@ -432,6 +424,14 @@ impl<E: Exploration> Learned for Linear<E> {
 
     fn cold(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
         let mut state = Self::unprimed(config, models, dim)?;
+        if let Projection::Random { dim: k, seed } = config.projection {
+            let mut rng = SplitMix64::new(seed);
+            let scale = 1.0 / (k as f64).sqrt();
+            let matrix = (0..k * dim)
+                .map(|_| (rng.normal() * scale) as f32)
+                .collect();
+            state.projection = Some((matrix, vec![0.0; dim]));
+        }
         for m in 0..models {
             state.reset_model(config, m);
         }
@@ -737,7 +737,7 @@ impl<E: Exploration> Learned for Linear<E> {
         if saved.shape(&format!("{k}.projection")).is_some() {
             let matrix = saved.take_f32(&format!("{k}.projection"), &[p - 1, dim])?;
             let centre = saved.take_f32(&format!("{k}.projection_centre"), &[dim])?;
-            if matrix.iter().chain(&centre).any(|v| !v.is_finite()) {
+            if !(simd::all_finite(&matrix) && simd::all_finite(&centre)) {
                 return Err(bad(format!("{k}.projection holds non-finite values")));
             }
             if matches!(config.projection, Projection::None) {
