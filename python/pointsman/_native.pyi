@@ -41,6 +41,15 @@ class FormatError(PointsmanError, ValueError):
 class UnknownModelError(PointsmanError, LookupError):
     """A model id or index that is not in the router's (or the dataset's) pool."""
 
+class BudgetError(InvalidInputError):
+    """A budget below the expected cost of the first call that could be made."""
+
+class SessionError(InvalidInputError):
+    """A cascade session asked for what its state does not allow: an observation after it ended or of another model than it asked for, or an outcome before it decided."""
+
+class NumericError(PointsmanError, ArithmeticError):
+    """A router's numbers went wrong (a non-finite estimate from finite inputs, a training run that diverged): a defect of the router or its saved state, not of the query."""
+
 class UnsupportedError(PointsmanError):
     """An operation this router does not offer, such as observe() on a router that does not learn."""
 

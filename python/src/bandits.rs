@@ -1,166 +1,31 @@
 //! The learning routers (contextual bandits): `BanditRouter`, a subclass of `Router` with what
 //! every bandit offers (`merge`, `snapshot`, `greedy`, ...), and one subclass per kind with its
-//! constructors. The engine's `BanditRouter<L>` is generic; [`Bandit`] is the closed set of its
-//! kinds, so that Python can hold any of them and merge two of the same kind.
-
-use std::sync::Arc;
+//! constructors. The engine's `AnyLearner` is the closed set of bandit kinds, so that Python can
+//! hold any of them and merge two of the same kind.
 
 use numpy::PyUntypedArrayMethods;
-use pointsman::io::{RouterConfig, SavedRouter};
-use pointsman::routers::bandit::{
-    ClusterUcbConfig, ClusterUcbRouter, KnnUcbConfig, KnnUcbRouter, LinTsRouter, LinUcbRouter,
-    LinearConfig,
-};
-use pointsman::{Error, ModelCard, ModelPool, Router};
+use pointsman::registry::{AnyLearner, RouterConfig, RouterKind};
+use pointsman::{Error, ModelCard, ModelPool};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use pyo3::PyClassInitializer;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::arrays;
-use crate::convert::from_kwargs;
+use crate::convert::router_config;
 use crate::data::PySplit;
 use crate::embedder::PyEmbedder;
 use crate::errors::{type_error, IntoPyResult};
 use crate::parallel::run;
-use crate::router::{wrap_engine, Engine, PyRouter};
-
-/// A bandit router of any kind, as a handle on its learned state.
-#[derive(Debug)]
-pub enum Bandit {
-    /// `linucb`.
-    LinUcb(LinUcbRouter),
-    /// `thompson`.
-    Thompson(LinTsRouter),
-    /// `knn-ucb`.
-    KnnUcb(KnnUcbRouter),
-    /// `cluster-ucb`.
-    ClusterUcb(ClusterUcbRouter),
-}
-
-/// Runs `$e` with `$r` bound to the engine router, whatever the kind.
-macro_rules! each {
-    ($b:expr, $r:ident => $e:expr) => {
-        match $b {
-            Bandit::LinUcb($r) => $e,
-            Bandit::Thompson($r) => $e,
-            Bandit::KnnUcb($r) => $e,
-            Bandit::ClusterUcb($r) => $e,
-        }
-    };
-}
-
-/// Rebuilds `$self` as the same kind from the handle `$e` makes of `$r`.
-macro_rules! map {
-    ($b:expr, $r:ident => $e:expr) => {
-        match $b {
-            Bandit::LinUcb($r) => Bandit::LinUcb($e),
-            Bandit::Thompson($r) => Bandit::Thompson($e),
-            Bandit::KnnUcb($r) => Bandit::KnnUcb($e),
-            Bandit::ClusterUcb($r) => Bandit::ClusterUcb($e),
-        }
-    };
-}
-
-impl Bandit {
-    /// The bandit a saved router holds; `Err(saved)` back for other kinds.
-    pub fn from_saved(saved: SavedRouter) -> pointsman::Result<Result<Bandit, SavedRouter>> {
-        Ok(Ok(match saved.config.clone() {
-            RouterConfig::Linucb(c) => Bandit::LinUcb(LinUcbRouter::from_saved(c, saved)?),
-            RouterConfig::Thompson(c) => Bandit::Thompson(LinTsRouter::from_saved(c, saved)?),
-            RouterConfig::KnnUcb(c) => Bandit::KnnUcb(KnnUcbRouter::from_saved(c, saved)?),
-            RouterConfig::ClusterUcb(c) => {
-                Bandit::ClusterUcb(ClusterUcbRouter::from_saved(c, saved)?)
-            }
-            _ => return Ok(Err(saved)),
-        }))
-    }
-
-    /// A second handle on the same learned state (routing as this one does).
-    pub fn handle(&self) -> Bandit {
-        map!(self, r => if r.is_greedy() { r.greedy() } else { r.exploring() })
-    }
-
-    /// The handle as the engine's router trait object (the same learned state).
-    pub fn router(&self) -> Arc<dyn Router> {
-        each!(self.handle(), r => Arc::new(r))
-    }
-
-    fn snapshot(&self) -> Bandit {
-        map!(self, r => r.snapshot())
-    }
-
-    fn greedy(&self) -> Bandit {
-        map!(self, r => r.greedy())
-    }
-
-    fn exploring(&self) -> Bandit {
-        map!(self, r => r.exploring())
-    }
-
-    fn is_greedy(&self) -> bool {
-        each!(self, r => r.is_greedy())
-    }
-
-    fn pulls(&self) -> Vec<u64> {
-        each!(self, r => r.pulls())
-    }
-
-    fn kind(&self) -> &'static str {
-        each!(self, r => r.kind())
-    }
-
-    fn forget_model(&self, id: &str) -> pointsman::Result<()> {
-        each!(self, r => r.forget_model(id))
-    }
-
-    fn observe_split(&self, split: &pointsman::data::Split) -> pointsman::Result<()> {
-        each!(self, r => r.observe_split(split))
-    }
-
-    fn fit_unlabelled(&self, batch: &pointsman::FeatureBatch<'_>) -> pointsman::Result<()> {
-        each!(self, r => r.fit_unlabelled(batch))
-    }
-
-    fn other_kind(&self, other: &Bandit) -> Error {
-        Error::Config(format!(
-            "cannot merge a {} router into a {} router",
-            other.kind(),
-            self.kind()
-        ))
-    }
-
-    fn merge(&self, other: &Bandit) -> pointsman::Result<()> {
-        match (self, other) {
-            (Bandit::LinUcb(a), Bandit::LinUcb(b)) => a.merge(b),
-            (Bandit::Thompson(a), Bandit::Thompson(b)) => a.merge(b),
-            (Bandit::KnnUcb(a), Bandit::KnnUcb(b)) => a.merge(b),
-            (Bandit::ClusterUcb(a), Bandit::ClusterUcb(b)) => a.merge(b),
-            _ => Err(self.other_kind(other)),
-        }
-    }
-
-    fn merge_since(&self, other: &Bandit, base: &Bandit) -> pointsman::Result<()> {
-        match (self, other, base) {
-            (Bandit::LinUcb(a), Bandit::LinUcb(b), Bandit::LinUcb(c)) => a.merge_since(b, c),
-            (Bandit::Thompson(a), Bandit::Thompson(b), Bandit::Thompson(c)) => a.merge_since(b, c),
-            (Bandit::KnnUcb(a), Bandit::KnnUcb(b), Bandit::KnnUcb(c)) => a.merge_since(b, c),
-            (Bandit::ClusterUcb(a), Bandit::ClusterUcb(b), Bandit::ClusterUcb(c)) => {
-                a.merge_since(b, c)
-            }
-            (_, b, c) if b.kind() == self.kind() => Err(self.other_kind(c)),
-            _ => Err(self.other_kind(other)),
-        }
-    }
-}
+use crate::router::{wrap_with, PyRouter};
 
 /// The engine bandit of a Python router, and its embedder.
-fn parts<'a>(slf: &'a Bound<'_, PyBanditRouter>) -> PyResult<(&'a Bandit, Option<Py<PyEmbedder>>)> {
+fn parts<'a>(
+    slf: &'a Bound<'_, PyBanditRouter>,
+) -> PyResult<(&'a AnyLearner, Option<Py<PyEmbedder>>)> {
     let base = slf.as_super().get();
     let bandit = base
-        .bandit
-        .as_ref()
+        .inner
+        .as_learner()
         .ok_or_else(|| Error::Unsupported(format!("{} is not a bandit", base.inner.kind())))
         .py()?;
     Ok((
@@ -170,7 +35,7 @@ fn parts<'a>(slf: &'a Bound<'_, PyBanditRouter>) -> PyResult<(&'a Bandit, Option
 }
 
 /// The engine bandit of another Python router given as an argument.
-fn bandit_of<'a>(obj: &'a Bound<'_, PyAny>, name: &str) -> PyResult<&'a Bandit> {
+fn bandit_of<'a>(obj: &'a Bound<'_, PyAny>, name: &str) -> PyResult<&'a AnyLearner> {
     let router = obj
         .cast::<PyBanditRouter>()
         .map_err(|_| type_error(name, "a bandit router", obj))?;
@@ -207,28 +72,6 @@ pub(crate) fn pool(py: Python<'_>, models: &Bound<'_, PyAny>) -> PyResult<ModelP
     ModelPool::new(cards).py()
 }
 
-/// A config from keyword arguments over `base` (the kind's defaults): fields given replace the
-/// base's.
-pub(crate) fn config_over<T: Serialize + DeserializeOwned>(
-    py: Python<'_>,
-    base: T,
-    kwargs: Option<&Bound<'_, PyDict>>,
-    what: &str,
-) -> PyResult<T> {
-    let given: serde_json::Value = from_kwargs(py, kwargs, what)?;
-    let mut value = serde_json::to_value(base)
-        .map_err(|e| Error::Backend(format!("{what}: {e}")))
-        .py()?;
-    if let (Some(v), Some(g)) = (value.as_object_mut(), given.as_object()) {
-        for (k, x) in g {
-            v.insert(k.clone(), x.clone());
-        }
-    }
-    serde_json::from_value(value)
-        .map_err(|e| Error::Config(format!("{what}: {e}")))
-        .py()
-}
-
 /// A bandit router of every kind: learns online from the outcome of the model it chose
 /// (`observe`), merges replicas, and pickles with its learned state.
 #[pyclass(name = "BanditRouter", module = "pointsman", extends = PyRouter, subclass, frozen)]
@@ -253,20 +96,20 @@ impl PyBanditRouter {
     /// posterior mean): observations through either handle reach both.
     fn greedy(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let (b, e) = parts(slf)?;
-        wrap_engine(slf.py(), Engine::Bandit(b.greedy()), e)
+        wrap_with(slf.py(), b.greedy().into(), e)
     }
 
     /// A handle on the same learned state that explores.
     fn exploring(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let (b, e) = parts(slf)?;
-        wrap_engine(slf.py(), Engine::Bandit(b.exploring()), e)
+        wrap_with(slf.py(), b.exploring().into(), e)
     }
 
     /// An independent copy of the router and its learned state (a replica).
     fn snapshot(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let (b, e) = parts(slf)?;
         let copy = slf.py().detach(|| b.snapshot());
-        wrap_engine(slf.py(), Engine::Bandit(copy), e)
+        wrap_with(slf.py(), copy.into(), e)
     }
 
     /// Adds everything `other` (a router of the same kind, models and configuration) observed
@@ -316,13 +159,8 @@ impl PyBanditRouter {
     }
 }
 
-/// The Python class initializer of a bandit (the class is picked by its kind).
-pub fn initializer(base: PyRouter) -> PyClassInitializer<PyBanditRouter> {
-    PyClassInitializer::from(base).add_subclass(PyBanditRouter)
-}
-
 macro_rules! bandit_class {
-    ($py:ident, $name:literal, $doc:literal, $variant:ident, $engine:ty, $config:ty, $default:expr, $what:literal) => {
+    ($py:ident, $name:literal, $doc:literal, $kind:expr) => {
         #[doc = $doc]
         #[pyclass(name = $name, module = "pointsman", extends = PyBanditRouter, frozen)]
         #[derive(Debug)]
@@ -342,14 +180,18 @@ macro_rules! bandit_class {
                 embedding_model: Option<String>,
                 config: Option<&Bound<'_, PyDict>>,
             ) -> PyResult<PyClassInitializer<Self>> {
-                let config: $config = config_over(py, $default, config, $what)?;
+                let config: RouterConfig = router_config(py, $kind, config)?;
                 let pool = pool(py, models)?;
-                let router = <$engine>::new(pool, dim, embedding_model.as_deref(), config).py()?;
-                let bandit = Bandit::$variant(router);
-                Ok(
-                    initializer(PyRouter::new(bandit.router(), None, Some(bandit)))
-                        .add_subclass($py),
-                )
+                let learner =
+                    AnyLearner::cold_config(&config, &pool, dim, embedding_model.as_deref())
+                        .py()?;
+                let base = PyRouter {
+                    inner: learner.into(),
+                    embedder: None,
+                };
+                Ok(PyClassInitializer::from(base)
+                    .add_subclass(PyBanditRouter)
+                    .add_subclass($py))
             }
 
             /// Warm start: a router fitted on a labelled split (its unsupervised parts on the
@@ -362,10 +204,10 @@ macro_rules! bandit_class {
                 split: &Bound<'_, PySplit>,
                 config: Option<&Bound<'_, PyDict>>,
             ) -> PyResult<Py<PyAny>> {
-                let config: $config = config_over(py, $default, config, $what)?;
+                let config: RouterConfig = router_config(py, $kind, config)?;
                 let split = split.get().split();
-                let router = run(py, || <$engine>::warm_start(split, config))?;
-                wrap_engine(py, Engine::Bandit(Bandit::$variant(router)), None)
+                let learner = run(py, || AnyLearner::warm_start(&config, split))?;
+                wrap_with(py, learner.into(), None)
             }
         }
     };
@@ -375,39 +217,23 @@ bandit_class!(
     PyLinUcbRouter,
     "LinUcbRouter",
     "LinUCB: per-model ridge regression on the query embedding, plus an upper confidence bound.",
-    LinUcb,
-    LinUcbRouter,
-    LinearConfig,
-    LinearConfig::default(),
-    "linucb config"
+    RouterKind::Linucb
 );
 bandit_class!(
     PyThompsonRouter,
     "ThompsonRouter",
     "Linear Thompson sampling: the ridge regression of LinUCB, exploring by posterior draws.",
-    Thompson,
-    LinTsRouter,
-    LinearConfig,
-    LinearConfig::thompson(),
-    "thompson config"
+    RouterKind::Thompson
 );
 bandit_class!(
     PyKnnUcbRouter,
     "KnnUcbRouter",
     "kNN-UCB: similarity-weighted scores of each model's own past outcomes near the query, plus a bonus.",
-    KnnUcb,
-    KnnUcbRouter,
-    KnnUcbConfig,
-    KnnUcbConfig::default(),
-    "knn-ucb config"
+    RouterKind::KnnUcb
 );
 bandit_class!(
     PyClusterUcbRouter,
     "ClusterUcbRouter",
     "Cluster UCB: per-(cluster, model) cells with an additive prior and a logarithmic bonus.",
-    ClusterUcb,
-    ClusterUcbRouter,
-    ClusterUcbConfig,
-    ClusterUcbConfig::default(),
-    "cluster-ucb config"
+    RouterKind::ClusterUcb
 );

@@ -3,23 +3,22 @@
 //! a `CascadeSession` drives one query: call the model it names, `observe` the answer's
 //! confidence, until it accepts an answer.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use numpy::IntoPyArray;
 use pointsman::data::Split;
-use pointsman::eval::cascade::SimulatedJudge;
-use pointsman::eval::CostBasis;
+use pointsman::metrics::CostBasis;
 use pointsman::routers::cascade::{
     CalibrationTarget, CascadeConfig, CascadeLimits, CascadeOrder, CascadeRouter, CascadeSearch,
-    Session, Stage, Step,
+    Session, SimulatedJudge, Stage, Step,
 };
 use pointsman::{Error, Objective};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
 
 use crate::arrays;
-use crate::bandits::{config_over, pool};
-use crate::convert::{from_kwargs, repr, to_python};
+use crate::bandits::pool;
+use crate::convert::{config_over, from_kwargs, repr, to_python};
 use crate::data::PySplit;
 use crate::embedder::PyEmbedder;
 use crate::errors::{type_error, IntoPyResult};
@@ -106,7 +105,7 @@ impl PyCascadeRouter {
         let config: CascadeConfig = config_over(py, base, config, "cascade config")?;
         let pool = pool(py, models)?;
         let router = CascadeRouter::new(pool, dim, &config).py()?;
-        wrap_with(py, Arc::new(router), None)
+        wrap_with(py, router.into(), None)
     }
 
     /// Fits on a labelled split: the table of which models succeed together and, unless
@@ -129,7 +128,7 @@ impl PyCascadeRouter {
         }
         let split = split.get().split();
         let router = run(py, || CascadeRouter::fit(split, &config))?;
-        wrap_with(py, Arc::new(router), None)
+        wrap_with(py, router.into(), None)
     }
 
     /// Fits on a labelled split and chooses the acceptance threshold, prior strength and
@@ -156,10 +155,7 @@ impl PyCascadeRouter {
         let split = split.get().split();
         let conf = self::confidences(split, confidences, judge_noise, seed, true)?;
         let (router, report) = run(py, || CascadeRouter::tune(split, &conf, &base, &grid))?;
-        Ok((
-            wrap_with(py, Arc::new(router), None)?,
-            to_python(py, &report)?,
-        ))
+        Ok((wrap_with(py, router.into(), None)?, to_python(py, &report)?))
     }
 
     /// The chain's stages as `(model id, threshold)` pairs; empty for a dynamic cascade.
@@ -205,7 +201,7 @@ impl PyCascadeRouter {
         let conf = self::confidences(split, confidences, judge_noise, seed, true)?;
         let (router, calibration) = run(py, || cascade.calibrate(split, &conf, target))?;
         Ok((
-            wrap_with(py, Arc::new(router), embedder)?,
+            wrap_with(py, router.into(), embedder)?,
             to_python(py, &calibration)?,
         ))
     }
@@ -239,8 +235,8 @@ impl PyCascadeRouter {
     /// Starts the cascade on one query: `x` is its embedding (a float32 vector `[dim]`) or,
     /// with an embedder attached, its text. `budget` caps the session's total expected cost
     /// (USD; None: no cap), `max_steps` the models called (None: the config's); `cost_weight`
-    /// (None: the router's) and `allowed` as for `route`. Raises `InvalidInputError` when the
-    /// budget is below the expected cost of the first call.
+    /// (None: the router's) and `allowed` as for `route`. Raises `BudgetError` (an
+    /// `InvalidInputError`) when the budget is below the expected cost of the first call.
     #[pyo3(signature = (x, budget = None, max_steps = None, *, cost_weight = None, allowed = None, prompt_tokens = None, task = None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -259,24 +255,16 @@ impl PyCascadeRouter {
         let x = x.query()?;
         let objective = Objective {
             cost_weight: cost_weight.unwrap_or(cascade.config().cost_weight),
-            allowed,
+            allowed: allowed.map(pointsman::Allowed::Ids),
         };
         let limits = CascadeLimits { budget, max_steps };
         let session = run_here(py, || {
             cascade.start_with(&x.features(prompt_tokens, task)?, &objective, &limits)
         })?;
         Ok(PyCascadeSession {
-            state: Mutex::new(State::Live(Box::new(session))),
-            ids: crate::data::model_ids(base.inner.models()),
+            session: Mutex::new(session),
         })
     }
-}
-
-/// A session's state: running, or finished early by `finish`.
-#[derive(Debug)]
-enum State {
-    Live(Box<Session>),
-    Finished(pointsman::routers::cascade::CascadeOutcome),
 }
 
 /// One query's run through a cascade (from `CascadeRouter.start`). Call the model `model_id`
@@ -285,23 +273,18 @@ enum State {
 #[pyclass(name = "CascadeSession", module = "pointsman", frozen)]
 #[derive(Debug)]
 pub struct PyCascadeSession {
-    state: Mutex<State>,
-    /// The router's model ids (observe takes an id or an index).
-    ids: Vec<String>,
+    session: Mutex<Session>,
 }
 
 impl PyCascadeSession {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Session> {
         // A panic while the lock was held left a consistent session (observe checks before it
         // changes anything).
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn next_call(&self) -> Option<NextCall> {
-        match &*self.lock() {
-            State::Live(s) => s.next().cloned().map(NextCall::from),
-            State::Finished(_) => None,
-        }
+        self.lock().next().cloned().map(NextCall::from)
     }
 }
 
@@ -334,35 +317,33 @@ impl PyCascadeSession {
     /// The models invoked so far, in order.
     #[getter]
     fn invoked(&self) -> Vec<Invocation> {
-        match &*self.lock() {
-            State::Live(s) => s.invoked().iter().cloned().map(Invocation::from).collect(),
-            State::Finished(o) => o.invoked.iter().cloned().map(Invocation::from).collect(),
-        }
+        let s = self.lock();
+        let invoked = match s.result() {
+            Ok(o) => &o.invoked,
+            Err(_) => s.invoked(),
+        };
+        invoked.iter().cloned().map(Invocation::from).collect()
     }
 
     /// The cost spent so far, USD.
     #[getter]
     fn total_cost(&self) -> f64 {
-        match &*self.lock() {
-            State::Live(s) => s.total_cost(),
-            State::Finished(o) => o.total_cost,
-        }
+        let s = self.lock();
+        s.result().map_or_else(|_| s.total_cost(), |o| o.total_cost)
     }
 
     /// The outcome once the session is over, else None.
     #[getter]
     fn outcome(&self) -> Option<CascadeOutcome> {
-        match &*self.lock() {
-            State::Live(s) => s.outcome().cloned().map(CascadeOutcome::from),
-            State::Finished(o) => Some(o.clone().into()),
-        }
+        self.lock().outcome().cloned().map(CascadeOutcome::from)
     }
 
     /// Records the confidence (in [0, 1]) of the answer of `model` (its id or index: the model
     /// the session asked for), charging its expected cost or, when given, the observed `cost`
     /// (USD). Returns a `CascadeStep`: `accepted` with the `outcome`, or the `next` model to call.
-    /// Raises `InvalidInputError` for a confidence outside [0, 1], a model other than the one
-    /// asked for, or a session that is over; `UnknownModelError` for a model not in the pool.
+    /// Raises `InvalidInputError` for a confidence outside [0, 1], `SessionError` for a model
+    /// other than the one asked for or a session that is over, `UnknownModelError` for a model
+    /// not in the pool.
     #[pyo3(signature = (model, confidence, *, cost = None))]
     fn observe(
         &self,
@@ -370,24 +351,9 @@ impl PyCascadeSession {
         confidence: f64,
         cost: Option<f64>,
     ) -> PyResult<CascadeStep> {
-        let mut state = self.lock();
-        let session = match &mut *state {
-            State::Live(s) => s,
-            State::Finished(o) => {
-                return Err(Error::InvalidInput(format!(
-                    "the cascade session has ended (answer of {:?} used); start a new session",
-                    o.accepted_id
-                )))
-                .py()
-            }
-        };
+        let mut session = self.lock();
         let index = if model.is_instance_of::<PyString>() {
-            let id: String = model.extract()?;
-            self.ids
-                .iter()
-                .position(|m| *m == id)
-                .ok_or(Error::UnknownModel(id))
-                .py()?
+            session.model_index(&model.extract::<String>()?).py()?
         } else {
             let i = if model.is_instance_of::<PyBool>() {
                 None
@@ -420,42 +386,10 @@ impl PyCascadeSession {
     }
 
     /// Ends the session and returns its outcome: the cascade's own when it is over, else the
-    /// best answer so far (`stop == "stopped"`). Raises `InvalidInputError` when no answer has
-    /// been observed yet.
+    /// best answer so far (`stop == "stopped"`). Raises `SessionError` when no answer has been
+    /// observed yet.
     fn finish(&self) -> PyResult<CascadeOutcome> {
-        let mut state = self.lock();
-        let outcome = match &*state {
-            State::Finished(o) => return Ok(o.clone().into()),
-            State::Live(s) => {
-                if let Some(o) = s.outcome() {
-                    return Ok(o.clone().into());
-                }
-                if s.invoked().is_empty() {
-                    return Err(Error::InvalidInput(
-                        "no answer has been observed in this cascade session yet".into(),
-                    ))
-                    .py();
-                }
-                // Take the session out to finish it (the engine's `finish` consumes it).
-                let State::Live(s) = std::mem::replace(
-                    &mut *state,
-                    State::Finished(pointsman::routers::cascade::CascadeOutcome {
-                        accepted: 0,
-                        accepted_id: String::new(),
-                        posterior: 0.0,
-                        invoked: Vec::new(),
-                        total_cost: 0.0,
-                        budget_exhausted: false,
-                        stop: pointsman::routers::cascade::StopReason::Stopped,
-                    }),
-                ) else {
-                    unreachable!("matched Live above")
-                };
-                (*s).finish().py()?
-            }
-        };
-        *state = State::Finished(outcome.clone());
-        Ok(outcome.into())
+        Ok(self.lock().stop().py()?.clone().into())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

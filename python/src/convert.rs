@@ -57,6 +57,39 @@ pub fn from_kwargs<T: DeserializeOwned>(
         .py()
 }
 
+/// A config from keyword arguments over `base`: fields given replace the base's.
+pub(crate) fn config_over<T: Serialize + DeserializeOwned>(
+    py: Python<'_>,
+    base: T,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    what: &str,
+) -> PyResult<T> {
+    let given: serde_json::Value = from_kwargs(py, kwargs, what)?;
+    let mut value = serde_json::to_value(base)
+        .map_err(|e| Error::Config(format!("{what}: {e}")))
+        .py()?;
+    if let (Some(v), Some(g)) = (value.as_object_mut(), given.as_object()) {
+        for (k, x) in g {
+            v.insert(k.clone(), x.clone());
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Error::Config(format!("{what}: {e}")))
+        .py()
+}
+
+/// A router kind's config from keyword arguments: fields not given keep the kind's defaults (as
+/// `pointsman train --router <kind> --config` takes them; see `RouterConfig::parse`).
+pub fn router_config(
+    py: Python<'_>,
+    kind: pointsman::RouterKind,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<pointsman::RouterConfig> {
+    let what = format!("{kind} config");
+    let given: serde_json::Value = from_kwargs(py, kwargs, &what)?;
+    pointsman::RouterConfig::parse(kind, &given.to_string(), 0).py()
+}
+
 /// A serde value as plain Python objects (dicts, lists, numbers, strings, None).
 pub fn to_python<T: Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
     let json = serde_json::to_string(value)

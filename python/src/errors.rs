@@ -6,9 +6,12 @@
 //!     ├── ShapeError(ValueError)              wrong dimension or shape; another embedding model
 //!     ├── ConfigError(ValueError)             a configuration value out of range, unknown key
 //!     ├── InvalidInputError(ValueError)       NaN / all-zero embeddings, quality outside [0, 1]
+//!     │   ├── BudgetError                     a budget below the first call's expected cost
+//!     │   └── SessionError                    a cascade session used out of order or after its end
 //!     ├── FormatError(ValueError)             a corrupt file, a newer format version
 //!     ├── UnknownModelError(LookupError)      a model id or index not in the pool
-//!     └── UnsupportedError                    e.g. observe() on a router that does not learn
+//!     ├── UnsupportedError                    e.g. observe() on a router that does not learn
+//!     └── NumericError(ArithmeticError)       a router's numbers went wrong (non-finite estimate)
 //! OSError (FileNotFoundError, PermissionError, ...)   reading or writing a file
 //! TypeError                                           an argument of the wrong type
 //! ```
@@ -40,6 +43,12 @@ pub struct Exceptions {
     pub unknown_model: Py<PyType>,
     /// `UnsupportedError`.
     pub unsupported: Py<PyType>,
+    /// `BudgetError`.
+    pub budget: Py<PyType>,
+    /// `SessionError`.
+    pub session: Py<PyType>,
+    /// `NumericError`.
+    pub numeric: Py<PyType>,
 }
 
 static EXCEPTIONS: PyOnceLock<Exceptions> = PyOnceLock::new();
@@ -72,7 +81,32 @@ pub fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
         )?;
         let b = base.bind(py).clone();
         let value = py.get_type::<PyValueError>();
+        let invalid_input = class(
+            py,
+            "InvalidInputError",
+            "A value that cannot be used: a NaN or all-zero embedding, a quality outside [0, 1], an empty split.",
+            &[b.clone(), value.clone()],
+        )?;
+        let invalid = invalid_input.bind(py).clone();
         Ok(Exceptions {
+            budget: class(
+                py,
+                "BudgetError",
+                "A budget below the expected cost of the first call that could be made.",
+                std::slice::from_ref(&invalid),
+            )?,
+            session: class(
+                py,
+                "SessionError",
+                "A cascade session asked for what its state does not allow: an observation after it ended or of another model than it asked for, or an outcome before it decided.",
+                &[invalid],
+            )?,
+            numeric: class(
+                py,
+                "NumericError",
+                "A router's numbers went wrong (a non-finite estimate from finite inputs, a training run that diverged): a defect of the router or its saved state, not of the query.",
+                &[b.clone(), py.get_type::<pyo3::exceptions::PyArithmeticError>()],
+            )?,
             shape: class(
                 py,
                 "ShapeError",
@@ -85,12 +119,7 @@ pub fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
                 "A configuration value out of range, an unknown setting, or contradicting settings.",
                 &[b.clone(), value.clone()],
             )?,
-            invalid_input: class(
-                py,
-                "InvalidInputError",
-                "A value that cannot be used: a NaN or all-zero embedding, a quality outside [0, 1], an empty split.",
-                &[b.clone(), value.clone()],
-            )?,
+            invalid_input,
             format: class(
                 py,
                 "FormatError",
@@ -129,6 +158,11 @@ pub fn to_py_err(e: Error) -> PyErr {
             ErrorKind::Format | ErrorKind::UnsupportedVersion => &exc.format,
             ErrorKind::UnknownModel => &exc.unknown_model,
             ErrorKind::Unsupported => &exc.unsupported,
+            ErrorKind::BudgetTooSmall => &exc.budget,
+            ErrorKind::SessionFinished
+            | ErrorKind::SessionOutOfOrder
+            | ErrorKind::SessionRunning => &exc.session,
+            ErrorKind::Numeric => &exc.numeric,
             ErrorKind::Io => return io_error(py, e),
             ErrorKind::ModelNotFound => return PyFileNotFoundError::new_err(e.to_string()),
             // The embedding backend, and kinds added to the engine later.
@@ -214,6 +248,21 @@ pub fn _raise_error_kind(kind: &str) -> PyResult<()> {
             hint: "download it first".into(),
         },
         "Backend" => Error::Backend("out of memory".into()),
+        "Numeric" => Error::Numeric("knn produced a non-finite estimate at position 3".into()),
+        "BudgetTooSmall" => Error::BudgetTooSmall {
+            budget: 1e-6,
+            cost: 1e-4,
+            model: "cheap".into(),
+            role: "first model",
+        },
+        "SessionFinished" => Error::SessionFinished(" (answer of \"cheap\" used)".into()),
+        "SessionOutOfOrder" => Error::SessionOutOfOrder {
+            expected: 0,
+            expected_id: "cheap".into(),
+            got: 1,
+            got_id: "big".into(),
+        },
+        "SessionRunning" => Error::SessionRunning("no answer has been observed yet".into()),
         "Io" => Error::io("/nope/models.json", std::io::Error::from_raw_os_error(2)),
         other => {
             return Err(PyValueError::new_err(format!(
@@ -236,6 +285,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         &exc.format,
         &exc.unknown_model,
         &exc.unsupported,
+        &exc.budget,
+        &exc.session,
+        &exc.numeric,
     ] {
         let ty = ty.bind(py);
         m.add(ty.name()?, ty)?;

@@ -1,6 +1,6 @@
-//! `evaluate`: the figures of `pointsman eval` for one router.
+//! `evaluate`: the figures of `pointsman eval` for one router, through the same entry point.
 
-use pointsman::eval::{evaluate_sweep, Policy, Reference, RouterPolicy};
+use pointsman::eval::{EntrantOptions, Evaluation};
 use pyo3::prelude::*;
 
 use crate::convert::to_python;
@@ -10,9 +10,9 @@ use crate::router::PyRouter;
 
 /// Evaluates `router` on the labelled `split` and returns the figures of `pointsman eval` as a
 /// dict: `metrics` (AIQ, max quality, quality at the best single model's cost, cost to match it,
-/// oracle gap, and APGR/CPT on two-model data), the cost `curve` (and the strong-call share
-/// `call_curve` of two-model data), and the `reference` figures (single models, best single
-/// model, oracle, zero router).
+/// quality at the cheap share, oracle gap, and APGR/CPT on two-model data), the cost `curve` (and
+/// the strong-call share `call_curve` of two-model data), and the `reference` figures (single
+/// models, best single model, oracle, zero router).
 ///
 /// `cost_weights`: None sweeps the cost weight exactly as `pointsman eval` does; a list
 /// evaluates at those weights only (one curve point each). The best single model is chosen on
@@ -46,22 +46,25 @@ pub fn evaluate(
         None => test.name().to_string(),
     };
     let report = run(py, || {
-        let reference = Reference::new(reference_train, test, weak_strong)?;
-        let name = router.kind().to_string();
-        let mut policy = RouterPolicy::new(name.as_str(), router);
-        if let Some(weights) = cost_weights {
-            policy = policy.with_cost_weights(weights);
-        }
-        let sweep = policy.sweep(test)?;
-        let report = evaluate_sweep(&name, false, &sweep, test, &reference)?;
+        let evaluation = Evaluation::new(
+            dataset,
+            reference_train,
+            test,
+            weak_strong,
+            EntrantOptions::default(),
+        )?;
+        let name = router.kind().name();
+        let evaluated = evaluation.evaluate_router(name, router.shared(), cost_weights)?;
+        let report = evaluation.report(vec![evaluated.report]);
+        let entrant = &report.entrants[0];
         Ok(serde_json::json!({
-            "dataset": dataset,
-            "n_test": test.len(),
-            "router": report.name,
-            "metrics": report.metrics,
-            "curve": report.curve,
-            "call_curve": report.call_curve,
-            "reference": reference,
+            "dataset": report.dataset,
+            "n_test": report.n_test,
+            "router": entrant.name,
+            "metrics": entrant.metrics,
+            "curve": entrant.curve,
+            "call_curve": entrant.call_curve,
+            "reference": report.reference,
         }))
     })?;
     to_python(py, &report)

@@ -1,5 +1,5 @@
 //! The `Router` base class: every method a router has, whatever its kind, on one wrapper around
-//! `Arc<dyn pointsman::Router>`. Each kind is a Python subclass that only adds its constructors
+//! the engine's `AnyRouter`. Each kind is a Python subclass that only adds its constructors
 //! (`KnnRouter.fit`, ...); [`wrap`] picks the subclass for a router's kind, so a loaded or
 //! unpickled router comes back as the class it was saved from.
 
@@ -7,14 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::{IntoPyArray, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
-use pointsman::{Error, FeatureBatch, Feedback, ModelPool, Objective, QueryFeatures, Router};
+use pointsman::registry::AnyLearner;
+use pointsman::{
+    Allowed, AnyRouter, Error, FeatureBatch, Feedback, ModelPool, Objective, QueryFeatures,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyString, PyTuple, PyType};
 use pyo3::PyClassInitializer;
 
 use crate::arrays;
-use crate::bandits::Bandit;
 use crate::convert::repr;
 use crate::embedder::PyEmbedder;
 use crate::errors::{to_py_err, type_error, IntoPyResult};
@@ -25,100 +27,66 @@ use crate::parallel::{run, run_here};
 #[pyclass(name = "Router", module = "pointsman", subclass, frozen)]
 #[derive(Debug)]
 pub struct PyRouter {
-    pub inner: Arc<dyn Router>,
+    /// The engine router, whatever its kind.
+    pub inner: AnyRouter,
     /// The embedder that turns text into this router's input, when one is attached.
     pub embedder: Option<Py<PyEmbedder>>,
-    /// The same router as a bandit (for `merge`, `snapshot`, ...), when it is one.
-    pub bandit: Option<Bandit>,
-}
-
-impl PyRouter {
-    /// The base of a router object (its kind's class adds nothing but constructors).
-    pub fn new(
-        inner: Arc<dyn Router>,
-        embedder: Option<Py<PyEmbedder>>,
-        bandit: Option<Bandit>,
-    ) -> PyRouter {
-        PyRouter {
-            inner,
-            embedder,
-            bandit,
-        }
-    }
-}
-
-/// An engine router as the bindings hold it.
-pub enum Engine {
-    /// Any router, through the trait.
-    Plain(Arc<dyn Router>),
-    /// A bandit, with its own methods.
-    Bandit(Bandit),
 }
 
 /// A router as an instance of the Python class of its kind.
-pub fn wrap(py: Python<'_>, inner: Arc<dyn Router>) -> PyResult<Py<PyAny>> {
-    wrap_with(py, inner, None)
+pub fn wrap(py: Python<'_>, inner: impl Into<AnyRouter>) -> PyResult<Py<PyAny>> {
+    wrap_with(py, inner.into(), None)
 }
 
 /// [`wrap`] with an embedder attached (checked to make the router's input).
 pub fn wrap_with(
     py: Python<'_>,
-    inner: Arc<dyn Router>,
+    inner: AnyRouter,
     embedder: Option<Py<PyEmbedder>>,
 ) -> PyResult<Py<PyAny>> {
-    wrap_engine(py, Engine::Plain(inner), embedder)
-}
-
-/// [`wrap_with`] for either form of engine router. A bandit given through the trait (a loaded
-/// router) is rebuilt as a bandit from its saved form, so that it gets the bandit methods.
-pub fn wrap_engine(
-    py: Python<'_>,
-    engine: Engine,
-    embedder: Option<Py<PyEmbedder>>,
-) -> PyResult<Py<PyAny>> {
-    let engine = match engine {
-        Engine::Plain(inner) if BANDIT_KINDS.contains(&inner.kind()) => {
-            let saved = run(py, || inner.to_saved())?;
-            match run(py, || Bandit::from_saved(saved))? {
-                Ok(b) => Engine::Bandit(b),
-                Err(_) => Engine::Plain(inner),
-            }
-        }
-        other => other,
-    };
-    let (inner, bandit) = match engine {
-        Engine::Plain(inner) => (inner, None),
-        Engine::Bandit(b) => (b.router(), Some(b)),
-    };
     if let Some(e) = &embedder {
         let e = e.get().embedder().py()?;
-        pointsman::embed::check_compatible(&e, inner.as_ref()).py()?;
+        pointsman::embed::check_compatible(&e, inner.router()).py()?;
     }
-    let kind = inner.kind();
-    let base = PyClassInitializer::from(PyRouter::new(inner, embedder, bandit));
-    if BANDIT_KINDS.contains(&kind) {
+    let learner = inner.as_learner().cloned();
+    let base = PyClassInitializer::from(PyRouter {
+        inner: inner.clone(),
+        embedder,
+    });
+    if let Some(l) = learner {
         use crate::bandits as b;
         let base = base.add_subclass(b::PyBanditRouter);
-        return Ok(match kind {
-            "linucb" => Py::new(py, base.add_subclass(b::PyLinUcbRouter))?.into_any(),
-            "thompson" => Py::new(py, base.add_subclass(b::PyThompsonRouter))?.into_any(),
-            "knn-ucb" => Py::new(py, base.add_subclass(b::PyKnnUcbRouter))?.into_any(),
+        return Ok(match l {
+            AnyLearner::Linucb(_) => Py::new(py, base.add_subclass(b::PyLinUcbRouter))?.into_any(),
+            AnyLearner::Thompson(_) => {
+                Py::new(py, base.add_subclass(b::PyThompsonRouter))?.into_any()
+            }
+            AnyLearner::KnnUcb(_) => Py::new(py, base.add_subclass(b::PyKnnUcbRouter))?.into_any(),
             _ => Py::new(py, base.add_subclass(b::PyClusterUcbRouter))?.into_any(),
         });
     }
-    Ok(match kind {
-        "knn" => Py::new(py, base.add_subclass(crate::routers::PyKnnRouter))?.into_any(),
-        "mf" => Py::new(py, base.add_subclass(crate::routers::PyMfRouter))?.into_any(),
-        "cascade" => Py::new(py, base.add_subclass(crate::cascade::PyCascadeRouter))?.into_any(),
-        "random" | "cheapest" | "best-single" | "fixed" | "zero" => {
+    Ok(match inner {
+        AnyRouter::Knn(_) => {
+            Py::new(py, base.add_subclass(crate::routers::PyKnnRouter))?.into_any()
+        }
+        AnyRouter::Mf(_) => Py::new(py, base.add_subclass(crate::routers::PyMfRouter))?.into_any(),
+        AnyRouter::Cascade(_) => {
+            Py::new(py, base.add_subclass(crate::cascade::PyCascadeRouter))?.into_any()
+        }
+        AnyRouter::Baseline(_) => {
             Py::new(py, base.add_subclass(crate::routers::PyBaselineRouter))?.into_any()
         }
         _ => Py::new(py, base)?.into_any(),
     })
 }
 
-/// The kinds [`Bandit`] holds.
-const BANDIT_KINDS: [&str; 4] = ["linucb", "thompson", "knn-ucb", "cluster-ucb"];
+/// An objective from a call's cost weight and allowed model ids.
+fn objective(cost_weight: f64, allowed: Option<Vec<String>>) -> Objective {
+    Objective {
+        cost_weight,
+        allowed: allowed.map(Allowed::Ids),
+    }
+}
 
 /// One query's features from its embedding and optional token count and task tag.
 fn features(
@@ -256,7 +224,7 @@ impl PyRouter {
     /// The router kind (`"knn"`, `"mf"`, `"zero"`, ...).
     #[getter]
     fn kind(&self) -> &'static str {
-        self.inner.kind()
+        self.inner.kind().name()
     }
 
     /// The candidate model ids; model indices refer to this list.
@@ -281,7 +249,10 @@ impl PyRouter {
     #[getter]
     fn config(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let saved = self.inner.to_saved().py()?;
-        crate::convert::to_python(py, &saved.config)
+        let config: serde_json::Value = serde_json::from_str(&saved.config)
+            .map_err(|e| Error::format("saved router", format!("bad config: {e}")))
+            .py()?;
+        crate::convert::to_python(py, &config)
     }
 
     /// The attached embedder (see `with_embedder`), or None.
@@ -301,11 +272,7 @@ impl PyRouter {
         py: Python<'_>,
         embedder: Option<Py<PyEmbedder>>,
     ) -> PyResult<Py<PyAny>> {
-        let engine = match &self.bandit {
-            Some(b) => Engine::Bandit(b.handle()),
-            None => Engine::Plain(self.inner.clone()),
-        };
-        wrap_engine(py, engine, embedder)
+        wrap_with(py, self.inner.clone(), embedder)
     }
 
     /// Whether the router learns from feedback (`observe`).
@@ -335,10 +302,7 @@ impl PyRouter {
     ) -> PyResult<Decision> {
         let x = self.input(x, "x")?;
         let x = x.query()?;
-        let objective = Objective {
-            cost_weight,
-            allowed,
-        };
+        let objective = objective(cost_weight, allowed);
         let router = &self.inner;
         run_here(py, || {
             router.route(&x.features(prompt_tokens, task)?, &objective)
@@ -361,10 +325,7 @@ impl PyRouter {
     ) -> PyResult<Vec<Alternative>> {
         let x = self.input(x, "x")?;
         let x = x.query()?;
-        let objective = Objective {
-            cost_weight,
-            allowed,
-        };
+        let objective = objective(cost_weight, allowed);
         let router = &self.inner;
         let alts = run_here(py, || {
             router.top_k(&x.features(prompt_tokens, task)?, &objective, k)
@@ -414,10 +375,7 @@ impl PyRouter {
             .map(|t| arrays::array::<f64>(t, "prompt_tokens", 1, "[n]"))
             .transpose()?;
         let tokens = tokens.as_ref().map(arrays::values).transpose()?;
-        let objective = Objective {
-            cost_weight,
-            allowed,
-        };
+        let objective = objective(cost_weight, allowed);
         let router = &self.inner;
         let tasks = tasks.as_deref();
         let route = |batch: FeatureBatch<'_>| {
@@ -530,7 +488,7 @@ impl PyRouter {
     ) -> PyResult<Py<PyAny>> {
         let py = cls.py();
         let what = path.display().to_string();
-        let router = wrap_with(py, run(py, || pointsman::io::load_router(&path))?, embedder)?;
+        let router = wrap_with(py, run(py, || pointsman::load_router(&path))?, embedder)?;
         if !router.bind(py).is_instance(cls)? {
             return Err(to_py_err(Error::format(
                 what,
@@ -563,7 +521,7 @@ impl PyRouter {
         Ok(format!(
             "{}(kind={}, dim={}, models={}{embedder})",
             slf.get_type().qualname()?,
-            repr(py, r.kind())?,
+            repr(py, r.kind().name())?,
             r.dim(),
             repr(py, crate::data::model_ids(r.models()))?
         ))
@@ -582,7 +540,7 @@ pub fn load_router(
     path: PathBuf,
     embedder: Option<Py<PyEmbedder>>,
 ) -> PyResult<Py<PyAny>> {
-    let router = run(py, || pointsman::io::load_router(&path))?;
+    let router = run(py, || pointsman::load_router(&path))?;
     wrap_with(py, router, embedder)
 }
 
@@ -595,7 +553,7 @@ pub fn router_from_bytes(
     data: &[u8],
     embedder: Option<Py<PyEmbedder>>,
 ) -> PyResult<Py<PyAny>> {
-    let router = run(py, || pointsman::io::router_from_bytes(data))?;
+    let router = run(py, || AnyRouter::from_bytes(data))?;
     wrap_with(py, router, embedder)
 }
 

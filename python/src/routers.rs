@@ -1,12 +1,11 @@
 //! The router kinds: subclasses of `Router` that add their constructors. Every other method is
 //! the base class's.
 
-use std::sync::Arc;
-
+use pointsman::registry::{Family, RouterSpec};
 use pointsman::routers::baseline::{Baseline, BaselineRouter};
 use pointsman::routers::knn::{KnnConfig, KnnRouter, KnnSearch};
 use pointsman::routers::mf::{MfConfig, MfRouter, MfSearch};
-use pointsman::{Error, Router};
+use pointsman::{AnyRouter, Error, RouterKind};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -17,12 +16,12 @@ use crate::parallel::run;
 use crate::router::{wrap, PyRouter};
 
 /// `(router, report)` for Python.
-fn tuned<R: Router + 'static, S: serde::Serialize>(
+fn tuned<S: serde::Serialize>(
     py: Python<'_>,
-    router: R,
+    router: impl Into<AnyRouter>,
     report: &S,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-    Ok((wrap(py, Arc::new(router))?, to_python(py, report)?))
+    Ok((wrap(py, router)?, to_python(py, report)?))
 }
 
 /// kNN router: each model's expected quality on a query is the similarity-weighted mean score of
@@ -47,7 +46,7 @@ impl PyKnnRouter {
         let config: KnnConfig = from_kwargs(py, config, "knn config")?;
         let split = split.get().split();
         let router = run(py, || KnnRouter::fit(split, &config))?;
-        wrap(py, Arc::new(router))
+        wrap(py, router)
     }
 
     /// Fits on arrays: `embeddings` `[n, dim]`, `scores` and `costs` `[n, len(models)]` (see
@@ -107,7 +106,7 @@ impl PyMfRouter {
         let config: MfConfig = from_kwargs(py, config, "mf config")?;
         let split = split.get().split();
         let router = run(py, || MfRouter::fit(split, &config))?;
-        wrap(py, Arc::new(router))
+        wrap(py, router)
     }
 
     /// Trains on arrays (see `KnnRouter.fit_arrays`); keyword arguments as for `fit`.
@@ -162,16 +161,28 @@ impl PyBaselineRouter {
         rule: &str,
         seed: u64,
     ) -> PyResult<Py<PyAny>> {
-        let rule = Baseline::from_name(rule, seed)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown baseline {rule:?} (known: random, cheapest, best-single, \
-                     fixed:<model id>, zero)"
-                ))
-            })
-            .py()?;
+        let rule = match RouterSpec::parse(rule) {
+            Ok(RouterSpec::Fixed(model)) => Some(Baseline::Fixed { model }),
+            Ok(RouterSpec::Kind(kind)) => Baseline::of(kind, seed),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            let known: Vec<String> = RouterKind::ALL
+                .iter()
+                .filter(|k| k.family() == Family::Baseline)
+                .map(|k| match k {
+                    RouterKind::Fixed => format!("{k}:<model id>"),
+                    _ => k.to_string(),
+                })
+                .collect();
+            Error::Config(format!(
+                "unknown baseline {rule:?} (known: {})",
+                known.join(", ")
+            ))
+        })
+        .py()?;
         let split = split.get().split();
         let router = run(py, || BaselineRouter::fit(rule, split))?;
-        wrap(py, Arc::new(router))
+        wrap(py, router)
     }
 }

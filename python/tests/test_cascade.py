@@ -84,18 +84,18 @@ def test_max_steps(chain: pointsman.CascadeRouter) -> None:
 
 def test_finish_early(chain: pointsman.CascadeRouter) -> None:
     s = chain.start(X)
-    with pytest.raises(pointsman.InvalidInputError, match="no answer"):
+    with pytest.raises(pointsman.SessionError, match="no answer"):
         s.finish()
     s.observe("small", 0.1)
     out = s.finish()
     assert out.stop == "stopped" and out.accepted_id == "small"
     assert s.done and s.finish().stop == "stopped"
-    with pytest.raises(pointsman.InvalidInputError, match="ended"):
+    with pytest.raises(pointsman.SessionError, match="ended"):
         s.observe("large", 0.9)
 
 
 def test_budget_too_small(chain: pointsman.CascadeRouter) -> None:
-    with pytest.raises(pointsman.InvalidInputError, match="budget .* below the expected cost"):
+    with pytest.raises(pointsman.BudgetError, match="budget .* below the expected cost"):
         chain.start(X, budget=0.0)
     with pytest.raises(pointsman.InvalidInputError, match="budget"):
         chain.start(X, budget=-1.0)
@@ -119,7 +119,7 @@ def test_unknown_or_wrong_model(chain: pointsman.CascadeRouter) -> None:
         s.observe(7, 0.5)
     with pytest.raises(pointsman.UnknownModelError):
         s.observe(-1, 0.5)
-    with pytest.raises(pointsman.InvalidInputError, match="asked for"):
+    with pytest.raises(pointsman.SessionError, match="asked for"):
         s.observe("large", 0.5)
     with pytest.raises(TypeError):
         s.observe(True, 0.5)
@@ -224,8 +224,10 @@ def test_tune_on_toy(toy) -> None:
     search = {"accept_thresholds": [0.5, 0.8], "prior_strengths": [5.0], "points": 5}
     router, report = pointsman.CascadeRouter.tune(split, judge_noise=0.0, search=search, estimator={"k": 10})
     assert type(router) is pointsman.CascadeRouter and router.stages == []
-    assert len(report["trials"]) == 2 and report["confidence_error"] == 0.0
-    assert router.config["accept_threshold"] == report["trials"][0]["accept_threshold"]
+    assert len(report["trials"]) == 2 and report["trials"][0]["config"]["confidence_error"] == 0.0
+    assert report["criterion"] == "aiq" and report["validation"] == "leave_one_out"
+    best = report["trials"][0]["config"]
+    assert router.config == {"type": "cascade", **best}
     conf = pointsman.simulated_confidences(split, 0.0, training=True)
     again, _ = pointsman.CascadeRouter.tune(split, conf, search=search, estimator={"k": 10})
     assert again.config == router.config

@@ -24,6 +24,11 @@ def test_hierarchy():
     assert issubclass(pointsman.UnknownModelError, LookupError)
     assert not issubclass(pointsman.UnsupportedError, ValueError)
     assert issubclass(pointsman.PointsmanError, Exception)
+    # Budgets and sessions were InvalidInputError before they had classes of their own.
+    for cls in [pointsman.BudgetError, pointsman.SessionError]:
+        assert issubclass(cls, pointsman.InvalidInputError)
+    assert issubclass(pointsman.NumericError, pointsman.PointsmanError)
+    assert issubclass(pointsman.NumericError, ArithmeticError)
 
 
 # Every `pointsman::ErrorKind`: the exception it becomes and its message. The mapping is one
@@ -39,6 +44,11 @@ KINDS = [
     ("UnsupportedVersion", pointsman.FormatError, 'unsupported format version "9" (this build reads version 1)'),
     ("Unsupported", pointsman.UnsupportedError, "unsupported: knn routers do not learn from feedback"),
     ("Backend", pointsman.PointsmanError, "embedding backend: out of memory"),
+    ("Numeric", pointsman.NumericError, "numeric failure: knn produced a non-finite estimate at position 3"),
+    ("BudgetTooSmall", pointsman.BudgetError, 'budget 1e-6 USD is below the expected cost 1e-4 USD of the first model "cheap"'),
+    ("SessionFinished", pointsman.SessionError, 'the cascade session has ended (answer of "cheap" used): start a new session'),
+    ("SessionOutOfOrder", pointsman.SessionError, 'observed model #1 ("big"), but the cascade asked for #0 ("cheap")'),
+    ("SessionRunning", pointsman.SessionError, "the cascade session has not decided yet: no answer has been observed yet"),
 ]
 
 

@@ -19,7 +19,33 @@ def routers(toy):
         pointsman.MfRouter.fit(split, dim=4, max_epochs=10),
         pointsman.BaselineRouter.fit(split, "zero"),
         pointsman.BaselineRouter.fit(split, "random", seed=7),
+        pointsman.CascadeRouter.fit(split, estimator={"k": 5}),
+        pointsman.LinUcbRouter.fit(split),
+        pointsman.ThompsonRouter.fit(split, seed=3),
+        pointsman.KnnUcbRouter.fit(split),
+        pointsman.ClusterUcbRouter.fit(split, clusters=2),
     ]
+
+
+def test_every_kind_loads_as_its_class_with_its_state(routers, tmp_path):
+    """A loaded router is the class of its kind, built from the file once: a learner comes back
+    with its observations and goes on learning in the object returned."""
+    kinds = set()
+    for i, r in enumerate(routers):
+        path = tmp_path / f"k{i}.safetensors"
+        r.save(path)
+        loaded = pointsman.load_router(path)
+        assert type(loaded) is type(r) and loaded.kind == r.kind
+        kinds.add(loaded.kind)
+        if loaded.learns:
+            assert isinstance(loaded, pointsman.BanditRouter)
+            before = loaded.observations
+            assert before == r.observations > 0
+            x = np.ones(loaded.dim, dtype=np.float32)
+            loaded.observe(x, 0, quality=1.0, cost=0.0)
+            assert loaded.observations == before + 1
+            assert loaded.greedy().observations == before + 1  # one state, two handles
+    assert kinds == {"knn", "mf", "zero", "random", "cascade", "linucb", "thompson", "knn-ucb", "cluster-ucb"}
 
 
 def same_router(a, b, X):

@@ -112,7 +112,7 @@ def test_knn_tune(toy):
     search = {"folds": 3, "k": [5, 20], "power": [1.0], "same_task": [False], "task_prior": [None], "shrinkage": [0.0, 1.0]}
     router, report = pointsman.KnnRouter.tune(toy.split(), search=search, ood_neighbours=4)
     assert isinstance(router, pointsman.KnnRouter)
-    assert report["criterion"] == "cv aiq" and report["folds"] == 3
+    assert report["criterion"] == "aiq" and report["validation"] == {"k_fold": {"folds": 3}}
     assert len(report["trials"]) == 4
     scores = [t["score"] for t in report["trials"]]
     assert scores == sorted(scores, reverse=True)

@@ -77,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = out.join("router.safetensors");
     router.save(&path)?;
     // Decide with the router as loaded from the file, exactly what C loads.
-    let router = pointsman::io::load_router(&path)?;
+    let router = pointsman::load_router(&path)?;
 
     let bandit = pointsman::routers::bandit::LinUcbRouter::warm_start(
         ds.train(),
@@ -176,7 +176,7 @@ fn write_cascades(
     let path = out.join("cascade.safetensors");
     CascadeRouter::fit(train, &CascadeConfig::default())?.save(&path)?;
     // Run the sessions on the router as loaded from the file, exactly what C loads.
-    let loaded = pointsman::io::load_router(&path)?;
+    let loaded = pointsman::load_router(&path)?;
     let cascade = loaded
         .as_cascade()
         .ok_or("the saved cascade loads as another kind")?;

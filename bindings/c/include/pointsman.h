@@ -103,32 +103,36 @@ typedef enum pm_status {
    */
   PM_STATUS_MODEL_NOT_FOUND = 19,
   /**
-   * The numeric backend failed, or a router produced a non-finite estimate.
+   * The embedder's numeric backend failed.
    */
   PM_STATUS_BACKEND = 20,
+  /**
+   * A router's numbers went wrong: a non-finite estimate from finite inputs, a training run
+   * that diverged. A defect of the router or of its saved state, not of the query.
+   */
+  PM_STATUS_NUMERIC = 21,
   /**
    * Reserved for the embedder functions: this build of libpointsman has no embedder (it was
    * built without the `embed` feature).
    */
   PM_STATUS_EMBEDDER_UNAVAILABLE = 30,
   /**
-   * Reserved for the cascade session functions: the session has already reached its
-   * decision, so it takes no further step.
+   * A cascade session has already reached its decision (or was stopped), so it takes no
+   * further step.
    */
   PM_STATUS_SESSION_FINISHED = 40,
   /**
-   * Reserved for the cascade session functions: feedback that does not match the step the
-   * session proposed.
+   * Feedback for a cascade session that does not match the step the session proposed.
    */
   PM_STATUS_SESSION_OUT_OF_ORDER = 41,
   /**
-   * Reserved for the cascade session functions: the budget is below the expected cost of the
-   * first model the session would call (for a dynamic cascade, of the cheapest allowed one).
+   * A budget below the expected cost of the first model that could be called (for a dynamic
+   * cascade, of the cheapest allowed one).
    */
   PM_STATUS_BUDGET_TOO_SMALL = 42,
   /**
-   * Reserved for the cascade session functions: the session has not reached its decision
-   * yet, so it has no result.
+   * A cascade session has not reached its decision yet, so it has no result (or, for
+   * `pm_cascade_stop`, no answer to use).
    */
   PM_STATUS_SESSION_RUNNING = 43,
 } pm_status;
@@ -419,7 +423,7 @@ enum pm_status pm_cascade_next(const struct pm_cascade_session *session,
  * the answer with the highest posterior so far is used, with stop reason
  * `PM_CASCADE_STOP_STOPPED`. Stopping a finished session changes nothing and succeeds.
  *
- * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_ARGUMENT` (no answer has been observed
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_SESSION_RUNNING` (no answer has been observed
  * yet: there is nothing to use; the session is unchanged).
  *
  * Thread safety: changes the session: no other thread may use it during the call.

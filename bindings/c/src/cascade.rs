@@ -1,6 +1,6 @@
 //! `pm_cascade_session`: one query's run through a cascade router, driven by the caller.
 
-use pointsman::routers::cascade::{CascadeLimits, CascadeOutcome, Session, Step, StopReason};
+use pointsman::routers::cascade::{CascadeLimits, Session, StopReason};
 use pointsman::Objective;
 
 use crate::error::{pm_error, Failure};
@@ -22,11 +22,7 @@ use crate::status::pm_status;
 /// used by any number of threads at once.
 #[derive(Debug)]
 pub struct pm_cascade_session {
-    /// `None` once stopped by `pm_cascade_stop` (the core's `finish` consumes the session).
-    session: Option<Session>,
-    /// The end of the session, once it has one.
-    outcome: Option<CascadeOutcome>,
-    models: usize,
+    session: Session,
 }
 
 /// What a cascade session asks for next.
@@ -126,7 +122,7 @@ fn index(model: usize) -> Result<u32, Failure> {
 impl pm_cascade_session {
     /// The step the session is at.
     fn step(&self) -> Result<pm_cascade_step, Failure> {
-        if let Some(o) = &self.outcome {
+        if let Ok(o) = self.session.result() {
             return Ok(pm_cascade_step {
                 finished: true,
                 model: index(o.accepted)?,
@@ -134,84 +130,18 @@ impl pm_cascade_session {
                 expected_cost: o.total_cost,
             });
         }
-        let next = self
-            .session
-            .as_ref()
-            .and_then(|s| s.next())
-            .ok_or_else(|| {
-                Failure::new(
-                    pm_status::PM_STATUS_OTHER,
-                    "the cascade session has neither a next call nor an outcome",
-                )
-            })?;
+        let next = self.session.next().ok_or_else(|| {
+            Failure::new(
+                pm_status::PM_STATUS_OTHER,
+                "the cascade session has neither a next call nor an outcome",
+            )
+        })?;
         Ok(pm_cascade_step {
             finished: false,
             model: index(next.model)?,
             expected_quality: next.expected_quality,
             expected_cost: next.expected_cost,
         })
-    }
-
-    fn finished_error(&self, what: &str) -> Failure {
-        let used = self.outcome.as_ref().map_or_else(String::new, |o| {
-            format!(" (answer of {:?} used)", o.accepted_id)
-        });
-        Failure::new(
-            pm_status::PM_STATUS_SESSION_FINISHED,
-            format!("{what}: the cascade session has ended{used}; start a new session"),
-        )
-    }
-
-    /// Checks an observation against the step the session proposed, so that each mistake gets
-    /// its own status, then hands it to the core.
-    fn observe(&mut self, model: u32, confidence: f64, cost: f64) -> Result<Step, Failure> {
-        if self.outcome.is_some() {
-            return Err(self.finished_error("observe"));
-        }
-        let models = self.models;
-        let session = self
-            .session
-            .as_mut()
-            .ok_or_else(|| Failure::new(pm_status::PM_STATUS_OTHER, "no session"))?;
-        let model = model as usize;
-        if model >= models {
-            return Err(pointsman::Error::UnknownModel(format!(
-                "#{model} (the pool has {models} models)"
-            ))
-            .into());
-        }
-        if let Some(next) = session.next() {
-            if next.model != model {
-                return Err(Failure::new(
-                    pm_status::PM_STATUS_SESSION_OUT_OF_ORDER,
-                    format!(
-                        "observed model #{model}, but the cascade asked for #{} ({:?})",
-                        next.model, next.model_id
-                    ),
-                ));
-            }
-        }
-        if !(0.0..=1.0).contains(&confidence) {
-            return Err(Failure::new(
-                pm_status::PM_STATUS_INVALID_ARGUMENT,
-                format!("confidence {confidence} is outside [0, 1]"),
-            ));
-        }
-        if cost.is_nan() {
-            return Err(Failure::new(
-                pm_status::PM_STATUS_INVALID_ARGUMENT,
-                "cost is NaN (pass a negative cost for the expected one)",
-            ));
-        }
-        let step = if cost < 0.0 {
-            session.observe(model, confidence)?
-        } else {
-            session.observe_with_cost(model, confidence, cost)?
-        };
-        if let Step::Accept(o) = &step {
-            self.outcome = Some(o.clone());
-        }
-        Ok(step)
     }
 }
 
@@ -266,43 +196,27 @@ pub unsafe extern "C" fn pm_cascade_start(
         } else {
             Some(arg_out(first, "first")?)
         };
-        let Some(cascade) = router.router.as_cascade() else {
+        let Some(cascade) = router.as_cascade() else {
             return Err(pointsman::Error::Unsupported(format!(
                 "cascade sessions: the {} router is not a cascade",
                 router.router.kind()
             ))
             .into());
         };
-        for (name, v) in [("prompt_tokens", prompt_tokens), ("budget", budget)] {
-            if v.is_nan() {
-                return Err(Failure::new(
-                    pm_status::PM_STATUS_INVALID_ARGUMENT,
-                    format!("{name} is NaN (pass a negative value for none)"),
-                ));
-            }
-        }
-        let tokens = (prompt_tokens >= 0.0).then_some(prompt_tokens);
+        // The C conventions: a negative count or budget means none, an infinite budget none;
+        // NaN is passed on for the core to refuse.
+        let tokens = (prompt_tokens.is_nan() || prompt_tokens >= 0.0).then_some(prompt_tokens);
         let query = router.query(features, dim, tokens, None)?;
         let limits = CascadeLimits {
-            budget: (budget >= 0.0 && budget.is_finite()).then_some(budget),
+            budget: (budget.is_nan() || (budget >= 0.0 && budget.is_finite())).then_some(budget),
             max_steps: (max_steps > 0).then_some(max_steps as usize),
         };
-        let started = if cost_weight < 0.0 {
-            cascade.start(&query, &limits)
+        let session = if cost_weight < 0.0 {
+            cascade.start(&query, &limits)?
         } else {
-            cascade.start_with(&query, &Objective::new(cost_weight), &limits)
+            cascade.start_with(&query, &Objective::new(cost_weight), &limits)?
         };
-        let session = started.map_err(|e| match e {
-            pointsman::Error::BudgetTooSmall { .. } => {
-                Failure::new(pm_status::PM_STATUS_BUDGET_TOO_SMALL, e.to_string())
-            }
-            e => e.into(),
-        })?;
-        let session = pm_cascade_session {
-            session: Some(session),
-            outcome: None,
-            models: router.router.models().len(),
-        };
+        let session = pm_cascade_session { session };
         let step = session.step()?;
         if let Some(first) = first {
             // SAFETY: non-NULL, aligned, writable per the caller.
@@ -346,7 +260,14 @@ pub unsafe extern "C" fn pm_cascade_observe(
         // SAFETY: non-NULL and aligned (checked above); live and not shared per the caller.
         let session = unsafe { &mut *session };
         let out = arg_out(out, "out")?;
-        session.observe(model, confidence, cost)?;
+        // The C convention: a negative cost charges the call's expected cost.
+        if cost < 0.0 {
+            session.session.observe(model as usize, confidence)?;
+        } else {
+            session
+                .session
+                .observe_with_cost(model as usize, confidence, cost)?;
+        }
         let step = session.step()?;
         // SAFETY: non-NULL, aligned, writable per the caller.
         unsafe { out.write(step) };
@@ -386,7 +307,7 @@ pub unsafe extern "C" fn pm_cascade_next(
 /// the answer with the highest posterior so far is used, with stop reason
 /// `PM_CASCADE_STOP_STOPPED`. Stopping a finished session changes nothing and succeeds.
 ///
-/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_ARGUMENT` (no answer has been observed
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_SESSION_RUNNING` (no answer has been observed
 /// yet: there is nothing to use; the session is unchanged).
 ///
 /// Thread safety: changes the session: no other thread may use it during the call.
@@ -404,21 +325,7 @@ pub unsafe extern "C" fn pm_cascade_stop(
         arg_out(session, "session")?;
         // SAFETY: non-NULL and aligned (checked above); live and not shared per the caller.
         let session = unsafe { &mut *session };
-        if session.outcome.is_some() {
-            return Ok(());
-        }
-        let running = session
-            .session
-            .as_ref()
-            .ok_or_else(|| Failure::new(pm_status::PM_STATUS_OTHER, "a session without state"))?;
-        if running.invoked().is_empty() {
-            return Err(Failure::new(
-                pm_status::PM_STATUS_INVALID_ARGUMENT,
-                "stop: no answer has been observed in this cascade session yet",
-            ));
-        }
-        let running = session.session.take().expect("checked above");
-        session.outcome = Some(running.finish()?);
+        session.session.stop()?;
         Ok(())
     })
 }
@@ -457,12 +364,7 @@ pub unsafe extern "C" fn pm_cascade_result(
         } else {
             Some(arg_out(calls_count, "calls_count")?)
         };
-        let Some(o) = &session.outcome else {
-            return Err(Failure::new(
-                pm_status::PM_STATUS_SESSION_RUNNING,
-                "the cascade session has not finished: observe until it does, or stop it",
-            ));
-        };
+        let o = session.session.result()?;
         let outcome = pm_cascade_outcome {
             model: index(o.accepted)?,
             posterior: o.posterior,
@@ -522,6 +424,6 @@ pub unsafe extern "C" fn pm_cascade_session_free(session: *mut pm_cascade_sessio
 pub unsafe extern "C" fn pm_router_is_cascade(router: *const pm_router) -> bool {
     guard::query(false, || {
         // SAFETY: the caller passes NULL or a live router.
-        unsafe { arg_ref(router, "router") }.is_ok_and(|r| r.router.as_cascade().is_some())
+        unsafe { arg_ref(router, "router") }.is_ok_and(|r| r.as_cascade().is_some())
     })
 }

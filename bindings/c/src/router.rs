@@ -3,7 +3,8 @@
 use std::ffi::{c_char, CString};
 use std::sync::Arc;
 
-use pointsman::{FeatureBatch, Feedback, Objective, QueryFeatures, Router};
+use pointsman::routers::cascade::CascadeRouter;
+use pointsman::{AnyRouter, FeatureBatch, Feedback, Objective, QueryFeatures, Router};
 
 use crate::error::{pm_error, Failure};
 use crate::guard::{self, arg_opt_str, arg_out, arg_ref, arg_slice, arg_slice_mut, arg_str};
@@ -19,6 +20,9 @@ use crate::status::pm_status;
 #[derive(Debug)]
 pub struct pm_router {
     pub(crate) router: Arc<dyn Router>,
+    /// The same router with its kind, for typed access (cascades); `None` only for routers
+    /// the tests build from a trait object.
+    any: Option<AnyRouter>,
     /// The model ids, NUL-terminated, borrowed by `pm_router_model_name`.
     names: Vec<CString>,
     kind: CString,
@@ -26,7 +30,14 @@ pub struct pm_router {
 }
 
 impl pm_router {
-    pub(crate) fn new(router: Arc<dyn Router>) -> Result<Self, Failure> {
+    pub(crate) fn new(router: AnyRouter) -> Result<Self, Failure> {
+        let mut r = pm_router::from_dyn(router.shared())?;
+        r.any = Some(router);
+        Ok(r)
+    }
+
+    /// A router known only through the trait (the tests' own routers).
+    pub(crate) fn from_dyn(router: Arc<dyn Router>) -> Result<Self, Failure> {
         let c = |what: &str, s: &str| {
             CString::new(s).map_err(|_| {
                 Failure::new(
@@ -47,6 +58,7 @@ impl pm_router {
             .transpose()?;
         Ok(pm_router {
             router,
+            any: None,
             names,
             kind,
             embedding_model,
@@ -75,24 +87,17 @@ impl pm_router {
         Ok(q)
     }
 
+    /// The router as a cascade, when it is one.
+    pub(crate) fn as_cascade(&self) -> Option<&CascadeRouter> {
+        self.any.as_ref().and_then(AnyRouter::as_cascade)
+    }
+
     /// The objective of a call: the cost weight and the allowed-model flags (none: all).
     pub(crate) fn objective(&self, cost_weight: f64, allowed: &[u8]) -> Result<Objective, Failure> {
         let mut objective = Objective::new(cost_weight);
         if !allowed.is_empty() {
-            if allowed.len() != self.names.len() {
-                return Err(pointsman::Error::Shape(format!(
-                    "allowed holds {} flags for {} models",
-                    allowed.len(),
-                    self.names.len()
-                ))
-                .into());
-            }
-            let pool = self.router.models();
-            objective = objective.with_allowed(
-                (0..pool.len())
-                    .filter(|&m| allowed[m] != 0)
-                    .map(|m| pool.id(m)),
-            );
+            objective =
+                objective.with_allowed_mask(allowed.iter().map(|&a| a != 0).collect::<Vec<_>>());
         }
         Ok(objective)
     }
@@ -214,7 +219,7 @@ pub unsafe extern "C" fn pm_router_load(
         // SAFETY: forwarded from the caller.
         let path = unsafe { arg_str(path, "path") }?;
         let out = arg_out(out, "out")?;
-        let router = pm_router::new(pointsman::io::load_router(path)?)?;
+        let router = pm_router::new(pointsman::load_router(path)?)?;
         // SAFETY: `out` is non-NULL and aligned; writable per the caller.
         unsafe { out.write(Box::into_raw(Box::new(router))) };
         Ok(())

@@ -48,22 +48,24 @@ pub enum pm_status {
     PM_STATUS_IO = 18,
     /// The embedding model folder is missing or incomplete.
     PM_STATUS_MODEL_NOT_FOUND = 19,
-    /// The numeric backend failed, or a router produced a non-finite estimate.
+    /// The embedder's numeric backend failed.
     PM_STATUS_BACKEND = 20,
+    /// A router's numbers went wrong: a non-finite estimate from finite inputs, a training run
+    /// that diverged. A defect of the router or of its saved state, not of the query.
+    PM_STATUS_NUMERIC = 21,
     /// Reserved for the embedder functions: this build of libpointsman has no embedder (it was
     /// built without the `embed` feature).
     PM_STATUS_EMBEDDER_UNAVAILABLE = 30,
-    /// Reserved for the cascade session functions: the session has already reached its
-    /// decision, so it takes no further step.
+    /// A cascade session has already reached its decision (or was stopped), so it takes no
+    /// further step.
     PM_STATUS_SESSION_FINISHED = 40,
-    /// Reserved for the cascade session functions: feedback that does not match the step the
-    /// session proposed.
+    /// Feedback for a cascade session that does not match the step the session proposed.
     PM_STATUS_SESSION_OUT_OF_ORDER = 41,
-    /// Reserved for the cascade session functions: the budget is below the expected cost of the
-    /// first model the session would call (for a dynamic cascade, of the cheapest allowed one).
+    /// A budget below the expected cost of the first model that could be called (for a dynamic
+    /// cascade, of the cheapest allowed one).
     PM_STATUS_BUDGET_TOO_SMALL = 42,
-    /// Reserved for the cascade session functions: the session has not reached its decision
-    /// yet, so it has no result.
+    /// A cascade session has not reached its decision yet, so it has no result (or, for
+    /// `pm_cascade_stop`, no answer to use).
     PM_STATUS_SESSION_RUNNING = 43,
 }
 
@@ -82,6 +84,11 @@ pub(crate) fn status_of(kind: ErrorKind) -> pm_status {
         ErrorKind::Unsupported => PM_STATUS_UNSUPPORTED,
         ErrorKind::ModelNotFound => PM_STATUS_MODEL_NOT_FOUND,
         ErrorKind::Backend => PM_STATUS_BACKEND,
+        ErrorKind::Numeric => PM_STATUS_NUMERIC,
+        ErrorKind::BudgetTooSmall => PM_STATUS_BUDGET_TOO_SMALL,
+        ErrorKind::SessionFinished => PM_STATUS_SESSION_FINISHED,
+        ErrorKind::SessionOutOfOrder => PM_STATUS_SESSION_OUT_OF_ORDER,
+        ErrorKind::SessionRunning => PM_STATUS_SESSION_RUNNING,
         ErrorKind::Io => PM_STATUS_IO,
         // ErrorKind is non-exhaustive: a kind added to the core without a status here is still
         // reported, with its message, rather than mislabelled.
@@ -111,6 +118,7 @@ impl pm_status {
             PM_STATUS_IO => "IO\0",
             PM_STATUS_MODEL_NOT_FOUND => "MODEL_NOT_FOUND\0",
             PM_STATUS_BACKEND => "BACKEND\0",
+            PM_STATUS_NUMERIC => "NUMERIC\0",
             PM_STATUS_EMBEDDER_UNAVAILABLE => "EMBEDDER_UNAVAILABLE\0",
             PM_STATUS_SESSION_FINISHED => "SESSION_FINISHED\0",
             PM_STATUS_SESSION_OUT_OF_ORDER => "SESSION_OUT_OF_ORDER\0",
@@ -140,7 +148,7 @@ pub extern "C" fn pm_status_name(status: i32) -> *const c_char {
 }
 
 /// Every status, for [`pm_status_name`] and the tests.
-pub(crate) const ALL: [pm_status; 22] = {
+pub(crate) const ALL: [pm_status; 23] = {
     use pm_status::*;
     [
         PM_STATUS_OK,
@@ -160,6 +168,7 @@ pub(crate) const ALL: [pm_status; 22] = {
         PM_STATUS_IO,
         PM_STATUS_MODEL_NOT_FOUND,
         PM_STATUS_BACKEND,
+        PM_STATUS_NUMERIC,
         PM_STATUS_EMBEDDER_UNAVAILABLE,
         PM_STATUS_SESSION_FINISHED,
         PM_STATUS_SESSION_OUT_OF_ORDER,

@@ -73,7 +73,7 @@ fn saved_knn() -> (tempfile::TempDir, std::path::PathBuf, Arc<dyn Router>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("knn.safetensors");
     router.save(&path).unwrap();
-    let loaded = pointsman::io::load_router(&path).unwrap();
+    let loaded = pointsman::load_router(&path).unwrap().shared();
     (dir, path, loaded)
 }
 
@@ -94,7 +94,7 @@ fn load(path: &std::path::Path) -> *mut pm_router {
 
 /// Wraps a Rust router as C sees it.
 fn handle(router: Arc<dyn Router>) -> *mut pm_router {
-    Box::into_raw(Box::new(pm_router::new(router).unwrap()))
+    Box::into_raw(Box::new(pm_router::from_dyn(router).unwrap()))
 }
 
 /// The message of an error (and frees it); "" for NULL.
@@ -180,6 +180,36 @@ fn version_matches_the_package() {
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
 }
 
+/// Every kind of core error has a status of its own: C callers never get `PM_STATUS_OTHER` for
+/// an error the core names, and the binding re-checks nothing to tell them apart.
+#[test]
+fn every_error_kind_has_its_own_status() {
+    use crate::status::status_of;
+    use pointsman::ErrorKind as K;
+    let kinds = [
+        (K::Shape, PM_STATUS_SHAPE),
+        (K::InvalidFeatures, PM_STATUS_INVALID_FEATURES),
+        (K::EmbeddingMismatch, PM_STATUS_EMBEDDING_MISMATCH),
+        (K::UnknownModel, PM_STATUS_UNKNOWN_MODEL),
+        (K::Config, PM_STATUS_CONFIG),
+        (K::InvalidInput, PM_STATUS_INVALID_ARGUMENT),
+        (K::Format, PM_STATUS_FORMAT),
+        (K::UnsupportedVersion, PM_STATUS_UNSUPPORTED_VERSION),
+        (K::Unsupported, PM_STATUS_UNSUPPORTED),
+        (K::BudgetTooSmall, PM_STATUS_BUDGET_TOO_SMALL),
+        (K::SessionFinished, PM_STATUS_SESSION_FINISHED),
+        (K::SessionOutOfOrder, PM_STATUS_SESSION_OUT_OF_ORDER),
+        (K::SessionRunning, PM_STATUS_SESSION_RUNNING),
+        (K::Numeric, PM_STATUS_NUMERIC),
+        (K::ModelNotFound, PM_STATUS_MODEL_NOT_FOUND),
+        (K::Backend, PM_STATUS_BACKEND),
+        (K::Io, PM_STATUS_IO),
+    ];
+    for (kind, status) in kinds {
+        assert_eq!(status_of(kind), status, "{kind:?}");
+    }
+}
+
 /// The numbers are part of the ABI: changing one breaks every compiled caller.
 #[test]
 fn status_numbers_are_fixed() {
@@ -201,6 +231,7 @@ fn status_numbers_are_fixed() {
         (PM_STATUS_IO, 18, "IO"),
         (PM_STATUS_MODEL_NOT_FOUND, 19, "MODEL_NOT_FOUND"),
         (PM_STATUS_BACKEND, 20, "BACKEND"),
+        (PM_STATUS_NUMERIC, 21, "NUMERIC"),
         (PM_STATUS_EMBEDDER_UNAVAILABLE, 30, "EMBEDDER_UNAVAILABLE"),
         (PM_STATUS_SESSION_FINISHED, 40, "SESSION_FINISHED"),
         (PM_STATUS_SESSION_OUT_OF_ORDER, 41, "SESSION_OUT_OF_ORDER"),
@@ -1117,7 +1148,7 @@ fn every_embedder_entry_point_is_guarded() {
 }
 
 /// A dynamic cascade fitted on the synthetic split of `saved_knn`, saved and loaded.
-fn saved_cascade() -> (tempfile::TempDir, std::path::PathBuf, Arc<dyn Router>) {
+fn saved_cascade() -> (tempfile::TempDir, std::path::PathBuf, pointsman::AnyRouter) {
     use pointsman::routers::cascade::{CascadeConfig, CascadeRouter};
     let mut rng = Rng(11);
     let n = 300;
@@ -1137,7 +1168,7 @@ fn saved_cascade() -> (tempfile::TempDir, std::path::PathBuf, Arc<dyn Router>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cascade.safetensors");
     router.save(&path).unwrap();
-    let loaded = pointsman::io::load_router(&path).unwrap();
+    let loaded = pointsman::load_router(&path).unwrap();
     (dir, path, loaded)
 }
 

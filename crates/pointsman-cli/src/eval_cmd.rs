@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use pointsman::data::Dataset;
-use pointsman::eval::{self, PolicyOptions, Reference, Report, DEFAULT_SWEEP_POINTS};
-use pointsman::io::AtomicFile;
+use pointsman::eval::{self, EntrantOptions, Evaluation, Report, DEFAULT_SWEEP_POINTS};
+use pointsman::files::AtomicFile;
 
 use crate::output;
 use crate::plot;
@@ -85,7 +85,7 @@ fn load(path: &Path, progress: &Progress) -> Result<Dataset> {
 
 /// `pointsman eval`.
 pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
-    let names = eval::expand_policy_names(&args.routers);
+    let names = eval::expand_entrant_names(&args.routers);
     if names.is_empty() {
         bail!("--routers names no router");
     }
@@ -93,54 +93,40 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     eval::cascade::SimulatedJudge::new(args.judge_noise, args.seed)?;
     let mut ds = load(&args.data, progress)?;
     for name in &names {
-        eval::check_policy_name(name, ds.pool())?;
+        eval::check_entrant_name(name, ds.pool())?;
     }
-    let baseline = |n: &str| {
-        n == "oracle" || pointsman::routers::baseline::Baseline::from_name(n, 0).is_some()
-    };
-    if !names.iter().all(|n| baseline(n)) {
+    if names.iter().any(|n| eval::needs_embeddings(n)) {
         crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     }
     if ds.test().is_empty() {
         bail!("{}: the test split is empty", ds.dir().display());
     }
-    let reference = Reference::new(ds.train(), ds.test(), ds.weak_strong())?;
-    let options = PolicyOptions {
+    let options = EntrantOptions {
         seed: args.seed,
         sweep_points: args.points,
         judge_noise: args.judge_noise,
     };
+    let evaluation = Evaluation::of_dataset(&ds, options)?;
     let mut reports = Vec::new();
     let mut sweeps = Vec::new();
-    for name in &names {
-        let pb = progress.spinner(format!("{name}: fitting on train"));
-        let started = std::time::Instant::now();
-        let policy = eval::policy_by_name(name, ds.train(), &options)?;
-        let fitted = started.elapsed();
-        pb.set_message(format!("{name}: sweeping the test split"));
-        let sweep = policy.sweep(ds.test())?;
+    for (i, name) in names.iter().enumerate() {
+        let pb = progress.spinner(format!(
+            "[{}/{}] {name}: fitting on train, then sweeping the test split",
+            i + 1,
+            names.len()
+        ));
+        let evaluated = evaluation.evaluate_named(name)?;
         pb.finish_and_clear();
         tracing::info!(
             "{name}: fitted in {:.1} s, {} sweep points in {:.1} s",
-            fitted.as_secs_f64(),
-            sweep.len(),
-            (started.elapsed() - fitted).as_secs_f64()
+            evaluated.fit_seconds,
+            evaluated.sweep.len(),
+            evaluated.sweep_seconds
         );
-        reports.push(eval::evaluate_sweep(
-            name,
-            policy.reads_test_labels(),
-            &sweep,
-            ds.test(),
-            &reference,
-        )?);
-        sweeps.push((name.clone(), sweep));
+        reports.push(evaluated.report);
+        sweeps.push((name.clone(), evaluated.sweep));
     }
-    let report = Report {
-        dataset: ds.name().to_string(),
-        n_test: ds.test().len(),
-        reference,
-        policies: reports,
-    };
+    let report = evaluation.report(reports);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -167,8 +153,8 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
 
 fn write_report(report: &Report, out: &Path, command: &str) -> Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
-    pointsman::io::write_atomic(&out.join("report.json"), &json)?;
-    pointsman::io::write_atomic(
+    pointsman::files::write_atomic(&out.join("report.json"), &json)?;
+    pointsman::files::write_atomic(
         &out.join("report.md"),
         output::markdown(report, command).as_bytes(),
     )?;

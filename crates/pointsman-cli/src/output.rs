@@ -1,6 +1,6 @@
 //! Rendering reports: the terminal table and report.md.
 
-use pointsman::eval::{PolicyReport, Report};
+use pointsman::eval::{EntrantReport, Report};
 
 fn num(x: Option<f64>, digits: usize) -> String {
     match x {
@@ -9,7 +9,7 @@ fn num(x: Option<f64>, digits: usize) -> String {
     }
 }
 
-fn label(p: &PolicyReport) -> String {
+fn label(p: &EntrantReport) -> String {
     if p.reads_test_labels {
         format!("{} (reads test labels)", p.name)
     } else {
@@ -32,7 +32,7 @@ fn rows(report: &Report) -> Vec<Vec<String>> {
         header.extend(["APGR".into(), "CPT(50%)".into(), "CPT(80%)".into()]);
     }
     let mut out = vec![header];
-    for p in &report.policies {
+    for p in &report.entrants {
         let m = &p.metrics;
         let mut row = vec![
             label(p),

@@ -33,7 +33,7 @@ pub fn svg(report: &Report) -> Result<String> {
 /// Writes the SVG to `path` (atomically).
 pub fn write(report: &Report, path: &Path) -> Result<()> {
     let svg = svg(report)?;
-    pointsman::io::write_atomic(path, svg.as_bytes()).with_context(|| "writing the curve")?;
+    pointsman::files::write_atomic(path, svg.as_bytes()).with_context(|| "writing the curve")?;
     Ok(())
 }
 
@@ -59,7 +59,7 @@ where
         .iter()
         .map(|m| m.mean_quality)
         .collect();
-    for p in &report.policies {
+    for p in &report.entrants {
         xs.extend(p.curve.iter().map(|c| c.mean_cost));
         ys.extend(p.curve.iter().map(|c| c.mean_quality));
     }
@@ -89,7 +89,7 @@ where
         .x_label_formatter(&|x| format!("{x:.1e}"))
         .y_label_formatter(&|y| format!("{y:.2}"))
         .draw()?;
-    for (i, p) in report.policies.iter().enumerate() {
+    for (i, p) in report.entrants.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let mut pts: Vec<(f64, f64)> = p
             .curve
@@ -138,7 +138,8 @@ pub fn write_replay(report: &pointsman::replay::ReplayReport, path: &Path) -> Re
         root.present()
             .map_err(|e| anyhow!("drawing the replay: {e}"))?;
     }
-    pointsman::io::write_atomic(path, buf.as_bytes()).with_context(|| "writing the replay plot")?;
+    pointsman::files::write_atomic(path, buf.as_bytes())
+        .with_context(|| "writing the replay plot")?;
     Ok(())
 }
 

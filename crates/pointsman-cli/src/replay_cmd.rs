@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use pointsman::data::Dataset;
-use pointsman::io::AtomicFile;
+use pointsman::files::AtomicFile;
 use pointsman::replay::{self, CostWeights, Drift, ReplayReport, Stream};
 
 use crate::progress::Progress;
@@ -104,11 +104,11 @@ pub fn replay(args: &ReplayArgs, progress: &Progress) -> Result<()> {
     }
     file.commit()?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    pointsman::io::write_atomic(
+    pointsman::files::write_atomic(
         &args.out.join("report.json"),
         &serde_json::to_vec_pretty(&report)?,
     )?;
-    pointsman::io::write_atomic(
+    pointsman::files::write_atomic(
         &args.out.join("report.md"),
         markdown(&report, args.seed, &command).as_bytes(),
     )?;

@@ -48,9 +48,9 @@ struct Query {
 
 /// `pointsman route`.
 pub fn route(args: &RouteArgs) -> Result<()> {
-    let router = pointsman::io::load_router(&args.router)?;
+    let router = pointsman::load_router(&args.router)?;
     let mut objective = Objective::new(args.cost_weight);
-    objective.allowed = args.allowed.clone();
+    objective.allowed = args.allowed.clone().map(pointsman::Allowed::Ids);
     objective.resolve(router.models())?;
     let mut embedder: Option<pointsman::embed::Embedder> = None;
     let stdin = std::io::stdin();

@@ -1,10 +1,11 @@
-//! `pointsman train`: fit a router on a dataset's train split and save it.
+//! `pointsman train`: fit a router of any kind on a dataset's train split and save it.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use pointsman::data::Dataset;
-use pointsman::Router;
+use pointsman::registry::{AnyRouter, FitOptions, RouterConfig, RouterSpec};
+use pointsman::tuning::SearchReport;
 
 use crate::progress::Progress;
 
@@ -15,20 +16,28 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
-    /// The router kind: knn or mf.
-    #[arg(long, value_name = "KIND")]
+    /// The router kind (see `pointsman train --help` for the list): knn and mf are fitted by a
+    /// cross-validated search, cascade by a leave-one-out search with a simulated judge, the
+    /// bandits are warm-started from the train split, the baselines take its means;
+    /// fixed:<model id> always picks that model.
+    #[arg(long, value_name = "KIND", long_help = kinds_help())]
     pub router: String,
 
     /// Where to save the router (one .safetensors file).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 
-    /// Seed of the search's folds and of training.
+    /// Seed of the search's folds, of training and of random draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Skip the cross-validated search and use this JSON config (fields not given keep their
-    /// defaults), e.g. '{"k": 50, "same_task": true}'.
+    /// Error rate of the simulated judge the cascade is tuned with (the datasets carry no
+    /// confidences).
+    #[arg(long, default_value_t = pointsman::routers::cascade::DEFAULT_JUDGE_NOISE, value_name = "EPS")]
+    pub judge_noise: f64,
+
+    /// Skip the search and fit this JSON config (fields not given keep their defaults), e.g.
+    /// '{"k": 50, "same_task": true}'; the search prints its candidates in this form.
     #[arg(long, value_name = "JSON")]
     pub config: Option<String>,
 
@@ -38,127 +47,99 @@ pub struct TrainArgs {
     pub model: crate::embed_cmd::ModelArgs,
 }
 
+/// The kinds, one per line, for `--help`.
+fn kinds_help() -> String {
+    let mut s = String::from("The router kind:\n");
+    for kind in pointsman::RouterKind::ALL {
+        let name = match kind {
+            pointsman::RouterKind::Fixed => format!("{kind}:<model id>"),
+            _ => kind.to_string(),
+        };
+        s.push_str(&format!("  {name:<22} {}\n", kind.summary()));
+    }
+    s
+}
+
 /// `pointsman train`.
 pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
+    let spec = RouterSpec::parse(&args.router)?;
+    if let RouterSpec::File(_) = spec {
+        anyhow::bail!(
+            "--router names a kind to train, not a saved file: {}",
+            args.router
+        );
+    }
+    let config = match (&spec, &args.config) {
+        (RouterSpec::Fixed(model), _) => Some(RouterConfig::Baseline(
+            pointsman::routers::baseline::Baseline::Fixed {
+                model: model.clone(),
+            },
+        )),
+        (RouterSpec::Kind(kind), Some(json)) => Some(RouterConfig::parse(*kind, json, args.seed)?),
+        _ => None,
+    };
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
+    spec.check(ds.pool())?;
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
+    let what = match (&spec, &config) {
+        (RouterSpec::Kind(k), None) if k.family() != pointsman::registry::Family::Baseline => {
+            "searching"
+        }
+        _ => "fitting",
+    };
     let pb = progress.spinner(format!(
-        "training {} on {} train queries",
+        "{what} {} on {} train queries",
         args.router,
         ds.train().len()
     ));
     let started = std::time::Instant::now();
-    let parse = |json: &str| -> Result<serde_json::Value> {
-        serde_json::from_str(json)
-            .map_err(|e| pointsman::Error::Config(format!("--config is not JSON: {e}")).into())
-    };
-    let (router, search): (Box<dyn Router>, Option<String>) = match args.router.as_str() {
-        "knn" => {
-            use pointsman::routers::knn::{KnnConfig, KnnRouter, KnnSearch};
-            match &args.config {
-                Some(json) => {
-                    let config: KnnConfig = serde_json::from_value(parse(json)?)
-                        .map_err(|e| pointsman::Error::Config(format!("knn config: {e}")))?;
-                    (Box::new(KnnRouter::fit(ds.train(), &config)?), None)
-                }
-                None => {
-                    let search = KnnSearch {
-                        seed: args.seed,
-                        ..Default::default()
-                    };
-                    let (r, report) = KnnRouter::tune(ds.train(), &KnnConfig::default(), &search)?;
-                    let lines = report
-                        .trials
-                        .iter()
-                        .take(10)
-                        .map(|t| {
-                            format!(
-                                "  {:.4}  k={} weighting={:?} shrinkage={} prior={:?} same_task={}",
-                                t.score,
-                                t.config.k,
-                                t.config.weighting,
-                                t.config.shrinkage,
-                                t.config.prior,
-                                t.config.same_task
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    (
-                        Box::new(r),
-                        Some(format!(
-                            "search: {} configurations, {} over {} folds of the train split ({:.1} s); best 10:\n{lines}",
-                            report.trials.len(),
-                            report.criterion,
-                            report.folds,
-                            report.seconds
-                        )),
-                    )
-                }
-            }
+    let (router, search) = match config {
+        Some(config) => (AnyRouter::fit_config(&config, ds.train())?, None),
+        None => {
+            let options = FitOptions {
+                seed: args.seed,
+                judge_noise: args.judge_noise,
+                ..Default::default()
+            };
+            let kind = spec.kind().expect("a kind: files are refused above");
+            let fitted = AnyRouter::fit(kind, ds.train(), &options)?;
+            (fitted.router, fitted.search)
         }
-        "mf" => {
-            use pointsman::routers::mf::{MfConfig, MfRouter, MfSearch};
-            match &args.config {
-                Some(json) => {
-                    let mut config: MfConfig = serde_json::from_value(parse(json)?)
-                        .map_err(|e| pointsman::Error::Config(format!("mf config: {e}")))?;
-                    if !json.contains("\"seed\"") {
-                        config.seed = args.seed;
-                    }
-                    (Box::new(MfRouter::fit(ds.train(), &config)?), None)
-                }
-                None => {
-                    let base = MfConfig {
-                        seed: args.seed,
-                        ..Default::default()
-                    };
-                    let search = MfSearch {
-                        seed: args.seed,
-                        ..Default::default()
-                    };
-                    let (r, report) = MfRouter::tune(ds.train(), &base, &search)?;
-                    let lines = report
-                        .trials
-                        .iter()
-                        .map(|t| {
-                            format!(
-                                "  {:.4}  dim={} learning_rate={}",
-                                t.score, t.config.dim, t.config.learning_rate
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    (
-                        Box::new(r),
-                        Some(format!(
-                            "search: {} configurations, {} over {} folds of the train split ({:.1} s):\n{lines}",
-                            report.trials.len(),
-                            report.criterion,
-                            report.folds,
-                            report.seconds
-                        )),
-                    )
-                }
-            }
-        }
-        other => bail!("unknown router kind {other:?} for training (known: knn, mf)"),
     };
     pb.finish_and_clear();
     router.save(&args.out)?;
-    if let Some(s) = search {
-        println!("{s}");
+    if let Some(s) = &search {
+        print!("{}", search_table(s));
     }
-    let saved = router.to_saved()?;
     println!(
         "trained {} on {} queries in {:.1} s; config {}",
         router.kind(),
         ds.train().len(),
         started.elapsed().as_secs_f64(),
-        serde_json::to_string(&saved.config)?
+        router.to_saved()?.config
     );
     println!("saved {}", args.out.display());
     Ok(())
+}
+
+/// The search's settings, best first (at most ten), each as the JSON `--config` accepts (the
+/// fields that differ from the kind's defaults).
+fn search_table(s: &SearchReport<RouterConfig>) -> String {
+    let how = match s.validation {
+        pointsman::tuning::Validation::KFold { folds } => format!("over {folds} folds"),
+        pointsman::tuning::Validation::LeaveOneOut => "leave-one-out".to_string(),
+    };
+    let mut out = format!(
+        "search: {} settings by {} {how} of the train split ({:.1} s); best {}:\n",
+        s.trials.len(),
+        s.describe(),
+        s.seconds,
+        s.trials.len().min(10)
+    );
+    for t in s.trials.iter().take(10) {
+        out.push_str(&format!("  {:.4}  {}\n", t.score, t.config.changes()));
+    }
+    out
 }

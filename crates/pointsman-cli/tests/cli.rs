@@ -73,7 +73,7 @@ fn eval_and_recompute(name: &str) {
     let stats = json(&data.join("stats.json"));
     let t = &stats["test_split"];
     let policy = |n: &str| {
-        report["policies"]
+        report["entrants"]
             .as_array()
             .unwrap()
             .iter()
@@ -132,7 +132,7 @@ fn eval_and_recompute(name: &str) {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let recomputed = json(&again.join("report.json"));
-    assert_eq!(recomputed["policies"], report["policies"]);
+    assert_eq!(recomputed["entrants"], report["entrants"]);
     assert_eq!(recomputed["reference"], report["reference"]);
 }
 
@@ -292,6 +292,75 @@ fn pointsman_stdin(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `pointsman train --router <kind>` works for every kind the registry knows (searches skipped
+/// with `--config` to keep it quick; the searches have their own tests), and the file it writes
+/// routes through `pointsman route`.
+#[test]
+fn train_every_kind_then_route() {
+    let Some(root) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = root.join("llmrouter_dc");
+    let ds = pointsman::data::Dataset::load(&data).unwrap();
+    let row = &ds.test().embeddings()[..384];
+    let line = serde_json::json!({"id": "q", "embedding": row}).to_string();
+    for kind in pointsman::RouterKind::ALL {
+        let name = match kind {
+            pointsman::RouterKind::Fixed => "fixed:gemma-2-9b-it".to_string(),
+            _ => kind.to_string(),
+        };
+        let file = tmp.path().join(format!("{kind}.safetensors"));
+        let mut args = vec![
+            "train".to_string(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--router".into(),
+            name.clone(),
+            "--out".into(),
+            file.to_str().unwrap().into(),
+            "-q".into(),
+        ];
+        let quick = match kind {
+            pointsman::RouterKind::Knn => Some(r#"{"k": 20}"#),
+            pointsman::RouterKind::Mf => Some(r#"{"dim": 8, "max_epochs": 3}"#),
+            pointsman::RouterKind::Cascade => Some(r#"{"estimator": {"k": 20}}"#),
+            _ => None,
+        };
+        if let Some(config) = quick {
+            args.extend(["--config".to_string(), config.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = pointsman(&args);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains(&format!("trained {kind} on 5489 queries")),
+            "{stdout}"
+        );
+        let o = pointsman_stdin(&["route", "--router", file.to_str().unwrap()], &line);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(d["model_id"].is_string(), "{name}: {d}");
+    }
+    let e = stderr_line(&pointsman(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--router",
+        "fixed",
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]));
+    assert!(e.contains("fixed:<model id>"), "{e}");
+}
+
 #[test]
 fn train_then_route_json_lines() {
     let Some(root) = data_dir() else { return };
@@ -412,7 +481,7 @@ fn train_then_route_json_lines() {
         "--out",
         r,
     ]));
-    assert!(line2.contains("unknown router kind \"forest\""), "{line2}");
+    assert!(line2.contains("unknown router \"forest\""), "{line2}");
 }
 
 /// `--model-dir <dir>` when the embedding model is installed (empty when it is found at its default
@@ -512,7 +581,7 @@ fn embed_a_dataset_and_eval_one_without_embeddings() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cached = pointsman::data::npy::read(&fresh.join("fresh.minilm_l6_v2.f16.npy")).unwrap();
     assert_eq!(cached.data, ours.data);
-    assert!(json(&out.join("report.json"))["policies"][1]["metrics"]["aiq"].is_number());
+    assert!(json(&out.join("report.json"))["entrants"][1]["metrics"]["aiq"].is_number());
 }
 
 #[test]
@@ -733,10 +802,10 @@ fn eval_cascade_with_a_simulated_judge_records_every_invocation() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report = json(&out.join("report.json"));
     assert_eq!(
-        json(&again.join("report.json"))["policies"],
-        report["policies"]
+        json(&again.join("report.json"))["entrants"],
+        report["entrants"]
     );
-    let cascade = &report["policies"][0];
+    let cascade = &report["entrants"][0];
     assert_eq!(cascade["name"], "cascade");
     assert!(cascade["metrics"]["quality_at_cheap_share"]
         .as_f64()

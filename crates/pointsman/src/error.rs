@@ -59,10 +59,10 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
-    /// A cascade session's budget is below the expected cost of the first call it could make
-    /// (kind [`ErrorKind::InvalidInput`]).
+    /// A budget below the expected cost of the first call that could be made: a cascade
+    /// session's budget, or a spend limit that no allowed model fits.
     #[error(
-        "invalid input: budget {budget:e} USD is below the expected cost {cost:e} USD of the {role} {model:?}"
+        "budget {budget:e} USD is below the expected cost {cost:e} USD of the {role} {model:?}"
     )]
     BudgetTooSmall {
         /// The budget, USD.
@@ -101,6 +101,36 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
+    /// A cascade session that has reached its decision (or was stopped) was asked for another
+    /// step.
+    #[error("the cascade session has ended{0}: start a new session")]
+    SessionFinished(String),
+
+    /// A cascade session was told about a model other than the one it asked for.
+    #[error(
+        "observed model #{got} ({got_id:?}), but the cascade asked for #{expected} ({expected_id:?})"
+    )]
+    SessionOutOfOrder {
+        /// The model the session asked for.
+        expected: usize,
+        /// Its id.
+        expected_id: String,
+        /// The model observed.
+        got: usize,
+        /// Its id.
+        got_id: String,
+    },
+
+    /// A cascade session was asked for its outcome before it reached a decision.
+    #[error("the cascade session has not decided yet: {0}")]
+    SessionRunning(String),
+
+    /// A router's numbers went wrong: a non-finite estimate from finite inputs, a matrix that
+    /// lost positive definiteness. A defect of the router or of its saved state, not of the
+    /// query.
+    #[error("numeric failure: {0}")]
+    Numeric(String),
+
     /// The embedding model folder is missing or incomplete.
     #[error("embedding model not found at {}: {hint}", path.display())]
     ModelNotFound {
@@ -110,7 +140,7 @@ pub enum Error {
         hint: String,
     },
 
-    /// The numeric backend (candle) failed.
+    /// The embedder's numeric backend (candle) failed.
     #[error("embedding backend: {0}")]
     Backend(String),
 
@@ -154,6 +184,16 @@ pub enum ErrorKind {
     UnsupportedVersion,
     /// [`Error::Unsupported`].
     Unsupported,
+    /// [`Error::BudgetTooSmall`].
+    BudgetTooSmall,
+    /// [`Error::SessionFinished`].
+    SessionFinished,
+    /// [`Error::SessionOutOfOrder`].
+    SessionOutOfOrder,
+    /// [`Error::SessionRunning`].
+    SessionRunning,
+    /// [`Error::Numeric`].
+    Numeric,
     /// [`Error::ModelNotFound`].
     ModelNotFound,
     /// [`Error::Backend`].
@@ -171,7 +211,12 @@ impl Error {
             Error::EmbeddingMismatch { .. } => ErrorKind::EmbeddingMismatch,
             Error::UnknownModel(_) => ErrorKind::UnknownModel,
             Error::Config(_) => ErrorKind::Config,
-            Error::InvalidInput(_) | Error::BudgetTooSmall { .. } => ErrorKind::InvalidInput,
+            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::BudgetTooSmall { .. } => ErrorKind::BudgetTooSmall,
+            Error::SessionFinished(_) => ErrorKind::SessionFinished,
+            Error::SessionOutOfOrder { .. } => ErrorKind::SessionOutOfOrder,
+            Error::SessionRunning(_) => ErrorKind::SessionRunning,
+            Error::Numeric(_) => ErrorKind::Numeric,
             Error::Format { .. } => ErrorKind::Format,
             Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
             Error::Unsupported(_) => ErrorKind::Unsupported,

@@ -25,36 +25,22 @@
 //! let ds = Dataset::load("../shared/data/llmrouter_dc")?;
 //! let stream = Stream::from_dataset(&ds, 0)?;
 //! let learner = replay::learner_by_name("cluster-ucb", ds.pool(), stream.dim(), None, 0)?;
-//! let run = replay::run(learner.router.as_ref(), &stream, &CostWeights::Fixed(0.0))?;
+//! let run = replay::run(learner.router(), &stream, &CostWeights::Fixed(0.0))?;
 //! let report = replay::ReplayReport::new(ds.name(), &stream, 0.0, &[("cluster-ucb".into(), run)], 500)?;
 //! println!("{:.4}", report.routers[0].mean_utility_second_half);
 //! # Ok::<(), pointsman::Error>(())
 //! ```
-
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::features::QueryFeatures;
-use crate::io::{RouterConfig, SavedRouter};
+use crate::kind::RouterKind;
 use crate::pool::ModelPool;
+use crate::registry::{AnyLearner, AnyRouter, RouterSpec};
 use crate::rng::SplitMix64;
 use crate::router::{Feedback, Objective, Router};
-use crate::routers::bandit::{
-    BanditRouter, ClusterUcbConfig, ClusterUcbRouter, KnnUcbConfig, KnnUcbRouter, Learned,
-    LinTsRouter, LinUcbRouter, LinearConfig,
-};
-
-/// The learners [`learner_by_name`] knows.
-pub const LEARNER_NAMES: &[&str] = &[
-    "linucb",
-    "thompson",
-    "knn-ucb",
-    "cluster-ucb",
-    "file:<saved learner>",
-];
 
 /// From a step on, one model scores 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,118 +359,68 @@ pub fn learn(router: &dyn Router, split: &Split, seed: u64, weights: &CostWeight
     run(router, &Stream::from_split(split, seed)?, weights)
 }
 
-/// A learner made by name: the router that explores, and a handle on the same learned state
-/// that routes greedily (without exploration).
-#[derive(Debug, Clone)]
-pub struct NamedLearner {
-    /// The exploring router.
-    pub router: Arc<dyn Router>,
-    /// The greedy view of the same state.
-    pub greedy: Arc<dyn Router>,
-}
-
-impl NamedLearner {
-    fn of<L: Learned>(r: BanditRouter<L>) -> NamedLearner {
-        NamedLearner {
-            greedy: Arc::new(r.greedy()),
-            router: Arc::new(r.exploring()),
-        }
-    }
-}
-
-/// A saved learner, with its greedy view.
+/// Checks that `name` names a learner kind (`linucb`, `thompson`, `knn-ucb`, `cluster-ucb`) or
+/// an existing saved router (`file:<path>`), without building anything.
 ///
 /// # Errors
 ///
-/// [`Error::Unsupported`] for a saved router that does not learn; loading errors.
-pub fn learner_from_saved(saved: SavedRouter) -> Result<NamedLearner> {
-    Ok(match saved.config.clone() {
-        RouterConfig::Linucb(c) => NamedLearner::of(LinUcbRouter::from_saved(c, saved)?),
-        RouterConfig::Thompson(c) => NamedLearner::of(LinTsRouter::from_saved(c, saved)?),
-        RouterConfig::KnnUcb(c) => NamedLearner::of(KnnUcbRouter::from_saved(c, saved)?),
-        RouterConfig::ClusterUcb(c) => NamedLearner::of(ClusterUcbRouter::from_saved(c, saved)?),
-        other => {
-            return Err(Error::Unsupported(format!(
-                "a saved {:?} router does not learn from feedback",
-                serde_json::to_value(&other)
-                    .ok()
-                    .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-                    .unwrap_or_default()
-            )))
-        }
-    })
-}
-
-/// Whether `name` is one of [`LEARNER_NAMES`] (`file:<path>` checks that the file exists).
-///
-/// # Errors
-///
-/// [`Error::InvalidInput`] listing the known names; [`Error::Io`] for a missing file.
+/// [`Error::InvalidInput`] listing the learners; [`Error::Io`] for a missing file.
 pub fn check_learner_name(name: &str) -> Result<()> {
-    if let Some(path) = name.strip_prefix("file:") {
-        return std::fs::metadata(path)
+    match RouterSpec::parse(name) {
+        Ok(RouterSpec::Kind(k)) if k.is_learner() => Ok(()),
+        Ok(RouterSpec::File(path)) => std::fs::metadata(&path)
             .map(|_| ())
-            .map_err(|e| Error::io(path, e));
-    }
-    if LEARNER_NAMES[..4].contains(&name) {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!(
-            "unknown learner {name:?} (known: {})",
-            LEARNER_NAMES.join(", ")
-        )))
+            .map_err(|e| Error::io(path, e)),
+        _ => Err(Error::InvalidInput(format!(
+            "unknown learner {name:?} (known: {}, {}<saved learner>)",
+            RouterKind::ALL
+                .iter()
+                .filter(|k| k.is_learner())
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            RouterSpec::FILE_PREFIX
+        ))),
     }
 }
 
-/// A cold learner called `name` (one of [`LEARNER_NAMES`]) with its default configuration for
-/// the models of `pool` and `dim`-dimensional embeddings; `seed` seeds its random draws
-/// (Thompson sampling). `file:<path>` loads a saved learner, with the state it saved.
+/// The learner called `name`: a cold learner of that kind with its default configuration for
+/// the models of `pool` and `dim`-dimensional embeddings (`seed` seeds its draws), or, for
+/// `file:<path>`, a saved learner with the state it saved. The handle explores; its
+/// [`AnyLearner::greedy`] twin shares its state.
 ///
 /// # Errors
 ///
-/// As [`check_learner_name`]; loading errors; [`Error::Config`] from the constructors.
+/// As [`check_learner_name`]; loading errors; [`Error::Unsupported`] for a saved router that
+/// does not learn; [`Error::Config`] from the constructors.
 pub fn learner_by_name(
     name: &str,
     pool: &ModelPool,
     dim: usize,
     embedding_model: Option<&str>,
     seed: u64,
-) -> Result<NamedLearner> {
+) -> Result<AnyLearner> {
     check_learner_name(name)?;
-    if let Some(path) = name.strip_prefix("file:") {
-        let path = std::path::Path::new(path);
-        return learner_from_saved(SavedRouter::load(path)?);
+    match RouterSpec::parse(name)? {
+        RouterSpec::File(path) => {
+            let router = AnyRouter::load(&path)?;
+            router.as_learner().cloned().ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{}: a saved {} router does not learn from feedback",
+                    path.display(),
+                    router.kind()
+                ))
+            })
+        }
+        spec => Ok(AnyLearner::cold(
+            spec.kind().expect("a kind, checked above"),
+            pool,
+            dim,
+            embedding_model,
+            seed,
+        )?
+        .exploring()),
     }
-    let pool = pool.clone();
-    Ok(match name {
-        "linucb" => NamedLearner::of(LinUcbRouter::new(
-            pool,
-            dim,
-            embedding_model,
-            LinearConfig::default(),
-        )?),
-        "thompson" => NamedLearner::of(LinTsRouter::new(
-            pool,
-            dim,
-            embedding_model,
-            LinearConfig {
-                seed,
-                ..LinearConfig::thompson()
-            },
-        )?),
-        "knn-ucb" => NamedLearner::of(KnnUcbRouter::new(
-            pool,
-            dim,
-            embedding_model,
-            KnnUcbConfig::default(),
-        )?),
-        _ => NamedLearner::of(ClusterUcbRouter::new(
-            pool,
-            dim,
-            embedding_model,
-            ClusterUcbConfig::default(),
-        )?),
-    })
 }
 
 /// Replays `stream` through a cold learner per name (see [`learner_by_name`]; `seed` seeds their
@@ -513,46 +449,9 @@ pub fn run_named(
                 stream.embedding_model.as_deref(),
                 seed,
             )?;
-            Ok((name.clone(), run(l.router.as_ref(), stream, weights)?))
+            Ok((name.clone(), run(l.router(), stream, weights)?))
         })
         .collect()
-}
-
-/// The offline evaluation of a learner: a cold learner called `name` learns from the labelled
-/// `train` split with partial feedback only (a replay in the order seeded by `options.seed`, at
-/// [`CostWeights::Mixed`] cost weights), and is evaluated greedily (without exploration), swept
-/// over the cost weight like any router.
-///
-/// # Errors
-///
-/// As [`learner_by_name`] and [`learn`].
-pub fn learned_policy(
-    name: &str,
-    train: &Split,
-    options: &crate::eval::PolicyOptions,
-) -> Result<Box<dyn crate::eval::Policy>> {
-    let l = learner_by_name(
-        name,
-        train.pool(),
-        train.dim(),
-        train.embedding_model(),
-        options.seed,
-    )?;
-    let run = learn(
-        l.router.as_ref(),
-        train,
-        options.seed,
-        &CostWeights::Mixed { seed: options.seed },
-    )?;
-    tracing::info!(
-        "{name}: learned from {} partial-feedback steps over the {} split in {:.1} s",
-        run.choices.len(),
-        train.name(),
-        run.seconds
-    );
-    Ok(Box::new(
-        crate::eval::RouterPolicy::new(name, l.greedy).with_points(options.sweep_points),
-    ))
 }
 
 /// One line of `replay.jsonl`: the model a router chose at one step.
@@ -1008,13 +907,13 @@ mod tests {
         assert_eq!(ids, split.ids());
         assert_ne!(stream.ids(), split.ids());
         let learner = learner_by_name("cluster-ucb", split.pool(), 3, None, 0).unwrap();
-        let run1 = run(learner.router.as_ref(), &stream, &CostWeights::Fixed(0.0)).unwrap();
+        let run1 = run(learner.router(), &stream, &CostWeights::Fixed(0.0)).unwrap();
         assert_eq!(run1.choices.len(), 400);
-        let l = learner.router.as_learner().unwrap();
+        let l = learner.learner();
         assert_eq!(l.observations(), 400);
         // Deterministic: a fresh learner makes the same choices.
         let again = learner_by_name("cluster-ucb", split.pool(), 3, None, 0).unwrap();
-        let run2 = run(again.router.as_ref(), &stream, &CostWeights::Fixed(0.0)).unwrap();
+        let run2 = run(again.router(), &stream, &CostWeights::Fixed(0.0)).unwrap();
         assert_eq!(run1.choices, run2.choices);
         let fixed_good = Run {
             choices: vec![1; 400],
@@ -1058,15 +957,9 @@ mod tests {
         let split = split();
         for name in ["linucb", "thompson", "knn-ucb", "cluster-ucb"] {
             let l = learner_by_name(name, split.pool(), 3, None, 1).unwrap();
-            assert_eq!(l.router.kind(), name);
-            learn(
-                l.router.as_ref(),
-                &split,
-                2,
-                &CostWeights::Mixed { seed: 2 },
-            )
-            .unwrap();
-            assert_eq!(l.greedy.as_learner().unwrap().observations(), 400);
+            assert_eq!(l.router().kind(), name);
+            learn(l.router(), &split, 2, &CostWeights::Mixed { seed: 2 }).unwrap();
+            assert_eq!(l.greedy().observations(), 400);
         }
         let e = learner_by_name("bandit", split.pool(), 3, None, 0).unwrap_err();
         assert!(e.to_string().contains("unknown learner \"bandit\""), "{e}");
@@ -1092,9 +985,9 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::Unsupported);
         // A saved learner resumes with its state.
         let l = learner_by_name("knn-ucb", split.pool(), 3, None, 0).unwrap();
-        learn(l.router.as_ref(), &split, 0, &CostWeights::Fixed(0.0)).unwrap();
+        learn(l.router(), &split, 0, &CostWeights::Fixed(0.0)).unwrap();
         let path = dir.path().join("knn.safetensors");
-        l.router.save(&path).unwrap();
+        l.save(&path).unwrap();
         let back = learner_by_name(
             &format!("file:{}", path.display()),
             split.pool(),
@@ -1103,6 +996,6 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(back.router.as_learner().unwrap().observations(), 400);
+        assert_eq!(back.observations(), 400);
     }
 }

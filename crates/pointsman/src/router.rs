@@ -18,6 +18,16 @@ use crate::error::{Error, Result};
 use crate::features::{FeatureBatch, QueryFeatures};
 use crate::pool::ModelPool;
 
+/// Which models a call may choose: by id, or one flag per model of the router's pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Allowed {
+    /// These model ids.
+    Ids(Vec<String>),
+    /// One flag per model, in the order of the router's pool (`true`: may be chosen).
+    Mask(Vec<bool>),
+}
+
 /// What a routing call optimises: the cost weight, and optionally which models may be chosen.
 ///
 /// # Example
@@ -26,13 +36,15 @@ use crate::pool::ModelPool;
 /// use pointsman::Objective;
 /// let cheap = Objective::new(500.0).with_allowed(["gemma-2-9b-it", "qwen2.5-7b-instruct"]);
 /// assert_eq!(cheap.cost_weight, 500.0);
+/// let first_two = Objective::new(0.0).with_allowed_mask(vec![true, true, false]);
+/// # let _ = first_two;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
     /// Quality points given up per USD of expected cost; 0 picks the best expected quality.
     pub cost_weight: f64,
-    /// When set, only these model ids may be chosen.
-    pub allowed: Option<Vec<String>>,
+    /// When set, only these models may be chosen.
+    pub allowed: Option<Allowed>,
 }
 
 impl Objective {
@@ -50,7 +62,14 @@ impl Objective {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.allowed = Some(ids.into_iter().map(Into::into).collect());
+        self.allowed = Some(Allowed::Ids(ids.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Restricts the choice to the models whose flag in `mask` (one per model of the router's
+    /// pool, in pool order) is `true`.
+    pub fn with_allowed_mask(mut self, mask: impl Into<Vec<bool>>) -> Self {
+        self.allowed = Some(Allowed::Mask(mask.into()));
         self
     }
 
@@ -59,8 +78,9 @@ impl Objective {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a negative or non-finite cost weight or an empty allowed set;
-    /// [`Error::UnknownModel`] for an allowed id that is not in the pool.
+    /// [`Error::Config`] for a negative or non-finite cost weight or an allowed set that allows
+    /// no model; [`Error::UnknownModel`] for an allowed id that is not in the pool;
+    /// [`Error::Shape`] for a mask whose length is not the pool's.
     pub fn resolve(&self, pool: &ModelPool) -> Result<Option<Vec<bool>>> {
         if !self.cost_weight.is_finite() || self.cost_weight < 0.0 {
             return Err(Error::Config(format!(
@@ -68,17 +88,32 @@ impl Objective {
                 self.cost_weight
             )));
         }
-        let Some(allowed) = &self.allowed else {
-            return Ok(None);
-        };
-        if allowed.is_empty() {
-            return Err(Error::Config("the allowed model list is empty".into()));
+        match &self.allowed {
+            None => Ok(None),
+            Some(Allowed::Ids(ids)) => {
+                if ids.is_empty() {
+                    return Err(Error::Config("the allowed model list is empty".into()));
+                }
+                let mut mask = vec![false; pool.len()];
+                for id in ids {
+                    mask[pool.index_of(id)?] = true;
+                }
+                Ok(Some(mask))
+            }
+            Some(Allowed::Mask(mask)) => {
+                if mask.len() != pool.len() {
+                    return Err(Error::Shape(format!(
+                        "allowed holds {} flags for {} models",
+                        mask.len(),
+                        pool.len()
+                    )));
+                }
+                if !mask.contains(&true) {
+                    return Err(Error::Config("the allowed mask allows no model".into()));
+                }
+                Ok(Some(mask.clone()))
+            }
         }
-        let mut mask = vec![false; pool.len()];
-        for id in allowed {
-            mask[pool.index_of(id)?] = true;
-        }
-        Ok(Some(mask))
     }
 }
 
@@ -164,7 +199,7 @@ impl Estimates {
             .position(|v| !v.is_finite());
         match bad {
             None => Ok(()),
-            Some(i) => Err(Error::Backend(format!(
+            Some(i) => Err(Error::Numeric(format!(
                 "{what} produced a non-finite estimate at position {i}"
             ))),
         }
@@ -340,12 +375,12 @@ pub trait Router: Send + Sync + std::fmt::Debug {
         }
     }
 
-    /// The router in its saved form (see [`crate::io`]).
+    /// The router in its saved form (see [`crate::saved`]).
     ///
     /// # Errors
     ///
     /// [`Error::Unsupported`] for routers that cannot be saved.
-    fn to_saved(&self) -> Result<crate::io::SavedRouter> {
+    fn to_saved(&self) -> Result<crate::saved::SavedRouter> {
         Err(Error::Unsupported(format!(
             "saving a {} router",
             self.kind()
@@ -363,12 +398,6 @@ pub trait Router: Send + Sync + std::fmt::Debug {
 
     /// This router as a [`Learner`], if it learns from feedback.
     fn as_learner(&self) -> Option<&dyn Learner> {
-        None
-    }
-
-    /// This router as a cascade, whose sessions decide after each answer (see
-    /// [`crate::routers::cascade`]), if it is one.
-    fn as_cascade(&self) -> Option<&crate::routers::cascade::CascadeRouter> {
         None
     }
 

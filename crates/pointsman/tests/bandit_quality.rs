@@ -6,7 +6,7 @@ mod common;
 use std::time::Instant;
 
 use pointsman::data::Dataset;
-use pointsman::eval::{policy_by_name, PolicyOptions, Reference};
+use pointsman::eval::{EntrantOptions, Evaluation};
 use pointsman::replay::{run_named, CostWeights, Drift, ReplayReport, Stream};
 
 const NEMOTRON: &str = "llama-3.1-nemotron-51b-instruct";
@@ -94,15 +94,12 @@ fn llmrouter_dc_bandit_learned_on_train_partial_feedback() {
         return;
     };
     let ds = Dataset::load(root.join("llmrouter_dc")).unwrap();
-    let reference = Reference::new(ds.train(), ds.test(), ds.weak_strong()).unwrap();
+    let evaluation = Evaluation::of_dataset(&ds, EntrantOptions::default()).unwrap();
     // Acceptance 3: a replay over the train split (partial feedback only), then greedy on test:
     // AIQ ≥ 0.55 (zero router 0.528; docs/results.md: linucb 0.5568, knn-ucb 0.5528).
     let mut best = 0.0f64;
     for name in ["linucb", "knn-ucb"] {
-        let policy = policy_by_name(name, ds.train(), &PolicyOptions::default()).unwrap();
-        let sweep = policy.sweep(ds.test()).unwrap();
-        let report =
-            pointsman::eval::evaluate_sweep(name, false, &sweep, ds.test(), &reference).unwrap();
+        let report = evaluation.evaluate_named(name).unwrap().report;
         eprintln!("{name}: {:?}", report.metrics);
         best = best.max(report.metrics.aiq);
     }

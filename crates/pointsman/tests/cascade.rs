@@ -2,7 +2,7 @@
 //! issue 5 (docs/results.md), a calibration checked on the held-out test split, and sessions
 //! driven through the public API on real queries.
 //!
-//! The judge is a simulation (see `pointsman::eval::cascade`): the confidence of an answer is
+//! The judge is a simulation (see `pointsman::routers::cascade::SimulatedJudge`): the confidence of an answer is
 //! (score ≥ 0.5), flipped with probability ε by a seeded draw per (query, model).
 
 mod common;
@@ -10,8 +10,9 @@ mod common;
 use std::time::Instant;
 
 use pointsman::data::Dataset;
-use pointsman::eval::cascade::SimulatedJudge;
-use pointsman::eval::{evaluate_sweep, policy_by_name, CostBasis, PolicyOptions, Reference};
+use pointsman::eval::{entrant_by_name, CostBasis, EntrantOptions, Evaluation, Reference};
+use pointsman::metrics::evaluate_sweep;
+use pointsman::routers::cascade::SimulatedJudge;
 use pointsman::routers::cascade::{
     confidence_error, CalibrationTarget, CascadeConfig, CascadeLimits, CascadeRouter, Step,
     StopReason,
@@ -20,7 +21,7 @@ use pointsman::{ErrorKind, QueryFeatures, Router};
 
 const NOISE: f64 = 0.1;
 
-/// llmrouter_dc: the `cascade` policy of `pointsman eval` reaches quality ≥ 0.63 at a mean cost
+/// llmrouter_dc: the `cascade` entrant of `pointsman eval` reaches quality ≥ 0.63 at a mean cost
 /// of at most 0.6 × the best single model's (0.5626 at 3.06e-4 USD per query).
 #[test]
 fn llmrouter_dc_cascade_beats_the_best_single_model_at_60_percent_of_its_cost() {
@@ -29,15 +30,18 @@ fn llmrouter_dc_cascade_beats_the_best_single_model_at_60_percent_of_its_cost() 
     };
     let ds = Dataset::load(root.join("llmrouter_dc")).unwrap();
     let started = Instant::now();
-    let options = PolicyOptions {
+    let options = EntrantOptions {
         judge_noise: NOISE,
         ..Default::default()
     };
-    let policy = policy_by_name("cascade", ds.train(), &options).unwrap();
+    let entrant = entrant_by_name("cascade", ds.train(), &options).unwrap();
     let fit_seconds = started.elapsed().as_secs_f64();
-    let sweep = policy.sweep(ds.test()).unwrap();
-    let reference = Reference::new(ds.train(), ds.test(), ds.weak_strong()).unwrap();
-    let report = evaluate_sweep("cascade", false, &sweep, ds.test(), &reference).unwrap();
+    let evaluated = Evaluation::of_dataset(&ds, options)
+        .unwrap()
+        .evaluate(entrant.as_ref())
+        .unwrap();
+    let (report, sweep) = (evaluated.report, evaluated.sweep);
+    assert!(report.simulated_judge);
     let m = report.metrics;
     eprintln!("llmrouter_dc cascade: {m:?} (tuned in {fit_seconds:.1} s)");
     let q = m
@@ -231,7 +235,7 @@ fn sessions_on_real_queries() {
         let e = router
             .start(&q, &CascadeLimits::default().with_budget(cheapest * 0.99))
             .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(e.kind(), ErrorKind::BudgetTooSmall);
         assert!(e.to_string().contains("is below the expected cost"), "{e}");
         assert!(
             matches!(&e, pointsman::Error::BudgetTooSmall { cost, .. } if *cost == cheapest),

@@ -3,7 +3,7 @@
 mod common;
 
 use pointsman::data::Dataset;
-use pointsman::eval::{Policy, Reference};
+use pointsman::eval::{Entrant, Reference};
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0

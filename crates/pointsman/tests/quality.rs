@@ -8,7 +8,7 @@ mod common;
 use std::time::Instant;
 
 use pointsman::data::Dataset;
-use pointsman::eval::{policy_by_name, Metrics, PolicyOptions, Reference};
+use pointsman::eval::{entrant_by_name, EntrantOptions, Evaluation, Metrics};
 
 /// This process's CPU time (user + system) in seconds, from /proc/self/stat (Linux; `None`
 /// elsewhere).
@@ -39,16 +39,14 @@ fn evaluate(ds: &Dataset, name: &str) -> (Metrics, f64) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
     let cpu_before = cpu_seconds();
-    let policy = policy_by_name(name, ds.train(), &PolicyOptions::default()).unwrap();
+    let entrant = entrant_by_name(name, ds.train(), &EntrantOptions::default()).unwrap();
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
     let fit_seconds = fit_seconds(wall, cpu);
-    let sweep = policy.sweep(ds.test()).unwrap();
-    let reference = Reference::new(ds.train(), ds.test(), ds.weak_strong()).unwrap();
-    let report =
-        pointsman::eval::evaluate_sweep(name, false, &sweep, ds.test(), &reference).unwrap();
+    let evaluation = Evaluation::of_dataset(ds, EntrantOptions::default()).unwrap();
+    let report = evaluation.evaluate(entrant.as_ref()).unwrap().report;
     eprintln!(
         "{} {name}: {:?} (fitted in {fit_seconds:.1} s; wall {wall:.1} s, CPU {cpu:?} s)",
         ds.name(),

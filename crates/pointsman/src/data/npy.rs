@@ -189,7 +189,7 @@ pub fn to_bytes(data: &[f32], rows: usize, cols: usize, dtype: Dtype) -> Vec<u8>
 ///
 /// [`Error::Io`] when the file cannot be written.
 pub fn write(path: &Path, data: &[f32], rows: usize, cols: usize, dtype: Dtype) -> Result<()> {
-    crate::io::write_atomic(path, &to_bytes(data, rows, cols, dtype))
+    crate::files::write_atomic(path, &to_bytes(data, rows, cols, dtype))
 }
 
 #[cfg(test)]

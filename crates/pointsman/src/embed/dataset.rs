@@ -89,7 +89,7 @@ impl DatasetEmbeddings {
         let npy_path = embeddings_path(dir, name);
         let meta_path = embeddings_meta_path(dir, name);
         let bytes = npy::to_bytes(&self.embeddings, self.rows, self.dim, npy::Dtype::F16);
-        crate::io::write_atomic(&npy_path, &bytes)?;
+        crate::files::write_atomic(&npy_path, &bytes)?;
         let meta = serde_json::json!({
             "rows": self.rows,
             "dim": self.dim,
@@ -101,7 +101,7 @@ impl DatasetEmbeddings {
         });
         let text =
             serde_json::to_string_pretty(&meta).map_err(|e| Error::Backend(e.to_string()))?;
-        crate::io::write_atomic(&meta_path, format!("{text}\n").as_bytes())?;
+        crate::files::write_atomic(&meta_path, format!("{text}\n").as_bytes())?;
         Ok((npy_path, meta_path))
     }
 

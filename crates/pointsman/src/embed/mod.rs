@@ -51,7 +51,7 @@
 //!
 //! let embedder = Embedder::load_default(&EmbedderOptions { threads: 1, ..Default::default() })?;
 //! let router = pointsman::load_router("router.safetensors")?;
-//! let pipeline = Pipeline::new(embedder, router)?;
+//! let pipeline = Pipeline::new(embedder, router.shared())?;
 //! let decision = pipeline.route_text("Prove that sqrt(2) is irrational.", &Objective::new(500.0))?;
 //! println!("{} (expected quality {:.3})", decision.model_id, decision.quality);
 //! # Ok::<(), pointsman::Error>(())

@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::FeatureBatch;
-use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::kind::RouterKind;
 use crate::pool::ModelPool;
 use crate::rng::{hash_f32s, SplitMix64};
 use crate::router::{best_model, Estimates, Router};
+use crate::saved::{SavedRouter, Tensor};
 
 /// Which baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,18 +46,27 @@ pub enum Baseline {
 }
 
 impl Baseline {
-    /// Parses a command-line name (`random`, `cheapest`, `best-single`, `fixed:<id>`, `zero`);
-    /// `None` when `name` is not a baseline.
-    pub fn from_name(name: &str, seed: u64) -> Option<Baseline> {
-        Some(match name {
-            "random" => Baseline::Random { seed },
-            "cheapest" => Baseline::Cheapest,
-            "best-single" => Baseline::BestSingle,
-            "zero" => Baseline::Zero,
-            _ => Baseline::Fixed {
-                model: name.strip_prefix("fixed:")?.to_string(),
-            },
+    /// The baseline of `kind` (`seed` for the random one); `None` for `fixed`, which needs a
+    /// model, and for kinds that are not baselines.
+    pub fn of(kind: RouterKind, seed: u64) -> Option<Baseline> {
+        Some(match kind {
+            RouterKind::Random => Baseline::Random { seed },
+            RouterKind::Cheapest => Baseline::Cheapest,
+            RouterKind::BestSingle => Baseline::BestSingle,
+            RouterKind::Zero => Baseline::Zero,
+            _ => return None,
         })
+    }
+
+    /// The router kind of this baseline.
+    pub fn kind(&self) -> RouterKind {
+        match self {
+            Baseline::Random { .. } => RouterKind::Random,
+            Baseline::Cheapest => RouterKind::Cheapest,
+            Baseline::BestSingle => RouterKind::BestSingle,
+            Baseline::Fixed { .. } => RouterKind::Fixed,
+            Baseline::Zero => RouterKind::Zero,
+        }
     }
 }
 
@@ -171,13 +181,7 @@ impl BaselineRouter {
 
 impl Router for BaselineRouter {
     fn kind(&self) -> &'static str {
-        match self.rule {
-            Baseline::Random { .. } => "random",
-            Baseline::Cheapest => "cheapest",
-            Baseline::BestSingle => "best-single",
-            Baseline::Fixed { .. } => "fixed",
-            Baseline::Zero => "zero",
-        }
+        self.rule.kind().name()
     }
 
     fn models(&self) -> &ModelPool {
@@ -195,7 +199,8 @@ impl Router for BaselineRouter {
     fn to_saved(&self) -> Result<SavedRouter> {
         let m = self.pool.len();
         Ok(SavedRouter::new(
-            RouterConfig::Baseline(self.rule.clone()),
+            RouterKind::BASELINE_TAG,
+            &self.rule,
             self.pool.clone(),
             self.embedding_model.clone(),
             self.dim,
@@ -343,11 +348,14 @@ mod tests {
             .unwrap();
         assert!(only.iter().all(|&m| m != 1));
         assert_eq!(
-            Baseline::from_name("fixed:mid", 0),
-            Some(Baseline::Fixed {
-                model: "mid".into()
-            })
+            Baseline::of(RouterKind::Random, 4),
+            Some(Baseline::Random { seed: 4 })
         );
-        assert_eq!(Baseline::from_name("knn", 0), None);
+        assert_eq!(Baseline::of(RouterKind::Fixed, 0), None);
+        assert_eq!(Baseline::of(RouterKind::Knn, 0), None);
+        let fixed = Baseline::Fixed {
+            model: "mid".into(),
+        };
+        assert_eq!(fixed.kind(), RouterKind::Fixed);
     }
 }

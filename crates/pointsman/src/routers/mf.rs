@@ -36,9 +36,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::{inv_norm, FeatureBatch};
-use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::kind::RouterKind;
 use crate::pool::ModelPool;
 use crate::router::{Estimates, Router, Signals};
+use crate::saved::{SavedRouter, Tensor};
 use crate::simd;
 
 /// Hyper-parameters of an [`MfRouter`] and of its training.
@@ -388,7 +389,7 @@ fn fit_costs(train: &Split) -> Vec<Option<(f64, f64)>> {
 
 impl Router for MfRouter {
     fn kind(&self) -> &'static str {
-        "mf"
+        RouterKind::Mf.name()
     }
 
     fn models(&self) -> &ModelPool {
@@ -459,7 +460,8 @@ impl Router for MfRouter {
             })
             .collect();
         let mut saved = SavedRouter::new(
-            RouterConfig::Mf(self.config.clone()),
+            RouterKind::Mf.name(),
+            &self.config,
             self.pool.clone(),
             self.embedding_model.clone(),
             d,
@@ -522,30 +524,6 @@ impl Default for MfSearch {
     }
 }
 
-/// One MF configuration's cross-validated figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MfTrial {
-    /// The configuration.
-    pub config: MfConfig,
-    /// The selection score: AIQ, or APGR on two-model data.
-    pub score: f64,
-    /// All cross-validated metrics.
-    pub metrics: crate::eval::Metrics,
-}
-
-/// What an MF search did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MfSearchReport {
-    /// `"cv aiq"` or `"cv apgr"`.
-    pub criterion: String,
-    /// Folds used.
-    pub folds: usize,
-    /// Every configuration tried, best first.
-    pub trials: Vec<MfTrial>,
-    /// Seconds the search took (not the final fit).
-    pub seconds: f64,
-}
-
 #[cfg(feature = "train")]
 mod train {
     //! Training with candle-nn.
@@ -554,11 +532,14 @@ mod train {
     use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
     use super::*;
+    use crate::metrics::{validation_metrics, DEFAULT_SWEEP_POINTS};
     use crate::rng::SplitMix64;
     use crate::router::Estimates;
+    use crate::tuning::{Criterion, Folds, SearchReport, Trial, Validation};
 
+    /// A candle failure while training: a numeric failure of the router, not of the embedder.
     fn backend(e: candle_core::Error) -> Error {
-        Error::Backend(e.to_string())
+        Error::Numeric(format!("mf training: {e}"))
     }
 
     /// Stable binary cross-entropy with logits: `max(x, 0) − x·y + log(1 + e^(−|x|))`, averaged.
@@ -704,7 +685,7 @@ mod train {
         /// # Errors
         ///
         /// [`Error::Config`] for an invalid config; [`Error::InvalidInput`] for an empty split or
-        /// one without embeddings; [`Error::Backend`] if candle fails.
+        /// one without embeddings; [`Error::Numeric`] if training fails numerically.
         ///
         /// # Example
         ///
@@ -744,32 +725,18 @@ mod train {
             train: &Split,
             base: &MfConfig,
             search: &MfSearch,
-        ) -> Result<(MfRouter, MfSearchReport)> {
-            if search.folds < 2 || search.dim.is_empty() || search.learning_rate.is_empty() {
+        ) -> Result<(MfRouter, SearchReport<MfConfig>)> {
+            if search.dim.is_empty() || search.learning_rate.is_empty() {
                 return Err(Error::Config(
-                    "an mf search needs at least 2 folds and one value per setting".into(),
+                    "an mf search needs at least one value per setting".into(),
                 ));
             }
             let n = train.len();
-            if n < 2 * search.folds {
-                return Err(Error::InvalidInput(format!(
-                    "{n} training queries are too few for {} folds",
-                    search.folds
-                )));
-            }
+            let folds = Folds::new(n, search.folds, search.seed)?;
             let started = std::time::Instant::now();
             let m = train.pool().len();
-            let mut perm: Vec<usize> = (0..n).collect();
-            SplitMix64::new(search.seed).shuffle(&mut perm);
-            let folds: Vec<Vec<usize>> = (0..search.folds)
-                .map(|f| {
-                    (0..n)
-                        .filter(|&i| i % search.folds == f)
-                        .map(|i| perm[i])
-                        .collect()
-                })
-                .collect();
             let weak_strong = train.weak_strong();
+            let criterion = Criterion::for_data(weak_strong);
             let mut configs = Vec::new();
             for &dim in &search.dim {
                 for &learning_rate in &search.learning_rate {
@@ -784,13 +751,11 @@ mod train {
             for config in configs {
                 config.validate()?;
                 let mut est = Estimates::new(n, m);
-                for held in &folds {
-                    let rest: Vec<usize> = (0..search.folds)
-                        .filter(|&f| !std::ptr::eq(&folds[f], held))
-                        .flat_map(|f| folds[f].iter().copied())
-                        .collect();
+                for f in 0..folds.count() {
+                    let rest: Vec<usize> = folds.training(f).collect();
+                    let held: Vec<usize> = folds.held_out(f).collect();
                     let router = MfRouter::fit(&train.subset(&rest, "train"), &config)?;
-                    let part = train.subset(held, "validation");
+                    let part = train.subset(&held, "validation");
                     let e = router.estimate_batch(&part.features()?)?;
                     for (i, &r) in held.iter().enumerate() {
                         let (q, c) = est.row_mut(r);
@@ -798,34 +763,21 @@ mod train {
                         c.copy_from_slice(e.cost_row(i));
                     }
                 }
-                let metrics = crate::eval::validation_metrics(
-                    &est,
-                    train,
-                    weak_strong,
-                    crate::eval::DEFAULT_SWEEP_POINTS,
-                )?;
-                let score = match weak_strong {
-                    Some(_) => metrics.apgr.unwrap_or(metrics.aiq),
-                    None => metrics.aiq,
-                };
-                trials.push(MfTrial {
+                let metrics = validation_metrics(&est, train, weak_strong, DEFAULT_SWEEP_POINTS)?;
+                trials.push(Trial {
                     config,
-                    score,
+                    score: criterion.score(&metrics),
                     metrics,
                 });
             }
-            trials.sort_by(|a, b| b.score.total_cmp(&a.score));
-            let report = MfSearchReport {
-                criterion: if weak_strong.is_some() {
-                    "cv apgr"
-                } else {
-                    "cv aiq"
-                }
-                .into(),
-                folds: search.folds,
+            let report = SearchReport::new(
+                criterion,
+                Validation::KFold {
+                    folds: search.folds,
+                },
                 trials,
-                seconds: started.elapsed().as_secs_f64(),
-            };
+                started,
+            );
             let router = MfRouter::fit(train, &report.trials[0].config)?;
             Ok((router, report))
         }
@@ -1033,7 +985,7 @@ mod train {
                 }
                 let val = eval_loss(&model).map_err(backend)?;
                 if !val.is_finite() {
-                    return Err(Error::Backend(format!(
+                    return Err(Error::Numeric(format!(
                         "mf training diverged at epoch {epoch} (loss {val})"
                     )));
                 }
@@ -1199,7 +1151,7 @@ mod tests {
         let train = data(300, 6);
         let r = MfRouter::fit(&train, &config()).unwrap();
         let bytes = r.to_saved().unwrap().to_bytes().unwrap();
-        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
+        let loaded = crate::registry::AnyRouter::from_bytes(&bytes).unwrap();
         let b = train.features().unwrap();
         assert_eq!(
             r.estimate_batch(&b).unwrap(),
@@ -1210,7 +1162,7 @@ mod tests {
         saved
             .tensors
             .insert("mf.bias".into(), Tensor::f32(&[3], vec![f32::NAN; 3]));
-        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
         assert!(e.to_string().contains("not finite"), "{e}");
         assert!(MfConfig { dim: 0, ..config() }.validate().is_err());
         assert!(MfConfig {

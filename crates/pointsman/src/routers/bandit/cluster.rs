@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 use super::kmeans::{nearest, spherical_kmeans};
 use super::{sealed, BanditRouter, Context, Forgetting, Learned};
 use crate::error::{Error, Result};
-use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::kind::RouterKind;
 use crate::router::Signals;
+use crate::saved::{SavedRouter, Tensor};
 
 /// Hyper-parameters of a [`ClusterUcbRouter`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -323,7 +324,7 @@ impl sealed::Sealed for ClusterUcb {}
 
 impl Learned for ClusterUcb {
     type Config = ClusterUcbConfig;
-    const KIND: &'static str = "cluster-ucb";
+    const KIND: &'static str = RouterKind::ClusterUcb.name();
 
     fn forgetting(config: &ClusterUcbConfig) -> &Forgetting {
         &config.forgetting
@@ -342,17 +343,6 @@ impl Learned for ClusterUcb {
 
     fn validate(config: &ClusterUcbConfig) -> Result<()> {
         config.validate()
-    }
-
-    fn router_config(config: &ClusterUcbConfig) -> RouterConfig {
-        RouterConfig::ClusterUcb(config.clone())
-    }
-
-    fn config_from(config: &RouterConfig) -> Option<ClusterUcbConfig> {
-        match config {
-            RouterConfig::ClusterUcb(c) => Some(c.clone()),
-            _ => None,
-        }
     }
 
     fn cold(config: &ClusterUcbConfig, models: usize, dim: usize) -> Result<Self> {

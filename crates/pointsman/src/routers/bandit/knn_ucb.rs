@@ -29,8 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{sealed, BanditRouter, Context, Forgetting, Learned};
 use crate::error::{Error, Result};
-use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::kind::RouterKind;
 use crate::router::Signals;
+use crate::saved::{SavedRouter, Tensor};
 use crate::simd;
 
 /// Hyper-parameters of a [`KnnUcbRouter`].
@@ -238,7 +239,7 @@ impl sealed::Sealed for KnnUcb {}
 
 impl Learned for KnnUcb {
     type Config = KnnUcbConfig;
-    const KIND: &'static str = "knn-ucb";
+    const KIND: &'static str = RouterKind::KnnUcb.name();
 
     fn forgetting(config: &KnnUcbConfig) -> &Forgetting {
         &config.forgetting
@@ -257,17 +258,6 @@ impl Learned for KnnUcb {
 
     fn validate(config: &KnnUcbConfig) -> Result<()> {
         config.validate()
-    }
-
-    fn router_config(config: &KnnUcbConfig) -> RouterConfig {
-        RouterConfig::KnnUcb(config.clone())
-    }
-
-    fn config_from(config: &RouterConfig) -> Option<KnnUcbConfig> {
-        match config {
-            RouterConfig::KnnUcb(c) => Some(c.clone()),
-            _ => None,
-        }
     }
 
     fn cold(_config: &KnnUcbConfig, models: usize, dim: usize) -> Result<Self> {

@@ -39,9 +39,10 @@ use serde::{Deserialize, Serialize};
 use super::linalg;
 use super::{sealed, BanditRouter, Context, Forgetting, Learned};
 use crate::error::{Error, Result};
-use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::kind::RouterKind;
 use crate::rng::{hash_f32s_4, mix64, SplitMix64};
 use crate::router::Signals;
+use crate::saved::{SavedRouter, Tensor};
 use crate::simd;
 
 /// A fixed projection of the embeddings on fewer dimensions.
@@ -163,8 +164,6 @@ pub trait Exploration:
     const KIND: &'static str;
     /// Whether the exploration term is a random draw.
     const SAMPLES: bool;
-    /// `config` as a saved-router config of this kind.
-    fn router_config(config: &LinearConfig) -> RouterConfig;
 }
 
 /// Upper confidence bound: LinUCB.
@@ -179,19 +178,13 @@ impl sealed::Sealed for Ucb {}
 impl sealed::Sealed for Thompson {}
 
 impl Exploration for Ucb {
-    const KIND: &'static str = "linucb";
+    const KIND: &'static str = RouterKind::Linucb.name();
     const SAMPLES: bool = false;
-    fn router_config(config: &LinearConfig) -> RouterConfig {
-        RouterConfig::Linucb(config.clone())
-    }
 }
 
 impl Exploration for Thompson {
-    const KIND: &'static str = "thompson";
+    const KIND: &'static str = RouterKind::Thompson.name();
     const SAMPLES: bool = true;
-    fn router_config(config: &LinearConfig) -> RouterConfig {
-        RouterConfig::Thompson(config.clone())
-    }
 }
 
 /// LinUCB: per-model ridge regression with an upper confidence bound. See the
@@ -409,17 +402,6 @@ impl<E: Exploration> Learned for Linear<E> {
 
     fn validate(config: &LinearConfig) -> Result<()> {
         config.validate()
-    }
-
-    fn router_config(config: &LinearConfig) -> RouterConfig {
-        E::router_config(config)
-    }
-
-    fn config_from(config: &RouterConfig) -> Option<LinearConfig> {
-        match (config, E::SAMPLES) {
-            (RouterConfig::Linucb(c), false) | (RouterConfig::Thompson(c), true) => Some(c.clone()),
-            _ => None,
-        }
     }
 
     fn cold(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {

@@ -92,9 +92,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::{normalize_into, FeatureBatch};
-use crate::io::{RouterConfig, SavedRouter, Tensor};
 use crate::pool::ModelPool;
 use crate::router::{Estimates, Feedback, Learner, Router, Signals};
+use crate::saved::{SavedRouter, Tensor};
 
 pub use cluster::{ClusterUcb, ClusterUcbConfig, ClusterUcbRouter};
 pub use knn_ucb::{KnnUcb, KnnUcbConfig, KnnUcbRouter};
@@ -260,7 +260,8 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
         + Sync
         + 'static;
 
-    /// The router kind (`"linucb"`, …), also the prefix of its saved tensors.
+    /// The router kind's name ([`crate::kind::RouterKind::name`]), also the prefix of its saved
+    /// tensors.
     const KIND: &'static str;
 
     /// The forgetting settings of `config`.
@@ -278,12 +279,6 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
     ///
     /// [`Error::Config`] naming the field out of range.
     fn validate(config: &Self::Config) -> Result<()>;
-
-    /// `config` as a saved-router config.
-    fn router_config(config: &Self::Config) -> RouterConfig;
-
-    /// The learner's config inside a saved-router config of its kind, `None` for another kind.
-    fn config_from(config: &RouterConfig) -> Option<Self::Config>;
 
     /// The state of a router that has observed nothing.
     ///
@@ -451,6 +446,17 @@ struct Shared<L: Learned> {
 pub struct BanditRouter<L: Learned> {
     shared: Arc<Shared<L>>,
     greedy: bool,
+}
+
+/// A second handle on the same learned state, routing as this one does (greedy or exploring);
+/// observations through either reach both. [`BanditRouter::snapshot`] makes an independent copy.
+impl<L: Learned> Clone for BanditRouter<L> {
+    fn clone(&self) -> Self {
+        BanditRouter {
+            shared: Arc::clone(&self.shared),
+            greedy: self.greedy,
+        }
+    }
 }
 
 impl<L: Learned> std::fmt::Debug for BanditRouter<L> {
@@ -819,12 +825,7 @@ impl<L: Learned> BanditRouter<L> {
 
     /// Rebuilds a router from a saved form of any config, refusing other kinds.
     fn from_saved_any(saved: SavedRouter) -> Result<Self> {
-        let config = L::config_from(&saved.config).ok_or_else(|| {
-            Error::format(
-                "saved router",
-                format!("not a {} router: {:?}", L::KIND, saved.config),
-            )
-        })?;
+        let config = saved.typed_config::<L::Config>(L::KIND)?;
         Self::from_saved(config, saved)
     }
 
@@ -910,7 +911,8 @@ impl<L: Learned> Router for BanditRouter<L> {
         let m = self.shared.pool.len();
         let f = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let saved = SavedRouter::new(
-            L::router_config(&config),
+            L::KIND,
+            &config,
             self.shared.pool.clone(),
             self.shared.embedding_model.clone(),
             self.shared.dim,

@@ -229,8 +229,8 @@ fn check_round_trip<L: Learned>(r: BanditRouter<L>) {
     for router in [r.exploring(), r.greedy()] {
         let saved = router.to_saved().unwrap();
         let bytes = saved.to_bytes().unwrap();
-        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
-        assert_eq!(loaded.kind(), L::KIND);
+        let loaded = crate::registry::AnyRouter::from_bytes(&bytes).unwrap();
+        assert_eq!(loaded.kind().name(), L::KIND);
         assert_eq!(loaded.to_saved().unwrap().to_bytes().unwrap(), bytes);
         for q in probes() {
             for w in [0.0, 300.0, 3000.0] {
@@ -293,13 +293,13 @@ fn loading_refuses_other_kinds_and_bad_tensors() {
     saved
         .tensors
         .insert("cluster-ucb.s".into(), Tensor::f64(&[3, 3], vec![7.0; 9]));
-    let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+    let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
     let mut saved = linucb(no_forgetting()).to_saved().unwrap();
     saved
         .tensors
         .insert("linucb.b".into(), Tensor::f64(&[3, 2], vec![0.0; 6]));
-    let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+    let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
     assert!(e.to_string().contains("tensor linucb.b has shape"), "{e}");
     // A non-finite value anywhere in the statistics is refused, whichever lane of the check
     // it falls in.
@@ -315,7 +315,7 @@ fn loading_refuses_other_kinds_and_bad_tensors() {
         saved
             .tensors
             .insert("linucb.a_inv".into(), Tensor::f64(&t.shape, values));
-        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Format);
         assert!(e.to_string().contains("non-finite"), "{e}");
     }
@@ -328,7 +328,7 @@ fn loading_refuses_other_kinds_and_bad_tensors() {
     saved
         .tensors
         .insert("knn-ucb.embeddings".into(), Tensor::f32(&shape, values));
-    let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+    let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
     assert!(e.to_string().contains("non-finite"), "{e}");
 }
 

@@ -16,7 +16,8 @@ use super::engine::{self, Evidence, Next, Params, Plan, Scratch, State, MAX_MODE
 use super::{fingerprint, success_mask, CascadeConfig, CascadeOrder, CascadeRouter, Stage};
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::eval::{evaluate_sweep, CostBasis, Metrics, Reference, SweepPoint};
+use crate::metrics::{evaluate_sweep, CostBasis, Reference, SweepPoint, DEFAULT_SWEEP_POINTS};
+use crate::tuning::{Criterion, SearchReport, Trial, Validation};
 
 /// Labelled queries prepared for simulation.
 pub(crate) struct Data<'a> {
@@ -175,38 +176,10 @@ impl Default for CascadeSearch {
             accept_thresholds: vec![0.5, 0.6, 0.7, 0.8],
             prior_strengths: vec![1.0, 2.0, 5.0],
             lookahead: vec![true],
-            points: crate::eval::DEFAULT_SWEEP_POINTS,
+            points: DEFAULT_SWEEP_POINTS,
             measure_confidence_error: true,
         }
     }
-}
-
-/// One setting tried by [`CascadeRouter::tune`] and its score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CascadeTrial {
-    /// The acceptance threshold.
-    pub accept_threshold: f64,
-    /// The prior strength.
-    pub prior_strength: f64,
-    /// Whether the look-ahead was on.
-    pub lookahead: bool,
-    /// The criterion's value.
-    pub score: f64,
-    /// The leave-one-out metrics on the training split.
-    pub metrics: Metrics,
-}
-
-/// The outcome of [`CascadeRouter::tune`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CascadeSearchReport {
-    /// `"loo aiq"`, or `"loo apgr"` on two-model data.
-    pub criterion: String,
-    /// The confidence error rate used.
-    pub confidence_error: f64,
-    /// Every setting, best first.
-    pub trials: Vec<CascadeTrial>,
-    /// Wall time of the search.
-    pub seconds: f64,
 }
 
 /// Settings of [`CascadeRouter::search_chains`].
@@ -226,7 +199,7 @@ impl Default for ChainSearch {
         ChainSearch {
             max_len: 3,
             thresholds: vec![0.5, 0.7, 0.9],
-            points: crate::eval::DEFAULT_SWEEP_POINTS,
+            points: DEFAULT_SWEEP_POINTS,
         }
     }
 }
@@ -546,7 +519,7 @@ impl CascadeRouter {
         confidences: &[f64],
         base: &CascadeConfig,
         search: &CascadeSearch,
-    ) -> Result<(CascadeRouter, CascadeSearchReport)> {
+    ) -> Result<(CascadeRouter, SearchReport<CascadeConfig>)> {
         let started = std::time::Instant::now();
         if search.accept_thresholds.is_empty()
             || search.prior_strengths.is_empty()
@@ -561,6 +534,7 @@ impl CascadeRouter {
         let router = CascadeRouter::fit(train, &base)?;
         let data = router.data(train, confidences)?;
         let weak_strong = weak_strong_of(train);
+        let criterion = Criterion::for_data(weak_strong);
         let reference = Reference::new(train, train, weak_strong)?;
         let mut trials = Vec::new();
         for &accept_threshold in &search.accept_thresholds {
@@ -574,43 +548,18 @@ impl CascadeRouter {
                     };
                     let r = router.with_config(&config)?;
                     let sweep = r.sweep_data(&data, search.points)?;
-                    let rep = evaluate_sweep("cascade", false, &sweep, train, &reference)?;
-                    let score = if weak_strong.is_some() {
-                        rep.metrics.apgr.unwrap_or(rep.metrics.aiq)
-                    } else {
-                        rep.metrics.aiq
-                    };
-                    trials.push(CascadeTrial {
-                        accept_threshold,
-                        prior_strength,
-                        lookahead,
-                        score,
+                    let rep = evaluate_sweep("validation", false, &sweep, train, &reference)?;
+                    trials.push(Trial {
+                        config,
+                        score: criterion.score(&rep.metrics),
                         metrics: rep.metrics,
                     });
                 }
             }
         }
         // Best first; ties keep the grid order.
-        trials.sort_by(|a, b| b.score.total_cmp(&a.score));
-        let best = &trials[0];
-        let config = CascadeConfig {
-            accept_threshold: best.accept_threshold,
-            prior_strength: best.prior_strength,
-            lookahead: best.lookahead,
-            ..base.clone()
-        };
-        let router = router.with_config(&config)?;
-        let report = CascadeSearchReport {
-            criterion: if weak_strong.is_some() {
-                "loo apgr"
-            } else {
-                "loo aiq"
-            }
-            .into(),
-            confidence_error: base.confidence_error,
-            trials,
-            seconds: started.elapsed().as_secs_f64(),
-        };
+        let report = SearchReport::new(criterion, Validation::LeaveOneOut, trials, started);
+        let router = router.with_config(report.best())?;
         Ok((router, report))
     }
 
@@ -989,8 +938,8 @@ impl CascadeRouter {
 
 #[cfg(test)]
 mod tests {
+    use super::super::SimulatedJudge;
     use super::*;
-    use crate::eval::cascade::SimulatedJudge;
     use crate::pool::{ModelCard, ModelPool};
     use crate::rng::SplitMix64;
     use crate::routers::knn::KnnConfig;
@@ -1189,14 +1138,14 @@ mod tests {
         let (r, rep) = CascadeRouter::tune(&train, &conf, &config(), &search).unwrap();
         assert_eq!(rep.trials.len(), 4);
         assert!(rep.trials.windows(2).all(|w| w[0].score >= w[1].score));
-        assert_eq!(rep.criterion, "loo aiq");
-        assert!(
-            (rep.confidence_error - 0.2).abs() < 0.05,
-            "{}",
-            rep.confidence_error
-        );
-        assert_eq!(r.config().confidence_error, rep.confidence_error);
-        assert_eq!(r.config().accept_threshold, rep.trials[0].accept_threshold);
+        assert_eq!(rep.describe(), "loo aiq");
+        let measured = rep.best().confidence_error;
+        assert!((measured - 0.2).abs() < 0.05, "{measured}");
+        assert!(rep
+            .trials
+            .iter()
+            .all(|t| t.config.confidence_error == measured));
+        assert_eq!(r.config(), rep.best());
         let empty = CascadeSearch {
             lookahead: vec![],
             ..search

@@ -39,7 +39,7 @@
 //!
 //! The rule takes whatever confidence the caller has — a log-probability turned into a
 //! probability, self-consistency, a verifier's score. Evaluations without real confidences use
-//! a simulated judge (see [`crate::eval::cascade`]).
+//! a simulated judge (see [`SimulatedJudge`]).
 //!
 //! # Example
 //!
@@ -64,6 +64,7 @@
 
 mod calibrate;
 mod engine;
+mod judge;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,15 +74,17 @@ use serde::{Deserialize, Serialize};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::{FeatureBatch, QueryFeatures};
-use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::kind::RouterKind;
 use crate::pool::ModelPool;
 use crate::router::{Estimates, Objective, Router, Signals};
 use crate::routers::knn::{KnnConfig, KnnRouter};
+use crate::saved::{SavedRouter, Tensor};
 
 pub use calibrate::{
-    confidence_error, CalibrationTarget, CascadeCalibration, CascadeSearch, CascadeSearchReport,
-    CascadeTrial, ChainCandidate, ChainReport, ChainSearch,
+    confidence_error, CalibrationTarget, CascadeCalibration, CascadeSearch, ChainCandidate,
+    ChainReport, ChainSearch,
 };
+pub use judge::{SimulatedJudge, DEFAULT_JUDGE_NOISE};
 /// The most models a cascade handles.
 pub const MAX_CASCADE_MODELS: usize = engine::MAX_MODELS;
 
@@ -375,9 +378,10 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] when the session is over, when `model` is not the model asked
-    /// for, or when `confidence` is NaN or outside [0, 1]; [`Error::UnknownModel`] for an index
-    /// outside the pool.
+    /// [`Error::SessionFinished`] when the session is over; [`Error::UnknownModel`] for an index
+    /// outside the pool; [`Error::SessionOutOfOrder`] when `model` is not the model asked for;
+    /// [`Error::InvalidInput`] when `confidence` is NaN or outside [0, 1]. A failed call leaves
+    /// the session as it was.
     pub fn observe(&mut self, model: usize, confidence: f64) -> Result<Step> {
         self.observe_inner(model, confidence, None)
     }
@@ -403,18 +407,26 @@ impl Session {
     ///
     /// As [`Session::observe`]; [`Error::UnknownModel`] for an id not in the pool.
     pub fn observe_id(&mut self, model_id: &str, confidence: f64) -> Result<Step> {
-        let model = self
-            .ids
+        let model = self.model_index(model_id)?;
+        self.observe(model, confidence)
+    }
+
+    /// The index of the model `model_id` in the router's pool.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModel`] for an id not in the pool.
+    pub fn model_index(&self, model_id: &str) -> Result<usize> {
+        self.ids
             .iter()
             .position(|id| id == model_id)
-            .ok_or_else(|| Error::UnknownModel(model_id.to_string()))?;
-        self.observe(model, confidence)
+            .ok_or_else(|| Error::UnknownModel(model_id.to_string()))
     }
 
     fn observe_inner(&mut self, model: usize, confidence: f64, cost: Option<f64>) -> Result<Step> {
         if let Some(done) = &self.outcome {
-            return Err(Error::InvalidInput(format!(
-                "the cascade session has ended (answer of {:?} used); start a new session",
+            return Err(Error::SessionFinished(format!(
+                " (answer of {:?} used)",
                 done.accepted_id
             )));
         }
@@ -429,10 +441,12 @@ impl Session {
             .pending
             .expect("a session that has not ended has a pending model");
         if model != pending.model {
-            return Err(Error::InvalidInput(format!(
-                "observed model {:?}, but the cascade asked for {:?}",
-                self.ids[model], self.ids[pending.model]
-            )));
+            return Err(Error::SessionOutOfOrder {
+                expected: pending.model,
+                expected_id: self.ids[pending.model].clone(),
+                got: model,
+                got_id: self.ids[model].clone(),
+            });
         }
         if !(0.0..=1.0).contains(&confidence) {
             return Err(Error::InvalidInput(format!(
@@ -498,22 +512,47 @@ impl Session {
         }
     }
 
-    /// Ends the session: its outcome when the cascade has stopped, else the best answer so far
-    /// with [`StopReason::Stopped`].
+    /// Ends the session before the cascade does (a deadline, a caller that will call no more
+    /// models): the answer with the highest posterior so far is used, with
+    /// [`StopReason::Stopped`]. Stopping an ended session changes nothing. A stopped session
+    /// takes no further observation.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] when no answer has been observed yet.
-    pub fn finish(self) -> Result<CascadeOutcome> {
-        if let Some(o) = self.outcome {
-            return Ok(o);
+    /// [`Error::SessionRunning`] when no answer has been observed yet (there is nothing to use;
+    /// the session is unchanged).
+    pub fn stop(&mut self) -> Result<&CascadeOutcome> {
+        if self.outcome.is_none() {
+            let Some((model, _)) = self.state.best else {
+                return Err(Error::SessionRunning(
+                    "no answer has been observed yet, so there is none to use".into(),
+                ));
+            };
+            self.next = None;
+            self.outcome = Some(self.finish_with(model, StopReason::Stopped));
         }
-        match self.state.best {
-            Some((model, _)) => Ok(self.finish_with(model, StopReason::Stopped)),
-            None => Err(Error::InvalidInput(
-                "no answer has been observed in this cascade session yet".into(),
-            )),
-        }
+        Ok(self.outcome.as_ref().expect("set above"))
+    }
+
+    /// The outcome of an ended (or stopped) session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SessionRunning`] while the session still asks for a model.
+    pub fn result(&self) -> Result<&CascadeOutcome> {
+        self.outcome.as_ref().ok_or_else(|| {
+            Error::SessionRunning("observe until the cascade decides, or stop the session".into())
+        })
+    }
+
+    /// Ends the session and returns its outcome: [`Session::stop`], by value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::stop`].
+    pub fn finish(mut self) -> Result<CascadeOutcome> {
+        self.stop()?;
+        Ok(self.outcome.expect("stop sets the outcome"))
     }
 }
 
@@ -788,7 +827,7 @@ impl CascadeRouter {
     /// # Errors
     ///
     /// Features that do not fit the router or an invalid objective (as [`Router::route`]);
-    /// [`Error::BudgetTooSmall`] (kind [`crate::ErrorKind::InvalidInput`]) for a budget smaller
+    /// [`Error::BudgetTooSmall`] for a budget smaller
     /// than the expected cost of the first model (for a dynamic cascade: of the cheapest allowed
     /// model); [`Error::InvalidInput`] for a budget that is negative or not a number, for
     /// `max_steps` 0, or when no model of the chain is allowed.
@@ -1029,7 +1068,8 @@ impl CascadeRouter {
             None => None,
             Some(kc) => {
                 let mut inner = SavedRouter::new(
-                    RouterConfig::Knn(kc.clone()),
+                    RouterKind::Knn.name(),
+                    kc,
                     saved.pool.clone(),
                     saved.embedding_model.clone(),
                     saved.dim,
@@ -1078,7 +1118,7 @@ impl CascadeRouter {
 
 impl Router for CascadeRouter {
     fn kind(&self) -> &'static str {
-        "cascade"
+        RouterKind::Cascade.name()
     }
 
     fn models(&self) -> &ModelPool {
@@ -1141,7 +1181,8 @@ impl Router for CascadeRouter {
     fn to_saved(&self) -> Result<SavedRouter> {
         let p = self.table.len();
         let mut saved = SavedRouter::new(
-            RouterConfig::Cascade(self.config.clone()),
+            RouterKind::Cascade.name(),
+            &self.config,
             self.pool.clone(),
             self.embedding_model.clone(),
             self.dim,
@@ -1165,16 +1206,12 @@ impl Router for CascadeRouter {
         }
         Ok(saved)
     }
-
-    fn as_cascade(&self) -> Option<&CascadeRouter> {
-        Some(self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::cascade::SimulatedJudge;
+
     use crate::pool::ModelCard;
     use crate::rng::SplitMix64;
     use crate::ErrorKind;
@@ -1282,7 +1319,7 @@ mod tests {
                 &CascadeLimits::default().with_budget(cost(0) / 2.0),
             )
             .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(e.kind(), ErrorKind::BudgetTooSmall);
         assert!(
             e.to_string().contains("is below the expected cost")
                 && e.to_string().contains("of the first model \"cheap\""),
@@ -1341,9 +1378,10 @@ mod tests {
             assert!(e.to_string().contains("outside [0, 1]"), "{e}");
         }
         let e = s.observe(2, 0.5).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SessionOutOfOrder);
         assert_eq!(
             e.to_string(),
-            "invalid input: observed model \"big\", but the cascade asked for \"cheap\""
+            "observed model #2 (\"big\"), but the cascade asked for #0 (\"cheap\")"
         );
         assert_eq!(
             s.observe(7, 0.5).unwrap_err().kind(),
@@ -1356,18 +1394,20 @@ mod tests {
         assert!(s.observe_with_cost(0, 0.5, -1.0).is_err());
         assert!(s.invoked().is_empty() && s.total_cost() == 0.0);
         let e = Session::finish(r.start(&query(), &CascadeLimits::default()).unwrap());
-        assert!(e
-            .unwrap_err()
-            .to_string()
-            .contains("no answer has been observed"));
+        let e = e.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SessionRunning);
+        assert!(e.to_string().contains("no answer has been observed"), "{e}");
+        assert_eq!(s.result().unwrap_err().kind(), ErrorKind::SessionRunning);
         // The session still works, then refuses observations once over.
         escalate(s.observe(0, 0.0).unwrap());
         accept(s.observe(1, 1.0).unwrap());
         let e = s.observe(2, 1.0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SessionFinished);
         assert!(
             e.to_string().contains("the cascade session has ended"),
             "{e}"
         );
+        assert!(s.result().is_ok() && s.stop().is_ok());
     }
 
     #[test]
@@ -1375,8 +1415,14 @@ mod tests {
         let r = chain_router();
         let mut s = r.start(&query(), &CascadeLimits::default()).unwrap();
         escalate(s.observe(0, 0.7).unwrap());
-        let o = s.finish().unwrap();
+        let o = s.stop().unwrap().clone();
         assert_eq!((o.accepted, o.stop), (0, StopReason::Stopped));
+        assert!(s.next().is_none());
+        assert_eq!(
+            s.observe(1, 1.0).unwrap_err().kind(),
+            ErrorKind::SessionFinished
+        );
+        assert_eq!(s.finish().unwrap(), o);
     }
 
     #[test]
@@ -1566,11 +1612,11 @@ mod tests {
         assert!(b.invoked().is_empty() && b.next().unwrap().model == m);
     }
 
-    fn round_trip(r: &CascadeRouter) -> Arc<dyn Router> {
+    fn round_trip(r: &CascadeRouter) -> crate::registry::AnyRouter {
         let bytes = r.to_saved().unwrap().to_bytes().unwrap();
-        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
+        let loaded = crate::registry::AnyRouter::from_bytes(&bytes).unwrap();
         assert_eq!(loaded.to_saved().unwrap().to_bytes().unwrap(), bytes);
-        assert_eq!(loaded.kind(), "cascade");
+        assert_eq!(loaded.kind(), RouterKind::Cascade);
         loaded
     }
 
@@ -1595,9 +1641,9 @@ mod tests {
             assert_eq!(l.config(), r.config());
             for w in [0.0, 100.0, 3000.0] {
                 assert_eq!(
-                    r.simulate(&test, &conf, w, crate::eval::CostBasis::Query)
+                    r.simulate(&test, &conf, w, crate::metrics::CostBasis::Query)
                         .unwrap(),
-                    l.simulate(&test, &conf, w, crate::eval::CostBasis::Query)
+                    l.simulate(&test, &conf, w, crate::metrics::CostBasis::Query)
                         .unwrap()
                 );
                 let q = QueryFeatures::new(vec![0.3, -0.2]).unwrap();
@@ -1638,13 +1684,13 @@ mod tests {
             .unwrap();
         saved.tensors.insert(
             "cascade.table.masks".into(),
-            crate::io::Tensor::u32(&[2], vec![9, 8]),
+            crate::saved::Tensor::u32(&[2], vec![9, 8]),
         );
         saved.tensors.insert(
             "cascade.table.counts".into(),
-            crate::io::Tensor::f64(&[2], vec![1.0, 1.0]),
+            crate::saved::Tensor::f64(&[2], vec![1.0, 1.0]),
         );
-        let e = crate::io::router_from_saved(saved).unwrap_err();
+        let e = crate::registry::AnyRouter::from_saved(saved).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Format);
         assert!(e.to_string().contains("out of range or not sorted"), "{e}");
     }

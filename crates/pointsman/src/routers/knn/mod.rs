@@ -49,16 +49,17 @@ use serde::{Deserialize, Serialize};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::{normalize_into, FeatureBatch};
-use crate::io::{RouterConfig, SavedRouter, Tensor};
+use crate::kind::RouterKind;
 use crate::pool::ModelPool;
 use crate::router::{Estimates, Router, Signals};
+use crate::saved::{SavedRouter, Tensor};
 use crate::simd;
 
 pub mod hnsw;
 mod quant;
 mod tune;
 
-pub use tune::{KnnSearch, SearchReport, Trial};
+pub use tune::KnnSearch;
 
 /// How a neighbour's similarity becomes its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -1219,7 +1220,7 @@ fn select_top(pairs: &mut Vec<(f32, u32)>, k: usize) {
 
 impl Router for KnnRouter {
     fn kind(&self) -> &'static str {
-        "knn"
+        RouterKind::Knn.name()
     }
 
     fn models(&self) -> &ModelPool {
@@ -1343,7 +1344,8 @@ impl Router for KnnRouter {
     fn to_saved(&self) -> Result<SavedRouter> {
         let (n, m, d) = (self.len(), self.pool.len(), self.dim);
         let mut saved = SavedRouter::new(
-            RouterConfig::Knn(self.config.clone()),
+            RouterKind::Knn.name(),
+            &self.config,
             self.pool.clone(),
             self.embedding_model.clone(),
             d,
@@ -1586,7 +1588,7 @@ mod tests {
         };
         let r = KnnRouter::fit(&s, &cfg).unwrap();
         let bytes = r.to_saved().unwrap().to_bytes().unwrap();
-        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
+        let loaded = crate::registry::AnyRouter::from_bytes(&bytes).unwrap();
         let q = random_split(20, 8, 5);
         let q = with_tasks(q, (0..20).map(|i| Some(format!("t{}", i % 3))).collect());
         let b = q.features().unwrap();
@@ -1600,26 +1602,26 @@ mod tests {
         saved
             .tensors
             .insert("knn.scores".into(), Tensor::f32(&[200, 2], vec![2.0; 400]));
-        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
         assert!(e.to_string().contains("knn scores outside [0, 1]"), "{e}");
         let mut saved = r.to_saved().unwrap();
         saved
             .tensors
             .insert("knn.tasks".into(), Tensor::u32(&[200], vec![7; 200]));
-        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
         assert!(e.to_string().contains("task ids"), "{e}");
         let mut saved = r.to_saved().unwrap();
         saved.tensors.insert(
             "knn.embeddings".into(),
             Tensor::f32(&[200, 8], vec![3.0; 1600]),
         );
-        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
         assert!(e.to_string().contains("not unit vectors"), "{e}");
         let mut saved = r.to_saved().unwrap();
         saved
             .tensors
             .insert("knn.costs".into(), Tensor::f32(&[199, 2], vec![0.0; 398]));
-        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
         assert!(
             e.to_string()
                 .contains("knn.costs has shape [199, 2], expected [200, 2]"),
@@ -1679,7 +1681,7 @@ mod tests {
         assert!(est.signals.iter().all(|x| x.neighbours == Some(5)));
         // Save and load keep the graph; a corrupt graph is an error.
         let bytes = r.to_saved().unwrap().to_bytes().unwrap();
-        let loaded = crate::io::router_from_bytes(&bytes).unwrap();
+        let loaded = crate::registry::AnyRouter::from_bytes(&bytes).unwrap();
         assert_eq!(est, loaded.estimate_batch(&q.features().unwrap()).unwrap());
         let mut saved = r.to_saved().unwrap();
         let nn = saved.shape("knn.hnsw.neighbors").unwrap()[0];
@@ -1687,11 +1689,11 @@ mod tests {
             "knn.hnsw.neighbors".into(),
             Tensor::u32(&[nn], vec![9999; nn]),
         );
-        let e = crate::io::router_from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
+        let e = crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).unwrap_err();
         assert!(e.to_string().contains("knn index"), "{e}");
         let mut saved = r.to_saved().unwrap();
         saved.tensors.remove("knn.hnsw.header");
-        assert!(crate::io::router_from_bytes(&saved.to_bytes().unwrap()).is_err());
+        assert!(crate::registry::AnyRouter::from_bytes(&saved.to_bytes().unwrap()).is_err());
         // Auto picks exact search below its threshold.
         let auto = KnnRouter::fit(
             &s,

@@ -4,7 +4,7 @@
 //! *other* folds' queries are found once (overall and within its task), with the task priors of
 //! the other folds; each candidate configuration then only re-weights those neighbour lists.
 //! The pooled out-of-fold estimates are scored like a test split
-//! ([`crate::eval::validation_metrics`]): AIQ, or APGR on two-model data. The best
+//! ([`crate::metrics::validation_metrics`]): AIQ, or APGR on two-model data. The best
 //! configuration is refitted on the whole split. No test label is read.
 
 use rayon::prelude::*;
@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::{top_k, KnnConfig, KnnRouter, Prior, Weighting, NO_TASK};
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::eval::{validation_metrics, Metrics};
-use crate::rng::SplitMix64;
+use crate::metrics::{validation_metrics, DEFAULT_SWEEP_POINTS};
 use crate::router::Estimates;
 use crate::simd;
+use crate::tuning::{Criterion, Folds, SearchReport, Trial, Validation};
 
 /// The grid a search tries: every combination of the listed values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,37 +103,6 @@ impl KnnSearch {
     }
 }
 
-/// One configuration's cross-validated figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trial {
-    /// The configuration.
-    pub config: KnnConfig,
-    /// The selection score: AIQ, or APGR on two-model data.
-    pub score: f64,
-    /// All cross-validated metrics.
-    pub metrics: Metrics,
-}
-
-/// What a search did: the criterion, every trial (best first) and the winner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SearchReport {
-    /// `"cv aiq"` or `"cv apgr"`.
-    pub criterion: String,
-    /// Folds used.
-    pub folds: usize,
-    /// Every configuration tried, best first.
-    pub trials: Vec<Trial>,
-    /// Seconds the search took (neighbour lists and scoring, not the final fit).
-    pub seconds: f64,
-}
-
-impl SearchReport {
-    /// The winning configuration.
-    pub fn best(&self) -> &KnnConfig {
-        &self.trials[0].config
-    }
-}
-
 impl KnnRouter {
     /// Chooses the hyper-parameters by cross-validation on `train` (see the
     /// module documentation) and fits the winner on the whole split. Fields of `base`
@@ -147,7 +116,7 @@ impl KnnRouter {
         train: &Split,
         base: &KnnConfig,
         search: &KnnSearch,
-    ) -> Result<(KnnRouter, SearchReport)> {
+    ) -> Result<(KnnRouter, SearchReport<KnnConfig>)> {
         search.validate()?;
         base.validate()?;
         let started = std::time::Instant::now();
@@ -158,19 +127,10 @@ impl KnnRouter {
         // One router over the whole split holds the data in its (task-grouped) row order.
         let all = KnnRouter::fit_without_ood(train, &configs[0])?;
         let n = all.len();
-        if n < search.folds * 2 {
-            return Err(Error::InvalidInput(format!(
-                "{n} training queries are too few for {} folds",
-                search.folds
-            )));
-        }
+        // Folds over the router's (task-grouped) rows.
+        let folds = Folds::new(n, search.folds, search.seed)?;
+        let fold: Vec<usize> = (0..n).map(|r| folds.fold_of(r)).collect();
         let m = all.pool.len();
-        let mut perm: Vec<usize> = (0..n).collect();
-        SplitMix64::new(search.seed).shuffle(&mut perm);
-        let mut fold = vec![0usize; n];
-        for (pos, &r) in perm.iter().enumerate() {
-            fold[r] = pos % search.folds;
-        }
         let k_max = configs.iter().map(|c| c.k).max().unwrap_or(1).min(n);
         // Neighbour lists among the other folds: overall and within the query's task.
         // Per query: (neighbours overall, neighbours within its task), best first.
@@ -242,10 +202,11 @@ impl KnnRouter {
             }
         };
         let weak_strong = train.weak_strong();
+        let criterion = Criterion::for_data(weak_strong);
         let truth = train.subset(&all.source_rows, "cross-validation");
-        let mut trials: Vec<Trial> = configs
+        let trials: Vec<Trial<KnnConfig>> = configs
             .par_iter()
-            .map(|config| -> Result<Trial> {
+            .map(|config| -> Result<Trial<KnnConfig>> {
                 let mut est = Estimates::new(n, m);
                 let mut priors: std::collections::HashMap<(usize, u32), Vec<f64>> =
                     Default::default();
@@ -266,37 +227,23 @@ impl KnnRouter {
                         c,
                     );
                 }
-                let metrics = validation_metrics(
-                    &est,
-                    &truth,
-                    weak_strong,
-                    crate::eval::DEFAULT_SWEEP_POINTS,
-                )?;
-                let score = if weak_strong.is_some() {
-                    metrics.apgr.unwrap_or(metrics.aiq)
-                } else {
-                    metrics.aiq
-                };
+                let metrics = validation_metrics(&est, &truth, weak_strong, DEFAULT_SWEEP_POINTS)?;
                 Ok(Trial {
                     config: config.clone(),
-                    score,
+                    score: criterion.score(&metrics),
                     metrics,
                 })
             })
             .collect::<Result<_>>()?;
         // Best first; ties keep the grid order (the simpler settings come first).
-        trials.sort_by(|a, b| b.score.total_cmp(&a.score));
-        let report = SearchReport {
-            criterion: if weak_strong.is_some() {
-                "cv apgr"
-            } else {
-                "cv aiq"
-            }
-            .into(),
-            folds: search.folds,
+        let report = SearchReport::new(
+            criterion,
+            Validation::KFold {
+                folds: search.folds,
+            },
             trials,
-            seconds: started.elapsed().as_secs_f64(),
-        };
+            started,
+        );
         let router = KnnRouter::fit(train, report.best())?;
         Ok((router, report))
     }
@@ -306,6 +253,7 @@ impl KnnRouter {
 mod tests {
     use super::*;
     use crate::pool::{ModelCard, ModelPool};
+    use crate::rng::SplitMix64;
 
     #[test]
     fn grid_dedupes_and_search_picks_the_signal() {
@@ -344,7 +292,7 @@ mod tests {
             ..Default::default()
         };
         let (router, report) = KnnRouter::tune(&split, &KnnConfig::default(), &search).unwrap();
-        assert_eq!(report.criterion, "cv aiq");
+        assert_eq!(report.describe(), "cv aiq");
         assert!(report.trials.windows(2).all(|w| w[0].score >= w[1].score));
         let best = report.best();
         assert!(

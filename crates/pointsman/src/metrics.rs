@@ -1,14 +1,12 @@
-//! Evaluation on a labelled test split: cost–quality curves and the metrics of the datasets'
-//! schema (RouterBench's AIQ, RouteLLM's APGR and CPT, and the figures around the best single
-//! model).
+//! Cost–quality curves and their metrics: RouterBench's AIQ, RouteLLM's APGR and CPT, and the
+//! figures around the best single model. Definitions: `docs/metrics.md`.
 //!
-//! A [`Policy`] turns a test split into a *sweep*: one [`SweepPoint`] per setting of its
-//! trade-off, each assigning a model to every test query. Routers sweep the cost weight over a
-//! grid that runs from "best expected quality" to "cheapest" ([`crate::calibrate::grid`]); the
-//! oracle has a single point. [`evaluate_sweep`] turns a sweep into a curve of (mean cost, mean
-//! quality) points and its [`Metrics`]; the same function rebuilds a report from a
-//! `decisions.jsonl` file ([`report_from_decisions`]), so every figure can be recomputed from the
-//! dataset and the decisions alone.
+//! A *sweep* assigns a model to every query of a labelled split at each of several settings of a
+//! router's trade-off ([`SweepPoint`]); [`evaluate_sweep`] turns it into a curve of (mean cost,
+//! mean quality) points and its [`Metrics`] against the split's [`Reference`] figures (single
+//! models, best single model, oracle). Evaluation ([`crate::eval`]) sweeps test splits; the
+//! routers' searches ([`crate::tuning`]) score out-of-fold estimates of the training split with
+//! [`validation_metrics`]. This module sits below the routers and knows none of them.
 //!
 //! # Metric definitions
 //!
@@ -48,17 +46,12 @@
 //! picks, per test query, the cheapest of the models with the best score (it reads test labels:
 //! a ceiling, not a router).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate;
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::router::Router;
-
-pub mod cascade;
+use crate::router::{Estimates, Router};
 
 /// Default number of cost weights in a router's sweep.
 pub const DEFAULT_SWEEP_POINTS: usize = 41;
@@ -75,12 +68,13 @@ pub enum CostBasis {
 }
 
 impl CostBasis {
-    fn is_query(&self) -> bool {
+    /// Whether this is [`CostBasis::Query`] (the default, left out of `decisions.jsonl`).
+    pub fn is_query(&self) -> bool {
         *self == CostBasis::Query
     }
 }
 
-/// One setting of a policy's trade-off and the model it assigns to each test query.
+/// One setting of an entrant's trade-off and the model it assigns to each test query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepPoint {
     /// The cost weight of this point (for cascades, the cost weight its thresholds were
@@ -92,73 +86,6 @@ pub struct SweepPoint {
     pub invoked: Option<Vec<Vec<u32>>>,
     /// What the cost weight charges for.
     pub cost_basis: CostBasis,
-}
-
-/// Something that can be evaluated on a test split: a router, the oracle, a cascade.
-pub trait Policy: Send + Sync + std::fmt::Debug {
-    /// Name in reports.
-    fn name(&self) -> &str;
-
-    /// Whether the policy reads the test labels (the oracle): such a policy is a ceiling, not a
-    /// router, and reports say so.
-    fn reads_test_labels(&self) -> bool {
-        false
-    }
-
-    /// The policy's sweep over `test`.
-    ///
-    /// # Errors
-    ///
-    /// Policy specific (a router's estimate errors, features that do not fit).
-    fn sweep(&self, test: &Split) -> Result<Vec<SweepPoint>>;
-}
-
-/// A router evaluated by sweeping the cost weight.
-pub struct RouterPolicy {
-    name: String,
-    router: Arc<dyn Router>,
-    points: usize,
-    cost_weights: Option<Vec<f64>>,
-}
-
-impl std::fmt::Debug for RouterPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouterPolicy")
-            .field("name", &self.name)
-            .field("kind", &self.router.kind())
-            .finish()
-    }
-}
-
-impl RouterPolicy {
-    /// Evaluates `router` under `name` with [`DEFAULT_SWEEP_POINTS`] cost weights.
-    pub fn new(name: impl Into<String>, router: Arc<dyn Router>) -> Self {
-        RouterPolicy {
-            name: name.into(),
-            router,
-            points: DEFAULT_SWEEP_POINTS,
-            cost_weights: None,
-        }
-    }
-
-    /// Sets the number of cost weights of the sweep (at least 2).
-    pub fn with_points(mut self, points: usize) -> Self {
-        self.points = points.max(2);
-        self
-    }
-
-    /// Evaluates at exactly these cost weights instead of a sweep: one point per weight, in the
-    /// given order, all charging per-query costs ([`CostBasis::Query`]; on two-model datasets
-    /// APGR and CPT then come from the cost curve's strong-call shares).
-    pub fn with_cost_weights(mut self, cost_weights: Vec<f64>) -> Self {
-        self.cost_weights = Some(cost_weights);
-        self
-    }
-
-    /// The router.
-    pub fn router(&self) -> &Arc<dyn Router> {
-        &self.router
-    }
 }
 
 /// Maps a router's model indices to a split's by model id.
@@ -185,11 +112,11 @@ const CALL_SWEEP_POINTS: usize = 101;
 /// Sweeps the cost weight over a grid derived from `est`, choosing with `choose`, and appends one
 /// point per distinct assignment (model indices mapped through `map`).
 fn sweep_estimates(
-    est: &crate::Estimates,
+    est: &Estimates,
     map: &[u32],
     cost_basis: CostBasis,
     points: usize,
-    mut choose: impl FnMut(&crate::Estimates, f64, &mut [u32]),
+    mut choose: impl FnMut(&Estimates, f64, &mut [u32]),
     out: &mut Vec<SweepPoint>,
 ) {
     let mut choices = vec![0u32; est.rows()];
@@ -212,7 +139,7 @@ fn sweep_estimates(
 }
 
 /// `est` with every row's costs replaced by each model's mean expected cost: flat per-call costs.
-fn flat_costs(est: &crate::Estimates) -> crate::Estimates {
+fn flat_costs(est: &Estimates) -> Estimates {
     let m = est.models();
     let mut flat = est.clone();
     let mut means = vec![0.0; m];
@@ -227,12 +154,16 @@ fn flat_costs(est: &crate::Estimates) -> crate::Estimates {
     flat
 }
 
-/// Both sweeps of estimates made by a utility-maximising router (see the module documentation).
-fn sweeps_of(
-    est: &crate::Estimates,
+/// Both sweeps of estimates made by a utility-maximising router (see the module documentation):
+/// the cost curve over a grid of cost weights derived from `est`, and on two-model data the
+/// strong-call share curve with flat per-call costs. `choose` assigns a model to every row at a
+/// cost weight; `map` maps the router's model indices to the split's; consecutive cost weights
+/// that change no assignment give one point.
+pub fn utility_sweeps(
+    est: &Estimates,
     map: &[u32],
     points: usize,
-    mut choose: impl FnMut(&crate::Estimates, f64, &mut [u32]),
+    mut choose: impl FnMut(&Estimates, f64, &mut [u32]),
 ) -> Vec<SweepPoint> {
     let mut out = Vec::new();
     sweep_estimates(est, map, CostBasis::Query, points, &mut choose, &mut out);
@@ -252,7 +183,7 @@ fn sweeps_of(
 ///
 /// [`Error::Shape`] when the estimates do not match the split.
 pub fn validation_metrics(
-    est: &crate::Estimates,
+    est: &Estimates,
     truth: &Split,
     weak_strong: Option<(usize, usize)>,
     points: usize,
@@ -267,290 +198,13 @@ pub fn validation_metrics(
         )));
     }
     let map: Vec<u32> = (0..est.models() as u32).collect();
-    let sweep = sweeps_of(est, &map, points, |e, w, out| {
+    let sweep = utility_sweeps(est, &map, points, |e, w, out| {
         for (r, o) in out.iter_mut().enumerate() {
             *o = crate::router::best_model(e.quality_row(r), e.cost_row(r), w, None) as u32;
         }
     });
     let reference = Reference::new(truth, truth, weak_strong)?;
     Ok(evaluate_sweep("validation", false, &sweep, truth, &reference)?.metrics)
-}
-
-impl Policy for RouterPolicy {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// # Errors
-    ///
-    /// [`Error::Config`] for an empty list of cost weights or a negative or non-finite one;
-    /// [`Error::UnknownModel`] when the router has a model the split has no labels for; the
-    /// router's estimate errors.
-    fn sweep(&self, test: &Split) -> Result<Vec<SweepPoint>> {
-        if let Some(weights) = &self.cost_weights {
-            if weights.is_empty() {
-                return Err(Error::Config("the list of cost weights is empty".into()));
-            }
-            for &w in weights {
-                crate::Objective::new(w).resolve(self.router.models())?;
-            }
-        }
-        let map = model_map(self.router.as_ref(), test)?;
-        let batch = test.features()?;
-        let est = self.router.estimate_batch(&batch)?;
-        if let Some(weights) = &self.cost_weights {
-            let mut choices = vec![0u32; test.len()];
-            return Ok(weights
-                .iter()
-                .map(|&w| {
-                    self.router.choose(&batch, &est, w, None, &mut choices);
-                    SweepPoint {
-                        cost_weight: w,
-                        choices: choices.iter().map(|&c| map[c as usize]).collect(),
-                        invoked: None,
-                        cost_basis: CostBasis::Query,
-                    }
-                })
-                .collect());
-        }
-        Ok(sweeps_of(&est, &map, self.points, |e, w, out| {
-            self.router.choose(&batch, e, w, None, out)
-        }))
-    }
-}
-
-/// The oracle: per test query, the cheapest of the models with the best score. It reads the
-/// test labels, so it is a ceiling, not a router.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Oracle;
-
-impl Policy for Oracle {
-    fn name(&self) -> &str {
-        "oracle"
-    }
-
-    fn reads_test_labels(&self) -> bool {
-        true
-    }
-
-    fn sweep(&self, test: &Split) -> Result<Vec<SweepPoint>> {
-        let m = test.pool().len();
-        let choices = (0..test.len())
-            .map(|r| {
-                crate::router::best_model(
-                    &test.scores()[r * m..(r + 1) * m],
-                    &test.costs()[r * m..(r + 1) * m],
-                    0.0,
-                    None,
-                ) as u32
-            })
-            .collect();
-        Ok(vec![SweepPoint {
-            cost_weight: 0.0,
-            choices,
-            invoked: None,
-            cost_basis: CostBasis::Query,
-        }])
-    }
-}
-
-/// Options for [`policy_by_name`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicyOptions {
-    /// Seed of every random choice (random routing, training shuffles, simulated judges).
-    pub seed: u64,
-    /// Number of cost weights in a router's sweep.
-    pub sweep_points: usize,
-    /// Error rate of the simulated judge that gives cascades their confidences (see
-    /// [`cascade`]).
-    pub judge_noise: f64,
-}
-
-impl Default for PolicyOptions {
-    fn default() -> Self {
-        PolicyOptions {
-            seed: 0,
-            sweep_points: DEFAULT_SWEEP_POINTS,
-            judge_noise: cascade::DEFAULT_JUDGE_NOISE,
-        }
-    }
-}
-
-/// The names [`policy_by_name`] knows.
-pub const POLICY_NAMES: &[&str] = &[
-    "random",
-    "cheapest",
-    "best-single",
-    "fixed:<model id>",
-    "zero",
-    "oracle",
-    "knn",
-    #[cfg(feature = "train")]
-    "mf",
-    "linucb",
-    "thompson",
-    "knn-ucb",
-    "cluster-ucb",
-    "cascade",
-    "cascade-chain",
-    "file:<saved router>",
-];
-
-/// Every policy `all` stands for in a list of names: each kind with its default settings (the
-/// `fixed:<model id>` family is left out).
-pub const ALL_POLICIES: &[&str] = &[
-    "random",
-    "cheapest",
-    "best-single",
-    "zero",
-    "oracle",
-    "knn",
-    #[cfg(feature = "train")]
-    "mf",
-    "linucb",
-    "thompson",
-    "knn-ucb",
-    "cluster-ucb",
-    "cascade",
-    "cascade-chain",
-];
-
-/// Splits a comma-separated list of policy names, trimming blanks and expanding `all` to
-/// [`ALL_POLICIES`]; repeated names are kept once.
-pub fn expand_policy_names(list: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let names: Vec<&str> = if name == "all" {
-            ALL_POLICIES.to_vec()
-        } else {
-            vec![name]
-        };
-        for n in names {
-            if !out.iter().any(|o| o == n) {
-                out.push(n.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Checks that `name` is one of [`POLICY_NAMES`] (and, for `fixed:<id>`, that the model is in
-/// `pool`) without fitting anything.
-///
-/// # Errors
-///
-/// As [`policy_by_name`].
-pub fn check_policy_name(name: &str, pool: &crate::ModelPool) -> Result<()> {
-    use crate::routers::baseline::Baseline;
-    if let Some(path) = name.strip_prefix("file:") {
-        return std::fs::metadata(path)
-            .map(|_| ())
-            .map_err(|e| Error::io(path, e));
-    }
-    match Baseline::from_name(name, 0) {
-        Some(Baseline::Fixed { model }) => pool.index_of(&model).map(|_| ()),
-        Some(_) => Ok(()),
-        None if ["oracle", "knn", "mf", "cascade", "cascade-chain"].contains(&name) => Ok(()),
-        None if crate::replay::check_learner_name(name).is_ok() => Ok(()),
-        None => Err(unknown_policy(name)),
-    }
-}
-
-fn unknown_policy(name: &str) -> Error {
-    Error::InvalidInput(format!(
-        "unknown router {name:?} (known: {})",
-        POLICY_NAMES.join(", ")
-    ))
-}
-
-/// Builds the policy called `name` (one of [`POLICY_NAMES`]), fitting it on `train`.
-///
-/// # Errors
-///
-/// [`Error::InvalidInput`] for an unknown name (the message lists the known ones);
-/// [`Error::UnknownModel`] for `fixed:<id>` with an id not in the pool; fitting errors.
-pub fn policy_by_name(
-    name: &str,
-    train: &Split,
-    options: &PolicyOptions,
-) -> Result<Box<dyn Policy>> {
-    use crate::routers::baseline::{Baseline, BaselineRouter};
-    if name == "oracle" {
-        return Ok(Box::new(Oracle));
-    }
-    if let Some(path) = name.strip_prefix("file:") {
-        let router = crate::io::load_router(path)?;
-        if router.as_cascade().is_some() {
-            let judge = cascade::SimulatedJudge::new(options.judge_noise, options.seed)?;
-            return Ok(Box::new(cascade::CascadePolicy::new(
-                name,
-                router,
-                judge,
-                options.sweep_points,
-            )?));
-        }
-        return Ok(Box::new(
-            RouterPolicy::new(name, router).with_points(options.sweep_points),
-        ));
-    }
-    if name == "cascade" {
-        return Ok(Box::new(cascade::cascade_policy(name, train, options)?));
-    }
-    if name == "cascade-chain" {
-        return Ok(Box::new(cascade::chain_policy(name, train, options)?));
-    }
-    if name == "knn" {
-        use crate::routers::knn::{KnnRouter, KnnSearch};
-        let search = KnnSearch {
-            seed: options.seed,
-            ..Default::default()
-        };
-        let (router, report) = KnnRouter::tune(train, &Default::default(), &search)?;
-        tracing::info!(
-            "knn: {} configurations by {} in {:.1} s; chosen {:?}",
-            report.trials.len(),
-            report.criterion,
-            report.seconds,
-            report.best()
-        );
-        return Ok(Box::new(
-            RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
-        ));
-    }
-    #[cfg(feature = "train")]
-    if name == "mf" {
-        use crate::routers::mf::{MfConfig, MfRouter, MfSearch};
-        let base = MfConfig {
-            seed: options.seed,
-            ..Default::default()
-        };
-        let search = MfSearch {
-            seed: options.seed,
-            ..Default::default()
-        };
-        let (router, report) = MfRouter::tune(train, &base, &search)?;
-        tracing::info!(
-            "mf: {} configurations by {} in {:.1} s; chosen dim {} learning rate {}",
-            report.trials.len(),
-            report.criterion,
-            report.seconds,
-            report.trials[0].config.dim,
-            report.trials[0].config.learning_rate
-        );
-        return Ok(Box::new(
-            RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
-        ));
-    }
-    if crate::replay::check_learner_name(name).is_ok() {
-        return crate::replay::learned_policy(name, train, options);
-    }
-    if let Some(rule) = Baseline::from_name(name, options.seed) {
-        let router = BaselineRouter::fit(rule, train)?;
-        return Ok(Box::new(
-            RouterPolicy::new(name, Arc::new(router)).with_points(options.sweep_points),
-        ));
-    }
-    Err(unknown_policy(name))
 }
 
 /// A (mean cost, mean quality) point of a curve.
@@ -570,7 +224,7 @@ pub struct CurvePoint {
 /// read.
 pub const CHEAP_SHARE: f64 = 0.6;
 
-/// The metrics of one policy. See the [module documentation](self) for definitions.
+/// The metrics of one entrant. See the [module documentation](self) for definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// RouterBench's average improvement in quality.
@@ -652,8 +306,13 @@ impl Reference {
             })
             .collect();
         let best_single = crate::router::best_model(&tq, &train.mean_costs(), 0.0, None);
-        let oracle = &Oracle.sweep(test)?[0];
-        let oracle_point = curve_point(test, oracle, None)?;
+        let oracle = SweepPoint {
+            cost_weight: 0.0,
+            choices: oracle_choices(test),
+            invoked: None,
+            cost_basis: CostBasis::Query,
+        };
+        let oracle_point = curve_point(test, &oracle, None)?;
         let singles: Vec<(f64, f64)> = models
             .iter()
             .map(|f| (f.mean_cost, f.mean_quality))
@@ -677,34 +336,41 @@ impl Reference {
     }
 }
 
-/// One policy's evaluation.
+/// The oracle's choices on a labelled split: per query, the cheapest of the models with the best
+/// score. It reads the labels, so it is a ceiling, not a router.
+pub fn oracle_choices(split: &Split) -> Vec<u32> {
+    let m = split.pool().len();
+    (0..split.len())
+        .map(|r| {
+            crate::router::best_model(
+                &split.scores()[r * m..(r + 1) * m],
+                &split.costs()[r * m..(r + 1) * m],
+                0.0,
+                None,
+            ) as u32
+        })
+        .collect()
+}
+
+/// One entrant's evaluation: its curves and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PolicyReport {
-    /// The policy's name.
+pub struct EntrantReport {
+    /// The entrant's name.
     pub name: String,
     /// Whether it reads test labels (a ceiling, not a router).
     pub reads_test_labels: bool,
+    /// Whether its decisions rest on a simulated judge's confidences (cascades in `pointsman
+    /// eval`): its figures say what such a confidence is worth, not how a real one performs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated_judge: bool,
     /// The cost curve (per-query costs).
     pub curve: Vec<CurvePoint>,
-    /// Two-model datasets: the strong-call share curve (flat per-call costs), when the policy
+    /// Two-model datasets: the strong-call share curve (flat per-call costs), when the entrant
     /// swept one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub call_curve: Vec<CurvePoint>,
     /// The metrics.
     pub metrics: Metrics,
-}
-
-/// A whole evaluation: the reference figures and every policy's report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// The dataset's name.
-    pub dataset: String,
-    /// Number of test queries.
-    pub n_test: usize,
-    /// Reference figures.
-    pub reference: Reference,
-    /// One report per policy, in the order evaluated.
-    pub policies: Vec<PolicyReport>,
 }
 
 fn curve_point(test: &Split, p: &SweepPoint, strong: Option<usize>) -> Result<CurvePoint> {
@@ -766,7 +432,7 @@ pub fn evaluate_sweep(
     sweep: &[SweepPoint],
     test: &Split,
     reference: &Reference,
-) -> Result<PolicyReport> {
+) -> Result<EntrantReport> {
     if sweep.is_empty() {
         return Err(Error::InvalidInput(format!("{name}: empty sweep")));
     }
@@ -785,9 +451,10 @@ pub fn evaluate_sweep(
             "{name}: the sweep has no per-query cost points"
         )));
     }
-    Ok(PolicyReport {
+    Ok(EntrantReport {
         name: name.to_string(),
         reads_test_labels,
+        simulated_judge: false,
         metrics: metrics(&curve, &call_curve, reference),
         curve,
         call_curve,
@@ -977,164 +644,8 @@ fn pgr_metrics(points: &[(f64, f64)]) -> (f64, Option<f64>, Option<f64>) {
     (apgr, cpt(0.5), cpt(0.8))
 }
 
-/// One line of `decisions.jsonl`: which model a router chose for one test query at one point of
-/// its sweep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DecisionLine {
-    /// The policy's name.
-    pub router: String,
-    /// The sweep point's cost weight.
-    pub cost_weight: f64,
-    /// The query's id.
-    pub id: String,
-    /// The model whose answer was used.
-    pub model: String,
-    /// Every model invoked, in order (cascades only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invoked: Option<Vec<String>>,
-    /// What the cost weight charges for; absent for per-query costs.
-    #[serde(default, skip_serializing_if = "CostBasis::is_query")]
-    pub cost_basis: CostBasis,
-}
-
-/// The decision lines of a sweep.
-pub fn decision_lines<'a>(
-    name: &'a str,
-    sweep: &'a [SweepPoint],
-    test: &'a Split,
-) -> impl Iterator<Item = DecisionLine> + 'a {
-    sweep.iter().flat_map(move |p| {
-        (0..test.len()).map(move |r| DecisionLine {
-            router: name.to_string(),
-            cost_weight: p.cost_weight,
-            id: test.ids()[r].clone(),
-            model: test.pool().id(p.choices[r] as usize).to_string(),
-            invoked: p.invoked.as_ref().map(|inv| {
-                inv[r]
-                    .iter()
-                    .map(|&m| test.pool().id(m as usize).to_string())
-                    .collect()
-            }),
-            cost_basis: p.cost_basis,
-        })
-    })
-}
-
-/// Rebuilds every policy's report from decision lines and the dataset alone.
-///
-/// Lines are grouped by router (in order of first appearance), then by cost basis and cost
-/// weight (in order of appearance); every group must assign every test query exactly once. Policies named `oracle`
-/// are marked as reading test labels.
-///
-/// # Errors
-///
-/// [`Error::InvalidInput`] naming the router and cost weight of a group that misses or repeats a
-/// query or names an unknown query id; [`Error::UnknownModel`] for an unknown model.
-pub fn report_from_decisions(
-    dataset: &str,
-    train: &Split,
-    test: &Split,
-    weak_strong: Option<(usize, usize)>,
-    lines: impl IntoIterator<Item = DecisionLine>,
-) -> Result<Report> {
-    let reference = Reference::new(train, test, weak_strong)?;
-    let row_of: HashMap<&str, usize> = test
-        .ids()
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
-    let model = |id: &str| -> Result<u32> { Ok(test.pool().index_of(id)? as u32) };
-    struct Pending {
-        key: (CostBasis, u64),
-        point: SweepPoint,
-        seen: Vec<bool>,
-    }
-    // Routers in order of appearance, each with its points in order of appearance.
-    let mut routers: Vec<(String, Vec<Pending>)> = Vec::new();
-    for line in lines {
-        let r = *row_of.get(line.id.as_str()).ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{} at cost weight {}: unknown query id {:?}",
-                line.router, line.cost_weight, line.id
-            ))
-        })?;
-        let pos = match routers.iter().position(|(n, _)| *n == line.router) {
-            Some(p) => p,
-            None => {
-                routers.push((line.router.clone(), Vec::new()));
-                routers.len() - 1
-            }
-        };
-        let points = &mut routers[pos].1;
-        let key = (line.cost_basis, line.cost_weight.to_bits());
-        let idx = match points.iter().position(|p| p.key == key) {
-            Some(i) => i,
-            None => {
-                points.push(Pending {
-                    key,
-                    point: SweepPoint {
-                        cost_weight: line.cost_weight,
-                        choices: vec![0; test.len()],
-                        invoked: None,
-                        cost_basis: line.cost_basis,
-                    },
-                    seen: vec![false; test.len()],
-                });
-                points.len() - 1
-            }
-        };
-        let Pending { point, seen, .. } = &mut points[idx];
-        if std::mem::replace(&mut seen[r], true) {
-            return Err(Error::InvalidInput(format!(
-                "{} at cost weight {}: query {:?} appears twice",
-                line.router, line.cost_weight, line.id
-            )));
-        }
-        point.choices[r] = model(&line.model)?;
-        if let Some(inv) = &line.invoked {
-            let inv: Vec<u32> = inv.iter().map(|m| model(m)).collect::<Result<_>>()?;
-            point
-                .invoked
-                .get_or_insert_with(|| vec![Vec::new(); test.len()])[r] = inv;
-        }
-    }
-    let mut policies = Vec::new();
-    for (name, points) in routers {
-        let mut sweep = Vec::new();
-        for Pending {
-            point: mut p, seen, ..
-        } in points
-        {
-            if let Some(missing) = seen.iter().position(|s| !s) {
-                return Err(Error::InvalidInput(format!(
-                    "{name} at cost weight {}: no decision for query {:?}",
-                    p.cost_weight,
-                    test.ids()[missing]
-                )));
-            }
-            if let Some(inv) = &mut p.invoked {
-                for (r, v) in inv.iter_mut().enumerate() {
-                    if v.is_empty() {
-                        v.push(p.choices[r]);
-                    }
-                }
-            }
-            sweep.push(p);
-        }
-        let labels = name == "oracle";
-        policies.push(evaluate_sweep(&name, labels, &sweep, test, &reference)?);
-    }
-    Ok(Report {
-        dataset: dataset.to_string(),
-        n_test: test.len(),
-        reference,
-        policies,
-    })
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::pool::{ModelCard, ModelPool};
 
@@ -1187,7 +698,8 @@ mod tests {
         assert!(close(a, 0.5) && close(c5.unwrap(), 0.5));
     }
 
-    fn tiny() -> (Split, Split) {
+    /// Two models, a train split of 2 queries and a test split of 4.
+    pub(crate) fn tiny() -> (Split, Split) {
         let pool = ModelPool::new(vec![
             ModelCard::new("weak", 1.0, 1.0),
             ModelCard::new("strong", 10.0, 10.0),
@@ -1275,104 +787,5 @@ mod tests {
             cost_basis: CostBasis::Query,
         }];
         assert!(evaluate_sweep("c", false, &short, &test, &r).is_err());
-    }
-
-    #[test]
-    fn router_policy_at_given_cost_weights() {
-        use crate::routers::baseline::{Baseline, BaselineRouter};
-        let (train, test) = tiny();
-        let router: Arc<dyn Router> =
-            Arc::new(BaselineRouter::fit(Baseline::Zero, &train).unwrap());
-        // Training means: weak quality 0.5 at cost 1, strong 1.0 at cost 10. At w = 0 the strong
-        // model wins; at w = 1 (0.5 - 1 > 1 - 10) and beyond, the weak one. Repeated assignments
-        // are kept: one point per weight asked for.
-        let policy =
-            RouterPolicy::new("zero", router.clone()).with_cost_weights(vec![0.0, 1.0, 1e9]);
-        let sweep = policy.sweep(&test).unwrap();
-        assert_eq!(sweep.len(), 3);
-        assert_eq!(sweep[0].choices, vec![1; 4]);
-        assert_eq!(sweep[1].choices, vec![0; 4]);
-        assert_eq!(sweep[2].choices, vec![0; 4]);
-        assert!(sweep.iter().all(|p| p.cost_basis == CostBasis::Query));
-        assert_eq!(sweep[2].cost_weight, 1e9);
-        // The default sweep drops repeated assignments and adds the call-basis points.
-        let full = RouterPolicy::new("zero", router.clone())
-            .sweep(&test)
-            .unwrap();
-        assert!(full.iter().any(|p| p.cost_basis == CostBasis::Call));
-        for bad in [vec![], vec![0.0, -1.0], vec![f64::NAN]] {
-            let e = RouterPolicy::new("zero", router.clone())
-                .with_cost_weights(bad)
-                .sweep(&test)
-                .unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::Config, "{e}");
-        }
-    }
-
-    #[test]
-    fn policies_by_name() {
-        let (train, test) = tiny();
-        let opts = PolicyOptions::default();
-        for name in [
-            "random",
-            "cheapest",
-            "best-single",
-            "fixed:weak",
-            "zero",
-            "oracle",
-        ] {
-            let p = policy_by_name(name, &train, &opts).unwrap();
-            assert_eq!(p.name(), name);
-            assert_eq!(p.reads_test_labels(), name == "oracle");
-            assert!(!p.sweep(&test).unwrap().is_empty());
-        }
-        let e = policy_by_name("knnn", &train, &opts).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("invalid input: unknown router \"knnn\" (known: random,"),
-            "{e}"
-        );
-        assert!(policy_by_name("fixed:nope", &train, &opts).is_err());
-        assert_eq!(
-            expand_policy_names(" zero, all ,oracle,,fixed:a")[..5],
-            ["zero", "random", "cheapest", "best-single", "oracle"]
-        );
-        assert_eq!(
-            expand_policy_names("all,fixed:a")
-                .last()
-                .map(String::as_str),
-            Some("fixed:a")
-        );
-    }
-
-    #[test]
-    fn decisions_round_trip() {
-        let (train, test) = tiny();
-        let r = Reference::new(&train, &test, Some((0, 1))).unwrap();
-        let sweep = vec![
-            SweepPoint {
-                cost_weight: 0.0,
-                choices: vec![1, 1, 1, 1],
-                invoked: None,
-                cost_basis: CostBasis::Query,
-            },
-            SweepPoint {
-                cost_weight: 0.1,
-                choices: vec![0, 1, 0, 0],
-                invoked: None,
-                cost_basis: CostBasis::Query,
-            },
-        ];
-        let rep = evaluate_sweep("x", false, &sweep, &test, &r).unwrap();
-        let lines: Vec<DecisionLine> = decision_lines("x", &sweep, &test).collect();
-        assert_eq!(lines.len(), 8);
-        let again = report_from_decisions("t", &train, &test, Some((0, 1)), lines.clone()).unwrap();
-        assert_eq!(again.policies[0], rep);
-        let mut dup = lines.clone();
-        dup.push(lines[0].clone());
-        let e = report_from_decisions("t", &train, &test, None, dup).unwrap_err();
-        assert!(e.to_string().contains("appears twice"), "{e}");
-        let e = report_from_decisions("t", &train, &test, None, lines[..7].to_vec()).unwrap_err();
-        assert!(e.to_string().contains("no decision for query \"3\""), "{e}");
     }
 }

@@ -1,0 +1,433 @@
+//! The saved-router container: one `.safetensors` file holding a router's tensors and, in its
+//! metadata, the format name and version, the router's JSON config (tagged by kind:
+//! `{"type": "knn", …}`), the model pool with prices, and the embedding model's name and
+//! dimension (specified in `docs/format.md`).
+//!
+//! This layer knows no router kind: a router writes its tensors and its config into a
+//! [`SavedRouter`], and the registry ([`crate::registry`]) reads the tag to rebuild the right
+//! kind. Loading checks every shape; a truncated or corrupt file is an [`Error::Format`], never a
+//! panic. Files are written atomically ([`crate::files`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::files::write_atomic;
+use crate::pool::ModelPool;
+
+/// The `format` metadata value of a saved router.
+pub const FORMAT_NAME: &str = "pointsman-router";
+
+/// The format version this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The values of a tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    /// 32-bit floats.
+    F32(Vec<f32>),
+    /// 64-bit floats (learned state that accumulates many updates).
+    F64(Vec<f64>),
+    /// Unsigned 32-bit integers (indices).
+    U32(Vec<u32>),
+}
+
+impl TensorData {
+    fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::U32(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// A named tensor of a saved router.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The values, row-major.
+    pub data: TensorData,
+}
+
+impl Tensor {
+    /// An `f32` tensor.
+    pub fn f32(shape: &[usize], data: Vec<f32>) -> Self {
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::F32(data),
+        }
+    }
+
+    /// An `f64` tensor.
+    pub fn f64(shape: &[usize], data: Vec<f64>) -> Self {
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::F64(data),
+        }
+    }
+
+    /// A `u32` tensor.
+    pub fn u32(shape: &[usize], data: Vec<u32>) -> Self {
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::U32(data),
+        }
+    }
+}
+
+/// A router in its saved form: config, pool, embedding space and tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedRouter {
+    /// The router's configuration as a JSON object whose `"type"` member, first, names the
+    /// router kind (`{"type": "knn", "k": 100, …}`).
+    pub config: String,
+    /// The candidate models and their prices.
+    pub pool: ModelPool,
+    /// The embedding model the router was trained on, when known.
+    pub embedding_model: Option<String>,
+    /// The embedding dimension.
+    pub dim: usize,
+    /// The tensors, by dotted name.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Free-form notes kept with the router (for example the hyper-parameter search).
+    pub notes: BTreeMap<String, String>,
+}
+
+impl SavedRouter {
+    /// A saved router of kind `kind` with its configuration `config`, without tensors or notes.
+    ///
+    /// # Panics
+    ///
+    /// When `config` does not serialise to a JSON object (every router config is a struct or a
+    /// tagged enum).
+    pub fn new<C: Serialize>(
+        kind: &str,
+        config: &C,
+        pool: ModelPool,
+        embedding_model: Option<String>,
+        dim: usize,
+    ) -> Self {
+        SavedRouter {
+            config: tagged_json(kind, config),
+            pool,
+            embedding_model,
+            dim,
+            tensors: BTreeMap::new(),
+            notes: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a tensor.
+    ///
+    /// # Panics
+    ///
+    /// When the data length does not match the shape (a bug in the router's saving code).
+    pub fn with_tensor(mut self, name: &str, tensor: Tensor) -> Self {
+        assert_eq!(
+            tensor.shape.iter().product::<usize>(),
+            tensor.data.len(),
+            "tensor {name}: data does not match its shape"
+        );
+        self.tensors.insert(name.to_string(), tensor);
+        self
+    }
+
+    /// The file's bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] if the safetensors serialiser refuses the data.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        // Written by hand rather than through the safetensors crate so that the bytes are a
+        // function of the router alone: metadata and tensors in sorted order (the crate takes a
+        // HashMap, whose order changes from run to run). The crate reads the result.
+        let mut meta = BTreeMap::new();
+        meta.insert("format".to_string(), FORMAT_NAME.to_string());
+        meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+        meta.insert(
+            "pointsman_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        );
+        meta.insert("config".to_string(), self.config.clone());
+        meta.insert(
+            "models".to_string(),
+            serde_json::to_string(&self.pool).expect("model pools serialise to JSON"),
+        );
+        meta.insert("dim".to_string(), self.dim.to_string());
+        if let Some(m) = &self.embedding_model {
+            meta.insert("embedding_model".to_string(), m.clone());
+        }
+        for (k, v) in &self.notes {
+            meta.insert(format!("note.{k}"), v.clone());
+        }
+        let mut header = serde_json::Map::new();
+        header.insert(
+            "__metadata__".to_string(),
+            serde_json::to_value(&meta).expect("string maps serialise to JSON"),
+        );
+        let mut data = Vec::new();
+        for (name, t) in &self.tensors {
+            let bytes = t.data.bytes();
+            let dtype = match t.data {
+                TensorData::F32(_) => "F32",
+                TensorData::F64(_) => "F64",
+                TensorData::U32(_) => "U32",
+            };
+            header.insert(
+                name.clone(),
+                serde_json::json!({
+                    "dtype": dtype,
+                    "shape": t.shape,
+                    "data_offsets": [data.len(), data.len() + bytes.len()],
+                }),
+            );
+            data.extend_from_slice(&bytes);
+        }
+        let mut header = serde_json::to_string(&header).expect("headers serialise to JSON");
+        // Pad the header with spaces so that the data starts 8-byte aligned.
+        header.push_str(&" ".repeat((8 - header.len() % 8) % 8));
+        let mut out = Vec::with_capacity(8 + header.len() + data.len());
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+
+    /// Parses a saved router's bytes; `what` names the source in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] for anything that is not a well-formed saved router (naming what is
+    /// wrong); [`Error::UnsupportedVersion`] for a newer or unknown format version.
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<SavedRouter> {
+        let bad = |m: String| Error::format(what, m);
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let meta = header
+            .metadata()
+            .clone()
+            .ok_or_else(|| bad("no metadata: not a pointsman router file".into()))?;
+        let get = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| bad(format!("metadata has no {k:?}")))
+        };
+        if get("format")? != FORMAT_NAME {
+            return Err(bad(format!(
+                "format {:?} is not {FORMAT_NAME:?}",
+                get("format")?
+            )));
+        }
+        let version = get("format_version")?;
+        match version.parse::<u32>() {
+            Ok(v) if (1..=FORMAT_VERSION).contains(&v) => {}
+            _ => {
+                return Err(Error::UnsupportedVersion {
+                    found: version.clone(),
+                    supported: FORMAT_VERSION.to_string(),
+                })
+            }
+        }
+        let config = get("config")?.clone();
+        match serde_json::from_str::<serde_json::Value>(&config) {
+            Ok(serde_json::Value::Object(o)) if o.get("type").is_some_and(|t| t.is_string()) => {}
+            Ok(_) => return Err(bad("bad config: not a JSON object with a \"type\"".into())),
+            Err(e) => return Err(bad(format!("bad config: {e}"))),
+        }
+        let pool: ModelPool =
+            serde_json::from_str(get("models")?).map_err(|e| bad(format!("bad models: {e}")))?;
+        let pool =
+            ModelPool::new(pool.cards().to_vec()).map_err(|e| bad(format!("bad models: {e}")))?;
+        let dim: usize = get("dim")?
+            .parse()
+            .ok()
+            .filter(|&d| d > 0)
+            .ok_or_else(|| bad(format!("bad dim {:?}", meta["dim"])))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let raw = view.data();
+            let data = match view.dtype() {
+                safetensors::Dtype::F32 => TensorData::F32(
+                    raw.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+                safetensors::Dtype::F64 => TensorData::F64(
+                    raw.chunks_exact(8)
+                        .map(|b| {
+                            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                        })
+                        .collect(),
+                ),
+                safetensors::Dtype::U32 => TensorData::U32(
+                    raw.chunks_exact(4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+                other => return Err(bad(format!("tensor {name}: unsupported dtype {other:?}"))),
+            };
+            tensors.insert(
+                name,
+                Tensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        let notes = meta
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("note.").map(|k| (k.to_string(), v.clone())))
+            .collect();
+        Ok(SavedRouter {
+            config,
+            pool,
+            embedding_model: meta.get("embedding_model").cloned(),
+            dim,
+            tensors,
+            notes,
+        })
+    }
+
+    /// Writes the router to `path`, atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the path.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Reads a saved router from `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read; the errors of [`SavedRouter::from_bytes`].
+    pub fn load(path: &Path) -> Result<SavedRouter> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        SavedRouter::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<TensorData> {
+        let t = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| Error::format("saved router", format!("missing tensor {name}")))?;
+        if t.shape != shape {
+            return Err(Error::format(
+                "saved router",
+                format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape),
+            ));
+        }
+        Ok(t.data)
+    }
+
+    /// Removes the `f32` tensor `name`, checking its shape.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] naming the tensor when it is missing, of another dtype or shape.
+    pub fn take_f32(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        match self.take(name, shape)? {
+            TensorData::F32(v) => Ok(v),
+            _ => Err(Error::format(
+                "saved router",
+                format!("tensor {name} is not f32"),
+            )),
+        }
+    }
+
+    /// Removes the `f64` tensor `name`, checking its shape.
+    ///
+    /// # Errors
+    ///
+    /// As [`SavedRouter::take_f32`].
+    pub fn take_f64(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
+        match self.take(name, shape)? {
+            TensorData::F64(v) => Ok(v),
+            _ => Err(Error::format(
+                "saved router",
+                format!("tensor {name} is not f64"),
+            )),
+        }
+    }
+
+    /// Removes the `u32` tensor `name`, checking its shape.
+    ///
+    /// # Errors
+    ///
+    /// As [`SavedRouter::take_f32`].
+    pub fn take_u32(&mut self, name: &str, shape: &[usize]) -> Result<Vec<u32>> {
+        match self.take(name, shape)? {
+            TensorData::U32(v) => Ok(v),
+            _ => Err(Error::format(
+                "saved router",
+                format!("tensor {name} is not u32"),
+            )),
+        }
+    }
+
+    /// The shape of tensor `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.shape.as_slice())
+    }
+
+    /// The router kind named by the config's `"type"` (empty when the config has none: only a
+    /// container built by hand can lack it).
+    pub fn kind(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.config)
+            .ok()
+            .and_then(|v| v.get("type")?.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// The config of a router of kind `kind`, without its tag.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] when the config is of another kind or does not parse as `C`.
+    pub fn typed_config<C: DeserializeOwned>(&self, kind: &str) -> Result<C> {
+        let bad = |m: String| Error::format("saved router", m);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&self.config).map_err(|e| bad(format!("bad config: {e}")))?;
+        let found = v.as_object_mut().and_then(|o| o.remove("type"));
+        match found.as_ref().and_then(|t| t.as_str()) {
+            Some(t) if t == kind => {}
+            Some(t) => return Err(bad(format!("a {t} router is not a {kind} router"))),
+            None => return Err(bad("bad config: no \"type\"".into())),
+        }
+        serde_json::from_value(v).map_err(|e| bad(format!("bad {kind} config: {e}")))
+    }
+}
+
+/// `config`'s JSON object with `"type": kind` as its first member: the bytes serde writes for an
+/// internally tagged enum variant, so files keep their exact bytes whichever layer writes them.
+///
+/// # Panics
+///
+/// When `config` does not serialise to a JSON object.
+pub fn tagged_json<C: Serialize>(kind: &str, config: &C) -> String {
+    let body = serde_json::to_string(config).expect("router configs serialise to JSON");
+    let rest = body
+        .strip_prefix('{')
+        .expect("a router config serialises to a JSON object");
+    let tag = format!("{{\"type\":{}", serde_json::Value::from(kind));
+    if rest == "}" {
+        format!("{tag}}}")
+    } else {
+        format!("{tag},{rest}")
+    }
+}

@@ -1,0 +1,296 @@
+//! What the routers' hyper-parameter searches share: the folds of a k-fold cross-validation,
+//! the selection criterion, and one report type.
+//!
+//! kNN and MF choose their settings by k-fold cross-validation on the training split, the
+//! cascade by leave-one-out estimates; all three score the out-of-fold estimates of the training
+//! split like a test split ([`crate::metrics::validation_metrics`]) and select by the same
+//! [`Criterion`]: AIQ, or APGR on two-model data. No search reads a test label.
+//!
+//! # Example
+//!
+//! ```
+//! use pointsman::tuning::Folds;
+//! let folds = Folds::new(10, 3, 0)?;
+//! assert_eq!(folds.count(), 3);
+//! let held: Vec<usize> = folds.held_out(0).collect();
+//! assert!(held.iter().all(|&i| folds.fold_of(i) == 0));
+//! assert_eq!((0..3).map(|f| folds.held_out(f).count()).sum::<usize>(), 10);
+//! # Ok::<(), pointsman::Error>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::rng::SplitMix64;
+
+/// A seeded assignment of `n` items to `k` folds of (almost) equal size.
+///
+/// The items are shuffled by the seed; the item at position `p` of the shuffle goes to fold
+/// `p % k`, so fold sizes differ by at most one and the folds depend on `n`, `k` and the seed
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folds {
+    k: usize,
+    /// The shuffled items: position `p` is in fold `p % k`.
+    order: Vec<usize>,
+    /// The fold of each item.
+    fold: Vec<usize>,
+}
+
+impl Folds {
+    /// Assigns `n` items to `k` folds, shuffled by `seed`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for fewer than 2 folds; [`Error::InvalidInput`] when `n` is smaller than
+    /// `2 k` (every fold needs items to hold out and to train on).
+    pub fn new(n: usize, k: usize, seed: u64) -> Result<Folds> {
+        if k < 2 {
+            return Err(Error::Config(format!(
+                "a cross-validation needs at least 2 folds, not {k}"
+            )));
+        }
+        if n < 2 * k {
+            return Err(Error::InvalidInput(format!(
+                "{n} training queries are too few for {k} folds"
+            )));
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        SplitMix64::new(seed).shuffle(&mut order);
+        let mut fold = vec![0usize; n];
+        for (p, &i) in order.iter().enumerate() {
+            fold[i] = p % k;
+        }
+        Ok(Folds { k, order, fold })
+    }
+
+    /// The number of folds.
+    pub fn count(&self) -> usize {
+        self.k
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.fold.len()
+    }
+
+    /// Whether there are no items (never: [`Folds::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.fold.is_empty()
+    }
+
+    /// The fold of item `i`.
+    pub fn fold_of(&self, i: usize) -> usize {
+        self.fold[i]
+    }
+
+    /// The items of fold `f`, in shuffled order.
+    pub fn held_out(&self, f: usize) -> impl Iterator<Item = usize> + '_ {
+        self.order.iter().skip(f).step_by(self.k).copied()
+    }
+
+    /// The items of every fold but `f`, fold by fold, each in shuffled order.
+    pub fn training(&self, f: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.k)
+            .filter(move |&g| g != f)
+            .flat_map(move |g| self.held_out(g))
+    }
+}
+
+/// The metric a search selects by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// RouterBench's AIQ (any number of models).
+    Aiq,
+    /// RouteLLM's APGR (two-model data; AIQ when the two models score alike).
+    Apgr,
+}
+
+impl Criterion {
+    /// AIQ, or APGR when the data has a weak and a strong model.
+    pub fn for_data(weak_strong: Option<(usize, usize)>) -> Criterion {
+        if weak_strong.is_some() {
+            Criterion::Apgr
+        } else {
+            Criterion::Aiq
+        }
+    }
+
+    /// The criterion's value in `metrics`.
+    pub fn score(self, metrics: &Metrics) -> f64 {
+        match self {
+            Criterion::Aiq => metrics.aiq,
+            Criterion::Apgr => metrics.apgr.unwrap_or(metrics.aiq),
+        }
+    }
+
+    /// The criterion's name in reports (`aiq`, `apgr`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Criterion::Aiq => "aiq",
+            Criterion::Apgr => "apgr",
+        }
+    }
+}
+
+/// How a search's estimates were held out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// k-fold cross-validation on the training split.
+    KFold {
+        /// The number of folds.
+        folds: usize,
+    },
+    /// Leave-one-out estimates on the training split.
+    LeaveOneOut,
+}
+
+/// One setting a search tried, with its validation figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial<C> {
+    /// The setting, as a config of the router kind.
+    pub config: C,
+    /// The criterion's value.
+    pub score: f64,
+    /// Every validation metric.
+    pub metrics: Metrics,
+}
+
+/// What a search did: how it validated, by which criterion, every setting it tried (best first)
+/// and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchReport<C> {
+    /// The selection criterion.
+    pub criterion: Criterion,
+    /// How the estimates were held out.
+    pub validation: Validation,
+    /// Every setting tried, best first (ties keep the order in which they were tried).
+    pub trials: Vec<Trial<C>>,
+    /// Wall-clock seconds of the search (not the final fit).
+    pub seconds: f64,
+}
+
+impl<C> SearchReport<C> {
+    /// Sorts `trials` best first (a stable sort: ties keep the order tried) into a report.
+    ///
+    /// # Panics
+    ///
+    /// When `trials` is empty (a search validates its grid first).
+    pub fn new(
+        criterion: Criterion,
+        validation: Validation,
+        mut trials: Vec<Trial<C>>,
+        started: std::time::Instant,
+    ) -> Self {
+        assert!(!trials.is_empty(), "a search tries at least one setting");
+        trials.sort_by(|a, b| b.score.total_cmp(&a.score));
+        SearchReport {
+            criterion,
+            validation,
+            trials,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// The winning setting.
+    pub fn best(&self) -> &C {
+        &self.trials[0].config
+    }
+
+    /// How the criterion was measured, as reports print it: `"cv aiq"` (k-fold) or `"loo apgr"`
+    /// (leave-one-out).
+    pub fn describe(&self) -> String {
+        let how = match self.validation {
+            Validation::KFold { .. } => "cv",
+            Validation::LeaveOneOut => "loo",
+        };
+        format!("{how} {}", self.criterion.name())
+    }
+
+    /// The report with its settings mapped by `f` (for example into saved-router configs).
+    pub fn map<D>(self, mut f: impl FnMut(C) -> D) -> SearchReport<D> {
+        SearchReport {
+            criterion: self.criterion,
+            validation: self.validation,
+            trials: self
+                .trials
+                .into_iter()
+                .map(|t| Trial {
+                    config: f(t.config),
+                    score: t.score,
+                    metrics: t.metrics,
+                })
+                .collect(),
+            seconds: self.seconds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_partition_the_items() {
+        let f = Folds::new(11, 3, 7).unwrap();
+        let mut all: Vec<usize> = (0..3).flat_map(|g| f.held_out(g)).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..11).collect::<Vec<_>>());
+        let sizes: Vec<usize> = (0..3).map(|g| f.held_out(g).count()).collect();
+        assert_eq!(sizes, vec![4, 4, 3]);
+        for g in 0..3 {
+            assert!(f.training(g).all(|i| f.fold_of(i) != g));
+            assert_eq!(f.training(g).count() + f.held_out(g).count(), 11);
+        }
+        assert_eq!(Folds::new(11, 3, 7).unwrap(), f);
+        assert_ne!(Folds::new(11, 3, 8).unwrap(), f);
+        assert_eq!(
+            Folds::new(5, 3, 0).unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            Folds::new(50, 1, 0).unwrap_err().kind(),
+            crate::ErrorKind::Config
+        );
+    }
+
+    #[test]
+    fn reports_sort_best_first_and_keep_ties_in_order() {
+        let m = |aiq| Metrics {
+            aiq,
+            max_quality: aiq,
+            quality_at_best_single_cost: None,
+            cost_to_match_best_single: None,
+            quality_at_cheap_share: None,
+            oracle_gap: 0.0,
+            apgr: None,
+            cpt50: None,
+            cpt80: None,
+        };
+        let trials = [(1, 0.5), (2, 0.7), (3, 0.7), (4, 0.1)]
+            .map(|(c, s)| Trial {
+                config: c,
+                score: Criterion::Aiq.score(&m(s)),
+                metrics: m(s),
+            })
+            .to_vec();
+        let r = SearchReport::new(
+            Criterion::Aiq,
+            Validation::KFold { folds: 5 },
+            trials,
+            std::time::Instant::now(),
+        );
+        assert_eq!(
+            r.trials.iter().map(|t| t.config).collect::<Vec<_>>(),
+            [2, 3, 1, 4]
+        );
+        assert_eq!(*r.best(), 2);
+        assert_eq!(r.describe(), "cv aiq");
+        assert_eq!(r.map(|c| c * 10).trials[0].config, 20);
+        assert_eq!(Criterion::for_data(Some((0, 1))), Criterion::Apgr);
+        assert_eq!(Criterion::Apgr.score(&m(0.3)), 0.3);
+    }
+}
