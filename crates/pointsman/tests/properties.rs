@@ -77,7 +77,7 @@ proptest! {
     fn save_load_is_bit_identical(split in split_strategy(), config in config_strategy(), q in queries()) {
         let router = KnnRouter::fit(&split, &config).unwrap();
         let bytes = router.to_saved().unwrap().to_bytes().unwrap();
-        let loaded = pointsman::io::router_from_bytes(&bytes).unwrap();
+        let loaded = pointsman::AnyRouter::from_bytes(&bytes).unwrap();
         prop_assert_eq!(loaded.to_saved().unwrap().to_bytes().unwrap(), bytes);
         let batch = FeatureBatch::new(&q, 6).unwrap();
         prop_assert_eq!(router.estimate_batch(&batch).unwrap(), loaded.estimate_batch(&batch).unwrap());
@@ -109,4 +109,67 @@ proptest! {
             prop_assert!((x - y).abs() < 1e-9, "{} vs {}", x, y);
         }
     }
+}
+
+/// Files saved by commit b28f5b0 (format version 1, one per router kind) load with this build,
+/// decide as they did when they were saved, and save back to the same bytes
+/// (tests/fixtures/b28f5b0/README.md).
+#[test]
+fn files_saved_by_b28f5b0_load_and_decide_as_they_did() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/b28f5b0");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("decisions.json")).unwrap()).unwrap();
+    let dim = recorded["dim"].as_u64().unwrap() as usize;
+    let records = recorded["records"].as_array().unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for r in records {
+        let name = r["router"].as_str().unwrap();
+        let path = dir.join(format!("{name}.safetensors"));
+        let bytes = std::fs::read(&path).unwrap();
+        let router = pointsman::load_router(&path).unwrap();
+        assert_eq!(router.kind().name(), name);
+        if kinds.insert(name.to_string()) {
+            assert_eq!(router.to_bytes().unwrap(), bytes, "{name}: saved again");
+        }
+        // The query of the generator: vec_of(i + 200, 0.1), its token count and task.
+        let i = r["query"].as_u64().unwrap() as usize;
+        let x: Vec<f32> = (0..dim)
+            .map(|j| (((i + 200) as f32 + 1.0) * (j as f32 + 1.3) * 0.37 + 0.1).sin())
+            .collect();
+        let q = QueryFeatures::new(x)
+            .unwrap()
+            .with_prompt_tokens(50.0 + 30.0 * i as f64)
+            .unwrap()
+            .with_task(if i.is_multiple_of(2) { "even" } else { "odd" });
+        let w = r["cost_weight"].as_f64().unwrap();
+        let d = router.route(&q, &Objective::new(w)).unwrap();
+        let at = format!("{name}, query {i}, cost weight {w}");
+        assert_eq!(d.model_id, r["model_id"].as_str().unwrap(), "{at}");
+        for (field, got) in [
+            ("quality", d.quality),
+            ("cost", d.cost),
+            ("utility", d.utility),
+        ] {
+            let want = r[field].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs().max(1e-12),
+                "{at}: {field} {got} != {want}"
+            );
+        }
+    }
+    let every: std::collections::BTreeSet<String> = [
+        "zero",
+        "best-single",
+        "knn",
+        "mf",
+        "cascade",
+        "linucb",
+        "thompson",
+        "knn-ucb",
+        "cluster-ucb",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(kinds, every);
 }
