@@ -178,6 +178,20 @@ fn bad_input_gives_one_clear_line() {
         line.starts_with("error: ") && line.contains("nope") && line.contains("No such file"),
         "{line}"
     );
+    // Each cause once: the I/O error's text is part of the path's message, not repeated after it.
+    assert_eq!(line.matches("No such file").count(), 1, "{line}");
+    let missing_router = tmp.path().join("nonexistent.safetensors");
+    let line = stderr_line(&pointsman_stdin(
+        &["route", "--router", missing_router.to_str().unwrap()],
+        "",
+    ));
+    assert_eq!(
+        line,
+        format!(
+            "error: {}: No such file or directory (os error 2)",
+            missing_router.display()
+        )
+    );
 
     // A bad line in the dataset file: named by file and line.
     let ds = tmp.path().join("fx");
