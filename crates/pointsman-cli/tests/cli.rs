@@ -288,6 +288,34 @@ fn bad_input_gives_one_clear_line() {
     assert!(!out.join("report.json").exists());
 }
 
+/// The keys of a JSON object line in the order they appear (serde_json's `Value` sorts them).
+fn top_level_keys(line: &str) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_str::<Keys>(line).unwrap().0
+}
+
 fn pointsman_stdin(args: &[&str], input: &str) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_pointsman"))
@@ -366,37 +394,68 @@ fn train_then_route_json_lines() {
         assert!(dq.abs() < 1e-3, "{dq}");
     }
 
-    // Bad lines: named by line number, one line on stderr.
-    let short = serde_json::json!({"embedding": [1.0, 2.0]}).to_string();
-    let line2 = stderr_line(&pointsman_stdin(
-        &["route", "--router", r],
-        &format!("{line}\n{short}\n"),
-    ));
+    // Keys in reading order: the id and the chosen model first, the alternatives last.
+    let first_line = out.lines().next().unwrap();
+    let keys = top_level_keys(first_line);
     assert_eq!(
-        line2,
-        "error: stdin:2: dimension mismatch: expected 384, got 2"
+        keys[..6],
+        ["id", "model_id", "model", "quality", "cost", "utility"],
+        "{keys:?}"
     );
-    let line2 = stderr_line(&pointsman_stdin(
-        &["route", "--router", r],
-        "{\"prompt\": \"hi\"}\n",
-    ));
+    assert_eq!(keys.last().map(String::as_str), Some("alternatives"));
     assert!(
-        line2.starts_with("error: stdin:1: expected {\"text\": \"...\"} or {\"embedding\""),
-        "{line2}"
+        first_line.contains(r#""alternatives":[{"model_id":"#),
+        "{first_line}"
     );
+
+    // Bad lines: each gets an error record with its line number, the lines after it are still
+    // routed, and the command fails at the end with one line on stderr.
+    let short = serde_json::json!({"id": "s", "embedding": [1.0, 2.0]}).to_string();
+    let o = pointsman_stdin(
+        &["route", "--router", r, "--cost-weight", "300"],
+        &format!("{line}\n{short}\n\n{{\"prompt\": \"hi\"}}\n{line}\n"),
+    );
+    let summary = stderr_line(&o);
+    assert_eq!(
+        summary,
+        "error: 2 of 4 lines not routed (error records on stdout); the first: stdin:2: \
+         dimension mismatch: expected 384, got 2"
+    );
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert_eq!(records[0], lines[0]);
+    assert_eq!(
+        records[1],
+        serde_json::json!({"id": "s", "line": 2, "error": "dimension mismatch: expected 384, got 2"})
+    );
+    assert_eq!(records[2]["line"], 4);
+    assert!(
+        records[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("expected {\"text\": \"...\"} or {\"embedding\""),
+        "{}",
+        records[2]
+    );
+    assert_eq!(records[3], lines[0]);
+    let route_error = |input: &str| {
+        let o = pointsman_stdin(&["route", "--router", r], input);
+        stderr_line(&o);
+        let record: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+        record["error"].as_str().unwrap().to_string()
+    };
     let both = serde_json::json!({"text": "hi", "embedding": row}).to_string();
-    let line2 = stderr_line(&pointsman_stdin(&["route", "--router", r], &both));
     assert_eq!(
-        line2,
-        "error: stdin:1: give exactly one of \"text\" and \"embedding\""
+        route_error(&both),
+        "give exactly one of \"text\" and \"embedding\""
     );
-    let line2 = stderr_line(&pointsman_stdin(
-        &["route", "--router", r],
-        "{\"text\": \" \\n \"}\n",
-    ));
     assert_eq!(
-        line2,
-        "error: stdin:1: invalid input: the text is empty or whitespace only: there is nothing to route"
+        route_error("{\"text\": \" \\n \"}\n"),
+        "invalid input: the text is empty or whitespace only: there is nothing to route"
     );
     let line2 = stderr_line(&pointsman_stdin(
         &["route", "--router", r, "--model-dir", "/nonexistent/model"],
