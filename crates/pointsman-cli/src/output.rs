@@ -75,6 +75,39 @@ fn reference_lines(report: &Report) -> Vec<String> {
     ]
 }
 
+/// Where every figure of a report is defined, in the repository.
+const METRICS_DOC: &str = "docs/metrics.md";
+
+/// The policies whose AIQ is the zero router's: their points add nothing above the single models'
+/// hull, which AIQ always includes (a question every reader of the table asks).
+fn zero_aiq_note(report: &Report) -> Option<String> {
+    let zero = report.reference.zero_router_aiq;
+    let names: Vec<&str> = report
+        .policies
+        .iter()
+        .filter(|p| (p.metrics.aiq - zero).abs() <= 1e-9)
+        .map(|p| p.name.as_str())
+        .collect();
+    let names = match names.as_slice() {
+        [] => return None,
+        [one] => format!("{one} has"),
+        [rest @ .., last] => format!("{} and {last} have", rest.join(", ")),
+    };
+    Some(format!(
+        "{names} the zero router's AIQ ({zero:.4}): their points lie on or under the single \
+         models' hull, which AIQ includes."
+    ))
+}
+
+/// The notes under the table: the shared AIQ explained, and where the metrics are defined.
+fn notes(report: &Report, link: &str) -> Vec<String> {
+    let mut out: Vec<String> = zero_aiq_note(report).into_iter().collect();
+    out.push(format!(
+        "Every figure is defined in {link} of the Pointsman repository."
+    ));
+    out
+}
+
 /// The plain-text table printed by `pointsman eval`.
 pub fn table(report: &Report) -> String {
     let rows = rows(report);
@@ -107,6 +140,11 @@ pub fn table(report: &Report) -> String {
             out.push('\n');
         }
     }
+    out.push('\n');
+    for note in notes(report, METRICS_DOC) {
+        out.push_str(&note);
+        out.push('\n');
+    }
     out
 }
 
@@ -127,8 +165,15 @@ pub fn markdown(report: &Report, command: &str) -> String {
     }
     out.push_str(
         "\nCosts are mean USD per test query; \"cost to match best single\" is a fraction of the \
-         best single model's cost. Metric definitions: SCHEMA.md of the datasets and the \
-         `pointsman::eval` documentation.\n\n## Single models (test split)\n\n\
+         best single model's cost.\n",
+    );
+    // A link that works where the README's commands write reports (out/<name>/report.md).
+    let link = format!("[{METRICS_DOC}](../../{METRICS_DOC})");
+    for note in notes(report, &link) {
+        out.push_str(&format!("\n{note}\n"));
+    }
+    out.push_str(
+        "\n## Single models (test split)\n\n\
          | model | quality | cost (USD/query) | train quality |\n|---|---|---|---|\n",
     );
     for m in &report.reference.models {

@@ -65,6 +65,21 @@ fn eval_and_recompute(name: &str) {
     for f in ["report.json", "report.md", "curve.svg", "decisions.jsonl"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // Both the table and report.md say why the baselines share an AIQ, and link the definitions
+    // (report.md relative to out/<name>/, where the README's commands write it).
+    assert!(
+        table.contains("random, cheapest, best-single and zero have the zero router's AIQ ("),
+        "{table}"
+    );
+    assert!(table.contains("docs/metrics.md"), "{table}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("[docs/metrics.md](../../docs/metrics.md)"),
+        "{md}"
+    );
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/metrics.md")
+        .is_file());
     let svg = std::fs::read_to_string(out.join("curve.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("best-single"));
 
