@@ -27,6 +27,8 @@ step "the core crate without optional features (no candle)"
 cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
 step "cargo test (release: the quality tests train routers on the real datasets)"
+# --workspace includes the Python bindings, which turn on the core's `ndarray` feature: its
+# conversions are built, linted and tested here with no build of their own.
 cargo test --workspace --release
 
 step "benches, each run once in test mode (so they cannot rot)"

@@ -9,6 +9,8 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod io;
+#[cfg(feature = "ndarray")]
+pub mod ndarray_support;
 pub mod pool;
 pub mod replay;
 pub mod rng;
