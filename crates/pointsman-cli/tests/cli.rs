@@ -67,10 +67,6 @@ fn eval_and_recompute(name: &str) {
     }
     // Both the table and report.md say why the baselines share an AIQ, and link the definitions
     // (report.md relative to out/<name>/, where the README's commands write it).
-    assert!(
-        table.contains("random, cheapest, best-single and zero have the zero router's AIQ ("),
-        "{table}"
-    );
     assert!(table.contains("docs/metrics.md"), "{table}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
@@ -96,6 +92,25 @@ fn eval_and_recompute(name: &str) {
             .unwrap()
             .clone()
     };
+    // The note names the policies whose AIQ is the zero router's (on llmrouter_dc all four
+    // baselines; on routellm random's point lies a little above the two models' line).
+    let zero_aiq = report["reference"]["zero_router_aiq"].as_f64().unwrap();
+    let sharing: Vec<&str> = report["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| (p["metrics"]["aiq"].as_f64().unwrap() - zero_aiq).abs() <= 1e-9)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    if name == "llmrouter_dc" {
+        assert_eq!(sharing, ["random", "cheapest", "best-single", "zero"]);
+    }
+    let (last, rest) = sharing.split_last().unwrap();
+    let note = format!(
+        "{} and {last} have the zero router's AIQ ({zero_aiq:.4})",
+        rest.join(", ")
+    );
+    assert!(table.contains(&note), "{note:?} not in {table}");
     let best = &t["models"][t["best_single_by_train"].as_str().unwrap()];
     let best_curve = &policy("best-single")["curve"][0];
     assert_eq!(
