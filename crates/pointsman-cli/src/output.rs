@@ -9,9 +9,13 @@ fn num(x: Option<f64>, digits: usize) -> String {
     }
 }
 
-fn label(p: &EntrantReport) -> String {
+/// An entrant's name as the reports show it, marked when it is not a router's honest figure: the
+/// oracle reads the test labels, a cascade in `pointsman eval` sees a simulated judge.
+pub(crate) fn label(p: &EntrantReport) -> String {
     if p.reads_test_labels {
         format!("{} (reads test labels)", p.name)
+    } else if p.simulated_judge {
+        format!("{} (simulated judge)", p.name)
     } else {
         p.name.clone()
     }
@@ -26,7 +30,7 @@ fn rows(report: &Report) -> Vec<Vec<String>> {
         "max quality".into(),
         "quality at best-single cost".into(),
         "cost to match best single".into(),
-        "quality at 0.6x best-single cost".into(),
+        "quality at 0.6x best-single cost (cheap share)".into(),
     ];
     if two_model {
         header.extend(["APGR".into(), "CPT(50%)".into(), "CPT(80%)".into()]);
@@ -75,6 +79,48 @@ fn reference_lines(report: &Report) -> Vec<String> {
     ]
 }
 
+/// Where every figure of a report is defined, in the repository.
+const METRICS_DOC: &str = "docs/metrics.md";
+
+/// The entrants whose AIQ is the zero router's: their points add nothing above the single models'
+/// hull, which AIQ always includes (a question every reader of the table asks).
+fn zero_aiq_note(report: &Report) -> Option<String> {
+    let zero = report.reference.zero_router_aiq;
+    let names: Vec<&str> = report
+        .entrants
+        .iter()
+        .filter(|p| (p.metrics.aiq - zero).abs() <= 1e-9)
+        .map(|p| p.name.as_str())
+        .collect();
+    let names = match names.as_slice() {
+        [] => return None,
+        [one] => format!("{one} has"),
+        [rest @ .., last] => format!("{} and {last} have", rest.join(", ")),
+    };
+    Some(format!(
+        "{names} the zero router's AIQ ({zero:.4}): their points lie on or under the single \
+         models' hull, which AIQ includes."
+    ))
+}
+
+/// The notes under the table: the shared AIQ explained, and where the metrics are defined.
+fn notes(report: &Report, link: &str) -> Vec<String> {
+    let mut out: Vec<String> = zero_aiq_note(report).into_iter().collect();
+    if report.entrants.iter().any(|p| p.simulated_judge) {
+        out.push(
+            "(simulated judge): a cascade looks at each answer's confidence before deciding; the \
+             datasets carry none, so these come from a simulated judge that errs at the rate \
+             --judge-noise sets. The figures say what such a confidence is worth, not how a real \
+             one performs."
+                .to_string(),
+        );
+    }
+    out.push(format!(
+        "Every figure is defined in {link} of the Pointsman repository."
+    ));
+    out
+}
+
 /// The plain-text table printed by `pointsman eval`.
 pub fn table(report: &Report) -> String {
     let rows = rows(report);
@@ -107,6 +153,11 @@ pub fn table(report: &Report) -> String {
             out.push('\n');
         }
     }
+    out.push('\n');
+    for note in notes(report, METRICS_DOC) {
+        out.push_str(&note);
+        out.push('\n');
+    }
     out
 }
 
@@ -127,8 +178,15 @@ pub fn markdown(report: &Report, command: &str) -> String {
     }
     out.push_str(
         "\nCosts are mean USD per test query; \"cost to match best single\" is a fraction of the \
-         best single model's cost. Metric definitions: SCHEMA.md of the datasets and the \
-         `pointsman::eval` documentation.\n\n## Single models (test split)\n\n\
+         best single model's cost.\n",
+    );
+    // A link that works where the README's commands write reports (out/<name>/report.md).
+    let link = format!("[{METRICS_DOC}](../../{METRICS_DOC})");
+    for note in notes(report, &link) {
+        out.push_str(&format!("\n{note}\n"));
+    }
+    out.push_str(
+        "\n## Single models (test split)\n\n\
          | model | quality | cost (USD/query) | train quality |\n|---|---|---|---|\n",
     );
     for m in &report.reference.models {

@@ -65,6 +65,17 @@ fn eval_and_recompute(name: &str) {
     for f in ["report.json", "report.md", "curve.svg", "decisions.jsonl"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // Both the table and report.md say why the baselines share an AIQ, and link the definitions
+    // (report.md relative to out/<name>/, where the README's commands write it).
+    assert!(table.contains("docs/metrics.md"), "{table}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("[docs/metrics.md](../../docs/metrics.md)"),
+        "{md}"
+    );
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/metrics.md")
+        .is_file());
     let svg = std::fs::read_to_string(out.join("curve.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("best-single"));
 
@@ -81,6 +92,25 @@ fn eval_and_recompute(name: &str) {
             .unwrap()
             .clone()
     };
+    // The note names the policies whose AIQ is the zero router's (on llmrouter_dc all four
+    // baselines; on routellm random's point lies a little above the two models' line).
+    let zero_aiq = report["reference"]["zero_router_aiq"].as_f64().unwrap();
+    let sharing: Vec<&str> = report["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| (p["metrics"]["aiq"].as_f64().unwrap() - zero_aiq).abs() <= 1e-9)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    if name == "llmrouter_dc" {
+        assert_eq!(sharing, ["random", "cheapest", "best-single", "zero"]);
+    }
+    let (last, rest) = sharing.split_last().unwrap();
+    let note = format!(
+        "{} and {last} have the zero router's AIQ ({zero_aiq:.4})",
+        rest.join(", ")
+    );
+    assert!(table.contains(&note), "{note:?} not in {table}");
     let best = &t["models"][t["best_single_by_train"].as_str().unwrap()];
     let best_curve = &policy("best-single")["curve"][0];
     assert_eq!(
@@ -178,6 +208,20 @@ fn bad_input_gives_one_clear_line() {
         line.starts_with("error: ") && line.contains("nope") && line.contains("No such file"),
         "{line}"
     );
+    // Each cause once: the I/O error's text is part of the path's message, not repeated after it.
+    assert_eq!(line.matches("No such file").count(), 1, "{line}");
+    let missing_router = tmp.path().join("nonexistent.safetensors");
+    let line = stderr_line(&pointsman_stdin(
+        &["route", "--router", missing_router.to_str().unwrap()],
+        "",
+    ));
+    assert_eq!(
+        line,
+        format!(
+            "error: {}: No such file or directory (os error 2)",
+            missing_router.display()
+        )
+    );
 
     // A bad line in the dataset file: named by file and line.
     let ds = tmp.path().join("fx");
@@ -272,6 +316,34 @@ fn bad_input_gives_one_clear_line() {
     ]));
     assert!(line.contains("d.jsonl:1: malformed decision"), "{line}");
     assert!(!out.join("report.json").exists());
+}
+
+/// The keys of a JSON object line in the order they appear (serde_json's `Value` sorts them).
+fn top_level_keys(line: &str) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_str::<Keys>(line).unwrap().0
 }
 
 fn pointsman_stdin(args: &[&str], input: &str) -> Output {
@@ -421,37 +493,68 @@ fn train_then_route_json_lines() {
         assert!(dq.abs() < 1e-3, "{dq}");
     }
 
-    // Bad lines: named by line number, one line on stderr.
-    let short = serde_json::json!({"embedding": [1.0, 2.0]}).to_string();
-    let line2 = stderr_line(&pointsman_stdin(
-        &["route", "--router", r],
-        &format!("{line}\n{short}\n"),
-    ));
+    // Keys in reading order: the id and the chosen model first, the alternatives last.
+    let first_line = out.lines().next().unwrap();
+    let keys = top_level_keys(first_line);
     assert_eq!(
-        line2,
-        "error: stdin:2: dimension mismatch: expected 384, got 2"
+        keys[..6],
+        ["id", "model_id", "model", "quality", "cost", "utility"],
+        "{keys:?}"
     );
-    let line2 = stderr_line(&pointsman_stdin(
-        &["route", "--router", r],
-        "{\"prompt\": \"hi\"}\n",
-    ));
+    assert_eq!(keys.last().map(String::as_str), Some("alternatives"));
     assert!(
-        line2.starts_with("error: stdin:1: expected {\"text\": \"...\"} or {\"embedding\""),
-        "{line2}"
+        first_line.contains(r#""alternatives":[{"model_id":"#),
+        "{first_line}"
     );
+
+    // Bad lines: each gets an error record with its line number, the lines after it are still
+    // routed, and the command fails at the end with one line on stderr.
+    let short = serde_json::json!({"id": "s", "embedding": [1.0, 2.0]}).to_string();
+    let o = pointsman_stdin(
+        &["route", "--router", r, "--cost-weight", "300"],
+        &format!("{line}\n{short}\n\n{{\"prompt\": \"hi\"}}\n{line}\n"),
+    );
+    let summary = stderr_line(&o);
+    assert_eq!(
+        summary,
+        "error: 2 of 4 lines not routed (error records on stdout); the first: stdin:2: \
+         dimension mismatch: expected 384, got 2"
+    );
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert_eq!(records[0], lines[0]);
+    assert_eq!(
+        records[1],
+        serde_json::json!({"id": "s", "line": 2, "error": "dimension mismatch: expected 384, got 2"})
+    );
+    assert_eq!(records[2]["line"], 4);
+    assert!(
+        records[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("expected {\"text\": \"...\"} or {\"embedding\""),
+        "{}",
+        records[2]
+    );
+    assert_eq!(records[3], lines[0]);
+    let route_error = |input: &str| {
+        let o = pointsman_stdin(&["route", "--router", r], input);
+        stderr_line(&o);
+        let record: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+        record["error"].as_str().unwrap().to_string()
+    };
     let both = serde_json::json!({"text": "hi", "embedding": row}).to_string();
-    let line2 = stderr_line(&pointsman_stdin(&["route", "--router", r], &both));
     assert_eq!(
-        line2,
-        "error: stdin:1: give exactly one of \"text\" and \"embedding\""
+        route_error(&both),
+        "give exactly one of \"text\" and \"embedding\""
     );
-    let line2 = stderr_line(&pointsman_stdin(
-        &["route", "--router", r],
-        "{\"text\": \" \\n \"}\n",
-    ));
     assert_eq!(
-        line2,
-        "error: stdin:1: invalid input: the text is empty or whitespace only: there is nothing to route"
+        route_error("{\"text\": \" \\n \"}\n"),
+        "invalid input: the text is empty or whitespace only: there is nothing to route"
     );
     let line2 = stderr_line(&pointsman_stdin(
         &["route", "--router", r, "--model-dir", "/nonexistent/model"],

