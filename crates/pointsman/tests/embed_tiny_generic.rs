@@ -1,6 +1,6 @@
 #![cfg(feature = "embed")]
 //! Same check as `tiny.rs` with the portable (non-SIMD) kernels forced via
-//! POINTSMAN_EMBED_GENERIC=1 (one test per binary: the switch is read once).
+//! POINTSMAN_SIMD=portable (one test per binary: the switch is read once).
 
 mod common;
 
@@ -9,7 +9,7 @@ use pointsman::embed::{Embedder, EmbedderOptions};
 
 #[test]
 fn generic_kernels_match_naive_reference() {
-    std::env::set_var("POINTSMAN_EMBED_GENERIC", "1");
+    std::env::set_var("POINTSMAN_SIMD", "portable");
     let dir = std::env::temp_dir().join(format!("pointsman-embed-generic-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     tiny::write_model(&dir, 3);

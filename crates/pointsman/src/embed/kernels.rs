@@ -6,29 +6,21 @@
 //! Numerics stay in f32; `exp` and `erfc` are polynomial approximations with a
 //! relative error of a few 1e-7 (see the tests at the bottom).
 
-use std::sync::OnceLock;
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Isa {
     Avx2Fma,
     Generic,
 }
 
+/// The embedder's kernel variant: AVX2 + FMA when [`crate::simd::cpu::features`] allows it
+/// (`POINTSMAN_SIMD=portable` forces the generic one).
 pub(crate) fn isa() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        // Escape hatch (and test hook): force the portable kernels.
-        if std::env::var_os("POINTSMAN_EMBED_GENERIC").is_some_and(|v| v == "1") {
-            return Isa::Generic;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2Fma;
-            }
-        }
+    let f = crate::simd::cpu::features();
+    if f.avx2 && f.fma {
+        Isa::Avx2Fma
+    } else {
         Isa::Generic
-    })
+    }
 }
 
 /// Defines `fn $name(args)` whose body is compiled both generically and with

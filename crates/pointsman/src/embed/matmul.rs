@@ -83,17 +83,13 @@ impl Arena {
         let off = buf.as_ptr().align_offset(HUGE_PAGE).min(HUGE_PAGE / 4);
         #[cfg(target_os = "linux")]
         if len > 0 {
-            extern "C" {
-                fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-            }
-            const MADV_HUGEPAGE: i32 = 14;
             // SAFETY: the range lies inside `buf`; madvise only changes paging
             // policy (a failure is harmless and ignored).
             unsafe {
-                madvise(
-                    buf.as_ptr().add(off) as *mut std::ffi::c_void,
+                libc::madvise(
+                    buf.as_ptr().add(off) as *mut libc::c_void,
                     len * 4,
-                    MADV_HUGEPAGE,
+                    libc::MADV_HUGEPAGE,
                 )
             };
         }
@@ -629,18 +625,14 @@ mod tests {
 mod perf_probe {
     use super::*;
 
-    #[repr(C)]
-    struct Ts {
-        s: i64,
-        n: i64,
-    }
-    extern "C" {
-        fn clock_gettime(c: i32, t: *mut Ts) -> i32;
-    }
     fn cpu() -> f64 {
-        let mut t = Ts { s: 0, n: 0 };
-        unsafe { clock_gettime(3, &mut t) };
-        t.s as f64 + t.n as f64 * 1e-9
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid timespec to write into.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
     }
 
     /// Manual probe: `cargo test --release --lib perf_probe -- --ignored --nocapture`.

@@ -31,7 +31,7 @@
 
 use std::sync::OnceLock;
 
-use super::{avx2, reduce, LANES};
+use super::dot::{reduce, LANES};
 
 /// Values per block: 16 columns × 2 rows.
 const BLOCK: usize = 2 * LANES;
@@ -308,14 +308,12 @@ enum Kernel {
 fn form_kernel() -> Kernel {
     static KERNEL: OnceLock<Kernel> = OnceLock::new();
     *KERNEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
-                return Kernel::Avx512Bf16;
-            }
-            if is_x86_feature_detected!("fma") {
-                return Kernel::Avx2Fma;
-            }
+        let f = super::cpu::features();
+        if f.avx2 && f.avx512f && f.avx512bf16 {
+            return Kernel::Avx512Bf16;
+        }
+        if f.avx2 && f.fma {
+            return Kernel::Avx2Fma;
         }
         Kernel::Portable
     })
@@ -510,7 +508,8 @@ mod tests {
         assert_eq!(quadratic_form(packed, x).to_bits(), reference);
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            let hw = crate::simd::cpu::hardware();
+            if hw.avx2 && hw.fma {
                 let mut for_avx2 = prepared.clone();
                 for_avx2.rounded = for_avx2
                     .pairs
@@ -522,7 +521,7 @@ mod tests {
                 let q = unsafe { x86::avx2(packed, &for_avx2) };
                 assert_eq!(q.to_bits(), reference, "AVX2 kernel, d = {}", x.len());
             }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
+            if hw.avx512f && hw.avx512bf16 {
                 // SAFETY: the CPU supports AVX-512F and BF16; the layout matches.
                 let q = unsafe { x86::bf16(packed, &prepared) };
                 assert_eq!(

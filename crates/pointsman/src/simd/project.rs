@@ -16,8 +16,6 @@
 //! up to 6 rows × 16 outputs (12 registers) in flight, so each panel line loaded feeds up to 12
 //! multiply-adds and the chains hide the FMA latency; a single row takes two panels at once.
 
-use std::sync::OnceLock;
-
 /// Output rows per panel.
 const PANEL: usize = 16;
 /// Rows of the widest tile.
@@ -96,19 +94,10 @@ impl PackedMatrix {
     }
 }
 
-/// Whether the AVX2 + FMA kernel runs on this CPU.
+/// Whether the AVX2 + FMA kernel runs on this CPU ([`super::cpu::features`]).
 fn fma() -> bool {
-    static FMA: OnceLock<bool> = OnceLock::new();
-    *FMA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            super::avx2() && is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+    let f = super::cpu::features();
+    f.avx2 && f.fma
 }
 
 /// The reference kernel.

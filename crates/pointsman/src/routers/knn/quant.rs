@@ -249,11 +249,11 @@ enum Kernel {
 fn kernel() -> Kernel {
     static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
     *KERNEL.get_or_init(|| {
-        if simd::kernel_name() != "avx2" {
+        let f = simd::cpu::features();
+        if !f.avx2 {
             return Kernel::Portable;
         }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+        if f.avx512f && f.avx512vnni {
             return Kernel::Vnni;
         }
         Kernel::Avx2
@@ -827,15 +827,14 @@ mod tests {
                     assert_eq!(out, exact, "{:?}", kernel());
                     #[cfg(target_arch = "x86_64")]
                     {
-                        if is_x86_feature_detected!("avx2") {
+                        let hw = crate::simd::cpu::hardware();
+                        if hw.avx2 {
                             out.fill(0);
                             // SAFETY: AVX2 is available; the lengths match.
                             unsafe { x86::dot_rows_u8(&codes, q, &mut out) };
                             assert_eq!(out, exact, "avx2");
                         }
-                        if is_x86_feature_detected!("avx512f")
-                            && is_x86_feature_detected!("avx512vnni")
-                        {
+                        if hw.avx512f && hw.avx512vnni {
                             out.fill(0);
                             split_planes(q, &mut planes);
                             // SAFETY: AVX-512F and VNNI are available; the lengths match.

@@ -1,37 +1,10 @@
-//! Dot products for the routing hot paths, bit-identical on every CPU.
-//!
-//! One portable kernel keeps 16 independent partial sums (two AVX2 registers) and reduces them
-//! with a fixed pairwise tree. The same source is compiled twice, for the baseline target and
-//! with AVX2 enabled, and the variant is chosen once at run time. Rust never fuses `a·b + c`
-//! into an FMA and never reorders float additions, so every variant performs the same IEEE
-//! operations in the same order: **a router makes the same decisions on every machine**, from
-//! Rust, Python or C. (An FMA kernel would be a few percent faster on scans that are bound by
-//! memory bandwidth anyway, at the price of that guarantee.)
-//!
-//! [`quadratic_form`] (the linear bandits' confidence widths, module `form`) keeps the rule its
-//! own way: it fuses its multiply-adds explicitly in every variant (`f32::mul_add` is correctly
-//! rounded everywhere), so all of them still perform the same IEEE operations.
-//!
-//! [`PackedMatrix`] (many rows through one small matrix, module `project`) fuses its
-//! multiply-adds the same way, one chain per output in column order, on every CPU.
-//!
-//! [`dot_rows4`] scores four queries per pass over a reference matrix, so each row is read from
-//! memory once per four queries; per query it performs exactly the operations of [`dot`].
+//! The dot-product kernels: one portable source, compiled for the baseline target and with AVX2,
+//! chosen once at run time ([`super::cpu`]).
 
-use std::sync::OnceLock;
-
-mod form;
-pub use form::{
-    pack_quadratic_form, quadratic_form, quadratic_form_kernel, quadratic_form_len,
-    quadratic_form_prepared, FormVector, PackedForms,
-};
-mod project;
-pub use project::PackedMatrix;
-
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 
 #[inline(always)]
-fn reduce(mut acc: [f32; LANES]) -> f32 {
+pub(super) fn reduce(mut acc: [f32; LANES]) -> f32 {
     let mut w = LANES;
     while w > 1 {
         w /= 2;
@@ -141,19 +114,9 @@ mod x86 {
     }
 }
 
-fn avx2() -> bool {
-    static AVX2: OnceLock<bool> = OnceLock::new();
-    *AVX2.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::env::var_os("POINTSMAN_PORTABLE_KERNELS").is_none()
-                && is_x86_feature_detected!("avx2")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+/// Whether the AVX2 dot kernels run ([`super::cpu::features`]).
+pub(super) fn avx2() -> bool {
+    super::cpu::features().avx2
 }
 
 /// Whether every value of `v` is finite (no NaN, no infinity), in eight independent lanes so
@@ -182,7 +145,7 @@ where
 }
 
 /// The kernel variant in use (`"avx2"` or `"portable"`), for benchmark reports. Set
-/// `POINTSMAN_PORTABLE_KERNELS=1` to force the portable one; results are identical.
+/// `POINTSMAN_SIMD=portable` to force the portable one ([`super::cpu`]); results are identical.
 pub fn kernel_name() -> &'static str {
     if avx2() {
         "avx2"
