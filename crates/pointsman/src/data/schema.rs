@@ -1,0 +1,229 @@
+//! Reading the files of the shared schema: `models.json` and the JSONL records, each problem a
+//! [`Error::Format`] naming the file, the line and the value.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::prompt_tokens_of;
+use crate::error::{Error, Result};
+use crate::pool::{ModelCard, ModelPool};
+
+pub(super) fn read_models(path: &Path) -> Result<(ModelPool, Vec<Option<String>>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |m: String| Error::format(path.display(), m);
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("malformed json: {e}")))?;
+    let default_out = match v.get("default_output_tokens") {
+        None => 256.0,
+        Some(x) => x
+            .as_f64()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                bad(format!(
+                    "default_output_tokens {x} is not a non-negative number"
+                ))
+            })?,
+    };
+    let models = v
+        .get("models")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("no \"models\" object".into()))?;
+    let mut cards = Vec::new();
+    let mut roles = Vec::new();
+    for (id, m) in models {
+        let price = |key: &str| -> Result<f64> {
+            m.get(key)
+                .and_then(Value::as_f64)
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "model {id:?}: {key} missing or not a non-negative number"
+                    ))
+                })
+        };
+        let out = match m.get("default_output_tokens") {
+            Some(x) => x
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| bad(format!("model {id:?}: bad default_output_tokens {x}")))?,
+            None => default_out,
+        };
+        cards.push(
+            ModelCard::new(
+                id.clone(),
+                price("input_usd_per_mtok")?,
+                price("output_usd_per_mtok")?,
+            )
+            .with_default_output_tokens(out),
+        );
+        roles.push(m.get("role").and_then(Value::as_str).map(str::to_string));
+    }
+    let pool = ModelPool::new(cards).map_err(|e| bad(e.to_string()))?;
+    Ok((pool, roles))
+}
+
+/// One line of the records file, parsed and checked.
+pub(super) struct Record {
+    pub(super) id: String,
+    pub(super) split: String,
+    pub(super) task: Option<String>,
+    pub(super) prompt: String,
+    pub(super) prompt_tokens: f64,
+    pub(super) scores: Vec<f64>,
+    pub(super) costs: Vec<f64>,
+    pub(super) cost_observed: Vec<bool>,
+    pub(super) output_tokens: Vec<f64>,
+}
+
+pub(super) fn read_records(path: &Path, pool: &ModelPool) -> Result<Vec<Record>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let display = path.display().to_string();
+    let mut records = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let lineno = i + 1;
+        let line =
+            line.map_err(|e| Error::format_at(&display, lineno, format!("cannot read line: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec = parse_record(&line, pool).map_err(|m| Error::format_at(&display, lineno, m))?;
+        if !seen.insert(rec.id.clone()) {
+            return Err(Error::format_at(
+                &display,
+                lineno,
+                format!("id {:?} appears twice", rec.id),
+            ));
+        }
+        records.push(rec);
+    }
+    Ok(records)
+}
+
+fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| json_error(line, &e))?;
+    let obj = v.as_object().ok_or("line is not a JSON object")?;
+    let string = |key: &str| -> std::result::Result<String, String> {
+        match obj.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(format!("{key} {other} is not a string")),
+            None => Err(format!("missing field {key:?}")),
+        }
+    };
+    let id = string("id")?;
+    let split = string("split")?;
+    if split != "train" && split != "test" {
+        return Err(format!(
+            "unknown split {split:?} (expected \"train\" or \"test\")"
+        ));
+    }
+    let prompt = string("prompt")?;
+    let task = match obj.get("task") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(format!("task {other} is not a string")),
+    };
+    let scores_obj = obj
+        .get("scores")
+        .and_then(Value::as_object)
+        .ok_or("missing or malformed \"scores\" object")?;
+    for key in scores_obj.keys() {
+        if pool.index_of(key).is_err() {
+            return Err(format!(
+                "score for unknown model {key:?} (not in models.json)"
+            ));
+        }
+    }
+    let mut scores = Vec::with_capacity(pool.len());
+    for id in pool.ids() {
+        let s = match scores_obj.get(id) {
+            None | Some(Value::Null) => return Err(format!("no score for model {id:?}")),
+            Some(x) => x
+                .as_f64()
+                .ok_or_else(|| format!("score {x} for model {id:?} is not a number"))?,
+        };
+        if !(0.0..=1.0).contains(&s) {
+            return Err(format!("score {s} for model {id:?} outside [0, 1]"));
+        }
+        scores.push(s);
+    }
+    let per_model =
+        |key: &str| -> std::result::Result<Option<&serde_json::Map<String, Value>>, String> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Object(m)) => Ok(Some(m)),
+                Some(other) => Err(format!("{key} {other} is neither null nor an object")),
+            }
+        };
+    let cost_usd = per_model("cost_usd")?;
+    let output_chars = per_model("output_chars")?;
+    let prompt_tokens = prompt_tokens_of(&prompt);
+    let mut costs = Vec::with_capacity(pool.len());
+    let mut cost_observed = Vec::with_capacity(pool.len());
+    let mut output_tokens = Vec::with_capacity(pool.len());
+    for card in pool.cards() {
+        let observed = match cost_usd.and_then(|c| c.get(&card.id)) {
+            None | Some(Value::Null) => None,
+            Some(x) => Some(
+                x.as_f64()
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .ok_or_else(|| {
+                        format!(
+                            "cost_usd {x} for model {:?} is not a non-negative number",
+                            card.id
+                        )
+                    })?,
+            ),
+        };
+        let out = match output_chars.and_then(|c| c.get(&card.id)) {
+            None | Some(Value::Null) => None,
+            Some(x) => Some(
+                x.as_f64()
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .ok_or_else(|| {
+                        format!(
+                            "output_chars {x} for model {:?} is not a non-negative number",
+                            card.id
+                        )
+                    })?
+                    / 4.0,
+            ),
+        };
+        costs.push(observed.unwrap_or_else(|| card.estimate_cost(prompt_tokens, out)));
+        cost_observed.push(observed.is_some());
+        output_tokens.push(out.unwrap_or(f64::NAN));
+    }
+    Ok(Record {
+        id,
+        split,
+        task,
+        prompt,
+        prompt_tokens,
+        scores,
+        costs,
+        cost_observed,
+        output_tokens,
+    })
+}
+
+/// A readable message for a JSON syntax error; JSON has no NaN or Infinity, so name them.
+fn json_error(line: &str, e: &serde_json::Error) -> String {
+    let col = e.column().saturating_sub(1);
+    let rest = line.get(col..).unwrap_or("");
+    for token in ["NaN", "-Infinity", "Infinity"] {
+        if rest.starts_with(token) {
+            return format!(
+                "{token} at column {} is not a number JSON allows (scores must be in [0, 1])",
+                e.column()
+            );
+        }
+    }
+    format!("malformed json: {e}")
+}

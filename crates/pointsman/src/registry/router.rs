@@ -1,0 +1,400 @@
+//! [`AnyRouter`]: a router of any kind — fitting it, loading it, and typed access.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{AnyLearner, RouterConfig, RouterKind};
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::router::Router;
+use crate::routers::bandit::{ClusterUcbRouter, KnnUcbRouter, LinTsRouter, LinUcbRouter};
+use crate::routers::baseline::BaselineRouter;
+use crate::routers::cascade::{CascadeConfig, CascadeRouter, CascadeSearch, SimulatedJudge};
+use crate::routers::knn::{KnnConfig, KnnRouter, KnnSearch};
+use crate::routers::mf::{MfConfig, MfRouter};
+use crate::saved::SavedRouter;
+use crate::tuning::SearchReport;
+
+/// Settings of [`AnyRouter::fit`] that are not a kind's hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOptions {
+    /// Seed of every random choice: the searches' folds, training shuffles, Thompson draws, the
+    /// simulated judge.
+    pub seed: u64,
+    /// Error rate of the simulated judge whose confidences the cascade is tuned with (the
+    /// datasets carry no confidences; see [`SimulatedJudge`]).
+    pub judge_noise: f64,
+    /// Cost weights per curve in the cascade's search.
+    pub sweep_points: usize,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            seed: 0,
+            judge_noise: crate::routers::cascade::DEFAULT_JUDGE_NOISE,
+            sweep_points: crate::metrics::DEFAULT_SWEEP_POINTS,
+        }
+    }
+}
+
+/// A fitted router and, for the kinds fitted by a search, what the search did (every setting as
+/// a [`RouterConfig`], best first).
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The router.
+    pub router: AnyRouter,
+    /// The search, for `knn`, `mf` and `cascade`.
+    pub search: Option<SearchReport<RouterConfig>>,
+}
+
+/// A router of any kind: the concrete router behind a shared handle.
+///
+/// Cloning is cheap (a reference count, or for learners a second handle on the same learned
+/// state). It dereferences to `dyn Router`, so every routing method is called on it directly;
+/// [`AnyRouter::shared`] gives an `Arc<dyn Router>` for code that holds trait objects.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyRouter {
+    /// A baseline.
+    Baseline(Arc<BaselineRouter>),
+    /// A kNN router.
+    Knn(Arc<KnnRouter>),
+    /// A matrix-factorisation router.
+    Mf(Arc<MfRouter>),
+    /// A contextual bandit.
+    Learner(AnyLearner),
+    /// A cascade.
+    Cascade(Arc<CascadeRouter>),
+}
+
+impl std::ops::Deref for AnyRouter {
+    type Target = dyn Router;
+
+    fn deref(&self) -> &(dyn Router + 'static) {
+        self.router()
+    }
+}
+
+impl AnyRouter {
+    /// The router's kind.
+    pub fn kind(&self) -> RouterKind {
+        match self {
+            AnyRouter::Baseline(r) => r.rule().kind(),
+            AnyRouter::Knn(_) => RouterKind::Knn,
+            AnyRouter::Mf(_) => RouterKind::Mf,
+            AnyRouter::Learner(l) => l.kind(),
+            AnyRouter::Cascade(_) => RouterKind::Cascade,
+        }
+    }
+
+    /// The router through the [`Router`] trait.
+    pub fn router(&self) -> &(dyn Router + 'static) {
+        match self {
+            AnyRouter::Baseline(r) => r.as_ref(),
+            AnyRouter::Knn(r) => r.as_ref(),
+            AnyRouter::Mf(r) => r.as_ref(),
+            AnyRouter::Learner(l) => l.router(),
+            AnyRouter::Cascade(r) => r.as_ref(),
+        }
+    }
+
+    /// The router as a shared trait object (the same router, not a copy).
+    pub fn shared(&self) -> Arc<dyn Router> {
+        match self {
+            AnyRouter::Baseline(r) => r.clone(),
+            AnyRouter::Knn(r) => r.clone(),
+            AnyRouter::Mf(r) => r.clone(),
+            AnyRouter::Learner(l) => l.shared(),
+            AnyRouter::Cascade(r) => r.clone(),
+        }
+    }
+
+    /// The router as a learner, when it learns from feedback.
+    pub fn as_learner(&self) -> Option<&AnyLearner> {
+        match self {
+            AnyRouter::Learner(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The router as a cascade, whose sessions decide after each answer.
+    pub fn as_cascade(&self) -> Option<&CascadeRouter> {
+        match self {
+            AnyRouter::Cascade(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The router as a kNN router.
+    pub fn as_knn(&self) -> Option<&KnnRouter> {
+        match self {
+            AnyRouter::Knn(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The router as an MF router.
+    pub fn as_mf(&self) -> Option<&MfRouter> {
+        match self {
+            AnyRouter::Mf(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The router as a baseline.
+    pub fn as_baseline(&self) -> Option<&BaselineRouter> {
+        match self {
+            AnyRouter::Baseline(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Fits a router of `kind` on the labelled split `train`, as the table in the
+    /// [module documentation](self) says: by its search for `knn`, `mf` and `cascade`, by a warm
+    /// start for the learners, from the training means for the baselines.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for `fixed` (use [`AnyRouter::fit_config`] with the model);
+    /// [`Error::Unsupported`] for `mf` in a build without the `train` feature; the fitting
+    /// errors of the kind.
+    pub fn fit(kind: RouterKind, train: &Split, options: &FitOptions) -> Result<Fitted> {
+        let seed = options.seed;
+        let (router, search): (AnyRouter, Option<SearchReport<RouterConfig>>) = match kind {
+            RouterKind::Knn => {
+                let search = KnnSearch {
+                    seed,
+                    ..Default::default()
+                };
+                let (r, report) = KnnRouter::tune(train, &KnnConfig::default(), &search)?;
+                (r.into(), Some(report.map(RouterConfig::Knn)))
+            }
+            RouterKind::Mf => fit_mf(train, seed)?,
+            RouterKind::Cascade => {
+                let judge = SimulatedJudge::for_training(options.judge_noise, seed)?;
+                let conf = judge.confidences(train);
+                let search = CascadeSearch {
+                    points: options.sweep_points,
+                    ..Default::default()
+                };
+                let (r, report) =
+                    CascadeRouter::tune(train, &conf, &CascadeConfig::default(), &search)?;
+                (r.into(), Some(report.map(RouterConfig::Cascade)))
+            }
+            _ => (
+                AnyRouter::fit_config(&RouterConfig::default_for(kind, seed)?, train)?,
+                None,
+            ),
+        };
+        Ok(Fitted { router, search })
+    }
+
+    /// Fits a router with the given configuration on the labelled split `train` (no search).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for `mf` in a build without the `train` feature; the fitting errors
+    /// of the kind.
+    pub fn fit_config(config: &RouterConfig, train: &Split) -> Result<AnyRouter> {
+        Ok(match config {
+            RouterConfig::Baseline(rule) => BaselineRouter::fit(rule.clone(), train)?.into(),
+            RouterConfig::Knn(c) => KnnRouter::fit(train, c)?.into(),
+            RouterConfig::Mf(c) => fit_mf_config(train, c)?,
+            RouterConfig::Cascade(c) => CascadeRouter::fit(train, c)?.into(),
+            _ => AnyRouter::Learner(AnyLearner::warm_start(config, train)?),
+        })
+    }
+
+    /// Rebuilds a router of any kind from its saved form.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] for an unknown kind, missing or misshapen tensors and invalid values.
+    pub fn from_saved(saved: SavedRouter) -> Result<AnyRouter> {
+        let config: RouterConfig = serde_json::from_str(&saved.config)
+            .map_err(|e| Error::format("saved router", format!("bad config: {e}")))?;
+        Ok(match config {
+            RouterConfig::Baseline(rule) => BaselineRouter::from_saved(rule, saved)?.into(),
+            RouterConfig::Knn(c) => KnnRouter::from_saved(c, saved)?.into(),
+            RouterConfig::Mf(c) => MfRouter::from_saved(c, saved)?.into(),
+            RouterConfig::Linucb(c) => LinUcbRouter::from_saved(c, saved)?.into(),
+            RouterConfig::Thompson(c) => LinTsRouter::from_saved(c, saved)?.into(),
+            RouterConfig::KnnUcb(c) => KnnUcbRouter::from_saved(c, saved)?.into(),
+            RouterConfig::ClusterUcb(c) => ClusterUcbRouter::from_saved(c, saved)?.into(),
+            RouterConfig::Cascade(c) => CascadeRouter::from_saved(c, saved)?.into(),
+        })
+    }
+
+    /// Loads a saved router of any kind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], [`Error::Format`] or [`Error::UnsupportedVersion`], naming the file.
+    pub fn load(path: impl AsRef<Path>) -> Result<AnyRouter> {
+        let path = path.as_ref();
+        let what = path.display().to_string();
+        AnyRouter::from_saved(SavedRouter::load(path)?).map_err(|e| rename_source(e, &what))
+    }
+
+    /// Loads a router from the bytes of a saved file (for example a pickled Python router).
+    ///
+    /// # Errors
+    ///
+    /// As [`AnyRouter::load`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<AnyRouter> {
+        AnyRouter::from_saved(SavedRouter::from_bytes(bytes, "saved router")?)
+    }
+
+    /// Loads a saved router and checks that it was made for embeddings of `embedding_model`
+    /// with `dim` dimensions.
+    ///
+    /// # Errors
+    ///
+    /// As [`AnyRouter::load`]; [`Error::DimensionMismatch`] or [`Error::EmbeddingMismatch`] for
+    /// a router made for other embeddings.
+    pub fn load_for(
+        path: impl AsRef<Path>,
+        embedding_model: &str,
+        dim: usize,
+    ) -> Result<AnyRouter> {
+        let router = AnyRouter::load(path)?;
+        if router.dim() != dim {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: router.dim(),
+            });
+        }
+        if let Some(m) = router.embedding_model() {
+            if m != embedding_model {
+                return Err(Error::EmbeddingMismatch {
+                    expected: m.to_string(),
+                    got: embedding_model.to_string(),
+                });
+            }
+        }
+        Ok(router)
+    }
+
+    /// The saved file's bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Router::to_saved`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.router().to_saved()?.to_bytes()
+    }
+}
+
+/// Loads a saved router of any kind: [`AnyRouter::load`].
+///
+/// # Errors
+///
+/// As [`AnyRouter::load`].
+pub fn load_router(path: impl AsRef<Path>) -> Result<AnyRouter> {
+    AnyRouter::load(path)
+}
+
+#[cfg(feature = "train")]
+fn fit_mf(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+    use crate::routers::mf::MfSearch;
+    let base = MfConfig {
+        seed,
+        ..Default::default()
+    };
+    let search = MfSearch {
+        seed,
+        ..Default::default()
+    };
+    let (r, report) = MfRouter::tune(train, &base, &search)?;
+    Ok((r.into(), Some(report.map(RouterConfig::Mf))))
+}
+
+#[cfg(not(feature = "train"))]
+fn fit_mf(_train: &Split, _seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+    Err(mf_needs_training())
+}
+
+#[cfg(feature = "train")]
+fn fit_mf_config(train: &Split, config: &MfConfig) -> Result<AnyRouter> {
+    Ok(MfRouter::fit(train, config)?.into())
+}
+
+#[cfg(not(feature = "train"))]
+fn fit_mf_config(_train: &Split, _config: &MfConfig) -> Result<AnyRouter> {
+    Err(mf_needs_training())
+}
+
+#[cfg(not(feature = "train"))]
+fn mf_needs_training() -> Error {
+    Error::Unsupported(format!(
+        "fitting an {} router: this build has no `train` feature",
+        RouterKind::Mf
+    ))
+}
+
+fn rename_source(e: Error, what: &str) -> Error {
+    match e {
+        Error::Format {
+            path,
+            line,
+            message,
+        } if path == "saved router" => Error::Format {
+            path: what.to_string(),
+            line,
+            message,
+        },
+        other => other,
+    }
+}
+
+macro_rules! from_router {
+    ($($ty:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$ty> for AnyRouter {
+            fn from(r: $ty) -> AnyRouter {
+                AnyRouter::$variant(Arc::new(r))
+            }
+        })*
+    };
+}
+
+from_router!(
+    BaselineRouter => Baseline,
+    KnnRouter => Knn,
+    MfRouter => Mf,
+    CascadeRouter => Cascade,
+);
+
+macro_rules! from_learner {
+    ($($ty:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$ty> for AnyLearner {
+            fn from(r: $ty) -> AnyLearner {
+                AnyLearner::$variant(r)
+            }
+        }
+        impl From<$ty> for AnyRouter {
+            fn from(r: $ty) -> AnyRouter {
+                AnyRouter::Learner(AnyLearner::$variant(r))
+            }
+        })*
+    };
+}
+
+from_learner!(
+    LinUcbRouter => Linucb,
+    LinTsRouter => Thompson,
+    KnnUcbRouter => KnnUcb,
+    ClusterUcbRouter => ClusterUcb,
+);
+
+impl From<AnyLearner> for AnyRouter {
+    fn from(l: AnyLearner) -> AnyRouter {
+        AnyRouter::Learner(l)
+    }
+}
+
+impl From<AnyRouter> for Arc<dyn Router> {
+    fn from(r: AnyRouter) -> Arc<dyn Router> {
+        r.shared()
+    }
+}

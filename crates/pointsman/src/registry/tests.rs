@@ -1,0 +1,206 @@
+use super::config::kind_tag;
+use super::*;
+use crate::data::Split;
+use crate::pool::ModelCard;
+use crate::pool::ModelPool;
+use crate::routers::baseline::Baseline;
+use crate::routers::knn::KnnConfig;
+use crate::routers::mf::MfConfig;
+use crate::{Objective, QueryFeatures};
+
+fn split() -> Split {
+    let pool = ModelPool::new(vec![
+        ModelCard::new("a", 0.1, 0.1),
+        ModelCard::new("b", 1.0, 1.0),
+    ])
+    .unwrap();
+    let mut emb = Vec::new();
+    let mut scores = Vec::new();
+    for i in 0..40 {
+        let t = i as f32 / 40.0;
+        emb.extend_from_slice(&[1.0 - t, t, 0.3]);
+        scores.extend_from_slice(&[f64::from(u8::from(t < 0.5)), 0.8]);
+    }
+    let n = scores.len();
+    Split::from_arrays(pool, emb, 3, scores, vec![1e-5; n]).unwrap()
+}
+
+#[test]
+fn config_tags_are_the_kind_names() {
+    for kind in RouterKind::ALL {
+        match RouterConfig::default_for(kind, 3) {
+            Ok(config) => {
+                assert_eq!(config.kind(), kind);
+                let v = config.to_value();
+                assert_eq!(v["type"], kind_tag(kind), "{kind}");
+                if kind.family() == Family::Baseline {
+                    assert_eq!(v["rule"], kind.name());
+                }
+                let again = RouterConfig::parse(kind, &config.to_json(), 3).unwrap();
+                assert_eq!(again, config, "{kind}");
+                let tagged = RouterConfig::parse(kind, &v.to_string(), 3).unwrap();
+                assert_eq!(tagged, config, "{kind}");
+                assert_eq!(config.changes(), "{}", "{kind}");
+                let short = RouterConfig::parse(kind, &config.changes(), 3).unwrap();
+                assert_eq!(short, config, "{kind}");
+            }
+            Err(e) => {
+                assert_eq!(kind, RouterKind::Fixed);
+                assert_eq!(e.kind(), crate::ErrorKind::Config);
+            }
+        }
+    }
+}
+
+#[test]
+fn parse_takes_the_seed_unless_given_and_names_bad_fields() {
+    let c = RouterConfig::parse(RouterKind::Thompson, "{}", 9).unwrap();
+    let RouterConfig::Thompson(c) = c else {
+        panic!("{c:?}")
+    };
+    assert_eq!(c.seed, 9);
+    let c = RouterConfig::parse(RouterKind::Mf, r#"{"seed": 4, "dim": 8}"#, 9).unwrap();
+    assert!(matches!(
+        c,
+        RouterConfig::Mf(MfConfig {
+            seed: 4,
+            dim: 8,
+            ..
+        })
+    ));
+    let c = RouterConfig::parse(RouterKind::Knn, r#"{"k": 7, "same_task": true}"#, 0).unwrap();
+    assert_eq!(c.changes(), r#"{"k":7,"same_task":true}"#);
+    let e = RouterConfig::parse(RouterKind::Knn, r#"{"kk": 1}"#, 0).unwrap_err();
+    assert!(
+        e.to_string().contains("knn config") && e.to_string().contains("kk"),
+        "{e}"
+    );
+    let e = RouterConfig::parse(RouterKind::Knn, r#"{"type": "mf"}"#, 0).unwrap_err();
+    assert!(e.to_string().contains("not \"knn\""), "{e}");
+    assert!(RouterConfig::parse(RouterKind::Knn, "[1]", 0).is_err());
+    assert!(RouterConfig::parse(RouterKind::Knn, "{", 0).is_err());
+}
+
+#[test]
+fn specs_parse_and_refuse_clearly() {
+    assert_eq!(
+        RouterSpec::parse("knn-ucb").unwrap(),
+        RouterSpec::Kind(RouterKind::KnnUcb)
+    );
+    assert_eq!(
+        RouterSpec::parse("fixed:gpt").unwrap(),
+        RouterSpec::Fixed("gpt".into())
+    );
+    assert_eq!(
+        RouterSpec::parse("file:r.safetensors").unwrap(),
+        RouterSpec::File("r.safetensors".into())
+    );
+    for bad in ["fixed", "fixed:", "quantum", "file:"] {
+        let e = RouterSpec::parse(bad).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad}: {e}");
+    }
+    let e = RouterSpec::parse("quantum").unwrap_err().to_string();
+    assert!(
+        e.contains("known: random, cheapest") && e.contains("fixed:<model id>"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_kind_fits_saves_loads_and_gives_typed_access() {
+    let train = split();
+    let q = QueryFeatures::new(vec![0.9, 0.1, 0.3]).unwrap();
+    for kind in RouterKind::ALL {
+        if kind == RouterKind::Fixed {
+            assert!(AnyRouter::fit(kind, &train, &FitOptions::default()).is_err());
+            continue;
+        }
+        if matches!(kind, RouterKind::Knn | RouterKind::Mf | RouterKind::Cascade) {
+            // The searches are covered by their own tests and the quality tests.
+            let config = RouterConfig::default_for(kind, 0).unwrap();
+            let config = match config {
+                RouterConfig::Knn(c) => RouterConfig::Knn(KnnConfig { k: 5, ..c }),
+                RouterConfig::Mf(c) => RouterConfig::Mf(MfConfig {
+                    dim: 4,
+                    max_epochs: 5,
+                    ..c
+                }),
+                other => other,
+            };
+            let r = AnyRouter::fit_config(&config, &train);
+            #[cfg(not(feature = "train"))]
+            if kind == RouterKind::Mf {
+                assert_eq!(r.unwrap_err().kind(), crate::ErrorKind::Unsupported);
+                continue;
+            }
+            check(&r.unwrap(), kind, &q);
+            continue;
+        }
+        let fitted = AnyRouter::fit(kind, &train, &FitOptions::default()).unwrap();
+        assert!(fitted.search.is_none());
+        check(&fitted.router, kind, &q);
+    }
+    let fixed = AnyRouter::fit_config(
+        &RouterConfig::Baseline(Baseline::Fixed { model: "b".into() }),
+        &train,
+    )
+    .unwrap();
+    check(&fixed, RouterKind::Fixed, &q);
+}
+
+fn check(r: &AnyRouter, kind: RouterKind, q: &QueryFeatures) {
+    assert_eq!(r.kind(), kind);
+    assert_eq!(r.router().kind(), kind.name());
+    assert_eq!(r.as_learner().is_some(), kind.is_learner(), "{kind}");
+    assert_eq!(r.as_cascade().is_some(), kind == RouterKind::Cascade);
+    assert_eq!(r.as_knn().is_some(), kind == RouterKind::Knn);
+    let d = r.route(q, &Objective::new(0.0)).unwrap();
+    let bytes = r.to_bytes().unwrap();
+    let again = AnyRouter::from_bytes(&bytes).unwrap();
+    assert_eq!(again.kind(), kind);
+    assert_eq!(
+        again.to_bytes().unwrap(),
+        bytes,
+        "{kind}: save is not stable"
+    );
+    assert_eq!(again.route(q, &Objective::new(0.0)).unwrap(), d, "{kind}");
+    assert_eq!(r.shared().kind(), kind.name());
+}
+
+#[test]
+fn learners_merge_by_kind_and_share_handles() {
+    let train = split();
+    let a = AnyLearner::cold(RouterKind::KnnUcb, train.pool(), 3, None, 0).unwrap();
+    let handle = a.clone();
+    let b = a.snapshot();
+    b.observe_split(&train).unwrap();
+    a.merge(&b).unwrap();
+    assert_eq!(handle.observations(), b.observations());
+    assert!(a.greedy().is_greedy() && !a.exploring().is_greedy());
+    let other = AnyLearner::cold(RouterKind::Linucb, train.pool(), 3, None, 0).unwrap();
+    let e = a.merge(&other).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot merge a linucb router into a knn-ucb"),
+        "{e}"
+    );
+    let e = AnyLearner::cold(RouterKind::Knn, train.pool(), 3, None, 0).unwrap_err();
+    assert!(e.to_string().contains("does not learn"), "{e}");
+}
+
+#[test]
+fn corrupt_configs_are_format_errors() {
+    let train = split();
+    let r = AnyRouter::fit(RouterKind::Zero, &train, &FitOptions::default())
+        .unwrap()
+        .router;
+    let mut saved = r.to_saved().unwrap();
+    saved.config = r#"{"type":"quantum"}"#.into();
+    let e = AnyRouter::from_saved(saved).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Format);
+    assert!(
+        e.to_string()
+            .contains("bad config: unknown variant `quantum`"),
+        "{e}"
+    );
+}
