@@ -338,13 +338,39 @@ fn check_row(row: &[f32], i: usize) -> Result<()> {
             reason: "embedding is all zeros".into(),
         });
     }
+    // A vector of subnormal values is not zero, but its norm is too small for 1 / norm to be
+    // an f32: it cannot be normalised, so it is refused here rather than failing later.
+    if !inv_norm(row).is_finite() {
+        let norm = row
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt();
+        return Err(Error::InvalidFeatures {
+            row: i,
+            reason: format!(
+                "embedding norm {norm:e} is too small to normalise (an embedding's norm must \
+                 be at least {:e})",
+                1.0 / f64::from(f32::MAX)
+            ),
+        });
+    }
     Ok(())
 }
+
+/// The most prompt tokens a query may declare: far beyond any context window, low enough that
+/// a price times a count stays a finite cost.
+pub const MAX_PROMPT_TOKENS: f64 = 1e9;
 
 fn check_tokens(t: f64, i: usize) -> Result<()> {
     if !t.is_finite() || t < 0.0 {
         return Err(Error::InvalidInput(format!(
             "prompt token count {t} in row {i} is not a non-negative number"
+        )));
+    }
+    if t > MAX_PROMPT_TOKENS {
+        return Err(Error::InvalidInput(format!(
+            "prompt token count {t} in row {i} is above the ceiling {MAX_PROMPT_TOKENS:e}"
         )));
     }
     Ok(())
@@ -354,6 +380,27 @@ fn check_tokens(t: f64, i: usize) -> Result<()> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn subnormal_and_huge_counts_are_refused_with_a_reason() {
+        let tiny = vec![f32::from_bits(1); 384];
+        let e = QueryFeatures::new(tiny.clone()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidFeatures);
+        assert!(e.to_string().contains("too small to normalise"), "{e}");
+        let e = FeatureBatch::new(&tiny, 384).unwrap_err();
+        assert!(
+            e.to_string().contains("row 0") && e.to_string().contains("norm"),
+            "{e}"
+        );
+        // Small but normal values route.
+        assert!(QueryFeatures::new(vec![1e-30; 384]).is_ok());
+        let huge = vec![f32::MAX; 4];
+        assert!(QueryFeatures::new(huge).is_ok());
+        let q = QueryFeatures::new(vec![1.0; 4]).unwrap();
+        let e = q.clone().with_prompt_tokens(1e12).unwrap_err();
+        assert!(e.to_string().contains("ceiling"), "{e}");
+        assert!(q.with_prompt_tokens(1e9).is_ok());
+    }
 
     #[test]
     fn new_normalises() {

@@ -16,9 +16,18 @@
 //! where `input_tokens` is the query's prompt token count (0 when unknown) and `output_tokens`
 //! the model's `default_output_tokens` unless the caller knows better.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// The highest price a card may list, USD per million tokens (a dollar per token): far above any
+/// model's, low enough that a price times a prompt's token count stays a finite cost.
+pub const MAX_PRICE_PER_MTOK: f64 = 1e6;
+
+/// The most output tokens a card may assume per answer.
+pub const MAX_OUTPUT_TOKENS: f64 = 1e9;
 
 /// One candidate model and its prices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,14 +79,32 @@ impl ModelCard {
         if self.id.trim().is_empty() {
             return Err(Error::Config("model id must not be empty".into()));
         }
-        for (name, v) in [
-            ("input_usd_per_mtok", self.input_usd_per_mtok),
-            ("output_usd_per_mtok", self.output_usd_per_mtok),
-            ("default_output_tokens", self.default_output_tokens),
+        for (name, v, max) in [
+            (
+                "input_usd_per_mtok",
+                self.input_usd_per_mtok,
+                MAX_PRICE_PER_MTOK,
+            ),
+            (
+                "output_usd_per_mtok",
+                self.output_usd_per_mtok,
+                MAX_PRICE_PER_MTOK,
+            ),
+            (
+                "default_output_tokens",
+                self.default_output_tokens,
+                MAX_OUTPUT_TOKENS,
+            ),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(Error::Config(format!(
                     "model {:?}: {name} {v} is not a non-negative number",
+                    self.id
+                )));
+            }
+            if v > max {
+                return Err(Error::Config(format!(
+                    "model {:?}: {name} {v} is above the ceiling {max:e}",
                     self.id
                 )));
             }
@@ -97,10 +124,32 @@ impl ModelCard {
 /// assert!(pool.index_of("medium").is_err());
 /// # Ok::<(), pointsman::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "Vec<ModelCard>", try_from = "Vec<ModelCard>")]
 pub struct ModelPool {
     cards: Vec<ModelCard>,
+    /// Position of each id, so that lookups and the duplicate check do not scan the pool.
+    index: HashMap<String, usize>,
+}
+
+impl PartialEq for ModelPool {
+    fn eq(&self, other: &Self) -> bool {
+        self.cards == other.cards
+    }
+}
+
+impl From<ModelPool> for Vec<ModelCard> {
+    fn from(pool: ModelPool) -> Self {
+        pool.cards
+    }
+}
+
+impl TryFrom<Vec<ModelCard>> for ModelPool {
+    type Error = Error;
+
+    fn try_from(cards: Vec<ModelCard>) -> Result<Self> {
+        ModelPool::new(cards)
+    }
 }
 
 impl ModelPool {
@@ -116,13 +165,14 @@ impl ModelPool {
                 "a model pool needs at least one model".into(),
             ));
         }
+        let mut index = HashMap::with_capacity(cards.len());
         for (i, card) in cards.iter().enumerate() {
             card.validate()?;
-            if cards[..i].iter().any(|c| c.id == card.id) {
+            if index.insert(card.id.clone(), i).is_some() {
                 return Err(Error::Config(format!("model {:?} appears twice", card.id)));
             }
         }
-        Ok(ModelPool { cards })
+        Ok(ModelPool { cards, index })
     }
 
     /// Number of models.
@@ -169,9 +219,9 @@ impl ModelPool {
     ///
     /// [`Error::UnknownModel`] when no model has that id.
     pub fn index_of(&self, id: &str) -> Result<usize> {
-        self.cards
-            .iter()
-            .position(|c| c.id == id)
+        self.index
+            .get(id)
+            .copied()
             .ok_or_else(|| Error::UnknownModel(id.to_string()))
     }
 
@@ -214,6 +264,31 @@ mod tests {
         let e = ModelPool::new(vec![ModelCard::new("a", -1.0, 1.0)]).unwrap_err();
         assert!(e.to_string().contains("input_usd_per_mtok -1"), "{e}");
         assert!(ModelPool::new(vec![ModelCard::new(" ", 1.0, 1.0)]).is_err());
+        let e = ModelPool::new(vec![ModelCard::new("a", 1e308, 1.0)]).unwrap_err();
+        assert!(e.to_string().contains("above the ceiling"), "{e}");
+        // Deserialising checks the pool as `new` does.
+        let e = serde_json::from_str::<ModelPool>(
+            r#"[{"id": "a", "input_usd_per_mtok": 1, "output_usd_per_mtok": 1, "default_output_tokens": 1},
+                {"id": "a", "input_usd_per_mtok": 1, "output_usd_per_mtok": 1, "default_output_tokens": 1}]"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("appears twice"), "{e}");
+    }
+
+    /// The duplicate check and the lookups are linear: a pool of 200,000 models loads at once.
+    #[test]
+    fn large_pools_load_fast() {
+        let cards: Vec<ModelCard> = (0..200_000)
+            .map(|i| ModelCard::new(format!("m{i}"), 1.0, 1.0))
+            .collect();
+        let started = std::time::Instant::now();
+        let pool = ModelPool::new(cards).unwrap();
+        assert_eq!(pool.index_of("m199999").unwrap(), 199_999);
+        let json = serde_json::to_string(&pool).unwrap();
+        let back: ModelPool = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, pool);
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(seconds < 2.0, "{seconds} s");
     }
 
     #[test]
