@@ -13,7 +13,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::engine::{self, Evidence, Next, Params, Plan, Scratch, State, MAX_MODELS};
-use super::{fingerprint, success_mask, CascadeConfig, CascadeOrder, CascadeRouter, Stage};
+use super::router::{fingerprint, success_mask};
+use super::{CascadeConfig, CascadeOrder, CascadeRouter, Stage};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::metrics::{evaluate_sweep, CostBasis, Reference, SweepPoint, DEFAULT_SWEEP_POINTS};
