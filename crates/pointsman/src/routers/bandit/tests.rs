@@ -1,9 +1,16 @@
 //! Tests shared by the four bandits: merging, saving, forgetting, validation, threads.
 
+use std::sync::Arc;
+
 use super::*;
+use crate::data::Split;
 use crate::error::ErrorKind;
+use crate::features::FeatureBatch;
 use crate::pool::ModelCard;
+use crate::pool::ModelPool;
 use crate::rng::SplitMix64;
+use crate::router::{Feedback, Learner, Router};
+use crate::saved::Tensor;
 use crate::{Objective, QueryFeatures};
 
 const DIM: usize = 6;

@@ -1,0 +1,186 @@
+//! The contract between [`BanditRouter`](super::BanditRouter) and its learners: the sealed
+//! [`Learned`] trait and the [`Context`] of an estimate.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::Forgetting;
+use crate::error::Result;
+use crate::router::Signals;
+use crate::saved::SavedRouter;
+
+/// What a learner's estimate may depend on besides its statistics.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// Observations learned so far (the clock of front-loaded exploration and of Thompson
+    /// draws).
+    pub observations: u64,
+    /// Whether to explore (upper confidence bound or posterior sample) or to report the mean.
+    pub explore: bool,
+}
+
+pub(super) mod sealed {
+    pub trait Sealed {}
+}
+
+/// The learned per-model quality model behind a [`BanditRouter`]: [`Linear`], [`KnnUcb`] or
+/// [`ClusterUcb`]. Sealed: the wrapper relies on its exact contract.
+///
+/// [`BanditRouter`]: super::BanditRouter
+/// [`Linear`]: super::Linear
+/// [`KnnUcb`]: super::KnnUcb
+/// [`ClusterUcb`]: super::ClusterUcb
+pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The learner's hyper-parameters.
+    type Config: Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Default
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
+
+    /// The router kind's name ([`crate::kind::RouterKind::name`]), also the prefix of its saved
+    /// tensors.
+    const KIND: &'static str;
+
+    /// The forgetting settings of `config`.
+    fn forgetting(config: &Self::Config) -> &Forgetting;
+
+    /// Whether `config` routes without exploration.
+    fn is_greedy(config: &Self::Config) -> bool;
+
+    /// `config` with its greedy flag set to `greedy`.
+    fn with_greedy(config: &Self::Config, greedy: bool) -> Self::Config;
+
+    /// Checks `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field out of range.
+    ///
+    /// [`Error::Config`]: crate::error::Error::Config
+    fn validate(config: &Self::Config) -> Result<()>;
+
+    /// The state of a router that has observed nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the configuration does not fit the dimensions.
+    ///
+    /// [`Error::Config`]: crate::error::Error::Config
+    fn cold(config: &Self::Config, models: usize, dim: usize) -> Result<Self>;
+
+    /// Fits the unsupervised parts (projection, clusters) on unit-length rows of `dim` values.
+    ///
+    /// # Errors
+    ///
+    /// Learner specific: nothing to fit, already fitted, too few rows.
+    fn fit_unlabelled(&mut self, config: &Self::Config, rows: &[f32], dim: usize) -> Result<()>;
+
+    /// Writes every model's quality estimate (with exploration when `ctx.explore`) for the
+    /// unit-length query `x` into `quality`.
+    ///
+    /// # Errors
+    ///
+    /// When the learner cannot route yet (an unfitted projection).
+    fn estimate(
+        &self,
+        config: &Self::Config,
+        x: &[f32],
+        ctx: &Context,
+        quality: &mut [f64],
+    ) -> Result<Signals>;
+
+    /// Model `m`'s estimate without exploration.
+    ///
+    /// # Errors
+    ///
+    /// As [`Learned::estimate`].
+    fn mean(&self, config: &Self::Config, x: &[f32], m: usize) -> Result<f64>;
+
+    /// Learns that model `m` scored `quality` on `x`, applying the forgetting rules.
+    ///
+    /// # Errors
+    ///
+    /// As [`Learned::estimate`].
+    fn observe(&mut self, config: &Self::Config, x: &[f32], m: usize, quality: f64) -> Result<()>;
+
+    /// Learns every model's score on every row (full information), row by row.
+    ///
+    /// # Errors
+    ///
+    /// As [`Learned::observe`].
+    fn observe_all(
+        &mut self,
+        config: &Self::Config,
+        rows: &[f32],
+        dim: usize,
+        scores: &[f64],
+        models: usize,
+    ) -> Result<()> {
+        for (r, x) in rows.chunks_exact(dim).enumerate() {
+            for m in 0..models {
+                self.observe(config, x, m, scores[r * models + m])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wipes model `m`'s statistics: it falls back to its prior.
+    fn forget(&mut self, config: &Self::Config, m: usize);
+
+    /// Checks that `other`'s statistics can be added to these (same projection, same clusters).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] or [`Error::Unsupported`] naming the difference.
+    ///
+    /// [`Error::Config`]: crate::error::Error::Config
+    /// [`Error::Unsupported`]: crate::error::Error::Unsupported
+    fn check_mergeable(&self, other: &Self) -> Result<()>;
+
+    /// Adds model `m`'s statistics that `other` gathered beyond `base` (beyond the prior when
+    /// `base` is `None`): `new` observations of `m`, the most recent ones of `other`.
+    fn absorb(
+        &mut self,
+        config: &Self::Config,
+        other: &Self,
+        base: Option<&Self>,
+        m: usize,
+        new: u64,
+    );
+
+    /// Recomputes derived state after [`Learned::absorb`] calls.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] when the merged statistics are not usable.
+    ///
+    /// [`Error::InvalidInput`]: crate::error::Error::InvalidInput
+    fn after_merge(&mut self, config: &Self::Config) -> Result<()>;
+
+    /// Adds the learner's tensors to `saved`.
+    fn save(&self, saved: SavedRouter) -> SavedRouter;
+
+    /// Rebuilds the learner from `saved`'s tensors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] for missing or misshapen tensors and values out of range.
+    ///
+    /// [`Error::Format`]: crate::error::Error::Format
+    fn load(
+        config: &Self::Config,
+        saved: &mut SavedRouter,
+        models: usize,
+        dim: usize,
+    ) -> Result<Self>;
+}
+
+/// Checks that `a` and `b` hold the same `f32` values, bit for bit (projections, centroids).
+pub(super) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}

@@ -1,0 +1,81 @@
+//! Merging replicas: adding another router's observations, or those it made since a common
+//! snapshot, to this one.
+
+use super::router::State;
+use super::{BanditRouter, Learned};
+use crate::error::{Error, Result};
+
+impl<L: Learned> BanditRouter<L> {
+    /// Adds everything `other` observed (beyond its prior) to this router. See the
+    /// [module documentation](super#merging-replicas) for what this means with forgetting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the routers differ in configuration, models, dimension, projection
+    /// or clusters; [`Error::Unsupported`] for `cluster-ucb` routers whose clusters are not
+    /// fitted yet.
+    pub fn merge(&self, other: &Self) -> Result<()> {
+        let other = other.read().clone();
+        self.merge_state(&other, None)
+    }
+
+    /// Adds what `other` observed after it was forked (by [`BanditRouter::snapshot`], or by
+    /// saving and loading) from `base`: replicas that start from one warm-started router merge
+    /// their traffic without counting the warm start twice.
+    ///
+    /// # Errors
+    ///
+    /// As [`BanditRouter::merge`]; [`Error::InvalidInput`] when `other` has fewer observations of
+    /// some model than `base` (it does not descend from `base`).
+    pub fn merge_since(&self, other: &Self, base: &Self) -> Result<()> {
+        let other = other.read().clone();
+        let base = base.read().clone();
+        self.merge_state(&other, Some(&base))
+    }
+
+    fn merge_state(&self, other: &State<L>, base: Option<&State<L>>) -> Result<()> {
+        let m = self.shared.pool.len();
+        if other.pulls.len() != m || base.is_some_and(|b| b.pulls.len() != m) {
+            return Err(Error::Config(
+                "cannot merge routers over different model pools".into(),
+            ));
+        }
+        let mut state = self.write();
+        state.learned.check_mergeable(&other.learned)?;
+        if let Some(b) = base {
+            state.learned.check_mergeable(&b.learned)?;
+        }
+        let mut new = vec![0u64; m];
+        for (j, n) in new.iter_mut().enumerate() {
+            let before = base.map_or(0, |b| b.pulls[j]);
+            *n = other.pulls[j].checked_sub(before).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "the other router has {} observations of {:?}, its base {before}: it does not \
+                     descend from the base",
+                    other.pulls[j],
+                    self.shared.pool.id(j)
+                ))
+            })?;
+        }
+        let config = &self.shared.config;
+        for (j, &new_j) in new.iter().enumerate() {
+            let forgot = other.forgets[j] > base.map_or(0, |b| b.forgets[j]);
+            if forgot {
+                state.learned.forget(config, j);
+                state.forgets[j] += 1;
+            }
+            let b = if forgot {
+                None
+            } else {
+                base.map(|b| &b.learned)
+            };
+            state.learned.absorb(config, &other.learned, b, j, new_j);
+            state.pulls[j] += new_j;
+            for k in 0..3 {
+                state.cost[j][k] += other.cost[j][k] - base.map_or(0.0, |b| b.cost[j][k]);
+            }
+        }
+        state.observations += other.observations - base.map_or(0, |b| b.observations);
+        state.learned.after_merge(config)
+    }
+}

@@ -1,0 +1,188 @@
+//! Learning: from labelled splits (full information, with the unsupervised parts fitted first)
+//! and from live feedback on the chosen model, with the drift detector's alarms.
+
+use super::forgetting::DetectorState;
+use super::{BanditRouter, Learned};
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::features::{normalize_into, FeatureBatch};
+use crate::pool::ModelPool;
+use crate::router::{Feedback, Learner};
+
+impl<L: Learned> BanditRouter<L> {
+    /// A router fitted on the labelled split `train`: its unsupervised parts on the split's
+    /// embeddings, then every model's outcome on every query (full information).
+    ///
+    /// # Errors
+    ///
+    /// A split without embeddings, an invalid configuration, and the errors of
+    /// [`BanditRouter::observe_split`].
+    pub fn warm_start(train: &Split, config: L::Config) -> Result<Self> {
+        let batch = train.features()?;
+        let router = BanditRouter::new(
+            train.pool().clone(),
+            train.dim(),
+            train.embedding_model(),
+            config,
+        )?;
+        router.fit_unlabelled_if_needed(&batch)?;
+        router.observe_split(train)?;
+        Ok(router)
+    }
+
+    fn fit_unlabelled_if_needed(&self, batch: &FeatureBatch<'_>) -> Result<()> {
+        match self.fit_unlabelled(batch) {
+            Err(Error::Unsupported(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Fits the unsupervised parts on unlabelled embeddings: the PCA projection of a linear
+    /// router, the clusters of `cluster-ucb`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] when the configuration has nothing to fit; [`Error::InvalidInput`]
+    /// when it is already fitted or there are too few rows; the batch's shape errors.
+    pub fn fit_unlabelled(&self, batch: &FeatureBatch<'_>) -> Result<()> {
+        batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
+        let rows = normalized_rows(batch);
+        let mut state = self.write();
+        let config = &self.shared.config;
+        state.learned.fit_unlabelled(config, &rows, self.shared.dim)
+    }
+
+    /// Learns every model's outcome on every query of the labelled `split` (full information),
+    /// in the split's order. The drift detector is not fed: labelled data is trusted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModel`] when the split's models differ from the router's; a split without
+    /// embeddings or of another dimension.
+    pub fn observe_split(&self, split: &Split) -> Result<()> {
+        let map = split_map(&self.shared.pool, split)?;
+        let batch = split.features()?;
+        batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
+        let m = self.shared.pool.len();
+        let rows = normalized_rows(&batch);
+        let mut scores = vec![0.0; split.len() * m];
+        for r in 0..split.len() {
+            for (j, &col) in map.iter().enumerate() {
+                scores[r * m + j] = split.score(r, col);
+            }
+        }
+        let mut state = self.write();
+        let config = &self.shared.config;
+        state
+            .learned
+            .observe_all(config, &rows, self.shared.dim, &scores, m)?;
+        for r in 0..split.len() {
+            let tokens = Some(split.prompt_tokens()[r]);
+            for (j, &col) in map.iter().enumerate() {
+                let c = &mut state.cost[j];
+                c[0] += 1.0;
+                c[1] += self.shared.pool.estimate_cost(j, tokens);
+                c[2] += split.cost(r, col);
+            }
+        }
+        let n = split.len() as u64;
+        for p in &mut state.pulls {
+            *p += n;
+        }
+        state.observations += n * m as u64;
+        Ok(())
+    }
+
+    /// Wipes model `id`'s statistics, as a detector alarm does: its estimate falls back to the
+    /// optimistic prior and it is re-learned from fresh outcomes. Use it to broadcast an alarm
+    /// raised on another replica, or after a known change of a model.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModel`] when `id` is not in the pool.
+    pub fn forget_model(&self, id: &str) -> Result<()> {
+        let m = self.shared.pool.index_of(id)?;
+        let mut state = self.write();
+        state.learned.forget(&self.shared.config, m);
+        state.forgets[m] += 1;
+        state.detector[m] = DetectorState::default();
+        Ok(())
+    }
+}
+
+/// Rows of `batch`, L2-normalised, row-major.
+fn normalized_rows(batch: &FeatureBatch<'_>) -> Vec<f32> {
+    let dim = batch.dim();
+    let mut rows = vec![0.0f32; batch.rows() * dim];
+    for (r, out) in rows.chunks_exact_mut(dim).enumerate() {
+        normalize_into(batch.row(r), out);
+    }
+    rows
+}
+
+/// For each of the router's models, its column in `split`.
+fn split_map(pool: &ModelPool, split: &Split) -> Result<Vec<usize>> {
+    pool.ids()
+        .map(|id| {
+            split.pool().index_of(id).map_err(|_| {
+                Error::UnknownModel(format!("{id} (the router's model is not in the split)"))
+            })
+        })
+        .collect()
+}
+
+impl<L: Learned> Learner for BanditRouter<L> {
+    fn observe(&self, feedback: &Feedback<'_>) -> Result<()> {
+        let pool = &self.shared.pool;
+        feedback.validate(pool, self.shared.dim)?;
+        feedback
+            .features
+            .as_batch()
+            .check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
+        let x = feedback.features.embedding();
+        let m = feedback.model;
+        let config = &self.shared.config;
+        let detector = L::forgetting(config).detector.as_ref();
+        let price = pool.estimate_cost(m, feedback.features.prompt_tokens());
+        let mut state = self.write();
+        let residual = match detector {
+            Some(_) => Some(feedback.quality - state.learned.mean(config, x, m)?),
+            None => None,
+        };
+        state.learned.observe(config, x, m, feedback.quality)?;
+        state.pulls[m] += 1;
+        state.observations += 1;
+        let c = &mut state.cost[m];
+        c[0] += 1.0;
+        c[1] += price;
+        c[2] += feedback.cost;
+        if let (Some(det), Some(e)) = (detector, residual) {
+            let s = &mut state.detector[m];
+            s.fast += det.fast_rate * (e - s.fast);
+            s.slow += det.slow_rate * (e - s.slow);
+            s.since += 1;
+            if s.since >= det.min_pulls && s.fast - s.slow < -det.threshold {
+                *s = DetectorState::default();
+                state.learned.forget(config, m);
+                state.forgets[m] += 1;
+                state.alarms[m] += 1;
+                tracing::info!(
+                    "{}: drift detector alarm for {:?} after {} observations: its statistics \
+                     are wiped",
+                    L::KIND,
+                    pool.id(m),
+                    state.observations
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn observations(&self) -> u64 {
+        self.read().observations
+    }
+
+    fn alarms(&self) -> Vec<u64> {
+        self.read().alarms.clone()
+    }
+}
