@@ -146,7 +146,7 @@ impl ClusterUcbConfig {
     }
 }
 
-/// The cluster bandit. See the [module documentation](self).
+/// The cluster bandit. See the [module documentation](super).
 ///
 /// # Example
 ///

@@ -118,7 +118,7 @@ impl KnnUcbConfig {
     }
 }
 
-/// The neighbourhood bandit. See the [module documentation](self).
+/// The neighbourhood bandit. See the [module documentation](super).
 ///
 /// # Example
 ///

@@ -188,7 +188,7 @@ impl Exploration for Thompson {
 }
 
 /// LinUCB: per-model ridge regression with an upper confidence bound. See the
-/// [module documentation](self).
+/// [module documentation](super).
 ///
 /// # Example
 ///
@@ -206,7 +206,7 @@ impl Exploration for Thompson {
 pub type LinUcbRouter = BanditRouter<Linear<Ucb>>;
 
 /// Linear Thompson sampling: per-model ridge regression, routing on a posterior draw. See the
-/// [module documentation](self).
+/// [module documentation](super).
 pub type LinTsRouter = BanditRouter<Linear<Thompson>>;
 
 /// The learned state of the linear routers.
