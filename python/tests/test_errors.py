@@ -41,7 +41,7 @@ KINDS = [
     ("Config", pointsman.ConfigError, "invalid config: knn k must be at least 1"),
     ("UnknownModel", pointsman.UnknownModelError, 'unknown model "nope"'),
     ("Format", pointsman.FormatError, "router.safetensors: truncated header"),
-    ("UnsupportedVersion", pointsman.FormatError, 'unsupported format version "9" (this build reads version 1)'),
+    ("UnsupportedVersion", pointsman.FormatError, 'router.safetensors: unsupported format version "9" (this build reads version 1)'),
     ("Unsupported", pointsman.UnsupportedError, "unsupported: knn routers do not learn from feedback"),
     ("Backend", pointsman.PointsmanError, "embedding backend: out of memory"),
     ("Numeric", pointsman.NumericError, "numeric failure: knn produced a non-finite estimate at position 3"),

@@ -513,13 +513,13 @@ enum pm_status pm_embedder_load(const char *model_dir,
  *   calling thread: the right choice for a server that embeds on its own worker threads, and
  *   the way to keep the embedder on the cores the host pins it to. N > 1 starts a private pool
  *   of N threads for this embedder (rayon workers, which spin briefly before sleeping; the
- *   host's and the library's other pools are not touched). 0 means one per core.
+ *   host's and the library's other pools are not touched). 0 means one per core; at most 1024.
  * - `max_tokens`: the truncation window in word pieces, [CLS] and [SEP] included; 0 means the
  *   model's default (256). Longer text is cut to the window.
  *
- * Errors: as `pm_embedder_load`, and `PM_STATUS_INVALID_ARGUMENT` for a `max_tokens` that
- * leaves no room for text or exceeds the model's positions (512), `PM_STATUS_BACKEND` when the
- * threads cannot be started.
+ * Errors: as `pm_embedder_load`, and `PM_STATUS_INVALID_ARGUMENT` for more than 1024 threads or
+ * a `max_tokens` that leaves no room for text or exceeds the model's positions (512),
+ * `PM_STATUS_BACKEND` when the threads cannot be started.
  *
  * Thread safety: may be called from any thread.
  *
@@ -961,6 +961,44 @@ enum pm_status pm_router_observe(const struct pm_router *router,
                                  double quality,
                                  double cost,
                                  struct pm_error **err);
+
+/**
+ * Saves the router to `path` (one `.safetensors` file), atomically: the bytes go to a
+ * temporary file beside `path`, which replaces it only once complete, and they are loaded back
+ * in memory first, so what is written always loads. For a router that learns, this is how its
+ * state is kept: saving while other threads route and observe writes a consistent snapshot
+ * (`pm_router_observations` of the saved router is the count at that moment).
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_IO` (the folder is
+ * missing or not writable), `PM_STATUS_NUMERIC` (the learned state went wrong; the file is left
+ * as it was).
+ *
+ * Thread safety: may run while other threads route and observe with the same router.
+ *
+ * # Safety
+ *
+ * `router` is NULL or a live router; `path` NULL or a NUL-terminated string; `err` NULL or
+ * writable.
+ */
+enum pm_status pm_router_save(const struct pm_router *router,
+                              const char *path,
+                              struct pm_error **err);
+
+/**
+ * The number of observations a router that learns has learned (its saved ones included), into
+ * `*out`.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_UNSUPPORTED` (the router does not learn).
+ *
+ * Thread safety: may run while other threads route and observe.
+ *
+ * # Safety
+ *
+ * `router` is NULL or a live router; `out` and `err` NULL or writable.
+ */
+enum pm_status pm_router_observations(const struct pm_router *router,
+                                      uint64_t *out,
+                                      struct pm_error **err);
 
 /**
  * The name of a status without its `PM_STATUS_` prefix (`"SHAPE"` for `PM_STATUS_SHAPE`), for

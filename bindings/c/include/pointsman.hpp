@@ -476,6 +476,23 @@ class Router {
         pm_router_observe(ptr_.get(), features, dim, model, quality, cost, err.out()));
   }
 
+  /// Saves the router to `path`, atomically (a learner with its current state); throws Error
+  /// (PM_STATUS_IO, PM_STATUS_NUMERIC when the learned state went wrong: the file is left as
+  /// it was).
+  void save(const std::string &path) const {
+    detail::ErrorSlot err;
+    err.check(pm_router_save(ptr_.get(), path.c_str(), err.out()));
+  }
+
+  /// The observations a learning router has learned; throws Error (PM_STATUS_UNSUPPORTED) for
+  /// routers that do not learn.
+  std::uint64_t observations() const {
+    std::uint64_t n = 0;
+    detail::ErrorSlot err;
+    err.check(pm_router_observations(ptr_.get(), &n, err.out()));
+    return n;
+  }
+
  private:
   struct Deleter {
     void operator()(pm_router *p) const noexcept { pm_router_free(p); }

@@ -181,13 +181,13 @@ pub unsafe extern "C" fn pm_embedder_load(
 ///   calling thread: the right choice for a server that embeds on its own worker threads, and
 ///   the way to keep the embedder on the cores the host pins it to. N > 1 starts a private pool
 ///   of N threads for this embedder (rayon workers, which spin briefly before sleeping; the
-///   host's and the library's other pools are not touched). 0 means one per core.
+///   host's and the library's other pools are not touched). 0 means one per core; at most 1024.
 /// - `max_tokens`: the truncation window in word pieces, [CLS] and [SEP] included; 0 means the
 ///   model's default (256). Longer text is cut to the window.
 ///
-/// Errors: as `pm_embedder_load`, and `PM_STATUS_INVALID_ARGUMENT` for a `max_tokens` that
-/// leaves no room for text or exceeds the model's positions (512), `PM_STATUS_BACKEND` when the
-/// threads cannot be started.
+/// Errors: as `pm_embedder_load`, and `PM_STATUS_INVALID_ARGUMENT` for more than 1024 threads or
+/// a `max_tokens` that leaves no room for text or exceeds the model's positions (512),
+/// `PM_STATUS_BACKEND` when the threads cannot be started.
 ///
 /// Thread safety: may be called from any thread.
 ///

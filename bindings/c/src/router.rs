@@ -609,3 +609,76 @@ pub unsafe extern "C" fn pm_router_observe(
         Ok(())
     })
 }
+
+/// Saves the router to `path` (one `.safetensors` file), atomically: the bytes go to a
+/// temporary file beside `path`, which replaces it only once complete, and they are loaded back
+/// in memory first, so what is written always loads. For a router that learns, this is how its
+/// state is kept: saving while other threads route and observe writes a consistent snapshot
+/// (`pm_router_observations` of the saved router is the count at that moment).
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_IO` (the folder is
+/// missing or not writable), `PM_STATUS_NUMERIC` (the learned state went wrong; the file is left
+/// as it was).
+///
+/// Thread safety: may run while other threads route and observe with the same router.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `path` NULL or a NUL-terminated string; `err` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_save(
+    router: *const pm_router,
+    path: *const c_char,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { arg_str(path, "path") }?;
+        let Some(any) = &router.any else {
+            return Err(pointsman::Error::Unsupported(format!(
+                "saving a {} router",
+                router.router.kind()
+            ))
+            .into());
+        };
+        any.save(path)?;
+        Ok(())
+    })
+}
+
+/// The number of observations a router that learns has learned (its saved ones included), into
+/// `*out`.
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_UNSUPPORTED` (the router does not learn).
+///
+/// Thread safety: may run while other threads route and observe.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `out` and `err` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_observations(
+    router: *const pm_router,
+    out: *mut u64,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        let out = arg_out(out, "out")?;
+        let Some(learner) = router.router.as_learner() else {
+            return Err(pointsman::Error::Unsupported(format!(
+                "observations: the {} router does not learn from feedback",
+                router.router.kind()
+            ))
+            .into());
+        };
+        let n = learner.observations();
+        // SAFETY: non-NULL, aligned, writable per the caller.
+        unsafe { out.write(n) };
+        Ok(())
+    })
+}

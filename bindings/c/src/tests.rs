@@ -270,6 +270,7 @@ fn every_core_error_kind_has_its_own_status() {
         Error::InvalidInput("x".into()),
         Error::format("f", "x"),
         Error::UnsupportedVersion {
+            path: "f".into(),
             found: "9".into(),
             supported: "1".into(),
         },

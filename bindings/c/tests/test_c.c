@@ -5,15 +5,18 @@
  * embeddings equal to the Rust embedder's and within 1e-5 of the sentence-transformers reference,
  * text routed as Rust routes it, its NULL, UTF-8, length and empty-text cases, and 8 threads
  * embedding and routing text at once); cascade sessions (chain.safetensors, and
- * cascade.safetensors against the Rust sessions of cascade_expected.txt).
+ * cascade.safetensors against the Rust sessions of cascade_expected.txt); a learner routed,
+ * taught and saved by 8 threads at once, its observation count checked against the saved file.
  *
  * Usage: test_c FIXTURE_DIR      (built and run by `make -C bindings/c test`)
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pointsman.h"
 
@@ -329,6 +332,8 @@ static void test_invalid_utf8(void) {
 typedef struct worker {
   int id;
   size_t mismatches;
+  size_t observed; /* feedback calls that succeeded */
+  size_t saves;    /* saves that succeeded */
 } worker;
 
 static void *route_all(void *arg) {
@@ -377,17 +382,36 @@ static void test_threads(void) {
 /* ---- a learner: 8 threads, half observing feedback while the others route ---- */
 
 static pm_router *bandit;
+static char stress_path[4096];
 
+static double seconds_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Odd threads observe feedback, even ones route; thread 0 also saves the learner now and then.
+   Bounded in time (1.5 s) and in count. */
 static void *observe_or_route(void *arg) {
   worker *w = arg;
-  for (size_t n = 0; n < rows * 2; n++) {
+  const double until = seconds_now() + 1.5;
+  for (size_t n = 0; n < rows * 20 && seconds_now() < until; n++) {
     const float *x = features + ((n + (size_t)w->id * 13) % rows) * dim;
     pm_decision d;
     if (pm_router_route(bandit, x, dim, 300.0, &d, NULL) != PM_STATUS_OK) w->mismatches++;
-    if (w->id % 2 == 1 &&
-        pm_router_observe(bandit, x, dim, d.model, n % 3 == 0 ? 1.0 : 0.25, 1e-4, NULL) !=
-            PM_STATUS_OK)
-      w->mismatches++;
+    if (w->id % 2 == 1) {
+      if (pm_router_observe(bandit, x, dim, d.model, n % 3 == 0 ? 1.0 : 0.25, 1e-4, NULL) ==
+          PM_STATUS_OK)
+        w->observed++;
+      else
+        w->mismatches++;
+    }
+    if (w->id == 0 && n % 64 == 0) {
+      if (pm_router_save(bandit, stress_path, NULL) == PM_STATUS_OK)
+        w->saves++;
+      else
+        w->mismatches++;
+    }
   }
   return NULL;
 }
@@ -408,18 +432,49 @@ static void test_learner(const char *dir) {
                PM_STATUS_SHAPE);
   CHECK_STATUS(pm_router_observe(bandit, NULL, dim, 0, 0.5, 1e-4, &err_),
                PM_STATUS_NULL_ARGUMENT);
+  uint64_t before = 0, after = 0, saved_count = 0;
+  CHECK_STATUS(pm_router_observations(bandit, &before, &err_), PM_STATUS_OK);
+  CHECK_STATUS(pm_router_observations(bandit, NULL, &err_), PM_STATUS_NULL_ARGUMENT);
+  /* The stress: 8 threads route, observe and save at once; no observation is lost, and the
+     file saved last holds exactly the learned state. */
+  snprintf(stress_path, sizeof stress_path, "%s/stress.safetensors", dir);
   enum { THREADS = 8 };
   pthread_t threads[THREADS];
   worker workers[THREADS];
   for (int t = 0; t < THREADS; t++) {
     workers[t].id = t;
     workers[t].mismatches = 0;
+    workers[t].observed = 0;
+    workers[t].saves = 0;
     CHECK(pthread_create(&threads[t], NULL, observe_or_route, &workers[t]) == 0);
   }
+  size_t observed = 0;
   for (int t = 0; t < THREADS; t++) {
     CHECK(pthread_join(threads[t], NULL) == 0);
     CHECK(workers[t].mismatches == 0);
+    observed += workers[t].observed;
   }
+  CHECK(workers[0].saves > 0 && observed > 0);
+  CHECK_STATUS(pm_router_observations(bandit, &after, &err_), PM_STATUS_OK);
+  CHECK(after == before + observed);
+  CHECK_STATUS(pm_router_save(bandit, stress_path, &err_), PM_STATUS_OK);
+  pm_router *back = NULL;
+  CHECK_STATUS(pm_router_load(stress_path, &back, &err_), PM_STATUS_OK);
+  if (back != NULL) {
+    CHECK_STATUS(pm_router_observations(back, &saved_count, &err_), PM_STATUS_OK);
+    CHECK(saved_count == after);
+    for (size_t r = 0; r < rows; r += 37) {
+      pm_decision a, b;
+      CHECK_STATUS(pm_router_route(bandit, features + r * dim, dim, 300.0, &a, &err_),
+                   PM_STATUS_OK);
+      CHECK_STATUS(pm_router_route(back, features + r * dim, dim, 300.0, &b, &err_),
+                   PM_STATUS_OK);
+      CHECK(a.model == b.model && a.quality == b.quality && a.utility == b.utility);
+    }
+    pm_router_free(back);
+  }
+  CHECK_STATUS(pm_router_save(bandit, "/nonexistent/dir/x.safetensors", &err_), PM_STATUS_IO);
+  remove(stress_path);
   pm_decision d;
   CHECK_STATUS(pm_router_route(bandit, features, dim, 300.0, &d, &err_), PM_STATUS_OK);
   pm_router_free(bandit);

@@ -180,6 +180,8 @@ void test_errors(const pointsman::Router &router, const Fixture &f, const std::s
   EXPECT_ERROR(router.model_index("nope"), PM_STATUS_UNKNOWN_MODEL);
   m = EXPECT_ERROR(router.observe(x, f.dim, 0, 0.5, 1e-4), PM_STATUS_UNSUPPORTED);
   CHECK(m == "unsupported: observe: the knn router does not learn from feedback");
+  EXPECT_ERROR(router.observations(), PM_STATUS_UNSUPPORTED);
+  EXPECT_ERROR(router.save("/nonexistent/dir/r.safetensors"), PM_STATUS_IO);
   pointsman::RankOptions bad;
   bad.task = std::string("\xc3\x28");
   EXPECT_ERROR(router.rank(x, f.dim, bad), PM_STATUS_INVALID_UTF8);
@@ -490,6 +492,23 @@ void test_cascade(const pointsman::Router &router, const Fixture &f, const std::
 
 }  // namespace
 
+// A learner keeps what it learned through save() and load(): the count and the decisions.
+void test_learner_save(const Fixture &f, const std::string &dir) {
+  const pointsman::Router bandit = pointsman::Router::load(dir + "/bandit.safetensors");
+  const std::uint64_t before = bandit.observations();
+  const float *x = f.features.data();
+  for (std::uint32_t i = 0; i < 20; i++) {
+    bandit.observe(x + (i % f.rows) * f.dim, f.dim, i % 9, i % 2 == 0 ? 1.0 : 0.0, 1e-4);
+  }
+  CHECK(bandit.observations() == before + 20);
+  const std::string saved = dir + "/learner_cpp.safetensors";
+  bandit.save(saved);
+  const pointsman::Router back = pointsman::Router::load(saved);
+  CHECK(back.observations() == before + 20);
+  CHECK(back.route(x, f.dim, 300.0).model == bandit.route(x, f.dim, 300.0).model);
+  std::remove(saved.c_str());
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::cerr << "usage: " << argv[0] << " FIXTURE_DIR\n";
@@ -505,6 +524,7 @@ int main(int argc, char **argv) {
     test_moves(path, f);
     test_threads(router, f);
     test_cascade(router, f, dir);
+    test_learner_save(f, dir);
     test_embedder(router, dir);
   } catch (const pointsman::Error &e) {
     failed++;

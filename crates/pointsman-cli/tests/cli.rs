@@ -92,10 +92,10 @@ fn eval_and_recompute(name: &str) {
             .unwrap()
             .clone()
     };
-    // The note names the policies whose AIQ is the zero router's (on llmrouter_dc all four
+    // The note names the entrants whose AIQ is the zero router's (on llmrouter_dc all four
     // baselines; on routellm random's point lies a little above the two models' line).
     let zero_aiq = report["reference"]["zero_router_aiq"].as_f64().unwrap();
-    let sharing: Vec<&str> = report["policies"]
+    let sharing: Vec<&str> = report["entrants"]
         .as_array()
         .unwrap()
         .iter()

@@ -89,8 +89,10 @@ pub enum Error {
     },
 
     /// A saved router written by a newer (or unknown) version of the format.
-    #[error("unsupported format version {found:?} (this build reads version {supported})")]
+    #[error("{path}: unsupported format version {found:?} (this build reads version {supported})")]
     UnsupportedVersion {
+        /// The file (or, for in-memory bytes, a description of them).
+        path: String,
         /// The version found in the file.
         found: String,
         /// The version this build reads.

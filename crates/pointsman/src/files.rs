@@ -5,6 +5,13 @@
 //! are flushed to disk, and the temporary file is renamed over the target. A crash, a full disk
 //! or a concurrent reader never sees a half-written file, and a file that is memory-mapped or open
 //! elsewhere is replaced, never rewritten in place.
+//!
+//! A writer killed between creating its temporary file and renaming it leaves the temporary file
+//! behind (`.<name>.tmp-<pid>-<n>`, beside the target). The next write of the same target removes
+//! those whose process is gone — never a live writer's — so crashes cannot pile them up.
+//!
+//! Reading goes through [`open_regular`]: only a regular file is opened, so a FIFO without a
+//! writer, a device such as `/dev/zero` or a folder is refused before anything is read.
 
 use std::io::Write;
 use std::path::Path;
@@ -100,6 +107,29 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Opens `path` for reading when it is a regular file (symbolic links followed), with its size.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the path when it is missing or unreadable, or is a FIFO, a device, a
+/// socket or a folder (nothing is opened or read then).
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a FIFO, device or socket)"
+        };
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, what),
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok((file, meta.len()))
+}
+
 fn temp_path(path: &Path) -> Result<std::path::PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -111,12 +141,50 @@ fn temp_path(path: &Path) -> Result<std::path::PathBuf> {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
         )
     })?;
-    Ok(dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        unique()
-    )))
+    let prefix = format!(".{}.tmp-", file_name.to_string_lossy());
+    remove_orphans(dir, &prefix);
+    Ok(dir.join(format!("{prefix}{}-{}", std::process::id(), unique())))
+}
+
+/// Removes the temporary files `<prefix><pid>-<n>` in `dir` whose writing process is gone.
+/// Best effort: a file that cannot be listed or removed is left.
+fn remove_orphans(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists (when in doubt: yes, so its file is kept).
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        // SAFETY: signal 0 only checks that the process exists and may be signalled.
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            return true;
+        }
+        // EPERM: it exists but belongs to someone else; ESRCH: it is gone.
+        std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 fn unique() -> u64 {
@@ -148,5 +216,47 @@ mod tests {
         f.write_all(b"four").unwrap();
         f.commit().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"four");
+    }
+
+    #[test]
+    fn orphans_of_dead_writers_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("r.safetensors");
+        // A process that has exited: a child we waited for.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let orphan = tmp.path().join(format!(".r.safetensors.tmp-{dead}-0"));
+        let mine = tmp
+            .path()
+            .join(format!(".r.safetensors.tmp-{}-99", std::process::id()));
+        let other = tmp.path().join(format!(".other.tmp-{dead}-0"));
+        let parent = tmp.path().join(format!(
+            ".r.safetensors.tmp-{}-0",
+            std::os::unix::process::parent_id()
+        ));
+        for f in [&orphan, &mine, &other, &parent] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        write_atomic(&p, b"data").unwrap();
+        assert!(!orphan.exists(), "the dead writer's file is removed");
+        assert!(mine.exists() && parent.exists(), "live writers' files stay");
+        assert!(other.exists(), "another target's files are not touched");
+    }
+
+    #[test]
+    fn only_regular_files_are_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = open_regular(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("a folder"), "{e}");
+        let e = open_regular(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let f = tmp.path().join("f");
+        std::fs::write(&f, b"abc").unwrap();
+        assert_eq!(open_regular(&f).unwrap().1, 3);
+        assert_eq!(
+            open_regular(&tmp.path().join("nope")).unwrap_err().kind(),
+            crate::ErrorKind::Io
+        );
     }
 }

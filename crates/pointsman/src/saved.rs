@@ -24,6 +24,44 @@ pub const FORMAT_NAME: &str = "pointsman-router";
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The most models a saved router may hold.
+pub const MAX_MODELS: usize = 1 << 16;
+
+/// The largest embedding dimension a saved router may declare.
+pub const MAX_DIM: usize = 1 << 16;
+
+/// The largest header (JSON metadata and tensor index) a saved router file may have, bytes.
+pub const MAX_HEADER_BYTES: u64 = 1 << 26;
+
+/// Checks the `format` and `format_version` of a saved router's metadata; `what` names the
+/// source in errors.
+fn check_format(meta: &impl Fn(&str) -> Option<String>, what: &str) -> Result<()> {
+    let bad = |m: String| Error::format(what, m);
+    let format = meta("format").ok_or_else(|| bad("metadata has no \"format\"".into()))?;
+    if format != FORMAT_NAME {
+        return Err(bad(format!("format {format:?} is not {FORMAT_NAME:?}")));
+    }
+    let version =
+        meta("format_version").ok_or_else(|| bad("metadata has no \"format_version\"".into()))?;
+    // A decimal integer as the format writes it: no sign, no leading zero, no blank.
+    let canonical = !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+        && !(version.len() > 1 && version.starts_with('0'));
+    if !canonical {
+        return Err(bad(format!(
+            "format_version {version:?} is not a decimal integer"
+        )));
+    }
+    match version.parse::<u32>() {
+        Ok(v) if (1..=FORMAT_VERSION).contains(&v) => Ok(()),
+        _ => Err(Error::UnsupportedVersion {
+            path: what.to_string(),
+            found: version,
+            supported: FORMAT_VERSION.to_string(),
+        }),
+    }
+}
+
 /// The values of a tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
@@ -226,22 +264,7 @@ impl SavedRouter {
             meta.get(k)
                 .ok_or_else(|| bad(format!("metadata has no {k:?}")))
         };
-        if get("format")? != FORMAT_NAME {
-            return Err(bad(format!(
-                "format {:?} is not {FORMAT_NAME:?}",
-                get("format")?
-            )));
-        }
-        let version = get("format_version")?;
-        match version.parse::<u32>() {
-            Ok(v) if (1..=FORMAT_VERSION).contains(&v) => {}
-            _ => {
-                return Err(Error::UnsupportedVersion {
-                    found: version.clone(),
-                    supported: FORMAT_VERSION.to_string(),
-                })
-            }
-        }
+        check_format(&|k: &str| meta.get(k).cloned(), what)?;
         let config = get("config")?.clone();
         match serde_json::from_str::<serde_json::Value>(&config) {
             Ok(serde_json::Value::Object(o)) if o.get("type").is_some_and(|t| t.is_string()) => {}
@@ -250,13 +273,20 @@ impl SavedRouter {
         }
         let pool: ModelPool =
             serde_json::from_str(get("models")?).map_err(|e| bad(format!("bad models: {e}")))?;
-        let pool =
-            ModelPool::new(pool.cards().to_vec()).map_err(|e| bad(format!("bad models: {e}")))?;
+        if pool.len() > MAX_MODELS {
+            return Err(bad(format!(
+                "{} models: more than the ceiling of {MAX_MODELS}",
+                pool.len()
+            )));
+        }
         let dim: usize = get("dim")?
             .parse()
             .ok()
             .filter(|&d| d > 0)
             .ok_or_else(|| bad(format!("bad dim {:?}", meta["dim"])))?;
+        if dim > MAX_DIM {
+            return Err(bad(format!("dim {dim} is above the ceiling of {MAX_DIM}")));
+        }
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let raw = view.data();
@@ -313,12 +343,78 @@ impl SavedRouter {
 
     /// Reads a saved router from `path`.
     ///
+    /// Only a regular file is opened (a FIFO, a device or a folder is refused before anything
+    /// is read), and its header is read and checked first: its length against the file's size
+    /// and [`MAX_HEADER_BYTES`], its format and version, and the tensors' extent against the
+    /// file's size. Only then is the rest read, so a load never reads more than the file holds
+    /// and refuses garbage after reading a few bytes.
+    ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the file cannot be read; the errors of [`SavedRouter::from_bytes`].
+    /// [`Error::Io`] when the file cannot be read or is not a regular file; the errors of
+    /// [`SavedRouter::from_bytes`], naming the file.
     pub fn load(path: &Path) -> Result<SavedRouter> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        SavedRouter::from_bytes(&bytes, &path.display().to_string())
+        use std::io::Read;
+        let what = path.display().to_string();
+        let bad = |m: String| Error::format(&what, m);
+        let (mut file, size) = crate::files::open_regular(path)?;
+        let read = |file: &mut std::fs::File, buf: &mut [u8]| {
+            file.read_exact(buf).map_err(|e| Error::io(path, e))
+        };
+        if size < 8 {
+            return Err(bad(format!(
+                "not a valid safetensors file: {size} bytes, too short for a header"
+            )));
+        }
+        let mut len = [0u8; 8];
+        read(&mut file, &mut len)?;
+        let n = u64::from_le_bytes(len);
+        if n > MAX_HEADER_BYTES || n > size - 8 {
+            return Err(bad(format!(
+                "not a valid safetensors file: a header of {n} bytes does not fit the file's \
+                 {size} bytes (or the ceiling of {MAX_HEADER_BYTES})"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        read(&mut file, &mut header)?;
+        let parsed: serde_json::Value = serde_json::from_slice(&header)
+            .map_err(|e| bad(format!("not a valid safetensors file: header: {e}")))?;
+        let meta = parsed.get("__metadata__");
+        let field = |k: &str| {
+            meta.and_then(|m| m.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        if meta.is_none() {
+            return Err(bad("no metadata: not a pointsman router file".into()));
+        }
+        check_format(&field, &what)?;
+        // The tensors must end where the file does.
+        let mut data_end = 0u64;
+        for (name, t) in parsed.as_object().into_iter().flatten() {
+            if name == "__metadata__" {
+                continue;
+            }
+            let end = t
+                .get("data_offsets")
+                .and_then(|o| o.get(1))
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| bad(format!("tensor {name} has no valid data_offsets")))?;
+            data_end = data_end.max(end);
+        }
+        if data_end != size - 8 - n {
+            return Err(bad(format!(
+                "not a valid safetensors file: the tensors take {data_end} bytes, the file \
+                 holds {} after its header",
+                size - 8 - n
+            )));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        bytes.extend_from_slice(&len);
+        bytes.extend_from_slice(&header);
+        bytes.resize(size as usize, 0);
+        read(&mut file, &mut bytes[8 + n as usize..])?;
+        SavedRouter::from_bytes(&bytes, &what)
     }
 
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<TensorData> {

@@ -37,39 +37,90 @@ pub struct Array2 {
 /// string, an unsupported dtype or layout, a shape that is not 2-D, or a data section of the
 /// wrong length.
 pub fn read(path: &Path) -> Result<Array2> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes, &path.display().to_string())
+    use std::io::Read;
+    let what = path.display().to_string();
+    let (mut file, size) = crate::files::open_regular(path)?;
+    // The header first (at most its 12 fixed bytes and the header text), checked against the
+    // file's size before the data is read: a large file that is not an array is refused after
+    // a few bytes.
+    let mut bytes = vec![0u8; size.min(12) as usize];
+    file.read_exact(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    let mut have = bytes.len();
+    let (_, header_end) = header_start(&bytes, &what)?;
+    if header_end as u64 > size {
+        return Err(Error::format(&what, "truncated header"));
+    }
+    if header_end > have {
+        bytes.resize(header_end, 0);
+        file.read_exact(&mut bytes[have..])
+            .map_err(|e| Error::io(path, e))?;
+        have = header_end;
+    }
+    let header = parse_header(&bytes, &what)?;
+    let expected = header.data_bytes;
+    if size != (header_end + expected) as u64 {
+        return Err(Error::format(
+            &what,
+            format!(
+                "data holds {} bytes, shape ({}, {}) needs {expected}",
+                size.saturating_sub(header_end as u64),
+                header.rows,
+                header.cols
+            ),
+        ));
+    }
+    bytes.resize(header_end + expected, 0);
+    file.read_exact(&mut bytes[have..])
+        .map_err(|e| Error::io(path, e))?;
+    parse(&bytes, &what)
 }
 
-/// Parses the bytes of a `.npy` file; `what` names the file in errors.
-///
-/// # Errors
-///
-/// As [`read`].
-pub fn parse(bytes: &[u8], what: &str) -> Result<Array2> {
+/// Where the header text starts and ends in a file beginning with `prefix` (at least its first
+/// 12 bytes, or the whole file when shorter).
+fn header_start(prefix: &[u8], what: &str) -> Result<(usize, usize)> {
     let bad = |m: String| Error::format(what, m);
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    if prefix.len() < 10 || &prefix[..6] != MAGIC {
         return Err(bad("not a .npy file (bad magic string)".into()));
     }
-    let major = bytes[6];
-    let (header_len, start) = match major {
+    let (header_len, start) = match prefix[6] {
         1 => (
-            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+            usize::from(u16::from_le_bytes([prefix[8], prefix[9]])),
             10usize,
         ),
         2 | 3 => {
-            if bytes.len() < 12 {
+            if prefix.len() < 12 {
                 return Err(bad("truncated header".into()));
             }
-            let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            let n = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
             (n as usize, 12)
         }
         v => return Err(bad(format!("unsupported .npy version {v}"))),
     };
     let end = start
         .checked_add(header_len)
-        .filter(|&e| e <= bytes.len())
         .ok_or_else(|| bad("truncated header".into()))?;
+    Ok((start.min(prefix.len()), end))
+}
+
+/// A parsed `.npy` header.
+struct Header {
+    dtype: Dtype,
+    rows: usize,
+    cols: usize,
+    /// Where the data starts.
+    data_start: usize,
+    /// How many bytes of data the shape needs.
+    data_bytes: usize,
+}
+
+/// Parses the header of the `.npy` bytes `bytes` (the data may be missing).
+fn parse_header(bytes: &[u8], what: &str) -> Result<Header> {
+    let bad = |m: String| Error::format(what, m);
+    let (start, end) = header_start(bytes, what)?;
+    if end > bytes.len() {
+        return Err(bad("truncated header".into()));
+    }
     let header =
         std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text".into()))?;
     let descr = header_value(header, "descr").ok_or_else(|| bad("header has no descr".into()))?;
@@ -103,18 +154,40 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<Array2> {
         Dtype::F16 => 2,
         Dtype::F32 => 4,
     };
-    let body = &bytes[end..];
-    let expected = rows
+    let data_bytes = rows
         .checked_mul(cols)
         .and_then(|n| n.checked_mul(width))
         .ok_or_else(|| bad(format!("shape {shape} is too large")))?;
-    if body.len() != expected {
-        return Err(bad(format!(
-            "data holds {} bytes, shape ({rows}, {cols}) needs {expected}",
-            body.len()
-        )));
+    Ok(Header {
+        dtype,
+        rows,
+        cols,
+        data_start: end,
+        data_bytes,
+    })
+}
+
+/// Parses the bytes of a `.npy` file; `what` names the file in errors.
+///
+/// # Errors
+///
+/// As [`read`].
+pub fn parse(bytes: &[u8], what: &str) -> Result<Array2> {
+    let h = parse_header(bytes, what)?;
+    let body = &bytes[h.data_start..];
+    if body.len() != h.data_bytes {
+        return Err(Error::format(
+            what,
+            format!(
+                "data holds {} bytes, shape ({}, {}) needs {}",
+                body.len(),
+                h.rows,
+                h.cols,
+                h.data_bytes
+            ),
+        ));
     }
-    let data = match dtype {
+    let data = match h.dtype {
         Dtype::F16 => body
             .chunks_exact(2)
             .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -124,7 +197,11 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<Array2> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
     };
-    Ok(Array2 { rows, cols, data })
+    Ok(Array2 {
+        rows: h.rows,
+        cols: h.cols,
+        data,
+    })
 }
 
 /// The raw text of `key`'s value in a `.npy` header dictionary.

@@ -11,10 +11,76 @@ use super::prompt_tokens_of;
 use crate::error::{Error, Result};
 use crate::pool::{ModelCard, ModelPool};
 
+/// A JSON value read only to check that no object in it repeats a key (serde_json keeps the
+/// last of repeated keys silently).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<UniqueKeys, A::Error> {
+                let mut seen = HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "key {key:?} appears twice in one object"
+                        )));
+                    }
+                    map.next_value::<UniqueKeys>()?;
+                }
+                Ok(UniqueKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<UniqueKeys, A::Error> {
+                while seq.next_element::<UniqueKeys>()?.is_some() {}
+                Ok(UniqueKeys)
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// `text` as JSON, refusing an object that repeats a key.
+fn parse_json(text: &str) -> std::result::Result<Value, serde_json::Error> {
+    serde_json::from_str::<UniqueKeys>(text)?;
+    serde_json::from_str(text)
+}
+
 pub(super) fn read_models(path: &Path) -> Result<(ModelPool, Vec<Option<String>>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let (mut file, _) = crate::files::open_regular(path)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| Error::io(path, e))?;
     let bad = |m: String| Error::format(path.display(), m);
-    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("malformed json: {e}")))?;
+    let v: Value = parse_json(&text).map_err(|e| bad(format!("malformed json: {e}")))?;
     let default_out = match v.get("default_output_tokens") {
         None => 256.0,
         Some(x) => x
@@ -78,7 +144,7 @@ pub(super) struct Record {
 }
 
 pub(super) fn read_records(path: &Path, pool: &ModelPool) -> Result<Vec<Record>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let (file, _) = crate::files::open_regular(path)?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
@@ -108,7 +174,7 @@ pub(super) fn read_records(path: &Path, pool: &ModelPool) -> Result<Vec<Record>>
 }
 
 fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| json_error(line, &e))?;
+    let v: Value = parse_json(line).map_err(|e| json_error(line, &e))?;
     let obj = v.as_object().ok_or("line is not a JSON object")?;
     let string = |key: &str| -> std::result::Result<String, String> {
         match obj.get(key) {
@@ -164,6 +230,15 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
         };
     let cost_usd = per_model("cost_usd")?;
     let output_chars = per_model("output_chars")?;
+    for (key, values) in [("cost_usd", cost_usd), ("output_chars", output_chars)] {
+        for model in values.into_iter().flat_map(|m| m.keys()) {
+            if pool.index_of(model).is_err() {
+                return Err(format!(
+                    "{key} for unknown model {model:?} (not in models.json)"
+                ));
+            }
+        }
+    }
     let prompt_tokens = prompt_tokens_of(&prompt);
     let mut costs = Vec::with_capacity(pool.len());
     let mut cost_observed = Vec::with_capacity(pool.len());
@@ -186,10 +261,11 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
             None | Some(Value::Null) => None,
             Some(x) => Some(
                 x.as_f64()
-                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .filter(|c| c.is_finite() && *c >= 0.0 && c.fract() == 0.0)
                     .ok_or_else(|| {
                         format!(
-                            "output_chars {x} for model {:?} is not a non-negative number",
+                            "output_chars {x} for model {:?} is not a whole number of \
+                             characters",
                             card.id
                         )
                     })?

@@ -103,6 +103,36 @@ fn bad_lines_name_file_line_and_problem() {
         e.ends_with("score \"high\" for model \"a\" is not a number"),
         "{e}"
     );
+    // Silently accepted before: a cost for a model not in models.json, a fractional length,
+    // a key repeated inside one line (the last one won).
+    let e = load_err(&[
+        r#"{"id": "x", "split": "train", "prompt": "p", "scores": {"a": 1, "b": 0}, "cost_usd": {"z": 0.1}}"#,
+    ]);
+    assert!(
+        e.ends_with("fx.jsonl:1: cost_usd for unknown model \"z\" (not in models.json)"),
+        "{e}"
+    );
+    let e = load_err(&[
+        r#"{"id": "x", "split": "train", "prompt": "p", "scores": {"a": 1, "b": 0}, "output_chars": {"a": 1.5}}"#,
+    ]);
+    assert!(
+        e.ends_with("output_chars 1.5 for model \"a\" is not a whole number of characters"),
+        "{e}"
+    );
+    let e = load_err(&[
+        r#"{"id": "x", "split": "train", "prompt": "p", "scores": {"a": 1, "b": 0, "a": 0.2}}"#,
+    ]);
+    assert!(
+        e.contains("fx.jsonl:1: malformed json: key \"a\" appears twice in one object"),
+        "{e}"
+    );
+    // Neither a folder nor a FIFO is read as a file.
+    let (_tmp, dir) = fixture(&[GOOD[0]]);
+    let records = dir.join("fx.jsonl");
+    std::fs::remove_file(&records).unwrap();
+    std::fs::create_dir(&records).unwrap();
+    let e = Dataset::load(&dir).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Io, "{e}");
 }
 
 #[test]

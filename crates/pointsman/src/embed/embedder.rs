@@ -34,10 +34,15 @@ pub enum Backend {
     Candle,
 }
 
+/// The most worker threads an [`Embedder`] may start: many times the cores of any machine it
+/// runs on, so that a mistyped count is an error rather than thousands of threads.
+pub const MAX_THREADS: usize = 1024;
+
 /// How to load an [`Embedder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbedderOptions {
-    /// Worker threads; 0 = all cores (`std::thread::available_parallelism`).
+    /// Worker threads; 0 = all cores (`std::thread::available_parallelism`); at most
+    /// [`MAX_THREADS`].
     ///
     /// With [`Backend::Fast`] and 1 thread everything runs on the calling thread, otherwise on
     /// a private rayon pool of this size. With [`Backend::Candle`] the forward always runs
@@ -166,6 +171,12 @@ impl Embedder {
             return Err(Error::InvalidInput(format!(
                 "max_tokens {} exceeds max_position_embeddings {} of the model",
                 opts.max_tokens, cfg.max_positions
+            )));
+        }
+        if opts.threads > MAX_THREADS {
+            return Err(Error::InvalidInput(format!(
+                "{} embedder threads is more than the maximum of {MAX_THREADS}",
+                opts.threads
             )));
         }
         let threads = if opts.threads == 0 {

@@ -70,7 +70,7 @@ mod pipeline;
 
 pub use crate::data::prompt_tokens_of;
 pub use dataset::{embed_dataset, DatasetEmbeddings, PROGRESS_BATCH};
-pub use embedder::{Backend, Embedder, EmbedderOptions, TextBatch, TokenInfo};
+pub use embedder::{Backend, Embedder, EmbedderOptions, TextBatch, TokenInfo, MAX_THREADS};
 pub use folder::{default_model_dir, verify_default_weights, verify_model_dir};
 pub use pipeline::{check_compatible, Pipeline};
 

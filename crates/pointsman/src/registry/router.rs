@@ -284,6 +284,25 @@ impl AnyRouter {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.router().to_saved()?.to_bytes()
     }
+
+    /// Saves the router to `path` as one `.safetensors` file, atomically, after loading the
+    /// bytes back in memory: what `save` writes always loads, and a router whose state went
+    /// wrong is refused rather than written over a good file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Numeric`] when the saved form does not load back (the file is left as it was);
+    /// [`Error::Io`] naming the path; the errors of [`Router::to_saved`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        AnyRouter::from_bytes(&bytes).map_err(|e| {
+            Error::Numeric(format!(
+                "the {} router's saved form does not load back ({e}): not saved",
+                self.kind()
+            ))
+        })?;
+        crate::files::write_atomic(path.as_ref(), &bytes)
+    }
 }
 
 /// Loads a saved router of any kind: [`AnyRouter::load`].
@@ -343,6 +362,15 @@ fn rename_source(e: Error, what: &str) -> Error {
             path: what.to_string(),
             line,
             message,
+        },
+        Error::UnsupportedVersion {
+            path,
+            found,
+            supported,
+        } if path == "saved router" => Error::UnsupportedVersion {
+            path: what.to_string(),
+            found,
+            supported,
         },
         other => other,
     }

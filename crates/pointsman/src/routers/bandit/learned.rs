@@ -162,6 +162,16 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
     /// [`Error::InvalidInput`]: crate::error::Error::InvalidInput
     fn after_merge(&mut self, config: &Self::Config) -> Result<()>;
 
+    /// Checks the invariants a saved state must meet to load again (finite statistics,
+    /// consistent matrices), so that a state that went wrong is never written over a good file.
+    ///
+    /// # Errors
+    ///
+    /// A message naming what is inconsistent.
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
     /// Adds the learner's tensors to `saved`.
     fn save(&self, saved: SavedRouter) -> SavedRouter;
 

@@ -265,7 +265,9 @@ impl<E: Exploration> Linear<E> {
     /// The state's shape for `models` models with every statistic zero, no projection matrix
     /// and nothing derived yet: [`Learned::cold`] draws the projection and sets each model's
     /// prior on it, and a load fills in the saved ones, so neither pays for the other's work.
-    fn unprimed(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
+    /// The number of linear features `p` (projected dimension + 1) of `config` on
+    /// `dim`-dimensional embeddings, and whether a PCA projection is still to be fitted.
+    fn features_dim(config: &LinearConfig, dim: usize) -> Result<(usize, bool)> {
         let (k, pending_pca) = match config.projection {
             Projection::None => (dim, false),
             Projection::Random { dim: k, .. } => (k, false),
@@ -276,7 +278,11 @@ impl<E: Exploration> Linear<E> {
                 "linear projection to {k} dimensions of {dim}-dimensional embeddings"
             )));
         }
-        let p = k + 1;
+        Ok((k + 1, pending_pca))
+    }
+
+    fn unprimed(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
+        let (p, pending_pca) = Self::features_dim(config, dim)?;
         Ok(Linear {
             models,
             dim,
@@ -656,6 +662,16 @@ impl<E: Exploration> Learned for Linear<E> {
         Ok(())
     }
 
+    fn check(&self) -> std::result::Result<(), String> {
+        if !(simd::all_finite(&self.a)
+            && simd::all_finite(&self.a_inv)
+            && simd::all_finite(&self.b))
+        {
+            return Err("the statistics hold non-finite values".into());
+        }
+        check_statistics(&self.a, &self.a_inv, self.models, self.p)
+    }
+
     fn save(&self, saved: SavedRouter) -> SavedRouter {
         let (k, m, p) = (E::KIND, self.models, self.p);
         let mut saved = saved
@@ -712,6 +728,24 @@ impl<E: Exploration> Learned for Linear<E> {
     ) -> Result<Self> {
         let bad = |m: String| Error::format("saved router", m);
         let k = E::KIND;
+        // The statistics' shapes first: the state below is sized from the metadata's `dim`
+        // and the config, and must not be allocated before the file shows it holds that much.
+        let (p, _) = Self::features_dim(config, dim).map_err(|e| bad(e.to_string()))?;
+        for (name, shape) in [
+            (format!("{k}.a"), vec![models, p, p]),
+            (format!("{k}.a_inv"), vec![models, p, p]),
+            (format!("{k}.b"), vec![models, p]),
+        ] {
+            match saved.shape(&name) {
+                Some(s) if s == shape.as_slice() => {}
+                Some(s) => {
+                    return Err(bad(format!(
+                        "tensor {name} has shape {s:?}, expected {shape:?}"
+                    )))
+                }
+                None => return Err(bad(format!("missing tensor {name}"))),
+            }
+        }
         // The saved statistics replace every model's prior, and `refresh` below derives the
         // rest from them: start from the unprimed state, not the cold one.
         let mut state = Self::unprimed(config, models, dim).map_err(|e| bad(e.to_string()))?;
@@ -738,16 +772,7 @@ impl<E: Exploration> Learned for Linear<E> {
         if !(simd::all_finite(&a) && simd::all_finite(&a_inv) && simd::all_finite(&b)) {
             return Err(bad(format!("{k} statistics hold non-finite values")));
         }
-        for m in 0..models {
-            for i in 0..p {
-                let d = m * p * p + i * p + i;
-                if !(a[d] > 0.0 && a_inv[d] > 0.0) {
-                    return Err(bad(format!(
-                        "{k}: model {m}'s matrices are not positive definite"
-                    )));
-                }
-            }
-        }
+        check_statistics(&a, &a_inv, models, p).map_err(|m| bad(format!("{k}: {m}")))?;
         state.a = a;
         state.a_inv = a_inv;
         state.b = b;
@@ -777,4 +802,46 @@ impl<E: Exploration> Learned for Linear<E> {
         }
         Ok(state)
     }
+}
+
+/// Checks that every model's `A_m` has a positive diagonal and that `A_m⁻¹` is its inverse:
+/// `A_m⁻¹ (A_m v) = v` for two fixed vectors `v`, to 1e-4 of their size. A full inversion would
+/// cost `O(p³)` per model; these two products cost `O(p²)` and catch any inverse that drifted
+/// or was altered (Sherman–Morrison updates keep the error many orders below the tolerance).
+fn check_statistics(
+    a: &[f64],
+    a_inv: &[f64],
+    models: usize,
+    p: usize,
+) -> std::result::Result<(), String> {
+    let probes: [Vec<f64>; 2] = [
+        vec![1.0; p],
+        (0..p)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -0.5 } * (i + 1) as f64 / p as f64)
+            .collect(),
+    ];
+    let mut av = vec![0.0; p];
+    let mut back = vec![0.0; p];
+    for m in 0..models {
+        let am = &a[m * p * p..(m + 1) * p * p];
+        let im = &a_inv[m * p * p..(m + 1) * p * p];
+        if (0..p).any(|i| !(am[i * p + i] > 0.0 && im[i * p + i] > 0.0)) {
+            return Err(format!("model {m}'s matrices are not positive definite"));
+        }
+        for v in &probes {
+            linalg::mat_vec(am, v, &mut av);
+            linalg::mat_vec(im, &av, &mut back);
+            let size = v.iter().fold(0.0f64, |s, x| s.max(x.abs()));
+            let err = back
+                .iter()
+                .zip(v)
+                .fold(0.0f64, |e, (b, x)| e.max((b - x).abs()));
+            if err.is_nan() || err > 1e-4 * size || back.iter().any(|b| !b.is_finite()) {
+                return Err(format!(
+                    "model {m}'s inverse does not invert its matrix (error {err:e})"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

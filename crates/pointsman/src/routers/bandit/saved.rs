@@ -119,6 +119,12 @@ impl<L: Learned> BanditRouter<L> {
     /// The saved form (what [`Router::to_saved`](crate::router::Router::to_saved) returns).
     pub(super) fn saved_form(&self) -> Result<SavedRouter> {
         let state = self.read();
+        state.learned.check().map_err(|m| {
+            crate::error::Error::Numeric(format!(
+                "{}: the learned state is inconsistent ({m}); it is not saved",
+                L::KIND
+            ))
+        })?;
         let config = L::with_greedy(&self.shared.config, self.greedy);
         let k = L::KIND;
         let m = self.shared.pool.len();
