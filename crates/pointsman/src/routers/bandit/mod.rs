@@ -272,6 +272,12 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
     /// `config` with its greedy flag set to `greedy`.
     fn with_greedy(config: &Self::Config, greedy: bool) -> Self::Config;
 
+    /// Whether exploring routes on a random draw (a posterior sample) rather than a
+    /// deterministic bonus.
+    fn samples() -> bool {
+        false
+    }
+
     /// Checks `config`.
     ///
     /// # Errors
@@ -945,6 +951,11 @@ impl<L: Learned> Router for BanditRouter<L> {
 
     fn as_learner(&self) -> Option<&dyn Learner> {
         Some(self)
+    }
+
+    fn choice_probability(&self, _mask: Option<&[bool]>) -> Option<f64> {
+        // A posterior sample's chance of ranking first has no closed form.
+        (!L::samples() || self.greedy).then_some(1.0)
     }
 }
 
