@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod feedback;
+pub mod fuzzing;
 pub mod log;
 pub mod metrics;
 pub mod request;

@@ -928,7 +928,11 @@ async fn sixty_four_clients_with_faults() {
         learned += l;
     }
     assert!(all.len() > 200, "only {} requests", all.len());
-    eprintln!("64 clients: {} requests, {} feedback learned", all.len(), learned);
+    eprintln!(
+        "64 clients: {} requests, {} feedback learned",
+        all.len(),
+        learned
+    );
     let ok = all.iter().filter(|(_, s)| *s == 200).count();
     assert!(ok * 10 > all.len() * 9, "{ok} of {} answered", all.len());
     let metrics = e.get("/metrics").await;
