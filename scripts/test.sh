@@ -20,6 +20,8 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "the core crate without optional features (no candle)"
 cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
+# Includes the gateway's end-to-end tests (stub upstreams, 64 concurrent clients) and the replay
+# of the fuzz regressions (fuzz/regressions/).
 step "cargo test (release: the quality tests train routers on the real datasets)"
 cargo test --workspace --release
 
@@ -27,10 +29,16 @@ step "benches, each run once in test mode (so they cannot rot)"
 cargo test --release -p pointsman-bench --benches
 
 step "C ABI: libpointsman, header check, C and C++ tests under ASan, install, C++ gateway"
-# pkg-config builds the install test's consumer and the gateway example (cmake is optional:
-# the find_package test runs only when cmake is installed, and says so).
-if ! command -v pkg-config >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq pkg-config >/dev/null
+# pkg-config builds the install test's consumer and the gateway example, which speaks HTTP
+# through cpp-httplib and JSON through nlohmann-json (cmake is optional: the find_package test
+# runs only when cmake is installed, and says so). curl is for the Python gateway tests.
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -f /usr/include/httplib.h ] || need+=(libcpp-httplib-dev)
+[ -f /usr/include/nlohmann/json.hpp ] || need+=(nlohmann-json3-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 make --no-print-directory -C bindings/c test
 
@@ -45,7 +53,10 @@ trap 'rm -rf "$pytmp"' EXIT
 "$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt
 "$pytmp/venv/bin/maturin" build --release --quiet -m python/Cargo.toml --out "$pytmp/wheels"
 "$pytmp/venv/bin/pip" install --quiet --disable-pip-version-check "$pytmp"/wheels/pointsman-*.whl
-POINTSMAN_CLI="$target/release/pointsman" "$pytmp/venv/bin/pytest" python/tests
+# test_gateway.py runs `pointsman serve` against stub upstreams (pointsman-testkit, built by
+# cargo test above) with the openai client and curl.
+POINTSMAN_CLI="$target/release/pointsman" POINTSMAN_TESTKIT="$target/release/pointsman-testkit" \
+    "$pytmp/venv/bin/pytest" python/tests
 
 step "Python example: the agent loop (embedder, saved bandit, feedback)"
 "$pytmp/venv/bin/python" examples/python/agent.py --data "$POINTSMAN_DATA_DIR"
