@@ -242,7 +242,9 @@ async fn handle(
         }
         Target::Routed(policy) => {
             rec.route = "routed";
-            let (policy, objective) = objective_for(state, policy.as_deref(), &req.options)?;
+            let tenant = rec.ev().tenant.clone();
+            let (policy, objective) =
+                objective_for(state, policy.as_deref(), &req.options, tenant)?;
             rec.ev().policy = Some(policy.clone());
             let (query, routed) = route(state, &req, &objective, &policy, rec).await?;
             let plan = Plan {
@@ -258,11 +260,13 @@ async fn handle(
 }
 
 /// The policy's objective with the request's options applied: the request's cost weight wins;
-/// its maximum cost and allowed models can only narrow the policy's.
+/// its maximum cost and allowed models can only narrow the policy's. `tenant` is the request's
+/// tenant as authenticated (the token's when tokens are configured).
 fn objective_for(
     state: &AppState,
     policy: Option<&str>,
     options: &RouteOptions,
+    tenant: Option<String>,
 ) -> Result<(String, RouteObjective), ApiError> {
     let routing = &state.config.routing;
     let (name, cost_weight, max_cost, allowed) = match policy {
@@ -322,7 +326,7 @@ fn objective_for(
             cost_weight: options.cost_weight.unwrap_or(cost_weight),
             max_cost,
             allowed,
-            tenant: options.tenant.clone(),
+            tenant,
             session_id: options.session_id.clone(),
         },
     ))
