@@ -188,6 +188,26 @@ impl Env {
     }
 }
 
+/// The decision events of a log, in order.
+fn decisions(log: &[Event]) -> Vec<&pointsman_gateway::log::DecisionEvent> {
+    log.iter()
+        .filter_map(|ev| match ev {
+            Event::Decision(d) => Some(&**d),
+            Event::Feedback(_) => None,
+        })
+        .collect()
+}
+
+/// The feedback events of a log, in order.
+fn feedbacks(log: &[Event]) -> Vec<&pointsman_gateway::log::FeedbackEvent> {
+    log.iter()
+        .filter_map(|ev| match ev {
+            Event::Feedback(f) => Some(f),
+            Event::Decision(_) => None,
+        })
+        .collect()
+}
+
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(prefix))
@@ -389,13 +409,7 @@ async fn routes_by_configured_prices_and_options() {
     );
 
     let events = e.stop().await;
-    let decisions: Vec<_> = events
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::Decision(d) => Some(d),
-            _ => None,
-        })
-        .collect();
+    let decisions = decisions(&events);
     assert_eq!(
         decisions.len(),
         6 + cases.len() - 1 + 2,
@@ -632,16 +646,7 @@ async fn streams_pass_through_with_usage_and_cost() {
     assert_eq!(e.stub("mid").requests(), before);
 
     let log = e.stop().await;
-    let decisions: Vec<_> = log
-        .iter()
-        .filter_map(|ev| {
-            if let Event::Decision(d) = ev {
-                Some(d)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let decisions = decisions(&log);
     assert_eq!(decisions.len(), 3);
     assert!(
         decisions[0].stream && decisions[0].cost_usd.unwrap() > 0.0 && decisions[0].error.is_none()
@@ -764,27 +769,12 @@ async fn feedback_teaches_the_learner_which_is_saved_reloaded_and_restored() {
 
     // Shutdown saves; a new gateway on the same router file starts from the saved state.
     let log = e.stop().await;
-    let feedback: Vec<_> = log
-        .iter()
-        .filter_map(|ev| {
-            if let Event::Feedback(f) = ev {
-                Some(f)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let feedback = feedbacks(&log);
     assert_eq!(feedback.len(), 12 + 3 + 1 + 1);
     assert_eq!(feedback.iter().filter(|f| f.learned).count(), 13);
-    let decided: HashSet<&str> = log
-        .iter()
-        .filter_map(|ev| {
-            if let Event::Decision(d) = ev {
-                Some(d.request_id.as_str())
-            } else {
-                None
-            }
-        })
+    let decided: HashSet<&str> = decisions(&log)
+        .into_iter()
+        .map(|d| d.request_id.as_str())
         .collect();
     assert!(feedback
         .iter()
@@ -860,15 +850,9 @@ async fn bearer_tokens_decide_the_tenant() {
         .unwrap();
     assert_eq!(a.status(), 401);
     let log = e.stop().await;
-    let tenants: Vec<Option<&str>> = log
-        .iter()
-        .filter_map(|ev| {
-            if let Event::Decision(d) = ev {
-                Some(d.tenant.as_deref())
-            } else {
-                None
-            }
-        })
+    let tenants: Vec<Option<&str>> = decisions(&log)
+        .into_iter()
+        .map(|d| d.tenant.as_deref())
         .collect();
     assert_eq!(tenants, [None, None, Some("team-b")]);
 }
@@ -945,20 +929,17 @@ async fn sixty_four_clients_with_faults() {
     let mut e = Arc::into_inner(e).expect("every client is done");
     let log = e.stop().await;
     let mut per_id: HashMap<String, (usize, u16)> = HashMap::new();
-    for ev in &log {
-        if let Event::Decision(d) = ev {
-            let entry = per_id.entry(d.request_id.clone()).or_insert((0, d.status));
-            entry.0 += 1;
-        }
+    for d in decisions(&log) {
+        per_id
+            .entry(d.request_id.clone())
+            .or_insert((0, d.status))
+            .0 += 1;
     }
     assert_eq!(per_id.len(), all.len(), "one decision event per request");
     for (id, status) in &all {
         assert_eq!(per_id.get(id), Some(&(1, *status)), "{id}");
     }
-    let feedback = log
-        .iter()
-        .filter(|ev| matches!(ev, Event::Feedback(f) if f.learned))
-        .count();
+    let feedback = feedbacks(&log).iter().filter(|f| f.learned).count();
     assert_eq!(feedback as u64, learned);
     // The saved state holds every observation.
     let state = std::fs::read_dir(e.dir.path().join("router.safetensors.state"))
