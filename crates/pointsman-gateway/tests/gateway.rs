@@ -166,6 +166,10 @@ impl Env {
         self.post("/v1/chat/completions", body, &[]).await
     }
 
+    async fn feedback(&self, body: Value) -> Answer {
+        self.post("/v1/feedback", body, &[]).await
+    }
+
     async fn get(&self, path: &str) -> String {
         self.client
             .get(format!("{}{path}", self.base))
@@ -683,41 +687,25 @@ async fn feedback_teaches_the_learner_which_is_saved_reloaded_and_restored() {
     }
     for (i, id) in ids.iter().enumerate() {
         let a = e
-            .post(
-                "/v1/feedback",
-                json!({"request_id": id, "quality": (i % 3) as f64 / 2.0}),
-                &[],
-            )
+            .feedback(json!({"request_id": id, "quality": (i % 3) as f64 / 2.0}))
             .await;
         assert_eq!(a.status, 200, "{}", a.body);
         assert_eq!(a.body["learned"], true);
         assert_eq!(a.body["observations"], i + 1);
     }
     let a = e
-        .post(
-            "/v1/feedback",
-            json!({"request_id": ids[0], "quality": 1.0}),
-            &[],
-        )
+        .feedback(json!({"request_id": ids[0], "quality": 1.0}))
         .await;
     assert_eq!(
         (a.status, a.body["error"]["code"].as_str()),
         (409, Some("feedback_already_given"))
     );
     let a = e
-        .post(
-            "/v1/feedback",
-            json!({"request_id": "pm-nope", "quality": 1.0}),
-            &[],
-        )
+        .feedback(json!({"request_id": "pm-nope", "quality": 1.0}))
         .await;
     assert_eq!(a.status, 404);
     let a = e
-        .post(
-            "/v1/feedback",
-            json!({"request_id": ids[1], "quality": 1.5}),
-            &[],
-        )
+        .feedback(json!({"request_id": ids[1], "quality": 1.5}))
         .await;
     assert_eq!(
         (a.status, a.body["error"]["code"].as_str()),
@@ -746,11 +734,7 @@ async fn feedback_teaches_the_learner_which_is_saved_reloaded_and_restored() {
     assert_eq!(health["router"]["observations"], 12);
     // Requests decided before the reload still take feedback.
     let a = e
-        .post(
-            "/v1/feedback",
-            json!({"request_id": ids[1], "quality": 1.0}),
-            &[],
-        )
+        .feedback(json!({"request_id": ids[1], "quality": 1.0}))
         .await;
     assert_eq!(
         (a.status, a.body["error"]["code"].as_str()),
@@ -759,11 +743,7 @@ async fn feedback_teaches_the_learner_which_is_saved_reloaded_and_restored() {
     let a = e.chat("pointsman", "One more", Value::Null).await;
     let id = a.header("x-request-id").to_string();
     let a = e
-        .post(
-            "/v1/feedback",
-            json!({"request_id": id, "quality": 1.0, "cost_usd": 0.001}),
-            &[],
-        )
+        .feedback(json!({"request_id": id, "quality": 1.0, "cost_usd": 0.001}))
         .await;
     assert_eq!(a.body["observations"], 13);
 
@@ -891,7 +871,7 @@ async fn sixty_four_clients_with_faults() {
                 if status == 200 {
                     assert!(text.contains("answers"), "{text}");
                     if model == "pointsman" {
-                        let a = e.post("/v1/feedback", json!({"request_id": id, "quality": 0.5}), &[]).await;
+                        let a = e.feedback(json!({"request_id": id, "quality": 0.5})).await;
                         assert_eq!(a.status, 200, "{}", a.body);
                         learned += u64::from(a.body["learned"] == true);
                     }
