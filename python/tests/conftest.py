@@ -81,6 +81,16 @@ def cli() -> Path:
 
 
 @pytest.fixture(scope="session")
+def testkit(cli: Path) -> Path:
+    """The gateway's stub upstream and load driver, `pointsman-testkit`, built beside the CLI
+    (POINTSMAN_TESTKIT overrides)."""
+    path = Path(os.environ.get("POINTSMAN_TESTKIT", cli.parent / "pointsman-testkit"))
+    if not path.is_file():
+        missing(f"pointsman-testkit is not at {path} (cargo build --release -p pointsman-gateway)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def dc(data_dir: Path) -> pointsman.Dataset:
     return pointsman.Dataset.load(data_dir / "llmrouter_dc")
 

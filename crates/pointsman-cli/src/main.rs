@@ -9,6 +9,7 @@ mod plot;
 mod progress;
 mod replay_cmd;
 mod route_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Embed(embed_cmd::EmbedArgs),
     /// Stream a dataset through learning routers that see only the chosen model's outcome.
     Replay(replay_cmd::ReplayArgs),
+    /// Serve an OpenAI-compatible routing gateway (docs/gateway.md).
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Route(args) => route_cmd::route(&args),
         Command::Embed(args) => embed_cmd::embed(&args, &progress),
         Command::Replay(args) => replay_cmd::replay(&args, &progress),
+        Command::Serve(args) => serve_cmd::serve(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -375,6 +375,16 @@ pub trait Router: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// The probability with which [`Router::choose`] picks the model it picks, given the
+    /// estimates, for logs that later train or evaluate routers off-policy: 1 for a
+    /// deterministic choice (the default: the best utility), `1 / allowed` for a uniform random
+    /// draw, `None` when the choice is randomised but its probability has no closed form (a
+    /// posterior sample).
+    fn choice_probability(&self, mask: Option<&[bool]>) -> Option<f64> {
+        let _ = mask;
+        Some(1.0)
+    }
+
     /// The router in its saved form (see [`crate::saved`]).
     ///
     /// # Errors
@@ -724,6 +734,11 @@ mod tests {
         assert!(e.to_string().contains("empty"));
         let q3 = QueryFeatures::new(vec![1.0, 0.0, 0.0]).unwrap();
         assert!(r.route(&q3, &Objective::new(0.0)).is_err());
+    }
+
+    #[test]
+    fn deterministic_choices_have_probability_one() {
+        assert_eq!(router().choice_probability(None), Some(1.0));
     }
 
     #[test]

@@ -231,6 +231,16 @@ impl Router for BaselineRouter {
         Ok(())
     }
 
+    fn choice_probability(&self, mask: Option<&[bool]>) -> Option<f64> {
+        match (&self.rule, self.fixed) {
+            (Baseline::Random { .. }, None) => {
+                let allowed = mask.map_or(self.pool.len(), |m| m.iter().filter(|&&a| a).count());
+                Some(1.0 / allowed.max(1) as f64)
+            }
+            _ => Some(1.0),
+        }
+    }
+
     fn choose(
         &self,
         batch: &FeatureBatch<'_>,
@@ -343,6 +353,8 @@ mod tests {
             counts.iter().all(|&c| (900..1100).contains(&c)),
             "{counts:?}"
         );
+        assert_eq!(r.choice_probability(None), Some(1.0 / 3.0));
+        assert_eq!(r.choice_probability(Some(&[true, false, true])), Some(0.5));
         let only = r
             .route_batch(&batch, &Objective::new(0.0).with_allowed(["small", "big"]))
             .unwrap();

@@ -55,6 +55,12 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
     /// `config` with its greedy flag set to `greedy`.
     fn with_greedy(config: &Self::Config, greedy: bool) -> Self::Config;
 
+    /// Whether exploring routes on a random draw (a posterior sample) rather than a
+    /// deterministic bonus.
+    fn samples() -> bool {
+        false
+    }
+
     /// Checks `config`.
     ///
     /// # Errors

@@ -399,6 +399,10 @@ impl<E: Exploration> Learned for Linear<E> {
         config.greedy
     }
 
+    fn samples() -> bool {
+        E::SAMPLES
+    }
+
     fn with_greedy(config: &LinearConfig, greedy: bool) -> LinearConfig {
         LinearConfig {
             greedy,

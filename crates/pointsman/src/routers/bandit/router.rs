@@ -236,4 +236,9 @@ impl<L: Learned> Router for BanditRouter<L> {
     fn as_learner(&self) -> Option<&dyn Learner> {
         Some(self)
     }
+
+    fn choice_probability(&self, _mask: Option<&[bool]>) -> Option<f64> {
+        // A posterior sample's chance of ranking first has no closed form.
+        (!L::samples() || self.greedy).then_some(1.0)
+    }
 }

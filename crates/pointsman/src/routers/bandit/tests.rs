@@ -340,6 +340,21 @@ fn loading_refuses_other_kinds_and_bad_tensors() {
 }
 
 #[test]
+fn only_posterior_samples_have_no_choice_probability() {
+    assert_eq!(
+        linucb(Forgetting::default()).choice_probability(None),
+        Some(1.0)
+    );
+    assert_eq!(
+        knn_ucb(Forgetting::default()).choice_probability(None),
+        Some(1.0)
+    );
+    let ts = thompson(Forgetting::default());
+    assert_eq!(ts.choice_probability(None), None);
+    assert_eq!(ts.greedy().choice_probability(None), Some(1.0));
+}
+
+#[test]
 fn feedback_is_validated() {
     let r = knn_ucb(Forgetting::default());
     let q = QueryFeatures::new(vec![1.0; DIM]).unwrap();

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# The gateway's latency and throughput bench (a bench, not a test): everything on loopback, every
+# load bounded in count and time.
+#
+#   benches/gateway/run.sh [--seconds 20] [--routellm]
+#
+# One run measures, against one stub upstream (pointsman-testkit stub) with a saved MF router
+# (trained here on llmrouter_dc with its default config) routing among the dataset's nine models:
+#   direct     the stub called directly, at 100 requests/s (the baseline)
+#   routed     the same requests through `pointsman serve`, model "pointsman", at 100 requests/s
+#   pass       the same requests through the gateway to a concrete model (no routing)
+#   embed      the in-process embedder alone on the same texts (threads 1)
+#   short_*    the same for one short prompt (benches/prompts.json "short", 12-13 word pieces)
+#   max        the highest sustained rate (closed loop, 32 connections), with the gateway's RSS
+# and, with --routellm, RouteLLM's OpenAI-compatible server (PyPI routellm, `random` router,
+# forwarding to the same stub) at 100 requests/s, when it installs here.
+#
+# Added latency over the stub = routed − direct; beyond the embedder = routed − direct − embed
+# (medians and 99th percentiles of each distribution, same run). Run it on a quiet machine with
+# RAYON_NUM_THREADS=1 (set here); it prints one JSON line per measurement and a summary.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_EACH=20
+ROUTELLM=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --seconds) SECONDS_EACH=$2; shift 2 ;;
+        --routellm) ROUTELLM=1; shift ;;
+        *) echo "usage: $0 [--seconds N] [--routellm]" >&2; exit 2 ;;
+    esac
+done
+export RAYON_NUM_THREADS=1
+DATA=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
+target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+cargo build --release --quiet -p pointsman-cli -p pointsman-gateway --bins
+PM=$target/release/pointsman
+KIT=$target/release/pointsman-testkit
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Starts "$@" in the background (stdout to $tmp/$name.out) and sets ADDR to the first
+# http://127.0.0.1:PORT it prints.
+start() {
+    local name=$1; shift
+    "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    pids+=($!)
+    for _ in $(seq 600); do
+        ADDR=$(grep -oE 'http://[0-9.]+:[0-9]+' "$tmp/$name.out" "$tmp/$name.err" 2>/dev/null | head -1 | cut -d: -f2- || true)
+        [ -n "$ADDR" ] && return
+        sleep 0.1
+    done
+    echo "$name did not start: $(cat "$tmp/$name.err")" >&2
+    return 1
+}
+
+echo "==> MF router on llmrouter_dc (default config)" >&2
+"$PM" --quiet train --data "$DATA/llmrouter_dc" --router mf --config '{}' --out "$tmp/mf.safetensors"
+python3 - "$DATA/llmrouter_dc/llmrouter_dc.jsonl.gz" "$tmp" <<'PY'
+import gzip, json, sys
+rows = [json.loads(l) for l in gzip.open(sys.argv[1], "rt")]
+# Test prompts of up to 200 characters (259 of the 500): at 100 requests/s on two cores the
+# embedder must keep up (the median test prompt, 190 characters, takes ~10 ms to embed).
+prompts = [r["prompt"] for r in rows if r["split"] == "test" and len(r["prompt"]) <= 200]
+json.dump(prompts, open(sys.argv[2] + "/prompts.json", "w"))
+models = json.load(open(sys.argv[1].rsplit("/", 1)[0] + "/models.json"))["models"]
+models = sorted(models)
+json.dump(models, open(sys.argv[2] + "/models.json", "w"))
+short = json.load(open("benches/prompts.json"))["short"]
+json.dump([short], open(sys.argv[2] + "/short.json", "w"))
+PY
+
+start stub "$KIT" stub --name stub
+STUB=$ADDR
+{
+    echo 'listen = "127.0.0.1:0"'
+    echo 'router = "mf.safetensors"'
+    echo '[limits]'
+    echo 'shutdown_grace_ms = 5000'
+    python3 -c '
+import json, sys
+for m in json.load(open(sys.argv[1])):
+    print(f"[[upstreams]]\nmodel = \"{m}\"\nbase_url = \"{sys.argv[2]}/v1\"\nmax_concurrency = 256")
+' "$tmp/models.json" "$STUB"
+} >"$tmp/gateway.toml"
+start gateway "$PM" serve --config "$tmp/gateway.toml"
+GW=$ADDR
+GW_PID=${pids[-1]}
+MODEL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0])' "$tmp/models.json")
+
+load() { # label url model prompts [extra args]
+    local label=$1 url=$2 model=$3 prompts=$4; shift 4
+    "$KIT" load --label "$label" --url "$url/v1/chat/completions" --model "$model" \
+        --prompts "$prompts" --seconds "$SECONDS_EACH" --warmup 2 "$@" | tee -a "$tmp/results.jsonl"
+}
+
+echo "==> 100 requests/s, $SECONDS_EACH s each" >&2
+load direct "$STUB" "$MODEL" "$tmp/prompts.json" --rate 100
+load routed "$GW" pointsman "$tmp/prompts.json" --rate 100
+load pass "$GW" "$MODEL" "$tmp/prompts.json" --rate 100
+"$KIT" embed --label embed --prompts "$tmp/prompts.json" --repeat 2000 | tee -a "$tmp/results.jsonl"
+load short_direct "$STUB" "$MODEL" "$tmp/short.json" --rate 100
+load short_routed "$GW" pointsman "$tmp/short.json" --rate 100
+"$KIT" embed --label short_embed --prompts "$tmp/short.json" --repeat 2000 | tee -a "$tmp/results.jsonl"
+
+echo "==> highest sustained rate (closed loop, 32 connections)" >&2
+load max "$GW" pointsman "$tmp/prompts.json" --rate 0 --concurrency 32 &
+lp=$!
+rss=0
+while kill -0 $lp 2>/dev/null; do
+    r=$(awk '/VmRSS/ {print $2}' /proc/"$GW_PID"/status)
+    [ "$r" -gt "$rss" ] && rss=$r
+    sleep 0.5
+done
+wait $lp
+echo "{\"label\": \"max_rss\", \"rss_mib\": $((rss / 1024))}" | tee -a "$tmp/results.jsonl"
+
+if [ "$ROUTELLM" = 1 ]; then
+    # ROUTELLM_VENV reuses a virtual environment that has routellm[serve] (it pulls torch: GBs).
+    rl=${ROUTELLM_VENV:-$tmp/rl}
+    echo "==> RouteLLM (random router) from $rl" >&2
+    if [ -x "$rl/bin/python" ] && "$rl/bin/python" -c 'import routellm' 2>/dev/null ||
+        { python3 -m venv "$rl" && timeout 1800 "$rl/bin/pip" install --quiet "routellm[serve]==0.2.0"; }; then
+        echo 'random: {}' >"$tmp/rl.yaml"
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        # RouteLLM's server always binds 0.0.0.0 (uvicorn.run(host="0.0.0.0")); the load goes
+        # to 127.0.0.1 only.
+        if OPENAI_API_KEY=unused LITELLM_LOCAL_MODEL_COST_MAP=True start routellm \
+            "$rl/bin/python" -m routellm.openai_server --routers random --config "$tmp/rl.yaml" \
+            --port "$port" --workers 1 --strong-model "openai/$MODEL" --weak-model "openai/$MODEL" \
+            --base-url "$STUB/v1" --api-key unused; then
+            load routellm "http://127.0.0.1:$port" router-random-0.5 "$tmp/prompts.json" --rate 100
+        else
+            echo "RouteLLM's server did not start (see above)" >&2
+        fi
+    else
+        echo "routellm could not be installed here" >&2
+    fi
+fi
+
+python3 - "$tmp/results.jsonl" <<'PY'
+import json, sys
+r = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    r[d["label"]] = d
+def get(label, k):
+    return r[label][k] if label in r else float("nan")
+print("\nsummary (ms)")
+for p in ("p50_ms", "p99_ms"):
+    added = get("routed", p) - get("direct", p)
+    print(f"  {p[:3]}: direct {get('direct', p):.3f}  routed {get('routed', p):.3f}  pass {get('pass', p):.3f}"
+          f"  embed {get('embed', p):.3f}  added {added:.3f}  beyond embed {added - get('embed', p):.3f}"
+          f"  pass added {get('pass', p) - get('direct', p):.3f}")
+print(f"  short prompt: added p50 {get('short_routed', 'p50_ms') - get('short_direct', 'p50_ms'):.3f}"
+      f" (embed p50 {get('short_embed', 'p50_ms'):.3f})")
+print(f"  max sustained: {get('max', 'rate'):.0f} requests/s ({get('max', 'errors')} errors), "
+      f"gateway RSS {r.get('max_rss', {}).get('rss_mib')} MiB")
+if "routellm" in r:
+    print(f"  RouteLLM random: p50 {get('routellm', 'p50_ms'):.3f} p99 {get('routellm', 'p99_ms'):.3f}"
+          f" added p50 {get('routellm', 'p50_ms') - get('direct', 'p50_ms'):.3f}")
+PY

@@ -1,0 +1,211 @@
+//! The bench's load driver: bounded in count and in time, loopback targets only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+/// Arguments of `load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The endpoint, on loopback.
+    #[arg(long)]
+    url: reqwest::Url,
+    /// The `model` field.
+    #[arg(long, default_value = "pointsman")]
+    model: String,
+    /// A JSON list of prompts, sent in turn.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Requests per second (open loop); 0: closed loop, as fast as `--concurrency` allows.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Duration of the measured phase, s (at most 600).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Warm-up before measuring, s (not counted).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// A label for the output line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// Arguments of `embed`.
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// A JSON list of prompts.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Embeddings timed (at most 100 000).
+    #[arg(long, default_value_t = 1000)]
+    repeat: usize,
+    /// A label for the output line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[k.min(sorted.len() - 1)]
+}
+
+fn summary(label: &str, mut lat_ms: Vec<f64>, extra: serde_json::Value) -> String {
+    lat_ms.sort_by(f64::total_cmp);
+    let mut out = json!({
+        "label": label,
+        "n": lat_ms.len(),
+        "p50_ms": percentile(&lat_ms, 50.0),
+        "p90_ms": percentile(&lat_ms, 90.0),
+        "p99_ms": percentile(&lat_ms, 99.0),
+        "max_ms": lat_ms.last().copied().unwrap_or(f64::NAN),
+    });
+    if let (Some(o), serde_json::Value::Object(e)) = (out.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    out.to_string()
+}
+
+/// `load`.
+pub async fn run(args: LoadArgs) -> Result<(), String> {
+    let host = args.url.host_str().unwrap_or("");
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") {
+        return Err(format!("{} is not a loopback URL", args.url));
+    }
+    if !(args.seconds > 0.0 && args.seconds <= 600.0 && args.warmup >= 0.0 && args.warmup <= 60.0) {
+        return Err("--seconds must be in (0, 600] and --warmup in [0, 60]".into());
+    }
+    let prompts = Arc::new(super::read_prompts(&args.prompts)?);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        prompts
+            .iter()
+            .map(|p| {
+                serde_json::to_vec(
+                    &json!({"model": args.model, "messages": [{"role": "user", "content": p}]}),
+                )
+                .expect("JSON")
+            })
+            .collect(),
+    );
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, bool, f64)>();
+    let start = Instant::now();
+    let measure_from = Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.seconds);
+    let mut sent = 0usize;
+    let mut late = 0usize;
+    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    // Bounded: at most rate × duration requests (or 100 000 in closed loop), and the time.
+    let max_requests = match interval {
+        Some(_) => ((args.warmup + args.seconds) * args.rate).ceil() as usize,
+        None => 1_000_000,
+    };
+    while sent < max_requests && start.elapsed() < end {
+        if let Some(i) = interval {
+            tokio::time::sleep_until((start + i * sent as u32).into()).await;
+        }
+        let permit = match interval {
+            Some(_) => match permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    late += 1;
+                    sent += 1;
+                    continue;
+                }
+            },
+            None => permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"),
+        };
+        let body = bodies[sent % bodies.len()].clone();
+        let client = client.clone();
+        let url = args.url.clone();
+        let tx = tx.clone();
+        let measured = start.elapsed() >= measure_from;
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let ok = match client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+            {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            let _ = tx.send((measured, ok, t0.elapsed().as_secs_f64() * 1e3));
+            drop(permit);
+        });
+        sent += 1;
+    }
+    drop(tx);
+    let mut lat = Vec::new();
+    let (mut ok, mut errors) = (0usize, 0usize);
+    let drain = async {
+        while let Some((measured, good, ms)) = rx.recv().await {
+            if measured {
+                if good {
+                    ok += 1;
+                    lat.push(ms);
+                } else {
+                    errors += 1;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), drain)
+        .await
+        .is_err()
+    {
+        return Err("requests still unanswered 60 s after the last was sent".into());
+    }
+    let measured_s = (start.elapsed().min(end) - measure_from.min(start.elapsed())).as_secs_f64();
+    println!(
+        "{}",
+        summary(
+            &args.label,
+            lat,
+            json!({"ok": ok, "errors": errors, "late": late, "rate": ok as f64 / args.seconds.min(measured_s.max(1e-9))})
+        )
+    );
+    Ok(())
+}
+
+/// `embed`.
+pub fn embed(args: &EmbedArgs) -> Result<(), String> {
+    let prompts = super::read_prompts(&args.prompts)?;
+    if args.repeat == 0 || args.repeat > 100_000 {
+        return Err("--repeat must be in [1, 100000]".into());
+    }
+    let embedder = pointsman_gateway::engine::TextEmbedder::load(&Default::default())
+        .map_err(|e| e.to_string())?;
+    for p in prompts.iter().take(20) {
+        embedder.embed(p, p).map_err(|e| e.to_string())?;
+    }
+    let mut lat = Vec::with_capacity(args.repeat);
+    for i in 0..args.repeat {
+        let p = &prompts[i % prompts.len()];
+        let t0 = Instant::now();
+        embedder.embed(p, p).map_err(|e| e.to_string())?;
+        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("{}", summary(&args.label, lat, json!({})));
+    Ok(())
+}

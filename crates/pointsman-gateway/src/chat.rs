@@ -1,0 +1,835 @@
+//! `POST /v1/chat/completions`: parse, route (or pass through), call the upstreams with
+//! fallback, answer, and log exactly one `decision` event per request.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::breaker::Transition;
+use crate::engine::{Price, Query, RouteObjective, Routed};
+use crate::error::ApiError;
+use crate::log::{
+    DecisionEvent, Event, LoggedCandidate, LoggedEmbedding, LoggedLatency, LoggedObjective,
+    LoggedTry, LoggedUsage, RouterInfo, SCHEMA_VERSION,
+};
+use crate::metrics::{DecisionLabels, ErrorLabels, ModelLabels, RequestLabels, TenantLabels};
+use crate::request::{parse_chat_request, ChatRequest, RouteOptions, Target};
+use crate::server::{now_ms, read_body, AppState};
+use crate::sse::{encode_event, parse_event, Payload};
+use crate::upstream::{Chunk, Failure, OpenStream, Reply};
+
+/// Response header names.
+pub mod headers {
+    /// The request id (also in the decision log).
+    pub const REQUEST_ID: &str = "x-request-id";
+    /// The model that answered.
+    pub const MODEL: &str = "x-pointsman-model";
+    /// The model the router chose (differs from [`MODEL`] after a fallback).
+    pub const CHOSEN: &str = "x-pointsman-chosen";
+    /// The chosen model's utility.
+    pub const UTILITY: &str = "x-pointsman-utility";
+    /// The second-ranked model.
+    pub const RUNNER_UP: &str = "x-pointsman-runner-up";
+    /// The second-ranked model's utility.
+    pub const RUNNER_UP_UTILITY: &str = "x-pointsman-runner-up-utility";
+    /// The routing policy.
+    pub const POLICY: &str = "x-pointsman-policy";
+    /// Upstream calls made.
+    pub const TRIES: &str = "x-pointsman-tries";
+    /// The USD cost of the answer (not on streams: it is in the final usage event).
+    pub const COST: &str = "x-pointsman-cost-usd";
+}
+
+/// The one `decision` event of a request, emitted exactly once: by [`Record::finish`], or when
+/// the request is dropped unfinished (the client went away).
+struct Record {
+    state: Arc<AppState>,
+    event: Option<DecisionEvent>,
+    started: Instant,
+    route: &'static str,
+    sent_status: Option<u16>,
+}
+
+impl Record {
+    fn new(state: Arc<AppState>) -> Record {
+        state.metrics.in_flight.inc();
+        let event = DecisionEvent {
+            schema: SCHEMA_VERSION,
+            request_id: state.next_request_id(),
+            time_ms: now_ms(),
+            tenant: None,
+            session_id: None,
+            requested_model: None,
+            policy: None,
+            stream: false,
+            router: None,
+            embedding: None,
+            prompt_tokens_estimate: None,
+            objective: None,
+            chosen: None,
+            probability: None,
+            alternatives: Vec::new(),
+            model: None,
+            status: 0,
+            error: None,
+            tries: Vec::new(),
+            latency: LoggedLatency::default(),
+            usage: None,
+            cost_usd: None,
+            prompt: None,
+        };
+        Record {
+            state,
+            event: Some(event),
+            started: Instant::now(),
+            route: "invalid",
+            sent_status: None,
+        }
+    }
+
+    fn ev(&mut self) -> &mut DecisionEvent {
+        self.event
+            .as_mut()
+            .expect("a record is finished only once, at the end")
+    }
+
+    fn request_id(&self) -> String {
+        self.event
+            .as_ref()
+            .map(|e| e.request_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Moves the unfinished event into a new record (for a stream's body), leaving this one
+    /// empty.
+    fn take(&mut self) -> Record {
+        Record {
+            state: self.state.clone(),
+            event: self.event.take(),
+            started: self.started,
+            route: self.route,
+            sent_status: self.sent_status,
+        }
+    }
+
+    fn finish(&mut self, status: u16, error: Option<&str>) {
+        let Some(mut ev) = self.event.take() else {
+            return;
+        };
+        self.state.metrics.in_flight.dec();
+        ev.status = status;
+        if ev.error.is_none() {
+            ev.error = error.map(str::to_string);
+        }
+        ev.latency.total_ms = ms(self.started);
+        let m = &self.state.metrics;
+        let tenant = m.tenant_label(ev.tenant.as_deref());
+        if ev.session_id.is_some() {
+            m.session_requests
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.clone(),
+                })
+                .inc();
+        }
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: self.route,
+                status,
+                tenant,
+            })
+            .inc();
+        if let (Some(model), Some(cost)) = (&ev.model, ev.cost_usd) {
+            m.cost_usd
+                .get_or_create(&ModelLabels {
+                    model: model.clone(),
+                })
+                .inc_by(cost);
+        }
+        self.state.emit(&Event::Decision(Box::new(ev)));
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if self.event.is_some() {
+            self.finish(self.sent_status.unwrap_or(499), Some("client_disconnected"));
+        } else {
+            // finish() or take() already accounted for this record.
+        }
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut record = Record::new(state.clone());
+    let request_id = record.request_id();
+    let response = match handle(&state, &headers, body, &mut record).await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.status == StatusCode::PAYMENT_REQUIRED {
+                state.metrics.budget_exhausted.inc();
+            }
+            record.finish(e.status.as_u16(), Some(e.code));
+            e.into_response()
+        }
+    };
+    with_header(response, headers::REQUEST_ID, &request_id)
+}
+
+fn with_header(mut response: Response, name: &'static str, value: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(name), v);
+    }
+    response
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    rec: &mut Record,
+) -> Result<Response, ApiError> {
+    let token_tenant = state.authenticate(headers)?;
+    rec.ev().tenant = token_tenant.clone();
+    let bytes = read_body(headers, body, state.config.limits.max_body_bytes).await?;
+    let req = parse_chat_request(&bytes, headers)?;
+    let ev = rec.ev();
+    ev.requested_model = Some(req.model.clone());
+    ev.stream = req.stream;
+    // With tokens configured the token decides the tenant, never the request.
+    ev.tenant = token_tenant.or_else(|| req.options.tenant.clone());
+    ev.session_id = req.options.session_id.clone();
+    match &req.target {
+        Target::Model(id) => {
+            rec.route = "passthrough";
+            if state.config.upstream_index(id).is_none() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "model_not_found",
+                    format!("the model {id:?} is not served here (see GET /v1/models)"),
+                )
+                .with_param("model"));
+            }
+            let ev = rec.ev();
+            ev.chosen = Some(id.clone());
+            ev.probability = Some(1.0);
+            let plan = Plan {
+                candidates: vec![id.clone()],
+                max_tries: 1,
+                query: None,
+                routed: None,
+                policy: None,
+            };
+            forward(state, &req, plan, rec).await
+        }
+        Target::Routed(policy) => {
+            rec.route = "routed";
+            let tenant = rec.ev().tenant.clone();
+            let (policy, objective) =
+                objective_for(state, policy.as_deref(), &req.options, tenant)?;
+            rec.ev().policy = Some(policy.clone());
+            let (query, routed) = route(state, &req, &objective, &policy, rec).await?;
+            let plan = Plan {
+                candidates: routed.ranked.iter().map(|c| c.model.clone()).collect(),
+                max_tries: state.config.fallback.max_tries,
+                query: Some(query),
+                routed: Some(routed),
+                policy: Some(policy),
+            };
+            forward(state, &req, plan, rec).await
+        }
+    }
+}
+
+/// The policy's objective with the request's options applied: the request's cost weight wins;
+/// its maximum cost and allowed models can only narrow the policy's. `tenant` is the request's
+/// tenant as authenticated (the token's when tokens are configured).
+fn objective_for(
+    state: &AppState,
+    policy: Option<&str>,
+    options: &RouteOptions,
+    tenant: Option<String>,
+) -> Result<(String, RouteObjective), ApiError> {
+    let routing = &state.config.routing;
+    let (name, cost_weight, max_cost, allowed) = match policy {
+        None => (
+            "default".to_string(),
+            routing.cost_weight,
+            routing.max_cost,
+            routing.allowed.clone(),
+        ),
+        Some(name) => {
+            let p = state.config.policies.get(name).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "model_not_found",
+                    format!("no routing policy {name:?} (see GET /v1/models)"),
+                )
+                .with_param("model")
+            })?;
+            (
+                name.to_string(),
+                p.cost_weight.unwrap_or(routing.cost_weight),
+                p.max_cost.or(routing.max_cost),
+                p.allowed.clone().or_else(|| routing.allowed.clone()),
+            )
+        }
+    };
+    if let Some(unknown) = options
+        .allowed_models
+        .iter()
+        .flatten()
+        .find(|m| state.config.upstream_index(m).is_none())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_routing_option",
+            format!("allowed_models names {unknown:?}, which is not served here"),
+        )
+        .with_param("pointsman.allowed_models"));
+    }
+    let allowed = match (allowed, &options.allowed_models) {
+        (None, requested) => requested.clone(),
+        (Some(policy), None) => Some(policy),
+        (Some(policy), Some(requested)) => Some(
+            policy
+                .into_iter()
+                .filter(|m| requested.contains(m))
+                .collect(),
+        ),
+    };
+    let max_cost = match (max_cost, options.max_cost) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok((
+        name,
+        RouteObjective {
+            cost_weight: options.cost_weight.unwrap_or(cost_weight),
+            max_cost,
+            allowed,
+            tenant,
+            session_id: options.session_id.clone(),
+        },
+    ))
+}
+
+/// Embeds the routed text and decides; fills the event's routing fields.
+async fn route(
+    state: &Arc<AppState>,
+    req: &ChatRequest,
+    objective: &RouteObjective,
+    policy: &str,
+    rec: &mut Record,
+) -> Result<(Query, Routed), ApiError> {
+    let text = req.routing_text(state.config.routing.turns);
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "nothing_to_route",
+            "no user message carries text to route",
+        )
+        .with_param("messages"));
+    }
+    let t0 = Instant::now();
+    let query = {
+        let _permit = state.embed_permit().await;
+        let embedder = state.embedder.clone();
+        let prompt = req.prompt_text();
+        let text = text.clone();
+        tokio::task::spawn_blocking(move || embedder.embed(&text, &prompt))
+            .await
+            .map_err(|e| ApiError::internal(format!("the embedding task failed: {e}")))??
+    };
+    let embed_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let engine = state.engine.load_full();
+    let decided = engine.decide(&query, objective);
+    let route_s = t1.elapsed().as_secs_f64();
+    let m = &state.metrics;
+    m.embed_seconds.observe(embed_s);
+    m.routing_seconds.observe(embed_s + route_s);
+    let ev = rec.ev();
+    ev.latency.embed_ms = Some(embed_s * 1e3);
+    ev.latency.route_ms = Some(route_s * 1e3);
+    ev.router = Some(RouterInfo {
+        kind: engine.kind().to_string(),
+        sha256: engine.file_sha256().to_string(),
+        generation: engine.generation(),
+        observations: engine.observations(),
+    });
+    ev.embedding = Some(LoggedEmbedding::encode(
+        query.embedding_model(),
+        query.embedding(),
+    ));
+    ev.prompt_tokens_estimate = Some(query.prompt_tokens());
+    ev.objective = Some(LoggedObjective {
+        cost_weight: objective.cost_weight,
+        max_cost: objective.max_cost,
+        allowed: objective.allowed.clone(),
+    });
+    if state.config.log.prompts {
+        ev.prompt = Some(text);
+    }
+    let routed = decided?;
+    ev.chosen = Some(routed.ranked[0].model.clone());
+    ev.probability = routed.probability;
+    ev.alternatives = routed
+        .ranked
+        .iter()
+        .map(|c| LoggedCandidate {
+            model: c.model.clone(),
+            quality: c.quality,
+            cost: c.cost,
+            utility: c.utility,
+        })
+        .collect();
+    m.decisions
+        .get_or_create(&DecisionLabels {
+            model: routed.ranked[0].model.clone(),
+            policy: policy.to_string(),
+        })
+        .inc();
+    Ok((query, routed))
+}
+
+/// Who to call, in order.
+struct Plan {
+    candidates: Vec<String>,
+    max_tries: usize,
+    query: Option<Query>,
+    routed: Option<Routed>,
+    policy: Option<String>,
+}
+
+impl Plan {
+    fn headers(&self, model: &str, tries: usize) -> Vec<(&'static str, String)> {
+        let mut out = vec![(headers::MODEL, model.to_string())];
+        if let Some(r) = &self.routed {
+            out.push((headers::CHOSEN, r.ranked[0].model.clone()));
+            out.push((headers::UTILITY, r.ranked[0].utility.to_string()));
+            if let Some(second) = r.ranked.get(1) {
+                out.push((headers::RUNNER_UP, second.model.clone()));
+                out.push((headers::RUNNER_UP_UTILITY, second.utility.to_string()));
+            }
+        }
+        if let Some(p) = &self.policy {
+            out.push((headers::POLICY, p.clone()));
+        }
+        out.push((headers::TRIES, tries.to_string()));
+        out
+    }
+}
+
+/// Calls the candidates in order until one answers: skipping open circuits, at most
+/// `max_tries` calls, never after the first byte of a stream has been sent.
+async fn forward(
+    state: &Arc<AppState>,
+    req: &ChatRequest,
+    plan: Plan,
+    rec: &mut Record,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let m = &state.metrics;
+    let mut calls = 0;
+    let mut only_timeouts = true;
+    let mut failed: Option<String> = None;
+    for model in &plan.candidates {
+        if calls >= plan.max_tries {
+            break;
+        }
+        let index = state
+            .config
+            .upstream_index(model)
+            .expect("candidates are upstream models");
+        let upstream = &state.upstreams[index];
+        if !upstream.breaker.allow() {
+            rec.ev().tries.push(LoggedTry {
+                model: model.clone(),
+                outcome: "circuit_open".into(),
+                status: None,
+                latency_ms: 0.0,
+            });
+            continue;
+        }
+        if let Some(from) = failed.take() {
+            m.fallbacks
+                .get_or_create(&ModelLabels { model: from })
+                .inc();
+        }
+        calls += 1;
+        let t0 = Instant::now();
+        let result = upstream
+            .call(
+                &state.client,
+                req.upstream_body(upstream.config.upstream_model()),
+                req.stream,
+                state.config.limits.max_upstream_body_bytes,
+            )
+            .await;
+        let labels = ModelLabels {
+            model: model.clone(),
+        };
+        m.upstream_seconds
+            .get_or_create(&labels)
+            .observe(t0.elapsed().as_secs_f64());
+        let record_try = |rec: &mut Record, outcome: &str, status: Option<u16>| {
+            rec.ev().tries.push(LoggedTry {
+                model: model.clone(),
+                outcome: outcome.into(),
+                status,
+                latency_ms: ms(t0),
+            });
+        };
+        let failure = match result {
+            Ok(reply) => {
+                breaker_outcome(state, index, true);
+                rec.ev().latency.upstream_ms = Some(ms(started));
+                let price = state.engine.load().upstream_price(index);
+                let answer = Answer {
+                    model: model.clone(),
+                    price,
+                    headers: plan.headers(model, calls),
+                };
+                return Ok(match reply {
+                    Reply::ClientError { status, body } => {
+                        record_try(rec, "client_error", Some(status.as_u16()));
+                        rec.ev().model = Some(model.clone());
+                        rec.finish(status.as_u16(), Some("upstream_client_error"));
+                        let mut r = (
+                            status,
+                            [(http::header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                            .into_response();
+                        set_headers(&mut r, &answer.headers);
+                        r
+                    }
+                    Reply::Complete(object) => {
+                        record_try(rec, "ok", Some(200));
+                        complete(state, rec, &plan, answer, object)
+                    }
+                    Reply::Stream(open) => {
+                        record_try(rec, "ok", Some(200));
+                        stream(state, rec, &plan, answer, open)
+                    }
+                });
+            }
+            Err(f) => f,
+        };
+        breaker_outcome(state, index, false);
+        m.upstream_errors
+            .get_or_create(&ErrorLabels {
+                model: model.clone(),
+                kind: failure.kind(),
+            })
+            .inc();
+        record_try(rec, failure.kind(), failure.status());
+        tracing::warn!(model = %model, error = %failure, "upstream call failed");
+        only_timeouts &= failure == Failure::Timeout;
+        failed = Some(model.clone());
+    }
+    rec.ev().latency.upstream_ms = Some(ms(started));
+    let summary: Vec<String> = rec
+        .ev()
+        .tries
+        .iter()
+        .map(|t| format!("{} {}", t.model, t.outcome))
+        .collect();
+    Err(if calls == 0 {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_unavailable",
+            format!("no upstream could be called: {}", summary.join(", ")),
+        )
+    } else if only_timeouts {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_error",
+            "upstream_timeout",
+            format!("every upstream call timed out: {}", summary.join(", ")),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_failed",
+            format!("every upstream call failed: {}", summary.join(", ")),
+        )
+    })
+}
+
+fn breaker_outcome(state: &AppState, index: usize, success: bool) {
+    let upstream = &state.upstreams[index];
+    let labels = ModelLabels {
+        model: upstream.config.model.clone(),
+    };
+    match upstream.breaker.record(success) {
+        Transition::Opened => {
+            tracing::warn!(model = %labels.model, "circuit opened: the upstream is skipped for the cool-down");
+            state.metrics.circuit_opened.get_or_create(&labels).inc();
+            state.metrics.circuit_open.get_or_create(&labels).set(1);
+        }
+        Transition::Closed => {
+            tracing::info!(model = %labels.model, "circuit closed");
+            state.metrics.circuit_open.get_or_create(&labels).set(0);
+        }
+        Transition::None => {}
+    }
+}
+
+/// The model that answered, its prices and the response headers.
+struct Answer {
+    model: String,
+    price: Option<Price>,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn set_headers(response: &mut Response, pairs: &[(&'static str, String)]) {
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(name), v);
+        }
+    }
+}
+
+/// Reads `usage`, adds `cost_usd` to it when the price is known; returns both.
+fn account(
+    object: &mut Map<String, Value>,
+    price: Option<Price>,
+) -> (Option<LoggedUsage>, Option<f64>) {
+    let Some(Value::Object(usage)) = object.get_mut("usage") else {
+        return (None, None);
+    };
+    let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let logged = LoggedUsage {
+        prompt_tokens: count("prompt_tokens"),
+        completion_tokens: count("completion_tokens"),
+        total_tokens: count("total_tokens"),
+    };
+    let cost = price.map(|p| p.cost(logged.prompt_tokens as f64, logged.completion_tokens as f64));
+    if let Some(c) = cost {
+        usage.insert("cost_usd".into(), Value::from(c));
+    }
+    (Some(logged), cost)
+}
+
+fn complete(
+    state: &Arc<AppState>,
+    rec: &mut Record,
+    plan: &Plan,
+    mut answer: Answer,
+    mut object: Map<String, Value>,
+) -> Response {
+    object.insert("model".into(), Value::String(answer.model.clone()));
+    let (usage, cost) = account(&mut object, answer.price);
+    let request_id = rec.request_id();
+    let ev = rec.ev();
+    ev.model = Some(answer.model.clone());
+    ev.usage = usage;
+    ev.cost_usd = cost;
+    let tenant = ev.tenant.clone();
+    state
+        .feedback
+        .insert(&request_id, plan.query.clone(), &answer.model, tenant);
+    state.feedback.set_cost(&request_id, cost);
+    rec.finish(200, None);
+    if let Some(c) = cost {
+        answer.headers.push((headers::COST, c.to_string()));
+    }
+    let body = serde_json::to_vec(&object).expect("a JSON map always serialises");
+    let mut r = (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    set_headers(&mut r, &answer.headers);
+    r
+}
+
+/// A stream being passed on: one upstream event in, one event out.
+struct Relay {
+    open: OpenStream,
+    record: Record,
+    state: Arc<AppState>,
+    model: String,
+    price: Option<Price>,
+    first: Option<Bytes>,
+    saw_done: bool,
+    finished: bool,
+}
+
+impl Relay {
+    fn event(&mut self, raw: &[u8], out: &mut BytesMut) {
+        match parse_event(raw) {
+            Ok(Payload::Json(mut object)) => {
+                object.insert("model".into(), Value::String(self.model.clone()));
+                if object.get("usage").is_some_and(Value::is_object) {
+                    let (usage, cost) = account(&mut object, self.price);
+                    let request_id = self.record.request_id();
+                    let ev = self.record.ev();
+                    ev.usage = usage;
+                    ev.cost_usd = cost;
+                    self.state.feedback.set_cost(&request_id, cost);
+                }
+                out.extend_from_slice(&encode_event(&object));
+            }
+            Ok(Payload::Done) => {
+                self.saw_done = true;
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+            Ok(Payload::Other) | Err(_) => {
+                // Passed on as it came: the first byte has left, there is no going back.
+                out.extend_from_slice(raw);
+                out.extend_from_slice(b"\n\n");
+            }
+        }
+    }
+
+    fn drain(&mut self, out: &mut BytesMut) {
+        loop {
+            match self.open.splitter.next_event() {
+                Ok(Some(raw)) => self.event(&raw, out),
+                Ok(None) => return,
+                Err(e) => {
+                    self.fail(Failure::Malformed(e), out);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, failure: Failure, out: &mut BytesMut) {
+        self.finished = true;
+        let index = self
+            .state
+            .config
+            .upstream_index(&self.model)
+            .expect("streams come from upstream models");
+        breaker_outcome(&self.state, index, false);
+        self.state
+            .metrics
+            .upstream_errors
+            .get_or_create(&ErrorLabels {
+                model: self.model.clone(),
+                kind: "stream_error",
+            })
+            .inc();
+        if let Some(t) = self.record.ev().tries.last_mut() {
+            t.outcome = "stream_error".into();
+        }
+        tracing::warn!(model = %self.model, error = %failure, "upstream stream failed after its first byte");
+        let error = ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_stream_failed",
+            format!("the upstream {} {failure} during the stream", self.model),
+        );
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(error.body().as_bytes());
+        out.extend_from_slice(b"\n\n");
+        self.record.finish(200, Some("upstream_stream_failed"));
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.finished {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        if let Some(first) = self.first.take() {
+            self.event(&first, &mut out);
+            self.drain(&mut out);
+            return Some(out.freeze());
+        }
+        loop {
+            match self.open.next_chunk().await {
+                Chunk::Data(bytes) => {
+                    self.open.splitter.push(&bytes);
+                    self.drain(&mut out);
+                    if !out.is_empty() {
+                        return Some(out.freeze());
+                    }
+                }
+                Chunk::End => {
+                    if let Some(rest) = self.open.splitter.rest() {
+                        self.event(&rest, &mut out);
+                    }
+                    self.finished = true;
+                    let error = (!self.saw_done).then_some("upstream_stream_truncated");
+                    self.record.finish(200, error);
+                    return (!out.is_empty()).then(|| out.freeze());
+                }
+                Chunk::Failed(failure) => {
+                    self.fail(failure, &mut out);
+                    return Some(out.freeze());
+                }
+            }
+        }
+    }
+}
+
+fn stream(
+    state: &Arc<AppState>,
+    rec: &mut Record,
+    plan: &Plan,
+    answer: Answer,
+    mut open: OpenStream,
+) -> Response {
+    let request_id = rec.request_id();
+    rec.sent_status = Some(200);
+    let ev = rec.ev();
+    ev.model = Some(answer.model.clone());
+    let tenant = ev.tenant.clone();
+    state
+        .feedback
+        .insert(&request_id, plan.query.clone(), &answer.model, tenant);
+    let first = std::mem::take(&mut open.first);
+    let relay = Relay {
+        open,
+        record: rec.take(),
+        state: state.clone(),
+        model: answer.model,
+        price: answer.price,
+        first: Some(first),
+        saw_done: false,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(relay, |mut relay| async move {
+        relay
+            .next()
+            .await
+            .map(|bytes| (Ok::<Bytes, Infallible>(bytes), relay))
+    });
+    let mut r = (
+        StatusCode::OK,
+        [
+            (http::header::CONTENT_TYPE, "text/event-stream"),
+            (http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response();
+    set_headers(&mut r, &answer.headers);
+    r
+}

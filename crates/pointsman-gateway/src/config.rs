@@ -1,0 +1,504 @@
+//! The gateway's configuration: one TOML file (`pointsman serve --config gateway.toml`).
+//!
+//! Every field, its default and its meaning are listed in `docs/gateway.md`; relative paths are
+//! resolved against the folder of the configuration file. Unknown keys are refused, so a typo is
+//! an error at start rather than a setting silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+
+/// The model names that route: `"pointsman"` (the default policy) and `"pointsman:<policy>"`.
+pub const ROUTED_MODEL: &str = "pointsman";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (default `127.0.0.1:8080`; port 0 picks a free one).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The saved router file (`pointsman train --out ...`).
+    pub router: PathBuf,
+    /// How requests are routed.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// Named routing policies, requested as `model: "pointsman:<name>"`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// Size and time limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Fallback and circuit breaking.
+    #[serde(default)]
+    pub fallback: FallbackConfig,
+    /// Online learning from `/v1/feedback`.
+    #[serde(default)]
+    pub learning: LearningConfig,
+    /// The decision log.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Client authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The upstream models.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[routing]`: the default policy and the embedder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Quality points per USD of expected cost for `model: "pointsman"` (default 0: best
+    /// expected quality).
+    pub cost_weight: f64,
+    /// When set, requests whose cheapest allowed model is expected to cost more than this (USD)
+    /// get 402.
+    pub max_cost: Option<f64>,
+    /// When set, only these upstream models are routed to.
+    pub allowed: Option<Vec<String>>,
+    /// How many of the last user turns are embedded and routed (default 1: the last one).
+    pub turns: usize,
+    /// The embedding model folder (default: `POINTSMAN_MODEL_DIR`, else the cache folder
+    /// `scripts/fetch-model.sh` fills).
+    pub model_dir: Option<PathBuf>,
+    /// Threads of one embedding (default 1: the request's own thread).
+    pub embed_threads: usize,
+    /// Embeddings computed at once (default 0: the number of cores).
+    pub max_concurrent_embeds: usize,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            cost_weight: 0.0,
+            max_cost: None,
+            allowed: None,
+            turns: 1,
+            model_dir: None,
+            embed_threads: 1,
+            max_concurrent_embeds: 0,
+        }
+    }
+}
+
+/// `[policies.<name>]`: a named routing preset; unset fields take the `[routing]` values.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Quality points per USD of expected cost.
+    pub cost_weight: Option<f64>,
+    /// Maximum expected cost of a request, USD.
+    pub max_cost: Option<f64>,
+    /// The upstream models this policy may route to.
+    pub allowed: Option<Vec<String>>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, bytes (default 1 MiB); larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), bytes (default 16 KiB); larger heads
+    /// get 431.
+    pub max_header_bytes: usize,
+    /// Most headers in one request (default 64); more get 431.
+    pub max_headers: usize,
+    /// Time a client has to send its request head, ms (default 10 000).
+    pub header_read_timeout_ms: u64,
+    /// Largest upstream answer read (non-streaming), bytes (default 32 MiB).
+    pub max_upstream_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests, ms (default 30 000).
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            header_read_timeout_ms: 10_000,
+            max_upstream_body_bytes: 32 << 20,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+/// `[fallback]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackConfig {
+    /// Upstream calls one routed request may make, the first included (default 3).
+    pub max_tries: usize,
+    /// Consecutive failures that open an upstream's circuit (default 5).
+    pub breaker_failures: u32,
+    /// How long an open circuit skips its upstream before one trial call, ms (default 30 000).
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            max_tries: 3,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
+}
+
+/// `[learning]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningConfig {
+    /// Folder of the learner's saved state (default: `<router file>.state`). The state of the
+    /// router file with sha256 `H` is `<state_dir>/<H[..16]>.safetensors`.
+    pub state_dir: Option<PathBuf>,
+    /// Save the state after this many observations (default 100; 0: only before a reload and at
+    /// shutdown).
+    pub save_every: u64,
+    /// Requests remembered for feedback (default 100 000; the oldest are forgotten first).
+    pub feedback_window: usize,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        LearningConfig {
+            state_dir: None,
+            save_every: 100,
+            feedback_window: 100_000,
+        }
+    }
+}
+
+/// `[log]`: the decision log (JSON lines, schema in `docs/gateway.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Where to append the events (default: no log).
+    pub path: Option<PathBuf>,
+    /// Also log the routed text (default false: only its embedding).
+    pub prompts: bool,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Distinct tenants given their own label value; later ones are counted as `other`
+    /// (default 100).
+    pub max_tenants: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { max_tenants: 100 }
+    }
+}
+
+/// `[auth]`: bearer tokens for clients. With none configured every client is let in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The accepted tokens and the tenant each stands for.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One client token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The tenant of every request made with this token.
+    pub tenant: String,
+    /// The environment variable that holds the token.
+    pub token_env: Option<String>,
+    /// The token itself (prefer `token_env`).
+    pub token: Option<String>,
+}
+
+/// `[[upstreams]]`: one model behind an OpenAI-compatible endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The model id clients and the router use.
+    pub model: String,
+    /// The endpoint's base URL, up to and including `/v1` (`POST {base_url}/chat/completions`).
+    pub base_url: String,
+    /// The model name sent to the endpoint (default: `model`).
+    pub upstream_model: Option<String>,
+    /// The environment variable holding the endpoint's API key (sent as a bearer token).
+    pub api_key_env: Option<String>,
+    /// USD per million input tokens; overrides the router file's price for this model.
+    pub input_usd_per_mtok: Option<f64>,
+    /// USD per million output tokens; overrides the router file's price for this model.
+    pub output_usd_per_mtok: Option<f64>,
+    /// Output tokens assumed by the cost estimate (default: the router file's card, else 256).
+    pub output_tokens: Option<f64>,
+    /// Time allowed for one call, ms (default 60 000): until the whole answer, or for a stream
+    /// until its first event and then between events.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Calls in flight at once (default 64); more wait, within the timeout.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+}
+
+impl UpstreamConfig {
+    /// The call timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The model name the endpoint is sent.
+    pub fn upstream_model(&self) -> &str {
+        self.upstream_model.as_deref().unwrap_or(&self.model)
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_concurrency() -> usize {
+    64
+}
+
+impl Config {
+    /// Reads and checks a configuration file; relative paths are resolved against its folder.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] naming the file for unreadable or invalid TOML and for values
+    /// out of range.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, GatewayError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))?;
+        let mut config = Config::from_toml(&text)
+            .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and checks a configuration (paths stay as written).
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] for invalid TOML and for values out of range.
+    pub fn from_toml(text: &str) -> Result<Config, GatewayError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.router);
+        if let Some(p) = &mut self.routing.model_dir {
+            join(p);
+        }
+        if let Some(p) = &mut self.learning.state_dir {
+            join(p);
+        }
+        if let Some(p) = &mut self.log.path {
+            join(p);
+        }
+    }
+
+    /// The folder of the learner's saved states.
+    pub fn state_dir(&self) -> PathBuf {
+        self.learning.state_dir.clone().unwrap_or_else(|| {
+            let mut name = self.router.as_os_str().to_owned();
+            name.push(".state");
+            PathBuf::from(name)
+        })
+    }
+
+    /// The upstream serving `model`, by its index.
+    pub fn upstream_index(&self, model: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.model == model)
+    }
+
+    /// Checks every value; called by [`Config::load`] and [`Config::from_toml`].
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let bad = |m: String| Err(GatewayError::Config(m));
+        check_weight("routing.cost_weight", Some(self.routing.cost_weight))?;
+        check_cost("routing.max_cost", self.routing.max_cost)?;
+        if self.routing.turns == 0 {
+            return bad("routing.turns must be at least 1".into());
+        }
+        if self.routing.embed_threads == 0 {
+            return bad("routing.embed_threads must be at least 1".into());
+        }
+        if self.upstreams.is_empty() {
+            return bad("no [[upstreams]]: the gateway needs at least one model to call".into());
+        }
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if u.model.trim().is_empty() || u.model.starts_with(ROUTED_MODEL) {
+                return bad(format!(
+                    "upstreams[{i}].model {:?} is empty or starts with {ROUTED_MODEL:?}",
+                    u.model
+                ));
+            }
+            if self.upstreams[..i].iter().any(|o| o.model == u.model) {
+                return bad(format!("upstream model {:?} appears twice", u.model));
+            }
+            let url = reqwest::Url::parse(&u.base_url);
+            if !matches!(url.as_ref().map(|u| u.scheme()), Ok("http" | "https")) {
+                return bad(format!(
+                    "upstreams[{i}].base_url {:?} is not an http(s) URL",
+                    u.base_url
+                ));
+            }
+            for (name, v) in [
+                ("input_usd_per_mtok", u.input_usd_per_mtok),
+                ("output_usd_per_mtok", u.output_usd_per_mtok),
+                ("output_tokens", u.output_tokens),
+            ] {
+                check_cost(&format!("upstreams[{i}].{name}"), v)?;
+            }
+            if u.input_usd_per_mtok.is_some() != u.output_usd_per_mtok.is_some() {
+                return bad(format!(
+                    "upstreams[{i}] ({}): give both input_usd_per_mtok and output_usd_per_mtok, or neither",
+                    u.model
+                ));
+            }
+            if u.timeout_ms == 0 || u.max_concurrency == 0 {
+                return bad(format!(
+                    "upstreams[{i}] ({}): timeout_ms and max_concurrency must be positive",
+                    u.model
+                ));
+            }
+        }
+        self.check_allowed("routing.allowed", self.routing.allowed.as_deref())?;
+        for (name, p) in &self.policies {
+            if name.is_empty() || name.contains(|c: char| c == ':' || c.is_whitespace()) {
+                return bad(format!(
+                    "policy name {name:?} must be non-empty, without ':' or spaces"
+                ));
+            }
+            check_weight(&format!("policies.{name}.cost_weight"), p.cost_weight)?;
+            check_cost(&format!("policies.{name}.max_cost"), p.max_cost)?;
+            self.check_allowed(&format!("policies.{name}.allowed"), p.allowed.as_deref())?;
+        }
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_upstream_body_bytes == 0 || l.max_headers == 0 {
+            return bad("limits: sizes must be positive".into());
+        }
+        if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+            return bad(format!(
+                "limits.max_header_bytes {} outside [1024, 1048576]",
+                l.max_header_bytes
+            ));
+        }
+        if self.fallback.max_tries == 0 || self.fallback.breaker_failures == 0 {
+            return bad(
+                "fallback.max_tries and fallback.breaker_failures must be at least 1".into(),
+            );
+        }
+        if self.learning.feedback_window == 0 {
+            return bad("learning.feedback_window must be at least 1".into());
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.tenant.trim().is_empty() || t.token.is_some() == t.token_env.is_some() {
+                return bad(format!(
+                    "auth.tokens[{i}]: give a tenant and exactly one of token and token_env"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_allowed(&self, what: &str, allowed: Option<&[String]>) -> Result<(), GatewayError> {
+        let Some(allowed) = allowed else {
+            return Ok(());
+        };
+        if allowed.is_empty() {
+            return Err(GatewayError::Config(format!("{what} is empty")));
+        }
+        match allowed.iter().find(|m| self.upstream_index(m).is_none()) {
+            Some(m) => Err(GatewayError::Config(format!(
+                "{what} names {m:?}, which is not an upstream model"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn check_weight(what: &str, v: Option<f64>) -> Result<(), GatewayError> {
+    match v {
+        Some(v) if !v.is_finite() || v < 0.0 => Err(GatewayError::Config(format!(
+            "{what} {v} is not a non-negative number"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_cost(what: &str, v: Option<f64>) -> Result<(), GatewayError> {
+    check_weight(what, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+router = "r.safetensors"
+[[upstreams]]
+model = "a"
+base_url = "http://127.0.0.1:9/v1"
+"#;
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.routing.turns, 1);
+        assert_eq!(c.fallback.max_tries, 3);
+        assert_eq!(c.upstreams[0].upstream_model(), "a");
+        assert_eq!(c.state_dir(), PathBuf::from("r.safetensors.state"));
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        for (extra, needle) in [
+            ("[routing]\ncost_weight = -1\n", "routing.cost_weight"),
+            ("[routing]\nallowed = [\"zz\"]\n", "not an upstream"),
+            ("[policies.\"a:b\"]\n", "policy name"),
+            ("[limits]\nmax_header_bytes = 10\n", "max_header_bytes"),
+            ("[routing]\nturnz = 2\n", "unknown field"),
+            ("[[auth.tokens]]\ntenant = \"t\"\n", "auth.tokens[0]"),
+        ] {
+            let e = Config::from_toml(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
+        let e = Config::from_toml("router = \"r\"\n").unwrap_err();
+        assert!(e.to_string().contains("no [[upstreams]]"), "{e}");
+        let twice = format!("{MINIMAL}[[upstreams]]\nmodel = \"a\"\nbase_url = \"http://x/v1\"\n");
+        assert!(Config::from_toml(&twice).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! `POST /v1/feedback`: a quality score for an earlier request, fed to an online learner.
+//!
+//! The gateway remembers the last `learning.feedback_window` answered requests (their query
+//! features, the model that answered and its cost); a feedback call names one by its request id.
+//! Each request takes one feedback call.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::engine::Query;
+use crate::error::ApiError;
+use crate::log::{Event, FeedbackEvent, SCHEMA_VERSION};
+use crate::metrics::OutcomeLabels;
+use crate::server::{now_ms, read_body, AppState};
+
+/// What is remembered of an answered request.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The routed query (`None` for a request passed through unrouted).
+    pub query: Option<Query>,
+    /// The model that answered.
+    pub model: String,
+    /// Its cost, USD, once known.
+    pub cost_usd: Option<f64>,
+    /// The request's tenant.
+    pub tenant: Option<String>,
+    given: bool,
+}
+
+/// A bounded map from request id to [`Answered`], forgetting the oldest first.
+#[derive(Debug)]
+pub struct FeedbackCache {
+    capacity: usize,
+    inner: Mutex<(HashMap<String, Answered>, VecDeque<String>)>,
+}
+
+impl FeedbackCache {
+    /// A cache of at most `capacity` requests.
+    pub fn new(capacity: usize) -> Self {
+        FeedbackCache {
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    /// Remembers an answered request.
+    pub fn insert(
+        &self,
+        request_id: &str,
+        query: Option<Query>,
+        model: &str,
+        tenant: Option<String>,
+    ) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, order) = &mut *guard;
+        while map.len() >= self.capacity {
+            match order.pop_front() {
+                Some(old) => {
+                    map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        order.push_back(request_id.to_string());
+        map.insert(
+            request_id.to_string(),
+            Answered {
+                query,
+                model: model.to_string(),
+                cost_usd: None,
+                tenant,
+                given: false,
+            },
+        );
+    }
+
+    /// Records the cost of a remembered request once its usage is known.
+    pub fn set_cost(&self, request_id: &str, cost_usd: Option<f64>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = guard.0.get_mut(request_id) {
+            a.cost_usd = cost_usd;
+        }
+    }
+
+    /// Takes the request for feedback: once per request, and only by its own tenant.
+    fn take(&self, request_id: &str, tenant: Option<&str>) -> Result<Answered, ApiError> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.0.get_mut(request_id) {
+            Some(a) if a.tenant.as_deref() == tenant || tenant.is_none() => {
+                if a.given {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "invalid_request_error",
+                        "feedback_already_given",
+                        format!("request {request_id:?} already has its feedback"),
+                    ));
+                }
+                a.given = true;
+                Ok(a.clone())
+            }
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "request_not_found",
+                format!(
+                    "no answered request {request_id:?} (unknown, failed, or older than the last {} requests)",
+                    self.capacity
+                ),
+            )),
+        }
+    }
+}
+
+/// The body of `POST /v1/feedback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    request_id: String,
+    quality: f64,
+    #[serde(default)]
+    cost_usd: Option<f64>,
+}
+
+/// `POST /v1/feedback`.
+pub async fn feedback(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut event = FeedbackEvent {
+        schema: SCHEMA_VERSION,
+        request_id: String::new(),
+        time_ms: now_ms(),
+        tenant: None,
+        quality: None,
+        cost_usd: None,
+        model: None,
+        learned: false,
+        observations: None,
+        status: 200,
+        error: None,
+    };
+    let result = handle(&state, &headers, body, &mut event).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    state
+        .metrics
+        .feedback
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    let response = match result {
+        Ok(()) => axum::Json(json!({
+            "request_id": event.request_id,
+            "learned": event.learned,
+            "observations": event.observations,
+        }))
+        .into_response(),
+        Err(e) => {
+            event.status = e.status.as_u16();
+            event.error = Some(e.code.to_string());
+            e.into_response()
+        }
+    };
+    state.emit(&Event::Feedback(event));
+    response
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    event: &mut FeedbackEvent,
+) -> Result<(), ApiError> {
+    let tenant = state.authenticate(headers)?;
+    event.tenant = tenant.clone();
+    let bytes = read_body(headers, body, state.config.limits.max_body_bytes).await?;
+    let req: FeedbackRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_feedback",
+            format!(
+                "expected {{\"request_id\": \"...\", \"quality\": 0..1, \"cost_usd\"?: USD}}: {e}"
+            ),
+        )
+    })?;
+    event.request_id = req.request_id.clone();
+    event.quality = Some(req.quality);
+    if !(0.0..=1.0).contains(&req.quality) {
+        return Err(ApiError::bad_request(
+            "invalid_feedback",
+            format!("quality {} outside [0, 1]", req.quality),
+        )
+        .with_param("quality"));
+    }
+    if req.cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
+        return Err(ApiError::bad_request(
+            "invalid_feedback",
+            "cost_usd must be a non-negative number",
+        )
+        .with_param("cost_usd"));
+    }
+    let answered = state.feedback.take(&req.request_id, tenant.as_deref())?;
+    if event.tenant.is_none() {
+        event.tenant = answered.tenant.clone();
+    }
+    event.model = Some(answered.model.clone());
+    let cost = req.cost_usd.or(answered.cost_usd).unwrap_or(0.0);
+    event.cost_usd = Some(cost);
+    let Some(query) = &answered.query else {
+        return Ok(());
+    };
+    let _gate = state.learn_gate.read().await;
+    let engine = state.engine.load_full();
+    if let Some(n) = engine.observe(query, &answered.model, req.quality, cost)? {
+        event.learned = true;
+        event.observations = Some(n);
+        state.observed(n);
+    }
+    Ok(())
+}
