@@ -32,6 +32,7 @@ pub mod registry;
 #[cfg(feature = "embed")]
 pub mod embed;
 pub mod eval;
+pub mod fuzzing;
 pub mod replay;
 
 pub use error::{Error, ErrorKind, Result};

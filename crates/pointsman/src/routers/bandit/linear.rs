@@ -849,3 +849,30 @@ fn check_statistics(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    /// A state whose inverse no longer inverts its matrix is caught before it is saved.
+    #[test]
+    fn an_altered_inverse_fails_the_check() {
+        let config = LinearConfig::default();
+        let mut state = <Linear<Ucb> as Learned>::cold(&config, 2, 4).unwrap();
+        let x = [0.5f32, 0.5, 0.5, 0.5];
+        for i in 0..30 {
+            state.observe(&config, &x, i % 2, 0.7).unwrap();
+        }
+        assert_eq!(state.check(), Ok(()));
+        let p = state.p;
+        state.a_inv[1] = -1.0;
+        state.a_inv[p] = -1.0;
+        let e = state.check().unwrap_err();
+        assert!(
+            e.contains("model 0's inverse does not invert its matrix"),
+            "{e}"
+        );
+        state.a_inv[0] = f64::NAN;
+        assert!(state.check().unwrap_err().contains("non-finite"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The bodies of the engine's fuzz targets (`fuzz/fuzz_targets/`), public so that the fuzz
+//! crate and the regression replay (`cargo test`, `fuzz/regressions/<target>/`) run exactly the
+//! same code. Each function panics only when an invariant of the engine breaks: bad input must
+//! come back as an error, never as a panic, an abort or an unbounded allocation.
+//!
+//! | target | input | invariant |
+//! |---|---|---|
+//! | `router_file` | a saved router's bytes | loads or is an error; a loaded router routes, and what it saves loads again with the same decision |
+//! | `dataset` | `models.json`, a NUL byte, then the records (JSONL) | loads or is a [`crate::Error::Format`] / [`crate::Error::Io`]; a loaded dataset's splits are consistent |
+//! | `npy` | a `.npy` file's bytes | parses or is an error; the parsed array has the shape's length |
+//!
+//! `scripts/fuzz.sh` runs them; docs/reliability.md has the figures.
+
+use crate::registry::AnyRouter;
+use crate::{Objective, QueryFeatures};
+
+/// Fuzz target `router_file`.
+///
+/// # Panics
+///
+/// When a router that loaded cannot route a plain query, or saves bytes that do not load back
+/// to the same decision.
+pub fn router_file(data: &[u8]) {
+    let Ok(router) = AnyRouter::from_bytes(data) else {
+        return;
+    };
+    let dim = router.dim();
+    let x: Vec<f32> = (0..dim).map(|i| 1.0 + (i % 7) as f32).collect();
+    let query = QueryFeatures::new(x)
+        .expect("a plain embedding is valid")
+        .with_prompt_tokens(100.0)
+        .expect("a plain count is valid");
+    let objective = Objective::new(100.0);
+    // A router that loaded must route (a cascade too: its first call); a numeric failure is
+    // an error, not a panic.
+    let Ok(decision) = router.route(&query, &objective) else {
+        return;
+    };
+    assert!((0.0..=1.0).contains(&decision.quality) || router.as_learner().is_some());
+    // What it saves loads again, with the same decision.
+    let Ok(bytes) = router.to_bytes() else {
+        return;
+    };
+    let again = AnyRouter::from_bytes(&bytes).expect("a loaded router's saved form loads again");
+    let d2 = again
+        .route(&query, &objective)
+        .expect("the reloaded router routes");
+    assert_eq!(
+        d2.model, decision.model,
+        "the reloaded router decides the same"
+    );
+}
+
+/// Fuzz target `dataset`: `data` is a `models.json`, a NUL byte and the records file.
+///
+/// # Panics
+///
+/// When the loader panics or a loaded dataset's splits disagree with its size.
+pub fn dataset(data: &[u8]) {
+    let (models, records) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(tmp) = tempfile_dir() else {
+        return;
+    };
+    let dir = tmp.join("fz");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("models.json"), models))
+        .and_then(|()| std::fs::write(dir.join("fz.jsonl"), records));
+    if written.is_ok() {
+        if let Ok(ds) = crate::data::Dataset::load(&dir) {
+            assert_eq!(ds.train().len() + ds.test().len(), ds.len());
+            let m = ds.pool().len();
+            for split in [ds.train(), ds.test()] {
+                assert_eq!(split.scores().len(), split.len() * m);
+                assert!(split.scores().iter().all(|s| (0.0..=1.0).contains(s)));
+                assert!(split.costs().iter().all(|c| c.is_finite() && *c >= 0.0));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Fuzz target `npy`.
+///
+/// # Panics
+///
+/// When a parsed array's data does not have its shape's length.
+pub fn npy(data: &[u8]) {
+    if let Ok(a) = crate::data::npy::parse(data, "fuzz.npy") {
+        assert_eq!(a.data.len(), a.rows * a.cols);
+    }
+}
+
+/// A fresh folder under the system's temporary folder, unique to this process and call.
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "pointsman-fuzz-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// Replays `fuzz/regressions/<target>/` (every file: seeds and past findings).
+    fn replay(target: &str, f: fn(&[u8])) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/regressions")
+            .join(target);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let started = std::time::Instant::now();
+            f(&std::fs::read(&path).unwrap());
+            let seconds = started.elapsed().as_secs_f64();
+            assert!(seconds < 5.0, "{}: {seconds:.1} s", path.display());
+            n += 1;
+        }
+        assert!(n > 0, "no regression inputs in {}", dir.display());
+    }
+
+    #[test]
+    fn router_file_regressions() {
+        replay("router_file", super::router_file);
+    }
+
+    #[test]
+    fn dataset_regressions() {
+        replay("dataset", super::dataset);
+    }
+
+    #[test]
+    fn npy_regressions() {
+        replay("npy", super::npy);
+    }
+}
