@@ -565,11 +565,14 @@ pub struct Alternative {
     model: usize,
     /// The model's id.
     model_id: String,
-    /// Expected quality.
+    /// Expected quality, in [0, 1].
     quality: f64,
+    /// The quality figure the choice used: `quality` plus the exploration bonus of a router
+    /// that explores (may exceed 1).
+    score: f64,
     /// Expected cost in USD.
     cost: f64,
-    /// `quality - cost_weight * cost`.
+    /// `score - cost_weight * cost`, what the choice maximised.
     utility: f64,
 }
 
@@ -579,6 +582,7 @@ impl From<pointsman::Alternative> for Alternative {
             model: a.model,
             model_id: a.model_id,
             quality: a.quality,
+            score: a.score,
             cost: a.cost,
             utility: a.utility,
         }
@@ -608,11 +612,14 @@ pub struct Decision {
     model: usize,
     /// Id of the chosen model.
     model_id: String,
-    /// Its expected quality.
+    /// Its expected quality, in [0, 1].
     quality: f64,
+    /// The quality figure the choice used: `quality` plus the exploration bonus of a router
+    /// that explores (a bandit's upper confidence bound or posterior draw; may exceed 1).
+    score: f64,
     /// Its expected cost in USD.
     cost: f64,
-    /// Its utility under the objective.
+    /// Its utility under the objective, what the choice maximised: `score - cost_weight * cost`.
     utility: f64,
     /// The cost weight the decision was made with.
     cost_weight: f64,
@@ -630,6 +637,7 @@ impl From<pointsman::Decision> for Decision {
             model: d.model,
             model_id: d.model_id,
             quality: d.quality,
+            score: d.score,
             cost: d.cost,
             utility: d.utility,
             cost_weight: d.cost_weight,
@@ -644,10 +652,11 @@ impl From<pointsman::Decision> for Decision {
 impl Decision {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "Decision(model_id={}, model={}, quality={}, cost={}, utility={}, cost_weight={})",
+            "Decision(model_id={}, model={}, quality={}, score={}, cost={}, utility={}, cost_weight={})",
             repr(py, &self.model_id)?,
             self.model,
             repr(py, self.quality)?,
+            repr(py, self.score)?,
             repr(py, self.cost)?,
             repr(py, self.utility)?,
             repr(py, self.cost_weight)?

@@ -24,6 +24,22 @@ def feed(router, toy, rows, cost_weight=0.0):
 
 
 @pytest.mark.parametrize("cls,kind", KINDS)
+def test_quality_is_expected_quality_and_score_what_decided(cls, kind, toy):
+    """A cold bandit's optimism is its score, not its quality: quality stays in [0, 1]."""
+    r = cls(toy.models, 8)
+    d = r.route(toy.embeddings[0], 0.0)
+    assert 0.0 <= d.quality <= 1.0
+    if kind != "thompson":  # a posterior draw may fall below the mean
+        assert d.score >= d.quality
+    assert d.utility == d.score - 0.0 * d.cost
+    for a in d.alternatives:
+        assert 0.0 <= a.quality <= 1.0 and a.utility <= d.utility
+    g = r.greedy().route(toy.embeddings[0], 0.0)
+    assert g.score == pytest.approx(g.quality) or g.quality in (0.0, 1.0)
+    assert "score=" in repr(d)
+
+
+@pytest.mark.parametrize("cls,kind", KINDS)
 def test_cold_start_learns(cls, kind, toy):
     r = cls(toy.models, 8)
     assert isinstance(r, cls) and isinstance(r, pointsman.BanditRouter)

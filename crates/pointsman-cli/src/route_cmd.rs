@@ -221,6 +221,7 @@ const DECISION_FIRST: &[&str] = &[
     "model_id",
     "model",
     "quality",
+    "score",
     "cost",
     "utility",
     "cost_weight",

@@ -497,8 +497,8 @@ fn train_then_route_json_lines() {
     let first_line = out.lines().next().unwrap();
     let keys = top_level_keys(first_line);
     assert_eq!(
-        keys[..6],
-        ["id", "model_id", "model", "quality", "cost", "utility"],
+        keys[..7],
+        ["id", "model_id", "model", "quality", "score", "cost", "utility"],
         "{keys:?}"
     );
     assert_eq!(keys.last().map(String::as_str), Some("alternatives"));

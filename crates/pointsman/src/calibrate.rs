@@ -49,7 +49,7 @@ pub fn breakpoints(est: &Estimates) -> Vec<f64> {
     let m = est.models();
     let mut out = Vec::new();
     for r in 0..est.rows() {
-        let (q, c) = (est.quality_row(r), est.cost_row(r));
+        let (q, c) = (est.score_row(r), est.cost_row(r));
         for i in 0..m {
             for j in i + 1..m {
                 let dc = c[i] - c[j];

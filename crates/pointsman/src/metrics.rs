@@ -200,7 +200,7 @@ pub fn validation_metrics(
     let map: Vec<u32> = (0..est.models() as u32).collect();
     let sweep = utility_sweeps(est, &map, points, |e, w, out| {
         for (r, o) in out.iter_mut().enumerate() {
-            *o = crate::router::best_model(e.quality_row(r), e.cost_row(r), w, None) as u32;
+            *o = crate::router::best_model(e.score_row(r), e.cost_row(r), w, None) as u32;
         }
     });
     let reference = Reference::new(truth, truth, weak_strong)?;

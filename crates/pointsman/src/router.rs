@@ -129,14 +129,22 @@ pub struct Signals {
 }
 
 /// Per-query, per-model estimates of a batch: `rows × models` row-major matrices.
+///
+/// `quality` is the expected quality, in [0, 1]. A router that explores (a bandit) chooses by
+/// another figure — the expected quality plus an exploration bonus, or a posterior draw — and
+/// writes it to `score`; for every other router `score` is empty and the choice uses `quality`
+/// ([`Estimates::score_row`] gives whichever the choice uses).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Estimates {
     rows: usize,
     models: usize,
-    /// Expected quality, `quality[r * models + m]`.
+    /// Expected quality in [0, 1], `quality[r * models + m]`.
     pub quality: Vec<f64>,
     /// Expected cost in USD, `cost[r * models + m]`.
     pub cost: Vec<f64>,
+    /// The quality figure the choice maximises when it is not `quality` (empty otherwise):
+    /// `score[r * models + m]`.
+    pub score: Vec<f64>,
     /// Signals per row.
     pub signals: Vec<Signals>,
 }
@@ -149,6 +157,7 @@ impl Estimates {
             models,
             quality: vec![0.0; rows * models],
             cost: vec![0.0; rows * models],
+            score: Vec::new(),
             signals: vec![Signals::default(); rows],
         }
     }
@@ -161,6 +170,7 @@ impl Estimates {
         self.quality.resize(rows * models, 0.0);
         self.cost.clear();
         self.cost.resize(rows * models, 0.0);
+        self.score.clear();
         self.signals.clear();
         self.signals.resize(rows, Signals::default());
     }
@@ -185,10 +195,35 @@ impl Estimates {
         &self.cost[r * self.models..(r + 1) * self.models]
     }
 
+    /// The quality figure the choice maximises for row `r`: [`Estimates::score`] when the
+    /// router wrote one, else the expected quality.
+    pub fn score_row(&self, r: usize) -> &[f64] {
+        let range = r * self.models..(r + 1) * self.models;
+        if self.score.is_empty() {
+            &self.quality[range]
+        } else {
+            &self.score[range]
+        }
+    }
+
     /// Mutable expected qualities and costs of row `r`.
     pub fn row_mut(&mut self, r: usize) -> (&mut [f64], &mut [f64]) {
         let range = r * self.models..(r + 1) * self.models;
         (&mut self.quality[range.clone()], &mut self.cost[range])
+    }
+
+    /// Mutable expected qualities, costs and scores of row `r` (a router that explores); the
+    /// scores are allocated on first use.
+    pub fn row_mut_with_score(&mut self, r: usize) -> (&mut [f64], &mut [f64], &mut [f64]) {
+        if self.score.len() != self.quality.len() {
+            self.score.resize(self.quality.len(), 0.0);
+        }
+        let range = r * self.models..(r + 1) * self.models;
+        (
+            &mut self.quality[range.clone()],
+            &mut self.cost[range.clone()],
+            &mut self.score[range],
+        )
     }
 
     fn check(&self, what: &str) -> Result<()> {
@@ -196,6 +231,7 @@ impl Estimates {
             .quality
             .iter()
             .chain(&self.cost)
+            .chain(&self.score)
             .position(|v| !v.is_finite());
         match bad {
             None => Ok(()),
@@ -213,11 +249,14 @@ pub struct Alternative {
     pub model: usize,
     /// The model's id.
     pub model_id: String,
-    /// Expected quality.
+    /// Expected quality, in [0, 1].
     pub quality: f64,
+    /// The quality figure the choice used: the expected quality, plus the exploration bonus of
+    /// a router that explores (or its posterior draw), which may exceed 1.
+    pub score: f64,
     /// Expected cost in USD.
     pub cost: f64,
-    /// `quality − cost_weight × cost`.
+    /// What the choice maximised: `score − cost_weight × cost`.
     pub utility: f64,
 }
 
@@ -229,11 +268,15 @@ pub struct Decision {
     pub model: usize,
     /// Id of the chosen model.
     pub model_id: String,
-    /// Its expected quality.
+    /// Its expected quality, in [0, 1].
     pub quality: f64,
+    /// The quality figure the choice used: the expected quality, plus the exploration bonus of
+    /// a router that explores (or its posterior draw), which may exceed 1.
+    pub score: f64,
     /// Its expected cost in USD.
     pub cost: f64,
-    /// Its utility under the objective.
+    /// Its utility under the objective, what the choice maximised:
+    /// `score − cost_weight × cost`.
     pub utility: f64,
     /// The cost weight the decision was made with.
     pub cost_weight: f64,
@@ -254,13 +297,15 @@ impl Decision {
         mask: Option<&[bool]>,
     ) -> Decision {
         let q = est.quality_row(r);
+        let s = est.score_row(r);
         let c = est.cost_row(r);
         let alt = |m: usize| Alternative {
             model: m,
             model_id: pool.id(m).to_string(),
             quality: q[m],
+            score: s[m],
             cost: c[m],
-            utility: q[m] - cost_weight * c[m],
+            utility: s[m] - cost_weight * c[m],
         };
         let mut alternatives: Vec<Alternative> = (0..pool.len())
             .filter(|&m| m != chosen && mask.is_none_or(|mask| mask[m]))
@@ -277,6 +322,7 @@ impl Decision {
             model: chosen,
             model_id: best.model_id,
             quality: best.quality,
+            score: best.score,
             cost: best.cost,
             utility: best.utility,
             cost_weight,
@@ -371,7 +417,7 @@ pub trait Router: Send + Sync + std::fmt::Debug {
     ) {
         let _ = batch;
         for (r, o) in out.iter_mut().enumerate() {
-            *o = best_model(est.quality_row(r), est.cost_row(r), cost_weight, mask) as u32;
+            *o = best_model(est.score_row(r), est.cost_row(r), cost_weight, mask) as u32;
         }
     }
 
@@ -443,6 +489,7 @@ pub trait Router: Send + Sync + std::fmt::Debug {
         all.rows = rows;
         for part in parts {
             all.quality.extend_from_slice(&part.quality);
+            all.score.extend_from_slice(&part.score);
             all.cost.extend_from_slice(&part.cost);
             all.signals.extend_from_slice(&part.signals);
         }
@@ -569,6 +616,7 @@ pub trait Router: Send + Sync + std::fmt::Debug {
             model: d.model,
             model_id: d.model_id,
             quality: d.quality,
+            score: d.score,
             cost: d.cost,
             utility: d.utility,
         };

@@ -253,7 +253,7 @@ impl Router for BaselineRouter {
         for (r, o) in out.iter_mut().enumerate() {
             *o = match (&self.rule, self.fixed) {
                 (_, Some(m)) if allowed(m) => m as u32,
-                (_, Some(_)) => best_model(est.quality_row(r), est.cost_row(r), 0.0, mask) as u32,
+                (_, Some(_)) => best_model(est.score_row(r), est.cost_row(r), 0.0, mask) as u32,
                 (Baseline::Random { seed }, _) => {
                     let n_allowed = (0..self.pool.len()).filter(|&m| allowed(m)).count();
                     let pick = SplitMix64::new(hash_f32s(*seed, batch.row(r))).below(n_allowed);
@@ -263,7 +263,7 @@ impl Router for BaselineRouter {
                         .expect("pick is below the number of allowed models")
                         as u32
                 }
-                _ => best_model(est.quality_row(r), est.cost_row(r), cost_weight, mask) as u32,
+                _ => best_model(est.score_row(r), est.cost_row(r), cost_weight, mask) as u32,
             };
         }
     }

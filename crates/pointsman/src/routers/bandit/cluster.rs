@@ -391,6 +391,7 @@ impl Learned for ClusterUcb {
         x: &[f32],
         ctx: &Context,
         quality: &mut [f64],
+        score: &mut [f64],
     ) -> Result<Signals> {
         let c = self.cell(x);
         let mm = self.models;
@@ -400,9 +401,10 @@ impl Learned for ClusterUcb {
             None => config.exploration,
         };
         let log = (1.0 + total).ln();
-        for (m, q) in quality.iter_mut().enumerate() {
+        for (m, (q, s)) in quality.iter_mut().zip(score.iter_mut()).enumerate() {
             let mu = self.estimate_cell(config, c, m);
-            *q = if ctx.explore {
+            *q = mu;
+            *s = if ctx.explore {
                 mu + alpha * (log / (self.n[c * mm + m] + config.shrinkage)).sqrt()
             } else {
                 mu

@@ -279,16 +279,18 @@ impl Learned for KnnUcb {
         x: &[f32],
         ctx: &Context,
         quality: &mut [f64],
+        score: &mut [f64],
     ) -> Result<Signals> {
         let alpha = match config.exploration_decay {
             Some(t0) => config.exploration * (t0 / (t0 + ctx.observations as f64)).sqrt(),
             None => config.exploration,
         };
         let mut used = 0usize;
-        for (m, q) in quality.iter_mut().enumerate() {
+        for (m, (q, s)) in quality.iter_mut().zip(score.iter_mut()).enumerate() {
             let (mu, evidence) = self.model_estimate(config, x, m);
             used += self.memory[m].len().min(config.k);
-            *q = if ctx.explore {
+            *q = mu;
+            *s = if ctx.explore {
                 mu + alpha / (evidence + config.shrinkage).sqrt()
             } else {
                 mu

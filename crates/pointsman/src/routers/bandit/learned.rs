@@ -86,8 +86,10 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
     /// Learner specific: nothing to fit, already fitted, too few rows.
     fn fit_unlabelled(&mut self, config: &Self::Config, rows: &[f32], dim: usize) -> Result<()>;
 
-    /// Writes every model's quality estimate (with exploration when `ctx.explore`) for the
-    /// unit-length query `x` into `quality`.
+    /// Writes every model's expected quality (the posterior mean, unclipped) for the
+    /// unit-length query `x` into `mean`, and into `score` the figure the choice maximises:
+    /// the mean plus the exploration bonus (or a posterior draw) when `ctx.explore`, else the
+    /// mean.
     ///
     /// # Errors
     ///
@@ -97,7 +99,8 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
         config: &Self::Config,
         x: &[f32],
         ctx: &Context,
-        quality: &mut [f64],
+        mean: &mut [f64],
+        score: &mut [f64],
     ) -> Result<Signals>;
 
     /// Model `m`'s estimate without exploration.

@@ -482,6 +482,7 @@ impl<E: Exploration> Learned for Linear<E> {
         x: &[f32],
         ctx: &Context,
         quality: &mut [f64],
+        score: &mut [f64],
     ) -> Result<Signals> {
         let mut phi = Vec::with_capacity(self.p);
         self.features(x, &mut phi)?;
@@ -496,9 +497,15 @@ impl<E: Exploration> Learned for Linear<E> {
         let prepared = ctx.explore.then(|| simd::FormVector::new(&phi));
         let mut dots = vec![0.0; quality.len()];
         linalg::dot64_rows(&self.theta[..quality.len() * p], &phi64, &mut dots);
-        for (m, (q, dot)) in quality.iter_mut().zip(dots).enumerate() {
+        for (m, ((q, s), dot)) in quality
+            .iter_mut()
+            .zip(score.iter_mut())
+            .zip(dots)
+            .enumerate()
+        {
             let mean = config.prior_mean + dot;
-            *q = if let Some(prepared) = &prepared {
+            *q = mean;
+            *s = if let Some(prepared) = &prepared {
                 let var = simd::quadratic_form_prepared(self.packed.form(m), prepared).max(0.0)
                     / self.ridge;
                 let scale = draws.as_ref().map_or(1.0, |z| z[m]);

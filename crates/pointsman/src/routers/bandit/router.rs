@@ -218,8 +218,15 @@ impl<L: Learned> Router for BanditRouter<L> {
         let mut x = vec![0.0f32; self.shared.dim];
         for r in 0..batch.rows() {
             normalize_into(batch.row(r), &mut x);
-            let (q, c) = out.row_mut(r);
-            let signals = state.learned.estimate(&self.shared.config, &x, &ctx, q)?;
+            let (q, c, s) = out.row_mut_with_score(r);
+            let signals = state
+                .learned
+                .estimate(&self.shared.config, &x, &ctx, q, s)?;
+            // The choice uses the score (the mean, unclipped, plus any exploration); the
+            // expected quality reported is the mean within [0, 1].
+            for q in q.iter_mut() {
+                *q = q.clamp(0.0, 1.0);
+            }
             let tokens = batch.prompt_tokens(r);
             for (m, c) in c.iter_mut().enumerate() {
                 *c = state.cost_estimate(m, self.shared.pool.estimate_cost(m, tokens));
