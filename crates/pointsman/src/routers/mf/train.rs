@@ -1,4 +1,5 @@
-//! Training with candle-nn.
+//! Training with candle-nn (feature `train`): the model, the training loop with early stopping,
+//! the cross-validated search of [`MfSearch`], and the linear fits of the observed costs.
 
 use candle_core::{DType, Device, Tensor as CTensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
