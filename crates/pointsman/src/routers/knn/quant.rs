@@ -51,7 +51,8 @@
 use crate::router::Signals;
 use crate::simd;
 
-use super::{select_top, KnnRouter};
+use super::search::select_top;
+use super::KnnRouter;
 
 /// Largest code of a reference row.
 const ROW_MAX: f64 = 127.0;
@@ -554,7 +555,8 @@ impl KnnRouter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{top_k, Index, KnnConfig, KnnRouter};
+    use super::super::search::top_k;
+    use super::super::{Index, KnnConfig, KnnRouter};
     use super::*;
     use crate::data::Split;
     use crate::features::{normalize_into, FeatureBatch};

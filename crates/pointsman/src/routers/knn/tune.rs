@@ -10,7 +10,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{top_k, KnnConfig, KnnRouter, Prior, Weighting, NO_TASK};
+use super::search::top_k;
+use super::{KnnConfig, KnnRouter, Prior, Weighting, NO_TASK};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::metrics::{validation_metrics, DEFAULT_SWEEP_POINTS};
