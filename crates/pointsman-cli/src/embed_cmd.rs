@@ -62,8 +62,8 @@ pub fn embed(args: &EmbedArgs, progress: &Progress) -> Result<()> {
     }
     let computed = compute(&ds, &args.model, progress)?;
     let (npy, _) = computed.write(ds.dir(), ds.name())?;
-    println!(
-        "{}: {} prompts × {} ({}), {} truncated at {} word pieces, {:.1} s",
+    crate::output::emit(&format!(
+        "{}: {} prompts × {} ({}), {} truncated at {} word pieces, {:.1} s\n",
         npy.display(),
         computed.rows,
         computed.dim,
@@ -71,7 +71,7 @@ pub fn embed(args: &EmbedArgs, progress: &Progress) -> Result<()> {
         computed.truncated_rows,
         computed.max_tokens,
         computed.seconds
-    );
+    ))?;
     Ok(())
 }
 

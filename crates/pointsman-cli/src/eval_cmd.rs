@@ -146,7 +146,7 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
         file.commit()?;
         pb.finish_and_clear();
     }
-    print!("{}", output::table(&report));
+    output::emit(&output::table(&report))?;
     tracing::info!("wrote {}", args.out.display());
     Ok(())
 }
@@ -188,6 +188,6 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         write_report(&report, out, &command)?;
     }
-    print!("{}", output::table(&report));
+    output::emit(&output::table(&report))?;
     Ok(())
 }

@@ -1,6 +1,16 @@
 //! Rendering reports: the terminal table and report.md.
 
+use std::io::Write;
+
 use pointsman::eval::{EntrantReport, Report};
+
+/// Writes `text` to standard output. Unlike `print!`, a closed pipe (`pointsman … | head`) is an
+/// error the caller returns, which `main` turns into a quiet exit, not a panic.
+pub(crate) fn emit(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
 
 fn num(x: Option<f64>, digits: usize) -> String {
     match x {

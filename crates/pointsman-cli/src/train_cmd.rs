@@ -111,16 +111,16 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     pb.finish_and_clear();
     router.save(&args.out)?;
     if let Some(s) = &search {
-        print!("{}", search_table(s));
+        crate::output::emit(&search_table(s))?;
     }
-    println!(
-        "trained {} on {} queries in {:.1} s; config {}",
+    crate::output::emit(&format!(
+        "trained {} on {} queries in {:.1} s; config {}\nsaved {}\n",
         router.kind(),
         ds.train().len(),
         started.elapsed().as_secs_f64(),
-        router.to_saved()?.config
-    );
-    println!("saved {}", args.out.display());
+        router.to_saved()?.config,
+        args.out.display()
+    ))?;
     Ok(())
 }
 

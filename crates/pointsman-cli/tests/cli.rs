@@ -507,6 +507,34 @@ fn train_then_route_json_lines() {
         "{first_line}"
     );
 
+    // A reader that stops early (`pointsman route … | head -1`): a quiet exit, no panic.
+    {
+        use std::io::{BufRead, Write};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pointsman"))
+            .args(["route", "--router", r])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = format!("{line}\n").repeat(2000);
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with("{\"id\":\"q1\""), "{first}");
+        // stdout is closed here: the rest of the output has nowhere to go.
+        let o = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{:?}: {stderr}", o.status);
+        assert_eq!(stderr, "");
+    }
+
     // Bad lines: each gets an error record with its line number, the lines after it are still
     // routed, and the command fails at the end with one line on stderr.
     let short = serde_json::json!({"id": "s", "embedding": [1.0, 2.0]}).to_string();
