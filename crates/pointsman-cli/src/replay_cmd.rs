@@ -78,16 +78,17 @@ pub fn replay(args: &ReplayArgs, progress: &Progress) -> Result<()> {
     if let Some(d) = drift {
         stream = stream.with_drift(d)?;
     }
-    pb.set_message(format!(
-        "replaying {} steps through {}",
-        stream.len(),
-        names.join(", ")
-    ));
-    let runs = replay::run_named(
+    pb.finish_and_clear();
+    let pb = progress.bar(
+        (stream.len() * names.len()) as u64,
+        format!("replaying through {}", names.join(", ")),
+    );
+    let runs = replay::run_named_reporting(
         &names,
         &stream,
         args.seed,
         &CostWeights::Fixed(args.cost_weight),
+        &|n| pb.inc(n as u64),
     )?;
     pb.finish_and_clear();
     let report = ReplayReport::new(ds.name(), &stream, args.cost_weight, &runs, args.bin)?;
@@ -113,7 +114,7 @@ pub fn replay(args: &ReplayArgs, progress: &Progress) -> Result<()> {
         markdown(&report, args.seed, &command).as_bytes(),
     )?;
     crate::plot::write_replay(&report, &args.out.join("replay.svg"))?;
-    print!("{}", table(&report, args.seed));
+    crate::output::emit(&table(&report, args.seed))?;
     Ok(())
 }
 

@@ -38,7 +38,10 @@ mod stream;
 
 pub use lines::{lines, runs_from_lines, ReplayLine};
 pub use report::{Alarm, ModelReplay, ReplayBin, ReplayReference, ReplayReport, RouterReplay};
-pub use run::{check_learner_name, learn, learner_by_name, run, run_named, CostWeights, Run};
+pub use run::{
+    check_learner_name, learn, learner_by_name, run, run_named, run_named_reporting, run_reporting,
+    CostWeights, Run,
+};
 pub use stream::{Drift, Stream};
 
 #[cfg(test)]

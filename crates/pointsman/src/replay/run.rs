@@ -65,6 +65,24 @@ fn learner_of(router: &dyn Router) -> Result<&dyn crate::router::Learner> {
 /// [`Error::Unsupported`] for a router that does not learn; [`Error::UnknownModel`] when its
 /// models are not in the stream's pool; routing and feedback errors.
 pub fn run(router: &dyn Router, stream: &Stream, weights: &CostWeights) -> Result<Run> {
+    run_reporting(router, stream, weights, &|_| {})
+}
+
+/// How often a replay reports its progress, in steps.
+const PROGRESS_EVERY: usize = 256;
+
+/// [`run`], calling `progress(n)` after every `n` further steps (every few hundred, and at the
+/// end), e.g. to advance a progress bar.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_reporting(
+    router: &dyn Router,
+    stream: &Stream,
+    weights: &CostWeights,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Run> {
     let learner = learner_of(router)?;
     let map = map_models(router, &stream.pool)?;
     let started = std::time::Instant::now();
@@ -110,7 +128,11 @@ pub fn run(router: &dyn Router, stream: &Stream, weights: &CostWeights) -> Resul
             }
             fired = now;
         }
+        if (t + 1) % PROGRESS_EVERY == 0 {
+            progress(PROGRESS_EVERY);
+        }
     }
+    progress(stream.len() % PROGRESS_EVERY);
     Ok(Run {
         choices,
         alarms,
@@ -204,6 +226,22 @@ pub fn run_named(
     seed: u64,
     weights: &CostWeights,
 ) -> Result<Vec<(String, Run)>> {
+    run_named_reporting(names, stream, seed, weights, &|_| {})
+}
+
+/// [`run_named`], calling `progress(n)` as each learner takes `n` further steps (so the calls
+/// add up to `names.len() × stream.len()`), from the threads that run them.
+///
+/// # Errors
+///
+/// As [`run_named`].
+pub fn run_named_reporting(
+    names: &[String],
+    stream: &Stream,
+    seed: u64,
+    weights: &CostWeights,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<(String, Run)>> {
     use rayon::prelude::*;
     for name in names {
         check_learner_name(name)?;
@@ -218,7 +256,10 @@ pub fn run_named(
                 stream.embedding_model.as_deref(),
                 seed,
             )?;
-            Ok((name.clone(), run(l.router(), stream, weights)?))
+            Ok((
+                name.clone(),
+                run_reporting(l.router(), stream, weights, progress)?,
+            ))
         })
         .collect()
 }

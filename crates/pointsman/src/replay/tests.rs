@@ -160,3 +160,25 @@ fn learners_by_name_and_refusals() {
     .unwrap();
     assert_eq!(back.observations(), 400);
 }
+
+#[test]
+fn progress_adds_up_to_every_step_of_every_learner() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let split = split();
+    let stream = Stream::from_split(&split, 7).unwrap();
+    let names = vec!["cluster-ucb".to_string(), "knn-ucb".to_string()];
+    let (steps, calls) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let runs = run_named_reporting(&names, &stream, 0, &CostWeights::Fixed(0.0), &|n| {
+        steps.fetch_add(n, Ordering::Relaxed);
+        calls.fetch_add(1, Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(steps.into_inner(), 2 * 400);
+    // 400 steps: one call at 256, one for the last 144, per learner.
+    assert_eq!(calls.into_inner(), 4);
+    // Reporting changes nothing: the same choices as without it.
+    let quiet = run_named(&names, &stream, 0, &CostWeights::Fixed(0.0)).unwrap();
+    for ((_, a), (_, b)) in runs.iter().zip(&quiet) {
+        assert_eq!(a.choices, b.choices);
+    }
+}
