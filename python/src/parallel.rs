@@ -14,7 +14,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use pointsman::Error;
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
 use crate::errors::IntoPyResult;
@@ -28,7 +28,7 @@ struct ProcessPool {
 /// child leaks nothing of its own — the parent's pool is memory the child inherited).
 static POOL: AtomicPtr<ProcessPool> = AtomicPtr::new(ptr::null_mut());
 
-fn pool() -> pointsman::Result<&'static rayon::ThreadPool> {
+fn pool() -> Result<&'static rayon::ThreadPool, rayon::ThreadPoolBuildError> {
     let pid = std::process::id();
     let current = POOL.load(Ordering::Acquire);
     // SAFETY: every non-null pointer stored in POOL comes from `Box::into_raw` and is never freed.
@@ -39,8 +39,7 @@ fn pool() -> pointsman::Result<&'static rayon::ThreadPool> {
     }
     let built = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("pointsman-{i}"))
-        .build()
-        .map_err(|e| Error::Backend(format!("cannot start the thread pool: {e}")))?;
+        .build()?;
     let fresh = Box::into_raw(Box::new(ProcessPool { pid, pool: built }));
     match POOL.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: `fresh` was just stored and is never freed.
@@ -64,7 +63,13 @@ where
     T: Send,
     F: FnOnce() -> pointsman::Result<T> + Send,
 {
-    py.detach(|| pool().and_then(|p| p.install(f))).py()
+    match py.detach(|| pool().map(|p| p.install(f))) {
+        Ok(result) => result.py(),
+        // The operating system refused the threads: a resource error, not the engine's.
+        Err(e) => Err(PyOSError::new_err(format!(
+            "cannot start pointsman's thread pool: {e}"
+        ))),
+    }
 }
 
 /// Runs `f` with the GIL released on the calling thread, and maps its error: for the work of
