@@ -48,6 +48,8 @@ use crate::simd;
 mod config;
 mod estimate;
 mod saved;
+#[cfg(all(test, feature = "train"))]
+mod tests;
 #[cfg(feature = "train")]
 mod train;
 

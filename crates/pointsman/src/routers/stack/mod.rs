@@ -47,6 +47,8 @@ mod config;
 mod estimate;
 mod fit;
 mod saved;
+#[cfg(test)]
+mod tests;
 
 pub use config::StackConfig;
 
