@@ -210,7 +210,10 @@ pub fn train(
     let split = split.get().split();
     if router != RouterKind::AUTO {
         if criterion.is_some() || kinds.is_some() {
-            return Err(Error::Config("criterion and kinds go with router=\"auto\"".into())).py();
+            return Err(Error::Config(
+                "criterion and kinds go with router=\"auto\"".into(),
+            ))
+            .py();
         }
         let kind = RouterKind::from_name(router)
             .ok_or_else(|| {

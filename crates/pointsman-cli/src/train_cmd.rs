@@ -177,7 +177,9 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
         Some(name) => Some(Criterion::from_name(name).ok_or_else(|| {
             anyhow::anyhow!(
                 "unknown --criterion {name:?} (known: {})",
-                Criterion::ALL.map(|c| c.name().replace('_', "-")).join(", ")
+                Criterion::ALL
+                    .map(|c| c.name().replace('_', "-"))
+                    .join(", ")
             )
         })?),
         None => None,
@@ -187,7 +189,10 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
         .iter()
         .map(|k| {
             RouterKind::from_name(k.trim()).ok_or_else(|| {
-                anyhow::anyhow!("unknown kind {k:?} in --kinds (known: {})", RouterKind::names())
+                anyhow::anyhow!(
+                    "unknown kind {k:?} in --kinds (known: {})",
+                    RouterKind::names()
+                )
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -214,18 +219,16 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
             candidate,
             index,
             total,
-        } => {
-            if !quiet {
-                pb.suspend(|| {
-                    eprintln!(
-                        "[{}/{total}] {:<12} cv {:.4}  ({:.1} s)",
-                        index + 1,
-                        candidate.kind.name(),
-                        candidate.score,
-                        candidate.seconds
-                    );
-                });
-            }
+        } if !quiet => {
+            pb.suspend(|| {
+                eprintln!(
+                    "[{}/{total}] {:<12} cv {:.4}  ({:.1} s)",
+                    index + 1,
+                    candidate.kind.name(),
+                    candidate.score,
+                    candidate.seconds
+                );
+            });
         }
         _ => {}
     })?;

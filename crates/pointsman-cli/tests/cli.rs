@@ -471,7 +471,10 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     let router = pointsman::registry::AnyRouter::load(&file).unwrap();
     assert!(chosen.starts_with(router.kind().name()), "{chosen}");
     let e = stderr_line(&pointsman(&[&base[..], &["--criterion", "best"]].concat()));
-    assert!(e.contains("unknown --criterion") && e.contains("max-quality"), "{e}");
+    assert!(
+        e.contains("unknown --criterion") && e.contains("max-quality"),
+        "{e}"
+    );
     let e = stderr_line(&pointsman(&[&base[..], &["--kinds", "cascade"]].concat()));
     assert!(e.contains("does not try cascade"), "{e}");
     let e = stderr_line(&pointsman(&[

@@ -212,9 +212,7 @@ fn routellm_cost_from_neighbours_answer_lengths() {
                 continue;
             }
             let truth = test.cost(r, j);
-            let default = test
-                .pool()
-                .estimate_cost(j, Some(test.prompt_tokens()[r]));
+            let default = test.pool().estimate_cost(j, Some(test.prompt_tokens()[r]));
             knn_err += (est.cost_row(r)[j] - truth).abs();
             default_err += (default - truth).abs();
             cells += 1;

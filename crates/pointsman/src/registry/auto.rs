@@ -98,10 +98,7 @@ impl AutoOptions {
                 )));
             }
         }
-        Ok(all
-            .into_iter()
-            .filter(|k| self.kinds.contains(k))
-            .collect())
+        Ok(all.into_iter().filter(|k| self.kinds.contains(k)).collect())
     }
 }
 
@@ -271,16 +268,18 @@ impl AnyRouter {
         }
         // Best first; a stable sort keeps ties in the order tried.
         let mut order: Vec<usize> = (0..measured.len()).collect();
-        order.sort_by(|&a, &b| measured[b].report.score.total_cmp(&measured[a].report.score));
+        order.sort_by(|&a, &b| {
+            measured[b]
+                .report
+                .score
+                .total_cmp(&measured[a].report.score)
+        });
         let best = order[0];
         let router = match measured[best].router.take() {
             Some(r) => r,
             None => AnyRouter::fit_config(&measured[best].report.config, train)?,
         };
-        let candidates = order
-            .iter()
-            .map(|&i| measured[i].report.clone())
-            .collect();
+        let candidates = order.iter().map(|&i| measured[i].report.clone()).collect();
         let report = AutoReport {
             criterion,
             validation: Validation::KFold {

@@ -137,15 +137,13 @@ fn every_kind_fits_saves_loads_and_gives_typed_access() {
                     max_steps: 10,
                     ..c
                 }),
-                RouterConfig::Stack(c) => {
-                    RouterConfig::Stack(crate::routers::stack::StackConfig {
-                        members: vec![
-                            serde_json::json!({"type": "knn", "k": 5}),
-                            serde_json::json!({"type": "baseline", "rule": "zero"}),
-                        ],
-                        ..c
-                    })
-                }
+                RouterConfig::Stack(c) => RouterConfig::Stack(crate::routers::stack::StackConfig {
+                    members: vec![
+                        serde_json::json!({"type": "knn", "k": 5}),
+                        serde_json::json!({"type": "baseline", "rule": "zero"}),
+                    ],
+                    ..c
+                }),
                 other => other,
             };
             let r = AnyRouter::fit_config(&config, &train);

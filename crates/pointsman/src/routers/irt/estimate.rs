@@ -98,9 +98,7 @@ impl IrtRouter {
             .into_iter()
             .map(|row| self.costs.output_tokens[row * m + j])
             .find(|o| o.is_finite());
-        self.pool
-            .card(j)
-            .estimate_cost(tokens.unwrap_or(0.0), out)
+        self.pool.card(j).estimate_cost(tokens.unwrap_or(0.0), out)
     }
 }
 

@@ -48,7 +48,9 @@ impl IrtRouter {
         {
             return Err(bad("irt weights are not finite".into()));
         }
-        if output_tokens.iter().any(|o| !(o.is_nan() || (o.is_finite() && *o >= 0.0)))
+        if output_tokens
+            .iter()
+            .any(|o| !(o.is_nan() || (o.is_finite() && *o >= 0.0)))
             || fits.iter().any(|&x| x < 0.0)
         {
             return Err(bad("irt costs or answer lengths out of range".into()));
@@ -109,8 +111,14 @@ impl IrtRouter {
             Tensor::f32(&[t + 1, k], p.task_discrimination.clone()),
         )
         .with_tensor("irt.ability", Tensor::f32(&[m, k], p.ability.clone()))
-        .with_tensor("irt.task_bias", Tensor::f32(&[t + 1, m], p.task_bias.clone()))
-        .with_tensor("irt.length_slope", Tensor::f32(&[m], p.length_slope.clone()))
+        .with_tensor(
+            "irt.task_bias",
+            Tensor::f32(&[t + 1, m], p.task_bias.clone()),
+        )
+        .with_tensor(
+            "irt.length_slope",
+            Tensor::f32(&[m], p.length_slope.clone()),
+        )
         .with_tensor(
             "irt.length_norm",
             Tensor::f64(&[2], vec![self.length_norm.0, self.length_norm.1]),

@@ -63,10 +63,9 @@ struct Rows {
 
 impl Model {
     fn logits(&self, r: &Rows) -> candle_core::Result<CTensor> {
-        let h = r
-            .x
-            .matmul(&self.a.as_tensor().t()?)?
-            .add(&self.alpha.as_tensor().index_select(&r.t, 0)?)?; // [n, k]
+        let h =
+            r.x.matmul(&self.a.as_tensor().t()?)?
+                .add(&self.alpha.as_tensor().index_select(&r.t, 0)?)?; // [n, k]
         let z = h.matmul(&self.theta.as_tensor().t()?)?; // [n, m]
         let b = r.x.matmul(self.w.as_tensor())?; // [n, 1]
         let bias = self.beta.as_tensor().index_select(&r.t, 0)?; // [n, m]
@@ -112,7 +111,6 @@ impl Model {
         })
     }
 }
-
 
 impl IrtRouter {
     /// Trains an IRT router on every model's score on every query of `train`.
@@ -205,10 +203,10 @@ impl IrtRouter {
         // of the global rate), in logits; the last row (no known task) at the global rate.
         let mut sums = vec![0.0f64; (t + 1) * m];
         let mut counts = vec![0.0f64; (t + 1) * m];
-        for r in 0..n {
+        for (r, &task) in row_task.iter().enumerate() {
             for j in 0..m {
                 if seen(r, j) {
-                    let slot = row_task[r] as usize * m + j;
+                    let slot = task as usize * m + j;
                     sums[slot] += train.score(r, j);
                     counts[slot] += 1.0;
                 }
@@ -232,12 +230,12 @@ impl IrtRouter {
         };
         let mut beta0 = vec![0.0f32; (t + 1) * m];
         for u in 0..=t {
-            for j in 0..m {
+            for (j, &g) in global.iter().enumerate() {
                 let slot = u * m + j;
                 let rate = if u == t && counts[slot] == 0.0 {
-                    global[j]
+                    g
                 } else {
-                    (sums[slot] + global[j]) / (counts[slot] + 1.0)
+                    (sums[slot] + g) / (counts[slot] + 1.0)
                 };
                 beta0[slot] = logit(rate);
             }
@@ -319,8 +317,8 @@ impl IrtRouter {
         let mut steps = 0;
         for step in 1..=config.max_steps {
             steps = step;
-            let loss = (model.loss(&fit).map_err(backend)? + model.penalty(config.l2))
-                .map_err(backend)?;
+            let loss =
+                (model.loss(&fit).map_err(backend)? + model.penalty(config.l2)).map_err(backend)?;
             opt.backward_step(&loss).map_err(backend)?;
             let check = match &val {
                 Some(v) => model.loss(v),

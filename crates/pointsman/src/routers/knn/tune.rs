@@ -223,8 +223,7 @@ impl KnnRouter {
         // The out-of-fold estimates of one configuration, in the router's row order.
         let estimates = |config: &KnnConfig| -> Estimates {
             let mut est = Estimates::new(n, m);
-            let mut priors: std::collections::HashMap<(usize, u32), Vec<f64>> =
-                Default::default();
+            let mut priors: std::collections::HashMap<(usize, u32), Vec<f64>> = Default::default();
             for i in 0..n {
                 let (global, same) = &lists[i];
                 let list = if config.same_task { same } else { global };
@@ -233,14 +232,7 @@ impl KnnRouter {
                     .entry((fold[i], all.tasks[i]))
                     .or_insert_with(|| prior_of(fold[i], all.tasks[i], config.prior));
                 let (q, c) = est.row_mut(i);
-                all.estimate_from_pairs(
-                    config,
-                    prior,
-                    pairs,
-                    Some(truth.prompt_tokens()[i]),
-                    q,
-                    c,
-                );
+                all.estimate_from_pairs(config, prior, pairs, Some(truth.prompt_tokens()[i]), q, c);
             }
             est
         };

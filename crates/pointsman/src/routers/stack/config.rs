@@ -63,12 +63,11 @@ impl StackConfig {
                 )));
             }
         }
-        if self.members.iter().any(|m| {
-            !m.is_object()
-                || m.get("type")
-                    .and_then(serde_json::Value::as_str)
-                    .is_none()
-        }) {
+        if self
+            .members
+            .iter()
+            .any(|m| !m.is_object() || m.get("type").and_then(serde_json::Value::as_str).is_none())
+        {
             return Err(Error::Config(
                 "every stack member is a JSON object with a \"type\"".into(),
             ));

@@ -67,7 +67,12 @@ impl Router for StackRouter {
         let costs = &parts[self.cost_member];
         for r in 0..rows {
             let (q, c) = out.row_mut(r);
-            combine(&self.weights, k, |member, j| parts[member].quality_row(r)[j], q);
+            combine(
+                &self.weights,
+                k,
+                |member, j| parts[member].quality_row(r)[j],
+                q,
+            );
             c.copy_from_slice(costs.cost_row(r));
             out.signals[r] = costs.signals[r];
         }

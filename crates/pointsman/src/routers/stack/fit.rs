@@ -73,9 +73,8 @@ fn fit_one(z: &[f64], y: &[f64], k: usize, shrinkage: f64) -> Vec<f64> {
     let prior = 1.0 / k as f64;
     let mut x = vec![prior; p];
     x[k] = 0.0;
-    let eta = |x: &[f64], i: usize| -> f64 {
-        x[k] + (0..k).map(|c| x[c] * z[i * k + c]).sum::<f64>()
-    };
+    let eta =
+        |x: &[f64], i: usize| -> f64 { x[k] + (0..k).map(|c| x[c] * z[i * k + c]).sum::<f64>() };
     let loss = |x: &[f64]| -> f64 {
         let data: f64 = (0..n)
             .map(|i| {
@@ -119,7 +118,8 @@ fn fit_one(z: &[f64], y: &[f64], k: usize, shrinkage: f64) -> Vec<f64> {
             break;
         };
         let decrease: f64 = g.iter().zip(&step).map(|(a, b)| a * b).sum();
-        if !(decrease > 1e-12 * (n as f64).max(1.0)) {
+        // (A NaN decrease stops too.)
+        if decrease.is_nan() || decrease <= 1e-12 * (n as f64).max(1.0) {
             break;
         }
         // Backtracking line search (Armijo).
@@ -313,7 +313,12 @@ impl StackRouter {
 }
 
 /// Writes into `q` every model's combined estimate from the members' estimates `member(k, j)`.
-pub(super) fn combine(weights: &[f64], k: usize, member: impl Fn(usize, usize) -> f64, q: &mut [f64]) {
+pub(super) fn combine(
+    weights: &[f64],
+    k: usize,
+    member: impl Fn(usize, usize) -> f64,
+    q: &mut [f64],
+) {
     for (j, qj) in q.iter_mut().enumerate() {
         let w = &weights[j * (k + 1)..(j + 1) * (k + 1)];
         let eta = w[k] + (0..k).map(|c| w[c] * logit(member(c, j))).sum::<f64>();
@@ -381,6 +386,9 @@ mod unit {
         assert!((w[2] - 0.3).abs() < 1e-4, "{w:?}");
         // A strong pull keeps the weights at 1/K.
         let w = fit_one(&z, &y, 2, 1e12);
-        assert!((w[0] - 0.5).abs() < 1e-6 && (w[1] - 0.5).abs() < 1e-6, "{w:?}");
+        assert!(
+            (w[0] - 0.5).abs() < 1e-6 && (w[1] - 0.5).abs() < 1e-6,
+            "{w:?}"
+        );
     }
 }

@@ -106,7 +106,11 @@ impl StackRouter {
                 .map_err(|e| Error::format("saved router", format!("member config: {e}")))?;
             config.members.push(value);
             let p = prefix(i);
-            tensors.extend(part.tensors.into_iter().map(|(n, t)| (format!("{p}{n}"), t)));
+            tensors.extend(
+                part.tensors
+                    .into_iter()
+                    .map(|(n, t)| (format!("{p}{n}"), t)),
+            );
             notes.extend(part.notes.into_iter().map(|(n, v)| (format!("{p}{n}"), v)));
         }
         let mut saved = SavedRouter::new(
@@ -116,7 +120,10 @@ impl StackRouter {
             self.embedding_model.clone(),
             self.dim,
         )
-        .with_tensor("stack.weights", Tensor::f64(&[m, k + 1], self.weights.clone()));
+        .with_tensor(
+            "stack.weights",
+            Tensor::f64(&[m, k + 1], self.weights.clone()),
+        );
         for (name, t) in tensors {
             saved = saved.with_tensor(&name, t);
         }

@@ -90,10 +90,12 @@ fn construction_checks_weights_and_members() {
     let members = vec![knn(&train, 10)];
     assert!(StackRouter::new(Vec::new(), Vec::new(), StackConfig::default()).is_err());
     assert!(StackRouter::new(members.clone(), vec![1.0; 3], StackConfig::default()).is_err());
-    assert!(
-        StackRouter::new(members.clone(), vec![1.0, 0.0, f64::NAN, 0.0], StackConfig::default())
-            .is_err()
-    );
+    assert!(StackRouter::new(
+        members.clone(),
+        vec![1.0, 0.0, f64::NAN, 0.0],
+        StackConfig::default()
+    )
+    .is_err());
     let bad = StackConfig {
         cost_member: Some(1),
         ..Default::default()
