@@ -47,6 +47,7 @@ from ._native import (
     num_threads,
     router_from_bytes,
     simulated_confidences,
+    train,
 )
 
 __all__ = [
@@ -87,4 +88,5 @@ __all__ = [
     "num_threads",
     "router_from_bytes",
     "simulated_confidences",
+    "train",
 ]

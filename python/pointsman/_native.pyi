@@ -499,6 +499,15 @@ def simulated_confidences(
     split: Split, noise: float = 0.1, seed: int = 0, *, training: bool = False
 ) -> npt.NDArray[np.float64]: ...
 
+def train(
+    split: Split,
+    router: str,
+    *,
+    criterion: Optional[str] = None,
+    kinds: Optional[Sequence[str]] = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[Router, Optional[dict[str, Any]]]: ...
 def load_router(path: _Path, embedder: Optional[Embedder] = None) -> Router: ...
 def router_from_bytes(data: bytes, embedder: Optional[Embedder] = None) -> Router: ...
 def evaluate(

@@ -54,6 +54,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cascade::CascadeStep>()?;
     m.add_function(wrap_pyfunction!(cascade::simulated_confidences, m)?)?;
     m.add_function(wrap_pyfunction!(router::load_router, m)?)?;
+    m.add_function(wrap_pyfunction!(routers::train, m)?)?;
     m.add_function(wrap_pyfunction!(router::router_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(parallel::num_threads, m)?)?;

@@ -186,3 +186,81 @@ impl PyBaselineRouter {
         wrap(py, router)
     }
 }
+
+/// `pointsman.train(split, router, ...)`: fits a router of the kind `router` on a labelled split
+/// as `pointsman train --router <kind>` does, and returns `(router, report)`. With `"auto"`,
+/// every pre-call kind and a stack of them are cross-validated on `split` (and only `split`: pass
+/// the train split), ranked by `criterion` (`"aiq"`, `"apgr"`, `"max_quality"`; default AIQ, or
+/// APGR on two-model data) and the best is returned; the report lists every candidate's
+/// cross-validated figures and seconds. For another kind, the report is its search's (or
+/// `None` for kinds fitted without one).
+#[pyfunction]
+#[pyo3(signature = (split, router, *, criterion = None, kinds = None, folds = 5, seed = 0))]
+pub fn train(
+    py: Python<'_>,
+    split: &Bound<'_, PySplit>,
+    router: &str,
+    criterion: Option<&str>,
+    kinds: Option<Vec<String>>,
+    folds: usize,
+    seed: u64,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    use pointsman::registry::{AutoOptions, FitOptions};
+    use pointsman::tuning::Criterion;
+    let split = split.get().split();
+    if router != RouterKind::AUTO {
+        if criterion.is_some() || kinds.is_some() {
+            return Err(Error::Config(
+                "criterion and kinds go with router=\"auto\"".into(),
+            ))
+            .py();
+        }
+        let kind = RouterKind::from_name(router)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown router kind {router:?} (known: {}, {})",
+                    RouterKind::AUTO,
+                    RouterKind::names()
+                ))
+            })
+            .py()?;
+        let options = FitOptions {
+            seed,
+            ..Default::default()
+        };
+        let fitted = run(py, || AnyRouter::fit(kind, split, &options))?;
+        return Ok((wrap(py, fitted.router)?, to_python(py, &fitted.search)?));
+    }
+    let criterion = criterion
+        .map(|name| {
+            Criterion::from_name(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown criterion {name:?} (known: {})",
+                    Criterion::ALL.map(Criterion::name).join(", ")
+                ))
+            })
+        })
+        .transpose()
+        .py()?;
+    let kinds = kinds
+        .unwrap_or_default()
+        .iter()
+        .map(|k| {
+            RouterKind::from_name(k).ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown kind {k:?} in kinds (known: {})",
+                    RouterKind::names()
+                ))
+            })
+        })
+        .collect::<pointsman::Result<Vec<_>>>()
+        .py()?;
+    let options = AutoOptions {
+        seed,
+        folds,
+        criterion,
+        kinds,
+    };
+    let (router, report) = run(py, || AnyRouter::fit_auto(split, &options, &mut |_| {}))?;
+    tuned(py, router, &report)
+}

@@ -142,6 +142,33 @@ def test_mf_fit_and_tune(toy):
         pointsman.MfRouter.fit(toy.split(), dim=0)
 
 
+def test_train_auto_and_by_kind(toy, tmp_path):
+    split = toy.split()
+    router, report = pointsman.train(split, "auto", kinds=["zero", "knn", "irt", "stack"], folds=3)
+    assert report["criterion"] == "aiq" and report["validation"] == {"k_fold": {"folds": 3}}
+    kinds = [c["kind"] for c in report["candidates"]]
+    assert sorted(kinds) == ["irt", "knn", "stack", "zero"]
+    scores = [c["score"] for c in report["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    assert router.kind == kinds[0]
+    # Every kind auto may return saves and loads like any router.
+    router.save(tmp_path / "auto.safetensors")
+    again = pointsman.load_router(tmp_path / "auto.safetensors")
+    _, q1, _ = router.route_batch(toy.embeddings, return_estimates=True)
+    _, q2, _ = again.route_batch(toy.embeddings, return_estimates=True)
+    assert np.array_equal(q1, q2)
+    irt, search = pointsman.train(split, "irt")
+    assert irt.kind == "irt" and len(search["trials"]) == 4
+    zero, none = pointsman.train(split, "zero")
+    assert zero.kind == "zero" and none is None
+    with pytest.raises(pointsman.ConfigError, match="unknown criterion"):
+        pointsman.train(split, "auto", criterion="best")
+    with pytest.raises(pointsman.ConfigError, match="does not try cascade"):
+        pointsman.train(split, "auto", kinds=["cascade"])
+    with pytest.raises(pointsman.ConfigError, match="go with"):
+        pointsman.train(split, "knn", criterion="aiq")
+
+
 def test_baselines(toy):
     split = toy.split()
     for rule, kind in [("zero", "zero"), ("best-single", "best-single"), ("cheapest", "cheapest"), ("fixed:b", "fixed"), ("random", "random")]:

@@ -8,6 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Debug)]
 pub struct Progress {
     multi: MultiProgress,
+    quiet: bool,
 }
 
 impl Progress {
@@ -20,6 +21,7 @@ impl Progress {
         };
         Progress {
             multi: MultiProgress::with_draw_target(target),
+            quiet,
         }
     }
 
@@ -33,6 +35,11 @@ impl Progress {
         pb.set_message(message.into());
         pb.enable_steady_tick(Duration::from_millis(120));
         pb
+    }
+
+    /// Whether the display is hidden (`--quiet`).
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 
     /// Removes every bar from the screen.

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use pointsman::data::Dataset;
-use pointsman::registry::{AnyRouter, FitOptions, RouterConfig, RouterSpec};
-use pointsman::tuning::SearchReport;
+use pointsman::registry::{
+    AnyRouter, AutoOptions, AutoProgress, AutoReport, FitOptions, RouterConfig, RouterKind,
+    RouterSpec,
+};
+use pointsman::tuning::{Criterion, SearchReport};
 
 use crate::progress::Progress;
 
@@ -16,10 +19,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
-    /// The router kind (see `pointsman train --help` for the list): knn and mf are fitted by a
-    /// cross-validated search, cascade by a leave-one-out search with a simulated judge, the
+    /// The router kind (see `pointsman train --help` for the list): knn, mf and irt are fitted
+    /// by a cross-validated search, cascade by a leave-one-out search with a simulated judge, the
     /// bandits are warm-started from the train split, the baselines take its means;
-    /// fixed:<model id> always picks that model.
+    /// fixed:<model id> always picks that model; auto cross-validates every pre-call kind and a
+    /// stack of them and saves the best.
     #[arg(long, value_name = "KIND", long_help = kinds_help())]
     pub router: String,
 
@@ -41,6 +45,16 @@ pub struct TrainArgs {
     #[arg(long, value_name = "JSON")]
     pub config: Option<String>,
 
+    /// With --router auto: the metric the candidates are ranked by (aiq, apgr, max-quality);
+    /// default aiq, or apgr on two-model data.
+    #[arg(long, value_name = "METRIC")]
+    pub criterion: Option<String>,
+
+    /// With --router auto: the kinds to try, comma-separated (default: every pre-call kind this
+    /// build can fit; `stack` stacks the listed estimators).
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub kinds: Vec<String>,
+
     /// The embedding model, for a dataset without embeddings (they are computed, and cached in
     /// the dataset folder when it is writable).
     #[command(flatten)]
@@ -50,6 +64,10 @@ pub struct TrainArgs {
 /// The kinds, one per line, for `--help`.
 fn kinds_help() -> String {
     let mut s = String::from("The router kind:\n");
+    s.push_str(&format!(
+        "  {:<22} cross-validate the pre-call kinds and a stack of them, keep the best\n",
+        pointsman::RouterKind::AUTO
+    ));
     for kind in pointsman::RouterKind::ALL {
         let name = match kind {
             pointsman::RouterKind::Fixed => format!("{kind}:<model id>"),
@@ -62,6 +80,12 @@ fn kinds_help() -> String {
 
 /// `pointsman train`.
 pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
+    if args.router == pointsman::RouterKind::AUTO {
+        return train_auto(args, progress);
+    }
+    if args.criterion.is_some() || !args.kinds.is_empty() {
+        anyhow::bail!("--criterion and --kinds go with --router auto");
+    }
     let spec = RouterSpec::parse(&args.router)?;
     if let RouterSpec::File(_) = spec {
         anyhow::bail!(
@@ -140,6 +164,125 @@ fn search_table(s: &SearchReport<RouterConfig>) -> String {
     );
     for t in s.trials.iter().take(10) {
         out.push_str(&format!("  {:.4}  {}\n", t.score, t.config.changes()));
+    }
+    out
+}
+
+/// `pointsman train --router auto`: the automatic choice, on the train split only.
+fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
+    if args.config.is_some() {
+        anyhow::bail!("--config names one kind's settings: it does not go with --router auto");
+    }
+    let criterion = match &args.criterion {
+        Some(name) => Some(Criterion::from_name(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown --criterion {name:?} (known: {})",
+                Criterion::ALL
+                    .map(|c| c.name().replace('_', "-"))
+                    .join(", ")
+            )
+        })?),
+        None => None,
+    };
+    let kinds = args
+        .kinds
+        .iter()
+        .map(|k| {
+            RouterKind::from_name(k.trim()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown kind {k:?} in --kinds (known: {})",
+                    RouterKind::names()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = AutoOptions {
+        seed: args.seed,
+        criterion,
+        kinds,
+        ..Default::default()
+    };
+    options.candidates()?;
+    let pb = progress.spinner(format!("loading {}", args.data.display()));
+    let mut ds = Dataset::load(&args.data)?;
+    pb.finish_and_clear();
+    crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
+    // The choice sees the train split and nothing else.
+    let train = ds.train();
+    let pb = progress.spinner(format!("auto on {} train queries", train.len()));
+    let quiet = progress.is_quiet();
+    let (router, report) = AnyRouter::fit_auto(train, &options, &mut |event| match event {
+        AutoProgress::Started { kind, index, total } => {
+            pb.set_message(format!("cross-validating {kind} ({}/{total})", index + 1));
+        }
+        AutoProgress::Finished {
+            candidate,
+            index,
+            total,
+        } if !quiet => {
+            pb.suspend(|| {
+                eprintln!(
+                    "[{}/{total}] {:<12} cv {:.4}  ({:.1} s)",
+                    index + 1,
+                    candidate.kind.name(),
+                    candidate.score,
+                    candidate.seconds
+                );
+            });
+        }
+        _ => {}
+    })?;
+    pb.finish_and_clear();
+    router.save(&args.out)?;
+    print!("{}", auto_table(&report));
+    let chosen = report.chosen();
+    println!(
+        "chose {} (cv {} {:.4}) in {:.1} s; saved {}",
+        chosen.kind,
+        report.criterion.name(),
+        chosen.score,
+        report.seconds,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Every candidate, best first, with its cross-validated figures, time and setting.
+fn auto_table(r: &AutoReport) -> String {
+    let folds = match r.validation {
+        pointsman::tuning::Validation::KFold { folds } => folds,
+        pointsman::tuning::Validation::LeaveOneOut => 0,
+    };
+    let mut out = format!(
+        "auto: {} candidates ranked by cv {} over {folds} folds of the train split ({:.1} s):\n",
+        r.candidates.len(),
+        r.criterion.name(),
+        r.seconds
+    );
+    out.push_str(&format!(
+        "  {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  setting\n",
+        "kind",
+        r.criterion.name(),
+        "cv aiq",
+        "cv maxq",
+        "cv apgr",
+        "seconds"
+    ));
+    for c in &r.candidates {
+        let apgr = c
+            .metrics
+            .apgr
+            .map_or_else(|| "-".to_string(), |a| format!("{a:.4}"));
+        out.push_str(&format!(
+            "  {:<12} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>9.1}  {}\n",
+            c.kind.name(),
+            c.score,
+            c.metrics.aiq,
+            c.metrics.max_quality,
+            apgr,
+            c.seconds,
+            c.config.changes()
+        ));
     }
     out
 }

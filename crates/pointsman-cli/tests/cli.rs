@@ -395,6 +395,10 @@ fn train_every_kind_then_route() {
             pointsman::RouterKind::Knn => Some(r#"{"k": 20}"#),
             pointsman::RouterKind::Mf => Some(r#"{"dim": 8, "max_epochs": 3}"#),
             pointsman::RouterKind::Cascade => Some(r#"{"estimator": {"k": 20}}"#),
+            pointsman::RouterKind::Irt => Some(r#"{"dim": 2, "max_steps": 20}"#),
+            pointsman::RouterKind::Stack => Some(
+                r#"{"members": [{"type": "knn", "k": 20}, {"type": "irt", "dim": 2, "max_steps": 20}]}"#,
+            ),
             _ => None,
         };
         if let Some(config) = quick {
@@ -431,6 +435,60 @@ fn train_every_kind_then_route() {
         tmp.path().join("x").to_str().unwrap(),
     ]));
     assert!(e.contains("fixed:<model id>"), "{e}");
+}
+
+/// `pointsman train --router auto` prints every candidate with its cross-validated figures and
+/// saves the best; bad `--criterion` and `--kinds` are one clear line.
+#[test]
+fn train_auto_prints_candidates_and_saves_the_best() {
+    let Some(root) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = root.join("llmrouter_dc");
+    let file = tmp.path().join("auto.safetensors");
+    let base = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--router",
+        "auto",
+        "--out",
+        file.to_str().unwrap(),
+    ];
+    let o = pointsman(&[&base[..], &["-q", "--kinds", "zero,knn,stack"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("auto: 3 candidates ranked by cv aiq over 5 folds of the train split"),
+        "{stdout}"
+    );
+    for kind in ["zero", "knn", "stack"] {
+        assert!(stdout.contains(&format!("  {kind} ")), "{stdout}");
+    }
+    let chosen = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("chose "))
+        .expect("a chose line");
+    let router = pointsman::registry::AnyRouter::load(&file).unwrap();
+    assert!(chosen.starts_with(router.kind().name()), "{chosen}");
+    let e = stderr_line(&pointsman(&[&base[..], &["--criterion", "best"]].concat()));
+    assert!(
+        e.contains("unknown --criterion") && e.contains("max-quality"),
+        "{e}"
+    );
+    let e = stderr_line(&pointsman(&[&base[..], &["--kinds", "cascade"]].concat()));
+    assert!(e.contains("does not try cascade"), "{e}");
+    let e = stderr_line(&pointsman(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--router",
+        "knn",
+        "--criterion",
+        "aiq",
+        "--out",
+        file.to_str().unwrap(),
+    ]));
+    assert!(e.contains("go with --router auto"), "{e}");
 }
 
 #[test]

@@ -37,6 +37,12 @@ pub enum RouterKind {
     Knn,
     /// Matrix factorisation (RouteLLM's, generalised to N models).
     Mf,
+    /// Multidimensional item response theory: query difficulty and discrimination from the
+    /// embedding and task, model ability per latent dimension.
+    Irt,
+    /// A stack: several pre-call routers' estimates combined per model by weights fitted out of
+    /// fold.
+    Stack,
     /// LinUCB: a ridge-regression bandit with upper confidence bounds.
     Linucb,
     /// Linear Thompson sampling.
@@ -55,7 +61,7 @@ pub enum RouterKind {
 pub enum Family {
     /// A fixed rule fitted from training means.
     Baseline,
-    /// A pre-call estimator trained from labelled data (kNN, MF).
+    /// A pre-call estimator trained from labelled data (kNN, MF, IRT, a stack of them).
     Estimator,
     /// A contextual bandit that learns online from the chosen model's outcome.
     Learner,
@@ -65,7 +71,7 @@ pub enum Family {
 
 impl RouterKind {
     /// Every kind, in the order of reports and help texts.
-    pub const ALL: [RouterKind; 12] = [
+    pub const ALL: [RouterKind; 14] = [
         RouterKind::Random,
         RouterKind::Cheapest,
         RouterKind::BestSingle,
@@ -73,6 +79,8 @@ impl RouterKind {
         RouterKind::Zero,
         RouterKind::Knn,
         RouterKind::Mf,
+        RouterKind::Irt,
+        RouterKind::Stack,
         RouterKind::Linucb,
         RouterKind::Thompson,
         RouterKind::KnnUcb,
@@ -91,6 +99,8 @@ impl RouterKind {
             RouterKind::Zero => "zero",
             RouterKind::Knn => "knn",
             RouterKind::Mf => "mf",
+            RouterKind::Irt => "irt",
+            RouterKind::Stack => "stack",
             RouterKind::Linucb => "linucb",
             RouterKind::Thompson => "thompson",
             RouterKind::KnnUcb => "knn-ucb",
@@ -101,6 +111,11 @@ impl RouterKind {
 
     /// The `"type"` tag under which every baseline is saved (its rule is a second tag).
     pub const BASELINE_TAG: &'static str = "baseline";
+
+    /// The name of the automatic choice (`pointsman train --router auto`): not a kind but a
+    /// training procedure that cross-validates the pre-call kinds and a stack of them and saves
+    /// the best, a router of one of the kinds.
+    pub const AUTO: &'static str = "auto";
 
     /// The kind called `name`, if any.
     pub fn from_name(name: &str) -> Option<RouterKind> {
@@ -115,13 +130,21 @@ impl RouterKind {
             | RouterKind::BestSingle
             | RouterKind::Fixed
             | RouterKind::Zero => Family::Baseline,
-            RouterKind::Knn | RouterKind::Mf => Family::Estimator,
+            RouterKind::Knn | RouterKind::Mf | RouterKind::Irt | RouterKind::Stack => {
+                Family::Estimator
+            }
             RouterKind::Linucb
             | RouterKind::Thompson
             | RouterKind::KnnUcb
             | RouterKind::ClusterUcb => Family::Learner,
             RouterKind::Cascade => Family::Cascade,
         }
+    }
+
+    /// Whether routers of this kind decide before any model runs (every kind but the cascade,
+    /// which looks at answers): the kinds the automatic choice considers.
+    pub const fn is_pre_call(self) -> bool {
+        !matches!(self.family(), Family::Cascade)
     }
 
     /// Whether routers of this kind learn from feedback.
@@ -139,6 +162,10 @@ impl RouterKind {
             RouterKind::Zero => "RouterBench's zero router: the single models' cost-quality hull",
             RouterKind::Knn => "k nearest training queries (cross-validated search)",
             RouterKind::Mf => "matrix factorisation (cross-validated search)",
+            RouterKind::Irt => {
+                "multidimensional item response theory: difficulty, discrimination, ability"
+            }
+            RouterKind::Stack => "knn, mf and irt combined per model by out-of-fold weights",
             RouterKind::Linucb => "LinUCB bandit, learns online",
             RouterKind::Thompson => "linear Thompson-sampling bandit, learns online",
             RouterKind::KnnUcb => "neighbourhood bandit, learns online",
@@ -156,6 +183,25 @@ impl RouterKind {
             .map(|k| k.name())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// A kind serialises as its name (`"knn"`).
+impl serde::Serialize for RouterKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RouterKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        RouterKind::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown router kind {name:?} (known: {})",
+                RouterKind::names()
+            ))
+        })
     }
 }
 
@@ -181,6 +227,17 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), RouterKind::ALL.len());
         assert!(RouterKind::from_name(RouterKind::BASELINE_TAG).is_none());
+        assert!(RouterKind::from_name(RouterKind::AUTO).is_none());
+        assert!(RouterKind::ALL
+            .iter()
+            .all(|k| k.is_pre_call() == (*k != RouterKind::Cascade)));
         assert!(RouterKind::names().starts_with("random, cheapest"));
+        let json = serde_json::to_string(&RouterKind::KnnUcb).unwrap();
+        assert_eq!(json, "\"knn-ucb\"");
+        assert_eq!(
+            serde_json::from_str::<RouterKind>(&json).unwrap(),
+            RouterKind::KnnUcb
+        );
+        assert!(serde_json::from_str::<RouterKind>("\"quantum\"").is_err());
     }
 }

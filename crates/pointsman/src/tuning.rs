@@ -106,6 +106,8 @@ pub enum Criterion {
     Aiq,
     /// RouteLLM's APGR (two-model data; AIQ when the two models score alike).
     Apgr,
+    /// The best mean quality of the curve.
+    MaxQuality,
 }
 
 impl Criterion {
@@ -123,15 +125,26 @@ impl Criterion {
         match self {
             Criterion::Aiq => metrics.aiq,
             Criterion::Apgr => metrics.apgr.unwrap_or(metrics.aiq),
+            Criterion::MaxQuality => metrics.max_quality,
         }
     }
 
-    /// The criterion's name in reports (`aiq`, `apgr`).
+    /// The criterion's name in reports (`aiq`, `apgr`, `max_quality`).
     pub fn name(self) -> &'static str {
         match self {
             Criterion::Aiq => "aiq",
             Criterion::Apgr => "apgr",
+            Criterion::MaxQuality => "max_quality",
         }
+    }
+
+    /// Every criterion.
+    pub const ALL: [Criterion; 3] = [Criterion::Aiq, Criterion::Apgr, Criterion::MaxQuality];
+
+    /// The criterion called `name` ([`Criterion::name`]; `max-quality` is accepted too).
+    pub fn from_name(name: &str) -> Option<Criterion> {
+        let name = name.replace('-', "_");
+        Criterion::ALL.into_iter().find(|c| c.name() == name)
     }
 }
 
@@ -292,5 +305,14 @@ mod tests {
         assert_eq!(r.map(|c| c * 10).trials[0].config, 20);
         assert_eq!(Criterion::for_data(Some((0, 1))), Criterion::Apgr);
         assert_eq!(Criterion::Apgr.score(&m(0.3)), 0.3);
+        assert_eq!(Criterion::MaxQuality.score(&m(0.4)), 0.4);
+        for c in Criterion::ALL {
+            assert_eq!(Criterion::from_name(c.name()), Some(c));
+        }
+        assert_eq!(
+            Criterion::from_name("max-quality"),
+            Some(Criterion::MaxQuality)
+        );
+        assert_eq!(Criterion::from_name("best"), None);
     }
 }

@@ -25,6 +25,8 @@ const LAYERS: &[&[&str]] = &[
         "routers::baseline",
         "routers::knn",
         "routers::mf",
+        "routers::irt",
+        "routers::stack",
         "routers::bandit",
         "routers::cascade",
     ],

@@ -99,3 +99,132 @@ fn routellm_knn_and_mf() {
         "training took {knn_s:.1} s and {mf_s:.1} s"
     );
 }
+
+/// `--router auto` on a third of llmrouter_dc's train split (the test command's budget): every
+/// candidate measured, the best kept, and the kept router saves, loads and decides identically.
+#[test]
+fn auto_on_a_subset_of_llmrouter_dc() {
+    use pointsman::registry::{AnyRouter, AutoOptions, RouterKind};
+    let Some(root) = common::data_dir() else {
+        return;
+    };
+    let ds = Dataset::load(root.join("llmrouter_dc")).unwrap();
+    let rows: Vec<usize> = (0..ds.train().len()).step_by(3).collect();
+    let train = ds.train().subset(&rows, "train");
+    let _alone = ONE_FIT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let mut events = 0;
+    let (router, report) =
+        AnyRouter::fit_auto(&train, &AutoOptions::default(), &mut |_| events += 1).unwrap();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let seconds = fit_seconds(started.elapsed().as_secs_f64(), cpu);
+    drop(_alone);
+    for c in &report.candidates {
+        eprintln!(
+            "auto on {} train queries: {:<12} cv aiq {:.4} max quality {:.4} ({:.1} s)",
+            train.len(),
+            c.kind.name(),
+            c.metrics.aiq,
+            c.metrics.max_quality,
+            c.seconds
+        );
+    }
+    let kinds: Vec<RouterKind> = report.candidates.iter().map(|c| c.kind).collect();
+    for k in [
+        RouterKind::Zero,
+        RouterKind::Knn,
+        RouterKind::Mf,
+        RouterKind::Irt,
+        RouterKind::Stack,
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    assert_eq!(events, 2 * report.candidates.len());
+    assert!(report
+        .candidates
+        .windows(2)
+        .all(|w| w[0].score >= w[1].score));
+    assert_eq!(router.kind(), report.chosen().kind);
+    let cv = |k: RouterKind| {
+        report
+            .candidates
+            .iter()
+            .find(|c| c.kind == k)
+            .map(|c| c.score)
+            .unwrap()
+    };
+    // The estimators beat the zero router out of fold, and the chosen one is at least as good
+    // as the better of knn and mf.
+    assert!(cv(RouterKind::Knn).min(cv(RouterKind::Irt)) > cv(RouterKind::Zero));
+    assert!(report.chosen().score >= cv(RouterKind::Knn).max(cv(RouterKind::Mf)));
+
+    // The kept router on the test split, and again after a round trip through its saved form.
+    let evaluation = Evaluation::of_dataset(&ds, EntrantOptions::default()).unwrap();
+    let test = evaluation
+        .evaluate_router("auto", router.shared(), None)
+        .unwrap()
+        .report
+        .metrics;
+    let again = AnyRouter::from_bytes(&router.to_bytes().unwrap()).unwrap();
+    let batch = ds.test().features().unwrap();
+    let (a, b) = (
+        router.shared().estimate_batch(&batch).unwrap(),
+        again.shared().estimate_batch(&batch).unwrap(),
+    );
+    assert_eq!(a.quality, b.quality);
+    eprintln!(
+        "auto on {} train queries chose {} (cv {:.4}) in {seconds:.1} s: test aiq {:.4}, max quality {:.4}",
+        train.len(),
+        report.chosen().kind,
+        report.chosen().score,
+        test.aiq,
+        test.max_quality
+    );
+    // A third of the data: kNN and MF alone reach about 0.57 there.
+    assert!(test.aiq >= 0.56, "{test:?}");
+    assert!(seconds < 120.0, "auto took {seconds:.1} s");
+}
+
+/// Cost per query from the neighbours' answer lengths: on routellm's test queries whose answer
+/// lengths are known (its GSM8K rows), the kNN router's expected cost (the stack's, which takes
+/// the kNN member's) against the dataset-wide default answer length.
+#[test]
+fn routellm_cost_from_neighbours_answer_lengths() {
+    use pointsman::routers::knn::{KnnConfig, KnnRouter};
+    use pointsman::Router;
+    let Some(root) = common::data_dir() else {
+        return;
+    };
+    let ds = Dataset::load(root.join("routellm")).unwrap();
+    let (train, test) = (ds.train(), ds.test());
+    let router = KnnRouter::fit(train, &KnnConfig::default()).unwrap();
+    let est = router.estimate_batch(&test.features().unwrap()).unwrap();
+    let m = test.pool().len();
+    let (mut knn_err, mut default_err, mut cells) = (0.0, 0.0, 0usize);
+    for r in 0..test.len() {
+        for j in 0..m {
+            if !test.output_tokens()[r * m + j].is_finite() {
+                continue;
+            }
+            let truth = test.cost(r, j);
+            let default = test.pool().estimate_cost(j, Some(test.prompt_tokens()[r]));
+            knn_err += (est.cost_row(r)[j] - truth).abs();
+            default_err += (default - truth).abs();
+            cells += 1;
+        }
+    }
+    assert!(cells > 0, "no test answer lengths in routellm");
+    let (knn_err, default_err) = (knn_err / cells as f64, default_err / cells as f64);
+    eprintln!(
+        "routellm cost error over {cells} test cells with known answer lengths: \
+         neighbours {knn_err:.3e} USD, default length {default_err:.3e} USD \
+         ({:.1} % of the error removed)",
+        100.0 * (1.0 - knn_err / default_err)
+    );
+    assert!(knn_err < 0.8 * default_err, "{knn_err} vs {default_err}");
+}

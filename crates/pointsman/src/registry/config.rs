@@ -7,8 +7,10 @@ use crate::error::{Error, Result};
 use crate::routers::bandit::{ClusterUcbConfig, KnnUcbConfig, LinearConfig};
 use crate::routers::baseline::Baseline;
 use crate::routers::cascade::CascadeConfig;
+use crate::routers::irt::IrtConfig;
 use crate::routers::knn::KnnConfig;
 use crate::routers::mf::MfConfig;
+use crate::routers::stack::StackConfig;
 
 /// A router's configuration, tagged by kind: what a saved file holds (`{"type": "knn", …}`) and
 /// what [`AnyRouter::fit_config`] fits.
@@ -22,6 +24,10 @@ pub enum RouterConfig {
     Knn(KnnConfig),
     /// A matrix-factorisation router.
     Mf(MfConfig),
+    /// An item-response-theory router.
+    Irt(IrtConfig),
+    /// A stack of routers.
+    Stack(StackConfig),
     /// A LinUCB bandit.
     Linucb(LinearConfig),
     /// A linear Thompson-sampling bandit.
@@ -41,6 +47,8 @@ impl RouterConfig {
             RouterConfig::Baseline(b) => b.kind(),
             RouterConfig::Knn(_) => RouterKind::Knn,
             RouterConfig::Mf(_) => RouterKind::Mf,
+            RouterConfig::Irt(_) => RouterKind::Irt,
+            RouterConfig::Stack(_) => RouterKind::Stack,
             RouterConfig::Linucb(_) => RouterKind::Linucb,
             RouterConfig::Thompson(_) => RouterKind::Thompson,
             RouterConfig::KnnUcb(_) => RouterKind::KnnUcb,
@@ -63,6 +71,8 @@ impl RouterConfig {
             _ => match kind {
                 RouterKind::Knn => RouterConfig::Knn(KnnConfig::default()),
                 RouterKind::Mf => RouterConfig::Mf(MfConfig::default()),
+                RouterKind::Irt => RouterConfig::Irt(IrtConfig::default()),
+                RouterKind::Stack => RouterConfig::Stack(StackConfig::default()),
                 RouterKind::Linucb => RouterConfig::Linucb(LinearConfig::default()),
                 RouterKind::Thompson => RouterConfig::Thompson(LinearConfig::thompson()),
                 RouterKind::KnnUcb => RouterConfig::KnnUcb(KnnUcbConfig::default()),

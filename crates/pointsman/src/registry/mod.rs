@@ -14,6 +14,8 @@
 //! | `fixed` (`fixed:<model id>`) | baseline | needs a model: use `fit_config` | training means |
 //! | `knn` | estimator | cross-validated search ([`KnnRouter::tune`]) | [`KnnRouter::fit`] |
 //! | `mf` | estimator | cross-validated search ([`MfRouter::tune`], feature `train`) | [`MfRouter::fit`] |
+//! | `irt` | estimator | cross-validated search ([`IrtRouter::tune`], feature `train`) | [`IrtRouter::fit`] |
+//! | `stack` | estimator | `knn`, `mf` and `irt` by their searches, weights on their out-of-fold estimates ([`StackRouter::fit`]) | the listed members by their configs, the same way |
 //! | `linucb`, `thompson`, `knn-ucb`, `cluster-ucb` | learner | warm start from the split ([`BanditRouter::warm_start`]) | the same, with the given config |
 //! | `cascade` | cascade | leave-one-out search with a simulated judge ([`CascadeRouter::tune`]) | [`CascadeRouter::fit`] |
 //!
@@ -41,16 +43,25 @@
 //! [`KnnRouter::fit`]: crate::routers::knn::KnnRouter::fit
 //! [`MfRouter::tune`]: crate::routers::mf::MfRouter
 //! [`MfRouter::fit`]: crate::routers::mf::MfRouter
+//! [`IrtRouter::tune`]: crate::routers::irt::IrtRouter
+//! [`IrtRouter::fit`]: crate::routers::irt::IrtRouter
+//! [`StackRouter::fit`]: crate::routers::stack::StackRouter::fit
 //! [`BanditRouter::warm_start`]: crate::routers::bandit::BanditRouter::warm_start
 //! [`CascadeRouter::tune`]: crate::routers::cascade::CascadeRouter::tune
 //! [`CascadeRouter::fit`]: crate::routers::cascade::CascadeRouter::fit
+//!
+//! [`AnyRouter::fit_auto`] is the automatic choice of `pointsman train --router auto`: it
+//! cross-validates every pre-call kind and a stack of the estimators on the training split and
+//! keeps the best ([`auto`](self::AutoOptions)).
 
+mod auto;
 mod config;
 mod learner;
 mod router;
 mod spec;
 
 pub use crate::kind::{Family, RouterKind};
+pub use auto::{AutoCandidate, AutoOptions, AutoProgress, AutoReport, STACK_SHRINKAGE};
 pub use config::RouterConfig;
 pub use learner::AnyLearner;
 pub use router::{load_router, AnyRouter, FitOptions, Fitted};

@@ -10,8 +10,10 @@ use crate::router::Router;
 use crate::routers::bandit::{ClusterUcbRouter, KnnUcbRouter, LinTsRouter, LinUcbRouter};
 use crate::routers::baseline::BaselineRouter;
 use crate::routers::cascade::{CascadeConfig, CascadeRouter, CascadeSearch, SimulatedJudge};
+use crate::routers::irt::{IrtConfig, IrtRouter};
 use crate::routers::knn::{KnnConfig, KnnRouter, KnnSearch};
 use crate::routers::mf::{MfConfig, MfRouter};
+use crate::routers::stack::{StackConfig, StackRouter};
 use crate::saved::SavedRouter;
 use crate::tuning::SearchReport;
 
@@ -44,7 +46,7 @@ impl Default for FitOptions {
 pub struct Fitted {
     /// The router.
     pub router: AnyRouter,
-    /// The search, for `knn`, `mf` and `cascade`.
+    /// The search, for `knn`, `mf`, `irt` and `cascade`.
     pub search: Option<SearchReport<RouterConfig>>,
 }
 
@@ -62,6 +64,10 @@ pub enum AnyRouter {
     Knn(Arc<KnnRouter>),
     /// A matrix-factorisation router.
     Mf(Arc<MfRouter>),
+    /// An item-response-theory router.
+    Irt(Arc<IrtRouter>),
+    /// A stack of routers.
+    Stack(Arc<StackRouter>),
     /// A contextual bandit.
     Learner(AnyLearner),
     /// A cascade.
@@ -83,6 +89,8 @@ impl AnyRouter {
             AnyRouter::Baseline(r) => r.rule().kind(),
             AnyRouter::Knn(_) => RouterKind::Knn,
             AnyRouter::Mf(_) => RouterKind::Mf,
+            AnyRouter::Irt(_) => RouterKind::Irt,
+            AnyRouter::Stack(_) => RouterKind::Stack,
             AnyRouter::Learner(l) => l.kind(),
             AnyRouter::Cascade(_) => RouterKind::Cascade,
         }
@@ -94,6 +102,8 @@ impl AnyRouter {
             AnyRouter::Baseline(r) => r.as_ref(),
             AnyRouter::Knn(r) => r.as_ref(),
             AnyRouter::Mf(r) => r.as_ref(),
+            AnyRouter::Irt(r) => r.as_ref(),
+            AnyRouter::Stack(r) => r.as_ref(),
             AnyRouter::Learner(l) => l.router(),
             AnyRouter::Cascade(r) => r.as_ref(),
         }
@@ -105,6 +115,8 @@ impl AnyRouter {
             AnyRouter::Baseline(r) => r.clone(),
             AnyRouter::Knn(r) => r.clone(),
             AnyRouter::Mf(r) => r.clone(),
+            AnyRouter::Irt(r) => r.clone(),
+            AnyRouter::Stack(r) => r.clone(),
             AnyRouter::Learner(l) => l.shared(),
             AnyRouter::Cascade(r) => r.clone(),
         }
@@ -142,6 +154,22 @@ impl AnyRouter {
         }
     }
 
+    /// The router as an IRT router.
+    pub fn as_irt(&self) -> Option<&IrtRouter> {
+        match self {
+            AnyRouter::Irt(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The router as a stack.
+    pub fn as_stack(&self) -> Option<&StackRouter> {
+        match self {
+            AnyRouter::Stack(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// The router as a baseline.
     pub fn as_baseline(&self) -> Option<&BaselineRouter> {
         match self {
@@ -151,14 +179,15 @@ impl AnyRouter {
     }
 
     /// Fits a router of `kind` on the labelled split `train`, as the table in the
-    /// [module documentation](self) says: by its search for `knn`, `mf` and `cascade`, by a warm
-    /// start for the learners, from the training means for the baselines.
+    /// [module documentation](self) says: by its search for `knn`, `mf`, `irt` and `cascade`,
+    /// the stack from its members' searches and out-of-fold estimates, by a warm start for the
+    /// learners, from the training means for the baselines.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for `fixed` (use [`AnyRouter::fit_config`] with the model);
-    /// [`Error::Unsupported`] for `mf` in a build without the `train` feature; the fitting
-    /// errors of the kind.
+    /// [`Error::Unsupported`] for `mf` and `irt` in a build without the `train` feature; the
+    /// fitting errors of the kind.
     pub fn fit(kind: RouterKind, train: &Split, options: &FitOptions) -> Result<Fitted> {
         let seed = options.seed;
         let (router, search): (AnyRouter, Option<SearchReport<RouterConfig>>) = match kind {
@@ -171,6 +200,17 @@ impl AnyRouter {
                 (r.into(), Some(report.map(RouterConfig::Knn)))
             }
             RouterKind::Mf => fit_mf(train, seed)?,
+            RouterKind::Irt => fit_irt(train, seed)?,
+            RouterKind::Stack => (
+                super::auto::fit_stack(
+                    &StackConfig {
+                        seed,
+                        ..Default::default()
+                    },
+                    train,
+                )?,
+                None,
+            ),
             RouterKind::Cascade => {
                 let judge = SimulatedJudge::for_training(options.judge_noise, seed)?;
                 let conf = judge.confidences(train);
@@ -201,6 +241,8 @@ impl AnyRouter {
             RouterConfig::Baseline(rule) => BaselineRouter::fit(rule.clone(), train)?.into(),
             RouterConfig::Knn(c) => KnnRouter::fit(train, c)?.into(),
             RouterConfig::Mf(c) => fit_mf_config(train, c)?,
+            RouterConfig::Irt(c) => fit_irt_config(train, c)?,
+            RouterConfig::Stack(c) => super::auto::fit_stack(c, train)?,
             RouterConfig::Cascade(c) => CascadeRouter::fit(train, c)?.into(),
             _ => AnyRouter::Learner(AnyLearner::warm_start(config, train)?),
         })
@@ -218,6 +260,11 @@ impl AnyRouter {
             RouterConfig::Baseline(rule) => BaselineRouter::from_saved(rule, saved)?.into(),
             RouterConfig::Knn(c) => KnnRouter::from_saved(c, saved)?.into(),
             RouterConfig::Mf(c) => MfRouter::from_saved(c, saved)?.into(),
+            RouterConfig::Irt(c) => IrtRouter::from_saved(c, saved)?.into(),
+            RouterConfig::Stack(c) => StackRouter::from_saved(c, saved, &|member| {
+                AnyRouter::from_saved(member).map(|r| r.shared())
+            })?
+            .into(),
             RouterConfig::Linucb(c) => LinUcbRouter::from_saved(c, saved)?.into(),
             RouterConfig::Thompson(c) => LinTsRouter::from_saved(c, saved)?.into(),
             RouterConfig::KnnUcb(c) => KnnUcbRouter::from_saved(c, saved)?.into(),
@@ -344,11 +391,45 @@ fn fit_mf_config(_train: &Split, _config: &MfConfig) -> Result<AnyRouter> {
     Err(mf_needs_training())
 }
 
+#[cfg(feature = "train")]
+fn fit_irt(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+    use crate::routers::irt::IrtSearch;
+    let base = IrtConfig {
+        seed,
+        ..Default::default()
+    };
+    let search = IrtSearch {
+        seed,
+        ..Default::default()
+    };
+    let (r, report) = IrtRouter::tune(train, &base, &search)?;
+    Ok((r.into(), Some(report.map(RouterConfig::Irt))))
+}
+
+#[cfg(not(feature = "train"))]
+fn fit_irt(_train: &Split, _seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+    Err(needs_training(RouterKind::Irt))
+}
+
+#[cfg(feature = "train")]
+fn fit_irt_config(train: &Split, config: &IrtConfig) -> Result<AnyRouter> {
+    Ok(IrtRouter::fit(train, config)?.into())
+}
+
+#[cfg(not(feature = "train"))]
+fn fit_irt_config(_train: &Split, _config: &IrtConfig) -> Result<AnyRouter> {
+    Err(needs_training(RouterKind::Irt))
+}
+
 #[cfg(not(feature = "train"))]
 fn mf_needs_training() -> Error {
+    needs_training(RouterKind::Mf)
+}
+
+#[cfg(not(feature = "train"))]
+fn needs_training(kind: RouterKind) -> Error {
     Error::Unsupported(format!(
-        "fitting an {} router: this build has no `train` feature",
-        RouterKind::Mf
+        "fitting an {kind} router: this build has no `train` feature"
     ))
 }
 
@@ -390,6 +471,8 @@ from_router!(
     BaselineRouter => Baseline,
     KnnRouter => Knn,
     MfRouter => Mf,
+    IrtRouter => Irt,
+    StackRouter => Stack,
     CascadeRouter => Cascade,
 );
 

@@ -115,7 +115,14 @@ fn every_kind_fits_saves_loads_and_gives_typed_access() {
             assert!(AnyRouter::fit(kind, &train, &FitOptions::default()).is_err());
             continue;
         }
-        if matches!(kind, RouterKind::Knn | RouterKind::Mf | RouterKind::Cascade) {
+        if matches!(
+            kind,
+            RouterKind::Knn
+                | RouterKind::Mf
+                | RouterKind::Irt
+                | RouterKind::Stack
+                | RouterKind::Cascade
+        ) {
             // The searches are covered by their own tests and the quality tests.
             let config = RouterConfig::default_for(kind, 0).unwrap();
             let config = match config {
@@ -125,11 +132,23 @@ fn every_kind_fits_saves_loads_and_gives_typed_access() {
                     max_epochs: 5,
                     ..c
                 }),
+                RouterConfig::Irt(c) => RouterConfig::Irt(crate::routers::irt::IrtConfig {
+                    dim: 2,
+                    max_steps: 10,
+                    ..c
+                }),
+                RouterConfig::Stack(c) => RouterConfig::Stack(crate::routers::stack::StackConfig {
+                    members: vec![
+                        serde_json::json!({"type": "knn", "k": 5}),
+                        serde_json::json!({"type": "baseline", "rule": "zero"}),
+                    ],
+                    ..c
+                }),
                 other => other,
             };
             let r = AnyRouter::fit_config(&config, &train);
             #[cfg(not(feature = "train"))]
-            if kind == RouterKind::Mf {
+            if kind == RouterKind::Mf || kind == RouterKind::Irt {
                 assert_eq!(r.unwrap_err().kind(), crate::ErrorKind::Unsupported);
                 continue;
             }

@@ -118,6 +118,21 @@ impl KnnRouter {
         base: &KnnConfig,
         search: &KnnSearch,
     ) -> Result<(KnnRouter, SearchReport<KnnConfig>)> {
+        let (router, report, _) = KnnRouter::tune_with_estimates(train, base, search)?;
+        Ok((router, report))
+    }
+
+    /// [`KnnRouter::tune`], also returning the winning configuration's out-of-fold estimates of
+    /// every training query (in the split's row order): what a stack is fitted on.
+    ///
+    /// # Errors
+    ///
+    /// As [`KnnRouter::tune`].
+    pub fn tune_with_estimates(
+        train: &Split,
+        base: &KnnConfig,
+        search: &KnnSearch,
+    ) -> Result<(KnnRouter, SearchReport<KnnConfig>, Estimates)> {
         search.validate()?;
         base.validate()?;
         let started = std::time::Instant::now();
@@ -205,29 +220,26 @@ impl KnnRouter {
         let weak_strong = train.weak_strong();
         let criterion = Criterion::for_data(weak_strong);
         let truth = train.subset(&all.source_rows, "cross-validation");
+        // The out-of-fold estimates of one configuration, in the router's row order.
+        let estimates = |config: &KnnConfig| -> Estimates {
+            let mut est = Estimates::new(n, m);
+            let mut priors: std::collections::HashMap<(usize, u32), Vec<f64>> = Default::default();
+            for i in 0..n {
+                let (global, same) = &lists[i];
+                let list = if config.same_task { same } else { global };
+                let pairs = &list[..config.k.min(list.len())];
+                let prior = priors
+                    .entry((fold[i], all.tasks[i]))
+                    .or_insert_with(|| prior_of(fold[i], all.tasks[i], config.prior));
+                let (q, c) = est.row_mut(i);
+                all.estimate_from_pairs(config, prior, pairs, Some(truth.prompt_tokens()[i]), q, c);
+            }
+            est
+        };
         let trials: Vec<Trial<KnnConfig>> = configs
             .par_iter()
             .map(|config| -> Result<Trial<KnnConfig>> {
-                let mut est = Estimates::new(n, m);
-                let mut priors: std::collections::HashMap<(usize, u32), Vec<f64>> =
-                    Default::default();
-                for i in 0..n {
-                    let (global, same) = &lists[i];
-                    let list = if config.same_task { same } else { global };
-                    let pairs = &list[..config.k.min(list.len())];
-                    let prior = priors
-                        .entry((fold[i], all.tasks[i]))
-                        .or_insert_with(|| prior_of(fold[i], all.tasks[i], config.prior));
-                    let (q, c) = est.row_mut(i);
-                    all.estimate_from_pairs(
-                        config,
-                        prior,
-                        pairs,
-                        Some(truth.prompt_tokens()[i]),
-                        q,
-                        c,
-                    );
-                }
+                let est = estimates(config);
                 let metrics = validation_metrics(&est, &truth, weak_strong, DEFAULT_SWEEP_POINTS)?;
                 Ok(Trial {
                     config: config.clone(),
@@ -245,8 +257,17 @@ impl KnnRouter {
             trials,
             started,
         );
+        // The winner's estimates again (cheaper than keeping every configuration's), moved
+        // from the router's row order to the split's.
+        let winner = estimates(report.best());
+        let mut oof = Estimates::new(n, m);
+        for (i, &r) in all.source_rows.iter().enumerate() {
+            let (q, c) = oof.row_mut(r);
+            q.copy_from_slice(winner.quality_row(i));
+            c.copy_from_slice(winner.cost_row(i));
+        }
         let router = KnnRouter::fit(train, report.best())?;
-        Ok((router, report))
+        Ok((router, report, oof))
     }
 }
 

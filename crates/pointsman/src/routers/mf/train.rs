@@ -202,6 +202,21 @@ impl MfRouter {
         base: &MfConfig,
         search: &MfSearch,
     ) -> Result<(MfRouter, SearchReport<MfConfig>)> {
+        let (router, report, _) = MfRouter::tune_with_estimates(train, base, search)?;
+        Ok((router, report))
+    }
+
+    /// [`MfRouter::tune`], also returning the winning setting's out-of-fold estimates of every
+    /// training query (in the split's row order): what a stack is fitted on.
+    ///
+    /// # Errors
+    ///
+    /// As [`MfRouter::tune`].
+    pub fn tune_with_estimates(
+        train: &Split,
+        base: &MfConfig,
+        search: &MfSearch,
+    ) -> Result<(MfRouter, SearchReport<MfConfig>, Estimates)> {
         if search.dim.is_empty() || search.learning_rate.is_empty() {
             return Err(Error::Config(
                 "an mf search needs at least one value per setting".into(),
@@ -224,6 +239,7 @@ impl MfRouter {
             }
         }
         let mut trials = Vec::new();
+        let mut oof = Vec::new();
         for config in configs {
             config.validate()?;
             let mut est = Estimates::new(n, m);
@@ -245,7 +261,14 @@ impl MfRouter {
                 score: criterion.score(&metrics),
                 metrics,
             });
+            oof.push(est);
         }
+        // The winner's estimates: the first trial with the best score, in the order tried.
+        let best = trials
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, t)| if t.score > trials[b].score { i } else { b });
+        let est = oof.swap_remove(best);
         let report = SearchReport::new(
             criterion,
             Validation::KFold {
@@ -255,7 +278,7 @@ impl MfRouter {
             started,
         );
         let router = MfRouter::fit(train, &report.trials[0].config)?;
-        Ok((router, report))
+        Ok((router, report, est))
     }
 
     /// Trains an MF router on pointwise scores and, when given, pairwise preferences over

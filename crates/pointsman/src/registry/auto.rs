@@ -1,0 +1,536 @@
+//! The automatic choice (`pointsman train --router auto`): cross-validate every pre-call kind
+//! and a stack of the estimators on the training split, and keep the best.
+//!
+//! [`AnyRouter::fit_auto`] receives the training split and nothing else, so no test label can
+//! reach the choice. Every candidate is measured the same way: its *out-of-fold* estimates of
+//! every training query — made without that query's labels — scored like a test split
+//! ([`validation_metrics`]) by one [`Criterion`]: AIQ, APGR on two-model data, or the one the
+//! caller names.
+//!
+//! | candidate | out-of-fold estimates | the router kept |
+//! |---|---|---|
+//! | `zero` | its training means, refitted per fold | fitted on the whole split |
+//! | `knn`, `mf`, `irt` | the winning setting of the kind's own cross-validated search | the search's winner, fitted on the whole split |
+//! | `linucb`, `thompson`, `knn-ucb`, `cluster-ucb` | warm-started per fold, routed greedily | warm-started on the whole split |
+//! | `stack` | weights fitted on the other folds' out-of-fold estimates of `knn`, `mf` and `irt` (nested), shrinkage chosen among [`STACK_SHRINKAGE`] | the members above, weights fitted on all their out-of-fold estimates |
+//!
+//! `random`, `cheapest` and `best-single` are left out: their choice is a fixed rule rather
+//! than their estimates, and the zero router's curve passes through the best single model and
+//! the cheapest. `fixed` needs a model, and the cascade decides after answers (not pre-call).
+//! Ties keep the order above (the simpler candidate first).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{AnyRouter, Family, RouterConfig, RouterKind};
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::metrics::{validation_metrics, Metrics, DEFAULT_SWEEP_POINTS};
+use crate::router::{Estimates, Router};
+use crate::routers::knn::{KnnConfig, KnnRouter, KnnSearch};
+use crate::routers::stack::{StackConfig, StackRouter};
+use crate::tuning::{Criterion, Folds, Validation};
+
+/// The stack's shrinkage values (toward equal weights, in queries) the automatic choice tries.
+pub const STACK_SHRINKAGE: [f64; 3] = [1.0, 10.0, 100.0];
+
+/// Settings of [`AnyRouter::fit_auto`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoOptions {
+    /// Seed of the folds, of the kinds' searches and of training.
+    pub seed: u64,
+    /// Number of folds.
+    pub folds: usize,
+    /// The metric the candidates are ranked by; `None`: AIQ, or APGR on two-model data.
+    pub criterion: Option<Criterion>,
+    /// The kinds to try; empty: every pre-call kind this build can fit (the table of the
+    /// [module documentation](self)). `stack` in the list (or an empty list) adds the stack of
+    /// the listed estimators.
+    pub kinds: Vec<RouterKind>,
+}
+
+impl Default for AutoOptions {
+    fn default() -> Self {
+        AutoOptions {
+            seed: 0,
+            folds: 5,
+            criterion: None,
+            kinds: Vec::new(),
+        }
+    }
+}
+
+impl AutoOptions {
+    /// The candidates, in the order they are tried (and ties broken).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a kind the automatic choice cannot try (naming why), or fewer than
+    /// 2 folds.
+    pub fn candidates(&self) -> Result<Vec<RouterKind>> {
+        if self.folds < 2 {
+            return Err(Error::Config(format!(
+                "the automatic choice needs at least 2 folds, not {}",
+                self.folds
+            )));
+        }
+        let all: Vec<RouterKind> = RouterKind::ALL
+            .into_iter()
+            .filter(|&k| candidate(k) && fittable(k))
+            .collect();
+        if self.kinds.is_empty() {
+            return Ok(all);
+        }
+        for &k in &self.kinds {
+            if !candidate(k) {
+                return Err(Error::Config(format!(
+                    "the automatic choice does not try {k}: {}",
+                    why_not(k)
+                )));
+            }
+            if !fittable(k) {
+                return Err(Error::Unsupported(format!(
+                    "fitting an {k} router: this build has no `train` feature"
+                )));
+            }
+        }
+        Ok(all.into_iter().filter(|k| self.kinds.contains(k)).collect())
+    }
+}
+
+/// Whether the automatic choice tries `kind` (see the module documentation).
+fn candidate(kind: RouterKind) -> bool {
+    kind.is_pre_call()
+        && !matches!(
+            kind,
+            RouterKind::Random | RouterKind::Cheapest | RouterKind::BestSingle | RouterKind::Fixed
+        )
+}
+
+fn why_not(kind: RouterKind) -> &'static str {
+    match kind {
+        RouterKind::Cascade => "it decides after answers, not before the call",
+        RouterKind::Fixed => "it needs a model",
+        _ => "its choice is a fixed rule, and the zero router's curve passes through it",
+    }
+}
+
+/// Whether this build can fit `kind` (MF and IRT train with the `train` feature).
+fn fittable(kind: RouterKind) -> bool {
+    cfg!(feature = "train") || !matches!(kind, RouterKind::Mf | RouterKind::Irt)
+}
+
+/// One candidate's cross-validated figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoCandidate {
+    /// The kind.
+    pub kind: RouterKind,
+    /// The setting measured (for searched kinds, the search's winner; for the stack, its
+    /// members' configs and the shrinkage chosen).
+    pub config: RouterConfig,
+    /// The criterion's value.
+    pub score: f64,
+    /// Every validation metric of the out-of-fold estimates.
+    pub metrics: Metrics,
+    /// Settings the candidate's own search tried (1 without a search).
+    pub settings: usize,
+    /// Wall-clock seconds: its search or per-fold fits and the final fit (for the stack, the
+    /// weights only: its members' time is theirs).
+    pub seconds: f64,
+}
+
+/// What the automatic choice did: every candidate, best first, and the one kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoReport {
+    /// The ranking metric.
+    pub criterion: Criterion,
+    /// How the estimates were held out.
+    pub validation: Validation,
+    /// Every candidate, best first (ties keep the order tried).
+    pub candidates: Vec<AutoCandidate>,
+    /// Wall-clock seconds of the whole choice.
+    pub seconds: f64,
+}
+
+impl AutoReport {
+    /// The candidate kept.
+    pub fn chosen(&self) -> &AutoCandidate {
+        &self.candidates[0]
+    }
+}
+
+/// Progress of [`AnyRouter::fit_auto`], for a caller that shows it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum AutoProgress<'a> {
+    /// Candidate `index` (0-based) of `total` starts.
+    Started {
+        /// Its kind.
+        kind: RouterKind,
+        /// Its position.
+        index: usize,
+        /// How many candidates there are.
+        total: usize,
+    },
+    /// A candidate was measured.
+    Finished {
+        /// Its figures.
+        candidate: &'a AutoCandidate,
+        /// Its position.
+        index: usize,
+        /// How many candidates there are.
+        total: usize,
+    },
+}
+
+/// A candidate measured: its figures, out-of-fold estimates and, when its search fitted it
+/// already, the router.
+struct Measured {
+    report: AutoCandidate,
+    oof: Estimates,
+    router: Option<AnyRouter>,
+}
+
+impl AnyRouter {
+    /// Cross-validates the candidates of `options` on `train` (and only `train`), ranks them by
+    /// the criterion and returns the best, fitted on the whole split, with the report.
+    /// `progress` is called as each candidate starts and ends.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`AutoOptions::candidates`]; [`Error::InvalidInput`] for a split too small
+    /// for the folds or without embeddings; the fitting errors of the candidates.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pointsman::data::Split;
+    /// use pointsman::registry::{AnyRouter, AutoOptions, RouterKind};
+    /// use pointsman::{ModelCard, ModelPool};
+    /// let pool = ModelPool::new(vec![ModelCard::new("a", 0.1, 0.1), ModelCard::new("b", 1.0, 1.0)])?;
+    /// let (mut emb, mut scores) = (Vec::new(), Vec::new());
+    /// for i in 0..60 {
+    ///     let t = i as f32 / 60.0;
+    ///     emb.extend_from_slice(&[1.0 - t, t]);
+    ///     scores.extend_from_slice(&[if t < 0.5 { 1.0 } else { 0.0 }, 0.7]);
+    /// }
+    /// let train = Split::from_arrays(pool, emb, 2, scores, vec![1e-5; 120])?;
+    /// let options = AutoOptions { kinds: vec![RouterKind::Zero, RouterKind::Knn], ..Default::default() };
+    /// let (router, report) = AnyRouter::fit_auto(&train, &options, &mut |_| {})?;
+    /// assert_eq!(report.candidates.len(), 2);
+    /// assert_eq!(router.kind(), report.chosen().kind);
+    /// # Ok::<(), pointsman::Error>(())
+    /// ```
+    pub fn fit_auto(
+        train: &Split,
+        options: &AutoOptions,
+        progress: &mut dyn FnMut(AutoProgress<'_>),
+    ) -> Result<(AnyRouter, AutoReport)> {
+        let started = Instant::now();
+        let kinds = options.candidates()?;
+        train.features()?;
+        let folds = Folds::new(train.len(), options.folds, options.seed)?;
+        let weak_strong = train.weak_strong();
+        let criterion = options
+            .criterion
+            .unwrap_or_else(|| Criterion::for_data(weak_strong));
+        let total = kinds.len();
+        let mut measured: Vec<Measured> = Vec::new();
+        for (index, &kind) in kinds.iter().enumerate() {
+            progress(AutoProgress::Started { kind, index, total });
+            let t0 = Instant::now();
+            let m = if kind == RouterKind::Stack {
+                let members: Vec<&Measured> = measured
+                    .iter()
+                    .filter(|c| c.report.kind.family() == Family::Estimator)
+                    .collect();
+                if members.is_empty() {
+                    return Err(Error::Config(
+                        "the stack candidate needs knn, mf or irt among the candidates".into(),
+                    ));
+                }
+                measure_stack(train, &members, &folds, criterion, options.seed)?
+            } else {
+                measure(kind, train, &folds, criterion, options)?
+            };
+            let mut m = m;
+            m.report.seconds = t0.elapsed().as_secs_f64();
+            progress(AutoProgress::Finished {
+                candidate: &m.report,
+                index,
+                total,
+            });
+            measured.push(m);
+        }
+        // Best first; a stable sort keeps ties in the order tried.
+        let mut order: Vec<usize> = (0..measured.len()).collect();
+        order.sort_by(|&a, &b| {
+            measured[b]
+                .report
+                .score
+                .total_cmp(&measured[a].report.score)
+        });
+        let best = order[0];
+        let router = match measured[best].router.take() {
+            Some(r) => r,
+            None => AnyRouter::fit_config(&measured[best].report.config, train)?,
+        };
+        let candidates = order.iter().map(|&i| measured[i].report.clone()).collect();
+        let report = AutoReport {
+            criterion,
+            validation: Validation::KFold {
+                folds: options.folds,
+            },
+            candidates,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok((router, report))
+    }
+}
+
+/// Metrics of out-of-fold estimates under `criterion`.
+fn score(est: &Estimates, train: &Split, criterion: Criterion) -> Result<(f64, Metrics)> {
+    let metrics = validation_metrics(est, train, train.weak_strong(), DEFAULT_SWEEP_POINTS)?;
+    Ok((criterion.score(&metrics), metrics))
+}
+
+/// Out-of-fold estimates of `config` by refitting it on every fold's complement; learners
+/// route greedily (their posterior mean, no exploration).
+fn refit_oof(config: &RouterConfig, train: &Split, folds: &Folds) -> Result<Estimates> {
+    let (n, m) = (train.len(), train.pool().len());
+    let parts: Vec<(Vec<usize>, Estimates)> = (0..folds.count())
+        .into_par_iter()
+        .map(|f| {
+            let rest: Vec<usize> = folds.training(f).collect();
+            let held: Vec<usize> = folds.held_out(f).collect();
+            let router = AnyRouter::fit_config(config, &train.subset(&rest, "train"))?;
+            let router: Arc<dyn Router> = match router.as_learner() {
+                Some(l) => l.greedy().shared(),
+                None => router.shared(),
+            };
+            let part = train.subset(&held, "validation");
+            Ok((held, router.estimate_batch(&part.features()?)?))
+        })
+        .collect::<Result<_>>()?;
+    let mut est = Estimates::new(n, m);
+    for (held, e) in parts {
+        for (i, &r) in held.iter().enumerate() {
+            let (q, c) = est.row_mut(r);
+            q.copy_from_slice(e.quality_row(i));
+            c.copy_from_slice(e.cost_row(i));
+            est.signals[r] = e.signals[i];
+        }
+    }
+    Ok(est)
+}
+
+/// Measures one candidate that is not the stack.
+fn measure(
+    kind: RouterKind,
+    train: &Split,
+    folds: &Folds,
+    criterion: Criterion,
+    options: &AutoOptions,
+) -> Result<Measured> {
+    let seed = options.seed;
+    let searched = |config: RouterConfig,
+                    router: AnyRouter,
+                    settings: usize,
+                    oof: Estimates|
+     -> Result<Measured> {
+        let (score, metrics) = score(&oof, train, criterion)?;
+        Ok(Measured {
+            report: AutoCandidate {
+                kind,
+                config,
+                score,
+                metrics,
+                settings,
+                seconds: 0.0,
+            },
+            oof,
+            router: Some(router),
+        })
+    };
+    match kind {
+        RouterKind::Knn => {
+            let search = KnnSearch {
+                seed,
+                folds: options.folds,
+                ..Default::default()
+            };
+            let (r, report, oof) =
+                KnnRouter::tune_with_estimates(train, &KnnConfig::default(), &search)?;
+            let config = RouterConfig::Knn(report.best().clone());
+            searched(config, r.into(), report.trials.len(), oof)
+        }
+        #[cfg(feature = "train")]
+        RouterKind::Mf => {
+            use crate::routers::mf::{MfConfig, MfRouter, MfSearch};
+            let base = MfConfig {
+                seed,
+                ..Default::default()
+            };
+            let search = MfSearch {
+                seed,
+                folds: options.folds,
+                ..Default::default()
+            };
+            let (r, report, oof) = MfRouter::tune_with_estimates(train, &base, &search)?;
+            let config = RouterConfig::Mf(report.best().clone());
+            searched(config, r.into(), report.trials.len(), oof)
+        }
+        #[cfg(feature = "train")]
+        RouterKind::Irt => {
+            use crate::routers::irt::{IrtConfig, IrtRouter, IrtSearch};
+            let base = IrtConfig {
+                seed,
+                ..Default::default()
+            };
+            let search = IrtSearch {
+                seed,
+                folds: options.folds,
+                ..Default::default()
+            };
+            let (r, report, oof) = IrtRouter::tune_with_estimates(train, &base, &search)?;
+            let config = RouterConfig::Irt(report.best().clone());
+            searched(config, r.into(), report.trials.len(), oof)
+        }
+        _ => {
+            let config = RouterConfig::default_for(kind, seed)?;
+            let oof = refit_oof(&config, train, folds)?;
+            let (score, metrics) = score(&oof, train, criterion)?;
+            Ok(Measured {
+                report: AutoCandidate {
+                    kind,
+                    config,
+                    score,
+                    metrics,
+                    settings: 1,
+                    seconds: 0.0,
+                },
+                oof,
+                router: None,
+            })
+        }
+    }
+}
+
+/// Measures the stack of the estimator candidates: for each shrinkage, the stack's own
+/// out-of-fold estimates (weights fitted on the other folds); the best shrinkage's weights
+/// fitted on every row.
+fn measure_stack(
+    train: &Split,
+    members: &[&Measured],
+    folds: &Folds,
+    criterion: Criterion,
+    seed: u64,
+) -> Result<Measured> {
+    let oof: Vec<&Estimates> = members.iter().map(|c| &c.oof).collect();
+    let routers: Vec<Arc<dyn Router>> = members
+        .iter()
+        .map(|c| match &c.router {
+            Some(r) => Ok(r.shared()),
+            None => AnyRouter::fit_config(&c.report.config, train).map(|r| r.shared()),
+        })
+        .collect::<Result<_>>()?;
+    let cost_member = members
+        .iter()
+        .position(|c| c.report.kind == RouterKind::Knn)
+        .unwrap_or(0);
+    let mut best: Option<(f64, Metrics, f64, Estimates)> = None;
+    for shrinkage in STACK_SHRINKAGE {
+        let est = StackRouter::cross_validate(&oof, train, folds, None, shrinkage, cost_member)?;
+        let (s, metrics) = score(&est, train, criterion)?;
+        if best.as_ref().is_none_or(|b| s > b.0) {
+            best = Some((s, metrics, shrinkage, est));
+        }
+    }
+    let (score, metrics, shrinkage, est) = best.expect("STACK_SHRINKAGE is not empty");
+    let config = StackConfig {
+        shrinkage,
+        cost_member: Some(cost_member),
+        seed,
+        ..Default::default()
+    };
+    let stack = StackRouter::fit(routers, &oof, train, None, &config)?;
+    let router: AnyRouter = stack.into();
+    // The config as saved: with the members' own configs.
+    let saved: RouterConfig = serde_json::from_str(&router.to_saved()?.config)
+        .map_err(|e| Error::Numeric(format!("a stack's config does not parse back: {e}")))?;
+    Ok(Measured {
+        report: AutoCandidate {
+            kind: RouterKind::Stack,
+            config: saved,
+            score,
+            metrics,
+            settings: STACK_SHRINKAGE.len(),
+            seconds: 0.0,
+        },
+        oof: est,
+        router: Some(router),
+    })
+}
+
+/// Fits a stack as [`AnyRouter::fit`] and [`AnyRouter::fit_config`] do: the members of
+/// `config` (by their configs; by their searches when it lists none: `knn`, `mf`, `irt`), their
+/// out-of-fold estimates over folds seeded by `config.seed`, and the weights on those.
+pub(super) fn fit_stack(config: &StackConfig, train: &Split) -> Result<AnyRouter> {
+    config.validate()?;
+    let options = AutoOptions {
+        seed: config.seed,
+        ..Default::default()
+    };
+    let folds = Folds::new(train.len(), options.folds, options.seed)?;
+    let criterion = Criterion::for_data(train.weak_strong());
+    let mut members: Vec<Measured> = Vec::new();
+    if config.members.is_empty() {
+        for kind in [RouterKind::Knn, RouterKind::Mf, RouterKind::Irt] {
+            if fittable(kind) {
+                members.push(measure(kind, train, &folds, criterion, &options)?);
+            }
+        }
+    } else {
+        for (i, value) in config.members.iter().enumerate() {
+            let member: RouterConfig = serde_json::from_value(value.clone())
+                .map_err(|e| Error::Config(format!("stack member {i}: {e}")))?;
+            let kind = member.kind();
+            if !(kind.family() == Family::Baseline
+                || (kind.family() == Family::Estimator && kind != RouterKind::Stack))
+            {
+                return Err(Error::Config(format!(
+                    "stack member {i} is a {kind} router: a stack holds pre-call estimators and \
+                     baselines only"
+                )));
+            }
+            let oof = refit_oof(&member, train, &folds)?;
+            let router = AnyRouter::fit_config(&member, train)?;
+            members.push(Measured {
+                report: AutoCandidate {
+                    kind,
+                    config: member,
+                    score: 0.0,
+                    metrics: score(&oof, train, criterion)?.1,
+                    settings: 1,
+                    seconds: 0.0,
+                },
+                oof,
+                router: Some(router),
+            });
+        }
+    }
+    let oof: Vec<&Estimates> = members.iter().map(|c| &c.oof).collect();
+    let routers: Vec<Arc<dyn Router>> = members
+        .iter()
+        .map(|c| c.router.as_ref().expect("members are fitted").shared())
+        .collect();
+    let config = StackConfig {
+        members: Vec::new(),
+        ..config.clone()
+    };
+    Ok(StackRouter::fit(routers, &oof, train, None, &config)?.into())
+}
