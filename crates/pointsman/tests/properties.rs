@@ -145,8 +145,16 @@ fn files_saved_by_b28f5b0_load_and_decide_as_they_did() {
         let d = router.route(&q, &Objective::new(w)).unwrap();
         let at = format!("{name}, query {i}, cost weight {w}");
         assert_eq!(d.model_id, r["model_id"].as_str().unwrap(), "{at}");
+        // At b28f5b0 a decision's `quality` was the value the choice used (a learner's
+        // optimistic bound or posterior draw); that value is now `score`, and `quality` the
+        // expected quality, in [0, 1].
+        assert!(
+            (0.0..=1.0).contains(&d.quality),
+            "{at}: quality {}",
+            d.quality
+        );
         for (field, got) in [
-            ("quality", d.quality),
+            ("quality", d.score),
             ("cost", d.cost),
             ("utility", d.utility),
         ] {
