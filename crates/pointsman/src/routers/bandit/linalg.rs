@@ -156,6 +156,16 @@ pub(crate) fn mat_vec(m: &[f64], x: &[f64], out: &mut [f64]) {
     }
 }
 
+/// `out[k] = m · x[k]` for two vectors at once, reading each row of `m` once.
+pub(crate) fn mat_vec2(m: &[f64], x: [&[f64]; 2], out: &mut [Vec<f64>; 2]) {
+    let d = x[0].len();
+    let [o0, o1] = out;
+    for (i, row) in m.chunks_exact(d).enumerate().take(d) {
+        o0[i] = dot64(row, x[0]);
+        o1[i] = dot64(row, x[1]);
+    }
+}
+
 /// The inverse of a symmetric positive-definite matrix, by Cholesky factorisation.
 ///
 /// # Errors
