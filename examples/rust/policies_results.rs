@@ -16,10 +16,9 @@ use std::sync::Arc;
 use pointsman::data::Dataset;
 use pointsman::embed::{Embedder, EmbedderOptions};
 use pointsman::eval::policies::{self, LLMROUTER_DC_GROUPS};
-use pointsman::policy::{EmbeddingGuard, GuardFit};
-use pointsman::routers::knn::{KnnConfig, Prior, Weighting};
-use pointsman::routers::mf::{MfConfig, MfRouter};
+use pointsman::policy::GuardFit;
 use pointsman::routers::knn::KnnRouter;
+use pointsman::routers::mf::{MfConfig, MfRouter};
 use pointsman::Router;
 
 fn data_dir() -> PathBuf {
@@ -28,25 +27,16 @@ fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("../shared/data"))
 }
 
-/// The kNN the quality tests use: same-task neighbours, k = 100, shrinkage toward the task mean.
-pub fn knn_config() -> KnnConfig {
-    KnnConfig {
-        k: 100,
-        weighting: Weighting::Power { power: 1.0 },
-        shrinkage: 30.0,
-        prior: Prior::Task { strength: 50.0 },
-        same_task: true,
-        ..Default::default()
-    }
-}
-
 fn main() -> pointsman::Result<()> {
     let only = std::env::args().nth(1);
     let ds = Dataset::load(data_dir().join("llmrouter_dc"))?;
     let (train, test) = (ds.train(), ds.test());
     let mut routers: Vec<(&str, Arc<dyn Router>)> = Vec::new();
     if only.as_deref().is_none_or(|o| o == "knn") {
-        routers.push(("knn", Arc::new(KnnRouter::fit(train, &knn_config())?)));
+        routers.push((
+            "knn",
+            Arc::new(KnnRouter::fit(train, &policies::reference_knn_config())?),
+        ));
     }
     if only.as_deref().is_none_or(|o| o == "mf") {
         let mf = MfConfig {
@@ -68,8 +58,15 @@ fn main() -> pointsman::Result<()> {
         for (a, b) in p.paced.iter().zip(&p.hard_cut) {
             println!(
                 "| {} | {:.4} | {:.4} | {} | {:.0} | {:.4} | {:.4} | {:.4} | {} |",
-                a.seed, a.spend_share, a.quality, a.refused, a.hindsight_cost_weight, a.hindsight_quality,
-                b.spend_share, b.quality, b.refused
+                a.seed,
+                a.spend_share,
+                a.quality,
+                a.refused,
+                a.hindsight_cost_weight,
+                a.hindsight_quality,
+                b.spend_share,
+                b.quality,
+                b.refused
             );
         }
         println!(
@@ -91,7 +88,15 @@ fn main() -> pointsman::Result<()> {
                 100.0 * e.fixed_spend_share, e.fixed_over_budget
             );
         }
-        let s = policies::stickiness(router.clone(), test, 500, 5, 300.0, &[0.0, 0.01, 0.02, 0.05, 0.1], 0)?;
+        let s = policies::stickiness(
+            router.clone(),
+            test,
+            500,
+            5,
+            300.0,
+            &[0.0, 0.01, 0.02, 0.05, 0.1],
+            0,
+        )?;
         println!("\nStickiness (500 sessions of 5 queries of one task, cost weight 300):\n");
         println!("| margin | switches per session | quality | cost per query (USD) |");
         println!("|---|---|---|---|");
@@ -99,7 +104,9 @@ fn main() -> pointsman::Result<()> {
             println!(
                 "| {} | {:.3} | {:.4} | {:.3e} |",
                 r.margin.map_or("none".into(), |m| m.to_string()),
-                r.switches, r.quality, r.cost
+                r.switches,
+                r.quality,
+                r.cost
             );
         }
         for cap in [5.0, 3.0, 1.0] {
@@ -107,20 +114,36 @@ fn main() -> pointsman::Result<()> {
             println!(
                 "\nLatency cap {cap} s: {} decided, {} over the cap, {} refused (no model fits); \
                  quality {:.4} (uncapped {:.4}); mean expected latency {:.2} s (uncapped {:.2} s)",
-                l.decided, l.violations, l.refused, l.quality, l.uncapped_quality,
-                l.capped_latency_s, l.uncapped_latency_s
+                l.decided,
+                l.violations,
+                l.refused,
+                l.quality,
+                l.uncapped_quality,
+                l.capped_latency_s,
+                l.uncapped_latency_s
             );
         }
     }
     if only.as_deref().is_none_or(|o| o == "guard") {
         println!("\n## guard (relative Mahalanobis, calibrated to 5 % false alarms on held-out training queries)\n");
-        let groups = policies::guard_leave_group_out(train, test, &LLMROUTER_DC_GROUPS, &GuardFit::default())?;
+        let groups = policies::guard_leave_group_out(
+            train,
+            test,
+            &LLMROUTER_DC_GROUPS,
+            &GuardFit::default(),
+        )?;
         println!("| left out | test queries | false alarms (others' test) | detection | AUROC | 10-NN AUROC |");
         println!("|---|---|---|---|---|---|");
         for g in &groups {
             println!(
                 "| {} ({}) | {} | {:.3} | {:.3} | **{:.3}** | {:.3} |",
-                g.group, g.tasks.join(", "), g.positives, g.false_alarm, g.detection, g.auroc, g.knn_auroc
+                g.group,
+                g.tasks.join(", "),
+                g.positives,
+                g.false_alarm,
+                g.detection,
+                g.auroc,
+                g.knn_auroc
             );
         }
         let mean = |f: &dyn Fn(&policies::GuardGroup) -> f64| {
@@ -128,42 +151,22 @@ fn main() -> pointsman::Result<()> {
         };
         println!(
             "| mean | | {:.3} | {:.3} | **{:.3}** | {:.3} |",
-            mean(&|g| g.false_alarm), mean(&|g| g.detection), mean(&|g| g.auroc), mean(&|g| g.knn_auroc)
+            mean(&|g| g.false_alarm),
+            mean(&|g| g.detection),
+            mean(&|g| g.auroc),
+            mean(&|g| g.knn_auroc)
         );
         // MT-Bench against the full train split.
-        let questions = data_dir().join("raw/routellm/mt_bench/question.jsonl");
-        let text = std::fs::read_to_string(&questions).map_err(|e| pointsman::Error::io(&questions, e))?;
-        let prompts: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("MT-Bench lines are JSON");
-                v["turns"][0].as_str().expect("a first turn").to_string()
-            })
-            .collect();
+        let prompts =
+            policies::mt_bench_prompts(&data_dir().join("raw/routellm/mt_bench/question.jsonl"))?;
         let embedder = Embedder::load_default(&EmbedderOptions::default())?;
         let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let (x, _) = embedder.embed(&refs)?;
-        let guard = EmbeddingGuard::fit(train, &GuardFit::default())?;
-        let dim = guard.dim();
-        let scores: Vec<f64> = x.chunks_exact(dim).map(|r| guard.score(r)).collect::<pointsman::Result<_>>()?;
-        let flagged = scores.iter().filter(|&&s| s > guard.threshold()).count();
-        let test_flagged = (0..test.len())
-            .filter(|&r| guard.score(&test.embeddings()[r * dim..(r + 1) * dim]).unwrap() > guard.threshold())
-            .count();
-        let neg: Vec<f64> = (0..test.len())
-            .map(|r| guard.score(&test.embeddings()[r * dim..(r + 1) * dim]).unwrap())
-            .collect();
-        let knn_mt = policies::knn_distance(train.embeddings(), &x, dim, 10);
-        let knn_test = policies::knn_distance(train.embeddings(), test.embeddings(), dim, 10);
+        let m = policies::guard_on_new_queries(train, test, &x, &GuardFit::default())?;
         println!(
-            "\nMT-Bench (80 first turns) against the full train split: {flagged} of {} flagged ({:.1} %); \
-             test split flagged {:.1} %; AUROC MT-Bench vs test {:.3} (10-NN distance {:.3})",
-            scores.len(),
-            100.0 * flagged as f64 / scores.len() as f64,
-            100.0 * test_flagged as f64 / test.len() as f64,
-            pointsman::policy::guard::auroc(&scores, &neg),
-            pointsman::policy::guard::auroc(&knn_mt, &knn_test),
+            "\nMT-Bench ({} first turns) against the full train split: {:.1} % flagged; the test split {:.1} %; \
+             AUROC MT-Bench against the test split {:.3} (10-NN distance {:.3})",
+            m.queries, 100.0 * m.flagged, 100.0 * m.test_flagged, m.auroc, m.knn_auroc
         );
     }
     Ok(())

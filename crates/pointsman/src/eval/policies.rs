@@ -24,8 +24,8 @@ use crate::error::{Error, Result};
 use crate::features::QueryFeatures;
 use crate::policy::guard::auroc;
 use crate::policy::{
-    BudgetConfig, BudgetKey, BudgetWindow, EmbeddingGuard, Episode, GuardFit, Policy,
-    PolicyConfig, PolicyRouter, Request, StickyConfig,
+    BudgetConfig, BudgetKey, BudgetWindow, EmbeddingGuard, Episode, GuardFit, Policy, PolicyConfig,
+    PolicyRouter, Request, StickyConfig,
 };
 use crate::pool::ModelPool;
 use crate::rng::SplitMix64;
@@ -321,7 +321,8 @@ pub fn episodes(
     policy.warm_pacing(&train.features()?)?;
     let (mut over, mut refused, mut quality, mut spend) = (0, 0, 0.0, 0.0);
     for (e, draw) in draws.iter().enumerate() {
-        let episode = Episode::new(format!("e{e}"), budget, steps as u64)?.with_stop_margin(stop_margin)?;
+        let episode =
+            Episode::new(format!("e{e}"), budget, steps as u64)?.with_stop_margin(stop_margin)?;
         let mut spent = 0.0;
         for (s, &(r, noise)) in draw.iter().enumerate() {
             let f = stream.features(r)?;
@@ -455,9 +456,8 @@ pub fn guard_leave_group_out(
     fit: &GuardFit,
 ) -> Result<Vec<GuardGroup>> {
     let dim = train.dim();
-    let in_group = |tasks: &[&str], t: &Option<String>| {
-        t.as_deref().is_some_and(|t| tasks.contains(&t))
-    };
+    let in_group =
+        |tasks: &[&str], t: &Option<String>| t.as_deref().is_some_and(|t| tasks.contains(&t));
     let mut out = Vec::new();
     for (name, tasks) in groups {
         let keep: Vec<usize> = (0..train.len())
@@ -527,7 +527,10 @@ pub fn stickiness(
     let stream = Stream::new(&*router, test)?;
     let mut by_task: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
     for (r, t) in test.tasks().iter().enumerate() {
-        by_task.entry(t.as_deref().unwrap_or("")).or_default().push(r);
+        by_task
+            .entry(t.as_deref().unwrap_or(""))
+            .or_default()
+            .push(r);
     }
     let tasks: Vec<&Vec<usize>> = by_task.values().collect();
     let mut rng = SplitMix64::new(seed);
@@ -713,4 +716,87 @@ impl Router for Repriced {
     ) -> Result<()> {
         self.inner.estimate(batch, out)
     }
+}
+
+/// The kNN the policy figures use: same-task neighbours, k = 100, similarity weights, shrinkage
+/// 30 toward the task mean (prior strength 50), the setting `pointsman train --router knn`
+/// chooses on `llmrouter_dc` (docs/results.md).
+pub fn reference_knn_config() -> crate::routers::knn::KnnConfig {
+    use crate::routers::knn::{KnnConfig, Prior, Weighting};
+    KnnConfig {
+        k: 100,
+        weighting: Weighting::Power { power: 1.0 },
+        shrinkage: 30.0,
+        prior: Prior::Task { strength: 50.0 },
+        same_task: true,
+        ..Default::default()
+    }
+}
+
+/// The first turns of MT-Bench's questions (`question.jsonl`: one object per line with
+/// `turns`).
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file; [`Error::Format`] naming the line.
+pub fn mt_bench_prompts(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .map_err(|e| Error::format_at(path.display(), i + 1, e.to_string()))?;
+            v["turns"][0]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::format_at(path.display(), i + 1, "no first turn"))
+        })
+        .collect()
+}
+
+/// A guard's verdicts on new queries against the test split.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewQueries {
+    /// New queries.
+    pub queries: usize,
+    /// Share of them flagged.
+    pub flagged: f64,
+    /// Share of the test split flagged.
+    pub test_flagged: f64,
+    /// AUROC of the guard's score, new queries against the test split.
+    pub auroc: f64,
+    /// The same with the plain 10-nearest-neighbour distance to the training queries.
+    pub knn_auroc: f64,
+}
+
+/// A guard fitted on the whole training split, applied to `rows` (embeddings of new queries,
+/// `n × dim`) and to the test split.
+///
+/// # Errors
+///
+/// The guard's fitting errors; rows of another dimension.
+pub fn guard_on_new_queries(
+    train: &Split,
+    test: &Split,
+    rows: &[f32],
+    fit: &GuardFit,
+) -> Result<NewQueries> {
+    let guard = EmbeddingGuard::fit(train, fit)?;
+    let dim = guard.dim();
+    let score = |rows: &[f32]| -> Result<Vec<f64>> {
+        rows.chunks_exact(dim).map(|r| guard.score(r)).collect()
+    };
+    let (new, old) = (score(rows)?, score(test.embeddings())?);
+    let t = guard.threshold();
+    let share = |v: &[f64]| v.iter().filter(|&&s| s > t).count() as f64 / v.len().max(1) as f64;
+    let kn = knn_distance(train.embeddings(), rows, dim, 10);
+    let ko = knn_distance(train.embeddings(), test.embeddings(), dim, 10);
+    Ok(NewQueries {
+        queries: new.len(),
+        flagged: share(&new),
+        test_flagged: share(&old),
+        auroc: auroc(&new, &old),
+        knn_auroc: auroc(&kn, &ko),
+    })
 }
