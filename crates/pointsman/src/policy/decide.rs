@@ -372,15 +372,12 @@ impl PolicyRouter {
                     .observe(est.score_row(0), est.cost_row(0), Some(&allowed));
             }
             let before: Vec<bool> = allowed.clone();
-            let remaining: Vec<(f64, String)> = audit
-                .budgets
-                .iter()
-                .map(|s| (s.remaining, s.key.clone()))
-                .collect();
-            for (b, (left, key)) in applied.iter().zip(&remaining) {
+            for (j, b) in applied.iter().enumerate() {
+                let left = audit.budgets[j].remaining;
                 for i in 0..m {
-                    if est.cost_row(0)[i] * b.config.stop_margin > *left {
-                        exclude(&mut allowed, audit, i, format!("budget {key}"));
+                    if allowed[i] && est.cost_row(0)[i] * b.config.stop_margin > left {
+                        let reason = format!("budget {}", audit.budgets[j].key);
+                        exclude(&mut allowed, audit, i, reason);
                     }
                 }
             }
