@@ -18,7 +18,8 @@
 //! Spend running ahead of the pace lowers `r`, running behind raises it. `r` becomes a cost
 //! weight through the [`PacingCurve`]: the mean expected cost of the model a cost weight would
 //! choose, over the policy's recent queries (a running average over a fixed grid of cost
-//! weights, updated with each decision's estimates in `O(grid × models)`), read at `r`. The
+//! weights, updated with each decision's estimates by one walk along the upper hull of the
+//! models' (cost, score) points: `O(models log models + grid)`), read at `r`. The
 //! budget's cost weight is the smallest on the grid whose mean cost is at most `r`, interpolated
 //! in log scale; the decision uses the largest of the budgets' and the request's cost weights.
 //!
