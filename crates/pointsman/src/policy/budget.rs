@@ -127,7 +127,7 @@ impl BudgetConfig {
         if !self.stop_margin.is_finite() || self.stop_margin < 1.0 {
             return bad(format!("stop_margin {} is below 1", self.stop_margin));
         }
-        validate_window(&self.window).or_else(|e| bad(e))
+        validate_window(&self.window).or_else(bad)
     }
 }
 

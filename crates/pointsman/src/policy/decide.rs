@@ -322,8 +322,8 @@ impl PolicyRouter {
                 *d = caps::dimensions(pool.card(i), tokens, req.expected_output_tokens);
             }
         }
-        for i in 0..m {
-            if let Some(cap) = caps::broken_cap(caps, est.cost_row(0)[i], &dims[i]) {
+        for (i, d) in dims.iter().enumerate() {
+            if let Some(cap) = caps::broken_cap(caps, est.cost_row(0)[i], d) {
                 exclude(&mut allowed, audit, i, cap.to_string());
             }
         }

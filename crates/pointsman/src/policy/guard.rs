@@ -187,7 +187,7 @@ impl EmbeddingGuard {
         fit: &GuardFit,
     ) -> Result<EmbeddingGuard> {
         fit.validate()?;
-        if dim == 0 || rows.len() % dim != 0 {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(Error::Shape(format!(
                 "{} values do not make rows of {dim}",
                 rows.len()

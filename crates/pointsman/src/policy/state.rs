@@ -105,9 +105,12 @@ struct Snapshot {
     format: String,
     format_version: u32,
     session_capacity: usize,
-    spend: Vec<(String, Vec<(i64, f64, u64)>)>,
+    spend: Vec<KeyBuckets>,
     sessions: Vec<(String, SessionEntry)>,
 }
+
+/// A key and its buckets `(bucket, usd, requests)`, as saved.
+type KeyBuckets = (String, Vec<(i64, f64, u64)>);
 
 const STATE_FORMAT: &str = "pointsman-policy-state";
 
@@ -129,7 +132,7 @@ impl MemoryState {
     /// The state as JSON (every counter and session), for [`MemoryState::from_json`].
     pub fn to_json(&self) -> String {
         let spend = self.spend.lock().expect("state lock");
-        let mut spend: Vec<(String, Vec<(i64, f64, u64)>)> = spend
+        let mut spend: Vec<KeyBuckets> = spend
             .iter()
             .map(|(k, b)| (k.clone(), b.iter().copied().collect()))
             .collect();

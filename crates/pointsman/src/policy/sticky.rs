@@ -39,7 +39,8 @@ impl StickyConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.margin.is_finite()
             || self.margin < 0.0
-            || !(self.ttl_seconds > 0.0)
+            || self.ttl_seconds.is_nan()
+            || self.ttl_seconds <= 0.0
             || self.capacity == 0
         {
             return Err(Error::Config(format!(
