@@ -50,6 +50,18 @@ class SessionError(InvalidInputError):
 class NumericError(PointsmanError, ArithmeticError):
     """A router's numbers went wrong (a non-finite estimate from finite inputs, a training run that diverged): a defect of the router or its saved state, not of the query."""
 
+class PolicyRefusal(PointsmanError):
+    """A decision-time policy refused the request (docs/policies.md): never a silent pick."""
+
+class OutOfDistributionError(PolicyRefusal):
+    """The policy's guard found the query unlike the training queries, and its action is to refuse."""
+
+class BudgetExhaustedError(PolicyRefusal):
+    """A budget's hard stop: what is left does not cover the expected cost of any allowed model."""
+
+class NoModelFitsError(PolicyRefusal):
+    """The policy's rules, hard caps, required capabilities or context windows leave no model."""
+
 class UnsupportedError(PointsmanError):
     """An operation this router does not offer, such as observe() on a router that does not learn."""
 
@@ -178,6 +190,55 @@ class Decision:
     def neighbours(self) -> Optional[int]: ...
     @property
     def ood(self) -> Optional[float]: ...
+    @property
+    def audit(self) -> Optional[dict[str, Any]]: ...
+
+@final
+class Policy:
+    """A decision-time policy: rules, caps, budgets that pace, stickiness, an OOD guard."""
+
+    def __init__(self, config: Union[dict[str, Any], str]) -> None: ...
+    @staticmethod
+    def load(path: _Path) -> Policy: ...
+    def save(self, path: _Path) -> None: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def has_fitted_guard(self) -> bool: ...
+    def fit_guard(
+        self, split: Split, *, holdout: float = 0.2, false_alarm: float = 0.05, seed: int = 0
+    ) -> Policy: ...
+    def record(
+        self,
+        router: Router,
+        cost_usd: float,
+        *,
+        model: Optional[str] = None,
+        tenant: Optional[str] = None,
+        user: Optional[str] = None,
+        session: Optional[str] = None,
+        episode: Optional[Episode] = None,
+    ) -> None: ...
+    def budgets(
+        self,
+        router: Router,
+        *,
+        tenant: Optional[str] = None,
+        user: Optional[str] = None,
+        episode: Optional[Episode] = None,
+    ) -> list[dict[str, Any]]: ...
+
+@final
+class Episode:
+    """An agent episode: one budget for all its steps."""
+
+    def __init__(self, id: str, budget_usd: float, steps: int, *, stop_margin: float = 1.0) -> None: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def budget_usd(self) -> float: ...
+    @property
+    def steps(self) -> int: ...
 
 class Router:
     """A fitted router; every router kind is a subclass."""
@@ -202,11 +263,20 @@ class Router:
     def route(
         self,
         x: Union[_Vector, str],
-        cost_weight: float = 0.0,
+        cost_weight: Optional[float] = None,
         *,
         allowed: Optional[Sequence[str]] = None,
         prompt_tokens: Optional[float] = None,
         task: Optional[str] = None,
+        policy: Optional[Policy] = None,
+        text: Optional[str] = None,
+        tenant: Optional[str] = None,
+        user: Optional[str] = None,
+        session: Optional[str] = None,
+        episode: Optional[Episode] = None,
+        needs: Optional[Sequence[str]] = None,
+        metadata: Optional[dict[str, str]] = None,
+        expected_output_tokens: Optional[float] = None,
     ) -> Decision: ...
     def top_k(
         self,

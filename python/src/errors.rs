@@ -11,7 +11,11 @@
 //!     ├── FormatError(ValueError)             a corrupt file, a newer format version
 //!     ├── UnknownModelError(LookupError)      a model id or index not in the pool
 //!     ├── UnsupportedError                    e.g. observe() on a router that does not learn
-//!     └── NumericError(ArithmeticError)       a router's numbers went wrong (non-finite estimate)
+//!     ├── NumericError(ArithmeticError)       a router's numbers went wrong (non-finite estimate)
+//!     └── PolicyRefusal                       a decision-time policy refused the request
+//!         ├── OutOfDistributionError          the guard found the query unlike the training data
+//!         ├── BudgetExhaustedError            a budget's hard stop: nothing left to pay a model
+//!         └── NoModelFitsError                rules, caps or capabilities leave no model
 //! OSError (FileNotFoundError, PermissionError, ...)   reading or writing a file
 //! TypeError                                           an argument of the wrong type
 //! ```
@@ -49,6 +53,14 @@ pub struct Exceptions {
     pub session: Py<PyType>,
     /// `NumericError`.
     pub numeric: Py<PyType>,
+    /// `PolicyRefusal`.
+    pub refusal: Py<PyType>,
+    /// `OutOfDistributionError`.
+    pub out_of_distribution: Py<PyType>,
+    /// `BudgetExhaustedError`.
+    pub budget_exhausted: Py<PyType>,
+    /// `NoModelFitsError`.
+    pub no_model_fits: Py<PyType>,
 }
 
 static EXCEPTIONS: PyOnceLock<Exceptions> = PyOnceLock::new();
@@ -88,7 +100,33 @@ pub fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
             &[b.clone(), value.clone()],
         )?;
         let invalid = invalid_input.bind(py).clone();
+        let refusal = class(
+            py,
+            "PolicyRefusal",
+            "A decision-time policy refused the request (docs/policies.md): never a silent pick.",
+            std::slice::from_ref(&b),
+        )?;
+        let r = refusal.bind(py).clone();
         Ok(Exceptions {
+            out_of_distribution: class(
+                py,
+                "OutOfDistributionError",
+                "The policy's guard found the query unlike the training queries, and its action is to refuse.",
+                std::slice::from_ref(&r),
+            )?,
+            budget_exhausted: class(
+                py,
+                "BudgetExhaustedError",
+                "A budget's hard stop: what is left does not cover the expected cost of any allowed model.",
+                std::slice::from_ref(&r),
+            )?,
+            no_model_fits: class(
+                py,
+                "NoModelFitsError",
+                "The policy's rules, hard caps, required capabilities or context windows leave no model.",
+                std::slice::from_ref(&r),
+            )?,
+            refusal,
             budget: class(
                 py,
                 "BudgetError",
@@ -163,6 +201,9 @@ pub fn to_py_err(e: Error) -> PyErr {
             | ErrorKind::SessionOutOfOrder
             | ErrorKind::SessionRunning => &exc.session,
             ErrorKind::Numeric => &exc.numeric,
+            ErrorKind::OutOfDistribution => &exc.out_of_distribution,
+            ErrorKind::BudgetExhausted => &exc.budget_exhausted,
+            ErrorKind::NoModelFits => &exc.no_model_fits,
             ErrorKind::Io => return io_error(py, e),
             ErrorKind::ModelNotFound => return PyFileNotFoundError::new_err(e.to_string()),
             // The embedding backend, and kinds added to the engine later.
@@ -264,6 +305,17 @@ pub fn _raise_error_kind(kind: &str) -> PyResult<()> {
             got_id: "big".into(),
         },
         "SessionRunning" => Error::SessionRunning("no answer has been observed yet".into()),
+        "OutOfDistribution" => Error::OutOfDistribution {
+            score: 3.5,
+            threshold: 2.0,
+        },
+        "BudgetExhausted" => Error::BudgetExhausted {
+            key: "tenant:acme".into(),
+            spent: 10.0,
+            limit: 10.0,
+            cost: 1e-4,
+        },
+        "NoModelFits" => Error::NoModelFits("no allowed model meets the caps".into()),
         "Io" => Error::io("/nope/models.json", std::io::Error::from_raw_os_error(2)),
         other => {
             return Err(PyValueError::new_err(format!(
@@ -289,6 +341,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         &exc.budget,
         &exc.session,
         &exc.numeric,
+        &exc.refusal,
+        &exc.out_of_distribution,
+        &exc.budget_exhausted,
+        &exc.no_model_fits,
     ] {
         let ty = ty.bind(py);
         m.add(ty.name()?, ty)?;

@@ -18,6 +18,7 @@ mod embedder;
 mod errors;
 mod eval;
 mod parallel;
+mod policy;
 mod router;
 mod routers;
 
@@ -38,6 +39,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<router::PyRouter>()?;
     m.add_class::<router::Decision>()?;
     m.add_class::<router::Alternative>()?;
+    m.add_class::<policy::PyPolicy>()?;
+    m.add_class::<policy::PyEpisode>()?;
     m.add_class::<routers::PyKnnRouter>()?;
     m.add_class::<routers::PyMfRouter>()?;
     m.add_class::<routers::PyBaselineRouter>()?;

@@ -290,24 +290,84 @@ impl PyRouter {
     /// Routes one query: `x` is its embedding (a float32 vector `[dim]`; other numeric vectors
     /// are converted). Returns the `Decision` with the best utility
     /// `quality - cost_weight * cost` among the allowed models.
-    #[pyo3(signature = (x, cost_weight = 0.0, *, allowed = None, prompt_tokens = None, task = None))]
+    ///
+    /// With `policy` (a `Policy`), the decision goes through it (docs/policies.md): `text` (or
+    /// `x` itself when it is a str) feeds its text rules; `tenant`, `user`, `session` and
+    /// `episode` key its budgets and stickiness; `needs` lists capabilities the answer needs;
+    /// `metadata` (a dict of str) feeds its rules; `expected_output_tokens` its latency and
+    /// energy estimates; `cost_weight`, when given, replaces the policy's. The decision's
+    /// `audit` says what each part of the policy did. A refusal raises `OutOfDistributionError`,
+    /// `BudgetExhaustedError` or `NoModelFitsError` (all `PolicyRefusal`). After the call,
+    /// report its actual cost with `policy.record(...)`.
+    #[pyo3(signature = (x, cost_weight = None, *, allowed = None, prompt_tokens = None, task = None, policy = None, text = None, tenant = None, user = None, session = None, episode = None, needs = None, metadata = None, expected_output_tokens = None))]
+    #[allow(clippy::too_many_arguments)]
     fn route(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         x: &Bound<'_, PyAny>,
-        cost_weight: f64,
+        cost_weight: Option<f64>,
         allowed: Option<Vec<String>>,
         prompt_tokens: Option<f64>,
         task: Option<String>,
+        policy: Option<PyRef<'_, crate::policy::PyPolicy>>,
+        text: Option<String>,
+        tenant: Option<String>,
+        user: Option<String>,
+        session: Option<String>,
+        episode: Option<PyRef<'_, crate::policy::PyEpisode>>,
+        needs: Option<Vec<String>>,
+        metadata: Option<std::collections::HashMap<String, String>>,
+        expected_output_tokens: Option<f64>,
     ) -> PyResult<Decision> {
-        let x = self.input(x, "x")?;
-        let x = x.query()?;
-        let objective = objective(cost_weight, allowed);
-        let router = &self.inner;
-        run_here(py, || {
-            router.route(&x.features(prompt_tokens, task)?, &objective)
-        })
-        .map(Decision::from)
+        let py = slf.py();
+        let this = slf.get();
+        let input = this.input(x, "x")?;
+        let q = input.query()?;
+        let Some(policy) = policy else {
+            let given = [
+                ("text", text.is_some()),
+                ("tenant", tenant.is_some()),
+                ("user", user.is_some()),
+                ("session", session.is_some()),
+                ("episode", episode.is_some()),
+                ("needs", needs.is_some()),
+                ("metadata", metadata.is_some()),
+                ("expected_output_tokens", expected_output_tokens.is_some()),
+            ];
+            if let Some((name, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(PyTypeError::new_err(format!(
+                    "{name} is read by a policy: pass policy=pointsman.Policy(...) as well"
+                )));
+            }
+            let objective = objective(cost_weight.unwrap_or(0.0), allowed);
+            let router = &this.inner;
+            return run_here(py, || {
+                router.route(&q.features(prompt_tokens, task)?, &objective)
+            })
+            .map(Decision::from);
+        };
+        let text = text.or_else(|| match &q {
+            Query::Text(_, t) => Some((*t).to_string()),
+            Query::Vector(_) => None,
+        });
+        let features = run_here(py, || q.features(prompt_tokens, task))?;
+        let call = crate::policy::PolicyCall {
+            text,
+            keys: crate::policy::Keys {
+                tenant,
+                user,
+                session,
+                episode: episode.map(|e| e.inner.clone()),
+            },
+            needs: needs.unwrap_or_default(),
+            metadata: crate::policy::metadata_pairs(metadata),
+            expected_output_tokens,
+            cost_weight,
+            allowed,
+        };
+        let (d, audit) = crate::policy::route(py, slf, &policy, features, call)?;
+        let mut d = Decision::from(d);
+        d.audit = Some(audit);
+        Ok(d)
     }
 
     /// The `k` best allowed models for one query, best first.
@@ -629,6 +689,8 @@ pub struct Decision {
     neighbours: Option<u32>,
     /// Out-of-distribution score in [0, 1], when the router computes one.
     ood: Option<f32>,
+    /// What each part of a policy did (a dict, docs/policies.md), when routed with one.
+    audit: Option<Py<PyAny>>,
 }
 
 impl From<pointsman::Decision> for Decision {
@@ -644,6 +706,7 @@ impl From<pointsman::Decision> for Decision {
             alternatives: d.alternatives.into_iter().map(Alternative::from).collect(),
             neighbours: d.signals.neighbours,
             ood: d.signals.ood,
+            audit: None,
         }
     }
 }

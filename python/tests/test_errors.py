@@ -49,6 +49,9 @@ KINDS = [
     ("SessionFinished", pointsman.SessionError, 'the cascade session has ended (answer of "cheap" used): start a new session'),
     ("SessionOutOfOrder", pointsman.SessionError, 'observed model #1 ("big"), but the cascade asked for #0 ("cheap")'),
     ("SessionRunning", pointsman.SessionError, "the cascade session has not decided yet: no answer has been observed yet"),
+    ("OutOfDistribution", pointsman.OutOfDistributionError, "out of distribution: guard score 3.5000 is above the threshold 2.0000"),
+    ("BudgetExhausted", pointsman.BudgetExhaustedError, "budget exhausted for tenant:acme: 1e1 of 1e1 USD spent, the cheapest allowed model is expected to cost 1e-4 USD"),
+    ("NoModelFits", pointsman.NoModelFitsError, "no model fits: no allowed model meets the caps"),
 ]
 
 

@@ -31,7 +31,8 @@
  * version leaves a gap.
  *
  * Ranges: 0 success; 1–9 arguments and the call boundary; 10–29 errors of the routing engine;
- * 30–39 the embedder; 40–49 cascade sessions. Numbers not listed are reserved.
+ * 30–39 the embedder; 40–49 cascade sessions; 50–59 decision-time policies' refusals. Numbers
+ * not listed are reserved.
  */
 typedef enum pm_status {
   /**
@@ -135,6 +136,19 @@ typedef enum pm_status {
    * `pm_cascade_stop`, no answer to use).
    */
   PM_STATUS_SESSION_RUNNING = 43,
+  /**
+   * A policy's out-of-distribution guard found the query unlike the training queries, and its
+   * action is to refuse.
+   */
+  PM_STATUS_OUT_OF_DISTRIBUTION = 50,
+  /**
+   * A budget's hard stop: what is left does not cover the expected cost of any allowed model.
+   */
+  PM_STATUS_BUDGET_EXHAUSTED = 51,
+  /**
+   * A policy's rules, hard caps, required capabilities or context windows leave no model.
+   */
+  PM_STATUS_NO_MODEL_FITS = 52,
 } pm_status;
 
 /**
@@ -201,6 +215,12 @@ typedef struct pm_cascade_session pm_cascade_session;
 typedef struct pm_embedder pm_embedder;
 
 /**
+ * An agent episode: one budget for all its steps. Create with `pm_episode_new`, free with
+ * `pm_episode_free`; pass it to each step's `pm_policy_route` and `pm_policy_record`.
+ */
+typedef struct pm_episode pm_episode;
+
+/**
  * Why a call failed: a status and a message (lower case, naming the offending values, such as
  * `"dimension mismatch: expected 384, got 768"`).
  *
@@ -211,6 +231,21 @@ typedef struct pm_embedder pm_embedder;
  * thread, once, after the last read.
  */
 typedef struct pm_error pm_error;
+
+/**
+ * A decision-time policy bound to one router: rules, caps, budgets that pace, stickiness and
+ * an out-of-distribution guard. Create with `pm_policy_load` or `pm_policy_from_json`, free
+ * with `pm_policy_free`. Thread-safe: any number of threads may route and record at once; its
+ * budgets and sessions are shared by them.
+ */
+typedef struct pm_policy pm_policy;
+
+/**
+ * What a policy did to one decision, as one line of JSON (`pm_policy_audit_json`): the rules
+ * that fired, the models excluded and why, the guard's score and verdict, each budget's state,
+ * the cost weight used, stickiness, and the refusal if any. Free with `pm_policy_audit_free`.
+ */
+typedef struct pm_policy_audit pm_policy_audit;
 
 /**
  * A router loaded from a saved `.safetensors` file.
@@ -714,6 +749,168 @@ const char *pm_error_message(const struct pm_error *err);
  * `err` is NULL or an error returned by this library, freed only once.
  */
 void pm_error_free(struct pm_error *err);
+
+/**
+ * Reads a policy file (JSON, or TOML for a `.toml` path; docs/policies.md) and binds it to
+ * `router` (its rules' model ids are checked against the router's models). On success `*out`
+ * receives a new policy, freed with `pm_policy_free`.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_IO`,
+ * `PM_STATUS_FORMAT` (not JSON or TOML, an unknown key), `PM_STATUS_CONFIG` (a value out of
+ * range, a model the router does not have), `PM_STATUS_UNSUPPORTED_VERSION`.
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * # Safety
+ *
+ * `router` NULL or a live router (it must outlive nothing: the policy keeps its own handle);
+ * `path` NULL or NUL-terminated; `out` and `err` NULL or writable.
+ */
+enum pm_status pm_policy_load(const struct pm_router *router,
+                              const char *path,
+                              struct pm_policy **out,
+                              struct pm_error **err);
+
+/**
+ * `pm_policy_load` from the policy's JSON text instead of a file (a guard of source
+ * `embeddings` needs a file: use `pm_policy_load`).
+ *
+ * Errors: as `pm_policy_load`, without `PM_STATUS_IO`.
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * # Safety
+ *
+ * As `pm_policy_load`, with `json` NULL or NUL-terminated.
+ */
+enum pm_status pm_policy_from_json(const struct pm_router *router,
+                                   const char *json,
+                                   struct pm_policy **out,
+                                   struct pm_error **err);
+
+/**
+ * Frees a policy (its budgets and sessions with it). `pm_policy_free(NULL)` does nothing. No
+ * other thread may be using it.
+ *
+ * # Safety
+ *
+ * `policy` is NULL or a policy from `pm_policy_load`/`pm_policy_from_json`, freed only once.
+ */
+void pm_policy_free(struct pm_policy *policy);
+
+/**
+ * A new episode `id` with `budget_usd` for `steps` steps; `stop_margin` (at least 1) keeps
+ * room for steps costlier than their estimate. On success `*out` receives it, freed with
+ * `pm_episode_free`.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_CONFIG` (empty id,
+ * budget not positive, no steps, margin below 1).
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * # Safety
+ *
+ * `id` NULL or NUL-terminated; `out` and `err` NULL or writable.
+ */
+enum pm_status pm_episode_new(const char *id,
+                              double budget_usd,
+                              uint64_t steps,
+                              double stop_margin,
+                              struct pm_episode **out,
+                              struct pm_error **err);
+
+/**
+ * Frees an episode. `pm_episode_free(NULL)` does nothing. (Its spend stays in the policy.)
+ *
+ * # Safety
+ *
+ * `episode` is NULL or an episode from `pm_episode_new`, freed only once.
+ */
+void pm_episode_free(struct pm_episode *episode);
+
+/**
+ * Routes one query through the policy: the router's estimates, then the policy's rules,
+ * capabilities, guard, caps, budgets, the choice and stickiness.
+ *
+ * - `features`/`dim`: the query's embedding (as `pm_router_route`); `prompt_tokens`: its token
+ *   count, negative for unknown; `task`: its task tag or NULL.
+ * - `text`: the prompt, for the policy's text rules (keywords, regular expressions), or NULL
+ *   (text rules then do not match; rules on tenant, task and prompt tokens still apply).
+ * - `tenant`, `user`, `session`: the request's keys (budgets per tenant or user, stickiness per
+ *   session), each NULL for none; `episode`: the agent episode this step belongs to, or NULL.
+ * - `cost_weight`: replaces the policy's cost weight; negative: the policy's.
+ * - `audit`: NULL, or receives (on success and on a policy's refusal) a new audit, freed with
+ *   `pm_policy_audit_free`.
+ *
+ * On success `*out` receives the decision. After the call, report its actual cost with
+ * `pm_policy_record`.
+ *
+ * Errors: those of `pm_router_rank`; the refusals `PM_STATUS_OUT_OF_DISTRIBUTION`,
+ * `PM_STATUS_BUDGET_EXHAUSTED`, `PM_STATUS_NO_MODEL_FITS`.
+ *
+ * Thread safety: any number of threads may route with the same policy at once.
+ *
+ * # Safety
+ *
+ * `policy` NULL or live; `features` NULL or `dim` floats; the strings NULL or NUL-terminated;
+ * `episode` NULL or live; `out`, `audit` and `err` NULL or writable.
+ */
+enum pm_status pm_policy_route(const struct pm_policy *policy,
+                               const float *features,
+                               size_t dim,
+                               double prompt_tokens,
+                               const char *task,
+                               const char *text,
+                               const char *tenant,
+                               const char *user,
+                               const char *session,
+                               const struct pm_episode *episode,
+                               double cost_weight,
+                               struct pm_decision *out,
+                               struct pm_policy_audit **audit,
+                               struct pm_error **err);
+
+/**
+ * After a call routed with the policy: charges `cost_usd` (the actual cost the upstream
+ * reported) to the request's budgets and records `model` (an id, or NULL) as its session's
+ * model. The keys are those the route call was given.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_INVALID_ARGUMENT`
+ * (negative or non-finite cost), `PM_STATUS_UNKNOWN_MODEL`.
+ *
+ * Thread safety: any number of threads may record with the same policy at once.
+ *
+ * # Safety
+ *
+ * As `pm_policy_route`.
+ */
+enum pm_status pm_policy_record(const struct pm_policy *policy,
+                                const char *model,
+                                double cost_usd,
+                                const char *tenant,
+                                const char *user,
+                                const char *session,
+                                const struct pm_episode *episode,
+                                struct pm_error **err);
+
+/**
+ * The audit as one line of JSON (docs/policies.md, "The audit"), owned by the audit: valid
+ * until `pm_policy_audit_free`. NULL for a NULL audit.
+ *
+ * # Safety
+ *
+ * `audit` NULL or live.
+ */
+const char *pm_policy_audit_json(const struct pm_policy_audit *audit);
+
+/**
+ * Frees an audit. `pm_policy_audit_free(NULL)` does nothing.
+ *
+ * # Safety
+ *
+ * `audit` NULL or from `pm_policy_route`, freed once.
+ */
+void pm_policy_audit_free(struct pm_policy_audit *audit);
 
 /**
  * Loads a router saved by `pointsman train` (or by `Router::save` in Rust).

@@ -505,6 +505,111 @@ class Router {
   std::unique_ptr<pm_router, Deleter> ptr_;
 };
 
+/// The keys and facts of one request routed under a Policy (docs/policies.md).
+struct PolicyRequest {
+  /// The prompt's token count; negative: unknown.
+  double prompt_tokens = -1.0;
+  /// The task tag, if any.
+  std::optional<std::string> task;
+  /// The prompt text, for the policy's text rules.
+  std::optional<std::string> text;
+  /// Budget and stickiness keys.
+  std::optional<std::string> tenant, user, session;
+  /// Replaces the policy's cost weight when set.
+  std::optional<double> cost_weight;
+};
+
+/// An agent episode: one budget for all its steps.
+class Episode {
+ public:
+  /// Throws Error (PM_STATUS_CONFIG) for an empty id, a budget not positive, no steps or a margin
+  /// below 1.
+  Episode(const std::string &id, double budget_usd, std::uint64_t steps, double stop_margin = 1.0) {
+    pm_episode *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_episode_new(id.c_str(), budget_usd, steps, stop_margin, &raw, err.out()));
+    ptr_.reset(raw);
+  }
+
+  /// The underlying C object, still owned by this Episode.
+  const pm_episode *capi() const noexcept { return ptr_.get(); }
+
+ private:
+  struct Deleter {
+    void operator()(pm_episode *p) const noexcept { pm_episode_free(p); }
+  };
+  std::unique_ptr<pm_episode, Deleter> ptr_;
+};
+
+/// A routing decision under a policy, with the policy's audit (one line of JSON).
+struct PolicyDecision {
+  Decision decision;
+  std::string audit_json;
+};
+
+/// A decision-time policy bound to a router (docs/policies.md). Thread-safe.
+class Policy {
+ public:
+  /// Reads a policy file (JSON, or TOML for .toml) for `router`; throws Error
+  /// (PM_STATUS_IO, PM_STATUS_CONFIG, ...).
+  static Policy load(const Router &router, const std::string &path) {
+    pm_policy *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_policy_load(router.capi(), path.c_str(), &raw, err.out()));
+    return Policy(raw);
+  }
+
+  /// A policy from its JSON text, for `router`; throws Error (PM_STATUS_CONFIG, ...).
+  static Policy from_json(const Router &router, const std::string &json) {
+    pm_policy *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_policy_from_json(router.capi(), json.c_str(), &raw, err.out()));
+    return Policy(raw);
+  }
+
+  /// Takes ownership of a policy from the C API.
+  explicit Policy(pm_policy *raw) noexcept : ptr_(raw) {}
+
+  /// Routes one query; throws Error, with the refusals PM_STATUS_OUT_OF_DISTRIBUTION,
+  /// PM_STATUS_BUDGET_EXHAUSTED and PM_STATUS_NO_MODEL_FITS.
+  PolicyDecision route(const std::vector<float> &features, const PolicyRequest &req = {},
+                       const Episode *episode = nullptr) const {
+    PolicyDecision out{};
+    pm_policy_audit *audit = nullptr;
+    detail::ErrorSlot err;
+    pm_status status = pm_policy_route(
+        ptr_.get(), features.data(), features.size(), req.prompt_tokens, c_str(req.task),
+        c_str(req.text), c_str(req.tenant), c_str(req.user), c_str(req.session),
+        episode != nullptr ? episode->capi() : nullptr, req.cost_weight.value_or(-1.0),
+        &out.decision, &audit, err.out());
+    if (audit != nullptr) {
+      out.audit_json = pm_policy_audit_json(audit);
+      pm_policy_audit_free(audit);
+    }
+    err.check(status);
+    return out;
+  }
+
+  /// Charges `cost_usd` (the call's actual cost) to the request's budgets and records `model`
+  /// as its session's model.
+  void record(const std::string &model, double cost_usd, const PolicyRequest &req = {},
+              const Episode *episode = nullptr) const {
+    detail::ErrorSlot err;
+    err.check(pm_policy_record(ptr_.get(), model.c_str(), cost_usd, c_str(req.tenant),
+                               c_str(req.user), c_str(req.session),
+                               episode != nullptr ? episode->capi() : nullptr, err.out()));
+  }
+
+ private:
+  static const char *c_str(const std::optional<std::string> &s) noexcept {
+    return s ? s->c_str() : nullptr;
+  }
+  struct Deleter {
+    void operator()(pm_policy *p) const noexcept { pm_policy_free(p); }
+  };
+  std::unique_ptr<pm_policy, Deleter> ptr_;
+};
+
 }  // namespace pointsman
 
 #endif  // POINTSMAN_HPP

@@ -20,6 +20,7 @@ mod cascade;
 mod embedder;
 mod error;
 mod guard;
+mod policy;
 mod router;
 mod status;
 
@@ -34,6 +35,11 @@ pub use embedder::{
     pm_embedder_model_name, pm_embedder_threads, pm_router_rank_text, pm_router_route_text,
 };
 pub use error::{pm_error, pm_error_free, pm_error_message, pm_error_status};
+pub use policy::{
+    pm_episode, pm_episode_free, pm_episode_new, pm_policy, pm_policy_audit, pm_policy_audit_free,
+    pm_policy_audit_json, pm_policy_free, pm_policy_from_json, pm_policy_load, pm_policy_record,
+    pm_policy_route,
+};
 pub use router::{
     pm_decision, pm_router, pm_router_dim, pm_router_embedding_model, pm_router_free,
     pm_router_is_learner, pm_router_kind, pm_router_load, pm_router_model_index,

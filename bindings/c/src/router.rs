@@ -179,6 +179,16 @@ pub struct pm_decision {
     pub utility: f64,
 }
 
+/// A `pm_decision` from a decision's figures.
+pub(crate) fn decision_value(
+    model: usize,
+    quality: f64,
+    cost: f64,
+    utility: f64,
+) -> Result<pm_decision, Failure> {
+    decision(model, quality, cost, utility)
+}
+
 fn decision(model: usize, quality: f64, cost: f64, utility: f64) -> Result<pm_decision, Failure> {
     let model = u32::try_from(model).map_err(|_| {
         Failure::new(

@@ -8,7 +8,8 @@ use pointsman::ErrorKind;
 /// version leaves a gap.
 ///
 /// Ranges: 0 success; 1–9 arguments and the call boundary; 10–29 errors of the routing engine;
-/// 30–39 the embedder; 40–49 cascade sessions. Numbers not listed are reserved.
+/// 30–39 the embedder; 40–49 cascade sessions; 50–59 decision-time policies' refusals. Numbers
+/// not listed are reserved.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum pm_status {
@@ -67,6 +68,13 @@ pub enum pm_status {
     /// A cascade session has not reached its decision yet, so it has no result (or, for
     /// `pm_cascade_stop`, no answer to use).
     PM_STATUS_SESSION_RUNNING = 43,
+    /// A policy's out-of-distribution guard found the query unlike the training queries, and its
+    /// action is to refuse.
+    PM_STATUS_OUT_OF_DISTRIBUTION = 50,
+    /// A budget's hard stop: what is left does not cover the expected cost of any allowed model.
+    PM_STATUS_BUDGET_EXHAUSTED = 51,
+    /// A policy's rules, hard caps, required capabilities or context windows leave no model.
+    PM_STATUS_NO_MODEL_FITS = 52,
 }
 
 /// The status of a core error kind: the one mapping from `pointsman::ErrorKind` to C.
@@ -90,6 +98,9 @@ pub(crate) fn status_of(kind: ErrorKind) -> pm_status {
         ErrorKind::SessionOutOfOrder => PM_STATUS_SESSION_OUT_OF_ORDER,
         ErrorKind::SessionRunning => PM_STATUS_SESSION_RUNNING,
         ErrorKind::Io => PM_STATUS_IO,
+        ErrorKind::OutOfDistribution => PM_STATUS_OUT_OF_DISTRIBUTION,
+        ErrorKind::BudgetExhausted => PM_STATUS_BUDGET_EXHAUSTED,
+        ErrorKind::NoModelFits => PM_STATUS_NO_MODEL_FITS,
         // ErrorKind is non-exhaustive: a kind added to the core without a status here is still
         // reported, with its message, rather than mislabelled.
         _ => PM_STATUS_OTHER,
@@ -124,6 +135,9 @@ impl pm_status {
             PM_STATUS_SESSION_OUT_OF_ORDER => "SESSION_OUT_OF_ORDER\0",
             PM_STATUS_BUDGET_TOO_SMALL => "BUDGET_TOO_SMALL\0",
             PM_STATUS_SESSION_RUNNING => "SESSION_RUNNING\0",
+            PM_STATUS_OUT_OF_DISTRIBUTION => "OUT_OF_DISTRIBUTION\0",
+            PM_STATUS_BUDGET_EXHAUSTED => "BUDGET_EXHAUSTED\0",
+            PM_STATUS_NO_MODEL_FITS => "NO_MODEL_FITS\0",
         }
     }
 }
@@ -148,7 +162,7 @@ pub extern "C" fn pm_status_name(status: i32) -> *const c_char {
 }
 
 /// Every status, for [`pm_status_name`] and the tests.
-pub(crate) const ALL: [pm_status; 23] = {
+pub(crate) const ALL: [pm_status; 26] = {
     use pm_status::*;
     [
         PM_STATUS_OK,
@@ -174,5 +188,8 @@ pub(crate) const ALL: [pm_status; 23] = {
         PM_STATUS_SESSION_OUT_OF_ORDER,
         PM_STATUS_BUDGET_TOO_SMALL,
         PM_STATUS_SESSION_RUNNING,
+        PM_STATUS_OUT_OF_DISTRIBUTION,
+        PM_STATUS_BUDGET_EXHAUSTED,
+        PM_STATUS_NO_MODEL_FITS,
     ]
 };

@@ -204,6 +204,9 @@ fn every_error_kind_has_its_own_status() {
         (K::ModelNotFound, PM_STATUS_MODEL_NOT_FOUND),
         (K::Backend, PM_STATUS_BACKEND),
         (K::Io, PM_STATUS_IO),
+        (K::OutOfDistribution, PM_STATUS_OUT_OF_DISTRIBUTION),
+        (K::BudgetExhausted, PM_STATUS_BUDGET_EXHAUSTED),
+        (K::NoModelFits, PM_STATUS_NO_MODEL_FITS),
     ];
     for (kind, status) in kinds {
         assert_eq!(status_of(kind), status, "{kind:?}");
@@ -237,6 +240,9 @@ fn status_numbers_are_fixed() {
         (PM_STATUS_SESSION_OUT_OF_ORDER, 41, "SESSION_OUT_OF_ORDER"),
         (PM_STATUS_BUDGET_TOO_SMALL, 42, "BUDGET_TOO_SMALL"),
         (PM_STATUS_SESSION_RUNNING, 43, "SESSION_RUNNING"),
+        (PM_STATUS_OUT_OF_DISTRIBUTION, 50, "OUT_OF_DISTRIBUTION"),
+        (PM_STATUS_BUDGET_EXHAUSTED, 51, "BUDGET_EXHAUSTED"),
+        (PM_STATUS_NO_MODEL_FITS, 52, "NO_MODEL_FITS"),
     ];
     assert_eq!(expected.len(), ALL.len());
     for (s, n, name) in expected {
@@ -281,6 +287,17 @@ fn every_core_error_kind_has_its_own_status() {
         },
         Error::Backend("x".into()),
         Error::io("f", std::io::Error::other("x")),
+        Error::OutOfDistribution {
+            score: 1.0,
+            threshold: 0.5,
+        },
+        Error::BudgetExhausted {
+            key: "k".into(),
+            spent: 1.0,
+            limit: 1.0,
+            cost: 0.1,
+        },
+        Error::NoModelFits("x".into()),
     ];
     let kinds: Vec<ErrorKind> = errors.iter().map(|e| e.kind()).collect();
     let mut statuses: Vec<i32> = kinds.iter().map(|&k| status_of(k) as i32).collect();

@@ -976,6 +976,95 @@ static void test_cascade(const char *dir) {
   pm_router_free(cascade);
 }
 
+/* Decision-time policies: a rule with its audit, a budget charged by record and its hard stop,
+ * caps that leave no model, an episode, bad policies, NULL arguments. */
+static void test_policy(void) {
+  const char *first = pm_router_model_name(router, 0);
+  char json[1024];
+  snprintf(json, sizeof json,
+           "{\"rules\": [{\"name\": \"free-tier\", \"when\": {\"tenant\": [\"free\"]},"
+           " \"then\": {\"allow\": [\"%s\"]}}],"
+           " \"budgets\": [{\"key\": \"tenant\", \"limit_usd\": 1e-3,"
+           " \"window\": {\"kind\": \"total\"}, \"pace\": false}]}",
+           first);
+  pm_policy *policy = NULL;
+  CHECK_STATUS(pm_policy_from_json(router, json, &policy, &err_), PM_STATUS_OK);
+  pm_decision d;
+  pm_policy_audit *audit = NULL;
+  CHECK_STATUS(pm_policy_route(policy, features, dim, tokens[0], NULL, "hello", "free", NULL,
+                               NULL, NULL, -1.0, &d, &audit, &err_),
+               PM_STATUS_OK);
+  CHECK(d.model == 0);
+  CHECK(audit != NULL && strstr(pm_policy_audit_json(audit), "\"rules\":[\"free-tier\"]") != NULL);
+  CHECK(audit != NULL && strstr(pm_policy_audit_json(audit), "\"key\":\"tenant:free\"") != NULL);
+  pm_policy_audit_free(audit);
+  /* Another tenant: the rule does not fire; spend all of acme's budget, then it stops. */
+  audit = NULL;
+  CHECK_STATUS(pm_policy_route(policy, features, dim, tokens[0], NULL, NULL, "acme", NULL, NULL,
+                               NULL, -1.0, &d, NULL, &err_),
+               PM_STATUS_OK);
+  CHECK_STATUS(pm_policy_record(policy, pm_router_model_name(router, d.model), 1e-3, "acme", NULL,
+                                NULL, NULL, &err_),
+               PM_STATUS_OK);
+  CHECK_STATUS(pm_policy_route(policy, features, dim, tokens[0], NULL, NULL, "acme", NULL, NULL,
+                               NULL, -1.0, &d, &audit, &err_),
+               PM_STATUS_BUDGET_EXHAUSTED);
+  CHECK(audit != NULL &&
+        strstr(pm_policy_audit_json(audit), "\"refused\":\"budget_exhausted\"") != NULL);
+  pm_policy_audit_free(audit);
+  CHECK_STATUS(pm_policy_record(policy, "no-such-model", 0.0, "acme", NULL, NULL, NULL, &err_),
+               PM_STATUS_UNKNOWN_MODEL);
+  CHECK_STATUS(pm_policy_record(policy, NULL, -1.0, "acme", NULL, NULL, NULL, &err_),
+               PM_STATUS_INVALID_ARGUMENT);
+  pm_policy_free(policy);
+
+  /* A cap no model meets: a typed refusal, never a silent pick. */
+  policy = NULL;
+  CHECK_STATUS(pm_policy_from_json(router, "{\"caps\": {\"max_cost\": 0}}", &policy, &err_),
+               PM_STATUS_OK);
+  CHECK_STATUS(pm_policy_route(policy, features, dim, tokens[0], NULL, NULL, NULL, NULL, NULL,
+                               NULL, -1.0, &d, NULL, &err_),
+               PM_STATUS_NO_MODEL_FITS);
+  pm_policy_free(policy);
+
+  /* An episode: its budget keys the step. */
+  policy = NULL;
+  CHECK_STATUS(pm_policy_from_json(router, "{}", &policy, &err_), PM_STATUS_OK);
+  pm_episode *episode = NULL;
+  CHECK_STATUS(pm_episode_new("run-1", 1.0, 3, 1.0, &episode, &err_), PM_STATUS_OK);
+  audit = NULL;
+  CHECK_STATUS(pm_policy_route(policy, features, dim, tokens[0], NULL, NULL, NULL, NULL, NULL,
+                               episode, 100.0, &d, &audit, &err_),
+               PM_STATUS_OK);
+  CHECK(audit != NULL && strstr(pm_policy_audit_json(audit), "\"key\":\"episode:run-1\"") != NULL);
+  pm_policy_audit_free(audit);
+  CHECK_STATUS(pm_policy_record(policy, NULL, d.cost, NULL, NULL, NULL, episode, &err_),
+               PM_STATUS_OK);
+  pm_episode_free(episode);
+  pm_episode *bad = NULL;
+  CHECK_STATUS(pm_episode_new("", 1.0, 3, 1.0, &bad, &err_), PM_STATUS_CONFIG);
+  CHECK(bad == NULL);
+  pm_policy_free(policy);
+
+  /* Bad policies and arguments. */
+  policy = NULL;
+  CHECK_STATUS(pm_policy_from_json(router, "{\"rulez\": []}", &policy, &err_), PM_STATUS_FORMAT);
+  CHECK_STATUS(pm_policy_from_json(router,
+                                   "{\"rules\": [{\"name\": \"x\", \"then\": {\"force\": \"nope\"}}]}",
+                                   &policy, &err_),
+               PM_STATUS_CONFIG);
+  CHECK_STATUS(pm_policy_load(router, "/nonexistent/policy.toml", &policy, &err_), PM_STATUS_IO);
+  CHECK(policy == NULL);
+  CHECK_STATUS(pm_policy_route(NULL, features, dim, 0.0, NULL, NULL, NULL, NULL, NULL, NULL, -1.0,
+                               &d, NULL, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK(pm_policy_audit_json(NULL) == NULL);
+  pm_policy_free(NULL);
+  pm_episode_free(NULL);
+  pm_policy_audit_free(NULL);
+  CHECK(strcmp(pm_status_name(PM_STATUS_BUDGET_EXHAUSTED), "BUDGET_EXHAUSTED") == 0);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -1000,6 +1089,7 @@ int main(int argc, char **argv) {
   test_learner(argv[1]);
   test_cascade(argv[1]);
   test_embedder(argv[1]);
+  test_policy();
   pm_router_free(router);
   free(features);
   free(tokens);

@@ -509,6 +509,27 @@ void test_learner_save(const Fixture &f, const std::string &dir) {
   std::remove(saved.c_str());
 }
 
+// A policy through the C++ wrapper: a rule and its audit, a budget's hard stop as an Error.
+void test_policy(const pointsman::Router &router, const Fixture &f) {
+  const std::string first(router.model_name(0));
+  const pointsman::Policy policy = pointsman::Policy::from_json(
+      router, "{\"rules\": [{\"name\": \"free-tier\", \"when\": {\"tenant\": [\"free\"]}, "
+              "\"then\": {\"allow\": [\"" + first + "\"]}}], \"budgets\": [{\"key\": "
+              "\"tenant\", \"limit_usd\": 1e-3, \"window\": {\"kind\": \"total\"}, \"pace\": false}]}");
+  const std::vector<float> x(f.features.begin(), f.features.begin() + f.dim);
+  pointsman::PolicyRequest req;
+  req.tenant = "free";
+  const pointsman::PolicyDecision d = policy.route(x, req);
+  CHECK(d.decision.model == 0);
+  CHECK(d.audit_json.find("\"rules\":[\"free-tier\"]") != std::string::npos);
+  policy.record(first, 1e-3, req);
+  EXPECT_ERROR(policy.route(x, req), PM_STATUS_BUDGET_EXHAUSTED);
+  const pointsman::Episode episode("run-1", 1.0, 3);
+  const pointsman::PolicyDecision step = policy.route(x, {}, &episode);
+  CHECK(step.audit_json.find("episode:run-1") != std::string::npos);
+  EXPECT_ERROR(pointsman::Episode("", 1.0, 3), PM_STATUS_CONFIG);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::cerr << "usage: " << argv[0] << " FIXTURE_DIR\n";
@@ -526,6 +547,7 @@ int main(int argc, char **argv) {
     test_cascade(router, f, dir);
     test_learner_save(f, dir);
     test_embedder(router, dir);
+    test_policy(router, f);
   } catch (const pointsman::Error &e) {
     failed++;
     std::cerr << "unexpected error " << e.status_name() << ": " << e.what() << "\n";

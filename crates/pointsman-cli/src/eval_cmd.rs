@@ -47,6 +47,17 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = eval::cascade::DEFAULT_JUDGE_NOISE, value_name = "EPS")]
     pub judge_noise: f64,
 
+    /// A decision-time policy file (JSON or TOML, docs/policies.md): instead of sweeping the
+    /// cost weight, stream the test split in order through each router under the policy
+    /// (query i at time i s, charged its chosen model's actual cost) and write policy.json and
+    /// policy.jsonl (each decision with its audit).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// With --policy: the tenant every request carries (budgets and rules per tenant).
+    #[arg(long, value_name = "NAME", requires = "policy")]
+    pub tenant: Option<String>,
+
     /// The embedding model, for a dataset without embeddings (they are computed, and cached in
     /// the dataset folder when it is writable).
     #[command(flatten)]
@@ -106,6 +117,9 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
         sweep_points: args.points,
         judge_noise: args.judge_noise,
     };
+    if let Some(path) = &args.policy {
+        return eval_policy(args, path, &ds, &names, &options, progress);
+    }
     let evaluation = Evaluation::of_dataset(&ds, options)?;
     let mut reports = Vec::new();
     let mut sweeps = Vec::new();
@@ -147,6 +161,44 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
         pb.finish_and_clear();
     }
     output::emit(&output::table(&report))?;
+    tracing::info!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// `pointsman eval --policy FILE`.
+fn eval_policy(
+    args: &EvalArgs,
+    path: &Path,
+    ds: &Dataset,
+    names: &[String],
+    options: &EntrantOptions,
+    progress: &Progress,
+) -> Result<()> {
+    use pointsman::eval::policies;
+    use pointsman::policy::{Policy, PolicyRouter};
+    // Read the policy before fitting anything, so that a bad file fails fast.
+    Policy::load(path)?;
+    let rows: Vec<(&pointsman::data::Split, usize)> =
+        (0..ds.test().len()).map(|r| (ds.test(), r)).collect();
+    let (mut summaries, mut steps) = (Vec::new(), Vec::new());
+    for (i, name) in names.iter().enumerate() {
+        let pb = progress.spinner(format!(
+            "[{}/{}] {name}: fitting on train, then streaming the test split under {}",
+            i + 1,
+            names.len(),
+            path.display()
+        ));
+        let router = policies::router_by_name(name, ds.train(), options)?;
+        // A fresh policy (fresh budgets and sessions) per router.
+        let policy = PolicyRouter::new(router, Policy::load(path)?)?;
+        let (summary, lines) =
+            policies::run_policy(name, &policy, &rows, args.tenant.as_deref(), false)?;
+        pb.finish_and_clear();
+        summaries.push(summary);
+        steps.push(lines);
+    }
+    crate::policy_cmd::write(&args.out, &summaries, &steps)?;
+    print!("{}", crate::policy_cmd::table(&summaries));
     tracing::info!("wrote {}", args.out.display());
     Ok(())
 }

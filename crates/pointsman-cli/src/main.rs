@@ -6,6 +6,7 @@ mod embed_cmd;
 mod eval_cmd;
 mod output;
 mod plot;
+mod policy_cmd;
 mod progress;
 mod replay_cmd;
 mod route_cmd;

@@ -38,6 +38,17 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "MODEL@STEP")]
     pub drift: Option<String>,
 
+    /// A decision-time policy file (JSON or TOML, docs/policies.md): each learner replays the
+    /// stream under the policy (step i at time i s; a refused step teaches nothing) and
+    /// policy.json and policy.jsonl (each decision with its audit) are written instead of the
+    /// replay's report.
+    #[arg(long, value_name = "FILE", conflicts_with = "drift")]
+    pub policy: Option<PathBuf>,
+
+    /// With --policy: the tenant every request carries (budgets and rules per tenant).
+    #[arg(long, value_name = "NAME", requires = "policy")]
+    pub tenant: Option<String>,
+
     /// Steps per bin of the report's shares and curves.
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub bin: usize,
@@ -74,6 +85,10 @@ pub fn replay(args: &ReplayArgs, progress: &Progress) -> Result<()> {
     let drift: Option<Drift> = args.drift.as_deref().map(str::parse).transpose()?;
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let ds = Dataset::load(&args.data)?;
+    if let Some(path) = &args.policy {
+        pb.finish_and_clear();
+        return replay_policy(args, path, &ds, &names, progress);
+    }
     let mut stream = Stream::from_dataset(&ds, args.seed)?;
     if let Some(d) = drift {
         stream = stream.with_drift(d)?;
@@ -294,4 +309,54 @@ pub fn markdown(r: &ReplayReport, seed: u64, command: &str) -> String {
         }
     }
     out
+}
+
+/// `pointsman replay --policy FILE`: each learner, cold, replays the dataset (train and test,
+/// in the order of the seed, as without a policy) under the policy at `--cost-weight` (the
+/// policy's own cost weight and its budgets' pacing apply on top).
+fn replay_policy(
+    args: &ReplayArgs,
+    path: &std::path::Path,
+    ds: &Dataset,
+    names: &[String],
+    progress: &Progress,
+) -> Result<()> {
+    use pointsman::eval::policies;
+    use pointsman::policy::{Policy, PolicyRouter};
+    Policy::load(path)?;
+    let rows = policies::shuffled_rows(&[ds.train(), ds.test()], args.seed);
+    let (mut summaries, mut steps) = (Vec::new(), Vec::new());
+    for name in names {
+        let pb = progress.spinner(format!(
+            "replaying {} steps through {name} under {}",
+            rows.len(),
+            path.display()
+        ));
+        let learner = replay::learner_by_name(
+            name,
+            ds.pool(),
+            ds.train().dim(),
+            ds.train().embedding_model(),
+            args.seed,
+        )?;
+        let mut policy = Policy::load(path)?;
+        if policy.config().cost_weight.is_none() {
+            let mut config = policy.config().clone();
+            config.cost_weight = Some(args.cost_weight);
+            let guard = policy.guard().cloned();
+            policy = Policy::new(config)?;
+            if let Some(g) = guard {
+                policy = policy.with_guard(g)?;
+            }
+        }
+        let policy = PolicyRouter::new(learner.shared(), policy)?;
+        let (summary, lines) =
+            policies::run_policy(name, &policy, &rows, args.tenant.as_deref(), true)?;
+        pb.finish_and_clear();
+        summaries.push(summary);
+        steps.push(lines);
+    }
+    crate::policy_cmd::write(&args.out, &summaries, &steps)?;
+    print!("{}", crate::policy_cmd::table(&summaries));
+    Ok(())
 }

@@ -76,6 +76,37 @@ pub enum Error {
         role: &'static str,
     },
 
+    /// A decision-time policy's guard found the query unlike anything the router was trained on,
+    /// and the policy's action for that is to refuse ([`crate::policy`]).
+    #[error("out of distribution: guard score {score:.4} is above the threshold {threshold:.4}")]
+    OutOfDistribution {
+        /// The guard's score of the query.
+        score: f64,
+        /// The threshold it was calibrated to.
+        threshold: f64,
+    },
+
+    /// A budget's hard stop: what is left of the budget does not cover the expected cost of any
+    /// allowed model ([`crate::policy`]).
+    #[error(
+        "budget exhausted for {key}: {spent:e} of {limit:e} USD spent, the cheapest allowed model is expected to cost {cost:e} USD"
+    )]
+    BudgetExhausted {
+        /// The budget's key (`tenant:acme`, `episode:7`, …).
+        key: String,
+        /// USD spent in the budget's window.
+        spent: f64,
+        /// The budget's limit, USD.
+        limit: f64,
+        /// The expected cost of the cheapest allowed model, USD (with the stop's margin).
+        cost: f64,
+    },
+
+    /// No model passes a policy's hard caps (maximum expected cost, latency or energy), required
+    /// capabilities and context windows: the policy refuses rather than pick silently.
+    #[error("no model fits: {0}")]
+    NoModelFits(String),
+
     /// A file that is not in the expected format: malformed JSON, a bad value, a corrupt saved
     /// router.
     #[error("{}", format_location(path, line, message))]
@@ -196,6 +227,12 @@ pub enum ErrorKind {
     SessionRunning,
     /// [`Error::Numeric`].
     Numeric,
+    /// [`Error::OutOfDistribution`].
+    OutOfDistribution,
+    /// [`Error::BudgetExhausted`].
+    BudgetExhausted,
+    /// [`Error::NoModelFits`].
+    NoModelFits,
     /// [`Error::ModelNotFound`].
     ModelNotFound,
     /// [`Error::Backend`].
@@ -219,6 +256,9 @@ impl Error {
             Error::SessionOutOfOrder { .. } => ErrorKind::SessionOutOfOrder,
             Error::SessionRunning(_) => ErrorKind::SessionRunning,
             Error::Numeric(_) => ErrorKind::Numeric,
+            Error::OutOfDistribution { .. } => ErrorKind::OutOfDistribution,
+            Error::BudgetExhausted { .. } => ErrorKind::BudgetExhausted,
+            Error::NoModelFits(_) => ErrorKind::NoModelFits,
             Error::Format { .. } => ErrorKind::Format,
             Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
             Error::Unsupported(_) => ErrorKind::Unsupported,

@@ -33,6 +33,7 @@ pub mod registry;
 pub mod embed;
 pub mod eval;
 pub mod fuzzing;
+pub mod policy;
 pub mod replay;
 
 pub use error::{Error, ErrorKind, Result};

@@ -29,7 +29,12 @@ pub const MAX_PRICE_PER_MTOK: f64 = 1e6;
 /// The most output tokens a card may assume per answer.
 pub const MAX_OUTPUT_TOKENS: f64 = 1e9;
 
-/// One candidate model and its prices.
+/// One candidate model: its prices, and optionally what it is known to take and do.
+///
+/// Only the id and the prices are required. The optional fields (expected latency, energy,
+/// context window, capabilities) are read by decision-time policies ([`crate::policy`]): they
+/// default to unknown, are left out of saved files while unknown, so files written before they
+/// existed load and save back byte for byte.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     /// The model's id, unique within a pool.
@@ -40,6 +45,22 @@ pub struct ModelCard {
     pub output_usd_per_mtok: f64,
     /// Output tokens assumed when the length of the answer is not known.
     pub default_output_tokens: f64,
+    /// Expected time to the first token, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// Expected output speed, tokens per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_second: Option<f64>,
+    /// Expected energy per token processed (prompt and answer), joules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joules_per_token: Option<f64>,
+    /// The longest prompt the model takes, tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<f64>,
+    /// What the model can do beyond text, as flags (`"tools"`, `"vision"`, `"json_mode"`, or
+    /// any name a deployment uses); sorted, without repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 impl ModelCard {
@@ -50,7 +71,73 @@ impl ModelCard {
             input_usd_per_mtok,
             output_usd_per_mtok,
             default_output_tokens: 256.0,
+            ttft_ms: None,
+            output_tokens_per_second: None,
+            joules_per_token: None,
+            context_window: None,
+            capabilities: Vec::new(),
         }
+    }
+
+    /// Sets the expected latency: time to the first token (ms) and output tokens per second.
+    pub fn with_latency(mut self, ttft_ms: f64, output_tokens_per_second: f64) -> Self {
+        self.ttft_ms = Some(ttft_ms);
+        self.output_tokens_per_second = Some(output_tokens_per_second);
+        self
+    }
+
+    /// Sets the expected energy per token processed, joules.
+    pub fn with_energy(mut self, joules_per_token: f64) -> Self {
+        self.joules_per_token = Some(joules_per_token);
+        self
+    }
+
+    /// Sets the context window, tokens.
+    pub fn with_context_window(mut self, tokens: f64) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+
+    /// Adds capability flags (kept sorted, without repeats).
+    pub fn with_capabilities<I, S>(mut self, flags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.capabilities.extend(flags.into_iter().map(Into::into));
+        self.capabilities.sort();
+        self.capabilities.dedup();
+        self
+    }
+
+    /// Whether the card lists the capability `flag`.
+    pub fn has_capability(&self, flag: &str) -> bool {
+        self.capabilities.iter().any(|c| c == flag)
+    }
+
+    /// Expected seconds to a whole answer of `output_tokens` tokens: time to the first token plus
+    /// the tokens at the card's speed; `None` when the card has no latency figures.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pointsman::ModelCard;
+    /// let card = ModelCard::new("m", 0.2, 0.6).with_latency(300.0, 50.0);
+    /// assert_eq!(card.expected_latency_s(100.0), Some(0.3 + 2.0));
+    /// ```
+    pub fn expected_latency_s(&self, output_tokens: f64) -> Option<f64> {
+        match (self.ttft_ms, self.output_tokens_per_second) {
+            (Some(ttft), Some(tps)) => Some(ttft / 1e3 + output_tokens / tps),
+            (Some(ttft), None) => Some(ttft / 1e3),
+            _ => None,
+        }
+    }
+
+    /// Expected joules for a call with `input_tokens` prompt and `output_tokens` answer tokens;
+    /// `None` when the card has no energy figure.
+    pub fn expected_energy_j(&self, input_tokens: f64, output_tokens: f64) -> Option<f64> {
+        self.joules_per_token
+            .map(|j| j * (input_tokens + output_tokens))
     }
 
     /// Sets the default number of output tokens.
@@ -108,6 +195,27 @@ impl ModelCard {
                     self.id
                 )));
             }
+        }
+        for (name, v) in [
+            ("ttft_ms", self.ttft_ms),
+            ("output_tokens_per_second", self.output_tokens_per_second),
+            ("joules_per_token", self.joules_per_token),
+            ("context_window", self.context_window),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < 0.0 || (name == "output_tokens_per_second" && v == 0.0) {
+                    return Err(Error::Config(format!(
+                        "model {:?}: {name} {v} is not a positive number",
+                        self.id
+                    )));
+                }
+            }
+        }
+        if let Some(flag) = self.capabilities.iter().find(|c| c.trim().is_empty()) {
+            return Err(Error::Config(format!(
+                "model {:?}: capability {flag:?} is empty",
+                self.id
+            )));
         }
         Ok(())
     }
@@ -289,6 +397,27 @@ mod tests {
         assert_eq!(back, pool);
         let seconds = started.elapsed().as_secs_f64();
         assert!(seconds < 2.0, "{seconds} s");
+    }
+
+    #[test]
+    fn optional_card_fields_round_trip_and_stay_out_of_old_files() {
+        let old = r#"{"id":"a","input_usd_per_mtok":1.0,"output_usd_per_mtok":2.0,"default_output_tokens":256.0}"#;
+        let card: ModelCard = serde_json::from_str(old).unwrap();
+        assert_eq!(card, ModelCard::new("a", 1.0, 2.0));
+        assert_eq!(serde_json::to_string(&card).unwrap(), old);
+        let full = ModelCard::new("b", 1.0, 1.0)
+            .with_latency(200.0, 80.0)
+            .with_energy(0.5)
+            .with_context_window(8192.0)
+            .with_capabilities(["vision", "tools", "vision"]);
+        assert_eq!(full.capabilities, ["tools", "vision"]);
+        let back: ModelCard = serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
+        assert_eq!(back, full);
+        assert_eq!(full.expected_latency_s(40.0), Some(0.2 + 0.5));
+        assert_eq!(full.expected_energy_j(10.0, 30.0), Some(20.0));
+        let e =
+            ModelPool::new(vec![ModelCard::new("c", 1.0, 1.0).with_latency(1.0, 0.0)]).unwrap_err();
+        assert!(e.to_string().contains("output_tokens_per_second 0"), "{e}");
     }
 
     #[test]

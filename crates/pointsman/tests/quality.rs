@@ -228,3 +228,114 @@ fn routellm_cost_from_neighbours_answer_lengths() {
     );
     assert!(knn_err < 0.8 * default_err, "{knn_err} vs {default_err}");
 }
+
+/// Decision-time policies on llmrouter_dc (issue 20): pacing, episodes, the guard, stickiness
+/// and latency caps, as docs/results.md reports them (`cargo run --release -p
+/// pointsman-examples --example policies_results`).
+#[test]
+fn llmrouter_dc_policies() {
+    use pointsman::eval::policies::{self, LLMROUTER_DC_GROUPS};
+    use pointsman::policy::GuardFit;
+    use pointsman::routers::knn::KnnRouter;
+    use std::sync::Arc;
+
+    let Some(root) = common::data_dir() else {
+        return;
+    };
+    let started = Instant::now();
+    let ds = Dataset::load(root.join("llmrouter_dc")).unwrap();
+    let (train, test) = (ds.train(), ds.test());
+    let router: Arc<dyn pointsman::Router> =
+        Arc::new(KnnRouter::fit(train, &policies::reference_knn_config()).unwrap());
+
+    // Pacing: budget 50 % of the best single model's cost, 10 orders.
+    let p = policies::pacing(router.clone(), train, test, 10, 0.5, 1.0).unwrap();
+    assert!(p.unconstrained_spend_share > 0.6, "the budget binds: {p:?}");
+    for r in &p.paced {
+        assert!((0.95..=1.0).contains(&r.spend_share), "{r:?}");
+    }
+    assert!(
+        p.paced_quality() >= p.hindsight_quality() - 0.005,
+        "paced {} hindsight {}",
+        p.paced_quality(),
+        p.hindsight_quality()
+    );
+    assert!(p.hard_cut_quality() < p.paced_quality() - 0.1, "{p:?}");
+
+    // Episodes: 1,000 of 5 steps, costs drawn around their estimates (σ = 0.5).
+    let e = policies::episodes(router.clone(), train, test, 1000, 5, 0.5, 0.5, 3.0, 0).unwrap();
+    assert_eq!(e.over_budget, 0, "{e:?}");
+    assert!(e.quality >= e.fixed_quality - 0.005, "{e:?}");
+
+    // The guard, leave-task-group-out.
+    let groups =
+        policies::guard_leave_group_out(train, test, &LLMROUTER_DC_GROUPS, &GuardFit::default())
+            .unwrap();
+    let mean = |f: &dyn Fn(&policies::GuardGroup) -> f64| {
+        groups.iter().map(f).sum::<f64>() / groups.len() as f64
+    };
+    let knn_auroc = mean(&|g| g.knn_auroc);
+    assert!(
+        (knn_auroc - 0.78).abs() < 0.01,
+        "10-NN reference {knn_auroc}"
+    );
+    assert!(mean(&|g| g.auroc) >= 0.85, "{groups:?}");
+    assert!(groups.iter().all(|g| g.false_alarm < 0.12), "{groups:?}");
+
+    // Stickiness: fewer switches with a larger margin, at a small cost in quality.
+    let s = policies::stickiness(router.clone(), test, 300, 5, 300.0, &[0.02, 0.1], 0).unwrap();
+    assert!(
+        s[0].switches > s[1].switches && s[1].switches > s[2].switches,
+        "{s:?}"
+    );
+    assert!(s[2].switches < 0.1 * s[0].switches, "{s:?}");
+    assert!(s[2].quality > s[0].quality - 0.02, "{s:?}");
+
+    // Latency caps: never violated; a cap no model meets is a typed refusal.
+    for cap in [5.0, 3.0] {
+        let l = policies::latency_caps(router.clone(), test, cap).unwrap();
+        assert_eq!(l.violations, 0, "{l:?}");
+        assert!(l.decided > 0 && l.capped_latency_s <= cap, "{l:?}");
+    }
+    let l = policies::latency_caps(router.clone(), test, 1.0).unwrap();
+    assert_eq!((l.decided, l.refused), (0, test.len()), "{l:?}");
+    eprintln!(
+        "llmrouter_dc policies: paced {:.4} vs hindsight {:.4} (hard cut {:.4}); episodes {:.4} vs fixed {:.4}; \
+         guard AUROC {:.3} (10-NN {knn_auroc:.3}); {:.1} s",
+        p.paced_quality(),
+        p.hindsight_quality(),
+        p.hard_cut_quality(),
+        e.quality,
+        e.fixed_quality,
+        mean(&|g| g.auroc),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The guard on MT-Bench's 80 questions, embedded in-process, against the full train split.
+#[test]
+fn mt_bench_against_the_llmrouter_dc_guard() {
+    let Some(root) = common::data_dir() else {
+        return;
+    };
+    let Some(embedder) = common::load(0) else {
+        return;
+    };
+    let prompts = pointsman::eval::policies::mt_bench_prompts(
+        &root.join("raw/routellm/mt_bench/question.jsonl"),
+    )
+    .unwrap();
+    assert_eq!(prompts.len(), 80);
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let (x, _) = embedder.embed(&refs).unwrap();
+    let ds = Dataset::load(root.join("llmrouter_dc")).unwrap();
+    let m = pointsman::eval::policies::guard_on_new_queries(
+        ds.train(),
+        ds.test(),
+        &x,
+        &pointsman::policy::GuardFit::default(),
+    )
+    .unwrap();
+    assert!(m.flagged >= 0.4 && m.test_flagged < 0.1, "{m:?}");
+    assert!(m.auroc > m.knn_auroc, "{m:?}");
+}

@@ -182,7 +182,7 @@ impl Default for EntrantOptions {
 }
 
 impl EntrantOptions {
-    fn fit(&self) -> FitOptions {
+    pub(crate) fn fit(&self) -> FitOptions {
         FitOptions {
             seed: self.seed,
             judge_noise: self.judge_noise,

@@ -19,6 +19,7 @@
 pub mod cascade;
 mod entrant;
 mod evaluation;
+pub mod policies;
 mod report;
 
 pub use crate::metrics::{

@@ -172,35 +172,7 @@ pub(crate) fn mat_vec2(m: &[f64], x: [&[f64]; 2], out: &mut [Vec<f64>; 2]) {
 ///
 /// [`Error::InvalidInput`] when the matrix is not positive definite.
 pub(crate) fn spd_inverse(a: &[f64], d: usize) -> Result<Vec<f64>> {
-    // A = L Lᵀ, L lower triangular (row-major, upper part unused).
-    let mut l = vec![0.0f64; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let s = a[i * d + j] - dot64(&l[i * d..i * d + j], &l[j * d..j * d + j]);
-            if i == j {
-                if s <= 0.0 || !s.is_finite() {
-                    return Err(Error::InvalidInput(format!(
-                        "matrix is not positive definite (pivot {i}: {s})"
-                    )));
-                }
-                l[i * d + i] = s.sqrt();
-            } else {
-                l[i * d + j] = s / l[j * d + j];
-            }
-        }
-    }
-    // W = L⁻¹ (lower triangular), by forward substitution column by column.
-    let mut w = vec![0.0f64; d * d];
-    for c in 0..d {
-        w[c * d + c] = 1.0 / l[c * d + c];
-        for i in c + 1..d {
-            let mut s = 0.0;
-            for k in c..i {
-                s += l[i * d + k] * w[k * d + c];
-            }
-            w[i * d + c] = -s / l[i * d + i];
-        }
-    }
+    let w = cholesky_whitener(a, d)?;
     // A⁻¹ = Wᵀ W; (A⁻¹)_ij = Σ_{k ≥ max(i,j)} W_ki W_kj. Filled symmetrically.
     let mut inv = vec![0.0f64; d * d];
     for i in 0..d {
@@ -365,6 +337,46 @@ fn orthonormalize(q: &mut [f64], d: usize, width: usize) {
             qj[j % d] = 1.0;
         }
     }
+}
+
+/// `W = L⁻¹` for the Cholesky factor `A = L Lᵀ` of a symmetric positive-definite `d × d`
+/// matrix: lower triangular, row-major. `W x` whitens: `‖W (x − μ)‖²` is the Mahalanobis
+/// distance under the covariance `A` (the policy guard's use).
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] when the matrix is not positive definite.
+pub(crate) fn cholesky_whitener(a: &[f64], d: usize) -> Result<Vec<f64>> {
+    // A = L Lᵀ, L lower triangular (row-major, upper part unused).
+    let mut l = vec![0.0f64; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let s = a[i * d + j] - dot64(&l[i * d..i * d + j], &l[j * d..j * d + j]);
+            if i == j {
+                if s <= 0.0 || !s.is_finite() {
+                    return Err(Error::InvalidInput(format!(
+                        "matrix is not positive definite (pivot {i}: {s})"
+                    )));
+                }
+                l[i * d + i] = s.sqrt();
+            } else {
+                l[i * d + j] = s / l[j * d + j];
+            }
+        }
+    }
+    // W = L⁻¹ (lower triangular), by forward substitution column by column.
+    let mut w = vec![0.0f64; d * d];
+    for c in 0..d {
+        w[c * d + c] = 1.0 / l[c * d + c];
+        for i in c + 1..d {
+            let mut s = 0.0;
+            for k in c..i {
+                s += l[i * d + k] * w[k * d + c];
+            }
+            w[i * d + c] = -s / l[i * d + i];
+        }
+    }
+    Ok(w)
 }
 
 #[cfg(test)]

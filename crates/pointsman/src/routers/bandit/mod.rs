@@ -84,9 +84,11 @@
 mod cluster;
 mod forgetting;
 mod kmeans;
+pub(crate) use kmeans::{nearest, spherical_kmeans};
 mod knn_ucb;
 mod learned;
 mod linalg;
+pub(crate) use linalg::cholesky_whitener;
 mod linear;
 mod merge;
 mod observe;

@@ -1,0 +1,92 @@
+//! [`Episode`]: a multi-step agent run with one budget for all its steps. Each step is routed
+//! with the episode's remaining budget and remaining steps in mind (the budget controller of
+//! [`super::budget`], per episode: target cost per step = remaining USD / remaining steps), and
+//! refused with [`crate::Error::BudgetExhausted`] when nothing allowed fits what is left.
+//!
+//! An episode is a key and its limits; its spend lives in the policy's state under
+//! `episode:<id>`, like any budget, so it is shared the same way across replicas.
+
+use serde::{Deserialize, Serialize};
+
+use super::budget::{BudgetConfig, BudgetKey, BudgetWindow};
+use crate::error::{Error, Result};
+
+/// An agent episode: an id, a budget for the whole episode and the number of steps it is
+/// expected to take.
+///
+/// # Example
+///
+/// ```
+/// use pointsman::policy::Episode;
+/// let episode = Episode::new("run-7", 0.05, 5)?;
+/// assert_eq!(episode.key(), "episode:run-7");
+/// # Ok::<(), pointsman::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Episode {
+    /// The episode's id (unique per run).
+    pub id: String,
+    /// The budget for every step together, USD.
+    pub budget_usd: f64,
+    /// The steps the episode is expected to take.
+    pub steps: u64,
+    /// The hard stop's margin (see [`BudgetConfig::stop_margin`]; default 1).
+    pub stop_margin: f64,
+}
+
+impl Episode {
+    /// An episode of `steps` steps with `budget_usd` for all of them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an empty id, a budget that is not positive or no steps.
+    pub fn new(id: impl Into<String>, budget_usd: f64, steps: u64) -> Result<Episode> {
+        let id = id.into();
+        if id.is_empty() || !budget_usd.is_finite() || budget_usd <= 0.0 || steps == 0 {
+            return Err(Error::Config(format!(
+                "episode {id:?}: need an id, a positive budget (got {budget_usd}) and at least one step (got {steps})"
+            )));
+        }
+        Ok(Episode {
+            id,
+            budget_usd,
+            steps,
+            stop_margin: 1.0,
+        })
+    }
+
+    /// Sets the hard stop's margin.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a margin below 1.
+    pub fn with_stop_margin(mut self, margin: f64) -> Result<Episode> {
+        if !margin.is_finite() || margin < 1.0 {
+            return Err(Error::Config(format!(
+                "episode {:?}: stop_margin {margin} is below 1",
+                self.id
+            )));
+        }
+        self.stop_margin = margin;
+        Ok(self)
+    }
+
+    /// The state key of the episode's spend.
+    pub fn key(&self) -> String {
+        format!("episode:{}", self.id)
+    }
+
+    /// The episode as a paced budget: a total over `steps` requests.
+    pub(crate) fn budget(&self) -> BudgetConfig {
+        BudgetConfig {
+            key: BudgetKey::Global,
+            limit_usd: self.budget_usd,
+            window: BudgetWindow::Total {
+                requests: Some(self.steps),
+                seconds: None,
+            },
+            pace: true,
+            stop_margin: self.stop_margin,
+        }
+    }
+}
