@@ -34,6 +34,7 @@ pub mod embed;
 pub mod eval;
 pub mod fuzzing;
 pub mod replay;
+pub mod share;
 
 pub use error::{Error, ErrorKind, Result};
 pub use features::{FeatureBatch, QueryFeatures, DEFAULT_EMBEDDING_MODEL};

@@ -211,37 +211,7 @@ impl SavedRouter {
         for (k, v) in &self.notes {
             meta.insert(format!("note.{k}"), v.clone());
         }
-        let mut header = serde_json::Map::new();
-        header.insert(
-            "__metadata__".to_string(),
-            serde_json::to_value(&meta).expect("string maps serialise to JSON"),
-        );
-        let mut data = Vec::new();
-        for (name, t) in &self.tensors {
-            let bytes = t.data.bytes();
-            let dtype = match t.data {
-                TensorData::F32(_) => "F32",
-                TensorData::F64(_) => "F64",
-                TensorData::U32(_) => "U32",
-            };
-            header.insert(
-                name.clone(),
-                serde_json::json!({
-                    "dtype": dtype,
-                    "shape": t.shape,
-                    "data_offsets": [data.len(), data.len() + bytes.len()],
-                }),
-            );
-            data.extend_from_slice(&bytes);
-        }
-        let mut header = serde_json::to_string(&header).expect("headers serialise to JSON");
-        // Pad the header with spaces so that the data starts 8-byte aligned.
-        header.push_str(&" ".repeat((8 - header.len() % 8) % 8));
-        let mut out = Vec::with_capacity(8 + header.len() + data.len());
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(&data);
-        Ok(out)
+        Ok(container_bytes(&meta, &self.tensors))
     }
 
     /// Parses a saved router's bytes; `what` names the source in errors.
@@ -287,37 +257,7 @@ impl SavedRouter {
         if dim > MAX_DIM {
             return Err(bad(format!("dim {dim} is above the ceiling of {MAX_DIM}")));
         }
-        let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            let raw = view.data();
-            let data = match view.dtype() {
-                safetensors::Dtype::F32 => TensorData::F32(
-                    raw.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-                safetensors::Dtype::F64 => TensorData::F64(
-                    raw.chunks_exact(8)
-                        .map(|b| {
-                            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-                        })
-                        .collect(),
-                ),
-                safetensors::Dtype::U32 => TensorData::U32(
-                    raw.chunks_exact(4)
-                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-                other => return Err(bad(format!("tensor {name}: unsupported dtype {other:?}"))),
-            };
-            tensors.insert(
-                name,
-                Tensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
-        }
+        let tensors = decode_tensors(&st, what)?;
         let notes = meta
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("note.").map(|k| (k.to_string(), v.clone())))
@@ -526,4 +466,116 @@ pub fn tagged_json<C: Serialize>(kind: &str, config: &C) -> String {
     } else {
         format!("{tag},{rest}")
     }
+}
+
+/// The bytes of a safetensors container with `meta` as its metadata and `tensors` in name order:
+/// the header padded with spaces so that the data starts 8-byte aligned, and every tensor's
+/// data at an offset that is a multiple of its element size as long as the tensors before it
+/// keep that alignment (true of the routers' files: [`SavedRouter::to_bytes`] writes them this
+/// way, and a memory-mapped load checks it). The bytes are a function of the arguments alone.
+pub fn container_bytes(
+    meta: &BTreeMap<String, String>,
+    tensors: &BTreeMap<String, Tensor>,
+) -> Vec<u8> {
+    // Written by hand rather than through the safetensors crate so that the bytes are a
+    // function of the arguments alone: metadata and tensors in sorted order (the crate takes a
+    // HashMap, whose order changes from run to run). The crate reads the result.
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".to_string(),
+        serde_json::to_value(meta).expect("string maps serialise to JSON"),
+    );
+    let mut data = Vec::new();
+    for (name, t) in tensors {
+        let bytes = t.data.bytes();
+        let dtype = match t.data {
+            TensorData::F32(_) => "F32",
+            TensorData::F64(_) => "F64",
+            TensorData::U32(_) => "U32",
+        };
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": dtype,
+                "shape": t.shape,
+                "data_offsets": [data.len(), data.len() + bytes.len()],
+            }),
+        );
+        data.extend_from_slice(&bytes);
+    }
+    let mut header = serde_json::to_string(&header).expect("headers serialise to JSON");
+    // Pad the header with spaces so that the data starts 8-byte aligned.
+    header.push_str(&" ".repeat((8 - header.len() % 8) % 8));
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+/// A safetensors container's metadata and tensors, parsed and checked by the safetensors crate
+/// (header, offsets, sizes); `what` names the source in errors. The containers of the
+/// exchange ([`crate::share`]) are read this way; saved routers check more
+/// ([`SavedRouter::from_bytes`]).
+///
+/// # Errors
+///
+/// [`Error::Format`] for anything that is not a well-formed container of `f32`, `f64` and
+/// `u32` tensors.
+pub fn read_container(
+    bytes: &[u8],
+    what: &str,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, Tensor>)> {
+    let bad = |m: String| Error::format(what, m);
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let meta = header
+        .metadata()
+        .clone()
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default();
+    Ok((meta, decode_tensors(&st, what)?))
+}
+
+fn decode_tensors(
+    st: &safetensors::SafeTensors<'_>,
+    what: &str,
+) -> Result<BTreeMap<String, Tensor>> {
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let data = match view.dtype() {
+            safetensors::Dtype::F32 => TensorData::F32(
+                raw.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            ),
+            safetensors::Dtype::F64 => TensorData::F64(
+                raw.chunks_exact(8)
+                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                    .collect(),
+            ),
+            safetensors::Dtype::U32 => TensorData::U32(
+                raw.chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            ),
+            other => {
+                return Err(Error::format(
+                    what,
+                    format!("tensor {name}: unsupported dtype {other:?}"),
+                ))
+            }
+        };
+        tensors.insert(
+            name,
+            Tensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok(tensors)
 }

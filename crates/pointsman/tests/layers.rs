@@ -29,7 +29,7 @@ const LAYERS: &[&[&str]] = &[
         "routers::cascade",
     ],
     &["registry"],
-    &["eval", "replay", "embed", "fuzzing"],
+    &["eval", "replay", "embed", "fuzzing", "share"],
 ];
 
 /// A source file's text without comments, string and char literals' contents, and test code.
