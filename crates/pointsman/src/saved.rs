@@ -352,7 +352,7 @@ impl SavedRouter {
             let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
             let fits = view.dtype() == safetensors::Dtype::F32
                 && raw.len() >= IN_PLACE_MIN_BYTES
-                && start % 4 == 0
+                && start.is_multiple_of(4)
                 && start + raw.len() <= map.len();
             fits.then(|| {
                 let values = F32s(F32sInner::Mapped {
