@@ -524,4 +524,24 @@ base_url = "http://127.0.0.1:9/v1"
         let twice = format!("{MINIMAL}[[upstreams]]\nmodel = \"a\"\nbase_url = \"http://x/v1\"\n");
         assert!(Config::from_toml(&twice).is_err());
     }
+
+    #[test]
+    fn learning_share_section() {
+        assert!(Config::from_toml(MINIMAL).unwrap().learning.share.is_none());
+        let text = format!(
+            "{MINIMAL}[learning.share]\nredis = \"redis://127.0.0.1:6379/\"\ninterval_ms = 250\n"
+        );
+        let share = Config::from_toml(&text).unwrap().learning.share.unwrap();
+        assert_eq!(share.redis, "redis://127.0.0.1:6379/");
+        assert_eq!(share.exchange.interval_ms, 250);
+        assert_eq!(share.exchange.compact_every, 1000);
+        for (extra, needle) in [
+            ("interval_ms = 0\n", "interval_ms"),
+            ("intervall_ms = 5\n", "unknown field"),
+        ] {
+            let text = format!("{MINIMAL}[learning.share]\nredis = \"redis://h/\"\n{extra}");
+            let e = Config::from_toml(&text).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
+    }
 }
