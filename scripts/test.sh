@@ -26,6 +26,16 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "the core crate without optional features (no candle)"
 cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
+# The shared learner state's tests (tests/bandit_quality.rs, `shared::`) start their own
+# redis-server processes on loopback ports with temporary folders and kill them when they end,
+# also when they fail; only the server is installed here. The gateway turns on the core's
+# `redis` feature, so --workspace builds them.
+step "redis-server for the shared-state tests"
+command -v redis-server >/dev/null 2>&1 || {
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+}
+# The installed service is not used (and not started here): the tests run their own.
+
 # Includes the gateway's end-to-end tests (stub upstreams, 64 concurrent clients) and the replay
 # of the fuzz regressions (fuzz/regressions/).
 step "cargo test (release: the quality tests train routers on the real datasets)"

@@ -538,17 +538,19 @@ impl PyRouter {
     }
 
     /// Loads a saved router of this class (`Router.load` accepts every kind), with `embedder`
-    /// attached when given.
+    /// attached when given; `mmap=True` maps the file read-only and reads a kNN router's
+    /// reference set in place (one copy per host, shared by the processes that open it).
     #[classmethod]
-    #[pyo3(signature = (path, embedder = None))]
+    #[pyo3(signature = (path, embedder = None, *, mmap = false))]
     fn load(
         cls: &Bound<'_, PyType>,
         path: PathBuf,
         embedder: Option<Py<PyEmbedder>>,
+        mmap: bool,
     ) -> PyResult<Py<PyAny>> {
         let py = cls.py();
         let what = path.display().to_string();
-        let router = wrap_with(py, run(py, || pointsman::load_router(&path))?, embedder)?;
+        let router = wrap_with(py, run(py, || open(&path, mmap))?, embedder)?;
         if !router.bind(py).is_instance(cls)? {
             return Err(to_py_err(Error::format(
                 what,
@@ -592,16 +594,26 @@ impl PyRouter {
 type RebuildArgs<'py> = (Bound<'py, PyBytes>, Option<Py<PyEmbedder>>);
 
 /// Loads a saved router (any kind) as an instance of its kind's class, with `embedder` attached
-/// when given.
+/// when given; `mmap=True` opens it memory-mapped (`Router.load`).
 #[pyfunction]
-#[pyo3(signature = (path, embedder = None))]
+#[pyo3(signature = (path, embedder = None, *, mmap = false))]
 pub fn load_router(
     py: Python<'_>,
     path: PathBuf,
     embedder: Option<Py<PyEmbedder>>,
+    mmap: bool,
 ) -> PyResult<Py<PyAny>> {
-    let router = run(py, || pointsman::load_router(&path))?;
+    let router = run(py, || open(&path, mmap))?;
     wrap_with(py, router, embedder)
+}
+
+/// Loads, or opens memory-mapped, the saved router at `path`.
+fn open(path: &std::path::Path, mmap: bool) -> pointsman::Result<AnyRouter> {
+    if mmap {
+        AnyRouter::open_mmap(path)
+    } else {
+        pointsman::load_router(path)
+    }
 }
 
 /// A router from the bytes of a saved file (`Router.to_bytes`, pickling), with `embedder`

@@ -112,3 +112,13 @@ def test_the_cli_routes_with_a_python_router(routers, toy, tmp_path, cli):
         assert rust["id"] == i
         assert (rust["model_id"], rust["quality"], rust["cost"]) == (py.model_id, py.quality, py.cost)
         assert [a["model_id"] for a in rust["alternatives"]] == [a.model_id for a in py.alternatives]
+
+
+def test_mmap_load_is_the_same_router(routers, toy, tmp_path):
+    """`mmap=True` opens the file memory-mapped: every kind comes back the same router, from
+    `load_router` and from `Router.load`."""
+    for i, r in enumerate(routers):
+        path = tmp_path / f"m{i}.safetensors"
+        r.save(path)
+        same_router(r, pointsman.load_router(path, mmap=True), toy.embeddings)
+        same_router(r, type(r).load(path, mmap=True), toy.embeddings)

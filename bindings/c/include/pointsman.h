@@ -934,6 +934,25 @@ enum pm_status pm_router_load(const char *path,
                               struct pm_error **err);
 
 /**
+ * Opens a saved router memory-mapped and read-only: as `pm_router_load`, but a kNN router
+ * reads its reference set in place from the mapping, so the worker processes of a host that
+ * open one file share one copy of it (docs/scale-out.md). Files saved by Pointsman are
+ * replaced only by an atomic rename, so a mapped router keeps the file it opened.
+ *
+ * Errors: as `pm_router_load`.
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * # Safety
+ *
+ * `path` is NULL or a NUL-terminated string; `out` is NULL or writable; `err` is NULL or
+ * writable.
+ */
+enum pm_status pm_router_open_mmap(const char *path,
+                                   struct pm_router **out,
+                                   struct pm_error **err);
+
+/**
  * Frees a router. `pm_router_free(NULL)` does nothing. No other thread may be using it.
  *
  * # Safety

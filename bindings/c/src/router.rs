@@ -236,6 +236,36 @@ pub unsafe extern "C" fn pm_router_load(
     })
 }
 
+/// Opens a saved router memory-mapped and read-only: as `pm_router_load`, but a kNN router
+/// reads its reference set in place from the mapping, so the worker processes of a host that
+/// open one file share one copy of it (docs/scale-out.md). Files saved by Pointsman are
+/// replaced only by an atomic rename, so a mapped router keeps the file it opened.
+///
+/// Errors: as `pm_router_load`.
+///
+/// Thread safety: may be called from any thread.
+///
+/// # Safety
+///
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or writable; `err` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_open_mmap(
+    path: *const c_char,
+    out: *mut *mut pm_router,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { arg_str(path, "path") }?;
+        let out = arg_out(out, "out")?;
+        let router = pm_router::new(pointsman::registry::AnyRouter::open_mmap(path)?)?;
+        // SAFETY: `out` is non-NULL and aligned; writable per the caller.
+        unsafe { out.write(Box::into_raw(Box::new(router))) };
+        Ok(())
+    })
+}
+
 /// Frees a router. `pm_router_free(NULL)` does nothing. No other thread may be using it.
 ///
 /// # Safety

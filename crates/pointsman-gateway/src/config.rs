@@ -169,6 +169,22 @@ pub struct LearningConfig {
     pub save_every: u64,
     /// Requests remembered for feedback (default 100 000; the oldest are forgotten first).
     pub feedback_window: usize,
+    /// `[learning.share]`: the learner's state shared with the other replicas of this gateway
+    /// through Redis (docs/scale-out.md); absent: the learner learns alone.
+    pub share: Option<ShareSection>,
+}
+
+/// `[learning.share]`: the Redis to share the learner's state through, and the exchange's
+/// settings (`interval_ms`, `namespace`, `replica`, `max_buffer_bytes`, `compact_every`,
+/// `read_batch`: [`pointsman::share::ShareConfig`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareSection {
+    /// `redis://host:port/db`.
+    pub redis: String,
+    /// The exchange's settings.
+    #[serde(flatten)]
+    pub exchange: pointsman::share::ShareConfig,
 }
 
 impl Default for LearningConfig {
@@ -177,6 +193,7 @@ impl Default for LearningConfig {
             state_dir: None,
             save_every: 100,
             feedback_window: 100_000,
+            share: None,
         }
     }
 }
@@ -420,6 +437,12 @@ impl Config {
                 "fallback.max_tries and fallback.breaker_failures must be at least 1".into(),
             );
         }
+        if let Some(share) = &self.learning.share {
+            share
+                .exchange
+                .validate()
+                .map_err(|e| GatewayError::Config(format!("learning.share: {e}")))?;
+        }
         if self.learning.feedback_window == 0 {
             return bad("learning.feedback_window must be at least 1".into());
         }
@@ -500,5 +523,25 @@ base_url = "http://127.0.0.1:9/v1"
         assert!(e.to_string().contains("no [[upstreams]]"), "{e}");
         let twice = format!("{MINIMAL}[[upstreams]]\nmodel = \"a\"\nbase_url = \"http://x/v1\"\n");
         assert!(Config::from_toml(&twice).is_err());
+    }
+
+    #[test]
+    fn learning_share_section() {
+        assert!(Config::from_toml(MINIMAL).unwrap().learning.share.is_none());
+        let text = format!(
+            "{MINIMAL}[learning.share]\nredis = \"redis://127.0.0.1:6379/\"\ninterval_ms = 250\n"
+        );
+        let share = Config::from_toml(&text).unwrap().learning.share.unwrap();
+        assert_eq!(share.redis, "redis://127.0.0.1:6379/");
+        assert_eq!(share.exchange.interval_ms, 250);
+        assert_eq!(share.exchange.compact_every, 1000);
+        for (extra, needle) in [
+            ("interval_ms = 0\n", "interval_ms"),
+            ("intervall_ms = 5\n", "unknown field"),
+        ] {
+            let text = format!("{MINIMAL}[learning.share]\nredis = \"redis://h/\"\n{extra}");
+            let e = Config::from_toml(&text).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
     }
 }

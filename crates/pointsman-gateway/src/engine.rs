@@ -197,6 +197,9 @@ pub struct Engine {
     prices: Vec<Price>,
     /// Per upstream: its prices, when known.
     upstream_prices: Vec<Option<Price>>,
+    /// The learner's state exchanged with the other replicas (`[learning.share]`); stopped
+    /// (after a last synchronisation) when the engine is dropped at a reload or shutdown.
+    exchange: Option<pointsman::share::Exchange>,
 }
 
 impl Engine {
@@ -284,7 +287,19 @@ impl Engine {
                 configured_price(u, card).or(card)
             })
             .collect();
+        let exchange = match (&config.learning.share, router.as_learner()) {
+            (Some(share), Some(learner)) => Some(
+                pointsman::share::share_through_redis(
+                    learner,
+                    &share.redis,
+                    share.exchange.clone(),
+                )
+                .map_err(|e| GatewayError::Config(format!("learning.share: {e}")))?,
+            ),
+            _ => None,
+        };
         Ok(Engine {
+            exchange,
             router,
             file_sha256,
             state_path,
@@ -293,6 +308,13 @@ impl Engine {
             prices,
             upstream_prices,
         })
+    }
+
+    /// The exchange's counters, when the learner's state is shared.
+    pub fn share_stats(&self) -> Option<pointsman::share::ShareStats> {
+        self.exchange
+            .as_ref()
+            .map(pointsman::share::Exchange::stats)
     }
 
     /// The router kind (as the engine names it).

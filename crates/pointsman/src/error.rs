@@ -177,6 +177,16 @@ pub enum Error {
     #[error("embedding backend: {0}")]
     Backend(String),
 
+    /// A shared store (Redis) could not be reached or refused a command: the learner goes on
+    /// locally and catches up later ([`crate::share`]).
+    #[error("shared store {store}: {message}")]
+    Store {
+        /// The store (its address, with any password removed).
+        store: String,
+        /// What failed.
+        message: String,
+    },
+
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -239,6 +249,8 @@ pub enum ErrorKind {
     Backend,
     /// [`Error::Io`].
     Io,
+    /// [`Error::Store`].
+    Store,
 }
 
 impl Error {
@@ -265,6 +277,7 @@ impl Error {
             Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             Error::Backend(_) => ErrorKind::Backend,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Store { .. } => ErrorKind::Store,
         }
     }
 

@@ -8,6 +8,7 @@
 //! | `router_file` | a saved router's bytes | loads or is an error; a loaded router routes, and what it saves loads again with the same decision |
 //! | `dataset` | `models.json`, a NUL byte, then the records (JSONL) | loads or is a [`crate::Error::Format`] / [`crate::Error::Io`]; a loaded dataset's splits are consistent |
 //! | `npy` | a `.npy` file's bytes | parses or is an error; the parsed array has the shape's length |
+//! | `share_entry` | an entry of the shared learner state ([`crate::share`]) | decodes or is an error; a decoded increment applies to the learner and encodes back to the same increment |
 //!
 //! `scripts/fuzz.sh` runs them; docs/reliability.md has the figures.
 
@@ -93,6 +94,45 @@ pub fn npy(data: &[u8]) {
     }
 }
 
+/// The learner the `share_entry` target decodes against: a cold kNN-UCB of 2 models on
+/// 4-dimensional embeddings (its keys are the embeddings), and its fingerprint.
+pub fn share_entry_learner() -> (crate::AnyLearner, u64) {
+    let pool = crate::pool::ModelPool::new(vec![
+        crate::pool::ModelCard::new("a", 0.1, 0.2),
+        crate::pool::ModelCard::new("b", 1.0, 2.0),
+    ])
+    .expect("a valid pool");
+    let learner = crate::AnyLearner::cold(crate::kind::RouterKind::KnnUcb, &pool, 4, None, 1)
+        .expect("a cold learner");
+    let fingerprint = learner.fingerprint().expect("a fingerprint");
+    (learner, fingerprint)
+}
+
+/// Fuzz target `share_entry`: an increment or a snapshot of the shared learner state.
+///
+/// # Panics
+///
+/// When an increment that decoded does not apply to the learner, or does not encode back to
+/// itself; when a decoded snapshot is not of the learner's kind.
+pub fn share_entry(data: &[u8]) {
+    use crate::share::entry;
+    let (learner, fingerprint) = share_entry_learner();
+    if let Ok(inc) = entry::decode_increment(data, "fuzz", &learner, fingerprint) {
+        let key_len = 4;
+        let kind = learner.kind().name();
+        let again = entry::encode_increment(&inc, kind, fingerprint, key_len);
+        let back = entry::decode_increment(&again, "fuzz", &learner, fingerprint)
+            .expect("a decoded increment encodes back to a valid one");
+        assert_eq!(back, inc);
+        learner
+            .apply_events(&inc.journal.events)
+            .expect("a checked increment applies");
+    }
+    if let Ok((snap, _)) = entry::decode_snapshot(data, "fuzz", fingerprint) {
+        assert_eq!(snap.kind(), learner.kind());
+    }
+}
+
 /// A fresh folder under the system's temporary folder, unique to this process and call.
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,6 +175,79 @@ mod tests {
     #[test]
     fn dataset_regressions() {
         replay("dataset", super::dataset);
+    }
+
+    #[test]
+    fn share_entry_regressions() {
+        replay("share_entry", super::share_entry);
+        // The seeds reach both sides: a valid increment and snapshot decode, a foreign one not.
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/share_entry");
+        let (learner, fp) = super::share_entry_learner();
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let decode = |f: &str| crate::share::entry::decode_increment(&read(f), f, &learner, fp);
+        assert_eq!(decode("increment.st").unwrap().journal.events.len(), 5);
+        for bad in ["foreign.st", "truncated.st", "short_keys.st"] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+        assert!(crate::share::entry::decode_snapshot(&read("snapshot.st"), "s", fp).is_ok());
+    }
+
+    /// Writes the seeds of `fuzz/regressions/share_entry/` when `POINTSMAN_WRITE_SEEDS` is
+    /// set (run once; the replay above checks them).
+    #[test]
+    fn share_entry_seeds() {
+        use crate::share::entry;
+        use crate::{Feedback, QueryFeatures};
+        if std::env::var_os("POINTSMAN_WRITE_SEEDS").is_none() {
+            return;
+        }
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/share_entry");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (learner, fp) = super::share_entry_learner();
+        learner.start_journal().unwrap();
+        for i in 0..5 {
+            let f = QueryFeatures::new(vec![1.0, i as f32, 0.5, -1.0]).unwrap();
+            learner
+                .observe(&Feedback {
+                    features: &f,
+                    model: i % 2,
+                    quality: 0.25 * (i % 4) as f64,
+                    cost: 0.001,
+                })
+                .unwrap();
+        }
+        let journal = learner.take_journal();
+        let inc = entry::Increment {
+            replica: "r0".into(),
+            seq: 1,
+            total: 5,
+            journal,
+        };
+        let kind = learner.kind().name();
+        let good = entry::encode_increment(&inc, kind, fp, 4);
+        std::fs::write(dir.join("increment.st"), &good).unwrap();
+        std::fs::write(dir.join("truncated.st"), &good[..good.len() / 2]).unwrap();
+        std::fs::write(
+            dir.join("foreign.st"),
+            entry::encode_increment(&inc, kind, fp ^ 1, 4),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("short_keys.st"),
+            entry::encode_increment(&inc, kind, fp, 3),
+        )
+        .unwrap();
+        let meta = entry::SnapshotMeta {
+            fingerprint: entry::fingerprint_hex(fp),
+            ..Default::default()
+        };
+        std::fs::write(
+            dir.join("snapshot.st"),
+            entry::encode_snapshot(&learner, &meta).unwrap(),
+        )
+        .unwrap();
     }
 
     #[test]

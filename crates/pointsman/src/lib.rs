@@ -35,6 +35,7 @@ pub mod eval;
 pub mod fuzzing;
 pub mod policy;
 pub mod replay;
+pub mod share;
 
 pub use error::{Error, ErrorKind, Result};
 pub use features::{FeatureBatch, QueryFeatures, DEFAULT_EMBEDDING_MODEL};

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,6 +24,10 @@ pub const FORMAT_NAME: &str = "pointsman-router";
 
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The smallest `f32` tensor, bytes, that a memory-mapped open leaves in place
+/// ([`SavedRouter::open_mmap`]); smaller ones are copied (a page shared saves nothing).
+pub const IN_PLACE_MIN_BYTES: usize = 1 << 16;
 
 /// The most models a saved router may hold.
 pub const MAX_MODELS: usize = 1 << 16;
@@ -126,6 +131,78 @@ impl Tensor {
     }
 }
 
+/// `f32` values a router owns, or reads in place from a memory-mapped saved router
+/// ([`SavedRouter::open_mmap`]): N processes that map one file share one copy of it in the page
+/// cache. Dereferences to `[f32]`.
+#[derive(Clone)]
+pub struct F32s(F32sInner);
+
+#[derive(Clone)]
+enum F32sInner {
+    Owned(Vec<f32>),
+    /// `len` values at byte `start` of `map`; `start` is a multiple of 4 (checked when made),
+    /// the map page-aligned, and the target little-endian, so the bytes are `f32`s as they lie.
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl F32s {
+    /// Whether the values are read in place from a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.0, F32sInner::Mapped { .. })
+    }
+}
+
+impl From<Vec<f32>> for F32s {
+    fn from(v: Vec<f32>) -> Self {
+        F32s(F32sInner::Owned(v))
+    }
+}
+
+impl std::ops::Deref for F32s {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match &self.0 {
+            F32sInner::Owned(v) => v,
+            F32sInner::Mapped { map, start, len } => {
+                let bytes = &map[*start..*start + *len * 4];
+                // SAFETY: `bytes` lies inside the mapping (checked when the value was made),
+                // starts at an address that is a multiple of 4 (the mapping is page-aligned
+                // and `start` a multiple of 4), and every bit pattern is an `f32`; only
+                // little-endian targets map (`open_mmap` copies elsewhere). The mapping is
+                // read-only and files are replaced only by rename ([`crate::files`]), so the
+                // bytes do not change while it lives.
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), *len) }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for F32s {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("F32s")
+            .field("len", &self.len())
+            .field("mapped", &self.is_mapped())
+            .finish()
+    }
+}
+
+impl PartialEq for F32s {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+/// An `f32` tensor left in place in a mapped file.
+#[derive(Debug, Clone, PartialEq)]
+struct InPlace {
+    shape: Vec<usize>,
+    values: F32s,
+}
+
 /// A router in its saved form: config, pool, embedding space and tensors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedRouter {
@@ -142,6 +219,10 @@ pub struct SavedRouter {
     pub tensors: BTreeMap<String, Tensor>,
     /// Free-form notes kept with the router (for example the hyper-parameter search).
     pub notes: BTreeMap<String, String>,
+    /// `f32` tensors of a memory-mapped file left in place ([`SavedRouter::open_mmap`]); not
+    /// in `tensors`. [`SavedRouter::take_f32s`] hands them over without a copy,
+    /// [`SavedRouter::take_f32`] copies them.
+    in_place: BTreeMap<String, InPlace>,
 }
 
 impl SavedRouter {
@@ -165,6 +246,7 @@ impl SavedRouter {
             dim,
             tensors: BTreeMap::new(),
             notes: BTreeMap::new(),
+            in_place: BTreeMap::new(),
         }
     }
 
@@ -211,37 +293,7 @@ impl SavedRouter {
         for (k, v) in &self.notes {
             meta.insert(format!("note.{k}"), v.clone());
         }
-        let mut header = serde_json::Map::new();
-        header.insert(
-            "__metadata__".to_string(),
-            serde_json::to_value(&meta).expect("string maps serialise to JSON"),
-        );
-        let mut data = Vec::new();
-        for (name, t) in &self.tensors {
-            let bytes = t.data.bytes();
-            let dtype = match t.data {
-                TensorData::F32(_) => "F32",
-                TensorData::F64(_) => "F64",
-                TensorData::U32(_) => "U32",
-            };
-            header.insert(
-                name.clone(),
-                serde_json::json!({
-                    "dtype": dtype,
-                    "shape": t.shape,
-                    "data_offsets": [data.len(), data.len() + bytes.len()],
-                }),
-            );
-            data.extend_from_slice(&bytes);
-        }
-        let mut header = serde_json::to_string(&header).expect("headers serialise to JSON");
-        // Pad the header with spaces so that the data starts 8-byte aligned.
-        header.push_str(&" ".repeat((8 - header.len() % 8) % 8));
-        let mut out = Vec::with_capacity(8 + header.len() + data.len());
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(&data);
-        Ok(out)
+        Ok(container_bytes(&meta, &self.tensors))
     }
 
     /// Parses a saved router's bytes; `what` names the source in errors.
@@ -251,6 +303,12 @@ impl SavedRouter {
     /// [`Error::Format`] for anything that is not a well-formed saved router (naming what is
     /// wrong); [`Error::UnsupportedVersion`] for a newer or unknown format version.
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<SavedRouter> {
+        SavedRouter::parse(bytes, what, None)
+    }
+
+    /// As [`SavedRouter::from_bytes`]; with `map` (whose bytes `bytes` are), the `f32` tensors
+    /// of at least [`IN_PLACE_MIN_BYTES`] whose data is 4-byte aligned stay in the mapping.
+    fn parse(bytes: &[u8], what: &str, map: Option<&Arc<memmap2::Mmap>>) -> Result<SavedRouter> {
         let bad = |m: String| Error::format(what, m);
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
@@ -287,37 +345,25 @@ impl SavedRouter {
         if dim > MAX_DIM {
             return Err(bad(format!("dim {dim} is above the ceiling of {MAX_DIM}")));
         }
-        let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
+        let mut in_place = BTreeMap::new();
+        let tensors = decode_tensors(&st, what, &mut |name, view| {
+            let map = map.filter(|_| cfg!(target_endian = "little"))?;
             let raw = view.data();
-            let data = match view.dtype() {
-                safetensors::Dtype::F32 => TensorData::F32(
-                    raw.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-                safetensors::Dtype::F64 => TensorData::F64(
-                    raw.chunks_exact(8)
-                        .map(|b| {
-                            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-                        })
-                        .collect(),
-                ),
-                safetensors::Dtype::U32 => TensorData::U32(
-                    raw.chunks_exact(4)
-                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-                other => return Err(bad(format!("tensor {name}: unsupported dtype {other:?}"))),
-            };
-            tensors.insert(
-                name,
-                Tensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
-        }
+            let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+            let fits = view.dtype() == safetensors::Dtype::F32
+                && raw.len() >= IN_PLACE_MIN_BYTES
+                && start.is_multiple_of(4)
+                && start + raw.len() <= map.len();
+            fits.then(|| {
+                let values = F32s(F32sInner::Mapped {
+                    map: Arc::clone(map),
+                    start,
+                    len: raw.len() / 4,
+                });
+                let shape = view.shape().to_vec();
+                in_place.insert(name.to_string(), InPlace { shape, values });
+            })
+        })?;
         let notes = meta
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("note.").map(|k| (k.to_string(), v.clone())))
@@ -329,6 +375,7 @@ impl SavedRouter {
             dim,
             tensors,
             notes,
+            in_place,
         })
     }
 
@@ -354,6 +401,67 @@ impl SavedRouter {
     /// [`Error::Io`] when the file cannot be read or is not a regular file; the errors of
     /// [`SavedRouter::from_bytes`], naming the file.
     pub fn load(path: &Path) -> Result<SavedRouter> {
+        use std::io::Read;
+        let what = path.display().to_string();
+        let (mut file, size, len, header) = SavedRouter::open_checked(path)?;
+        let n = header.len() as u64;
+        let mut bytes = Vec::with_capacity(size as usize);
+        bytes.extend_from_slice(&len);
+        bytes.extend_from_slice(&header);
+        // Into the reserved capacity without zeroing it first (a `resize` and `read_exact`
+        // wrote every byte of a large file twice).
+        let rest = size - 8 - n;
+        let got = (&mut file)
+            .take(rest)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+        if got as u64 != rest {
+            return Err(Error::format(
+                &what,
+                format!(
+                    "the file shrank while it was read: {got} of {rest} bytes after the header"
+                ),
+            ));
+        }
+        SavedRouter::from_bytes(&bytes, &what)
+    }
+
+    /// Opens a saved router memory-mapped and read-only, with the checks of
+    /// [`SavedRouter::load`]. Its large `f32` tensors (a kNN router's reference set) are not
+    /// copied: the router reads them in place ([`F32s`]), so processes on one host that open
+    /// one file share one copy of it (the page cache). Files written by this crate keep the
+    /// tensors aligned ([`container_bytes`]); a tensor that is not (a file written by hand)
+    /// is copied. Saved routers are only ever replaced by an atomic rename
+    /// ([`crate::files::write_atomic`]), never rewritten in place, so a mapping keeps the
+    /// file it opened: replacing the file changes what the next open sees, not this one.
+    /// A file truncated or rewritten in place by another program while mapped is outside
+    /// this contract (reads past its new end fault).
+    ///
+    /// # Errors
+    ///
+    /// As [`SavedRouter::load`].
+    pub fn open_mmap(path: &Path) -> Result<SavedRouter> {
+        let what = path.display().to_string();
+        let (file, size, _, _) = SavedRouter::open_checked(path)?;
+        // SAFETY: the mapping is read-only and the crate replaces saved routers only by
+        // rename (see above); the length is checked against the file's size below.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        if map.len() as u64 != size {
+            return Err(Error::format(
+                &what,
+                format!(
+                    "the file changed size while opened ({size} then {} bytes)",
+                    map.len()
+                ),
+            ));
+        }
+        let map = Arc::new(map);
+        SavedRouter::parse(&map[..], &what, Some(&map))
+    }
+
+    /// Opens `path` and checks its header as [`SavedRouter::load`] describes: the file, its
+    /// size, the header's length prefix and the header's bytes.
+    fn open_checked(path: &Path) -> Result<(std::fs::File, u64, [u8; 8], Vec<u8>)> {
         use std::io::Read;
         let what = path.display().to_string();
         let bad = |m: String| Error::format(&what, m);
@@ -409,25 +517,19 @@ impl SavedRouter {
                 size - 8 - n
             )));
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        bytes.extend_from_slice(&len);
-        bytes.extend_from_slice(&header);
-        // Into the reserved capacity without zeroing it first (a `resize` and `read_exact`
-        // wrote every byte of a large file twice: a third of a LinUCB file's load time).
-        let rest = size - 8 - n;
-        let got = (&mut file)
-            .take(rest)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
-        if got as u64 != rest {
-            return Err(bad(format!(
-                "the file shrank while it was read: {got} of {rest} bytes after the header"
-            )));
-        }
-        SavedRouter::from_bytes(&bytes, &what)
+        Ok((file, size, len, header))
     }
 
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<TensorData> {
+        if let Some(t) = self.in_place.remove(name) {
+            self.tensors.insert(
+                name.to_string(),
+                Tensor {
+                    shape: t.shape,
+                    data: TensorData::F32(t.values.to_vec()),
+                },
+            );
+        }
         let t = self
             .tensors
             .remove(name)
@@ -441,7 +543,25 @@ impl SavedRouter {
         Ok(t.data)
     }
 
-    /// Removes the `f32` tensor `name`, checking its shape.
+    /// Removes the `f32` tensor `name`, checking its shape: in place when it was left in a
+    /// mapped file ([`SavedRouter::open_mmap`]), else owned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] naming the tensor when it is missing, of another dtype or shape.
+    pub fn take_f32s(&mut self, name: &str, shape: &[usize]) -> Result<F32s> {
+        match self.in_place.remove(name) {
+            Some(t) if t.shape == shape => Ok(t.values),
+            Some(t) => Err(Error::format(
+                "saved router",
+                format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape),
+            )),
+            None => self.take_f32(name, shape).map(F32s::from),
+        }
+    }
+
+    /// Removes the `f32` tensor `name`, checking its shape (a copy when it was left in place
+    /// in a mapped file).
     ///
     /// # Errors
     ///
@@ -488,7 +608,10 @@ impl SavedRouter {
 
     /// The shape of tensor `name`, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.shape.as_slice())
+        match self.in_place.get(name) {
+            Some(t) => Some(&t.shape),
+            None => self.tensors.get(name).map(|t| t.shape.as_slice()),
+        }
     }
 
     /// The router kind named by the config's `"type"` (empty when the config has none: only a
@@ -536,4 +659,122 @@ pub fn tagged_json<C: Serialize>(kind: &str, config: &C) -> String {
     } else {
         format!("{tag},{rest}")
     }
+}
+
+/// The bytes of a safetensors container with `meta` as its metadata and `tensors` in name order:
+/// the header padded with spaces so that the data starts 8-byte aligned, and every tensor's
+/// data at an offset that is a multiple of its element size as long as the tensors before it
+/// keep that alignment (true of the routers' files: [`SavedRouter::to_bytes`] writes them this
+/// way, and a memory-mapped load checks it). The bytes are a function of the arguments alone.
+pub fn container_bytes(
+    meta: &BTreeMap<String, String>,
+    tensors: &BTreeMap<String, Tensor>,
+) -> Vec<u8> {
+    // Written by hand rather than through the safetensors crate so that the bytes are a
+    // function of the arguments alone: metadata and tensors in sorted order (the crate takes a
+    // HashMap, whose order changes from run to run). The crate reads the result.
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".to_string(),
+        serde_json::to_value(meta).expect("string maps serialise to JSON"),
+    );
+    let mut data = Vec::new();
+    for (name, t) in tensors {
+        let bytes = t.data.bytes();
+        let dtype = match t.data {
+            TensorData::F32(_) => "F32",
+            TensorData::F64(_) => "F64",
+            TensorData::U32(_) => "U32",
+        };
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": dtype,
+                "shape": t.shape,
+                "data_offsets": [data.len(), data.len() + bytes.len()],
+            }),
+        );
+        data.extend_from_slice(&bytes);
+    }
+    let mut header = serde_json::to_string(&header).expect("headers serialise to JSON");
+    // Pad the header with spaces so that the data starts 8-byte aligned.
+    header.push_str(&" ".repeat((8 - header.len() % 8) % 8));
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+/// A safetensors container's metadata and tensors, parsed and checked by the safetensors crate
+/// (header, offsets, sizes); `what` names the source in errors. The containers of the
+/// exchange ([`crate::share`]) are read this way; saved routers check more
+/// ([`SavedRouter::from_bytes`]).
+///
+/// # Errors
+///
+/// [`Error::Format`] for anything that is not a well-formed container of `f32`, `f64` and
+/// `u32` tensors.
+pub fn read_container(
+    bytes: &[u8],
+    what: &str,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, Tensor>)> {
+    let bad = |m: String| Error::format(what, m);
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let meta = header
+        .metadata()
+        .clone()
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default();
+    Ok((meta, decode_tensors(&st, what, &mut |_, _| None)?))
+}
+
+/// The tensors of `st`, except those `keep` takes (it returns `Some` for a tensor it keeps in
+/// place).
+fn decode_tensors(
+    st: &safetensors::SafeTensors<'_>,
+    what: &str,
+    keep: &mut dyn FnMut(&str, &safetensors::tensor::TensorView<'_>) -> Option<()>,
+) -> Result<BTreeMap<String, Tensor>> {
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        if keep(&name, &view).is_some() {
+            continue;
+        }
+        let raw = view.data();
+        let data = match view.dtype() {
+            safetensors::Dtype::F32 => TensorData::F32(
+                raw.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            ),
+            safetensors::Dtype::F64 => TensorData::F64(
+                raw.chunks_exact(8)
+                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                    .collect(),
+            ),
+            safetensors::Dtype::U32 => TensorData::U32(
+                raw.chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            ),
+            other => {
+                return Err(Error::format(
+                    what,
+                    format!("tensor {name}: unsupported dtype {other:?}"),
+                ))
+            }
+        };
+        tensors.insert(
+            name,
+            Tensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok(tensors)
 }

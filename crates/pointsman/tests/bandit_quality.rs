@@ -3,6 +3,11 @@
 
 mod common;
 
+// Learner state shared between replica processes through a real Redis (issue 22).
+#[cfg(feature = "redis")]
+#[path = "share/replicas.rs"]
+mod shared;
+
 use std::time::Instant;
 
 use pointsman::data::Dataset;

@@ -31,7 +31,7 @@ const LAYERS: &[&[&str]] = &[
         "routers::cascade",
     ],
     &["registry"],
-    &["eval", "replay", "embed", "fuzzing", "policy"],
+    &["eval", "replay", "embed", "fuzzing", "policy", "share"],
 ];
 
 /// A source file's text without comments, string and char literals' contents, and test code.

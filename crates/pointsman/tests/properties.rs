@@ -143,6 +143,13 @@ fn files_saved_by_b28f5b0_load_and_decide_as_they_did() {
             .with_task(if i.is_multiple_of(2) { "even" } else { "odd" });
         let w = r["cost_weight"].as_f64().unwrap();
         let d = router.route(&q, &Objective::new(w)).unwrap();
+        // Opened memory-mapped, the same file decides the same.
+        let mapped = pointsman::registry::AnyRouter::open_mmap(&path).unwrap();
+        assert_eq!(
+            mapped.route(&q, &Objective::new(w)).unwrap(),
+            d,
+            "{name}: mapped"
+        );
         let at = format!("{name}, query {i}, cost weight {w}");
         assert_eq!(d.model_id, r["model_id"].as_str().unwrap(), "{at}");
         // At b28f5b0 a decision's `quality` was the value the choice used (a learner's

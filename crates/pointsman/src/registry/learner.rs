@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::features::FeatureBatch;
 use crate::pool::ModelPool;
 use crate::router::{Learner, Router};
-use crate::routers::bandit::{ClusterUcbRouter, KnnUcbRouter, LinTsRouter, LinUcbRouter};
+use crate::routers::bandit::{
+    ClusterUcbRouter, Event, Journal, KnnUcbRouter, LinTsRouter, LinUcbRouter,
+};
 
 /// A contextual bandit of any kind: a handle on its learned state.
 ///
@@ -247,6 +249,87 @@ impl AnyLearner {
             (_, b, c) if b.kind() == self.kind() => Err(self.other_kind(c)),
             _ => Err(self.other_kind(other)),
         }
+    }
+
+    /// Starts recording this learner's own events for the exchange between replicas
+    /// ([`crate::share`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`BanditRouter::start_journal`](crate::routers::bandit::BanditRouter::start_journal).
+    pub fn start_journal(&self) -> Result<()> {
+        each!(self, r => r.start_journal())
+    }
+
+    /// Takes the events recorded since the last call.
+    pub fn take_journal(&self) -> Journal {
+        each!(self, r => r.take_journal())
+    }
+
+    /// Takes the recorded events and an independent copy of the state that includes them,
+    /// under one lock.
+    pub fn take_journal_and_snapshot(&self) -> (Journal, AnyLearner) {
+        match self {
+            AnyLearner::Linucb(r) => {
+                let (j, s) = r.take_journal_and_snapshot();
+                (j, s.into())
+            }
+            AnyLearner::Thompson(r) => {
+                let (j, s) = r.take_journal_and_snapshot();
+                (j, s.into())
+            }
+            AnyLearner::KnnUcb(r) => {
+                let (j, s) = r.take_journal_and_snapshot();
+                (j, s.into())
+            }
+            AnyLearner::ClusterUcb(r) => {
+                let (j, s) = r.take_journal_and_snapshot();
+                (j, s.into())
+            }
+        }
+    }
+
+    /// Checks events that came from another process.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first bad event.
+    pub fn check_events(&self, events: &[Event]) -> std::result::Result<(), String> {
+        each!(self, r => r.check_events(events))
+    }
+
+    /// Learns another replica's events.
+    ///
+    /// # Errors
+    ///
+    /// As [`BanditRouter::apply_events`](crate::routers::bandit::BanditRouter::apply_events).
+    pub fn apply_events(&self, events: &[Event]) -> Result<()> {
+        each!(self, r => r.apply_events(events))
+    }
+
+    /// Replaces the state with `snapshot`'s, then applies `then` and the journal's events.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a snapshot of another kind or fingerprint; as
+    /// [`BanditRouter::rejoin`](crate::routers::bandit::BanditRouter::rejoin).
+    pub fn rejoin(&self, snapshot: &AnyLearner, then: &[Event]) -> Result<()> {
+        match (self, snapshot) {
+            (AnyLearner::Linucb(a), AnyLearner::Linucb(b)) => a.rejoin(b, then),
+            (AnyLearner::Thompson(a), AnyLearner::Thompson(b)) => a.rejoin(b, then),
+            (AnyLearner::KnnUcb(a), AnyLearner::KnnUcb(b)) => a.rejoin(b, then),
+            (AnyLearner::ClusterUcb(a), AnyLearner::ClusterUcb(b)) => a.rejoin(b, then),
+            _ => Err(self.other_kind(snapshot)),
+        }
+    }
+
+    /// The fingerprint of what replicas must share.
+    ///
+    /// # Errors
+    ///
+    /// As [`BanditRouter::fingerprint`](crate::routers::bandit::BanditRouter::fingerprint).
+    pub fn fingerprint(&self) -> Result<u64> {
+        each!(self, r => r.fingerprint())
     }
 
     fn other_kind(&self, other: &AnyLearner) -> Error {

@@ -284,6 +284,20 @@ impl AnyRouter {
         AnyRouter::from_saved(SavedRouter::load(path)?).map_err(|e| rename_source(e, &what))
     }
 
+    /// Opens a saved router of any kind memory-mapped and read-only
+    /// ([`SavedRouter::open_mmap`]): a kNN router reads its reference set in place, so the
+    /// processes of a host that open one file share one copy. Routes exactly as
+    /// [`AnyRouter::load`]. Other kinds copy what they hold (it is small).
+    ///
+    /// # Errors
+    ///
+    /// As [`AnyRouter::load`].
+    pub fn open_mmap(path: impl AsRef<Path>) -> Result<AnyRouter> {
+        let path = path.as_ref();
+        let what = path.display().to_string();
+        AnyRouter::from_saved(SavedRouter::open_mmap(path)?).map_err(|e| rename_source(e, &what))
+    }
+
     /// Loads a router from the bytes of a saved file (for example a pickled Python router).
     ///
     /// # Errors

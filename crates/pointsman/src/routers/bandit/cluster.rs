@@ -485,6 +485,49 @@ impl Learned for ClusterUcb {
         self.refit(config);
     }
 
+    fn fixed_parts(&self) -> Result<Vec<f32>> {
+        self.centroids.clone().ok_or_else(|| {
+            Error::Unsupported(
+                "sharing a cluster-ucb router whose clusters are not fitted yet (fit them on \
+                 unlabelled embeddings first, once, and start every replica from that router)"
+                    .into(),
+            )
+        })
+    }
+
+    fn key_len(&self) -> usize {
+        1
+    }
+
+    fn key(&self, _config: &ClusterUcbConfig, x: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        // Cells are fewer than 2^24, so the index is exact as an f32.
+        out.push(self.cell(x) as f32);
+        Ok(())
+    }
+
+    fn check_key(&self, key: &[f32]) -> std::result::Result<(), String> {
+        match key {
+            [c] if c.fract() == 0.0 && *c >= 0.0 && (*c as usize) < self.cells => Ok(()),
+            _ => Err(format!(
+                "a key {key:?} that is not a cell index below {}",
+                self.cells
+            )),
+        }
+    }
+
+    fn observe_key(
+        &mut self,
+        config: &ClusterUcbConfig,
+        key: &[f32],
+        m: usize,
+        quality: f64,
+    ) -> Result<()> {
+        self.add(config, key[0] as usize, m, quality);
+        self.refit(config);
+        Ok(())
+    }
+
     fn check_mergeable(&self, other: &Self) -> Result<()> {
         match (&self.centroids, &other.centroids) {
             (Some(a), Some(b)) if super::same_bits(a, b) && self.models == other.models => Ok(()),

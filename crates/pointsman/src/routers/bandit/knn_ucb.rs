@@ -315,6 +315,45 @@ impl Learned for KnnUcb {
         self.memory[m].clear();
     }
 
+    fn fixed_parts(&self) -> Result<Vec<f32>> {
+        Ok(Vec::new())
+    }
+
+    fn key_len(&self) -> usize {
+        self.dim
+    }
+
+    fn key(&self, _config: &KnnUcbConfig, x: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.extend_from_slice(x);
+        Ok(())
+    }
+
+    fn check_key(&self, key: &[f32]) -> std::result::Result<(), String> {
+        if key.len() != self.dim {
+            return Err(format!(
+                "a key of {} values, expected {}",
+                key.len(),
+                self.dim
+            ));
+        }
+        let norm: f64 = key.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        if !norm.is_finite() || (norm - 1.0).abs() > 1e-3 {
+            return Err("a key that is not a unit embedding".into());
+        }
+        Ok(())
+    }
+
+    fn observe_key(
+        &mut self,
+        config: &KnnUcbConfig,
+        key: &[f32],
+        m: usize,
+        quality: f64,
+    ) -> Result<()> {
+        self.observe(config, key, m, quality)
+    }
+
     fn check_mergeable(&self, other: &Self) -> Result<()> {
         if self.dim != other.dim || self.memory.len() != other.memory.len() {
             return Err(Error::Config(

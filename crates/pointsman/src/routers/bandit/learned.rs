@@ -181,6 +181,53 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
         Ok(())
     }
 
+    /// Checks that the state can be shared between replicas: its unsupervised parts (PCA
+    /// projection, clusters) are fitted, so that an observation's key ([`Learned::key`]) means
+    /// the same on every replica. Returns the bit patterns of those fixed parts (the
+    /// projection and its centre, the centroids; empty when there are none), which go into the
+    /// exchange's fingerprint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] naming what to fit first.
+    ///
+    /// [`Error::Unsupported`]: crate::error::Error::Unsupported
+    fn fixed_parts(&self) -> Result<Vec<f32>>;
+
+    /// The number of `f32` values of an observation's key.
+    fn key_len(&self) -> usize;
+
+    /// Writes the key of the unit-length query `x` into `out`: what the state keeps of an
+    /// observation (the linear features `φ(x)`, the cluster's index, the embedding itself), so
+    /// that [`Learned::observe_key`] with it learns exactly what [`Learned::observe`] with `x`
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Learned::estimate`].
+    fn key(&self, config: &Self::Config, x: &[f32], out: &mut Vec<f32>) -> Result<()>;
+
+    /// Checks a key that came from another process: its length and range.
+    ///
+    /// # Errors
+    ///
+    /// A message naming what is wrong.
+    fn check_key(&self, key: &[f32]) -> std::result::Result<(), String>;
+
+    /// Learns that model `m` scored `quality` on the query whose key is `key`, applying the
+    /// forgetting rules: the same as [`Learned::observe`] on the query.
+    ///
+    /// # Errors
+    ///
+    /// As [`Learned::observe`].
+    fn observe_key(
+        &mut self,
+        config: &Self::Config,
+        key: &[f32],
+        m: usize,
+        quality: f64,
+    ) -> Result<()>;
+
     /// Adds the learner's tensors to `saved`.
     fn save(&self, saved: SavedRouter) -> SavedRouter;
 

@@ -605,6 +605,57 @@ impl<E: Exploration> Learned for Linear<E> {
         self.reset_model(config, m);
     }
 
+    fn fixed_parts(&self) -> Result<Vec<f32>> {
+        if self.pending_pca {
+            return Err(Error::Unsupported(format!(
+                "sharing a {} router whose pca projection is not fitted (fit it on unlabelled \
+                 embeddings first, once, and start every replica from that router)",
+                E::KIND
+            )));
+        }
+        Ok(match &self.projection {
+            Some((matrix, centre)) => matrix.iter().chain(centre).copied().collect(),
+            None => Vec::new(),
+        })
+    }
+
+    fn key_len(&self) -> usize {
+        self.p
+    }
+
+    fn key(&self, _config: &LinearConfig, x: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        self.features(x, out)
+    }
+
+    fn check_key(&self, key: &[f32]) -> std::result::Result<(), String> {
+        if key.len() != self.p {
+            return Err(format!(
+                "a key of {} values, expected {}",
+                key.len(),
+                self.p
+            ));
+        }
+        // φ is a unit vector (or the embedding itself, unit length) and a bias of 1.
+        let norm: f64 = key[..self.p - 1]
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum();
+        if !norm.is_finite() || norm > 1.0 + 1e-3 || key[self.p - 1] != 1.0 {
+            return Err("a key that is not a feature vector (norm above 1 or no bias)".into());
+        }
+        Ok(())
+    }
+
+    fn observe_key(
+        &mut self,
+        config: &LinearConfig,
+        key: &[f32],
+        m: usize,
+        quality: f64,
+    ) -> Result<()> {
+        self.push(config, m, key.to_vec(), quality - config.prior_mean)
+    }
+
     fn check_mergeable(&self, other: &Self) -> Result<()> {
         let same_projection = match (&self.projection, &other.projection) {
             (None, None) => self.pending_pca == other.pending_pca,

@@ -57,6 +57,14 @@
 //! statistics are added. The detectors' running averages are per-replica control state and are
 //! not merged; [`BanditRouter::forget_model`] broadcasts an alarm by hand.
 //!
+//! # Sharing between processes
+//!
+//! [`BanditRouter::start_journal`] makes a router record its own events (observations in the
+//! form its state keeps them, and wiped models); [`BanditRouter::apply_events`] learns another
+//! replica's events as if they had been observed here, and [`BanditRouter::rejoin`] rebuilds
+//! from a snapshot. [`crate::share`] moves them between processes (through Redis): see there
+//! for what the exchange guarantees and how forgetting composes with it.
+//!
 //! # Example
 //!
 //! ```
@@ -82,6 +90,7 @@
 //! [`Learner::observe`]: crate::router::Learner::observe
 
 mod cluster;
+mod exchange;
 mod forgetting;
 mod kmeans;
 pub(crate) use kmeans::{nearest, spherical_kmeans};
@@ -96,6 +105,7 @@ mod router;
 mod saved;
 
 pub use cluster::{ClusterUcb, ClusterUcbConfig, ClusterUcbRouter};
+pub use exchange::{now_ms, Event, Journal};
 pub use forgetting::{DriftDetector, Forgetting};
 pub use knn_ucb::{KnnUcb, KnnUcbConfig, KnnUcbRouter};
 pub use learned::{Context, Learned};

@@ -2,6 +2,7 @@
 //! and from live feedback on the chosen model, with the drift detector's alarms.
 
 use super::forgetting::DetectorState;
+use super::Event;
 use super::{BanditRouter, Learned};
 use crate::data::Split;
 use crate::error::{Error, Result};
@@ -48,6 +49,13 @@ impl<L: Learned> BanditRouter<L> {
         batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
         let rows = normalized_rows(batch);
         let mut state = self.write();
+        if state.journal.is_some() {
+            return Err(Error::Unsupported(format!(
+                "{}: fitting the unsupervised parts of a router whose state is shared (fit \
+                 them once, before any replica starts)",
+                L::KIND
+            )));
+        }
         let config = &self.shared.config;
         state.learned.fit_unlabelled(config, &rows, self.shared.dim)
     }
@@ -76,6 +84,30 @@ impl<L: Learned> BanditRouter<L> {
         state
             .learned
             .observe_all(config, &rows, self.shared.dim, &scores, m)?;
+        if state.journal.is_some() {
+            // Shared: every labelled outcome is an observation the other replicas learn too.
+            let mut key = Vec::new();
+            for r in 0..split.len() {
+                state.learned.key(
+                    config,
+                    &rows[r * self.shared.dim..(r + 1) * self.shared.dim],
+                    &mut key,
+                )?;
+                let tokens = Some(split.prompt_tokens()[r]);
+                for (j, &col) in map.iter().enumerate() {
+                    let event = Event::Observe {
+                        model: j as u32,
+                        key: key.clone(),
+                        quality: split.score(r, col),
+                        price: self.shared.pool.estimate_cost(j, tokens),
+                        cost: split.cost(r, col),
+                    };
+                    if let Some(journal) = &mut state.journal {
+                        journal.push(event);
+                    }
+                }
+            }
+        }
         for r in 0..split.len() {
             let tokens = Some(split.prompt_tokens()[r]);
             for (j, &col) in map.iter().enumerate() {
@@ -106,6 +138,9 @@ impl<L: Learned> BanditRouter<L> {
         state.learned.forget(&self.shared.config, m);
         state.forgets[m] += 1;
         state.detector[m] = DetectorState::default();
+        if let Some(journal) = &mut state.journal {
+            journal.push(Event::Forget { model: m as u32 });
+        }
         Ok(())
     }
 }
@@ -149,7 +184,25 @@ impl<L: Learned> Learner for BanditRouter<L> {
             Some(_) => Some(feedback.quality - state.learned.mean(config, x, m)?),
             None => None,
         };
-        state.learned.observe(config, x, m, feedback.quality)?;
+        if state.journal.is_some() {
+            // Shared: learn from the key, as the other replicas will, and record it.
+            let mut key = Vec::with_capacity(state.learned.key_len());
+            state.learned.key(config, x, &mut key)?;
+            state
+                .learned
+                .observe_key(config, &key, m, feedback.quality)?;
+            if let Some(journal) = &mut state.journal {
+                journal.push(Event::Observe {
+                    model: m as u32,
+                    key,
+                    quality: feedback.quality,
+                    price,
+                    cost: feedback.cost,
+                });
+            }
+        } else {
+            state.learned.observe(config, x, m, feedback.quality)?;
+        }
         state.pulls[m] += 1;
         state.observations += 1;
         let c = &mut state.cost[m];
@@ -166,6 +219,9 @@ impl<L: Learned> Learner for BanditRouter<L> {
                 state.learned.forget(config, m);
                 state.forgets[m] += 1;
                 state.alarms[m] += 1;
+                if let Some(journal) = &mut state.journal {
+                    journal.push(Event::Forget { model: m as u32 });
+                }
                 tracing::info!(
                     "{}: drift detector alarm for {:?} after {} observations: its statistics \
                      are wiped",

@@ -25,6 +25,9 @@ pub(super) struct State<L> {
     pub(super) detector: Vec<DetectorState>,
     /// Per model: observations with a cost, Σ estimated cost, Σ observed cost.
     pub(super) cost: Vec<[f64; 3]>,
+    /// This replica's own events since they were last taken, while it shares its state
+    /// ([`BanditRouter::start_journal`]).
+    pub(super) journal: Option<super::Journal>,
 }
 
 impl<L: Learned> State<L> {
@@ -37,6 +40,7 @@ impl<L: Learned> State<L> {
             alarms: vec![0; models],
             detector: vec![DetectorState::default(); models],
             cost: vec![[0.0; 3]; models],
+            journal: None,
         }
     }
 
@@ -152,7 +156,8 @@ impl<L: Learned> BanditRouter<L> {
 
     /// An independent copy of the router and its learned state.
     pub fn snapshot(&self) -> Self {
-        let state = self.read().clone();
+        let mut state = self.read().clone();
+        state.journal = None;
         BanditRouter {
             shared: Arc::new(Shared {
                 config: self.shared.config.clone(),

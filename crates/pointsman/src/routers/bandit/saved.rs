@@ -81,6 +81,7 @@ impl<L: Learned> BanditRouter<L> {
                     alarms,
                     detector,
                     cost,
+                    journal: None,
                 }),
             }),
             greedy,

@@ -69,7 +69,7 @@ pub struct KnnRouter {
     dim: usize,
     embedding_model: Option<String>,
     /// `[n, dim]`, normalised, rows grouped by task.
-    embeddings: Vec<f32>,
+    embeddings: crate::saved::F32s,
     /// `[n, m]`.
     scores: Vec<f32>,
     /// `[n, m]` observed costs, NaN where not observed.

@@ -22,7 +22,7 @@ impl KnnRouter {
             .shape("knn.embeddings")
             .and_then(|s| s.first().copied())
             .ok_or_else(|| Error::format("saved router", "missing tensor knn.embeddings"))?;
-        let embeddings = saved.take_f32("knn.embeddings", &[n, d])?;
+        let embeddings = saved.take_f32s("knn.embeddings", &[n, d])?;
         let scores = saved.take_f32("knn.scores", &[n, m])?;
         let costs = saved.take_f32("knn.costs", &[n, m])?;
         let output_tokens = saved.take_f32("knn.output_tokens", &[n, m])?;
@@ -73,7 +73,7 @@ impl KnnRouter {
         )
         .with_tensor(
             "knn.embeddings",
-            Tensor::f32(&[n, d], self.embeddings.clone()),
+            Tensor::f32(&[n, d], self.embeddings.to_vec()),
         )
         .with_tensor("knn.scores", Tensor::f32(&[n, m], self.scores.clone()))
         .with_tensor("knn.costs", Tensor::f32(&[n, m], self.costs.clone()))
