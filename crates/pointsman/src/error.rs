@@ -146,6 +146,12 @@ pub enum Error {
     #[error("embedding backend: {0}")]
     Backend(String),
 
+    /// Labels a task needs are missing: evaluation on a split with partial or pairwise-only
+    /// labels (it needs every model's score on every query), or fitting a kind that cannot learn
+    /// from what the split has.
+    #[error("missing labels: {0}")]
+    MissingLabels(String),
+
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -202,6 +208,8 @@ pub enum ErrorKind {
     Backend,
     /// [`Error::Io`].
     Io,
+    /// [`Error::MissingLabels`].
+    MissingLabels,
 }
 
 impl Error {
@@ -225,6 +233,7 @@ impl Error {
             Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             Error::Backend(_) => ErrorKind::Backend,
             Error::Io { .. } => ErrorKind::Io,
+            Error::MissingLabels(_) => ErrorKind::MissingLabels,
         }
     }
 

@@ -40,6 +40,10 @@ pub struct ModelCard {
     pub output_usd_per_mtok: f64,
     /// Output tokens assumed when the length of the answer is not known.
     pub default_output_tokens: f64,
+    /// What the model is, in words (optional): with the prices, what a router knows of a model
+    /// onboarded without labels (`docs/own-data.md`). Saved with the router only when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl ModelCard {
@@ -50,7 +54,14 @@ impl ModelCard {
             input_usd_per_mtok,
             output_usd_per_mtok,
             default_output_tokens: 256.0,
+            description: None,
         }
+    }
+
+    /// Sets the description.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
     }
 
     /// Sets the default number of output tokens.

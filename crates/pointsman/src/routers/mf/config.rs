@@ -83,17 +83,9 @@ impl MfConfig {
     }
 }
 
-/// A pairwise preference: on the query, `winner` says which of two models answered better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Winner {
-    /// Model a won.
-    ModelA,
-    /// Model b won.
-    ModelB,
-    /// A tie.
-    Tie,
-}
+/// Which of two models answered better (the dataset layer's type, shared with
+/// [`Split::preferences`](crate::data::Split::preferences)).
+pub use crate::data::Winner;
 
 /// Pairwise preference rows over a pool: query embeddings and, per row, the two models compared
 /// and the winner.
