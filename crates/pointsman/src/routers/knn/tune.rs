@@ -120,6 +120,10 @@ impl KnnRouter {
     ) -> Result<(KnnRouter, SearchReport<KnnConfig>)> {
         search.validate()?;
         base.validate()?;
+        train.require_full_labels(
+            "the knn search (which scores out-of-fold curves; AnyRouter::fit searches partial \
+             labels by held-out loss)",
+        )?;
         let started = std::time::Instant::now();
         let configs = search.configs(base);
         for c in &configs {

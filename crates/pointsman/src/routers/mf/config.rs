@@ -31,6 +31,10 @@ pub struct MfConfig {
     pub use_tasks: bool,
     /// Seed of initialisation, validation split and minibatch order.
     pub seed: u64,
+    /// With partial labels from a log, weight each observed cell's loss by the inverse of the
+    /// logging policy's probability of having chosen that model, where the data records one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inverse_propensity: bool,
 }
 
 impl Default for MfConfig {
@@ -46,6 +50,7 @@ impl Default for MfConfig {
             normalize_model_vectors: true,
             use_tasks: true,
             seed: 0,
+            inverse_propensity: false,
         }
     }
 }
