@@ -348,6 +348,14 @@ impl ModelPool {
     }
 }
 
+/// New over old mean price per token of a model, `None` when the old price was zero (an observed
+/// cost cannot be rescaled from it).
+pub(crate) fn price_ratio(old: &ModelCard, new: &ModelCard) -> Option<f64> {
+    let o = old.input_usd_per_mtok + old.output_usd_per_mtok;
+    let n = new.input_usd_per_mtok + new.output_usd_per_mtok;
+    (o > 0.0).then_some(n / o)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -571,6 +571,62 @@ impl Split {
         }
     }
 
+    /// The split restricted to the models at `models` (indices into its pool, in that order):
+    /// to fit a router without a model and onboard it later, for one. Preferences between two
+    /// kept models are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an index out of range or given twice; the errors of
+    /// [`ModelPool::new`] for no model.
+    pub fn select_models(&self, models: &[usize]) -> Result<Split> {
+        let m = self.pool.len();
+        let mut new_of = vec![None; m];
+        for (new, &j) in models.iter().enumerate() {
+            if j >= m || new_of[j].is_some() {
+                return Err(Error::InvalidInput(format!(
+                    "model index {j} is out of range or given twice (the split has {m} models)"
+                )));
+            }
+            new_of[j] = Some(new as u32);
+        }
+        let pool = ModelPool::new(models.iter().map(|&j| self.pool.card(j).clone()).collect())?;
+        let pick = |v: &[f64]| -> Vec<f64> {
+            v.chunks_exact(m.max(1))
+                .flat_map(|row| models.iter().map(|&j| row[j]))
+                .collect()
+        };
+        let pick_bool = |v: &[bool]| -> Vec<bool> {
+            v.chunks_exact(m.max(1))
+                .flat_map(|row| models.iter().map(|&j| row[j]))
+                .collect()
+        };
+        Ok(Split {
+            pool,
+            scores: pick(&self.scores),
+            costs: pick(&self.costs),
+            cost_observed: pick_bool(&self.cost_observed),
+            output_tokens: pick(&self.output_tokens),
+            observed: self.observed.as_ref().and_then(|o| {
+                let mask = pick_bool(o);
+                (!mask.iter().all(|&x| x)).then_some(mask)
+            }),
+            preferences: self
+                .preferences
+                .iter()
+                .filter_map(|p| {
+                    Some(Preference {
+                        model_a: new_of[p.model_a as usize]?,
+                        model_b: new_of[p.model_b as usize]?,
+                        ..*p
+                    })
+                })
+                .collect(),
+            propensities: self.propensities.as_ref().map(|p| pick(p)),
+            ..self.clone()
+        })
+    }
+
     /// Replaces the embeddings (`[len, dim]`, normalised here), for example with freshly computed
     /// ones.
     ///

@@ -407,6 +407,29 @@ impl KnnRouter {
         (q, c)
     }
 
+    /// The router with new prices ([`ModelPool::repriced`]) without refitting: prices are data,
+    /// not weights. The neighbours' observed costs of each model are scaled by its ratio of new
+    /// to old mean price per token (kept when the old price was zero); quality estimates are
+    /// unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`ModelPool::repriced`].
+    pub fn reprice(&self, prices: &[ModelCard]) -> Result<KnnRouter> {
+        let pool = self.pool.repriced(prices)?;
+        let m = pool.len();
+        let mut out = self.clone();
+        for j in 0..m {
+            if let Some(r) = crate::pool::price_ratio(self.pool.card(j), pool.card(j)) {
+                for c in out.costs.iter_mut().skip(j).step_by(m) {
+                    *c = (f64::from(*c) * r) as f32;
+                }
+            }
+        }
+        out.pool = pool;
+        Ok(out)
+    }
+
     /// The router with one more model, `card`, learned from the queries of `labelled` where it
     /// has a score (none: from its card alone), without refitting what the router knows about
     /// the other models: their estimates stay bit for bit what they were. See the

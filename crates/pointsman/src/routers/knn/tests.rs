@@ -557,3 +557,29 @@ fn onboarding_leaves_the_other_models_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn repricing_scales_observed_costs_and_keeps_quality() {
+    let train = labelled_split(200, 41);
+    let r = KnnRouter::fit(
+        &train,
+        &KnnConfig {
+            k: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let test = labelled_split(20, 42);
+    let batch = test.features().unwrap();
+    let e = r.estimate_batch(&batch).unwrap();
+    // Model b's price doubles; a and c keep theirs.
+    let cheap = r.reprice(&[ModelCard::new("b", 2.0, 2.0)]).unwrap();
+    assert_eq!(cheap.models().card(1).input_usd_per_mtok, 2.0);
+    let e2 = cheap.estimate_batch(&batch).unwrap();
+    assert_eq!(e.quality, e2.quality);
+    for i in 0..20 {
+        assert!((e2.cost_row(i)[1] / e.cost_row(i)[1] - 2.0).abs() < 1e-6);
+        assert_eq!(e2.cost_row(i)[0], e.cost_row(i)[0]);
+    }
+    assert!(r.reprice(&[ModelCard::new("zz", 1.0, 1.0)]).is_err());
+}

@@ -121,8 +121,8 @@ impl KnnRouter {
         search.validate()?;
         base.validate()?;
         train.require_full_labels(
-            "the knn search (which scores out-of-fold curves; AnyRouter::fit searches partial \
-             labels by held-out loss)",
+            "the knn search (which scores out-of-fold curves; fit a partial split with a fixed \
+             configuration)",
         )?;
         let started = std::time::Instant::now();
         let configs = search.configs(base);

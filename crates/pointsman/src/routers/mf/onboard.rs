@@ -138,7 +138,8 @@ impl MfRouter {
             .enumerate()
             .map(|(j, f)| {
                 f.and_then(|(a, c)| {
-                    price_ratio(self.pool.card(j), pool.card(j)).map(|r| (a * r, c * r))
+                    crate::pool::price_ratio(self.pool.card(j), pool.card(j))
+                        .map(|r| (a * r, c * r))
                 })
             })
             .collect();
@@ -153,14 +154,6 @@ impl MfRouter {
             self.task_names.clone(),
         ))
     }
-}
-
-/// New over old mean price per token of a model, `None` when the old price was zero (an observed
-/// cost cannot be rescaled from it).
-pub(crate) fn price_ratio(old: &ModelCard, new: &ModelCard) -> Option<f64> {
-    let o = old.input_usd_per_mtok + old.output_usd_per_mtok;
-    let n = new.input_usd_per_mtok + new.output_usd_per_mtok;
-    (o > 0.0).then_some(n / o)
 }
 
 /// Logistic regression of `ys` on the rows of `hs` (`k` features each) with logit `h · v̂ + b`

@@ -265,8 +265,8 @@ impl MfRouter {
         search: &MfSearch,
     ) -> Result<(MfRouter, SearchReport<MfConfig>)> {
         train.require_full_labels(
-            "the mf search (which scores out-of-fold curves; AnyRouter::fit searches partial \
-             labels by held-out loss)",
+            "the mf search (which scores out-of-fold curves; fit a partial split with a fixed \
+             configuration)",
         )?;
         if search.dim.is_empty() || search.learning_rate.is_empty() {
             return Err(Error::Config(
