@@ -226,7 +226,7 @@ impl Split {
         for (i, p) in propensities.iter_mut().enumerate() {
             if !self.observed_at(i) {
                 *p = f64::NAN;
-            } else if !p.is_nan() && !(*p > 0.0 && *p <= 1.0) {
+            } else if !(p.is_nan() || (*p > 0.0 && *p <= 1.0)) {
                 return Err(Error::InvalidInput(format!(
                     "propensity {p} in row {} for model {:?} outside (0, 1]",
                     i / m,

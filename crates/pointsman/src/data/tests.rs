@@ -466,7 +466,7 @@ fn seeded_label_conversions() {
     let log = uniform_log(&full, 3).unwrap();
     assert_eq!(log.observed_count(), n);
     let p = log.propensities().unwrap();
-    assert!((0..n * 3).all(|c| log.observed_mask().unwrap()[c] == !p[c].is_nan()));
+    assert!((0..n * 3).all(|c| log.observed_mask().unwrap()[c] != p[c].is_nan()));
     let partial = Split::from_partial_arrays(
         full.pool().clone(),
         vec![1.0, 0.0],
