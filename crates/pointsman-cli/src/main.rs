@@ -5,6 +5,7 @@
 mod embed_cmd;
 mod eval_cmd;
 mod output;
+mod own_data_cmd;
 mod plot;
 mod policy_cmd;
 mod progress;
@@ -51,6 +52,12 @@ enum Command {
     Replay(replay_cmd::ReplayArgs),
     /// Serve an OpenAI-compatible routing gateway (docs/gateway.md).
     Serve(serve_cmd::ServeArgs),
+    /// Import a team's own log (JSONL or CSV) as a dataset with partial labels (docs/own-data.md).
+    Import(own_data_cmd::ImportArgs),
+    /// Add a model to a fitted knn or mf router from labelled queries or its card alone.
+    Onboard(own_data_cmd::OnboardArgs),
+    /// Apply new prices to a fitted knn or mf router without refitting.
+    Reprice(own_data_cmd::RepriceArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +72,9 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed_cmd::embed(&args, &progress),
         Command::Replay(args) => replay_cmd::replay(&args, &progress),
         Command::Serve(args) => serve_cmd::serve(&args),
+        Command::Import(args) => own_data_cmd::import(&args),
+        Command::Onboard(args) => own_data_cmd::onboard(&args, &progress),
+        Command::Reprice(args) => own_data_cmd::reprice(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,6 +186,11 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// Labels a task needs are missing: evaluation on a split with partial or pairwise-only
+    /// labels (it needs every model's score on every query), or fitting a kind that cannot learn
+    /// from what the split has.
+    #[error("missing labels: {0}")]
+    MissingLabels(String),
 
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
@@ -251,6 +256,8 @@ pub enum ErrorKind {
     Io,
     /// [`Error::Store`].
     Store,
+    /// [`Error::MissingLabels`].
+    MissingLabels,
 }
 
 impl Error {
@@ -278,6 +285,7 @@ impl Error {
             Error::Backend(_) => ErrorKind::Backend,
             Error::Io { .. } => ErrorKind::Io,
             Error::Store { .. } => ErrorKind::Store,
+            Error::MissingLabels(_) => ErrorKind::MissingLabels,
         }
     }
 

@@ -107,6 +107,85 @@ impl Drop for AtomicFile {
     }
 }
 
+/// A folder written in place of `path` only when [`AtomicDir::commit`] succeeds: files go into
+/// a temporary folder beside it (`.<name>.tmp-<pid>-<n>`), which is renamed to `path` at the
+/// end. Dropped uncommitted (an error half way), it removes the temporary folder and leaves
+/// `path` as it was: nothing half-written is ever at `path`.
+#[derive(Debug)]
+pub struct AtomicDir {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    done: bool,
+}
+
+impl AtomicDir {
+    /// Starts writing the folder `path`. With `replace`, an existing folder at `path` is
+    /// replaced at commit; without, an existing `path` is an error now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming `path` when it exists (without `replace`) or the temporary folder
+    /// cannot be created.
+    pub fn create(path: &Path, replace: bool) -> Result<Self> {
+        if !replace && std::fs::symlink_metadata(path).is_ok() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "already exists (choose another folder, or replace it)",
+                ),
+            ));
+        }
+        let tmp = temp_path(path)?;
+        std::fs::create_dir(&tmp).map_err(|e| Error::io(path, e))?;
+        Ok(AtomicDir {
+            path: path.to_path_buf(),
+            tmp,
+            done: false,
+        })
+    }
+
+    /// Where the files go until the commit.
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Renames the temporary folder to the target path (an existing folder there is moved
+    /// aside first and removed after).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the target path.
+    pub fn commit(mut self) -> Result<()> {
+        let old = if std::fs::symlink_metadata(&self.path).is_ok() {
+            let aside = temp_path(&self.path)?;
+            std::fs::rename(&self.path, &aside).map_err(|e| Error::io(&self.path, e))?;
+            Some(aside)
+        } else {
+            None
+        };
+        if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
+            if let Some(aside) = &old {
+                let _ = std::fs::rename(aside, &self.path);
+            }
+            return Err(Error::io(&self.path, e));
+        }
+        self.done = true;
+        if let Some(aside) = old {
+            let _ = std::fs::remove_dir_all(aside);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
 /// Opens `path` for reading when it is a regular file (symbolic links followed), with its size.
 ///
 /// # Errors
@@ -161,7 +240,12 @@ fn remove_orphans(dir: &Path, prefix: &str) {
             continue;
         };
         if pid != std::process::id() && !process_alive(pid) {
-            let _ = std::fs::remove_file(entry.path());
+            let path = entry.path();
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(path);
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -242,6 +326,30 @@ mod tests {
         assert!(!orphan.exists(), "the dead writer's file is removed");
         assert!(mine.exists() && parent.exists(), "live writers' files stay");
         assert!(other.exists(), "another target's files are not touched");
+    }
+
+    #[test]
+    fn atomic_dirs_appear_whole_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("ds");
+        let d = AtomicDir::create(&p, false).unwrap();
+        std::fs::write(d.dir().join("a"), b"1").unwrap();
+        drop(d);
+        assert!(!p.exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+        let d = AtomicDir::create(&p, false).unwrap();
+        std::fs::write(d.dir().join("a"), b"1").unwrap();
+        d.commit().unwrap();
+        assert_eq!(std::fs::read(p.join("a")).unwrap(), b"1");
+        assert_eq!(
+            AtomicDir::create(&p, false).unwrap_err().kind(),
+            crate::ErrorKind::Io
+        );
+        let d = AtomicDir::create(&p, true).unwrap();
+        std::fs::write(d.dir().join("b"), b"2").unwrap();
+        d.commit().unwrap();
+        assert!(!p.join("a").exists() && p.join("b").exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -75,7 +75,12 @@ pub fn dataset(data: &[u8]) {
             let m = ds.pool().len();
             for split in [ds.train(), ds.test()] {
                 assert_eq!(split.scores().len(), split.len() * m);
-                assert!(split.scores().iter().all(|s| (0.0..=1.0).contains(s)));
+                assert!(split
+                    .scores()
+                    .iter()
+                    .enumerate()
+                    .all(|(c, s)| (0.0..=1.0).contains(s)
+                        || (s.is_nan() && !split.observed(c / m, c % m))));
                 assert!(split.costs().iter().all(|c| c.is_finite() && *c >= 0.0));
             }
         }

@@ -284,7 +284,10 @@ impl Reference {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for an empty split, or splits over different pools.
+    /// [`Error::InvalidInput`] for an empty split, or splits over different pools;
+    /// [`Error::MissingLabels`] when the test split lacks scores (figures on it need every
+    /// model's score on every query), or the train split ranks no model (no score and no
+    /// preference for some model).
     pub fn new(train: &Split, test: &Split, weak_strong: Option<(usize, usize)>) -> Result<Self> {
         if test.is_empty() || train.is_empty() {
             return Err(Error::InvalidInput(
@@ -296,7 +299,16 @@ impl Reference {
                 "train and test splits have different models".into(),
             ));
         }
-        let (q, c, tq) = (test.mean_scores(), test.mean_costs(), train.mean_scores());
+        test.require_full_labels("evaluation")?;
+        // With partial labels on train: the observed means, or the preferences' win shares.
+        let tq = train.model_ranking().ok_or_else(|| {
+            Error::MissingLabels(format!(
+                "choosing the best single model needs a score or a preference of every model on \
+                 the {} split",
+                train.name()
+            ))
+        })?;
+        let (q, c) = (test.mean_scores(), test.mean_costs());
         let models: Vec<ModelFigures> = (0..q.len())
             .map(|m| ModelFigures {
                 model: test.pool().id(m).to_string(),

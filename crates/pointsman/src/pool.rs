@@ -61,6 +61,10 @@ pub struct ModelCard {
     /// any name a deployment uses); sorted, without repeats.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// What the model is, in words (optional): with the prices, what a router knows of a model
+    /// onboarded without labels (`docs/own-data.md`). Saved with the router only when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl ModelCard {
@@ -76,6 +80,7 @@ impl ModelCard {
             joules_per_token: None,
             context_window: None,
             capabilities: Vec::new(),
+            description: None,
         }
     }
 
@@ -138,6 +143,12 @@ impl ModelCard {
     pub fn expected_energy_j(&self, input_tokens: f64, output_tokens: f64) -> Option<f64> {
         self.joules_per_token
             .map(|j| j * (input_tokens + output_tokens))
+    }
+
+    /// Sets the description.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
     }
 
     /// Sets the default number of output tokens.
@@ -349,11 +360,108 @@ impl ModelPool {
         }
     }
 
+    /// The prior a model known only by its card puts on the models of this pool: how much each
+    /// known model's estimate counts toward the new model's before any of its answers is graded
+    /// (`docs/own-data.md`). Weight of model `i`, normalised to sum to 1:
+    ///
+    /// ```text
+    /// w_i ∝ exp(−(ln p_new − ln p_i)² / (2 ln²2)) · (1 + 2·cos(words_new, words_i))
+    /// ```
+    ///
+    /// with `p` a card's mean price per token ((input + output) / 2, floored at 1e-3 USD per 1M
+    /// tokens) — a model twice or half as dear counts `e^(-1/2)` as much as one at the same price
+    /// — and `cos` the cosine of the two descriptions' word counts (lower case, words of three
+    /// letters or more; 0 when either card has no description). Price is the strongest public
+    /// hint of a model's size and so of its quality; the description separates models of one
+    /// price (a chat tune from a code model).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pointsman::{ModelCard, ModelPool};
+    /// let pool = ModelPool::new(vec![ModelCard::new("small", 0.1, 0.1), ModelCard::new("large", 1.0, 1.0)])?;
+    /// let w = pool.prior_weights(&ModelCard::new("new-large", 0.9, 0.9));
+    /// assert!(w[1] > 0.9 && (w[0] + w[1] - 1.0).abs() < 1e-12);
+    /// # Ok::<(), pointsman::Error>(())
+    /// ```
+    pub fn prior_weights(&self, card: &ModelCard) -> Vec<f64> {
+        let price =
+            |c: &ModelCard| ((c.input_usd_per_mtok + c.output_usd_per_mtok) / 2.0).max(1e-3);
+        let words = |c: &ModelCard| -> HashMap<String, f64> {
+            let mut w = HashMap::new();
+            for word in c
+                .description
+                .as_deref()
+                .unwrap_or("")
+                .split(|ch: char| !ch.is_alphanumeric())
+                .filter(|w| w.chars().count() >= 3)
+            {
+                *w.entry(word.to_lowercase()).or_insert(0.0) += 1.0;
+            }
+            w
+        };
+        let cosine = |a: &HashMap<String, f64>, b: &HashMap<String, f64>| -> f64 {
+            let dot: f64 = a.iter().map(|(k, v)| v * b.get(k).unwrap_or(&0.0)).sum();
+            let na: f64 = a.values().map(|v| v * v).sum::<f64>().sqrt();
+            let nb: f64 = b.values().map(|v| v * v).sum::<f64>().sqrt();
+            if na > 0.0 && nb > 0.0 {
+                dot / (na * nb)
+            } else {
+                0.0
+            }
+        };
+        let (p_new, w_new) = (price(card).ln(), words(card));
+        let ln2 = std::f64::consts::LN_2;
+        let raw: Vec<f64> = self
+            .cards
+            .iter()
+            .map(|c| {
+                let d = p_new - price(c).ln();
+                (-(d * d) / (2.0 * ln2 * ln2)).exp() * (1.0 + 2.0 * cosine(&w_new, &words(c)))
+            })
+            .collect();
+        let total: f64 = raw.iter().sum();
+        if total > 0.0 && total.is_finite() {
+            raw.iter().map(|w| w / total).collect()
+        } else {
+            vec![1.0 / self.cards.len() as f64; self.cards.len()]
+        }
+    }
+
+    /// The pool with new prices: each card of `prices` whose id is in the pool replaces that
+    /// model's prices and default answer length (descriptions are kept when the new card has
+    /// none). Models not in `prices` keep theirs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModel`] for a card of a model not in the pool; [`Error::Config`] for a
+    /// price out of range.
+    pub fn repriced(&self, prices: &[ModelCard]) -> Result<ModelPool> {
+        let mut cards = self.cards.clone();
+        for p in prices {
+            let i = self.index_of(&p.id)?;
+            let description = p.description.clone().or(cards[i].description.take());
+            cards[i] = ModelCard {
+                description,
+                ..p.clone()
+            };
+        }
+        ModelPool::new(cards)
+    }
+
     /// Estimated cost of a query with `prompt_tokens` input tokens (0 when unknown) on model
     /// `index`, with the model's default output length.
     pub fn estimate_cost(&self, index: usize, prompt_tokens: Option<f64>) -> f64 {
         self.cards[index].estimate_cost(prompt_tokens.unwrap_or(0.0), None)
     }
+}
+
+/// New over old mean price per token of a model, `None` when the old price was zero (an observed
+/// cost cannot be rescaled from it).
+pub(crate) fn price_ratio(old: &ModelCard, new: &ModelCard) -> Option<f64> {
+    let o = old.input_usd_per_mtok + old.output_usd_per_mtok;
+    let n = new.input_usd_per_mtok + new.output_usd_per_mtok;
+    (o > 0.0).then_some(n / o)
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ fn config_strategy() -> impl Strategy<Value = KnnConfig> {
             weighting: Weighting::Power { power },
             ood_neighbours: 3,
             index: Index::Exact,
+            inverse_propensity: false,
         })
 }
 

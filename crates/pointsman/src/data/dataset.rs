@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::schema::{read_models, read_records};
+use super::draft::{DatasetDraft, DraftEmbeddings, DraftRow};
+use super::schema::{read_models, read_records, Record};
 use super::split::normalize_rows;
-use super::{npy, Split, EMBEDDING_TAG};
+use super::{npy, Preference, Split, EMBEDDING_TAG};
 use crate::error::{Error, Result};
 use crate::features::DEFAULT_EMBEDDING_MODEL;
 use crate::pool::ModelPool;
@@ -47,8 +48,9 @@ impl Dataset {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .ok_or_else(|| Error::format(dir.display(), "cannot tell the dataset's name"))?;
-        let (pool, roles) = read_models(&dir.join("models.json"))?;
-        let records = read_records(&records_path(dir, &name), &pool)?;
+        let models = read_models(&dir.join("models.json"))?;
+        let (pool, roles) = (models.pool, models.roles);
+        let records = read_records(&records_path(dir, &name), &pool, models.partial)?;
         let rows = records.len();
 
         let mut embeddings = None;
@@ -82,6 +84,152 @@ impl Dataset {
             embeddings = Some(arr);
         }
 
+        Ok(Dataset::assemble(
+            name,
+            dir.to_path_buf(),
+            pool,
+            roles,
+            records,
+            embeddings.map(|a| (a.data, a.cols)),
+            embedding_model,
+        ))
+    }
+
+    /// A dataset in memory (no folder) from a draft: what an importer made, or arrays. Its
+    /// splits are the draft's; its embeddings the draft's when it has them (re-normalised).
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`DatasetDraft::validate`].
+    pub fn from_draft(name: impl Into<String>, draft: &DatasetDraft) -> Result<Dataset> {
+        draft.validate()?;
+        let pool = draft.pool.clone();
+        let records: Vec<Record> = draft
+            .rows
+            .iter()
+            .map(|r| {
+                let prompt_tokens = super::prompt_tokens_of(&r.prompt);
+                let (mut costs, mut cost_observed, mut output_tokens) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                for (j, card) in pool.cards().iter().enumerate() {
+                    let out = r.output_chars[j].map(|c| c as f64 / 4.0);
+                    costs.push(
+                        r.cost_usd[j].unwrap_or_else(|| card.estimate_cost(prompt_tokens, out)),
+                    );
+                    cost_observed.push(r.cost_usd[j].is_some());
+                    output_tokens.push(out.unwrap_or(f64::NAN));
+                }
+                Record {
+                    id: r.id.clone(),
+                    split: r.split.clone().unwrap_or_default(),
+                    task: r.task.clone(),
+                    prompt: r.prompt.clone(),
+                    prompt_tokens,
+                    scores: r.scores.iter().map(|s| s.unwrap_or(f64::NAN)).collect(),
+                    costs,
+                    cost_observed,
+                    output_tokens,
+                    observed: r.scores.iter().map(Option::is_some).collect(),
+                    preferences: r.preferences.clone(),
+                    propensity: r.propensity.iter().map(|p| p.unwrap_or(f64::NAN)).collect(),
+                }
+            })
+            .collect();
+        let (embeddings, model) = match &draft.embeddings {
+            Some(e) => (Some((e.data.clone(), e.dim)), Some(e.model.clone())),
+            None => (None, None),
+        };
+        Ok(Dataset::assemble(
+            name.into(),
+            PathBuf::new(),
+            pool,
+            draft.roles.clone(),
+            records,
+            embeddings,
+            model,
+        ))
+    }
+
+    /// The dataset as a draft, to write it elsewhere ([`DatasetDraft::write`]): its rows in file
+    /// order with their labels, costs observed, answer lengths and embeddings.
+    pub fn to_draft(&self, source: impl Into<String>) -> DatasetDraft {
+        let m = self.pool.len();
+        let mut rows: Vec<Option<DraftRow>> = vec![None; self.rows];
+        let dim = self.train.dim.max(self.test.dim);
+        let mut data = vec![0.0f32; self.rows * dim];
+        for s in [&self.train, &self.test] {
+            for i in 0..s.len() {
+                let mut r = DraftRow::new(s.ids[i].clone(), s.prompts[i].clone(), m);
+                r.split = Some(s.name.clone());
+                r.task = s.tasks[i].clone();
+                for j in 0..m {
+                    let c = i * m + j;
+                    if s.observed(i, j) {
+                        r.scores[j] = Some(s.scores[c]);
+                    }
+                    if s.cost_observed[c] {
+                        r.cost_usd[j] = Some(s.costs[c]);
+                    }
+                    if !s.output_tokens[c].is_nan() {
+                        r.output_chars[j] = Some((s.output_tokens[c] * 4.0).round() as u64);
+                    }
+                    if let Some(p) = &s.propensities {
+                        r.propensity[j] = (!p[c].is_nan()).then_some(p[c]);
+                    }
+                }
+                let file_row = s.rows[i];
+                if dim > 0 {
+                    data[file_row * dim..(file_row + 1) * dim]
+                        .copy_from_slice(&s.embeddings[i * dim..(i + 1) * dim]);
+                }
+                rows[file_row] = Some(r);
+            }
+            for p in &s.preferences {
+                let file_row = s.rows[p.row as usize];
+                if let Some(r) = rows[file_row].as_mut() {
+                    r.preferences.push((p.model_a, p.model_b, p.winner));
+                }
+            }
+        }
+        let mut draft = DatasetDraft::new(self.pool.clone(), source);
+        draft.roles = self.roles.clone();
+        draft.rows = rows.into_iter().flatten().collect();
+        if dim > 0 {
+            draft.embeddings = Some(DraftEmbeddings {
+                data,
+                dim,
+                model: self
+                    .train
+                    .embedding_model
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_string()),
+                meta: serde_json::Map::new(),
+            });
+        }
+        draft
+    }
+
+    /// Writes the dataset as a folder in the shared schema ([`DatasetDraft::write`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`DatasetDraft::write`].
+    pub fn save(&self, dir: impl AsRef<Path>, replace: bool) -> Result<PathBuf> {
+        self.to_draft(format!("the dataset {}", self.name))
+            .write(dir.as_ref(), replace)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        name: String,
+        dir: PathBuf,
+        pool: ModelPool,
+        roles: Vec<Option<String>>,
+        records: Vec<Record>,
+        embeddings: Option<(Vec<f32>, usize)>,
+        embedding_model: Option<String>,
+    ) -> Dataset {
+        let rows = records.len();
         let mut splits: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
             splits.entry(r.split.as_str()).or_default().push(i);
@@ -90,11 +238,11 @@ impl Dataset {
             let idx = splits.get(split).cloned().unwrap_or_default();
             let m = pool.len();
             let (embs, dim) = match &embeddings {
-                Some(a) => (
+                Some((data, cols)) => (
                     idx.iter()
-                        .flat_map(|&i| a.data[i * a.cols..(i + 1) * a.cols].iter().copied())
+                        .flat_map(|&i| data[i * cols..(i + 1) * cols].iter().copied())
                         .collect(),
-                    a.cols,
+                    *cols,
                 ),
                 None => (Vec::new(), 0),
             };
@@ -129,22 +277,57 @@ impl Dataset {
                     .iter()
                     .flat_map(|&i| records[i].output_tokens.iter().copied())
                     .collect(),
+                observed: None,
+                preferences: Vec::new(),
+                propensities: None,
             };
+            if idx.iter().any(|&i| records[i].observed.iter().any(|&o| !o)) {
+                s.observed = Some(
+                    idx.iter()
+                        .flat_map(|&i| records[i].observed.iter().copied())
+                        .collect(),
+                );
+            }
+            s.preferences = idx
+                .iter()
+                .enumerate()
+                .flat_map(|(row, &i)| {
+                    records[i]
+                        .preferences
+                        .iter()
+                        .map(move |&(model_a, model_b, winner)| Preference {
+                            row: row as u32,
+                            model_a,
+                            model_b,
+                            winner,
+                        })
+                })
+                .collect();
+            if idx
+                .iter()
+                .any(|&i| records[i].propensity.iter().any(|p| !p.is_nan()))
+            {
+                s.propensities = Some(
+                    idx.iter()
+                        .flat_map(|&i| records[i].propensity.iter().copied())
+                        .collect(),
+                );
+            }
             debug_assert_eq!(s.scores.len(), s.ids.len() * m);
             normalize_rows(&mut s.embeddings, dim.max(1));
             s
         };
         let train = build("train");
         let test = build("test");
-        Ok(Dataset {
+        Dataset {
             name,
-            dir: dir.to_path_buf(),
+            dir,
             pool,
             roles,
             rows,
             train,
             test,
-        })
+        }
     }
 
     /// The dataset's name (its folder's name).
@@ -152,7 +335,7 @@ impl Dataset {
         &self.name
     }
 
-    /// The dataset's folder.
+    /// The dataset's folder (empty for a dataset made in memory).
     pub fn dir(&self) -> &Path {
         &self.dir
     }

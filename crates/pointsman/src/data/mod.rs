@@ -17,11 +17,17 @@
 //! ```
 
 mod dataset;
+mod draft;
+mod import;
+mod labels;
 pub mod npy;
 mod schema;
 mod split;
 
 pub use dataset::{embeddings_meta_path, embeddings_path, Dataset};
+pub use draft::{split_of_id, DatasetDraft, DraftEmbeddings, DraftRow, SPLIT_RULE};
+pub use import::{import_log, read_pool, LogMapping};
+pub use labels::{keep_cells, label_kind, to_preferences, uniform_log, Preference, Winner};
 pub use split::Split;
 
 /// A prompt's length in LLM tokens as the datasets estimate it (`SCHEMA.md`): Unicode characters

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::prompt_tokens_of;
+use super::{prompt_tokens_of, Winner};
 use crate::error::{Error, Result};
 use crate::pool::{ModelCard, ModelPool};
 
@@ -74,7 +74,15 @@ fn parse_json(text: &str) -> std::result::Result<Value, serde_json::Error> {
     serde_json::from_str(text)
 }
 
-pub(super) fn read_models(path: &Path) -> Result<(ModelPool, Vec<Option<String>>)> {
+/// What `models.json` says: the pool, each model's role, and whether lines may lack scores.
+pub(super) struct Models {
+    pub(super) pool: ModelPool,
+    pub(super) roles: Vec<Option<String>>,
+    /// `"labels": "partial"`: a line may lack some models' scores (or all of them).
+    pub(super) partial: bool,
+}
+
+pub(super) fn read_models(path: &Path) -> Result<Models> {
     let (mut file, _) = crate::files::open_regular(path)?;
     let mut text = String::new();
     file.read_to_string(&mut text)
@@ -109,6 +117,15 @@ pub(super) fn read_models(path: &Path) -> Result<(ModelPool, Vec<Option<String>>
                     ))
                 })
         };
+        let description = match m.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) => Some(d.clone()),
+            Some(other) => {
+                return Err(bad(format!(
+                    "model {id:?}: description {other} is not a string"
+                )))
+            }
+        };
         let out = match m.get("default_output_tokens") {
             Some(x) => x
                 .as_f64()
@@ -116,18 +133,32 @@ pub(super) fn read_models(path: &Path) -> Result<(ModelPool, Vec<Option<String>>
                 .ok_or_else(|| bad(format!("model {id:?}: bad default_output_tokens {x}")))?,
             None => default_out,
         };
-        cards.push(
-            ModelCard::new(
-                id.clone(),
-                price("input_usd_per_mtok")?,
-                price("output_usd_per_mtok")?,
-            )
-            .with_default_output_tokens(out),
-        );
+        let mut card = ModelCard::new(
+            id.clone(),
+            price("input_usd_per_mtok")?,
+            price("output_usd_per_mtok")?,
+        )
+        .with_default_output_tokens(out);
+        card.description = description;
+        cards.push(card);
         roles.push(m.get("role").and_then(Value::as_str).map(str::to_string));
     }
+    let partial = match v.get("labels") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(l)) if l == "full" => false,
+        Some(Value::String(l)) if l == "partial" => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "labels {other} is neither \"full\" nor \"partial\""
+            )))
+        }
+    };
     let pool = ModelPool::new(cards).map_err(|e| bad(e.to_string()))?;
-    Ok((pool, roles))
+    Ok(Models {
+        pool,
+        roles,
+        partial,
+    })
 }
 
 /// One line of the records file, parsed and checked.
@@ -141,9 +172,15 @@ pub(super) struct Record {
     pub(super) costs: Vec<f64>,
     pub(super) cost_observed: Vec<bool>,
     pub(super) output_tokens: Vec<f64>,
+    /// Whether each score is observed (all true unless the dataset has partial labels).
+    pub(super) observed: Vec<bool>,
+    /// Preference judgements on this query: (model a, model b, winner).
+    pub(super) preferences: Vec<(u32, u32, Winner)>,
+    /// The logging policy's probability of each observed choice, NaN where not recorded.
+    pub(super) propensity: Vec<f64>,
 }
 
-pub(super) fn read_records(path: &Path, pool: &ModelPool) -> Result<Vec<Record>> {
+pub(super) fn read_records(path: &Path, pool: &ModelPool, partial: bool) -> Result<Vec<Record>> {
     let (file, _) = crate::files::open_regular(path)?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
@@ -160,7 +197,8 @@ pub(super) fn read_records(path: &Path, pool: &ModelPool) -> Result<Vec<Record>>
         if line.trim().is_empty() {
             continue;
         }
-        let rec = parse_record(&line, pool).map_err(|m| Error::format_at(&display, lineno, m))?;
+        let rec = parse_record(&line, pool, partial)
+            .map_err(|m| Error::format_at(&display, lineno, m))?;
         if !seen.insert(rec.id.clone()) {
             return Err(Error::format_at(
                 &display,
@@ -173,7 +211,11 @@ pub(super) fn read_records(path: &Path, pool: &ModelPool) -> Result<Vec<Record>>
     Ok(records)
 }
 
-fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, String> {
+fn parse_record(
+    line: &str,
+    pool: &ModelPool,
+    partial: bool,
+) -> std::result::Result<Record, String> {
     let v: Value = parse_json(line).map_err(|e| json_error(line, &e))?;
     let obj = v.as_object().ok_or("line is not a JSON object")?;
     let string = |key: &str| -> std::result::Result<String, String> {
@@ -196,10 +238,12 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => return Err(format!("task {other} is not a string")),
     };
-    let scores_obj = obj
-        .get("scores")
-        .and_then(Value::as_object)
-        .ok_or("missing or malformed \"scores\" object")?;
+    let empty = serde_json::Map::new();
+    let scores_obj = match obj.get("scores") {
+        Some(Value::Object(o)) => o,
+        None | Some(Value::Null) if partial => &empty,
+        _ => return Err("missing or malformed \"scores\" object".into()),
+    };
     for key in scores_obj.keys() {
         if pool.index_of(key).is_err() {
             return Err(format!(
@@ -208,9 +252,20 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
         }
     }
     let mut scores = Vec::with_capacity(pool.len());
+    let mut observed = Vec::with_capacity(pool.len());
     for id in pool.ids() {
         let s = match scores_obj.get(id) {
-            None | Some(Value::Null) => return Err(format!("no score for model {id:?}")),
+            None | Some(Value::Null) if partial => {
+                scores.push(f64::NAN);
+                observed.push(false);
+                continue;
+            }
+            None | Some(Value::Null) => {
+                return Err(format!(
+                    "no score for model {id:?} (a dataset whose lines may lack scores says \
+                     \"labels\": \"partial\" in models.json)"
+                ))
+            }
             Some(x) => x
                 .as_f64()
                 .ok_or_else(|| format!("score {x} for model {id:?} is not a number"))?,
@@ -219,7 +274,9 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
             return Err(format!("score {s} for model {id:?} outside [0, 1]"));
         }
         scores.push(s);
+        observed.push(true);
     }
+    let preferences = parse_preferences(obj.get("preferences"), pool)?;
     let per_model =
         |key: &str| -> std::result::Result<Option<&serde_json::Map<String, Value>>, String> {
             match obj.get(key) {
@@ -276,6 +333,28 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
         cost_observed.push(observed.is_some());
         output_tokens.push(out.unwrap_or(f64::NAN));
     }
+    let propensity = match per_model("propensity")? {
+        None => vec![f64::NAN; pool.len()],
+        Some(p) => {
+            let mut out = vec![f64::NAN; pool.len()];
+            for (model, v) in p {
+                let j = pool.index_of(model).map_err(|_| {
+                    format!("propensity for unknown model {model:?} (not in models.json)")
+                })?;
+                let x = v
+                    .as_f64()
+                    .filter(|x| *x > 0.0 && *x <= 1.0)
+                    .ok_or_else(|| format!("propensity {v} for model {model:?} outside (0, 1]"))?;
+                if !observed[j] {
+                    return Err(format!(
+                        "propensity for model {model:?}, which has no score on this line"
+                    ));
+                }
+                out[j] = x;
+            }
+            out
+        }
+    };
     Ok(Record {
         id,
         split,
@@ -286,7 +365,49 @@ fn parse_record(line: &str, pool: &ModelPool) -> std::result::Result<Record, Str
         costs,
         cost_observed,
         output_tokens,
+        observed,
+        preferences,
+        propensity,
     })
+}
+
+/// The `preferences` field: a list of `{"model_a", "model_b", "winner"}` objects.
+fn parse_preferences(
+    v: Option<&Value>,
+    pool: &ModelPool,
+) -> std::result::Result<Vec<(u32, u32, Winner)>, String> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(other) => return Err(format!("preferences {other} is not a list")),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, p) in list.iter().enumerate() {
+        let field = |key: &str| -> std::result::Result<&str, String> {
+            p.get(key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("preference #{i}: {key} missing or not a string (in {p})"))
+        };
+        let model = |key: &str| -> std::result::Result<u32, String> {
+            let id = field(key)?;
+            pool.index_of(id)
+                .map(|j| j as u32)
+                .map_err(|_| format!("preference #{i}: {key} {id:?} is not in models.json"))
+        };
+        let (a, b) = (model("model_a")?, model("model_b")?);
+        if a == b {
+            return Err(format!(
+                "preference #{i} compares model {:?} with itself",
+                pool.id(a as usize)
+            ));
+        }
+        let w = field("winner")?;
+        let winner = Winner::from_name(w).ok_or_else(|| {
+            format!("preference #{i}: winner {w:?} is not \"model_a\", \"model_b\" or \"tie\"")
+        })?;
+        out.push((a, b, winner));
+    }
+    Ok(out)
 }
 
 /// A readable message for a JSON syntax error; JSON has no NaN or Infinity, so name them.

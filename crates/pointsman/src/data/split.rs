@@ -1,11 +1,25 @@
-//! [`Split`]: one labelled set of queries — embeddings, per-model scores and costs, metadata.
+//! [`Split`]: one labelled set of queries — embeddings, per-model scores and costs, metadata,
+//! and for labels that are not a full table the observed cells, preference judgements and
+//! choice probabilities.
 
+use super::Preference;
 use crate::error::{Error, Result};
 use crate::features::{inv_norm, FeatureBatch};
 use crate::pool::ModelPool;
 
 /// One split of a dataset (or any labelled set of queries): embeddings, per-model scores and
 /// costs, and the queries' metadata. Matrices are row-major `[rows, models]` / `[rows, dim]`.
+///
+/// # Labels that are not a full table
+///
+/// A split is *fully labelled* when every model has a score on every query (every shipped
+/// dataset is). Otherwise some cells are unobserved: [`Split::observed`] says which, their
+/// scores are NaN (so code that forgets the mask cannot silently treat them as zeros), and their
+/// costs are the price estimate. A split may also carry [`Preference`] judgements between two
+/// models on a query ([`Split::preferences`]), with or without scores, and for logged data the
+/// probability with which the logging policy chose each observed model
+/// ([`Split::propensities`]). A fully labelled split has no mask at all: the routers' hot loops
+/// over it are the ones they always ran.
 #[derive(Debug, Clone)]
 pub struct Split {
     pub(super) name: String,
@@ -22,6 +36,13 @@ pub struct Split {
     pub(super) costs: Vec<f64>,
     pub(super) cost_observed: Vec<bool>,
     pub(super) output_tokens: Vec<f64>,
+    /// `[rows, models]`: whether each score is observed; `None` when every one is.
+    pub(super) observed: Option<Vec<bool>>,
+    /// Preference judgements, sorted by row.
+    pub(super) preferences: Vec<Preference>,
+    /// `[rows, models]`: the logging policy's probability of each observed choice, NaN where
+    /// unknown; `None` when the data records none.
+    pub(super) propensities: Option<Vec<f64>>,
 }
 
 impl Split {
@@ -86,9 +107,139 @@ impl Split {
             output_tokens: vec![f64::NAN; scores.len()],
             scores,
             costs,
+            observed: None,
+            preferences: Vec::new(),
+            propensities: None,
         };
         normalize_rows(&mut split.embeddings, dim);
         Ok(split)
+    }
+
+    /// A split from arrays whose scores may be missing: as [`Split::from_arrays`], except that a
+    /// NaN score marks an unobserved cell (the split is then partially labelled; its cost is
+    /// kept as given).
+    ///
+    /// # Errors
+    ///
+    /// As [`Split::from_arrays`].
+    pub fn from_partial_arrays(
+        pool: ModelPool,
+        embeddings: Vec<f32>,
+        dim: usize,
+        scores: Vec<f64>,
+        costs: Vec<f64>,
+    ) -> Result<Split> {
+        let mask: Vec<bool> = scores.iter().map(|s| !s.is_nan()).collect();
+        let filled: Vec<f64> = scores
+            .iter()
+            .map(|&s| if s.is_nan() { 0.0 } else { s })
+            .collect();
+        Split::from_arrays(pool, embeddings, dim, filled, costs)?.with_observed(mask)
+    }
+
+    /// The split with only the cells where `mask` is true observed (`[rows, models]`): the
+    /// others lose their score (NaN). Cells already unobserved stay so.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shape`] when the mask is not one flag per cell.
+    pub fn with_observed(mut self, mask: Vec<bool>) -> Result<Split> {
+        if mask.len() != self.scores.len() {
+            return Err(Error::Shape(format!(
+                "an observed mask of {} flags for {} queries x {} models",
+                mask.len(),
+                self.len(),
+                self.pool.len()
+            )));
+        }
+        let mask: Vec<bool> = match &self.observed {
+            Some(old) => mask.iter().zip(old).map(|(&a, &b)| a && b).collect(),
+            None => mask,
+        };
+        for (s, &o) in self.scores.iter_mut().zip(&mask) {
+            if !o {
+                *s = f64::NAN;
+            }
+        }
+        if let Some(p) = &mut self.propensities {
+            for (v, &o) in p.iter_mut().zip(&mask) {
+                if !o {
+                    *v = f64::NAN;
+                }
+            }
+        }
+        self.observed = if mask.iter().all(|&o| o) {
+            None
+        } else {
+            Some(mask)
+        };
+        Ok(self)
+    }
+
+    /// The split with these preference judgements (replacing any it had), sorted by row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a row out of range or a judgement of a model against
+    /// itself; [`Error::UnknownModel`] for a model index out of range.
+    pub fn with_preferences(mut self, mut preferences: Vec<Preference>) -> Result<Split> {
+        for p in &preferences {
+            if p.row as usize >= self.len() {
+                return Err(Error::InvalidInput(format!(
+                    "a preference on row {} of a split of {} queries",
+                    p.row,
+                    self.len()
+                )));
+            }
+            self.pool.check_index(p.model_a as usize)?;
+            self.pool.check_index(p.model_b as usize)?;
+            if p.model_a == p.model_b {
+                return Err(Error::InvalidInput(format!(
+                    "a preference on row {} compares model {:?} with itself",
+                    p.row,
+                    self.pool.id(p.model_a as usize)
+                )));
+            }
+        }
+        preferences.sort_by_key(|p| p.row);
+        self.preferences = preferences;
+        Ok(self)
+    }
+
+    /// The split with the logging policy's choice probabilities (`[rows, models]`, NaN where
+    /// unknown; only observed cells keep theirs).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shape`] for the wrong length; [`Error::InvalidInput`] for a probability of an
+    /// observed cell outside (0, 1].
+    pub fn with_propensities(mut self, mut propensities: Vec<f64>) -> Result<Split> {
+        if propensities.len() != self.scores.len() {
+            return Err(Error::Shape(format!(
+                "{} propensities for {} queries x {} models",
+                propensities.len(),
+                self.len(),
+                self.pool.len()
+            )));
+        }
+        let m = self.pool.len();
+        for (i, p) in propensities.iter_mut().enumerate() {
+            if !self.observed_at(i) {
+                *p = f64::NAN;
+            } else if !(p.is_nan() || (*p > 0.0 && *p <= 1.0)) {
+                return Err(Error::InvalidInput(format!(
+                    "propensity {p} in row {} for model {:?} outside (0, 1]",
+                    i / m,
+                    self.pool.id(i % m)
+                )));
+            }
+        }
+        self.propensities = if propensities.iter().all(|p| p.is_nan()) {
+            None
+        } else {
+            Some(propensities)
+        };
+        Ok(self)
     }
 
     /// Sets the task tags, one per query.
@@ -168,7 +319,7 @@ impl Split {
         self.embedding_model.as_deref()
     }
 
-    /// Scores `[len, models]`, in [0, 1].
+    /// Scores `[len, models]`, in [0, 1]; NaN for an unobserved cell ([`Split::observed`]).
     pub fn scores(&self) -> &[f64] {
         &self.scores
     }
@@ -189,7 +340,69 @@ impl Split {
         &self.output_tokens
     }
 
-    /// Score of query `r` on model `m`.
+    /// Whether every model has a score on every query (no cell is unobserved).
+    pub fn is_fully_labelled(&self) -> bool {
+        self.observed.is_none()
+    }
+
+    /// Whether model `m`'s score on query `r` is observed.
+    pub fn observed(&self, r: usize, m: usize) -> bool {
+        self.observed_at(r * self.pool.len() + m)
+    }
+
+    fn observed_at(&self, cell: usize) -> bool {
+        self.observed.as_ref().is_none_or(|o| o[cell])
+    }
+
+    /// The observed cells `[len, models]`, row-major; `None` when every cell is observed.
+    pub fn observed_mask(&self) -> Option<&[bool]> {
+        self.observed.as_deref()
+    }
+
+    /// Number of observed (query, model) cells.
+    pub fn observed_count(&self) -> usize {
+        match &self.observed {
+            None => self.scores.len(),
+            Some(o) => o.iter().filter(|&&x| x).count(),
+        }
+    }
+
+    /// The preference judgements, sorted by row.
+    pub fn preferences(&self) -> &[Preference] {
+        &self.preferences
+    }
+
+    /// The logging policy's probability of each observed choice `[len, models]` (NaN where
+    /// unknown), when the data records them.
+    pub fn propensities(&self) -> Option<&[f64]> {
+        self.propensities.as_deref()
+    }
+
+    /// Checks that the split is fully labelled, for a use that needs it (`what`: "evaluation",
+    /// …).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingLabels`] naming the split, how many scores are missing and the first
+    /// missing one.
+    pub fn require_full_labels(&self, what: &str) -> Result<()> {
+        let Some(mask) = &self.observed else {
+            return Ok(());
+        };
+        let m = self.pool.len();
+        let missing = mask.iter().filter(|&&o| !o).count();
+        let first = mask.iter().position(|&o| !o).unwrap_or(0);
+        Err(Error::MissingLabels(format!(
+            "{what} needs every model's score on every query of the {} split, and {missing} of \
+             its {} scores are missing (the first: model {:?} on query {:?})",
+            self.name,
+            mask.len(),
+            self.pool.id(first % m),
+            self.ids[first / m]
+        )))
+    }
+
+    /// Score of query `r` on model `m` (NaN when unobserved).
     pub fn score(&self, r: usize, m: usize) -> f64 {
         self.scores[r * self.pool.len() + m]
     }
@@ -199,9 +412,56 @@ impl Split {
         self.costs[r * self.pool.len() + m]
     }
 
-    /// Each model's mean score over the split.
+    /// Each model's mean score over the split (over its observed scores; NaN for a model
+    /// without any).
     pub fn mean_scores(&self) -> Vec<f64> {
-        column_means(&self.scores, self.pool.len())
+        match &self.observed {
+            None => column_means(&self.scores, self.pool.len()),
+            Some(mask) => {
+                let m = self.pool.len();
+                let (mut sums, mut counts) = (vec![0.0; m], vec![0usize; m]);
+                for (i, (&s, &o)) in self.scores.iter().zip(mask).enumerate() {
+                    if o {
+                        sums[i % m] += s;
+                        counts[i % m] += 1;
+                    }
+                }
+                sums.iter()
+                    .zip(&counts)
+                    .map(|(s, &c)| if c == 0 { f64::NAN } else { s / c as f64 })
+                    .collect()
+            }
+        }
+    }
+
+    /// Each model's share of won judgements among the preferences it takes part in (a tie
+    /// counts half; NaN for a model in none).
+    pub fn win_shares(&self) -> Vec<f64> {
+        let m = self.pool.len();
+        let (mut won, mut seen) = (vec![0.0; m], vec![0.0; m]);
+        for p in &self.preferences {
+            let (a, b) = (p.model_a as usize, p.model_b as usize);
+            won[a] += p.winner.a_wins();
+            won[b] += 1.0 - p.winner.a_wins();
+            seen[a] += 1.0;
+            seen[b] += 1.0;
+        }
+        won.iter()
+            .zip(&seen)
+            .map(|(w, &n)| if n == 0.0 { f64::NAN } else { w / n })
+            .collect()
+    }
+
+    /// What ranks the models on this split when the best single one is chosen: the mean scores
+    /// when every model has one, else the win shares of the preferences when every model has
+    /// one, else `None`.
+    pub fn model_ranking(&self) -> Option<Vec<f64>> {
+        let means = self.mean_scores();
+        if means.iter().all(|v| v.is_finite()) {
+            return Some(means);
+        }
+        let shares = self.win_shares();
+        shares.iter().all(|v| v.is_finite()).then_some(shares)
     }
 
     /// Each model's mean cost over the split.
@@ -284,7 +544,87 @@ impl Split {
                 .flat_map(|&i| self.cost_observed[i * m..(i + 1) * m].iter().copied())
                 .collect(),
             output_tokens: pick(&self.output_tokens, m),
+            observed: self.observed.as_ref().and_then(|o| {
+                let mask: Vec<bool> = indices
+                    .iter()
+                    .flat_map(|&i| o[i * m..(i + 1) * m].iter().copied())
+                    .collect();
+                (!mask.iter().all(|&x| x)).then_some(mask)
+            }),
+            preferences: {
+                let mut by_row: Vec<Vec<usize>> = vec![Vec::new(); self.len()];
+                for (p, pref) in self.preferences.iter().enumerate() {
+                    by_row[pref.row as usize].push(p);
+                }
+                indices
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(new, &i)| {
+                        by_row[i].iter().map(move |&p| Preference {
+                            row: new as u32,
+                            ..self.preferences[p]
+                        })
+                    })
+                    .collect()
+            },
+            propensities: self.propensities.as_ref().map(|p| pick(p, m)),
         }
+    }
+
+    /// The split restricted to the models at `models` (indices into its pool, in that order):
+    /// to fit a router without a model and onboard it later, for one. Preferences between two
+    /// kept models are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an index out of range or given twice; the errors of
+    /// [`ModelPool::new`] for no model.
+    pub fn select_models(&self, models: &[usize]) -> Result<Split> {
+        let m = self.pool.len();
+        let mut new_of = vec![None; m];
+        for (new, &j) in models.iter().enumerate() {
+            if j >= m || new_of[j].is_some() {
+                return Err(Error::InvalidInput(format!(
+                    "model index {j} is out of range or given twice (the split has {m} models)"
+                )));
+            }
+            new_of[j] = Some(new as u32);
+        }
+        let pool = ModelPool::new(models.iter().map(|&j| self.pool.card(j).clone()).collect())?;
+        let pick = |v: &[f64]| -> Vec<f64> {
+            v.chunks_exact(m.max(1))
+                .flat_map(|row| models.iter().map(|&j| row[j]))
+                .collect()
+        };
+        let pick_bool = |v: &[bool]| -> Vec<bool> {
+            v.chunks_exact(m.max(1))
+                .flat_map(|row| models.iter().map(|&j| row[j]))
+                .collect()
+        };
+        Ok(Split {
+            pool,
+            scores: pick(&self.scores),
+            costs: pick(&self.costs),
+            cost_observed: pick_bool(&self.cost_observed),
+            output_tokens: pick(&self.output_tokens),
+            observed: self.observed.as_ref().and_then(|o| {
+                let mask = pick_bool(o);
+                (!mask.iter().all(|&x| x)).then_some(mask)
+            }),
+            preferences: self
+                .preferences
+                .iter()
+                .filter_map(|p| {
+                    Some(Preference {
+                        model_a: new_of[p.model_a as usize]?,
+                        model_b: new_of[p.model_b as usize]?,
+                        ..*p
+                    })
+                })
+                .collect(),
+            propensities: self.propensities.as_ref().map(|p| pick(p)),
+            ..self.clone()
+        })
     }
 
     /// Replaces the embeddings (`[len, dim]`, normalised here), for example with freshly computed

@@ -74,7 +74,10 @@ fn bad_lines_name_file_line_and_problem() {
         "{e}"
     );
     let e = load_err(&[r#"{"id": "x", "split": "train", "prompt": "p", "scores": {"a": 1}}"#]);
-    assert!(e.ends_with("fx.jsonl:1: no score for model \"b\""), "{e}");
+    assert!(
+        e.contains("fx.jsonl:1: no score for model \"b\" (a dataset whose lines may lack"),
+        "{e}"
+    );
     let e = load_err(&[GOOD[0], GOOD[1], r#"{"id": "x", "split": "train", "#]);
     assert!(e.contains("fx.jsonl:3: malformed json"), "{e}");
     let e = load_err(&[
@@ -230,4 +233,247 @@ fn split_from_arrays_checks_shapes() {
             .contains("score 2 in row 0 for model \"b\" outside [0, 1]"),
         "{e}"
     );
+}
+
+fn partial_fixture(lines: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dir) = fixture(lines);
+    std::fs::write(
+        dir.join("models.json"),
+        r#"{"models": {"a": {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0},
+                       "b": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 20.0,
+                             "description": "the big one"}},
+           "default_output_tokens": 100, "labels": "partial"}"#,
+    )
+    .unwrap();
+    (tmp, dir)
+}
+
+const PARTIAL: [&str; 4] = [
+    r#"{"id": "q1", "split": "train", "task": "t", "prompt": "abcdefgh", "scores": {"a": 0.5}, "propensity": {"a": 0.25}}"#,
+    r#"{"id": "q2", "split": "test", "prompt": "abcd", "scores": {"a": 0.5, "b": 1}}"#,
+    r#"{"id": "q3", "split": "train", "prompt": "x", "preferences": [{"model_a": "b", "model_b": "a", "winner": "model_a"}]}"#,
+    r#"{"id": "q4", "split": "train", "prompt": "y", "scores": {"b": 0.0, "a": null}, "preferences": [{"model_a": "a", "model_b": "b", "winner": "tie"}]}"#,
+];
+
+#[test]
+fn partial_and_pairwise_labels_load() {
+    let (_tmp, dir) = partial_fixture(&PARTIAL);
+    let ds = Dataset::load(&dir).unwrap();
+    assert_eq!(
+        ds.pool().card(1).description.as_deref(),
+        Some("the big one")
+    );
+    let train = ds.train();
+    assert!(!train.is_fully_labelled());
+    assert!(ds.test().is_fully_labelled());
+    assert_eq!(
+        train.observed_mask().unwrap(),
+        &[true, false, false, false, false, true]
+    );
+    assert!(train.observed(0, 0) && !train.observed(0, 1));
+    assert!(train.score(0, 1).is_nan());
+    assert_eq!(train.observed_count(), 2);
+    // Unobserved cells still have the price estimate as their cost.
+    assert!((train.cost(0, 1) - (10.0 * 2.0 + 20.0 * 100.0) / 1e6).abs() < 1e-18);
+    assert_eq!(
+        train.preferences(),
+        &[
+            Preference {
+                row: 1,
+                model_a: 1,
+                model_b: 0,
+                winner: Winner::ModelA
+            },
+            Preference {
+                row: 2,
+                model_a: 0,
+                model_b: 1,
+                winner: Winner::Tie
+            },
+        ]
+    );
+    assert_eq!(train.mean_scores(), vec![0.5, 0.0]);
+    assert_eq!(train.win_shares(), vec![0.25, 0.75]);
+    let p = train.propensities().unwrap();
+    assert_eq!(p[0], 0.25);
+    assert!(p[1..].iter().all(|v| v.is_nan()));
+    assert_eq!(label_kind(train), "partial+pairwise");
+    let e = train.require_full_labels("evaluation").unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::MissingLabels);
+    assert!(
+        e.to_string()
+            .contains("4 of its 6 scores are missing (the first: model \"b\" on query \"q1\")"),
+        "{e}"
+    );
+    // Subsets keep the mask, the preferences (renumbered) and the propensities.
+    let sub = train.subset(&[2, 0], "sub");
+    assert_eq!(sub.observed_mask().unwrap(), &[false, true, true, false]);
+    assert_eq!(sub.preferences()[0].row, 0);
+    assert_eq!(sub.propensities().unwrap()[2], 0.25);
+    assert!(train.subset(&[1], "none").observed_mask().is_some());
+}
+
+#[test]
+fn bad_partial_lines_name_the_field() {
+    let err = |line: &str| {
+        let (_tmp, dir) = partial_fixture(&[line]);
+        Dataset::load(&dir).unwrap_err().to_string()
+    };
+    let e = err(
+        r#"{"id": "x", "split": "train", "prompt": "p", "preferences": [{"model_a": "a", "model_b": "a", "winner": "tie"}]}"#,
+    );
+    assert!(
+        e.ends_with("fx.jsonl:1: preference #0 compares model \"a\" with itself"),
+        "{e}"
+    );
+    let e = err(
+        r#"{"id": "x", "split": "train", "prompt": "p", "preferences": [{"model_a": "a", "model_b": "b", "winner": "a"}]}"#,
+    );
+    assert!(e.contains("winner \"a\" is not \"model_a\""), "{e}");
+    let e = err(
+        r#"{"id": "x", "split": "train", "prompt": "p", "preferences": [{"model_a": "a", "model_b": "z", "winner": "tie"}]}"#,
+    );
+    assert!(e.contains("model_b \"z\" is not in models.json"), "{e}");
+    let e = err(
+        r#"{"id": "x", "split": "train", "prompt": "p", "scores": {"a": 1}, "propensity": {"a": 0}}"#,
+    );
+    assert!(
+        e.contains("propensity 0 for model \"a\" outside (0, 1]"),
+        "{e}"
+    );
+    let e = err(
+        r#"{"id": "x", "split": "train", "prompt": "p", "scores": {"a": 1}, "propensity": {"b": 0.5}}"#,
+    );
+    assert!(
+        e.contains("propensity for model \"b\", which has no score"),
+        "{e}"
+    );
+    let (_tmp, dir) = fixture(&GOOD);
+    std::fs::write(
+        dir.join("models.json"),
+        r#"{"models": {"a": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1}}, "labels": "some"}"#,
+    )
+    .unwrap();
+    let e = Dataset::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("labels \"some\" is neither"), "{e}");
+}
+
+#[test]
+fn drafts_write_folders_that_load_back_the_same() {
+    let (_tmp, dir) = partial_fixture(&PARTIAL);
+    let mut ds = Dataset::load(&dir).unwrap();
+    ds.set_embeddings(
+        &[1.0, 0.0, 0.0, 1.0, 0.6, 0.8, 0.8, 0.6],
+        2,
+        Some("tiny".into()),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("copy");
+    ds.save(&target, false).unwrap();
+    let back = Dataset::load(&target).unwrap();
+    for (a, b) in [(ds.train(), back.train()), (ds.test(), back.test())] {
+        assert_eq!(a.ids(), b.ids());
+        assert_eq!(a.observed_mask(), b.observed_mask());
+        assert_eq!(a.preferences(), b.preferences());
+        assert_eq!(a.costs(), b.costs());
+        assert_eq!(a.tasks(), b.tasks());
+        assert_eq!(a.embedding_model(), b.embedding_model());
+        let same = |x: &[f64], y: &[f64]| {
+            x.iter()
+                .zip(y)
+                .all(|(p, q)| p == q || (p.is_nan() && q.is_nan()))
+        };
+        assert!(same(a.scores(), b.scores()));
+        assert_eq!(a.propensities().is_some(), b.propensities().is_some());
+        let d: f32 = a
+            .embeddings()
+            .iter()
+            .zip(b.embeddings())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 1e-3, "{d}");
+    }
+    assert_eq!(back.pool(), ds.pool());
+    // Without `replace` an existing folder is refused, and nothing is left behind.
+    assert_eq!(
+        ds.save(&target, false).unwrap_err().kind(),
+        crate::ErrorKind::Io
+    );
+    // A bad draft writes nothing.
+    let mut draft = ds.to_draft("test");
+    draft.rows[1].scores[0] = Some(1.5);
+    let e = draft.write(&out.path().join("bad"), false).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("score 1.5 for model \"a\" outside [0, 1]"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(target.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["labels"], "partial+pairwise");
+    assert_eq!(stats["preferences"], 2);
+}
+
+#[test]
+fn the_split_rule_is_the_shipped_one() {
+    // Python: int(hashlib.sha1(b"gsm8k-0").hexdigest(), 16) % 5
+    let expected = [("gsm8k-0", "train"), ("mmlu-abstract_algebra-0", "train")];
+    for (id, split) in expected {
+        assert_eq!(split_of_id(id), split, "{id}");
+    }
+    let test = (0..1000)
+        .filter(|i| split_of_id(&format!("q{i}")) == "test")
+        .count();
+    assert!((150..250).contains(&test), "{test}");
+}
+
+#[test]
+fn seeded_label_conversions() {
+    let pool = ModelPool::new(vec![
+        ModelCard::new("a", 1.0, 1.0),
+        ModelCard::new("b", 2.0, 2.0),
+        ModelCard::new("c", 3.0, 3.0),
+    ])
+    .unwrap();
+    let n = 200;
+    let emb: Vec<f32> = (0..n).flat_map(|i| [1.0, i as f32 / n as f32]).collect();
+    let scores: Vec<f64> = (0..n * 3).map(|i| ((i * 7) % 3) as f64 / 2.0).collect();
+    let full = Split::from_arrays(pool, emb, 2, scores, vec![1e-5; n * 3]).unwrap();
+    let kept = keep_cells(&full, 0.3, 1).unwrap();
+    let share = kept.observed_count() as f64 / (n * 3) as f64;
+    assert!((0.2..0.4).contains(&share), "{share}");
+    assert_eq!(
+        keep_cells(&full, 0.3, 1).unwrap().observed_mask(),
+        kept.observed_mask()
+    );
+    assert_eq!(
+        keep_cells(&kept, 0.5, 1).unwrap_err().kind(),
+        crate::ErrorKind::MissingLabels
+    );
+    let pairs = to_preferences(&full, 4, 2).unwrap();
+    assert_eq!(pairs.observed_count(), 0);
+    assert_eq!(label_kind(&pairs), "pairwise");
+    for p in pairs.preferences() {
+        let (a, b) = (
+            full.score(p.row as usize, p.model_a as usize),
+            full.score(p.row as usize, p.model_b as usize),
+        );
+        assert_ne!(a, b);
+        assert_eq!(p.winner == Winner::ModelA, a > b);
+    }
+    let log = uniform_log(&full, 3).unwrap();
+    assert_eq!(log.observed_count(), n);
+    let p = log.propensities().unwrap();
+    assert!((0..n * 3).all(|c| log.observed_mask().unwrap()[c] != p[c].is_nan()));
+    let partial = Split::from_partial_arrays(
+        full.pool().clone(),
+        vec![1.0, 0.0],
+        2,
+        vec![0.5, f64::NAN, 1.0],
+        vec![1e-5; 3],
+    )
+    .unwrap();
+    assert_eq!(partial.observed_mask().unwrap(), &[true, false, true]);
 }

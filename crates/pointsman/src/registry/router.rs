@@ -185,12 +185,24 @@ impl AnyRouter {
     ///
     /// # Errors
     ///
+    /// With partial or pairwise labels (not [`Split::is_fully_labelled`]) `knn` and `mf` are
+    /// fitted with their default configuration, without a search.
+    ///
+    /// # Errors
+    ///
     /// [`Error::Config`] for `fixed` (use [`AnyRouter::fit_config`] with the model);
     /// [`Error::Unsupported`] for `mf` and `irt` in a build without the `train` feature; the
     /// fitting errors of the kind.
     pub fn fit(kind: RouterKind, train: &Split, options: &FitOptions) -> Result<Fitted> {
         let seed = options.seed;
+        let partial = !train.is_fully_labelled();
         let (router, search): (AnyRouter, Option<SearchReport<RouterConfig>>) = match kind {
+            // The searches score out-of-fold routing curves, which need every score: with
+            // partial or pairwise labels the kind's default configuration is fitted instead.
+            RouterKind::Knn | RouterKind::Mf if partial => (
+                AnyRouter::fit_config(&RouterConfig::default_for(kind, seed)?, train)?,
+                None,
+            ),
             RouterKind::Knn => {
                 let search = KnnSearch {
                     seed,
@@ -246,6 +258,50 @@ impl AnyRouter {
             RouterConfig::Cascade(c) => CascadeRouter::fit(train, c)?.into(),
             _ => AnyRouter::Learner(AnyLearner::warm_start(config, train)?),
         })
+    }
+
+    /// The router with one more model, `card`, learned from the queries of `labelled` where it
+    /// has a score, or from its card alone (price and description: the documented prior of
+    /// [`crate::ModelPool::prior_weights`]) when `labelled` is `None`, without refitting what
+    /// the router knows about its other models (their estimates stay bit for bit). See
+    /// docs/own-data.md.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for kinds other than `knn` and `mf`; the errors of
+    /// [`KnnRouter::add_model`] and [`MfRouter::add_model`].
+    pub fn add_model(
+        &self,
+        card: crate::pool::ModelCard,
+        labelled: Option<&Split>,
+    ) -> Result<AnyRouter> {
+        match self {
+            AnyRouter::Knn(r) => Ok(r.add_model(card, labelled)?.into()),
+            AnyRouter::Mf(r) => Ok(r.add_model(card, labelled)?.into()),
+            _ => Err(Error::Unsupported(format!(
+                "adding a model to a {} router (knn and mf routers onboard models)",
+                self.kind()
+            ))),
+        }
+    }
+
+    /// The router with new prices for some of its models (cards of `prices` by id), without
+    /// refitting: costs estimated from observed costs are scaled by the ratio of new to old
+    /// price, quality estimates are unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for kinds other than `knn` and `mf`; [`Error::UnknownModel`] for a
+    /// card of a model the router does not have.
+    pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<AnyRouter> {
+        match self {
+            AnyRouter::Knn(r) => Ok(r.reprice(prices)?.into()),
+            AnyRouter::Mf(r) => Ok(r.reprice(prices)?.into()),
+            _ => Err(Error::Unsupported(format!(
+                "repricing a {} router (knn and mf routers are repriced)",
+                self.kind()
+            ))),
+        }
     }
 
     /// Rebuilds a router of any kind from its saved form.

@@ -335,3 +335,45 @@ fn special_and_garbage_files_are_refused_before_they_are_read() {
         crate::ErrorKind::Io
     );
 }
+
+#[test]
+fn add_model_and_reprice_through_any_router() {
+    let train = split();
+    let m = train.pool().len();
+    let fewer = train
+        .select_models(&(0..m - 1).collect::<Vec<_>>())
+        .unwrap();
+    let card = train.pool().card(m - 1).clone();
+    for config in [
+        RouterConfig::Knn(KnnConfig {
+            k: 5,
+            ..Default::default()
+        }),
+        RouterConfig::Mf(MfConfig {
+            dim: 4,
+            max_epochs: 3,
+            ..Default::default()
+        }),
+    ] {
+        let r = AnyRouter::fit_config(&config, &fewer).unwrap();
+        let r2 = r.add_model(card.clone(), Some(&train)).unwrap();
+        assert_eq!(r2.models().len(), m);
+        assert_eq!(r2.kind(), r.kind());
+        let r0 = r.add_model(card.clone(), None).unwrap();
+        assert_eq!(r0.models().id(m - 1), card.id);
+        let priced = r2
+            .reprice(&[ModelCard::new(card.id.clone(), 9.0, 9.0)])
+            .unwrap();
+        assert_eq!(priced.models().card(m - 1).output_usd_per_mtok, 9.0);
+        // Saved and loaded, the onboarded router keeps its models.
+        let back = AnyRouter::from_bytes(&r2.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.models().len(), m);
+    }
+    let base = AnyRouter::fit_config(&RouterConfig::Baseline(Baseline::Cheapest), &fewer).unwrap();
+    let err = base.add_model(card, None).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
+    // Partial labels: fit takes the default configuration, no search.
+    let partial = crate::data::keep_cells(&train, 0.5, 1).unwrap();
+    let fitted = AnyRouter::fit(RouterKind::Knn, &partial, &FitOptions::default()).unwrap();
+    assert!(fitted.search.is_none());
+}

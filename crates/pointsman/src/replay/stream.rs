@@ -79,6 +79,7 @@ impl Stream {
         for (s, split) in splits.iter().enumerate() {
             if !split.is_empty() {
                 split.features()?;
+                split.require_full_labels("a replay (which reveals the chosen model's score)")?;
                 if split.dim() != dim || split.pool().ids().ne(first.pool().ids()) {
                     return Err(Error::InvalidInput(
                         "splits of a stream must share models and embeddings".into(),

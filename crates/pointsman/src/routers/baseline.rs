@@ -103,7 +103,9 @@ impl BaselineRouter {
     /// # Errors
     ///
     /// [`Error::InvalidInput`] for an empty split; [`Error::UnknownModel`] for a fixed model that
-    /// is not in the split's pool.
+    /// is not in the split's pool; [`Error::MissingLabels`] when some model has neither a score
+    /// nor a preference on the split (with partial labels the means are over the observed scores,
+    /// with preferences only the win shares stand in for them).
     pub fn fit(rule: Baseline, train: &Split) -> Result<Self> {
         if train.is_empty() {
             return Err(Error::InvalidInput(format!(
@@ -113,7 +115,12 @@ impl BaselineRouter {
         }
         train.features()?;
         let pool = train.pool().clone();
-        let mean_scores = train.mean_scores();
+        let mean_scores = train.model_ranking().ok_or_else(|| {
+            Error::MissingLabels(format!(
+                "a baseline needs a score or a preference of every model on the {} split",
+                train.name()
+            ))
+        })?;
         let mean_costs = train.mean_costs();
         let fixed = match &rule {
             Baseline::Cheapest => Some(best_model(&vec![0.0; pool.len()], &mean_costs, 1.0, None)),

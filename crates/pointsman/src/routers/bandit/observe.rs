@@ -61,7 +61,9 @@ impl<L: Learned> BanditRouter<L> {
     }
 
     /// Learns every model's outcome on every query of the labelled `split` (full information),
-    /// in the split's order. The drift detector is not fed: labelled data is trusted.
+    /// in the split's order. With partial labels (a log of single-model outcomes, for one), only
+    /// the observed cells are learned, query by query and model by model, as feedback would have
+    /// been. The drift detector is not fed: labelled data is trusted.
     ///
     /// # Errors
     ///
@@ -73,6 +75,28 @@ impl<L: Learned> BanditRouter<L> {
         batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
         let m = self.shared.pool.len();
         let rows = normalized_rows(&batch);
+        if let Some(mask) = split.observed_mask() {
+            let ms = split.pool().len();
+            let mut state = self.write();
+            let config = &self.shared.config;
+            let dim = self.shared.dim;
+            for (r, x) in rows.chunks_exact(dim).enumerate() {
+                let tokens = Some(split.prompt_tokens()[r]);
+                for (j, &col) in map.iter().enumerate() {
+                    if !mask[r * ms + col] {
+                        continue;
+                    }
+                    state.learned.observe(config, x, j, split.score(r, col))?;
+                    let c = &mut state.cost[j];
+                    c[0] += 1.0;
+                    c[1] += self.shared.pool.estimate_cost(j, tokens);
+                    c[2] += split.cost(r, col);
+                    state.pulls[j] += 1;
+                    state.observations += 1;
+                }
+            }
+            return Ok(());
+        }
         let mut scores = vec![0.0; split.len() * m];
         for r in 0..split.len() {
             for (j, &col) in map.iter().enumerate() {

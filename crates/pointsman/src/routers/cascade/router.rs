@@ -121,6 +121,7 @@ impl CascadeRouter {
                 train.name()
             )));
         }
+        train.require_full_labels("fitting a cascade (which simulates calling each model)")?;
         let m = train.pool().len();
         if m > engine::MAX_MODELS {
             return Err(Error::Config(format!(

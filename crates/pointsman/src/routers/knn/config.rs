@@ -120,6 +120,10 @@ pub struct KnnConfig {
     pub ood_neighbours: usize,
     /// Exact or approximate search.
     pub index: Index,
+    /// Divide each neighbour's weight by the logging policy's probability of having chosen
+    /// that model for it, where the training data records one (partial labels from a log).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inverse_propensity: bool,
 }
 
 impl Default for KnnConfig {
@@ -132,6 +136,7 @@ impl Default for KnnConfig {
             same_task: false,
             ood_neighbours: 10,
             index: Index::default(),
+            inverse_propensity: false,
         }
     }
 }

@@ -272,6 +272,10 @@ impl Router for KnnRouter {
     }
 
     fn estimate(&self, batch: &FeatureBatch<'_>, out: &mut Estimates) -> Result<()> {
+        if self.has_partial_labels() {
+            self.estimate_partial_batch(batch, out);
+            return Ok(());
+        }
         let n = self.len();
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();

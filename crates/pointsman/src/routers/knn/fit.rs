@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::partial::{self, RefLabels};
 use super::search::{top_k, SCAN_QUERIES};
 use super::{hnsw, quant, KnnConfig, KnnRouter, Prior, NO_TASK};
 use crate::data::Split;
@@ -67,26 +68,42 @@ impl KnnRouter {
             .iter()
             .flat_map(|&r| train.embeddings()[r * dim..(r + 1) * dim].iter().copied())
             .collect();
+        let labels = RefLabels::of_split(train, &order, config)?;
+        let scores: Vec<f64> = match train.observed_mask() {
+            None => train.scores().to_vec(),
+            Some(mask) => train
+                .scores()
+                .iter()
+                .zip(mask)
+                .map(|(&s, &o)| if o { s } else { 0.0 })
+                .collect(),
+        };
         let mut router = KnnRouter::assemble(
             config.clone(),
             train.pool().clone(),
             train.embedding_model().map(str::to_string),
             dim,
             embeddings.into(),
-            gather(train.scores(), m),
+            gather(&scores, m),
             gather(&observed_costs, m),
             gather(train.output_tokens(), m),
             order.iter().map(|&r| task_of(r)).collect(),
             names,
             Vec::new(),
             None,
+            labels,
         )?;
         router.source_rows = order;
         Ok(router)
     }
 
-    /// Builds the HNSW graph when the config asks for one.
-    fn build_graph(&mut self) -> Result<()> {
+    /// Builds the HNSW graph when the config asks for one (not for partial labels, whose
+    /// neighbours are chosen per model by an exact scan).
+    pub(super) fn build_graph(&mut self) -> Result<()> {
+        if self.observed.is_some() {
+            self.graph = None;
+            return Ok(());
+        }
         self.graph = match self.config.index.hnsw_for(self.len()) {
             Some(c) => Some(std::sync::Arc::new(
                 hnsw::Hnsw::try_build(&self.embeddings, self.dim, c)
@@ -111,6 +128,7 @@ impl KnnRouter {
         task_names: Vec<String>,
         ood_quantiles: Vec<f32>,
         graph: Option<std::sync::Arc<hnsw::Hnsw>>,
+        labels: RefLabels,
     ) -> Result<KnnRouter> {
         let n = tasks.len();
         let m = pool.len();
@@ -129,6 +147,7 @@ impl KnnRouter {
         if scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
             return Err(bad("knn scores outside [0, 1]".into()));
         }
+        labels.check(n, m).map_err(bad)?;
         if costs
             .iter()
             .chain(&output_tokens)
@@ -168,30 +187,36 @@ impl KnnRouter {
             let len = rows.len().max(1) as f64;
             s.iter().map(|v| v / len).collect()
         };
-        let global_prior = mean(0..n);
         let strength = match config.prior {
             Prior::Task { strength } => strength,
             Prior::Global => 0.0,
         };
-        let mut task_prior = Vec::with_capacity(t * m);
-        for &(a, b) in &task_rows {
-            let tm = mean(a..b);
-            let len = (b - a) as f64;
-            for j in 0..m {
-                task_prior.push(
-                    (tm[j] * len + strength * global_prior[j])
-                        / (len + strength).max(f64::MIN_POSITIVE),
-                );
+        let (global_prior, task_prior) = match &labels.observed {
+            None => {
+                let global_prior = mean(0..n);
+                let mut task_prior = Vec::with_capacity(t * m);
+                for &(a, b) in &task_rows {
+                    let tm = mean(a..b);
+                    let len = (b - a) as f64;
+                    for j in 0..m {
+                        task_prior.push(
+                            (tm[j] * len + strength * global_prior[j])
+                                / (len + strength).max(f64::MIN_POSITIVE),
+                        );
+                    }
+                }
+                (global_prior, task_prior)
             }
-        }
+            Some(mask) => partial::priors(&scores, mask, m, &task_rows, strength),
+        };
         let any = |v: &[f32]| -> Vec<bool> {
             (0..m)
                 .map(|j| (0..n).any(|r| !v[r * m + j].is_nan()))
                 .collect()
         };
-        let prefilter = match config.index.hnsw_for(n) {
-            None => quant::QuantIndex::build(&embeddings, dim).map(std::sync::Arc::new),
-            Some(_) => None,
+        let prefilter = match (config.index.hnsw_for(n), &labels.observed) {
+            (None, None) => quant::QuantIndex::build(&embeddings, dim).map(std::sync::Arc::new),
+            _ => None,
         };
         Ok(KnnRouter {
             prefilter,
@@ -218,6 +243,10 @@ impl KnnRouter {
             ood_quantiles,
             graph,
             source_rows: Vec::new(),
+            observed_rows: labels.observed_rows(n, m),
+            observed: labels.observed,
+            ipw: labels.ipw,
+            anchors: labels.anchors,
         })
     }
 
@@ -257,6 +286,7 @@ impl KnnRouter {
             self.task_names.clone(),
             self.ood_quantiles.clone(),
             None,
+            self.ref_labels(),
         )?;
         if config.index.hnsw_for(self.len()) == self.config.index.hnsw_for(self.len()) {
             r.graph = self.graph.clone();

@@ -20,6 +20,20 @@
 //! observed costs; otherwise the pool's price estimate for the query's prompt tokens, with the
 //! answer length predicted from the neighbours' answer lengths where the data has them.
 //!
+//! # Partial labels
+//!
+//! Fitted on a split with unobserved cells ([`Split::observed`](crate::data::Split::observed)),
+//! each model's estimate uses only the neighbours labelled for that model: its `k` nearest
+//! reference queries among those where it has a score (within the task when `same_task` is set),
+//! shrunk toward its prior computed from its observed scores. Such a router (and any router
+//! after [`KnnRouter::add_model`]) scans the reference queries exactly for every query, without
+//! the prefilter or the graph, and selects neighbours per model; a model observed on every row
+//! gets exactly the neighbours, and the estimate, of the full-label router. With
+//! [`KnnConfig::inverse_propensity`] a neighbour's weight is divided by the logging policy's
+//! probability of having chosen that model for it (where the data records one): the neighbours
+//! a policy favoured count less, which removes the policy's selection bias from the mean at the
+//! price of variance (`docs/own-data.md`).
+//!
 //! # Out-of-distribution score
 //!
 //! At fit time every training query's mean similarity to its `ood_neighbours` nearest other
@@ -49,6 +63,7 @@ mod config;
 mod estimate;
 mod fit;
 pub mod hnsw;
+mod partial;
 mod quant;
 mod saved;
 mod search;
@@ -57,6 +72,7 @@ mod tests;
 mod tune;
 
 pub use config::{Index, KnnConfig, Prior, Weighting};
+pub use partial::Anchor;
 pub use tune::KnnSearch;
 
 const NO_TASK: u32 = u32::MAX;
@@ -95,6 +111,14 @@ pub struct KnnRouter {
     source_rows: Vec<usize>,
     /// The exact prefilter of single-query scans (exact search only).
     prefilter: Option<std::sync::Arc<quant::QuantIndex>>,
+    /// `[n, m]`: whether each reference score is observed; `None` when every one is.
+    observed: Option<Vec<bool>>,
+    /// Per model, its observed reference rows in order (routers with `observed` only).
+    observed_rows: Vec<Vec<u32>>,
+    /// `[n, m]`: each neighbour's weight factor (the inverse propensity), when used.
+    ipw: Option<Vec<f32>>,
+    /// Per model: the prior of a model onboarded by [`KnnRouter::add_model`].
+    anchors: Vec<Option<Anchor>>,
 }
 
 impl std::fmt::Debug for KnnRouter {

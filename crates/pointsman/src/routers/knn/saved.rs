@@ -1,6 +1,7 @@
 //! The kNN router's saved form: its tensors and notes, and the HNSW graph's.
 
 use super::fit::OOD_QUANTILES;
+use super::partial::{Anchor, RefLabels};
 use super::{hnsw, KnnConfig, KnnRouter};
 use crate::error::{Error, Result};
 use crate::kind::RouterKind;
@@ -39,9 +40,39 @@ impl KnnRouter {
                 .map_err(|e| Error::format("saved router", format!("bad note knn.tasks: {e}")))?,
             None => Vec::new(),
         };
-        let graph = match config.index.hnsw_for(n) {
+        let observed = match saved.shape("knn.observed") {
             None => None,
-            Some(hc) => Some(std::sync::Arc::new(load_graph(&mut saved, hc, n, d)?)),
+            Some(_) => {
+                let o = saved.take_u32("knn.observed", &[n, m])?;
+                if o.iter().any(|&v| v > 1) {
+                    return Err(Error::format("saved router", "knn.observed is not 0 or 1"));
+                }
+                Some(o.into_iter().map(|v| v == 1).collect())
+            }
+        };
+        let ipw = match saved.shape("knn.ipw") {
+            None => None,
+            Some(_) => Some(saved.take_f32("knn.ipw", &[n, m])?),
+        };
+        let anchors = match saved.shape("knn.anchors") {
+            None => vec![None; m],
+            Some(_) => {
+                let a = saved.take_f64("knn.anchors", &[m, m + 4])?;
+                a.chunks_exact(m + 4)
+                    .map(|row| {
+                        (row[0] == 1.0).then(|| Anchor {
+                            intercept: row[1],
+                            strength: row[2],
+                            labelled: row[3] as usize,
+                            weights: row[4..].to_vec(),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        let graph = match (config.index.hnsw_for(n), &observed) {
+            (Some(hc), None) => Some(std::sync::Arc::new(load_graph(&mut saved, hc, n, d)?)),
+            _ => None,
         };
         KnnRouter::assemble(
             config,
@@ -56,6 +87,11 @@ impl KnnRouter {
             task_names,
             ood,
             graph,
+            RefLabels {
+                observed,
+                ipw,
+                anchors,
+            },
         )
     }
 
@@ -88,6 +124,28 @@ impl KnnRouter {
         );
         if let Some(g) = &self.graph {
             saved = save_graph(saved, g)?;
+        }
+        if let Some(o) = &self.observed {
+            let o: Vec<u32> = o.iter().map(|&v| u32::from(v)).collect();
+            saved = saved.with_tensor("knn.observed", Tensor::u32(&[n, m], o));
+        }
+        if let Some(w) = &self.ipw {
+            saved = saved.with_tensor("knn.ipw", Tensor::f32(&[n, m], w.clone()));
+        }
+        if self.anchors.iter().any(Option::is_some) {
+            let rows: Vec<f64> = self
+                .anchors
+                .iter()
+                .flat_map(|a| match a {
+                    Some(a) => {
+                        let mut row = vec![1.0, a.intercept, a.strength, a.labelled as f64];
+                        row.extend_from_slice(&a.weights);
+                        row
+                    }
+                    None => vec![0.0; m + 4],
+                })
+                .collect();
+            saved = saved.with_tensor("knn.anchors", Tensor::f64(&[m, m + 4], rows));
         }
         saved.notes.insert(
             "knn.tasks".into(),

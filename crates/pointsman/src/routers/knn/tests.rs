@@ -397,3 +397,189 @@ fn leave_one_out_neighbours_match_a_search_without_the_query() {
         }
     }
 }
+
+/// `n` random unit queries in 8 dimensions over three models and two tasks, scores depending on
+/// the direction (seeded).
+fn labelled_split(n: usize, seed: u64) -> Split {
+    let mut rng = SplitMix64::new(seed);
+    let pool = ModelPool::new(vec![
+        ModelCard::new("a", 0.1, 0.1),
+        ModelCard::new("b", 1.0, 1.0),
+        ModelCard::new("c", 0.5, 0.5),
+    ])
+    .unwrap();
+    let d = 8;
+    let mut emb = Vec::new();
+    let mut scores = Vec::new();
+    for _ in 0..n {
+        let v: Vec<f32> = (0..d).map(|_| rng.normal() as f32).collect();
+        scores.push(if v[0] > 0.0 { 1.0 } else { 0.0 });
+        scores.push(if v[1] > -0.5 { 1.0 } else { 0.0 });
+        scores.push(((v[0] + v[1]) > 0.0) as u8 as f64 * 0.5);
+        emb.extend(v);
+    }
+    let tasks = (0..n).map(|i| Some(format!("t{}", i % 2))).collect();
+    Split::from_arrays(pool, emb, d, scores, vec![1e-5; n * 3])
+        .unwrap()
+        .with_tasks(tasks)
+        .unwrap()
+}
+
+#[test]
+fn partial_labels_use_only_neighbours_labelled_for_the_model() {
+    let full = labelled_split(300, 1);
+    let partial = crate::data::keep_cells(&full, 0.4, 2).unwrap();
+    let cfg = KnnConfig {
+        k: 7,
+        same_task: true,
+        shrinkage: 1.0,
+        prior: Prior::Task { strength: 3.0 },
+        ..Default::default()
+    };
+    let r = KnnRouter::fit(&partial, &cfg).unwrap();
+    assert!(r.has_partial_labels());
+    let test = labelled_split(40, 9);
+    let batch = test.features().unwrap();
+    let e = r.estimate_batch(&batch).unwrap();
+    // By hand for model 1 of query 0: its 7 nearest rows of task t0 labelled for model 1.
+    let x = &test.embeddings()[..8];
+    let mut cands: Vec<(f32, usize)> = (0..partial.len())
+        .filter(|&i| partial.observed(i, 1) && partial.tasks()[i].as_deref() == Some("t0"))
+        .map(|i| {
+            (
+                crate::simd::dot(&partial.embeddings()[i * 8..(i + 1) * 8], x),
+                i,
+            )
+        })
+        .collect();
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let obs: Vec<usize> = (0..partial.len())
+        .filter(|&i| partial.observed(i, 1))
+        .collect();
+    let global = obs.iter().map(|&i| partial.score(i, 1)).sum::<f64>() / obs.len() as f64;
+    let t0: Vec<usize> = obs
+        .iter()
+        .copied()
+        .filter(|&i| partial.tasks()[i].as_deref() == Some("t0"))
+        .collect();
+    let prior = (t0.iter().map(|&i| partial.score(i, 1)).sum::<f64>() + 3.0 * global)
+        / (t0.len() as f64 + 3.0);
+    let (mut num, mut den) = (0.0, 0.0);
+    for &(s, i) in cands.iter().take(7) {
+        let w = f64::from(s.max(0.0));
+        num += w * partial.score(i, 1);
+        den += w;
+    }
+    let expect = (num + prior) / (den + 1.0);
+    assert!(
+        (e.quality_row(0)[1] - expect).abs() < 1e-6,
+        "{} vs {expect}",
+        e.quality_row(0)[1]
+    );
+    // The saved form keeps the mask.
+    let back = KnnRouter::from_saved(cfg.clone(), r.to_saved().unwrap()).unwrap();
+    assert_eq!(back.estimate_batch(&batch).unwrap().quality, e.quality);
+    // A model without any score cannot be fitted.
+    let mut mask = vec![true; 300 * 3];
+    for i in 0..300 {
+        mask[i * 3 + 2] = false;
+    }
+    let none = full.clone().with_observed(mask).unwrap();
+    let err = KnnRouter::fit(&none, &cfg).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::MissingLabels, "{err}");
+}
+
+#[test]
+fn onboarding_leaves_the_other_models_bit_for_bit() {
+    let full = labelled_split(400, 3);
+    let cfg = KnnConfig {
+        k: 20,
+        same_task: true,
+        shrinkage: 2.0,
+        prior: Prior::Task { strength: 5.0 },
+        ..Default::default()
+    };
+    // Fit on models a and b only, then onboard c from 60 labelled queries.
+    let two = ModelPool::new(full.pool().cards()[..2].to_vec()).unwrap();
+    let scores2: Vec<f64> = (0..400)
+        .flat_map(|i| [full.score(i, 0), full.score(i, 1)])
+        .collect();
+    let train2 = Split::from_arrays(two, full.embeddings().to_vec(), 8, scores2, vec![1e-5; 800])
+        .unwrap()
+        .with_tasks(full.tasks().to_vec())
+        .unwrap();
+    let r = KnnRouter::fit(&train2, &cfg).unwrap();
+    let card = full.pool().card(2).clone();
+    let labelled = full.subset(&(0..60).collect::<Vec<_>>(), "labelled");
+    let started = std::time::Instant::now();
+    let r2 = r.add_model(card.clone(), Some(&labelled)).unwrap();
+    assert!(started.elapsed().as_secs_f64() < 1.0);
+    assert_eq!(r2.models().len(), 3);
+    assert_eq!(r2.anchor(2).unwrap().labelled, 60);
+    let test = labelled_split(50, 11);
+    let batch = test.features().unwrap();
+    let (e1, e2) = (
+        r.estimate_batch(&batch).unwrap(),
+        r2.estimate_batch(&batch).unwrap(),
+    );
+    for i in 0..50 {
+        for j in 0..2 {
+            assert_eq!(
+                e1.quality_row(i)[j].to_bits(),
+                e2.quality_row(i)[j].to_bits()
+            );
+            assert_eq!(e1.cost_row(i)[j].to_bits(), e2.cost_row(i)[j].to_bits());
+        }
+        assert!((0.0..=1.0).contains(&e2.quality_row(i)[2]));
+    }
+    // The onboarded model's estimates follow its labels: better than its card prior alone.
+    let r0 = r.add_model(card.clone(), None).unwrap();
+    assert_eq!(r0.anchor(2).unwrap().labelled, 0);
+    let e0 = r0.estimate_batch(&batch).unwrap();
+    let err = |e: &crate::router::Estimates| -> f64 {
+        (0..50)
+            .map(|i| (e.quality_row(i)[2] - test.score(i, 2)).powi(2))
+            .sum::<f64>()
+    };
+    assert!(err(&e2) < err(&e0), "{} vs {}", err(&e2), err(&e0));
+    // Saved and loaded, the onboarded router estimates the same; a second model can follow.
+    let back = KnnRouter::from_saved(cfg.clone(), r2.to_saved().unwrap()).unwrap();
+    assert_eq!(back.estimate_batch(&batch).unwrap().quality, e2.quality);
+    assert!(r2.add_model(card, None).is_err());
+    let r3 = r2.add_model(ModelCard::new("d", 0.2, 0.2), None).unwrap();
+    let e3 = r3.estimate_batch(&batch).unwrap();
+    for i in 0..50 {
+        for j in 0..3 {
+            assert_eq!(
+                e2.quality_row(i)[j].to_bits(),
+                e3.quality_row(i)[j].to_bits()
+            );
+        }
+    }
+}
+
+#[test]
+fn repricing_scales_observed_costs_and_keeps_quality() {
+    let train = labelled_split(200, 41);
+    let r = KnnRouter::fit(
+        &train,
+        &KnnConfig {
+            k: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let test = labelled_split(20, 42);
+    let batch = test.features().unwrap();
+    let e = r.estimate_batch(&batch).unwrap();
+    // Model b's price doubles; a and c keep theirs.
+    let cheap = r.reprice(&[ModelCard::new("b", 2.0, 2.0)]).unwrap();
+    assert_eq!(cheap.models().card(1).input_usd_per_mtok, 2.0);
+    let e2 = cheap.estimate_batch(&batch).unwrap();
+    assert_eq!(e.quality, e2.quality);
+    for i in 0..20 {
+        assert!((e2.cost_row(i)[1] / e.cost_row(i)[1] - 2.0).abs() < 1e-6);
+        assert_eq!(e2.cost_row(i)[0], e.cost_row(i)[0]);
+    }
+    assert!(r.reprice(&[ModelCard::new("zz", 1.0, 1.0)]).is_err());
+}

@@ -135,6 +135,10 @@ impl KnnRouter {
     ) -> Result<(KnnRouter, SearchReport<KnnConfig>, Estimates)> {
         search.validate()?;
         base.validate()?;
+        train.require_full_labels(
+            "the knn search (which scores out-of-fold curves; fit a partial split with a fixed \
+             configuration)",
+        )?;
         let started = std::time::Instant::now();
         let configs = search.configs(base);
         for c in &configs {

@@ -31,6 +31,10 @@ pub struct MfConfig {
     pub use_tasks: bool,
     /// Seed of initialisation, validation split and minibatch order.
     pub seed: u64,
+    /// With partial labels from a log, weight each observed cell's loss by the inverse of the
+    /// logging policy's probability of having chosen that model, where the data records one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inverse_propensity: bool,
 }
 
 impl Default for MfConfig {
@@ -46,6 +50,7 @@ impl Default for MfConfig {
             normalize_model_vectors: true,
             use_tasks: true,
             seed: 0,
+            inverse_propensity: false,
         }
     }
 }
@@ -83,17 +88,9 @@ impl MfConfig {
     }
 }
 
-/// A pairwise preference: on the query, `winner` says which of two models answered better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Winner {
-    /// Model a won.
-    ModelA,
-    /// Model b won.
-    ModelB,
-    /// A tie.
-    Tie,
-}
+/// Which of two models answered better (the dataset layer's type, shared with
+/// [`Split::preferences`](crate::data::Split::preferences)).
+pub use crate::data::Winner;
 
 /// Pairwise preference rows over a pool: query embeddings and, per row, the two models compared
 /// and the winner.

@@ -72,7 +72,7 @@ impl MfRouter {
     }
 
     /// The row of `u` for a query's task tag: its own, or the last for none or unseen.
-    fn task_row(&self, task: Option<&str>) -> usize {
+    pub(super) fn task_row(&self, task: Option<&str>) -> usize {
         task.and_then(|t| self.task_ids.get(t).copied())
             .unwrap_or(self.task_names.len())
     }

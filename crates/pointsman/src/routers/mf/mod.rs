@@ -23,6 +23,20 @@
 //! every run (parameters are initialised by Pointsman's own seeded generator, minibatches are
 //! shuffled by it, and candle's CPU kernels reduce in a fixed order).
 //!
+//! With partial labels (unobserved cells, [`Split::observed`](crate::data::Split::observed)) the
+//! pointwise loss covers the observed cells only (optionally weighted by the inverse of the
+//! logging policy's choice probability, [`MfConfig::inverse_propensity`]); a split's own
+//! preference judgements ([`Split::preferences`](crate::data::Split::preferences)) train the
+//! pairwise loss with their query's task vector, so a split of preferences alone trains a router
+//! (the Bradley–Terry model of RouteLLM's MF). [`MfRouter::add_model`] onboards a model without
+//! retraining ([`onboard`](self#onboarding)); [`MfRouter::reprice`] applies new prices.
+//!
+//! # Onboarding
+//!
+//! See `onboard.rs`: the new model's vector is a logistic regression on the fixed projection,
+//! started at (and pulled toward) the card prior of
+//! [`ModelPool::prior_weights`](crate::ModelPool::prior_weights).
+//!
 //! # Routing
 //!
 //! Plain `f32` math, no candle: `h = P·e + u_t` (a `k × d` matrix–vector product), then `m` dot
@@ -35,6 +49,7 @@ use crate::simd;
 
 mod config;
 mod estimate;
+pub(crate) mod onboard;
 mod saved;
 #[cfg(all(test, feature = "train"))]
 mod tests;

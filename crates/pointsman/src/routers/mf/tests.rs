@@ -156,3 +156,120 @@ fn save_load_round_trip() {
     .validate()
     .is_err());
 }
+
+#[test]
+fn partial_labels_and_split_preferences_train() {
+    let full = data(600, 21);
+    let test = data(300, 22);
+    let right = |r: &MfRouter| {
+        let choices = r
+            .route_batch(&test.features().unwrap(), &Objective::new(0.0))
+            .unwrap();
+        choices
+            .iter()
+            .enumerate()
+            .filter(|(r, &m)| test.score(*r, m as usize) == 1.0)
+            .count()
+    };
+    // A third of the cells: the loss covers the observed ones only.
+    let partial = crate::data::keep_cells(&full, 0.34, 1).unwrap();
+    let r = MfRouter::fit(&partial, &config()).unwrap();
+    assert!(right(&r) > 240, "{}/300", right(&r));
+    // Unobserved cells hold NaN: had they entered the loss, the weights would be NaN.
+    assert!(r.params.model_vectors.iter().all(|x| x.is_finite()));
+    // Preferences carried by the split itself, no absolute score.
+    let pairs = crate::data::to_preferences(&full, 2, 3).unwrap();
+    let r = MfRouter::fit(&pairs, &config()).unwrap();
+    assert!(right(&r) > 240, "{}/300", right(&r));
+    // One model per query from a uniform log, with and without inverse propensity weights.
+    let log = crate::data::uniform_log(&full, 4).unwrap();
+    let plain = MfRouter::fit(&log, &config()).unwrap();
+    let ipw = MfRouter::fit(
+        &log,
+        &MfConfig {
+            inverse_propensity: true,
+            ..config()
+        },
+    )
+    .unwrap();
+    assert!(right(&plain) > 200, "{}/300", right(&plain));
+    assert!(right(&ipw) > 200, "{}/300", right(&ipw));
+    // Uniform propensities weigh every cell alike (the loss is divided by the weights' sum).
+    assert_eq!(plain.params, ipw.params);
+    // A policy that chose model a half the time: its cells weigh less than the others.
+    let prop: Vec<f64> = (0..600 * 3)
+        .map(|c| match (log.observed(c / 3, c % 3), c % 3) {
+            (false, _) => f64::NAN,
+            (true, 0) => 0.5,
+            (true, _) => 0.25,
+        })
+        .collect();
+    let skewed = log.clone().with_propensities(prop).unwrap();
+    let ipw2 = MfRouter::fit(
+        &skewed,
+        &MfConfig {
+            inverse_propensity: true,
+            ..config()
+        },
+    )
+    .unwrap();
+    assert_ne!(plain.params, ipw2.params);
+    assert!(right(&ipw2) > 200, "{}/300", right(&ipw2));
+    // No score and no preference: a typed error.
+    let none = full.clone().with_observed(vec![false; 600 * 3]).unwrap();
+    let err = MfRouter::fit(&none, &config()).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::MissingLabels, "{err}");
+}
+
+#[test]
+fn onboarding_and_repricing_leave_the_others_bit_for_bit() {
+    let full = data(900, 31);
+    // Fit on models a and b, onboard c.
+    let two = ModelPool::new(full.pool().cards()[..2].to_vec()).unwrap();
+    let s2: Vec<f64> = (0..900)
+        .flat_map(|i| [full.score(i, 0), full.score(i, 1)])
+        .collect();
+    let c2: Vec<f64> = (0..900).flat_map(|_| [1e-5, 1e-4]).collect();
+    let train2 = Split::from_arrays(two, full.embeddings().to_vec(), 6, s2, c2).unwrap();
+    let r = MfRouter::fit(&train2, &config()).unwrap();
+    let card = full.pool().card(2).clone();
+    let labelled = full.subset(&(0..200).collect::<Vec<_>>(), "labelled");
+    let started = std::time::Instant::now();
+    let r2 = r.add_model(card.clone(), Some(&labelled)).unwrap();
+    assert!(started.elapsed().as_secs_f64() < 1.0);
+    let r0 = r.add_model(card.clone(), None).unwrap();
+    assert!(r2.add_model(card, None).is_err());
+    let test = data(300, 32);
+    let batch = test.features().unwrap();
+    let (e, e0, e2) = (
+        r.estimate_batch(&batch).unwrap(),
+        r0.estimate_batch(&batch).unwrap(),
+        r2.estimate_batch(&batch).unwrap(),
+    );
+    for i in 0..300 {
+        for j in 0..2 {
+            assert_eq!(
+                e.quality_row(i)[j].to_bits(),
+                e2.quality_row(i)[j].to_bits()
+            );
+            assert_eq!(e.cost_row(i)[j].to_bits(), e2.cost_row(i)[j].to_bits());
+        }
+    }
+    // With labels the new model's estimates follow them, better than its card prior alone.
+    let err = |e: &crate::router::Estimates| -> f64 {
+        (0..300)
+            .map(|i| (e.quality_row(i)[2] - test.score(i, 2)).powi(2))
+            .sum::<f64>()
+    };
+    assert!(err(&e2) < 0.5 * err(&e0), "{} vs {}", err(&e2), err(&e0));
+    // Saved and loaded, the onboarded router estimates the same.
+    let back = MfRouter::from_saved(r2.config().clone(), r2.to_saved().unwrap()).unwrap();
+    assert_eq!(back.estimate_batch(&batch).unwrap().quality, e2.quality);
+    // Repricing changes costs and choices, not quality estimates.
+    let mut prices: Vec<ModelCard> = r2.models().cards().to_vec();
+    prices[2] = ModelCard::new("c", 0.01, 0.01);
+    let cheap = r2.reprice(&prices).unwrap();
+    let ec = cheap.estimate_batch(&batch).unwrap();
+    assert_eq!(ec.quality, e2.quality);
+    assert!(ec.cost_row(0)[2] < e2.cost_row(0)[2]);
+}

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor as CTensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use super::{MfConfig, MfRouter, MfSearch, Params, Preferences, TrainReport, Winner};
+use super::{MfConfig, MfRouter, MfSearch, Params, Preferences, TrainReport};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::inv_norm;
@@ -22,6 +22,18 @@ fn backend(e: candle_core::Error) -> Error {
 fn bce_with_logits(x: &CTensor, y: &CTensor) -> candle_core::Result<CTensor> {
     let loss = ((x.relu()? - (x * y)?)? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
     loss.mean_all()
+}
+
+/// The cross-entropy of the cells where `w` is positive, weighted by `w` (1 for an observed
+/// cell, its inverse propensity when training weights by them) and divided by `Σ w`.
+fn masked_bce_with_logits(
+    x: &CTensor,
+    y: &CTensor,
+    w: &CTensor,
+    total: f32,
+) -> candle_core::Result<CTensor> {
+    let loss = ((x.relu()? - (x * y)?)? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    (loss * w)?.sum_all()? / f64::from(total.max(f32::MIN_POSITIVE))
 }
 
 struct Model {
@@ -129,6 +141,56 @@ impl Model {
     }
 }
 
+/// Preference rows: the given [`Preferences`] (no task), then the split's own judgements
+/// (their query's embedding and task).
+struct PairRows {
+    emb: Vec<f32>,
+    task: Vec<u32>,
+    a: Vec<u32>,
+    b: Vec<u32>,
+    y: Vec<f32>,
+}
+
+impl PairRows {
+    fn new(
+        prefs: Option<&Preferences>,
+        train: &Split,
+        row_task: &[u32],
+        none: u32,
+        d: usize,
+    ) -> PairRows {
+        let mut out = PairRows {
+            emb: Vec::new(),
+            task: Vec::new(),
+            a: Vec::new(),
+            b: Vec::new(),
+            y: Vec::new(),
+        };
+        if let Some(p) = prefs {
+            let mut e = p.embeddings.clone();
+            for row in e.chunks_exact_mut(d) {
+                let inv = inv_norm(row);
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+            out.emb = e;
+            out.task = vec![none; p.winner.len()];
+            out.a = p.model_a.clone();
+            out.b = p.model_b.clone();
+            out.y = p.winner.iter().map(|w| w.a_wins() as f32).collect();
+        }
+        for p in train.preferences() {
+            let r = p.row as usize;
+            out.emb
+                .extend_from_slice(&train.embeddings()[r * d..(r + 1) * d]);
+            out.task.push(row_task[r]);
+            out.a.push(p.model_a);
+            out.b.push(p.model_b);
+            out.y.push(p.winner.a_wins() as f32);
+        }
+        out
+    }
+}
+
 /// The training examples of one kind, split into train and validation rows.
 struct Rows {
     train: Vec<usize>,
@@ -217,6 +279,10 @@ impl MfRouter {
         base: &MfConfig,
         search: &MfSearch,
     ) -> Result<(MfRouter, SearchReport<MfConfig>, Estimates)> {
+        train.require_full_labels(
+            "the mf search (which scores out-of-fold curves; fit a partial split with a fixed \
+             configuration)",
+        )?;
         if search.dim.is_empty() || search.learning_rate.is_empty() {
             return Err(Error::Config(
                 "an mf search needs at least one value per setting".into(),
@@ -301,6 +367,14 @@ impl MfRouter {
         let d = match (train.is_empty(), prefs) {
             (false, _) => {
                 train.features()?;
+                if train.observed_count() == 0 && train.preferences().is_empty() && prefs.is_none()
+                {
+                    return Err(Error::MissingLabels(format!(
+                        "the {} split has neither a score nor a preference to train an mf \
+                         router on",
+                        train.name()
+                    )));
+                }
                 train.dim()
             }
             (true, Some(p)) => p.dim,
@@ -349,20 +423,43 @@ impl MfRouter {
             &dev,
         )
         .map_err(backend)?;
-        let point_rows = split_rows(train.len(), config.validation_fraction, &mut rng);
-        let np = prefs.map_or(0, |p| p.winner.len());
+        // Pointwise rows: every row, or with partial labels those with an observed score.
+        let point_idx: Vec<usize> = match train.observed_mask() {
+            None => (0..train.len()).collect(),
+            Some(mask) => (0..train.len())
+                .filter(|&r| mask[r * m..(r + 1) * m].iter().any(|&o| o))
+                .collect(),
+        };
+        let mut point_rows = split_rows(point_idx.len(), config.validation_fraction, &mut rng);
+        for v in [&mut point_rows.train, &mut point_rows.val] {
+            v.iter_mut().for_each(|i| *i = point_idx[*i]);
+        }
+        // Preference rows: the given ones, then the split's own (with their query's task).
+        let pairs = PairRows::new(prefs, train, &row_task, none, d);
+        let np = pairs.a.len();
         let pair_rows = split_rows(np, config.validation_fraction, &mut rng);
-        let scores: Vec<f32> = train.scores().iter().map(|&s| s as f32).collect();
-        let pair_emb: Vec<f32> = prefs
-            .map(|p| {
-                let mut e = p.embeddings.clone();
-                for row in e.chunks_exact_mut(d) {
-                    let inv = inv_norm(row);
-                    row.iter_mut().for_each(|v| *v *= inv);
-                }
-                e
-            })
-            .unwrap_or_default();
+        let scores: Vec<f32> = match train.observed_mask() {
+            None => train.scores().iter().map(|&s| s as f32).collect(),
+            Some(_) => train
+                .scores()
+                .iter()
+                .map(|&s| if s.is_nan() { 0.0 } else { s as f32 })
+                .collect(),
+        };
+        // Per-cell loss weights with partial labels: 1 where observed (the inverse propensity
+        // with `inverse_propensity`), 0 elsewhere.
+        let cell_weights: Option<Vec<f32>> = train.observed_mask().map(|mask| {
+            mask.iter()
+                .enumerate()
+                .map(
+                    |(c, &o)| match (o, config.inverse_propensity, train.propensities()) {
+                        (false, _, _) => 0.0,
+                        (true, true, Some(p)) if !p[c].is_nan() => (1.0 / p[c]) as f32,
+                        (true, _, _) => 1.0,
+                    },
+                )
+                .collect()
+        });
         let adam = |wd: f64| ParamsAdamW {
             lr: config.learning_rate,
             weight_decay: wd,
@@ -386,30 +483,39 @@ impl MfRouter {
             let y = CTensor::from_vec(gather_f32(&scores, m, rows), (rows.len(), m), &dev)?;
             Ok((x, t, y))
         };
+        // The pointwise loss of some rows and the weight it carries in a mean over batches
+        // (its rows, or with partial labels its observed cells' weights).
+        let point_loss = |model: &Model, rows: &[usize]| -> candle_core::Result<(CTensor, f64)> {
+            let (x, t, y) = point_batch(rows)?;
+            let logits = model.logits(&x, &t)?;
+            match &cell_weights {
+                None => Ok((bce_with_logits(&logits, &y)?, rows.len() as f64)),
+                Some(cw) => {
+                    let w = gather_f32(cw, m, rows);
+                    let total: f32 = w.iter().sum();
+                    let w = CTensor::from_vec(w, (rows.len(), m), &dev)?;
+                    Ok((
+                        masked_bce_with_logits(&logits, &y, &w, total)?,
+                        f64::from(total),
+                    ))
+                }
+            }
+        };
         type PairBatch = (CTensor, CTensor, CTensor, CTensor, CTensor);
         let pair_batch = |rows: &[usize]| -> candle_core::Result<PairBatch> {
-            let p = prefs.expect("pair rows exist only with preferences");
-            let x = CTensor::from_vec(gather_f32(&pair_emb, d, rows), (rows.len(), d), &dev)?;
-            // Preference rows carry no task tag: they use the "no known tag" vector.
-            let t = tasks_of(vec![none; rows.len()])?;
+            let x = CTensor::from_vec(gather_f32(&pairs.emb, d, rows), (rows.len(), d), &dev)?;
+            let t = tasks_of(rows.iter().map(|&r| pairs.task[r]).collect())?;
             let a = CTensor::from_vec(
-                rows.iter().map(|&r| p.model_a[r]).collect::<Vec<u32>>(),
+                rows.iter().map(|&r| pairs.a[r]).collect::<Vec<u32>>(),
                 rows.len(),
                 &dev,
             )?;
             let b = CTensor::from_vec(
-                rows.iter().map(|&r| p.model_b[r]).collect::<Vec<u32>>(),
+                rows.iter().map(|&r| pairs.b[r]).collect::<Vec<u32>>(),
                 rows.len(),
                 &dev,
             )?;
-            let y: Vec<f32> = rows
-                .iter()
-                .map(|&r| match p.winner[r] {
-                    Winner::ModelA => 1.0,
-                    Winner::ModelB => 0.0,
-                    Winner::Tie => 0.5,
-                })
-                .collect();
+            let y: Vec<f32> = rows.iter().map(|&r| pairs.y[r]).collect();
             Ok((x, t, a, b, CTensor::from_vec(y, rows.len(), &dev)?))
         };
         // Validation loss: mean over pointwise and pairwise validation rows (or the training
@@ -423,10 +529,9 @@ impl MfRouter {
             let mut total = 0.0;
             let mut count = 0.0;
             for chunk in pts.chunks(1024) {
-                let (x, t, y) = point_batch(chunk)?;
-                let l = bce_with_logits(&model.logits(&x, &t)?, &y)?.to_scalar::<f32>()?;
-                total += f64::from(l) * chunk.len() as f64;
-                count += chunk.len() as f64;
+                let (l, weight) = point_loss(model, chunk)?;
+                total += f64::from(l.to_scalar::<f32>()?) * weight;
+                count += weight;
             }
             for chunk in pairs.chunks(1024) {
                 let (x, t, a, b, y) = pair_batch(chunk)?;
@@ -458,11 +563,7 @@ impl MfRouter {
                 let (bp, bq) = (slice(&pt), slice(&pr));
                 let mut loss: Option<CTensor> = None;
                 if !bp.is_empty() {
-                    let (x, t, y) = point_batch(&bp).map_err(backend)?;
-                    loss = Some(
-                        bce_with_logits(&model.logits(&x, &t).map_err(backend)?, &y)
-                            .map_err(backend)?,
-                    );
+                    loss = Some(point_loss(&model, &bp).map_err(backend)?.0);
                 }
                 if !bq.is_empty() {
                     let (x, t, a, b, y) = pair_batch(&bq).map_err(backend)?;

@@ -108,6 +108,7 @@ impl CascadeRouter {
         search: &ChainSearch,
     ) -> Result<ChainReport> {
         let started = std::time::Instant::now();
+        train.require_full_labels("searching cascade chains (which simulates each call)")?;
         if search.max_len == 0 || search.thresholds.is_empty() {
             return Err(Error::Config(
                 "a chain search needs max_len ≥ 1 and at least one threshold".into(),

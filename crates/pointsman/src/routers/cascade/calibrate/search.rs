@@ -64,6 +64,7 @@ impl CascadeRouter {
         search: &CascadeSearch,
     ) -> Result<(CascadeRouter, SearchReport<CascadeConfig>)> {
         let started = std::time::Instant::now();
+        train.require_full_labels("tuning a cascade (which simulates calling each model)")?;
         if search.accept_thresholds.is_empty()
             || search.prior_strengths.is_empty()
             || search.lookahead.is_empty()

@@ -1,0 +1,224 @@
+//! `pointsman import`, `pointsman onboard` and `pointsman reprice`: a team's own data and models
+//! (docs/own-data.md). Argument parsing and printing only; the work is the library's.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use pointsman::data::{import_log, read_pool, Dataset, LogMapping};
+use pointsman::rng::SplitMix64;
+use pointsman::AnyRouter;
+
+/// Arguments of `pointsman import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The source format: `log` (a JSONL or CSV file, one (query, model, outcome) record per
+    /// line, fields named by the --*-field options; the gateway's decision log with feedback
+    /// joined in is one).
+    #[arg(long = "from", value_name = "FORMAT")]
+    pub from: String,
+
+    /// The file to import (`.csv`: CSV with a header line; otherwise JSON lines).
+    #[arg(value_name = "INPUT")]
+    pub input: PathBuf,
+
+    /// The models and their prices: a models.json in the dataset schema (docs/datasets.md).
+    #[arg(long, value_name = "FILE")]
+    pub models: PathBuf,
+
+    /// The dataset folder to write (atomically: whole or not at all).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Replace the folder when it exists.
+    #[arg(long)]
+    pub replace: bool,
+
+    /// Field of the query id (records sharing it are one query); default: the prompt.
+    #[arg(long, value_name = "NAME")]
+    pub id_field: Option<String>,
+
+    /// Field of the prompt text.
+    #[arg(long, default_value = "prompt", value_name = "NAME")]
+    pub prompt_field: String,
+
+    /// Field of the model id.
+    #[arg(long, default_value = "model", value_name = "NAME")]
+    pub model_field: String,
+
+    /// Field of the outcome, in [0, 1].
+    #[arg(long, default_value = "score", value_name = "NAME")]
+    pub score_field: String,
+
+    /// Field of the task tag.
+    #[arg(long, value_name = "NAME")]
+    pub task_field: Option<String>,
+
+    /// Field of the split ("train" / "test"); default: the shipped split rule.
+    #[arg(long, value_name = "NAME")]
+    pub split_field: Option<String>,
+
+    /// Field of the observed cost in USD.
+    #[arg(long, value_name = "NAME")]
+    pub cost_field: Option<String>,
+
+    /// Field of the logging policy's choice probability (for inverse-propensity weighting).
+    #[arg(long, value_name = "NAME")]
+    pub propensity_field: Option<String>,
+}
+
+/// `pointsman import`.
+pub fn import(args: &ImportArgs) -> Result<()> {
+    if args.from != "log" {
+        bail!(
+            "--from {:?} is not a format this build imports (known: log)",
+            args.from
+        );
+    }
+    let mapping = LogMapping {
+        id: args.id_field.clone(),
+        prompt: args.prompt_field.clone(),
+        model: args.model_field.clone(),
+        score: args.score_field.clone(),
+        task: args.task_field.clone(),
+        split: args.split_field.clone(),
+        cost: args.cost_field.clone(),
+        propensity: args.propensity_field.clone(),
+    };
+    let draft = import_log(&args.input, &mapping, read_pool(&args.models)?)?;
+    let dir = draft.write(&args.out, args.replace)?;
+    let observed: usize = draft
+        .rows
+        .iter()
+        .map(|r| r.scores.iter().flatten().count())
+        .sum();
+    println!(
+        "imported {} queries ({} outcomes over {} models) into {}; embeddings are computed by \
+         `pointsman train` or `pointsman embed`",
+        draft.rows.len(),
+        observed,
+        draft.pool.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Arguments of `pointsman onboard`.
+#[derive(Debug, clap::Args)]
+pub struct OnboardArgs {
+    /// The fitted router (knn or mf).
+    #[arg(long, value_name = "FILE")]
+    pub router: PathBuf,
+
+    /// The id of the model to add.
+    #[arg(long, value_name = "ID")]
+    pub model: String,
+
+    /// A dataset whose train split has labelled queries of the model (its card comes from the
+    /// dataset's models.json unless --models gives it). Without it: the card alone (price and
+    /// description prior).
+    #[arg(long, value_name = "DIR")]
+    pub labelled: Option<PathBuf>,
+
+    /// A models.json with the model's card (prices, description).
+    #[arg(long, value_name = "FILE")]
+    pub models: Option<PathBuf>,
+
+    /// Use only this many labelled queries, drawn by a seeded shuffle.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Seed of the shuffle behind --limit.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Where to save the router with the model added.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// The embedding model, for a labelled dataset without embeddings.
+    #[command(flatten)]
+    pub embed: crate::embed_cmd::ModelArgs,
+}
+
+/// `pointsman onboard`.
+pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Result<()> {
+    let router = AnyRouter::load(&args.router)?;
+    let ds = match &args.labelled {
+        Some(dir) => {
+            let mut ds = Dataset::load(dir)?;
+            crate::embed_cmd::ensure_embeddings(&mut ds, &args.embed, progress)?;
+            Some(ds)
+        }
+        None => None,
+    };
+    let card = match (&args.models, &ds) {
+        (Some(path), _) => {
+            let pool = read_pool(path)?;
+            pool.card(pool.index_of(&args.model)?).clone()
+        }
+        (None, Some(ds)) => ds.pool().card(ds.pool().index_of(&args.model)?).clone(),
+        (None, None) => {
+            bail!("give the model's card with --models, or labelled queries with --labelled")
+        }
+    };
+    let labelled = ds.as_ref().map(|ds| {
+        let train = ds.train();
+        match args.limit {
+            Some(n) => {
+                let mut order: Vec<usize> = (0..train.len()).collect();
+                SplitMix64::new(args.seed).shuffle(&mut order);
+                order.truncate(n);
+                train.subset(&order, "labelled")
+            }
+            None => train.clone(),
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = router.add_model(card, labelled.as_ref())?;
+    let seconds = started.elapsed().as_secs_f64();
+    out.save(&args.out)?;
+    println!(
+        "added {} to the {} router from {} labelled queries in {:.3} s; saved {}",
+        args.model,
+        out.kind(),
+        labelled.as_ref().map_or(0, |l| {
+            let j = l.pool().index_of(&args.model).unwrap_or(0);
+            (0..l.len()).filter(|&r| l.observed(r, j)).count()
+        }),
+        seconds,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Arguments of `pointsman reprice`.
+#[derive(Debug, clap::Args)]
+pub struct RepriceArgs {
+    /// The fitted router (knn or mf).
+    #[arg(long, value_name = "FILE")]
+    pub router: PathBuf,
+
+    /// The new prices: a models.json (dataset schema) with some or all of the router's models.
+    #[arg(long, value_name = "FILE")]
+    pub prices: PathBuf,
+
+    /// Where to save the repriced router.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `pointsman reprice`.
+pub fn reprice(args: &RepriceArgs) -> Result<()> {
+    let router = AnyRouter::load(&args.router)?;
+    let prices = read_pool(&args.prices)?;
+    let out = router.reprice(prices.cards())?;
+    out.save(&args.out)?;
+    println!(
+        "repriced {} of the {} router's {} models; saved {}",
+        prices.len(),
+        out.kind(),
+        out.models().len(),
+        args.out.display()
+    );
+    Ok(())
+}

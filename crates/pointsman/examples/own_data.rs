@@ -1,0 +1,155 @@
+//! The "own data" figures of docs/results.md (issue 21): routers trained on partial labels,
+//! preference pairs and a replayed log of `llmrouter_dc`'s train split, and models onboarded into
+//! fitted routers, all scored on the full-label test split.
+//!
+//! ```sh
+//! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc
+//! ```
+//!
+//! Deterministic for a given dataset (every draw is seeded). `crates/pointsman/tests/quality.rs`
+//! checks the acceptance figures on subsets of the same data.
+
+use std::time::Instant;
+
+use pointsman::data::{keep_cells, to_preferences, uniform_log, Dataset, Split};
+use pointsman::eval::{EntrantOptions, Evaluation};
+use pointsman::rng::SplitMix64;
+use pointsman::routers::knn::{KnnConfig, Prior, Weighting};
+use pointsman::routers::mf::MfConfig;
+use pointsman::{AnyRouter, Result, RouterConfig};
+
+/// The configuration the kNN search chooses on the full train split (docs/results.md).
+fn knn_config() -> KnnConfig {
+    KnnConfig {
+        k: 100,
+        weighting: Weighting::Power { power: 1.0 },
+        shrinkage: 30.0,
+        prior: Prior::Task { strength: 50.0 },
+        same_task: true,
+        ..Default::default()
+    }
+}
+
+/// The configuration the MF search chooses on the full train split.
+fn mf_config() -> MfConfig {
+    MfConfig {
+        learning_rate: 1e-2,
+        ..Default::default()
+    }
+}
+
+/// The router that knows each task's mean training score per model (the task-mean reference).
+fn task_mean_config() -> KnnConfig {
+    KnnConfig {
+        k: 1,
+        shrinkage: 1e12,
+        prior: Prior::Task { strength: 0.0 },
+        same_task: true,
+        ..Default::default()
+    }
+}
+
+fn fit(config: RouterConfig, train: &Split) -> Result<AnyRouter> {
+    AnyRouter::fit_config(&config, train)
+}
+
+fn main() -> Result<()> {
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "../shared/data/llmrouter_dc".into());
+    let ds = Dataset::load(&dir)?;
+    let eval = Evaluation::of_dataset(&ds, EntrantOptions::default())?;
+    let aiq = |name: &str, r: &AnyRouter| -> Result<f64> {
+        Ok(eval
+            .evaluate_router(name, r.shared(), None)?
+            .report
+            .metrics
+            .aiq)
+    };
+    let train = ds.train();
+    let knn = |s: &Split| fit(RouterConfig::Knn(knn_config()), s);
+    let mf = |s: &Split| fit(RouterConfig::Mf(mf_config()), s);
+    let task_mean = |s: &Split| fit(RouterConfig::Knn(task_mean_config()), s);
+
+    println!("## full labels");
+    let full_knn = knn(train)?;
+    let full_mf = mf(train)?;
+    let full_tm = task_mean(train)?;
+    println!(
+        "knn {:.4}  mf {:.4}  task-mean {:.4}",
+        aiq("knn", &full_knn)?,
+        aiq("mf", &full_mf)?,
+        aiq("task-mean", &full_tm)?
+    );
+
+    println!("## partial: 30 % of the train cells kept (seed 0)");
+    let partial = keep_cells(train, 0.3, 0)?;
+    println!(
+        "cells kept {} of {}",
+        partial.observed_count(),
+        train.scores().len()
+    );
+    println!(
+        "knn {:.4}  mf {:.4}  task-mean {:.4}",
+        aiq("knn", &knn(&partial)?)?,
+        aiq("mf", &mf(&partial)?)?,
+        aiq("task-mean", &task_mean(&partial)?)?
+    );
+
+    println!("## pairwise: 4 seeded pairs per train query, no absolute score (seed 0)");
+    let pairs = to_preferences(train, 4, 0)?;
+    println!("pairs {}", pairs.preferences().len());
+    println!("mf (pairwise loss) {:.4}", aiq("mf", &mf(&pairs)?)?);
+
+    println!("## logged: one uniformly chosen model per train query (seed 0)");
+    let log = uniform_log(train, 0)?;
+    let ipw = MfConfig {
+        inverse_propensity: true,
+        ..mf_config()
+    };
+    let linucb = AnyRouter::fit_config(
+        &RouterConfig::default_for(pointsman::RouterKind::Linucb, 0)?,
+        &log,
+    )?;
+    println!(
+        "knn {:.4}  mf {:.4}  mf (ipw) {:.4}  linucb (warm start) {:.4}  task-mean {:.4}",
+        aiq("knn", &knn(&log)?)?,
+        aiq("mf", &mf(&log)?)?,
+        aiq("mf-ipw", &fit(RouterConfig::Mf(ipw), &log)?)?,
+        aiq("linucb", &linucb)?,
+        aiq("task-mean", &task_mean(&log)?)?
+    );
+
+    println!("## onboarding: fit on eight models, add the ninth from k labelled train queries");
+    let ks = [0usize, 25, 50, 100, 200];
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    SplitMix64::new(0).shuffle(&mut order);
+    let mut slowest: f64 = 0.0;
+    for held in [
+        "llama-3.1-nemotron-51b-instruct",
+        "gemma-2-9b-it",
+        "qwen2.5-7b-instruct",
+    ] {
+        let h = train.pool().index_of(held)?;
+        let others: Vec<usize> = (0..train.pool().len()).filter(|&j| j != h).collect();
+        let eight = train.select_models(&others)?;
+        let card = train.pool().card(h).clone();
+        for (kind, base, full) in [
+            ("knn", knn(&eight)?, &full_knn),
+            ("mf", mf(&eight)?, &full_mf),
+        ] {
+            let refit = aiq(kind, full)?;
+            let mut line = format!("{held} {kind}: full refit {refit:.4}");
+            for &k in &ks {
+                let labelled = (k > 0).then(|| train.subset(&order[..k], "labelled"));
+                let started = Instant::now();
+                let r = base.add_model(card.clone(), labelled.as_ref())?;
+                slowest = slowest.max(started.elapsed().as_secs_f64());
+                line += &format!("  k={k} {:.4}", aiq(kind, &r)?);
+            }
+            println!("{line}");
+        }
+    }
+    println!("slowest onboarding {slowest:.3} s");
+    Ok(())
+}

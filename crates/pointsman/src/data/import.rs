@@ -1,0 +1,315 @@
+//! Importing a team's own log: a JSONL or CSV file with one (query, model, outcome) record per
+//! line, mapped to the schema by field names ([`LogMapping`]), into a [`DatasetDraft`] with
+//! partial labels (`pointsman import --from log`).
+//!
+//! Records with the same query id (or, without an id field, the same prompt) become one query,
+//! observed for every model a record names; a second record of the same (query, model) is an
+//! error. The split is the log's own where a split field is mapped, else the rule of
+//! [`SPLIT_RULE`](super::SPLIT_RULE). Every error names the file, the line and the field.
+//! Embeddings are not computed here: `pointsman train`/`embed` compute them in-process with the
+//! core's embedder on first use.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{DatasetDraft, DraftRow};
+use crate::error::{Error, Result};
+use crate::pool::ModelPool;
+
+/// Which field of a log record holds what. Only `prompt`, `model` and `score` are required.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogMapping {
+    /// The query id (records sharing it are one query); `None`: the prompt identifies a query.
+    pub id: Option<String>,
+    /// The prompt text.
+    pub prompt: String,
+    /// The id of the model that answered (one of the pool's).
+    pub model: String,
+    /// The outcome, a number in [0, 1].
+    pub score: String,
+    /// The task tag.
+    pub task: Option<String>,
+    /// `"train"` or `"test"`.
+    pub split: Option<String>,
+    /// The observed cost in USD.
+    pub cost: Option<String>,
+    /// The probability with which the logging policy chose the model, in (0, 1].
+    pub propensity: Option<String>,
+}
+
+impl Default for LogMapping {
+    fn default() -> Self {
+        LogMapping {
+            id: None,
+            prompt: "prompt".into(),
+            model: "model".into(),
+            score: "score".into(),
+            task: None,
+            split: None,
+            cost: None,
+            propensity: None,
+        }
+    }
+}
+
+/// One record's fields as text or numbers.
+type Record = HashMap<String, Value>;
+
+/// Reads the log at `path` (`.csv`: a header line then comma-separated values; anything else:
+/// JSON lines) over the models of `pool`, as a draft with partial labels.
+///
+/// # Errors
+///
+/// [`Error::Io`] for an unreadable file; [`Error::Format`] naming the file, line and field for a
+/// malformed record, a missing field, a model not in the pool, a score outside [0, 1], a
+/// propensity outside (0, 1], a split other than train/test, or a repeated (query, model).
+pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<DatasetDraft> {
+    let display = path.display().to_string();
+    let mut draft = DatasetDraft::new(pool, format!("log {}", display));
+    let m = draft.pool.len();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut handle = |lineno: usize, rec: Record| -> Result<()> {
+        let bad = |msg: String| Error::format_at(&display, lineno, msg);
+        let text = |field: &str| -> Result<Option<String>> {
+            match rec.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(v @ Value::Number(_)) => Ok(Some(v.to_string())),
+                Some(other) => Err(bad(format!("field {field:?}: {other} is not text"))),
+            }
+        };
+        let required = |field: &str| -> Result<String> {
+            text(field)?.ok_or_else(|| bad(format!("field {field:?} is missing or empty")))
+        };
+        let number = |field: &str| -> Result<Option<f64>> {
+            match rec.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => Ok(n.as_f64()),
+                Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+                Some(Value::String(s)) => s
+                    .trim()
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| bad(format!("field {field:?}: {s:?} is not a number"))),
+                Some(other) => Err(bad(format!("field {field:?}: {other} is not a number"))),
+            }
+        };
+        let prompt = required(&mapping.prompt)?;
+        let model = required(&mapping.model)?;
+        let j = draft.pool.index_of(&model).map_err(|_| {
+            bad(format!(
+                "field {:?}: model {model:?} is not in the models file",
+                mapping.model
+            ))
+        })?;
+        let score = number(&mapping.score)?
+            .ok_or_else(|| bad(format!("field {:?} is missing or empty", mapping.score)))?;
+        if !(0.0..=1.0).contains(&score) {
+            return Err(bad(format!(
+                "field {:?}: score {score} outside [0, 1]",
+                mapping.score
+            )));
+        }
+        let id = match &mapping.id {
+            Some(f) => required(f)?,
+            None => prompt.clone(),
+        };
+        let task = match &mapping.task {
+            Some(f) => text(f)?,
+            None => None,
+        };
+        let split = match &mapping.split {
+            Some(f) => match text(f)?.as_deref() {
+                None => None,
+                Some(s @ ("train" | "test")) => Some(s.to_string()),
+                Some(other) => {
+                    return Err(bad(format!(
+                        "field {f:?}: split {other:?} is neither \"train\" nor \"test\""
+                    )))
+                }
+            },
+            None => None,
+        };
+        let cost = match &mapping.cost {
+            Some(f) => match number(f)? {
+                Some(c) if !(c.is_finite() && c >= 0.0) => {
+                    return Err(bad(format!(
+                        "field {f:?}: cost {c} is not a non-negative number"
+                    )))
+                }
+                c => c,
+            },
+            None => None,
+        };
+        let propensity = match &mapping.propensity {
+            Some(f) => match number(f)? {
+                Some(p) if !(p > 0.0 && p <= 1.0) => {
+                    return Err(bad(format!("field {f:?}: propensity {p} outside (0, 1]")))
+                }
+                p => p,
+            },
+            None => None,
+        };
+        let next = draft.rows.len();
+        let r = *index.entry(id.clone()).or_insert(next);
+        if r == next {
+            let mut row = DraftRow::new(
+                if mapping.id.is_some() {
+                    id
+                } else {
+                    format!("q{next}")
+                },
+                prompt.clone(),
+                m,
+            );
+            row.task = task.clone();
+            row.split = split.clone();
+            draft.rows.push(row);
+        }
+        let row = &mut draft.rows[r];
+        if row.prompt != prompt || row.task != task || (split.is_some() && row.split != split) {
+            return Err(bad(format!(
+                "query {:?} appears earlier with another prompt, task or split",
+                row.id
+            )));
+        }
+        if row.scores[j].is_some() {
+            return Err(bad(format!(
+                "query {:?} has a second outcome for model {model:?}",
+                row.id
+            )));
+        }
+        row.scores[j] = Some(score);
+        row.cost_usd[j] = cost;
+        row.propensity[j] = propensity;
+        Ok(())
+    };
+    let (file, _) = crate::files::open_regular(path)?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        let mut reader = csv::Reader::from_reader(file);
+        let headers = reader
+            .headers()
+            .map_err(|e| Error::format_at(&display, 1, format!("bad csv header: {e}")))?
+            .clone();
+        for (i, rec) in reader.records().enumerate() {
+            let lineno = i + 2;
+            let rec =
+                rec.map_err(|e| Error::format_at(&display, lineno, format!("bad csv: {e}")))?;
+            let map: Record = headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), Value::String(v.to_string())))
+                .collect();
+            handle(lineno, map)?;
+        }
+    } else {
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| Error::io(path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line)
+                .map_err(|e| Error::format_at(&display, i + 1, format!("malformed json: {e}")))?;
+            let Value::Object(obj) = v else {
+                return Err(Error::format_at(
+                    &display,
+                    i + 1,
+                    "line is not a JSON object",
+                ));
+            };
+            handle(i + 1, obj.into_iter().collect())?;
+        }
+    }
+    if draft.rows.is_empty() {
+        return Err(Error::format(&display, "the log has no record"));
+    }
+    draft.apply_split_rule();
+    Ok(draft)
+}
+
+/// The models of a `models.json` file (the dataset schema's): to import a log over them.
+///
+/// # Errors
+///
+/// As [`super::Dataset::load`] for that file.
+pub fn read_pool(path: &Path) -> Result<ModelPool> {
+    Ok(super::schema::read_models(path)?.pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::ModelCard;
+
+    fn pool() -> ModelPool {
+        ModelPool::new(vec![
+            ModelCard::new("a", 0.1, 0.1),
+            ModelCard::new("b", 1.0, 1.0),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_log_becomes_a_partial_dataset_and_errors_name_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.jsonl");
+        std::fs::write(
+            &log,
+            "{\"q\": \"what is 2+2\", \"m\": \"a\", \"ok\": 1, \"p\": 0.5}\n\
+             {\"q\": \"name a prime\", \"m\": \"b\", \"ok\": 0.5, \"p\": 0.25}\n\
+             {\"q\": \"what is 2+2\", \"m\": \"b\", \"ok\": 0, \"p\": 0.5}\n",
+        )
+        .unwrap();
+        let mapping = LogMapping {
+            prompt: "q".into(),
+            model: "m".into(),
+            score: "ok".into(),
+            propensity: Some("p".into()),
+            ..Default::default()
+        };
+        let draft = import_log(&log, &mapping, pool()).unwrap();
+        assert_eq!(draft.rows.len(), 2);
+        assert_eq!(draft.rows[0].scores, vec![Some(1.0), Some(0.0)]);
+        assert_eq!(draft.rows[1].scores, vec![None, Some(0.5)]);
+        assert_eq!(draft.rows[1].propensity, vec![None, Some(0.25)]);
+        assert!(draft.rows.iter().all(|r| r.split.is_some()));
+        // Written and loaded back (no embeddings yet), with the mask and propensities.
+        let out = dir.path().join("mine");
+        draft.write(&out, false).unwrap();
+        let ds = crate::data::Dataset::load(&out).unwrap();
+        assert_eq!(ds.len(), 2);
+        // The same as CSV.
+        let csv = dir.path().join("log.csv");
+        std::fs::write(
+            &csv,
+            "q,m,ok,p\nwhat is 2+2,a,1,0.5\nname a prime,b,0.5,0.25\n",
+        )
+        .unwrap();
+        assert_eq!(import_log(&csv, &mapping, pool()).unwrap().rows.len(), 2);
+        // Errors name the file, line and field.
+        std::fs::write(
+            &csv,
+            "q,m,ok,p\nwhat is 2+2,a,1,0.5\nname a prime,zz,0.5,0.25\n",
+        )
+        .unwrap();
+        let e = import_log(&csv, &mapping, pool()).unwrap_err().to_string();
+        assert!(e.contains("log.csv:3:") && e.contains("\"m\""), "{e}");
+        std::fs::write(&log, "{\"q\": \"x\", \"m\": \"a\", \"ok\": 2}\n").unwrap();
+        let e = import_log(&log, &mapping, pool()).unwrap_err().to_string();
+        assert!(e.contains("log.jsonl:1:") && e.contains("\"ok\""), "{e}");
+        std::fs::write(
+            &log,
+            "{\"q\": \"x\", \"m\": \"a\", \"ok\": 1}\n{\"q\": \"x\", \"m\": \"a\", \"ok\": 0}\n",
+        )
+        .unwrap();
+        let e = import_log(&log, &mapping, pool()).unwrap_err().to_string();
+        assert!(e.contains("second outcome"), "{e}");
+    }
+}
