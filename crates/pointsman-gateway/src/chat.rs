@@ -55,6 +55,15 @@ struct Record {
     started: Instant,
     route: &'static str,
     sent_status: Option<u16>,
+    /// A decision policy to charge once the answer's cost is known.
+    charge: Option<Charge>,
+}
+
+/// What [`Record::finish`] needs to charge a decision policy's budgets and record the session.
+struct Charge {
+    policy: String,
+    query: Query,
+    objective: RouteObjective,
 }
 
 impl Record {
@@ -84,6 +93,7 @@ impl Record {
             usage: None,
             cost_usd: None,
             prompt: None,
+            audit: None,
         };
         Record {
             state,
@@ -91,6 +101,7 @@ impl Record {
             started: Instant::now(),
             route: "invalid",
             sent_status: None,
+            charge: None,
         }
     }
 
@@ -116,6 +127,7 @@ impl Record {
             started: self.started,
             route: self.route,
             sent_status: self.sent_status,
+            charge: self.charge.take(),
         }
     }
 
@@ -151,6 +163,26 @@ impl Record {
                     model: model.clone(),
                 })
                 .inc_by(cost);
+        }
+        if let (Some(charge), Some(model)) = (self.charge.take(), &ev.model) {
+            // The upstream's usage priced, else (no usage reported) the expected cost.
+            let usd = ev.cost_usd.or_else(|| {
+                ev.alternatives
+                    .iter()
+                    .find(|c| &c.model == model)
+                    .map(|c| c.cost)
+            });
+            let engine = self.state.engine.load();
+            let charged = engine.record_policy(
+                &charge.policy,
+                &charge.query,
+                &charge.objective,
+                model,
+                usd.unwrap_or(0.0),
+            );
+            if let Err(e) = charged {
+                tracing::warn!(request_id = %ev.request_id, "policy budget not charged: {e}");
+            }
         }
         self.state.emit(&Event::Decision(Box::new(ev)));
     }
@@ -269,12 +301,13 @@ fn objective_for(
     tenant: Option<String>,
 ) -> Result<(String, RouteObjective), ApiError> {
     let routing = &state.config.routing;
-    let (name, cost_weight, max_cost, allowed) = match policy {
+    let (name, cost_weight, max_cost, allowed, explicit_weight) = match policy {
         None => (
             "default".to_string(),
             routing.cost_weight,
             routing.max_cost,
             routing.allowed.clone(),
+            None,
         ),
         Some(name) => {
             let p = state.config.policies.get(name).ok_or_else(|| {
@@ -291,6 +324,7 @@ fn objective_for(
                 p.cost_weight.unwrap_or(routing.cost_weight),
                 p.max_cost.or(routing.max_cost),
                 p.allowed.clone().or_else(|| routing.allowed.clone()),
+                p.cost_weight,
             )
         }
     };
@@ -320,14 +354,29 @@ fn objective_for(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    // Under a decision policy the request's weight, else the routing policy's, else the
+    // policy file's own, else `[routing]`'s.
+    let decision = state.decision_policies.get(&name);
+    let cost_weight_override = options.cost_weight.or(explicit_weight).or_else(|| {
+        decision
+            .filter(|d| d.config().cost_weight.is_none())
+            .map(|_| cost_weight)
+    });
+    let cost_weight = options
+        .cost_weight
+        .or(explicit_weight)
+        .or_else(|| decision.and_then(|d| d.config().cost_weight))
+        .unwrap_or(cost_weight);
     Ok((
-        name,
+        name.clone(),
         RouteObjective {
-            cost_weight: options.cost_weight.unwrap_or(cost_weight),
+            cost_weight,
             max_cost,
             allowed,
             tenant,
             session_id: options.session_id.clone(),
+            decision_policy: decision.map(|_| name),
+            cost_weight_override,
         },
     ))
 }
@@ -361,7 +410,7 @@ async fn route(
     let embed_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let engine = state.engine.load_full();
-    let decided = engine.decide(&query, objective);
+    let decided = engine.decide(&query, objective, Some(&text));
     let route_s = t1.elapsed().as_secs_f64();
     let m = &state.metrics;
     m.embed_seconds.observe(embed_s);
@@ -388,7 +437,8 @@ async fn route(
     if state.config.log.prompts {
         ev.prompt = Some(text);
     }
-    let routed = decided?;
+    ev.audit = decided.audit;
+    let routed = decided.result?;
     ev.chosen = Some(routed.ranked[0].model.clone());
     ev.probability = routed.probability;
     ev.alternatives = routed
@@ -407,6 +457,13 @@ async fn route(
             policy: policy.to_string(),
         })
         .inc();
+    if let Some(name) = &objective.decision_policy {
+        rec.charge = Some(Charge {
+            policy: name.clone(),
+            query: query.clone(),
+            objective: objective.clone(),
+        });
+    }
     Ok((query, routed))
 }
 

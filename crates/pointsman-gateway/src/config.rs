@@ -101,6 +101,12 @@ pub struct PolicyConfig {
     pub max_cost: Option<f64>,
     /// The upstream models this policy may route to.
     pub allowed: Option<Vec<String>>,
+    /// A decision-policy file of the engine (JSON, or TOML for `.toml`; `docs/policies.md`):
+    /// rules on the prompt, tenant and metadata, capabilities, an out-of-distribution guard,
+    /// hard caps, paced budgets per tenant or user, stickiness per session. Applied after the
+    /// router's estimates (repriced with the configured prices) and the fields above. Relative
+    /// paths are relative to this configuration file.
+    pub file: Option<PathBuf>,
 }
 
 /// `[limits]`.
@@ -339,6 +345,11 @@ impl Config {
         }
         if let Some(p) = &mut self.log.path {
             join(p);
+        }
+        for p in self.policies.values_mut() {
+            if let Some(f) = &mut p.file {
+                join(f);
+            }
         }
     }
 

@@ -8,14 +8,18 @@
 //! learners and saves them. When the engine's API changes, only this file changes.
 //!
 //! [`Engine::decide`] is the routing step: one function from a query and its objective to a
-//! ranked decision, the place where the engine's decision-time policies (budgets, guards, rules,
-//! stickiness) will slot in.
+//! ranked decision. A routing policy with a decision-policy file (`[policies.<name>] file`)
+//! hands the repriced estimates to the engine's policy layer (`pointsman::policy`: rules,
+//! capabilities, guard, caps, paced budgets, stickiness), which makes the choice and says what
+//! acted; [`Engine::record_policy`] charges the answer's cost to its budgets afterwards.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::StatusCode;
 use pointsman::embed::{Embedder, EmbedderOptions};
+use pointsman::policy::{Policy, PolicyRouter, Request as PolicyRequest};
 use pointsman::router::best_model;
 use pointsman::{AnyRouter, Decision, ErrorKind, Feedback, Objective, QueryFeatures};
 use sha2::{Digest, Sha256};
@@ -156,8 +160,13 @@ pub struct RouteObjective {
     /// The request's tenant; logged and counted, for the decision policies (budgets per
     /// tenant) to act on once the engine has them.
     pub tenant: Option<String>,
-    /// The request's session id; logged and counted, for the decision policies (stickiness).
+    /// The request's session id (stickiness under a decision policy).
     pub session_id: Option<String>,
+    /// The routing policy whose decision-policy file applies (`None`: no file).
+    pub decision_policy: Option<String>,
+    /// The cost weight the request or its routing policy set explicitly; under a decision
+    /// policy, `None` leaves the policy file's own weight (or `[routing]`'s) in charge.
+    pub cost_weight_override: Option<f64>,
 }
 
 /// One model of a ranked decision.
@@ -184,6 +193,16 @@ pub struct Routed {
     pub cost_weight: f64,
 }
 
+/// What [`Engine::decide`] returns: the decision or the reason there is none, and the decision
+/// policy's audit when one applied (a refusal's audit says which part refused).
+#[derive(Debug)]
+pub struct Decided {
+    /// The decision.
+    pub result: Result<Routed, ApiError>,
+    /// The audit (`pointsman::policy::Audit` as JSON), when a decision policy applied.
+    pub audit: Option<serde_json::Value>,
+}
+
 /// A loaded router and what the gateway derived from it at load.
 #[derive(Debug)]
 pub struct Engine {
@@ -200,6 +219,8 @@ pub struct Engine {
     /// The learner's state exchanged with the other replicas (`[learning.share]`); stopped
     /// (after a last synchronisation) when the engine is dropped at a reload or shutdown.
     exchange: Option<pointsman::share::Exchange>,
+    /// Per routing policy with a decision-policy file: the policy bound to this router.
+    policies: BTreeMap<String, PolicyRouter>,
 }
 
 impl Engine {
@@ -211,10 +232,13 @@ impl Engine {
     /// [`GatewayError::Io`] for an unreadable file; [`GatewayError::Engine`] for a corrupt one
     /// or one made for other embeddings; [`GatewayError::Config`] when no model of the router has
     /// an upstream.
+    /// `policies` are the routing policies' decision policies, loaded once by the caller so
+    /// that their budgets and sessions outlive a reload.
     pub fn load(
         config: &Config,
         embedder: &TextEmbedder,
         generation: u64,
+        policies: &BTreeMap<String, Policy>,
     ) -> Result<Engine, GatewayError> {
         let bytes = std::fs::read(&config.router)
             .map_err(|e| GatewayError::io(format!("reading {}", config.router.display()), e))?;
@@ -298,7 +322,16 @@ impl Engine {
             ),
             _ => None,
         };
+        let policies = policies
+            .iter()
+            .map(|(name, policy)| {
+                PolicyRouter::new(router.shared(), policy.clone())
+                    .map(|p| (name.clone(), p))
+                    .map_err(|e| GatewayError::Config(format!("policies.{name}.file: {e}")))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
         Ok(Engine {
+            policies,
             exchange,
             router,
             file_sha256,
@@ -367,7 +400,24 @@ impl Engine {
     /// 402 `budget_exhausted` when no allowed model is expected to cost at most `max_cost`;
     /// 400 `no_routable_model` when none of the allowed models is one the router knows;
     /// 500 when the router fails.
-    pub fn decide(&self, query: &Query, objective: &RouteObjective) -> Result<Routed, ApiError> {
+    ///
+    /// Under a decision policy (`objective.decision_policy`), the policy chooses among the
+    /// allowed models within `max_cost`, reading `text` for its rules: 402 `budget_exhausted`
+    /// when its budget's hard stop leaves no model, 422 `out_of_distribution` when its guard
+    /// refuses, 422 `no_model_fits` when no model meets its caps or capabilities.
+    pub fn decide(&self, query: &Query, objective: &RouteObjective, text: Option<&str>) -> Decided {
+        let mut audit = None;
+        let result = self.decide_inner(query, objective, text, &mut audit);
+        Decided { result, audit }
+    }
+
+    fn decide_inner(
+        &self,
+        query: &Query,
+        objective: &RouteObjective,
+        text: Option<&str>,
+        audit_out: &mut Option<serde_json::Value>,
+    ) -> Result<Routed, ApiError> {
         let pool = self.router.models();
         let ids: Vec<&str> = pool
             .ids()
@@ -427,6 +477,41 @@ impl Engine {
                     ),
                 ));
             }
+        }
+        if let Some(name) = &objective.decision_policy {
+            let policy = self.policies.get(name).ok_or_else(|| {
+                ApiError::internal(format!(
+                    "routing policy {name:?} has no decision policy loaded"
+                ))
+            })?;
+            let request = policy_request(query, objective, text);
+            let (result, audit) = policy.decide(&request, &mut est, Some(mask.clone()));
+            *audit_out = serde_json::to_value(&audit).ok();
+            let d = result.map_err(policy_error)?;
+            let ranked = std::iter::once(Candidate {
+                model: d.model_id,
+                quality: d.quality,
+                cost: d.cost,
+                utility: d.utility,
+            })
+            .chain(d.alternatives.into_iter().map(|a| Candidate {
+                model: a.model_id,
+                quality: a.quality,
+                cost: a.cost,
+                utility: a.utility,
+            }))
+            .collect();
+            // A deterministic router stays deterministic under a policy; a randomised one's
+            // probability over the policy's narrower set is not known.
+            let probability = self
+                .router
+                .choice_probability(Some(&mask))
+                .filter(|&p| p == 1.0);
+            return Ok(Routed {
+                ranked,
+                probability,
+                cost_weight: audit.cost_weight,
+            });
         }
         let mut chosen = [0u32];
         self.router.choose(
@@ -496,6 +581,29 @@ impl Engine {
         Ok(Some(learner.observations()))
     }
 
+    /// After an answer: charges `usd` (its cost from the upstream's usage, or else the
+    /// expected cost) to the budgets of routing policy `name`'s decision policy, and records
+    /// `model` as the session's (stickiness). Nothing when the policy has no file.
+    ///
+    /// # Errors
+    ///
+    /// The engine's: a negative or non-finite cost, a model not in the router's pool.
+    pub fn record_policy(
+        &self,
+        name: &str,
+        query: &Query,
+        objective: &RouteObjective,
+        model: &str,
+        usd: f64,
+    ) -> Result<(), pointsman::Error> {
+        match self.policies.get(name) {
+            Some(policy) => {
+                policy.record(&policy_request(query, objective, None), Some(model), usd)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Saves a learner's state atomically to `<state_dir>/<file sha256[..16]>.safetensors`;
     /// nothing for a router that does not learn. Returns the path written.
     ///
@@ -529,6 +637,47 @@ fn configured_price(u: &UpstreamConfig, card: Option<Price>) -> Option<Price> {
             output_tokens,
         }),
         _ => card.map(|c| Price { output_tokens, ..c }),
+    }
+}
+
+/// The policy layer's request for a routed query.
+fn policy_request<'a>(
+    query: &'a Query,
+    objective: &RouteObjective,
+    text: Option<&'a str>,
+) -> PolicyRequest<'a> {
+    let mut request = PolicyRequest::new(&query.features);
+    request.text = text;
+    request.tenant = objective.tenant.clone();
+    request.session = objective.session_id.clone();
+    request.cost_weight = objective.cost_weight_override;
+    request
+}
+
+/// A decision policy's refusals, as the gateway's error table says; anything else as
+/// [`api_error`].
+fn policy_error(e: pointsman::Error) -> ApiError {
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    match e.kind() {
+        ErrorKind::BudgetExhausted => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "budget_error",
+            "budget_exhausted",
+            e.to_string(),
+        ),
+        ErrorKind::OutOfDistribution => ApiError::new(
+            unprocessable,
+            "invalid_request_error",
+            "out_of_distribution",
+            e.to_string(),
+        ),
+        ErrorKind::NoModelFits => ApiError::new(
+            unprocessable,
+            "invalid_request_error",
+            "no_model_fits",
+            e.to_string(),
+        ),
+        _ => api_error(e),
     }
 }
 

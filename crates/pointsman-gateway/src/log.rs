@@ -225,6 +225,11 @@ pub struct DecisionEvent {
     pub cost_usd: Option<f64>,
     /// The routed text, only when `log.prompts` is set.
     pub prompt: Option<String>,
+    /// What the policy's decision-policy file did (`pointsman::policy::Audit`: rules fired,
+    /// exclusions, guard score and verdict, budgets, the cost weight used, stickiness, a
+    /// refusal); absent when the policy has no file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<serde_json::Value>,
 }
 
 /// A `feedback` event.
@@ -436,6 +441,7 @@ mod tests {
             usage: None,
             cost_usd: Some(1e-6),
             prompt: None,
+            audit: None,
         }
     }
 

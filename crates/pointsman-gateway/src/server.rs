@@ -39,6 +39,9 @@ pub struct AppState {
     pub config: Config,
     /// The embedder (kept across reloads).
     pub embedder: TextEmbedder,
+    /// The routing policies' decision policies (`[policies.<name>] file`), loaded once: their
+    /// budgets' spend and sessions outlive router reloads.
+    pub decision_policies: std::collections::BTreeMap<String, pointsman::policy::Policy>,
     /// The current router; swapped whole on reload, so in-flight requests keep theirs.
     pub engine: ArcSwap<Engine>,
     /// The upstreams, in configuration order.
@@ -71,7 +74,16 @@ impl AppState {
     ///
     /// Any [`GatewayError`] of those steps.
     pub fn new(config: Config, embedder: TextEmbedder) -> Result<AppState, GatewayError> {
-        let engine = Engine::load(&config, &embedder, 0)?;
+        let mut decision_policies = std::collections::BTreeMap::new();
+        for (name, p) in &config.policies {
+            if let Some(file) = &p.file {
+                let policy = pointsman::policy::Policy::load(file).map_err(|e| {
+                    GatewayError::Config(format!("policies.{name}.file {}: {e}", file.display()))
+                })?;
+                decision_policies.insert(name.clone(), policy);
+            }
+        }
+        let engine = Engine::load(&config, &embedder, 0, &decision_policies)?;
         let upstreams = config
             .upstreams
             .iter()
@@ -108,6 +120,7 @@ impl AppState {
         Ok(AppState {
             feedback: FeedbackCache::new(config.learning.feedback_window),
             engine: ArcSwap::from_pointee(engine),
+            decision_policies,
             upstreams,
             client: crate::upstream::client()?,
             metrics,
@@ -221,7 +234,12 @@ impl AppState {
         let result = tokio::task::spawn_blocking(move || {
             state.save_learner()?;
             let generation = state.engine.load().generation() + 1;
-            Engine::load(&state.config, &state.embedder, generation)
+            Engine::load(
+                &state.config,
+                &state.embedder,
+                generation,
+                &state.decision_policies,
+            )
         })
         .await
         .map_err(|e| GatewayError::io("reload", std::io::Error::other(e)))?;

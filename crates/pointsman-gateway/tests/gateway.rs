@@ -841,6 +841,121 @@ async fn bearer_tokens_decide_the_tenant() {
     assert_eq!(tenants, [None, None, Some("team-b")]);
 }
 
+/// A routing policy with a decision-policy file: the engine's rules, budgets and stickiness act
+/// on routed requests, the decision log holds their audit, and the tenant's budget is charged
+/// from the upstream's usage until its hard stop answers 402.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_policies_act_and_are_audited() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        json!({
+            "version": 1,
+            "cost_weight": 0,
+            "rules": [
+                {"name": "free-no-big", "when": {"tenant": ["free"]}, "then": {"exclude": ["big"]}},
+                {"name": "code-to-small", "when": {"regex": ["(?i)\\bdef\\s+\\w+\\("]},
+                 "then": {"force": "small"}}
+            ],
+            "budgets": [{"key": "tenant", "limit_usd": 2e-4, "window": {"kind": "total"},
+                         "pace": false}],
+            "sticky": {"margin": 0.2}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut e = env(
+        Kind::Zero,
+        &format!(
+            "[policies.governed]\nfile = {:?}\n",
+            policy.display().to_string()
+        ),
+        "",
+    )
+    .await;
+    let model = "pointsman:governed";
+    // Rules: the free tier never gets `big`; code goes to `small`.
+    let a = e
+        .chat(model, "Hello there", json!({"tenant": "free"}))
+        .await;
+    assert_eq!(
+        (a.status, a.header("x-pointsman-model")),
+        (200, "mid"),
+        "{}",
+        a.body
+    );
+    let a = e.chat(model, "Hello there", Value::Null).await;
+    assert_eq!(a.header("x-pointsman-model"), "big");
+    let a = e.chat(model, "def fib(n): return n", Value::Null).await;
+    assert_eq!(a.header("x-pointsman-model"), "small");
+    // Stickiness: at 300 points per USD the router prefers `mid`, by less than the margin over
+    // the session's `big`.
+    let a = e
+        .chat(
+            model,
+            "Hello",
+            json!({"session_id": "s1", "cost_weight": 0}),
+        )
+        .await;
+    assert_eq!(a.header("x-pointsman-model"), "big");
+    let a = e.chat(model, "Hello", json!({"cost_weight": 300})).await;
+    assert_eq!(a.header("x-pointsman-model"), "mid");
+    let a = e
+        .chat(
+            model,
+            "Hello",
+            json!({"session_id": "s1", "cost_weight": 300}),
+        )
+        .await;
+    assert_eq!(a.header("x-pointsman-model"), "big");
+    // The budget: a long prompt, only `small` fits what is left, each answer is charged its
+    // actual cost, and the hard stop refuses before the limit is passed.
+    let long = "word ".repeat(400);
+    let mut refused = None;
+    for i in 0..20 {
+        let a = e.chat(model, &long, json!({"tenant": "acme"})).await;
+        if a.status == 402 {
+            refused = Some((i, a.body["error"]["code"].clone()));
+            break;
+        }
+        assert_eq!((a.status, a.header("x-pointsman-model")), (200, "small"));
+    }
+    let (served, code) = refused.expect("the budget's hard stop within 20 requests");
+    assert!(served >= 1, "the first request fits the budget");
+    assert_eq!(code, "budget_exhausted");
+    let log = e.stop().await;
+    let ds = decisions(&log);
+    assert!(
+        ds.iter().all(|d| d.audit.is_some()),
+        "every routed decision is audited"
+    );
+    assert_eq!(
+        ds[0].audit.as_ref().unwrap()["rules"],
+        json!(["free-no-big"])
+    );
+    assert_eq!(ds[2].audit.as_ref().unwrap()["forced"], json!("small"));
+    assert_eq!(ds[5].audit.as_ref().unwrap()["sticky"]["kept"], json!(true));
+    let acme: Vec<_> = ds
+        .iter()
+        .filter(|d| d.tenant.as_deref() == Some("acme"))
+        .collect();
+    let charged: f64 = acme.iter().filter_map(|d| d.cost_usd).sum();
+    let last = acme.last().unwrap();
+    assert_eq!(
+        (last.status, last.error.as_deref()),
+        (402, Some("budget_exhausted"))
+    );
+    let audit = last.audit.as_ref().unwrap();
+    assert_eq!(audit["refused"], json!("budget_exhausted"));
+    let spent = audit["budgets"][0]["spent"].as_f64().unwrap();
+    assert!(
+        (spent - charged).abs() <= 1e-12,
+        "spent {spent}, charged {charged}"
+    );
+    assert!(charged <= 2e-4, "{charged}");
+}
+
 /// 64 concurrent clients for a bounded time with faults injected: every request gets exactly
 /// one answer or one error, the log holds exactly one decision event per request, and every
 /// accepted feedback reaches the learner.

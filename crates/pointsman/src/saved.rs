@@ -226,6 +226,36 @@ pub struct SavedRouter {
 }
 
 impl SavedRouter {
+    /// Moves the tensors and notes whose names start with `prefix` (the prefix removed) into a
+    /// saved router of configuration `config` with this one's pool, embedding model and
+    /// dimension: a member of a composite router (a stack) loads from it. Tensors a
+    /// memory-mapped file left in place stay in place.
+    pub(crate) fn split_off(&mut self, prefix: &str, config: String) -> SavedRouter {
+        fn take<V>(from: &mut BTreeMap<String, V>, prefix: &str) -> BTreeMap<String, V> {
+            let names: Vec<String> = from
+                .keys()
+                .filter(|n| n.starts_with(prefix))
+                .cloned()
+                .collect();
+            names
+                .into_iter()
+                .map(|n| {
+                    let v = from.remove(&n).expect("listed above");
+                    (n[prefix.len()..].to_string(), v)
+                })
+                .collect()
+        }
+        SavedRouter {
+            config,
+            pool: self.pool.clone(),
+            embedding_model: self.embedding_model.clone(),
+            dim: self.dim,
+            tensors: take(&mut self.tensors, prefix),
+            notes: take(&mut self.notes, prefix),
+            in_place: take(&mut self.in_place, prefix),
+        }
+    }
+
     /// A saved router of kind `kind` with its configuration `config`, without tensors or notes.
     ///
     /// # Panics

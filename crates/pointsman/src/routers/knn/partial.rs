@@ -634,7 +634,7 @@ impl KnnRouter {
             pool,
             self.embedding_model.clone(),
             self.dim,
-            emb,
+            emb.into(),
             scores,
             costs,
             outs,

@@ -50,29 +50,10 @@ impl StackRouter {
                 )));
             }
             let p = prefix(i);
-            let names: Vec<String> = saved
-                .tensors
-                .keys()
-                .filter(|n| n.starts_with(&p))
-                .cloned()
-                .collect();
-            let mut part = SavedRouter {
-                config: serde_json::to_string(member).expect("JSON values serialise"),
-                pool: saved.pool.clone(),
-                embedding_model: saved.embedding_model.clone(),
-                dim: saved.dim,
-                tensors: Default::default(),
-                notes: Default::default(),
-            };
-            for name in names {
-                let t = saved.tensors.remove(&name).expect("listed above");
-                part.tensors.insert(name[p.len()..].to_string(), t);
-            }
-            for (name, note) in &saved.notes {
-                if let Some(rest) = name.strip_prefix(&p) {
-                    part.notes.insert(rest.to_string(), note.clone());
-                }
-            }
+            let part = saved.split_off(
+                &p,
+                serde_json::to_string(member).expect("JSON values serialise"),
+            );
             let router = load(part).map_err(|e| match e {
                 Error::Format { message, .. } => bad(format!("stack member {i}: {message}")),
                 other => other,
