@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pointsman.h"
 
@@ -275,6 +277,48 @@ static void write_file(const char *path, const void *bytes, size_t len) {
   if (!f) die("cannot write", path);
   fwrite(bytes, 1, len, f);
   fclose(f);
+}
+
+/* Milliseconds of the monotonic clock. */
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The crafted files of issue 23 (fuzz/regressions/router_file/, written by fuzz/make_seeds.py):
+ * each is a typed status in well under 100 ms, never an abort; and so are /dev/zero and a FIFO
+ * with no writer (which must not block). */
+static void test_crafted_files(const char *dir) {
+  static const char *crafted[] = {
+      "linucb_dim_100000", "linucb_dim_100000000000", "linucb_dim_30000", "thompson_dim_30000",
+      "thompson_tampered_inverse", "knn_price_1e308", "zero_format_version_01",
+      "zero_format_version_+1", "header_longer_than_file", "mf_truncated_100",
+  };
+  char path[4096];
+  for (size_t i = 0; i < sizeof crafted / sizeof crafted[0]; i++) {
+    pm_router *r = NULL;
+    snprintf(path, sizeof path, "%s/%s.safetensors", REGRESSIONS_DIR, crafted[i]);
+    double t0 = now_ms();
+    CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_FORMAT);
+    double ms = now_ms() - t0;
+    if (ms >= 100.0) fprintf(stderr, "%s: %.1f ms\n", crafted[i], ms);
+    CHECK(ms < 100.0);
+    CHECK(r == NULL);
+  }
+  pm_router *r = NULL;
+  /* A well-formed file of a format version this build does not read. */
+  snprintf(path, sizeof path, "%s/zero_format_version_2.safetensors", REGRESSIONS_DIR);
+  CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_UNSUPPORTED_VERSION);
+  CHECK_STATUS(pm_router_load("/dev/zero", &r, &err_), PM_STATUS_IO);
+  snprintf(path, sizeof path, "%s/fifo.safetensors", dir);
+  unlink(path);
+  if (mkfifo(path, 0600) != 0) die("cannot make a FIFO", path);
+  double t0 = now_ms();
+  CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_IO);
+  CHECK(now_ms() - t0 < 100.0);
+  unlink(path);
+  CHECK(r == NULL);
 }
 
 static void test_corrupt_files(const char *dir) {
@@ -898,7 +942,7 @@ static void test_cascade_chain(pm_router *chain) {
   CHECK_STATUS(pm_cascade_observe(s, first.model, 0.1, -1.0, NULL, &err_),
                PM_STATUS_NULL_ARGUMENT);
   CHECK_STATUS(pm_cascade_result(s, NULL, NULL, 0, NULL, &err_), PM_STATUS_NULL_ARGUMENT);
-  CHECK_STATUS(pm_cascade_stop(s, &err_), PM_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(pm_cascade_stop(s, &err_), PM_STATUS_SESSION_RUNNING);
   CHECK_STATUS(pm_cascade_observe(s, first.model, 0.1, -1.0, &step, &err_), PM_STATUS_OK);
   CHECK_STATUS(pm_cascade_stop(s, &err_), PM_STATUS_OK);
   CHECK_STATUS(pm_cascade_next(s, &step, &err_), PM_STATUS_OK);
@@ -1084,6 +1128,7 @@ int main(int argc, char **argv) {
   test_null_arguments();
   test_wrong_dims_and_values();
   test_corrupt_files(argv[1]);
+  test_crafted_files(argv[1]);
   test_invalid_utf8();
   test_threads();
   test_learner(argv[1]);
