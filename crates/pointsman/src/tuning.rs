@@ -18,11 +18,56 @@
 //! # Ok::<(), pointsman::Error>(())
 //! ```
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rng::SplitMix64;
+use crate::router::Estimates;
+
+/// Out-of-fold estimates over `models` models: for each fold, `estimate(training, held_out)`
+/// fits on the training rows and returns the held-out rows' estimates (in `held_out`'s order);
+/// they are gathered into one table in the items' order, signals included. The folds run in
+/// parallel when `parallel` (fits that use several threads themselves may prefer not to).
+///
+/// # Errors
+///
+/// The first error of `estimate`.
+pub fn out_of_fold<F>(
+    folds: &Folds,
+    models: usize,
+    parallel: bool,
+    estimate: F,
+) -> Result<Estimates>
+where
+    F: Fn(&[usize], &[usize]) -> Result<Estimates> + Sync,
+{
+    let one = |f: usize| {
+        let rest: Vec<usize> = folds.training(f).collect();
+        let held: Vec<usize> = folds.held_out(f).collect();
+        let e = estimate(&rest, &held)?;
+        Ok((held, e))
+    };
+    let parts: Vec<(Vec<usize>, Estimates)> = if parallel {
+        (0..folds.count())
+            .into_par_iter()
+            .map(one)
+            .collect::<Result<_>>()?
+    } else {
+        (0..folds.count()).map(one).collect::<Result<_>>()?
+    };
+    let mut est = Estimates::new(folds.len(), models);
+    for (held, e) in parts {
+        for (i, &r) in held.iter().enumerate() {
+            let (q, c) = est.row_mut(r);
+            q.copy_from_slice(e.quality_row(i));
+            c.copy_from_slice(e.cost_row(i));
+            est.signals[r] = e.signals[i];
+        }
+    }
+    Ok(est)
+}
 
 /// A seeded assignment of `n` items to `k` folds of (almost) equal size.
 ///

@@ -22,7 +22,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{AnyRouter, Family, RouterConfig, RouterKind};
@@ -32,7 +31,7 @@ use crate::metrics::{validation_metrics, Metrics, DEFAULT_SWEEP_POINTS};
 use crate::router::{Estimates, Router};
 use crate::routers::knn::{KnnConfig, KnnRouter, KnnSearch};
 use crate::routers::stack::{StackConfig, StackRouter};
-use crate::tuning::{Criterion, Folds, Validation};
+use crate::tuning::{out_of_fold, Criterion, Folds, Validation};
 
 /// The stack's shrinkage values (toward equal weights, in queries) the automatic choice tries.
 pub const STACK_SHRINKAGE: [f64; 3] = [1.0, 10.0, 100.0];
@@ -301,31 +300,14 @@ fn score(est: &Estimates, train: &Split, criterion: Criterion) -> Result<(f64, M
 /// Out-of-fold estimates of `config` by refitting it on every fold's complement; learners
 /// route greedily (their posterior mean, no exploration).
 fn refit_oof(config: &RouterConfig, train: &Split, folds: &Folds) -> Result<Estimates> {
-    let (n, m) = (train.len(), train.pool().len());
-    let parts: Vec<(Vec<usize>, Estimates)> = (0..folds.count())
-        .into_par_iter()
-        .map(|f| {
-            let rest: Vec<usize> = folds.training(f).collect();
-            let held: Vec<usize> = folds.held_out(f).collect();
-            let router = AnyRouter::fit_config(config, &train.subset(&rest, "train"))?;
-            let router: Arc<dyn Router> = match router.as_learner() {
-                Some(l) => l.greedy().shared(),
-                None => router.shared(),
-            };
-            let part = train.subset(&held, "validation");
-            Ok((held, router.estimate_batch(&part.features()?)?))
-        })
-        .collect::<Result<_>>()?;
-    let mut est = Estimates::new(n, m);
-    for (held, e) in parts {
-        for (i, &r) in held.iter().enumerate() {
-            let (q, c) = est.row_mut(r);
-            q.copy_from_slice(e.quality_row(i));
-            c.copy_from_slice(e.cost_row(i));
-            est.signals[r] = e.signals[i];
-        }
-    }
-    Ok(est)
+    out_of_fold(folds, train.pool().len(), true, |rest, held| {
+        let router = AnyRouter::fit_config(config, &train.subset(rest, "train"))?;
+        let router: Arc<dyn Router> = match router.as_learner() {
+            Some(l) => l.greedy().shared(),
+            None => router.shared(),
+        };
+        router.estimate_batch(&train.subset(held, "validation").features()?)
+    })
 }
 
 /// Measures one candidate that is not the stack.

@@ -166,6 +166,50 @@ pub(crate) fn mat_vec2(m: &[f64], x: [&[f64]; 2], out: &mut [Vec<f64>; 2]) {
     }
 }
 
+/// Checks that every model's `A_m` has a positive diagonal and that `A_m⁻¹` is its inverse:
+/// `A_m⁻¹ (A_m v) = v` for two fixed vectors `v`, to 1e-4 of their size. A full inversion would
+/// cost `O(p³)` per model; these two products cost `O(p²)` and catch any inverse that drifted
+/// or was altered (Sherman–Morrison updates keep the error many orders below the tolerance).
+pub(crate) fn check_statistics(
+    a: &[f64],
+    a_inv: &[f64],
+    models: usize,
+    p: usize,
+) -> std::result::Result<(), String> {
+    let probes: [Vec<f64>; 2] = [
+        vec![1.0; p],
+        (0..p)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -0.5 } * (i + 1) as f64 / p as f64)
+            .collect(),
+    ];
+    let mut av = [vec![0.0; p], vec![0.0; p]];
+    let mut back = [vec![0.0; p], vec![0.0; p]];
+    for m in 0..models {
+        let am = &a[m * p * p..(m + 1) * p * p];
+        let im = &a_inv[m * p * p..(m + 1) * p * p];
+        if (0..p).any(|i| !(am[i * p + i] > 0.0 && im[i * p + i] > 0.0)) {
+            return Err(format!("model {m}'s matrices are not positive definite"));
+        }
+        // Both probes in one pass over each matrix: the check is bound by memory, not by
+        // arithmetic (two passes made it half of a LinUCB file's added load time).
+        mat_vec2(am, [&probes[0], &probes[1]], &mut av);
+        mat_vec2(im, [&av[0], &av[1]], &mut back);
+        for (v, back) in probes.iter().zip(&back) {
+            let size = v.iter().fold(0.0f64, |s, x| s.max(x.abs()));
+            let err = back
+                .iter()
+                .zip(v)
+                .fold(0.0f64, |e, (b, x)| e.max((b - x).abs()));
+            if err.is_nan() || err > 1e-4 * size || back.iter().any(|b| !b.is_finite()) {
+                return Err(format!(
+                    "model {m}'s inverse does not invert its matrix (error {err:e})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The inverse of a symmetric positive-definite matrix, by Cholesky factorisation.
 ///
 /// # Errors

@@ -4,7 +4,6 @@
 
 use candle_core::{Device, Tensor as CTensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use rayon::prelude::*;
 
 use super::estimate::length_feature;
 use super::{CostModel, IrtConfig, IrtRouter, IrtSearch, IrtTrainReport, Params};
@@ -13,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{validation_metrics, DEFAULT_SWEEP_POINTS};
 use crate::rng::SplitMix64;
 use crate::router::{Estimates, Router};
-use crate::tuning::{Criterion, Folds, SearchReport, Trial, Validation};
+use crate::tuning::{out_of_fold, Criterion, Folds, SearchReport, Trial, Validation};
 
 /// A candle failure while training: a numeric failure of the router.
 fn backend(e: candle_core::Error) -> Error {
@@ -413,24 +412,10 @@ impl IrtRouter {
         let mut trials = Vec::new();
         let mut oof = Vec::new();
         for config in configs {
-            let parts: Vec<(Vec<usize>, Estimates)> = (0..folds.count())
-                .into_par_iter()
-                .map(|f| {
-                    let rest: Vec<usize> = folds.training(f).collect();
-                    let held: Vec<usize> = folds.held_out(f).collect();
-                    let router = IrtRouter::fit(&train.subset(&rest, "train"), &config)?;
-                    let part = train.subset(&held, "validation");
-                    Ok((held, router.estimate_batch(&part.features()?)?))
-                })
-                .collect::<Result<_>>()?;
-            let mut est = Estimates::new(n, m);
-            for (held, e) in parts {
-                for (i, &r) in held.iter().enumerate() {
-                    let (q, c) = est.row_mut(r);
-                    q.copy_from_slice(e.quality_row(i));
-                    c.copy_from_slice(e.cost_row(i));
-                }
-            }
+            let est = out_of_fold(&folds, m, true, |rest, held| {
+                let router = IrtRouter::fit(&train.subset(rest, "train"), &config)?;
+                router.estimate_batch(&train.subset(held, "validation").features()?)
+            })?;
             let metrics = validation_metrics(&est, train, weak_strong, DEFAULT_SWEEP_POINTS)?;
             trials.push(Trial {
                 config,

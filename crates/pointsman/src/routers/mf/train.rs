@@ -11,7 +11,7 @@ use crate::features::inv_norm;
 use crate::metrics::{validation_metrics, DEFAULT_SWEEP_POINTS};
 use crate::rng::SplitMix64;
 use crate::router::{Estimates, Router};
-use crate::tuning::{Criterion, Folds, SearchReport, Trial, Validation};
+use crate::tuning::{out_of_fold, Criterion, Folds, SearchReport, Trial, Validation};
 
 /// A candle failure while training: a numeric failure of the router, not of the embedder.
 fn backend(e: candle_core::Error) -> Error {
@@ -308,19 +308,11 @@ impl MfRouter {
         let mut oof = Vec::new();
         for config in configs {
             config.validate()?;
-            let mut est = Estimates::new(n, m);
-            for f in 0..folds.count() {
-                let rest: Vec<usize> = folds.training(f).collect();
-                let held: Vec<usize> = folds.held_out(f).collect();
-                let router = MfRouter::fit(&train.subset(&rest, "train"), &config)?;
-                let part = train.subset(&held, "validation");
-                let e = router.estimate_batch(&part.features()?)?;
-                for (i, &r) in held.iter().enumerate() {
-                    let (q, c) = est.row_mut(r);
-                    q.copy_from_slice(e.quality_row(i));
-                    c.copy_from_slice(e.cost_row(i));
-                }
-            }
+            // One fold at a time: each MF fit uses candle's threads.
+            let est = out_of_fold(&folds, m, false, |rest, held| {
+                let router = MfRouter::fit(&train.subset(rest, "train"), &config)?;
+                router.estimate_batch(&train.subset(held, "validation").features()?)
+            })?;
             let metrics = validation_metrics(&est, train, weak_strong, DEFAULT_SWEEP_POINTS)?;
             trials.push(Trial {
                 config,
