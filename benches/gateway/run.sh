@@ -16,7 +16,11 @@
 # forwarding to the same stub) at 100 requests/s, when it installs here.
 #
 # Added latency over the stub = routed − direct; beyond the embedder = routed − direct − embed
-# (medians and 99th percentiles of each distribution, same run). Run it on a quiet machine with
+# (medians and 99th percentiles of each distribution, same run), two ways: "per request" takes
+# each routed request's latency less the gateway's own time embedding that request's text (its
+# `Server-Timing: embed;dur=`), then the percentile, less direct's; "separately" subtracts the
+# percentile of the embedder timed alone, one text at a time (which misses that two embeddings
+# running at once on two cores are each slower than one alone). Run it on a quiet machine with
 # RAYON_NUM_THREADS=1 (set here); it prints one JSON line per measurement and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -158,6 +162,10 @@ for p in ("p50_ms", "p99_ms"):
     print(f"  {p[:3]}: direct {get('direct', p):.3f}  routed {get('routed', p):.3f}  pass {get('pass', p):.3f}"
           f"  embed {get('embed', p):.3f}  added {added:.3f}  beyond embed {added - get('embed', p):.3f}"
           f"  pass added {get('pass', p) - get('direct', p):.3f}")
+for p in ("p50_ms", "p99_ms"):
+    per_request = get("routed", "beyond_embed_" + p) - get("direct", p)
+    print(f"  {p[:3]} beyond the embedder, per request: {per_request:.3f}"
+          f" (separately: {get('routed', p) - get('direct', p) - get('embed', p):.3f})")
 print(f"  short prompt: added p50 {get('short_routed', 'p50_ms') - get('short_direct', 'p50_ms'):.3f}"
       f" (embed p50 {get('short_embed', 'p50_ms'):.3f})")
 print(f"  max sustained: {get('max', 'rate'):.0f} requests/s ({get('max', 'errors')} errors), "

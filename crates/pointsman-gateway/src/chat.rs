@@ -45,6 +45,10 @@ pub mod headers {
     pub const TRIES: &str = "x-pointsman-tries";
     /// The USD cost of the answer (not on streams: it is in the final usage event).
     pub const COST: &str = "x-pointsman-cost-usd";
+    /// The W3C `Server-Timing` header of a routed request: `queue` (waiting for an embedding
+    /// slot), `embed` (embedding the routed text) and `route` (estimates, policies, choice), in
+    /// milliseconds.
+    pub const SERVER_TIMING: &str = "server-timing";
 }
 
 /// The one `decision` event of a request, emitted exactly once: by [`Record::finish`], or when
@@ -57,6 +61,8 @@ struct Record {
     sent_status: Option<u16>,
     /// A decision policy to charge once the answer's cost is known.
     charge: Option<Charge>,
+    /// The `Server-Timing` value of a routed request.
+    server_timing: Option<String>,
 }
 
 /// What [`Record::finish`] needs to charge a decision policy's budgets and record the session.
@@ -102,6 +108,7 @@ impl Record {
             route: "invalid",
             sent_status: None,
             charge: None,
+            server_timing: None,
         }
     }
 
@@ -128,6 +135,7 @@ impl Record {
             route: self.route,
             sent_status: self.sent_status,
             charge: self.charge.take(),
+            server_timing: self.server_timing.take(),
         }
     }
 
@@ -269,6 +277,7 @@ async fn handle(
                 query: None,
                 routed: None,
                 policy: None,
+                timing: None,
             };
             forward(state, &req, plan, rec).await
         }
@@ -285,6 +294,7 @@ async fn handle(
                 query: Some(query),
                 routed: Some(routed),
                 policy: Some(policy),
+                timing: rec.server_timing.clone(),
             };
             forward(state, &req, plan, rec).await
         }
@@ -398,20 +408,31 @@ async fn route(
         .with_param("messages"));
     }
     let t0 = Instant::now();
-    let query = {
+    let (query, compute_s) = {
         let _permit = state.embed_permit().await;
         let embedder = state.embedder.clone();
         let prompt = req.prompt_text();
         let text = text.clone();
-        tokio::task::spawn_blocking(move || embedder.embed(&text, &prompt))
-            .await
-            .map_err(|e| ApiError::internal(format!("the embedding task failed: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            embedder
+                .embed(&text, &prompt)
+                .map(|q| (q, t.elapsed().as_secs_f64()))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("the embedding task failed: {e}")))??
     };
     let embed_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let engine = state.engine.load_full();
     let decided = engine.decide(&query, objective, Some(&text));
     let route_s = t1.elapsed().as_secs_f64();
+    rec.server_timing = Some(format!(
+        "queue;dur={:.3}, embed;dur={:.3}, route;dur={:.3}",
+        (embed_s - compute_s).max(0.0) * 1e3,
+        compute_s * 1e3,
+        route_s * 1e3
+    ));
     let m = &state.metrics;
     m.embed_seconds.observe(embed_s);
     m.routing_seconds.observe(embed_s + route_s);
@@ -474,6 +495,8 @@ struct Plan {
     query: Option<Query>,
     routed: Option<Routed>,
     policy: Option<String>,
+    /// The `Server-Timing` value of a routed request.
+    timing: Option<String>,
 }
 
 impl Plan {
@@ -491,6 +514,9 @@ impl Plan {
             out.push((headers::POLICY, p.clone()));
         }
         out.push((headers::TRIES, tries.to_string()));
+        if let Some(t) = &self.timing {
+            out.push((headers::SERVER_TIMING, t.clone()));
+        }
         out
     }
 }

@@ -245,6 +245,17 @@ async fn routes_by_configured_prices_and_options() {
     assert_eq!(a.header("x-pointsman-tries"), "1");
     assert!((a.header("x-pointsman-utility").parse::<f64>().unwrap() - 0.9).abs() < 0.01);
     assert!(a.header("x-request-id").starts_with("pm-"));
+    // Server-Timing: queue, embed and route durations, in milliseconds.
+    let timing = a.header("server-timing");
+    let names: Vec<&str> = timing
+        .split(", ")
+        .map(|m| {
+            let (name, dur) = m.split_once(";dur=").expect("name;dur=ms");
+            assert!(dur.parse::<f64>().unwrap() >= 0.0, "{timing}");
+            name
+        })
+        .collect();
+    assert_eq!(names, ["queue", "embed", "route"], "{timing}");
     let content = a.body["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(content.starts_with("big answers big: "), "{content}");
     // The cost is the configured price (10 USD/Mtok in and out) times the upstream's usage.
@@ -297,6 +308,7 @@ async fn routes_by_configured_prices_and_options() {
     let a = e.chat("small", "Hi", Value::Null).await;
     assert_eq!((a.status, a.body["model"].as_str()), (200, Some("small")));
     assert_eq!(a.header("x-pointsman-chosen"), "");
+    assert_eq!(a.header("server-timing"), "");
 
     // Errors, in OpenAI's shape.
     let cases: Vec<(Answer, u16, &str)> = vec![

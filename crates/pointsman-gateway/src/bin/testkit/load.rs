@@ -102,7 +102,8 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
             .collect(),
     );
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, bool, f64)>();
+    // (measured, answered, latency ms, the gateway's embedding time from `Server-Timing`, ms)
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, bool, f64, Option<f64>)>();
     let start = Instant::now();
     let measure_from = Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.seconds);
@@ -140,30 +141,41 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
         let measured = start.elapsed() >= measure_from;
         tokio::spawn(async move {
             let t0 = Instant::now();
-            let ok = match client
+            let (ok, embed_ms) = match client
                 .post(url)
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
                 .await
             {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                Err(_) => false,
+                Ok(r) => {
+                    let embed_ms = r
+                        .headers()
+                        .get("server-timing")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| timing(v, "embed"));
+                    (r.status().is_success() && r.bytes().await.is_ok(), embed_ms)
+                }
+                Err(_) => (false, None),
             };
-            let _ = tx.send((measured, ok, t0.elapsed().as_secs_f64() * 1e3));
+            let _ = tx.send((measured, ok, t0.elapsed().as_secs_f64() * 1e3, embed_ms));
             drop(permit);
         });
         sent += 1;
     }
     drop(tx);
     let mut lat = Vec::new();
+    let mut beyond_embed = Vec::new();
     let (mut ok, mut errors) = (0usize, 0usize);
     let drain = async {
-        while let Some((measured, good, ms)) = rx.recv().await {
+        while let Some((measured, good, ms, embed_ms)) = rx.recv().await {
             if measured {
                 if good {
                     ok += 1;
                     lat.push(ms);
+                    if let Some(e) = embed_ms {
+                        beyond_embed.push(ms - e);
+                    }
                 } else {
                     errors += 1;
                 }
@@ -177,15 +189,38 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
         return Err("requests still unanswered 60 s after the last was sent".into());
     }
     let measured_s = (start.elapsed().min(end) - measure_from.min(start.elapsed())).as_secs_f64();
-    println!(
-        "{}",
-        summary(
-            &args.label,
-            lat,
-            json!({"ok": ok, "errors": errors, "late": late, "rate": ok as f64 / args.seconds.min(measured_s.max(1e-9))})
-        )
-    );
+    let mut extra = json!({"ok": ok, "errors": errors, "late": late, "rate": ok as f64 / args.seconds.min(measured_s.max(1e-9))});
+    if !beyond_embed.is_empty() {
+        // Each request's latency less the gateway's own embedding of its text (the
+        // `Server-Timing` header): the latency beyond the embedder, request by request.
+        beyond_embed.sort_by(f64::total_cmp);
+        extra["beyond_embed_n"] = json!(beyond_embed.len());
+        extra["beyond_embed_p50_ms"] = json!(percentile(&beyond_embed, 50.0));
+        extra["beyond_embed_p99_ms"] = json!(percentile(&beyond_embed, 99.0));
+    }
+    println!("{}", summary(&args.label, lat, extra));
     Ok(())
+}
+
+/// The duration of `metric` in a `Server-Timing` value (`name;dur=1.5, other;dur=2`), ms.
+fn timing(header: &str, metric: &str) -> Option<f64> {
+    header.split(',').find_map(|entry| {
+        let mut parts = entry.split(';').map(str::trim);
+        (parts.next()? == metric).then_some(())?;
+        parts.find_map(|p| p.strip_prefix("dur=")?.parse().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_timing_durations_are_read_by_name() {
+        let h = "queue;dur=0.120, embed;dur=3.250, route;dur=0.041";
+        assert_eq!(super::timing(h, "embed"), Some(3.25));
+        assert_eq!(super::timing(h, "queue"), Some(0.12));
+        assert_eq!(super::timing(h, "missing"), None);
+        assert_eq!(super::timing("embed;desc=x", "embed"), None);
+    }
 }
 
 /// `embed`.
