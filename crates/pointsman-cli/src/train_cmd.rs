@@ -113,23 +113,34 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
         }
         _ => "fitting",
     };
-    let pb = progress.spinner(format!(
+    let message = format!(
         "{what} {} on {} train queries",
         args.router,
         ds.train().len()
-    ));
+    );
     let started = std::time::Instant::now();
-    let (router, search) = match config {
-        Some(config) => (AnyRouter::fit_config(&config, ds.train())?, None),
+    let (pb, router, search) = match config {
+        Some(config) => {
+            let pb = progress.spinner(message);
+            (pb, AnyRouter::fit_config(&config, ds.train())?, None)
+        }
         None => {
+            // A search counts its steps (settings scored, or folds fitted): a bar; a kind
+            // fitted without a search never reports, and its bar shows the elapsed time.
+            let pb = progress.bar(0, message);
+            let bar = pb.clone();
             let options = FitOptions {
                 seed: args.seed,
                 judge_noise: args.judge_noise,
+                progress: pointsman::tuning::Progress::new(move |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                }),
                 ..Default::default()
             };
             let kind = spec.kind().expect("a kind: files are refused above");
             let fitted = AnyRouter::fit(kind, ds.train(), &options)?;
-            (fitted.router, fitted.search)
+            (pb, fitted.router, fitted.search)
         }
     };
     pb.finish_and_clear();

@@ -69,6 +69,78 @@ where
     Ok(est)
 }
 
+/// A search's progress hook: called with (steps done, steps in all) each time a step of the
+/// search ends (a setting scored, or one fold of a setting fitted), from whichever thread ran
+/// it. The default reports nothing. A hook is not a setting: two hooks compare equal, and a
+/// search saved or parsed as JSON has none.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use pointsman::tuning::Progress;
+/// let last = Arc::new(AtomicUsize::new(0));
+/// let seen = last.clone();
+/// let progress = Progress::new(move |done, _total| { seen.store(done, Ordering::Relaxed); });
+/// let steps = progress.steps(3);
+/// (0..3).for_each(|_| steps.step());
+/// assert_eq!(last.load(Ordering::Relaxed), 3);
+/// ```
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>>);
+
+impl Progress {
+    /// A hook that calls `report(done, total)`.
+    pub fn new(report: impl Fn(usize, usize) + Send + Sync + 'static) -> Progress {
+        Progress(Some(std::sync::Arc::new(report)))
+    }
+
+    /// A counter of `total` steps that reports through this hook.
+    pub fn steps(&self, total: usize) -> Steps<'_> {
+        if let Some(f) = &self.0 {
+            f(0, total);
+        }
+        Steps {
+            progress: self,
+            done: std::sync::atomic::AtomicUsize::new(0),
+            total,
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(reporting)"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
+
+impl PartialEq for Progress {
+    fn eq(&self, _: &Progress) -> bool {
+        true
+    }
+}
+
+/// The steps of one search, counted across threads ([`Progress::steps`]).
+#[derive(Debug)]
+pub struct Steps<'a> {
+    progress: &'a Progress,
+    done: std::sync::atomic::AtomicUsize,
+    total: usize,
+}
+
+impl Steps<'_> {
+    /// One more step done.
+    pub fn step(&self) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if let Some(f) = &self.progress.0 {
+            f(done.min(self.total), self.total);
+        }
+    }
+}
+
 /// A seeded assignment of `n` items to `k` folds of (almost) equal size.
 ///
 /// The items are shuffled by the seed; the item at position `p` of the shuffle goes to fold

@@ -187,6 +187,7 @@ impl EntrantOptions {
             seed: self.seed,
             judge_noise: self.judge_noise,
             sweep_points: self.sweep_points,
+            progress: Default::default(),
         }
     }
 }

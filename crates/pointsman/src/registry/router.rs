@@ -28,6 +28,8 @@ pub struct FitOptions {
     pub judge_noise: f64,
     /// Cost weights per curve in the cascade's search.
     pub sweep_points: usize,
+    /// Reports the progress of the kinds' searches (settings scored, or folds fitted, of all).
+    pub progress: crate::tuning::Progress,
 }
 
 impl Default for FitOptions {
@@ -36,6 +38,7 @@ impl Default for FitOptions {
             seed: 0,
             judge_noise: crate::routers::cascade::DEFAULT_JUDGE_NOISE,
             sweep_points: crate::metrics::DEFAULT_SWEEP_POINTS,
+            progress: crate::tuning::Progress::default(),
         }
     }
 }
@@ -206,13 +209,14 @@ impl AnyRouter {
             RouterKind::Knn => {
                 let search = KnnSearch {
                     seed,
+                    progress: options.progress.clone(),
                     ..Default::default()
                 };
                 let (r, report) = KnnRouter::tune(train, &KnnConfig::default(), &search)?;
                 (r.into(), Some(report.map(RouterConfig::Knn)))
             }
-            RouterKind::Mf => fit_mf(train, seed)?,
-            RouterKind::Irt => fit_irt(train, seed)?,
+            RouterKind::Mf => fit_mf(train, options)?,
+            RouterKind::Irt => fit_irt(train, options)?,
             RouterKind::Stack => (
                 super::auto::fit_stack(
                     &StackConfig {
@@ -228,6 +232,7 @@ impl AnyRouter {
                 let conf = judge.confidences(train);
                 let search = CascadeSearch {
                     points: options.sweep_points,
+                    progress: options.progress.clone(),
                     ..Default::default()
                 };
                 let (r, report) =
@@ -432,7 +437,11 @@ pub fn load_router(path: impl AsRef<Path>) -> Result<AnyRouter> {
 }
 
 #[cfg(feature = "train")]
-fn fit_mf(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+fn fit_mf(
+    train: &Split,
+    options: &FitOptions,
+) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+    let seed = options.seed;
     use crate::routers::mf::MfSearch;
     let base = MfConfig {
         seed,
@@ -440,6 +449,7 @@ fn fit_mf(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<Ro
     };
     let search = MfSearch {
         seed,
+        progress: options.progress.clone(),
         ..Default::default()
     };
     let (r, report) = MfRouter::tune(train, &base, &search)?;
@@ -447,7 +457,10 @@ fn fit_mf(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<Ro
 }
 
 #[cfg(not(feature = "train"))]
-fn fit_mf(_train: &Split, _seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+fn fit_mf(
+    _train: &Split,
+    _options: &FitOptions,
+) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
     Err(mf_needs_training())
 }
 
@@ -462,7 +475,11 @@ fn fit_mf_config(_train: &Split, _config: &MfConfig) -> Result<AnyRouter> {
 }
 
 #[cfg(feature = "train")]
-fn fit_irt(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+fn fit_irt(
+    train: &Split,
+    options: &FitOptions,
+) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+    let seed = options.seed;
     use crate::routers::irt::IrtSearch;
     let base = IrtConfig {
         seed,
@@ -470,6 +487,7 @@ fn fit_irt(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<R
     };
     let search = IrtSearch {
         seed,
+        progress: options.progress.clone(),
         ..Default::default()
     };
     let (r, report) = IrtRouter::tune(train, &base, &search)?;
@@ -477,7 +495,10 @@ fn fit_irt(train: &Split, seed: u64) -> Result<(AnyRouter, Option<SearchReport<R
 }
 
 #[cfg(not(feature = "train"))]
-fn fit_irt(_train: &Split, _seed: u64) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
+fn fit_irt(
+    _train: &Split,
+    _options: &FitOptions,
+) -> Result<(AnyRouter, Option<SearchReport<RouterConfig>>)> {
     Err(needs_training(RouterKind::Irt))
 }
 

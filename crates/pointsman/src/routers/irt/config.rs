@@ -103,6 +103,9 @@ pub struct IrtSearch {
     pub dim: Vec<usize>,
     /// L2 penalties.
     pub l2: Vec<f64>,
+    /// Reports the search's progress (not a setting: never saved).
+    #[serde(skip)]
+    pub progress: crate::tuning::Progress,
 }
 
 impl Default for IrtSearch {
@@ -112,6 +115,7 @@ impl Default for IrtSearch {
             seed: 0,
             dim: vec![4, 16],
             l2: vec![3e-4, 3e-3],
+            progress: crate::tuning::Progress::default(),
         }
     }
 }

@@ -411,10 +411,14 @@ impl IrtRouter {
         }
         let mut trials = Vec::new();
         let mut oof = Vec::new();
+        // Every fold of every setting, then the winner on the whole split.
+        let steps = search.progress.steps(configs.len() * folds.count() + 1);
         for config in configs {
             let est = out_of_fold(&folds, m, true, |rest, held| {
                 let router = IrtRouter::fit(&train.subset(rest, "train"), &config)?;
-                router.estimate_batch(&train.subset(held, "validation").features()?)
+                let est = router.estimate_batch(&train.subset(held, "validation").features()?);
+                steps.step();
+                est
             })?;
             let metrics = validation_metrics(&est, train, weak_strong, DEFAULT_SWEEP_POINTS)?;
             trials.push(Trial {
@@ -439,6 +443,7 @@ impl IrtRouter {
             started,
         );
         let router = IrtRouter::fit(train, report.best())?;
+        steps.step();
         Ok((router, report, est))
     }
 }

@@ -37,6 +37,9 @@ pub struct KnnSearch {
     pub task_prior: Vec<Option<f64>>,
     /// Shrinkage strengths β.
     pub shrinkage: Vec<f64>,
+    /// Reports the search's progress (not a setting: never saved).
+    #[serde(skip)]
+    pub progress: crate::tuning::Progress,
 }
 
 impl Default for KnnSearch {
@@ -49,6 +52,7 @@ impl Default for KnnSearch {
             same_task: vec![false, true],
             task_prior: vec![None, Some(5.0), Some(50.0)],
             shrinkage: vec![0.0, 1.0, 10.0, 30.0],
+            progress: crate::tuning::Progress::default(),
         }
     }
 }
@@ -144,6 +148,7 @@ impl KnnRouter {
         for c in &configs {
             c.validate()?;
         }
+        let steps = search.progress.steps(configs.len());
         // One router over the whole split holds the data in its (task-grouped) row order.
         let all = KnnRouter::fit_without_ood(train, &configs[0])?;
         let n = all.len();
@@ -245,6 +250,7 @@ impl KnnRouter {
             .map(|config| -> Result<Trial<KnnConfig>> {
                 let est = estimates(config);
                 let metrics = validation_metrics(&est, &truth, weak_strong, DEFAULT_SWEEP_POINTS)?;
+                steps.step();
                 Ok(Trial {
                     config: config.clone(),
                     score: criterion.score(&metrics),
@@ -310,15 +316,31 @@ mod tests {
             .unwrap()
             .with_tasks(tasks)
             .unwrap();
+        // Every report the search makes: (settings scored, settings in all).
+        let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = reports.clone();
         let search = KnnSearch {
             folds: 3,
             k: vec![10],
             power: vec![1.0],
             shrinkage: vec![0.0, 30.0],
+            progress: crate::tuning::Progress::new(move |done, total| {
+                seen.lock().unwrap().push((done, total));
+            }),
             ..Default::default()
         };
         let (router, report) = KnnRouter::tune(&split, &KnnConfig::default(), &search).unwrap();
         assert_eq!(report.describe(), "cv aiq");
+        // The start, then one report per setting, ending at all of them.
+        let mut reports = reports.lock().unwrap().clone();
+        let n = report.trials.len();
+        assert_eq!(reports.len(), n + 1);
+        assert!(reports.iter().all(|&(_, total)| total == n));
+        reports.sort();
+        assert_eq!(
+            reports.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (0..=n).collect::<Vec<_>>()
+        );
         assert!(report.trials.windows(2).all(|w| w[0].score >= w[1].score));
         let best = report.best();
         assert!(

@@ -163,6 +163,9 @@ pub struct MfSearch {
     pub dim: Vec<usize>,
     /// Learning rates.
     pub learning_rate: Vec<f64>,
+    /// Reports the search's progress (not a setting: never saved).
+    #[serde(skip)]
+    pub progress: crate::tuning::Progress,
 }
 
 impl Default for MfSearch {
@@ -172,6 +175,7 @@ impl Default for MfSearch {
             seed: 0,
             dim: vec![16, 32, 128],
             learning_rate: vec![3e-3, 1e-2],
+            progress: crate::tuning::Progress::default(),
         }
     }
 }

@@ -306,12 +306,16 @@ impl MfRouter {
         }
         let mut trials = Vec::new();
         let mut oof = Vec::new();
+        // Every fold of every setting, then the winner on the whole split.
+        let steps = search.progress.steps(configs.len() * folds.count() + 1);
         for config in configs {
             config.validate()?;
             // One fold at a time: each MF fit uses candle's threads.
             let est = out_of_fold(&folds, m, false, |rest, held| {
                 let router = MfRouter::fit(&train.subset(rest, "train"), &config)?;
-                router.estimate_batch(&train.subset(held, "validation").features()?)
+                let est = router.estimate_batch(&train.subset(held, "validation").features()?);
+                steps.step();
+                est
             })?;
             let metrics = validation_metrics(&est, train, weak_strong, DEFAULT_SWEEP_POINTS)?;
             trials.push(Trial {
@@ -336,6 +340,7 @@ impl MfRouter {
             started,
         );
         let router = MfRouter::fit(train, &report.trials[0].config)?;
+        steps.step();
         Ok((router, report, est))
     }
 

@@ -24,6 +24,9 @@ pub struct CascadeSearch {
     pub points: usize,
     /// Set [`CascadeConfig::confidence_error`] from the data ([`confidence_error`]).
     pub measure_confidence_error: bool,
+    /// Reports the search's progress (not a setting: never saved).
+    #[serde(skip)]
+    pub progress: crate::tuning::Progress,
 }
 
 impl Default for CascadeSearch {
@@ -34,6 +37,7 @@ impl Default for CascadeSearch {
             lookahead: vec![true],
             points: DEFAULT_SWEEP_POINTS,
             measure_confidence_error: true,
+            progress: crate::tuning::Progress::default(),
         }
     }
 }
@@ -81,6 +85,9 @@ impl CascadeRouter {
         let criterion = Criterion::for_data(weak_strong);
         let reference = Reference::new(train, train, weak_strong)?;
         let mut trials = Vec::new();
+        let steps = search.progress.steps(
+            search.accept_thresholds.len() * search.prior_strengths.len() * search.lookahead.len(),
+        );
         for &accept_threshold in &search.accept_thresholds {
             for &prior_strength in &search.prior_strengths {
                 for &lookahead in &search.lookahead {
@@ -98,6 +105,7 @@ impl CascadeRouter {
                         score: criterion.score(&rep.metrics),
                         metrics: rep.metrics,
                     });
+                    steps.step();
                 }
             }
         }

@@ -194,15 +194,23 @@ fn sweep_spans_cheap_to_thorough() {
 fn tune_and_chain_search() {
     let train = synthetic(400, 14);
     let conf = SimulatedJudge::new(0.2, 4).unwrap().confidences(&train);
+    // The search reports each setting scored.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let last = seen.clone();
     let search = CascadeSearch {
         accept_thresholds: vec![0.5, 0.8],
         prior_strengths: vec![2.0],
         lookahead: vec![false, true],
         points: 15,
         measure_confidence_error: true,
+        progress: crate::tuning::Progress::new(move |done, total| {
+            assert!(done <= total && total == 4, "{done}/{total}");
+            last.store(done, std::sync::atomic::Ordering::Relaxed);
+        }),
     };
     let (r, rep) = CascadeRouter::tune(&train, &conf, &config(), &search).unwrap();
     assert_eq!(rep.trials.len(), 4);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 4);
     assert!(rep.trials.windows(2).all(|w| w[0].score >= w[1].score));
     assert_eq!(rep.describe(), "loo aiq");
     let measured = rep.best().confidence_error;
