@@ -313,6 +313,8 @@ impl PacingConfig {
 #[derive(Debug)]
 pub struct PacingCurve {
     grid: Vec<f64>,
+    /// Whether the grid increases (the hull walk of [`chosen_costs`] needs it): checked once.
+    grid_sorted: bool,
     memory: f64,
     inner: Mutex<(Vec<f64>, f64)>,
 }
@@ -327,6 +329,7 @@ impl PacingCurve {
             config.min_cost_weight * 10f64.powf(i as f64 / f64::from(config.points_per_decade))
         }));
         PacingCurve {
+            grid_sorted: grid.windows(2).all(|w| w[0] <= w[1]),
             memory: f64::from(config.memory),
             inner: Mutex::new((vec![0.0; grid.len()], 0.0)),
             grid,
@@ -347,7 +350,7 @@ impl PacingCurve {
             heap = vec![0.0; self.grid.len()];
             &mut heap
         };
-        chosen_costs(&self.grid, score, cost, mask, chosen);
+        chosen_costs(&self.grid, self.grid_sorted, score, cost, mask, chosen);
         let mut inner = self.inner.lock().expect("pacing lock");
         let (mean, n) = &mut *inner;
         *n = (*n + 1.0).min(self.memory);
@@ -398,11 +401,16 @@ impl PacingCurve {
 /// models and one walk along the hull give the same costs (ties go to the cheaper model, as in
 /// [`best_model`]). Pools of more than 64 models, non-finite estimates or a grid out of order
 /// take the direct path.
-fn chosen_costs(grid: &[f64], score: &[f64], cost: &[f64], mask: Option<&[bool]>, out: &mut [f64]) {
+fn chosen_costs(
+    grid: &[f64],
+    grid_sorted: bool,
+    score: &[f64],
+    cost: &[f64],
+    mask: Option<&[bool]>,
+    out: &mut [f64],
+) {
     let m = score.len();
-    let direct = m > 64
-        || score.iter().chain(cost).any(|x| !x.is_finite())
-        || grid.windows(2).any(|w| w[0] > w[1]);
+    let direct = m > 64 || !grid_sorted || score.iter().chain(cost).any(|x| !x.is_finite());
     if direct {
         for (c, &w) in out.iter_mut().zip(grid) {
             *c = cost[best_model(score, cost, w, mask)];
@@ -527,7 +535,7 @@ mod tests {
             let mask: Vec<bool> = (0..m).map(|i| i == 0 || rng.next_f64() < 0.7).collect();
             let mask = (case % 2 == 0).then_some(&mask[..]);
             let mut fast = vec![0.0; grid.len()];
-            chosen_costs(&grid, &score, &cost, mask, &mut fast);
+            chosen_costs(&grid, true, &score, &cost, mask, &mut fast);
             let slow: Vec<f64> = grid
                 .iter()
                 .map(|&w| cost[best_model(&score, &cost, w, mask)])

@@ -371,7 +371,8 @@ impl PolicyRouter {
                     .curve
                     .observe(est.score_row(0), est.cost_row(0), Some(&allowed));
             }
-            let before: Vec<bool> = allowed.clone();
+            // The models the budgets exclude are the exclusions from here on.
+            let excluded_before = audit.excluded.len();
             for (j, b) in applied.iter().enumerate() {
                 let left = audit.budgets[j].remaining;
                 for i in 0..m {
@@ -382,8 +383,9 @@ impl PolicyRouter {
                 }
             }
             if !allowed.contains(&true) {
+                let by_budget = &audit.excluded[excluded_before..];
                 let cheapest = (0..m)
-                    .filter(|&i| before[i])
+                    .filter(|&i| by_budget.iter().any(|e| e.model == pool.id(i)))
                     .min_by(|&a, &b| est.cost_row(0)[a].total_cmp(&est.cost_row(0)[b]))
                     .expect("some model was allowed before the budgets");
                 let (b, status) = applied

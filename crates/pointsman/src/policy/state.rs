@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -69,12 +69,14 @@ pub trait PolicyState: Send + Sync + std::fmt::Debug {
 /// Per-key counters: buckets in increasing order.
 type Buckets = VecDeque<(i64, f64, u64)>;
 
+/// Session ids are kept once, shared by the map and the use order (one allocation for a new
+/// session, none for a known one).
 #[derive(Debug, Default)]
 struct Sessions {
-    entries: HashMap<String, (SessionEntry, u64)>,
+    entries: HashMap<Arc<str>, (SessionEntry, u64)>,
     /// Use order for the least-recently-used eviction: (session, tick of that use); stale
     /// pairs (an older tick than the entry's) are skipped when evicting.
-    order: VecDeque<(String, u64)>,
+    order: VecDeque<(Arc<str>, u64)>,
     tick: u64,
 }
 
@@ -139,7 +141,7 @@ impl MemoryState {
         spend.sort_by(|a, b| a.0.cmp(&b.0));
         let sessions = self.sessions.lock().expect("state lock");
         // Oldest use first, so that restoring replays the use order.
-        let mut list: Vec<(&String, &(SessionEntry, u64))> = sessions.entries.iter().collect();
+        let mut list: Vec<(&Arc<str>, &(SessionEntry, u64))> = sessions.entries.iter().collect();
         list.sort_by_key(|(_, (_, tick))| *tick);
         let snapshot = Snapshot {
             format: STATE_FORMAT.into(),
@@ -148,7 +150,7 @@ impl MemoryState {
             spend,
             sessions: list
                 .into_iter()
-                .map(|(k, (e, _))| (k.clone(), e.clone()))
+                .map(|(k, (e, _))| (k.to_string(), e.clone()))
                 .collect(),
         };
         serde_json::to_string(&snapshot).expect("a snapshot always serialises")
@@ -265,8 +267,12 @@ impl PolicyState for MemoryState {
         let mut s = self.sessions.lock().expect("state lock");
         s.tick += 1;
         let tick = s.tick;
-        s.entries.insert(session.to_string(), (entry, tick));
-        s.order.push_back((session.to_string(), tick));
+        let id = match s.entries.get_key_value(session) {
+            Some((id, _)) => id.clone(),
+            None => Arc::from(session),
+        };
+        s.entries.insert(id.clone(), (entry, tick));
+        s.order.push_back((id, tick));
         while s.entries.len() > self.session_capacity {
             let Some((old, t)) = s.order.pop_front() else {
                 break;
