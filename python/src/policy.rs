@@ -7,9 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use pointsman::policy::{
-    EmbeddingGuard, Episode, GuardFit, Policy, PolicyConfig, PolicyRouter, Request,
-};
+use pointsman::policy::{Episode, GuardFit, Policy, PolicyConfig, PolicyRouter, Request};
 use pointsman::QueryFeatures;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -190,13 +188,7 @@ impl PyPolicy {
             ..GuardFit::default()
         };
         let split = split.split();
-        let guard = py.detach(|| EmbeddingGuard::fit(split, &fit)).py()?;
-        let mut config = self.policy.config().clone();
-        if let Some(g) = config.guard.as_mut() {
-            g.source = pointsman::policy::GuardSource::Embeddings;
-            g.threshold = None;
-        }
-        let policy = Policy::new(config).py()?.with_guard(guard).py()?;
+        let policy = py.detach(|| self.policy.fit_guard(split, &fit)).py()?;
         Ok(PyPolicy::new(policy))
     }
 

@@ -58,6 +58,8 @@ enum Command {
     Onboard(own_data_cmd::OnboardArgs),
     /// Apply new prices to a fitted knn or mf router without refitting.
     Reprice(own_data_cmd::RepriceArgs),
+    /// Fit a policy's out-of-distribution guard on a dataset's train split (docs/policies.md).
+    FitGuard(policy_cmd::FitGuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Import(args) => own_data_cmd::import(&args),
         Command::Onboard(args) => own_data_cmd::onboard(&args, &progress),
         Command::Reprice(args) => own_data_cmd::reprice(&args),
+        Command::FitGuard(args) => policy_cmd::fit_guard(&args, &progress),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! `--policy FILE` of `pointsman eval` and `pointsman replay`: routers streamed under a
 //! decision-time policy (`docs/policies.md`); the core's `eval::policies::run_policy` does the
-//! work, this module writes its files and table.
+//! work, this module writes its files and table. And `pointsman fit-guard`: a policy's
+//! out-of-distribution guard fitted on a dataset's train split (`Policy::fit_guard`).
 
 use std::io::Write;
 use std::path::Path;
@@ -49,4 +50,87 @@ pub fn table(summaries: &[PolicyRunSummary]) -> String {
         ));
     }
     s
+}
+
+/// Arguments of `pointsman fit-guard`.
+#[derive(Debug, clap::Args)]
+pub struct FitGuardArgs {
+    /// A dataset folder: the guard is fitted on its train split's embeddings (computed first
+    /// when the folder has none).
+    #[arg(long, value_name = "DIR")]
+    pub data: std::path::PathBuf,
+
+    /// The policy to add the guard to (its rules, caps, budgets and stickiness are kept; a
+    /// guard section keeps its action). Without it, a policy with only a refusing guard.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<std::path::PathBuf>,
+
+    /// The policy file to write (JSON, or TOML for .toml), with the guard beside it as
+    /// `<stem>.guard.safetensors`.
+    #[arg(long, value_name = "FILE")]
+    pub out: std::path::PathBuf,
+
+    /// The false-alarm rate the threshold is calibrated to on held-out training queries.
+    #[arg(long, default_value_t = 0.05)]
+    pub false_alarm: f64,
+
+    /// Share of the train split held out for the calibration.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+
+    /// Seed of the held-out draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// The embedding model, when the dataset has no embeddings yet.
+    #[command(flatten)]
+    pub model: crate::embed_cmd::ModelArgs,
+}
+
+/// `pointsman fit-guard`.
+pub fn fit_guard(args: &FitGuardArgs, progress: &crate::progress::Progress) -> Result<()> {
+    use pointsman::policy::{GuardFit, Policy, PolicyConfig};
+    let base = match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::new(PolicyConfig::default())?,
+    };
+    let pb = progress.spinner(format!("loading {}", args.data.display()));
+    let mut ds = pointsman::data::Dataset::load(&args.data)?;
+    pb.finish_and_clear();
+    crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
+    let fit = GuardFit {
+        holdout: args.holdout,
+        false_alarm: args.false_alarm,
+        seed: args.seed,
+        ..GuardFit::default()
+    };
+    let pb = progress.spinner(format!(
+        "fitting the guard on {} train queries",
+        ds.train().len()
+    ));
+    let policy = base.fit_guard(ds.train(), &fit)?;
+    pb.finish_and_clear();
+    policy.save(&args.out)?;
+    // Read back what was written: the file names its guard, and both load.
+    let policy = Policy::load(&args.out)?;
+    let guard = policy.guard().context("the saved policy holds its guard")?;
+    let file = policy
+        .config()
+        .guard
+        .as_ref()
+        .and_then(|g| g.file.clone())
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "guard fitted on {} train queries ({} classes); threshold {:.4} for {:.1} % false alarms on the held-out {:.0} %\nsaved {} (guard {})",
+        ds.train().len(),
+        guard.classes().len(),
+        guard.threshold(),
+        100.0 * args.false_alarm,
+        100.0 * args.holdout,
+        args.out.display(),
+        file.display()
+    )?;
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! `pointsman route`: route queries read as JSON lines from stdin with a saved router. A line
-//! carries either the query's text (embedded in-process) or its embedding.
+//! carries either the query's text (embedded in-process) or its embedding; with `--policy`, the
+//! decision-time policy's request keys too (tenant, user, session, needs, metadata, expected
+//! output tokens) and each output line carries the policy's audit.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -16,13 +18,25 @@ pub struct RouteArgs {
     #[arg(long, value_name = "FILE")]
     pub router: PathBuf,
 
-    /// Quality points per USD of expected cost.
-    #[arg(long, default_value_t = 0.0)]
-    pub cost_weight: f64,
+    /// Quality points per USD of expected cost [default: 0, or the policy's with --policy].
+    #[arg(long)]
+    pub cost_weight: Option<f64>,
 
     /// Only choose among these models (comma-separated ids).
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     pub allowed: Option<Vec<String>>,
+
+    /// A decision-time policy file (JSON, or TOML for .toml; docs/policies.md) applied to every
+    /// line: rules, capabilities, guard, caps, budgets and stickiness, with the audit in each
+    /// output line. Its budgets and sessions live for this run.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// With --policy: charge each decision's expected cost to its budgets, as if every call
+    /// cost what the router expects (to plan a batch under a budget; callers that know the
+    /// actual costs record them through the library or the gateway).
+    #[arg(long, requires = "policy")]
+    pub charge_expected: bool,
 
     /// The embedding model for lines that carry text (loaded at the first such line).
     #[command(flatten)]
@@ -45,12 +59,50 @@ struct Query {
     task: Option<String>,
     #[serde(default)]
     embedding_model: Option<String>,
+    // The policy's request keys (with --policy only).
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    session: Option<String>,
+    #[serde(default)]
+    needs: Vec<String>,
+    #[serde(default)]
+    metadata: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    expected_output_tokens: Option<f64>,
+}
+
+impl Query {
+    /// The policy keys the line carries, by name.
+    fn policy_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        for (set, name) in [
+            (self.tenant.is_some(), "tenant"),
+            (self.user.is_some(), "user"),
+            (self.session.is_some(), "session"),
+            (!self.needs.is_empty(), "needs"),
+            (!self.metadata.is_empty(), "metadata"),
+            (
+                self.expected_output_tokens.is_some(),
+                "expected_output_tokens",
+            ),
+        ] {
+            if set {
+                keys.push(name);
+            }
+        }
+        keys
+    }
 }
 
 /// What one line of input came to: a decision, or why there is none. `Fatal` errors (the
-/// embedding model cannot be loaded) stop the command; a bad line does not.
+/// embedding model cannot be loaded) stop the command; a bad line does not, nor does a policy's
+/// refusal (which carries the policy's audit).
 enum LineError {
     Bad(String),
+    Refused(String, Value),
     Fatal(anyhow::Error),
 }
 
@@ -65,10 +117,18 @@ impl From<pointsman::Error> for LineError {
 /// are still routed; the command then fails at the end, naming how many lines failed and the
 /// first of them.
 pub fn route(args: &RouteArgs) -> Result<()> {
-    let router = pointsman::load_router(&args.router)?;
-    let mut objective = Objective::new(args.cost_weight);
+    let router: std::sync::Arc<dyn pointsman::Router> =
+        std::sync::Arc::from(pointsman::load_router(&args.router)?);
+    let mut objective = Objective::new(args.cost_weight.unwrap_or(0.0));
     objective.allowed = args.allowed.clone().map(pointsman::Allowed::Ids);
     objective.resolve(router.models())?;
+    let policy = match &args.policy {
+        Some(path) => Some(pointsman::policy::PolicyRouter::new(
+            router.clone(),
+            pointsman::policy::Policy::load(path)?,
+        )?),
+        None => None,
+    };
     let mut embedder: Option<pointsman::embed::Embedder> = None;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
@@ -82,9 +142,12 @@ pub fn route(args: &RouteArgs) -> Result<()> {
             continue;
         }
         let (id, routed_line) = match serde_json::from_str::<Query>(&line) {
-            Ok(q) => (q.id.clone(), route_query(args, &*router, &objective, &mut embedder, q)),
+            Ok(q) => (
+                q.id.clone(),
+                route_query(args, &*router, policy.as_ref(), &objective, &mut embedder, q),
+            ),
             Err(e) => (None, Err(LineError::Bad(format!(
-                "expected {{\"text\": \"...\"}} or {{\"embedding\": [...]}}, with \"prompt_tokens\"?, \"task\"?, \"id\"?: {e}"
+                "expected {{\"text\": \"...\"}} or {{\"embedding\": [...]}}, with \"prompt_tokens\"?, \"task\"?, \"id\"? (and with --policy \"tenant\"?, \"user\"?, \"session\"?, \"needs\"?, \"metadata\"?, \"expected_output_tokens\"?): {e}"
             )))),
         };
         let record = match routed_line {
@@ -98,6 +161,12 @@ pub fn route(args: &RouteArgs) -> Result<()> {
             }
             Err(LineError::Bad(message)) => {
                 let record = error_record(id, i + 1, &message);
+                failed.push(format!("stdin:{}: {message}", i + 1));
+                record
+            }
+            Err(LineError::Refused(message, audit)) => {
+                let mut record = error_record(id, i + 1, &message);
+                record.push("audit", audit);
                 failed.push(format!("stdin:{}: {message}", i + 1));
                 record
             }
@@ -120,22 +189,31 @@ pub fn route(args: &RouteArgs) -> Result<()> {
 fn route_query(
     args: &RouteArgs,
     router: &dyn pointsman::Router,
+    policy: Option<&pointsman::policy::PolicyRouter>,
     objective: &Objective,
     embedder: &mut Option<pointsman::embed::Embedder>,
-    q: Query,
+    mut q: Query,
 ) -> std::result::Result<Record, LineError> {
-    let (mut features, tokens) = match (q.text, q.embedding) {
+    if policy.is_none() {
+        if let Some(key) = q.policy_keys().first() {
+            return Err(LineError::Bad(format!(
+                "\"{key}\" is a policy key: route with --policy FILE to use it"
+            )));
+        }
+    }
+    let text = q.text.take();
+    let (mut features, tokens) = match (&text, q.embedding.take()) {
         (Some(text), None) => {
             if embedder.is_none() {
                 *embedder = Some(args.model.load().map_err(LineError::Fatal)?);
             }
             let embedder = embedder.as_ref().expect("loaded above");
-            let (features, info) = embedder.features(&text)?;
+            let (features, info) = embedder.features(text)?;
             (features, Some(info))
         }
         (None, Some(embedding)) => {
             let mut features = QueryFeatures::new(embedding)?;
-            if let Some(m) = q.embedding_model {
+            if let Some(m) = q.embedding_model.take() {
                 features = features.with_embedding_model(m);
             }
             (features, None)
@@ -149,16 +227,71 @@ fn route_query(
     if let Some(t) = q.prompt_tokens {
         features = features.with_prompt_tokens(t)?;
     }
-    if let Some(t) = q.task {
+    if let Some(t) = q.task.take() {
         features = features.with_task(t);
     }
-    let decision = router.route(&features, objective)?;
+    let (decision, audit) = match policy {
+        None => (router.route(&features, objective)?, None),
+        Some(policy) => {
+            let req = policy_request(args, &features, text.as_deref(), &mut q);
+            let (decided, audit) = policy.route_audited(&req);
+            let audit = serde_json::to_value(&audit).map_err(|e| LineError::Fatal(e.into()))?;
+            let decision = decided.map_err(|e| LineError::Refused(e.to_string(), audit.clone()))?;
+            if args.charge_expected {
+                policy.record(&req, Some(&decision.model_id), decision.cost)?;
+            }
+            (decision, Some(audit))
+        }
+    };
     let mut extra = Vec::new();
+    if let Some(audit) = audit {
+        extra.push(("audit", audit));
+    }
     if let Some(info) = tokens {
         extra.push(("tokens", info.tokens.into()));
         extra.push(("truncated", info.truncated.into()));
     }
     decision_record(q.id, &decision, extra).map_err(|e| LineError::Fatal(e.into()))
+}
+
+/// The policy's request for one line: the line's keys, the command's cost weight and allowed
+/// models.
+fn policy_request<'a>(
+    args: &RouteArgs,
+    features: &'a QueryFeatures,
+    text: Option<&'a str>,
+    q: &mut Query,
+) -> pointsman::policy::Request<'a> {
+    let mut req = pointsman::policy::Request::new(features);
+    if let Some(text) = text {
+        req = req.with_text(text);
+    }
+    // The command's --cost-weight applies when given; otherwise the policy's own.
+    if let Some(w) = args.cost_weight {
+        req = req.with_cost_weight(w);
+    }
+    if let Some(ids) = &args.allowed {
+        req = req.with_allowed(ids.iter().cloned());
+    }
+    if let Some(t) = q.tenant.take() {
+        req = req.with_tenant(t);
+    }
+    if let Some(u) = q.user.take() {
+        req = req.with_user(u);
+    }
+    if let Some(s) = q.session.take() {
+        req = req.with_session(s);
+    }
+    for need in std::mem::take(&mut q.needs) {
+        req = req.with_need(need);
+    }
+    for (k, v) in std::mem::take(&mut q.metadata) {
+        req = req.with_metadata(k, v);
+    }
+    if let Some(t) = q.expected_output_tokens {
+        req = req.with_expected_output_tokens(t);
+    }
+    req
 }
 
 /// One output object whose keys keep the order they were added in (serde_json's own map sorts

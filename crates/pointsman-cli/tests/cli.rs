@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "cli/policy.rs"]
+mod policy;
+
 fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("POINTSMAN_DATA_DIR")
         .map(PathBuf::from)

@@ -151,6 +151,25 @@ impl Policy {
         Ok(self)
     }
 
+    /// This policy with a guard fitted on `train`'s embeddings ([`EmbeddingGuard::fit`]) and
+    /// calibrated by `fit`: a guard section of source `router` becomes source `embeddings` with
+    /// the fitted threshold (its action is kept); without a guard section the guard refuses.
+    /// The rules, caps, budgets and sessions are kept; the state starts fresh.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`EmbeddingGuard::fit`].
+    pub fn fit_guard(&self, train: &crate::data::Split, fit: &GuardFit) -> Result<Policy> {
+        let guard = EmbeddingGuard::fit(train, fit)?;
+        let mut config = (*self.config).clone();
+        if let Some(g) = config.guard.as_mut() {
+            g.source = GuardSource::Embeddings;
+            g.threshold = None;
+            g.file = None;
+        }
+        Policy::new(config)?.with_guard(guard)
+    }
+
     /// Replaces the state (for example one shared between replicas, or a restored one). The
     /// pacing curve stays per process.
     pub fn with_state(mut self, state: Arc<dyn PolicyState>) -> Policy {
