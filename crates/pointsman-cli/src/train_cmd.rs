@@ -207,24 +207,33 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let options = AutoOptions {
-        seed: args.seed,
-        criterion,
-        kinds,
-        ..Default::default()
-    };
-    options.candidates()?;
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     // The choice sees the train split and nothing else.
     let train = ds.train();
-    let pb = progress.spinner(format!("auto on {} train queries", train.len()));
+    // One line: the candidate, and the count of its own search's steps where it has one.
+    let pb = progress.bar(0, format!("auto on {} train queries", train.len()));
+    let bar = pb.clone();
+    let options = AutoOptions {
+        seed: args.seed,
+        criterion,
+        kinds,
+        progress: pointsman::tuning::Progress::new(move |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }),
+        ..Default::default()
+    };
+    options.candidates()?;
     let quiet = progress.is_quiet();
     let (router, report) = AnyRouter::fit_auto(train, &options, &mut |event| match event {
         AutoProgress::Started { kind, index, total } => {
             pb.set_message(format!("cross-validating {kind} ({}/{total})", index + 1));
+            // Kinds without a search of their own show the elapsed time only.
+            pb.set_length(0);
+            pb.set_position(0);
         }
         AutoProgress::Finished {
             candidate,

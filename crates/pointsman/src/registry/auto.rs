@@ -50,6 +50,10 @@ pub struct AutoOptions {
     /// [module documentation](self)). `stack` in the list (or an empty list) adds the stack of
     /// the listed estimators.
     pub kinds: Vec<RouterKind>,
+    /// Reports the progress of each candidate's own search (settings scored, or folds fitted,
+    /// of all), beside the per-candidate events of [`AnyRouter::fit_auto`]'s callback.
+    #[serde(skip)]
+    pub progress: crate::tuning::Progress,
 }
 
 impl Default for AutoOptions {
@@ -59,6 +63,7 @@ impl Default for AutoOptions {
             folds: 5,
             criterion: None,
             kinds: Vec::new(),
+            progress: crate::tuning::Progress::default(),
         }
     }
 }
@@ -343,6 +348,7 @@ fn measure(
             let search = KnnSearch {
                 seed,
                 folds: options.folds,
+                progress: options.progress.clone(),
                 ..Default::default()
             };
             let (r, report, oof) =
@@ -360,6 +366,7 @@ fn measure(
             let search = MfSearch {
                 seed,
                 folds: options.folds,
+                progress: options.progress.clone(),
                 ..Default::default()
             };
             let (r, report, oof) = MfRouter::tune_with_estimates(train, &base, &search)?;
@@ -376,6 +383,7 @@ fn measure(
             let search = IrtSearch {
                 seed,
                 folds: options.folds,
+                progress: options.progress.clone(),
                 ..Default::default()
             };
             let (r, report, oof) = IrtRouter::tune_with_estimates(train, &base, &search)?;
