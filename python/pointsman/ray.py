@@ -189,10 +189,12 @@ class EvaluateBatches(RouteBatches):
 def _map_kwargs(
     concurrency: Optional[int], batch_size: Optional[int], num_cpus: Optional[float]
 ) -> dict[str, Any]:
+    import ray.data
+
     kwargs: dict[str, Any] = {
         "batch_format": "numpy",
         "batch_size": batch_size,
-        "concurrency": concurrency if concurrency is not None else 1,
+        "compute": ray.data.ActorPoolStrategy(size=concurrency if concurrency is not None else 1),
         "zero_copy_batch": True,
     }
     if num_cpus is not None:
@@ -211,9 +213,13 @@ def route(
     **kwargs: Any,
 ) -> "ray.data.Dataset":
     """`ds` with each row routed by the router saved at `path` (lazily, as ``ray.data`` does):
-    ``ds.map_batches(RouteBatches, ...)`` over `concurrency` workers (default 1; pass the number
-    of CPUs to use), `batch_size` rows per call, `num_cpus` per worker (Ray's default, 1, when
-    None). Other keyword arguments go to :class:`RouteBatches`."""
+    ``ds.map_batches(RouteBatches, ...)`` over a pool of `concurrency` workers (default 1),
+    `batch_size` rows per call, `num_cpus` per worker (Ray's default, 1, when None). Other
+    keyword arguments go to :class:`RouteBatches`.
+
+    The workers hold their CPUs while the dataset runs: when `ds` is read by tasks (Parquet
+    files, a ``repartition``), leave them CPUs — a pool that takes every CPU of the cluster
+    leaves the reads none, and Ray then waits forever."""
     return ds.map_batches(
         RouteBatches,
         fn_constructor_args=(path, cost_weight),
