@@ -117,6 +117,8 @@ class RouteBatches:
     def choices(self, batch: Mapping[str, Any], cost_weight: float) -> np.ndarray:
         """The router's choices (uint32 ``[n]``) for one batch at `cost_weight`."""
         x = _matrix(batch, self.embedding_column, np.float32)
+        if len(x) == 0:  # Ray may hand over an empty batch; an empty object column has no dim
+            return np.zeros(0, np.uint32)
         tokens = None
         if self.prompt_tokens_column is not None:
             tokens = np.ascontiguousarray(batch[self.prompt_tokens_column], dtype=np.float64)

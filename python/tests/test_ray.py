@@ -167,3 +167,8 @@ def test_route_batches_names_a_missing_column(saved):
         fn({"embedding": np.zeros((2, 384), np.float32)})
     with pytest.raises(ValueError, match="no labels for the router's models"):
         pray.EvaluateBatches(path, [0.0], ["nope"])
+    # An empty batch (Ray may send one), also as an empty object column from Parquet.
+    for empty in (np.zeros((0, 384), np.float32), np.empty(0, dtype=object)):
+        out = pray.RouteBatches(path)({"embedding": empty, "id": np.empty(0, dtype=object)})
+        assert out["model_index"].dtype == np.uint32 and len(out["model_index"]) == 0
+        assert "embedding" not in out
