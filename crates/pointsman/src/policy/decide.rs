@@ -281,7 +281,7 @@ impl PolicyRouter {
                 }
                 _ => f64::from(est.signals[0].ood.ok_or_else(|| {
                     Error::Unsupported(format!(
-                        "the policy's guard reads the router's out-of-distribution signal, which the {} router does not give: fit an embedding guard",
+                        "the policy's guard reads the router's out-of-distribution signal, which the {} router does not give: fit an embedding guard (`pointsman fit-guard`, `Policy::fit_guard`, Python's `Policy.fit_guard`)",
                         router.kind()
                     ))
                 })?),
