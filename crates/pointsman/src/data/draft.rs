@@ -113,6 +113,8 @@ pub struct DatasetDraft {
     pub rows: Vec<DraftRow>,
     /// The prompts' embeddings.
     pub embeddings: Option<DraftEmbeddings>,
+    /// Rows of the source left out, by reason (written to `stats.json` as `dropped`).
+    pub dropped: BTreeMap<String, usize>,
 }
 
 impl DatasetDraft {
@@ -126,6 +128,7 @@ impl DatasetDraft {
             split_rule: None,
             rows: Vec::new(),
             embeddings: None,
+            dropped: BTreeMap::new(),
         }
     }
 
@@ -515,6 +518,9 @@ impl DatasetDraft {
         }
         if let Some(rule) = &self.split_rule {
             v["split_rule"] = rule.clone().into();
+        }
+        if !self.dropped.is_empty() {
+            v["dropped"] = serde_json::json!(self.dropped);
         }
         v
     }
