@@ -244,6 +244,7 @@ fn status_numbers_are_fixed() {
         (PM_STATUS_OUT_OF_DISTRIBUTION, 50, "OUT_OF_DISTRIBUTION"),
         (PM_STATUS_BUDGET_EXHAUSTED, 51, "BUDGET_EXHAUSTED"),
         (PM_STATUS_NO_MODEL_FITS, 52, "NO_MODEL_FITS"),
+        (PM_STATUS_MISSING_LABELS, 60, "MISSING_LABELS"),
     ];
     assert_eq!(expected.len(), ALL.len());
     for (s, n, name) in expected {
