@@ -168,7 +168,7 @@ impl DatasetDraft {
         embedding_model: &str,
     ) -> Result<DatasetDraft> {
         let m = pool.len();
-        if m == 0 || columns.scores.len() % m != 0 {
+        if m == 0 || !columns.scores.len().is_multiple_of(m) {
             return Err(Error::Shape(format!(
                 "{} scores for {m} models: not a [queries, models] table",
                 columns.scores.len()

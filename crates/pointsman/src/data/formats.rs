@@ -989,7 +989,7 @@ mtbench.3,\"['Write a haiku']\",mt-bench,gpt-4-1106-preview,0.9,\"Autumn moonlig
         let csv = write(dir.path(), "routerbench_0shot.csv", ROUTERBENCH);
         let draft = import(
             ImportFormat::Routerbench,
-            &[csv.clone()],
+            std::slice::from_ref(&csv),
             &ImportOptions::default(),
         )
         .unwrap();
