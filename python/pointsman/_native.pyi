@@ -50,6 +50,9 @@ class SessionError(InvalidInputError):
 class NumericError(PointsmanError, ArithmeticError):
     """A router's numbers went wrong (a non-finite estimate from finite inputs, a training run that diverged): a defect of the router or its saved state, not of the query."""
 
+class MissingLabelsError(PointsmanError, ValueError):
+    """The labels a step needs are not there: evaluating on a split without every model's score on every query, or fitting a kind that cannot learn from what the split has (docs/own-data.md)."""
+
 class PolicyRefusal(PointsmanError):
     """A decision-time policy refused the request (docs/policies.md): never a silent pick."""
 
@@ -71,6 +74,40 @@ class Dataset:
 
     @staticmethod
     def load(path: _Path) -> Dataset: ...
+    @staticmethod
+    def from_arrays(
+        models: Sequence[str],
+        scores: _Matrix,
+        *,
+        embeddings: Optional[_Matrix] = None,
+        prompts: Optional[Sequence[str]] = None,
+        ids: Optional[Sequence[str]] = None,
+        tasks: Optional[Sequence[Optional[str]]] = None,
+        splits: Optional[Sequence[Literal["train", "test"]]] = None,
+        costs: Optional[_Matrix] = None,
+        propensities: Optional[_Matrix] = None,
+        prices: Optional[dict[str, tuple[float, float]]] = None,
+        embedder: Optional[Embedder] = None,
+        embedding_model: Optional[str] = None,
+        name: str = "arrays",
+    ) -> Dataset: ...
+    @staticmethod
+    def from_pandas(
+        df: Any,
+        models: Sequence[str],
+        *,
+        prompt: Optional[str] = "prompt",
+        embedding: Optional[str] = None,
+        id: Optional[str] = None,
+        task: Optional[str] = None,
+        split: Optional[str] = None,
+        cost: Optional[str] = None,
+        prices: Optional[dict[str, tuple[float, float]]] = None,
+        embedder: Optional[Embedder] = None,
+        embedding_model: Optional[str] = None,
+        name: str = "dataframe",
+    ) -> Dataset: ...
+    def save(self, path: _Path, *, replace: bool = False) -> pathlib.Path: ...
     @property
     def name(self) -> str: ...
     @property
@@ -117,6 +154,8 @@ class Split:
     def scores(self) -> npt.NDArray[np.float64]: ...
     @property
     def costs(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def observed(self) -> npt.NDArray[np.bool_]: ...
     def __len__(self) -> int: ...
 
 @final
@@ -320,6 +359,16 @@ class Router:
         prompt_tokens: Optional[float] = None,
         task: Optional[str] = None,
     ) -> None: ...
+    def add_model(
+        self,
+        model: str,
+        labelled: Optional[Split] = None,
+        *,
+        input_usd_per_mtok: Optional[float] = None,
+        output_usd_per_mtok: Optional[float] = None,
+        description: Optional[str] = None,
+    ) -> Router: ...
+    def reprice(self, prices: dict[str, tuple[float, float]]) -> Router: ...
     def save(self, path: _Path) -> None: ...
     def to_bytes(self) -> bytes: ...
     @classmethod
@@ -591,4 +640,17 @@ def evaluate(
     *,
     train: Optional[Split] = None,
 ) -> dict[str, Any]: ...
+def import_dataset(
+    format: Literal["log", "llmrouter", "routellm", "routerbench", "gateway-log"],
+    inputs: Sequence[_Path],
+    out: _Path,
+    *,
+    models: Optional[_Path] = None,
+    mapping: Optional[dict[str, str]] = None,
+    embed: bool = True,
+    embedder: Optional[Embedder] = None,
+    replace: bool = False,
+    mt_bench: bool = False,
+    default_output_tokens: Optional[float] = None,
+) -> Dataset: ...
 def num_threads() -> int: ...

@@ -30,6 +30,137 @@ impl PyDataset {
         })
     }
 
+    /// A dataset in memory from arrays: `scores` `[n, len(models)]` in [0, 1], NaN where a
+    /// model was not observed (partial labels); `embeddings` `[n, dim]`, or `prompts` embedded
+    /// in-process (with `embedder`, else the default model); optional observed `costs` and
+    /// logged choice `propensities` (`[n, len(models)]`, NaN: none), `prices`
+    /// (`{model: (input, output)}` USD per 1M tokens), `ids`, `tasks` and `splits`
+    /// (`"train"`/`"test"`; default: the shipped split rule on the ids). `save()` writes it.
+    #[staticmethod]
+    #[pyo3(signature = (models, scores, *, embeddings = None, prompts = None, ids = None, tasks = None, splits = None, costs = None, propensities = None, prices = None, embedder = None, embedding_model = None, name = "arrays".to_string()))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_arrays(
+        py: Python<'_>,
+        models: Vec<String>,
+        scores: &Bound<'_, PyAny>,
+        embeddings: Option<&Bound<'_, PyAny>>,
+        prompts: Option<Vec<String>>,
+        ids: Option<Vec<String>>,
+        tasks: Option<Vec<Option<String>>>,
+        splits: Option<Vec<String>>,
+        costs: Option<&Bound<'_, PyAny>>,
+        propensities: Option<&Bound<'_, PyAny>>,
+        prices: Option<std::collections::HashMap<String, (f64, f64)>>,
+        embedder: Option<Py<crate::embedder::PyEmbedder>>,
+        embedding_model: Option<String>,
+        name: String,
+    ) -> PyResult<Self> {
+        crate::own_data::dataset_from_arrays(
+            py,
+            models,
+            scores,
+            embeddings,
+            prompts,
+            ids,
+            tasks,
+            splits,
+            costs,
+            propensities,
+            prices,
+            embedder,
+            embedding_model,
+            name,
+        )
+    }
+
+    /// A dataset in memory from a pandas DataFrame with one row per query: a score column per
+    /// model (`models`; NaN where not observed), the `prompt` column (embedded in-process, with
+    /// `embedder` else the default model) or an `embedding` column of vectors, and optionally
+    /// `id`, `task` and `split` columns and a cost column per model named by `cost`
+    /// (`"{model}|total_cost"` is RouterBench's).
+    #[staticmethod]
+    #[pyo3(signature = (df, models, *, prompt = Some("prompt".to_string()), embedding = None, id = None, task = None, split = None, cost = None, prices = None, embedder = None, embedding_model = None, name = "dataframe".to_string()))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_pandas(
+        py: Python<'_>,
+        df: &Bound<'_, PyAny>,
+        models: Vec<String>,
+        prompt: Option<String>,
+        embedding: Option<String>,
+        id: Option<String>,
+        task: Option<String>,
+        split: Option<String>,
+        cost: Option<String>,
+        prices: Option<std::collections::HashMap<String, (f64, f64)>>,
+        embedder: Option<Py<crate::embedder::PyEmbedder>>,
+        embedding_model: Option<String>,
+        name: String,
+    ) -> PyResult<Self> {
+        use crate::own_data::{column, numeric};
+        let scores = numeric(df, &models)?;
+        let costs = match &cost {
+            Some(pattern) => {
+                let cols: Vec<String> = models
+                    .iter()
+                    .map(|m| pattern.replace("{model}", m))
+                    .collect();
+                Some(numeric(df, &cols)?)
+            }
+            None => None,
+        };
+        let embeddings = match &embedding {
+            Some(c) => Some(
+                py.import("numpy")?
+                    .call_method1("stack", (column(df, c)?,))?,
+            ),
+            None => None,
+        };
+        let text = |c: &Option<String>| -> PyResult<Option<Vec<String>>> {
+            c.as_ref()
+                .map(|c| {
+                    column(df, c)?
+                        .try_iter()?
+                        .map(|v| v.and_then(|v| v.str().map(|s| s.to_string())))
+                        .collect()
+                })
+                .transpose()
+        };
+        let prompts = if embedding.is_some() && prompt.as_deref() == Some("prompt") {
+            // The default prompt column is optional when embeddings are given.
+            match column(df, "prompt") {
+                Ok(_) => text(&prompt)?,
+                Err(_) => None,
+            }
+        } else {
+            text(&prompt)?
+        };
+        let tasks = text(&task)?.map(|t| t.into_iter().map(Some).collect());
+        crate::own_data::dataset_from_arrays(
+            py,
+            models,
+            &scores,
+            embeddings.as_ref(),
+            prompts,
+            text(&id)?,
+            tasks,
+            text(&split)?,
+            costs.as_ref(),
+            None,
+            prices,
+            embedder,
+            embedding_model,
+            name,
+        )
+    }
+
+    /// Writes the dataset as a folder in the shared schema (atomically); an existing folder is
+    /// replaced only with `replace=True`. Returns the folder.
+    #[pyo3(signature = (path, *, replace = false))]
+    fn save(&self, py: Python<'_>, path: PathBuf, replace: bool) -> PyResult<PathBuf> {
+        let ds = self.inner.clone();
+        run(py, || ds.save(&path, replace))
+    }
+
     /// The dataset's name (its folder's name).
     #[getter]
     fn name(&self) -> &str {
@@ -246,6 +377,18 @@ impl PySplit {
     #[getter]
     fn costs<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
         Self::view(slf, |s| (s.costs(), vec![s.len(), s.pool().len()]))
+    }
+
+    /// Which (query, model) cells have a score, bool `[n, models]` (all true for full labels).
+    #[getter]
+    fn observed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, numpy::PyArray2<bool>>> {
+        let s = self.split();
+        let m = s.pool().len();
+        let mask = match s.observed_mask() {
+            Some(mask) => mask.to_vec(),
+            None => vec![true; s.len() * m],
+        };
+        arrays::matrix(py, mask, s.len(), m)
     }
 
     fn __len__(&self) -> usize {

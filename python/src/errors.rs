@@ -12,6 +12,7 @@
 //!     ├── UnknownModelError(LookupError)      a model id or index not in the pool
 //!     ├── UnsupportedError                    e.g. observe() on a router that does not learn
 //!     ├── NumericError(ArithmeticError)       a router's numbers went wrong (non-finite estimate)
+//!     ├── MissingLabelsError(ValueError)      evaluating on partial labels, fitting on too few
 //!     └── PolicyRefusal                       a decision-time policy refused the request
 //!         ├── OutOfDistributionError          the guard found the query unlike the training data
 //!         ├── BudgetExhaustedError            a budget's hard stop: nothing left to pay a model
@@ -53,6 +54,8 @@ pub struct Exceptions {
     pub session: Py<PyType>,
     /// `NumericError`.
     pub numeric: Py<PyType>,
+    /// `MissingLabelsError`.
+    pub missing_labels: Py<PyType>,
     /// `PolicyRefusal`.
     pub refusal: Py<PyType>,
     /// `OutOfDistributionError`.
@@ -145,6 +148,12 @@ pub fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
                 "A router's numbers went wrong (a non-finite estimate from finite inputs, a training run that diverged): a defect of the router or its saved state, not of the query.",
                 &[b.clone(), py.get_type::<pyo3::exceptions::PyArithmeticError>()],
             )?,
+            missing_labels: class(
+                py,
+                "MissingLabelsError",
+                "The labels a step needs are not there: evaluating on a split without every model's score on every query, or fitting a kind that cannot learn from what the split has (docs/own-data.md).",
+                &[b.clone(), value.clone()],
+            )?,
             shape: class(
                 py,
                 "ShapeError",
@@ -204,6 +213,7 @@ pub fn to_py_err(e: Error) -> PyErr {
             ErrorKind::OutOfDistribution => &exc.out_of_distribution,
             ErrorKind::BudgetExhausted => &exc.budget_exhausted,
             ErrorKind::NoModelFits => &exc.no_model_fits,
+            ErrorKind::MissingLabels => &exc.missing_labels,
             ErrorKind::Io => return io_error(py, e),
             ErrorKind::ModelNotFound => return PyFileNotFoundError::new_err(e.to_string()),
             // The embedding backend, and kinds added to the engine later.
@@ -316,6 +326,10 @@ pub fn _raise_error_kind(kind: &str) -> PyResult<()> {
             cost: 1e-4,
         },
         "NoModelFits" => Error::NoModelFits("no allowed model meets the caps".into()),
+        "MissingLabels" => Error::MissingLabels(
+            "evaluation needs every model's score on the test split; 3 of 500 queries lack some"
+                .into(),
+        ),
         "Io" => Error::io("/nope/models.json", std::io::Error::from_raw_os_error(2)),
         other => {
             return Err(PyValueError::new_err(format!(
@@ -345,6 +359,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         &exc.out_of_distribution,
         &exc.budget_exhausted,
         &exc.no_model_fits,
+        &exc.missing_labels,
     ] {
         let ty = ty.bind(py);
         m.add(ty.name()?, ty)?;

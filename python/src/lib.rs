@@ -17,6 +17,7 @@ mod data;
 mod embedder;
 mod errors;
 mod eval;
+mod own_data;
 mod parallel;
 mod policy;
 mod router;
@@ -60,6 +61,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(routers::train, m)?)?;
     m.add_function(wrap_pyfunction!(router::router_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(own_data::import_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(parallel::num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_raise_error_kind, m)?)?;
     Ok(())

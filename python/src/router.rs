@@ -524,6 +524,77 @@ impl PyRouter {
         })
     }
 
+    /// A new router with `model` added, without refitting what this one knows of its other
+    /// models (knn and mf routers; docs/own-data.md). From `labelled` queries (a split holding
+    /// the model's scores; its card — prices, description — comes from the split's pool unless
+    /// prices are given), or from the card alone (`input_usd_per_mtok`, `output_usd_per_mtok`,
+    /// `description`: the documented prior, for the first hours).
+    #[pyo3(signature = (model, labelled = None, *, input_usd_per_mtok = None, output_usd_per_mtok = None, description = None))]
+    fn add_model(
+        &self,
+        py: Python<'_>,
+        model: String,
+        labelled: Option<PyRef<'_, crate::data::PySplit>>,
+        input_usd_per_mtok: Option<f64>,
+        output_usd_per_mtok: Option<f64>,
+        description: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let split = labelled.as_ref().map(|l| l.split().clone());
+        let card = match (input_usd_per_mtok, output_usd_per_mtok, &split) {
+            (Some(i), Some(o), _) => {
+                let card = pointsman::ModelCard::new(model.as_str(), i, o);
+                match description {
+                    Some(d) => card.with_description(d),
+                    None => card,
+                }
+            }
+            (None, None, Some(s)) => {
+                let mut card = s.pool().card(s.pool().index_of(&model).py()?).clone();
+                if let Some(d) = description {
+                    card = card.with_description(d);
+                }
+                card
+            }
+            _ => {
+                return Err(to_py_err(Error::InvalidInput(format!(
+                    "add_model({model:?}): give both input_usd_per_mtok and output_usd_per_mtok, \
+                     or labelled queries whose pool has the model's card"
+                ))))
+            }
+        };
+        let router = &self.inner;
+        let added = run(py, || router.add_model(card, split.as_ref()))?;
+        wrap_with(py, added, self.embedder.as_ref().map(|e| e.clone_ref(py)))
+    }
+
+    /// A new router with new prices (`{model: (input, output)}` USD per 1M tokens) for some of
+    /// its models, without refitting: prices are data, not weights (knn and mf routers).
+    fn reprice(
+        &self,
+        py: Python<'_>,
+        prices: std::collections::HashMap<String, (f64, f64)>,
+    ) -> PyResult<Py<PyAny>> {
+        let pool = self.inner.router().models();
+        let cards: Vec<pointsman::ModelCard> = prices
+            .iter()
+            .map(|(id, &(i, o))| {
+                let j = pool.index_of(id)?;
+                let mut card = pool.card(j).clone();
+                card.input_usd_per_mtok = i;
+                card.output_usd_per_mtok = o;
+                Ok(card)
+            })
+            .collect::<pointsman::Result<_>>()
+            .py()?;
+        let router = &self.inner;
+        let repriced = run(py, || router.reprice(&cards))?;
+        wrap_with(
+            py,
+            repriced,
+            self.embedder.as_ref().map(|e| e.clone_ref(py)),
+        )
+    }
+
     /// Saves the router to `path` as one `.safetensors` file, atomically.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let router = &self.inner;

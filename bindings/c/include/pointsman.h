@@ -149,6 +149,11 @@ typedef enum pm_status {
    * A policy's rules, hard caps, required capabilities or context windows leave no model.
    */
   PM_STATUS_NO_MODEL_FITS = 52,
+  /**
+   * The labels a step needs are not there: evaluating on a split without every model's score
+   * on every query, or fitting a kind that cannot learn from what the split has.
+   */
+  PM_STATUS_MISSING_LABELS = 60,
 } pm_status;
 
 /**

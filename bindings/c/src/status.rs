@@ -75,6 +75,9 @@ pub enum pm_status {
     PM_STATUS_BUDGET_EXHAUSTED = 51,
     /// A policy's rules, hard caps, required capabilities or context windows leave no model.
     PM_STATUS_NO_MODEL_FITS = 52,
+    /// The labels a step needs are not there: evaluating on a split without every model's score
+    /// on every query, or fitting a kind that cannot learn from what the split has.
+    PM_STATUS_MISSING_LABELS = 60,
 }
 
 /// The status of a core error kind: the one mapping from `pointsman::ErrorKind` to C.
@@ -101,6 +104,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> pm_status {
         ErrorKind::OutOfDistribution => PM_STATUS_OUT_OF_DISTRIBUTION,
         ErrorKind::BudgetExhausted => PM_STATUS_BUDGET_EXHAUSTED,
         ErrorKind::NoModelFits => PM_STATUS_NO_MODEL_FITS,
+        ErrorKind::MissingLabels => PM_STATUS_MISSING_LABELS,
         // ErrorKind is non-exhaustive: a kind added to the core without a status here is still
         // reported, with its message, rather than mislabelled.
         _ => PM_STATUS_OTHER,
@@ -138,6 +142,7 @@ impl pm_status {
             PM_STATUS_OUT_OF_DISTRIBUTION => "OUT_OF_DISTRIBUTION\0",
             PM_STATUS_BUDGET_EXHAUSTED => "BUDGET_EXHAUSTED\0",
             PM_STATUS_NO_MODEL_FITS => "NO_MODEL_FITS\0",
+            PM_STATUS_MISSING_LABELS => "MISSING_LABELS\0",
         }
     }
 }
@@ -162,7 +167,7 @@ pub extern "C" fn pm_status_name(status: i32) -> *const c_char {
 }
 
 /// Every status, for [`pm_status_name`] and the tests.
-pub(crate) const ALL: [pm_status; 26] = {
+pub(crate) const ALL: [pm_status; 27] = {
     use pm_status::*;
     [
         PM_STATUS_OK,
@@ -191,5 +196,6 @@ pub(crate) const ALL: [pm_status; 26] = {
         PM_STATUS_OUT_OF_DISTRIBUTION,
         PM_STATUS_BUDGET_EXHAUSTED,
         PM_STATUS_NO_MODEL_FITS,
+        PM_STATUS_MISSING_LABELS,
     ]
 };

@@ -207,6 +207,7 @@ fn every_error_kind_has_its_own_status() {
         (K::OutOfDistribution, PM_STATUS_OUT_OF_DISTRIBUTION),
         (K::BudgetExhausted, PM_STATUS_BUDGET_EXHAUSTED),
         (K::NoModelFits, PM_STATUS_NO_MODEL_FITS),
+        (K::MissingLabels, PM_STATUS_MISSING_LABELS),
     ];
     for (kind, status) in kinds {
         assert_eq!(status_of(kind), status, "{kind:?}");
@@ -243,6 +244,7 @@ fn status_numbers_are_fixed() {
         (PM_STATUS_OUT_OF_DISTRIBUTION, 50, "OUT_OF_DISTRIBUTION"),
         (PM_STATUS_BUDGET_EXHAUSTED, 51, "BUDGET_EXHAUSTED"),
         (PM_STATUS_NO_MODEL_FITS, 52, "NO_MODEL_FITS"),
+        (PM_STATUS_MISSING_LABELS, 60, "MISSING_LABELS"),
     ];
     assert_eq!(expected.len(), ALL.len());
     for (s, n, name) in expected {
@@ -298,6 +300,7 @@ fn every_core_error_kind_has_its_own_status() {
             cost: 0.1,
         },
         Error::NoModelFits("x".into()),
+        Error::MissingLabels("x".into()),
     ];
     let kinds: Vec<ErrorKind> = errors.iter().map(|e| e.kind()).collect();
     let mut statuses: Vec<i32> = kinds.iter().map(|&k| status_of(k) as i32).collect();

@@ -52,7 +52,8 @@ enum Command {
     Replay(replay_cmd::ReplayArgs),
     /// Serve an OpenAI-compatible routing gateway (docs/gateway.md).
     Serve(serve_cmd::ServeArgs),
-    /// Import a team's own log (JSONL or CSV) as a dataset with partial labels (docs/own-data.md).
+    /// Import LLMRouter's, RouteLLM's or RouterBench's data, the gateway's decision log or a team's
+    /// own log as a dataset, with embeddings computed in-process (docs/own-data.md).
     Import(own_data_cmd::ImportArgs),
     /// Add a model to a fitted knn or mf router from labelled queries or its card alone.
     Onboard(own_data_cmd::OnboardArgs),
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed_cmd::embed(&args, &progress),
         Command::Replay(args) => replay_cmd::replay(&args, &progress),
         Command::Serve(args) => serve_cmd::serve(&args),
-        Command::Import(args) => own_data_cmd::import(&args),
+        Command::Import(args) => own_data_cmd::import(&args, &progress),
         Command::Onboard(args) => own_data_cmd::onboard(&args, &progress),
         Command::Reprice(args) => own_data_cmd::reprice(&args),
         Command::FitGuard(args) => policy_cmd::fit_guard(&args, &progress),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use pointsman::data::{import_log, read_pool, Dataset, LogMapping};
+use pointsman::data::{read_pool, Dataset, ImportFormat, ImportOptions, LogMapping};
 use pointsman::rng::SplitMix64;
 use pointsman::AnyRouter;
 
@@ -12,18 +12,21 @@ use pointsman::AnyRouter;
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// The source format: `log` (a JSONL or CSV file, one (query, model, outcome) record per
-    /// line, fields named by the --*-field options; the gateway's decision log with feedback
-    /// joined in is one).
+    /// line, fields named by the --*-field options), `llmrouter` (LLMRouter's `data/` folder),
+    /// `routellm` (RouteLLM's `evals/` folder), `routerbench` (RouterBench's wide table as CSV;
+    /// its pickle through the Python package), `gateway-log` (the gateway's decision log with
+    /// feedback). See docs/own-data.md.
     #[arg(long = "from", value_name = "FORMAT")]
     pub from: String,
 
-    /// The file to import (`.csv`: CSV with a header line; otherwise JSON lines).
-    #[arg(value_name = "INPUT")]
-    pub input: PathBuf,
+    /// The files or the folder to import.
+    #[arg(value_name = "INPUT", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
 
     /// The models and their prices: a models.json in the dataset schema (docs/datasets.md).
+    /// Required by log, routellm and gateway-log.
     #[arg(long, value_name = "FILE")]
-    pub models: PathBuf,
+    pub models: Option<PathBuf>,
 
     /// The dataset folder to write (atomically: whole or not at all).
     #[arg(long, value_name = "DIR")]
@@ -33,71 +36,110 @@ pub struct ImportArgs {
     #[arg(long)]
     pub replace: bool,
 
-    /// Field of the query id (records sharing it are one query); default: the prompt.
+    /// Do not compute the prompts' embeddings now (`pointsman train`/`embed` compute them on
+    /// first use).
+    #[arg(long)]
+    pub no_embed: bool,
+
+    /// Output tokens assumed per answer where the source has no answer (the cost estimate of
+    /// SCHEMA.md); default: 256, RouteLLM's models.json's.
+    #[arg(long, value_name = "N")]
+    pub default_output_tokens: Option<f64>,
+
+    /// routellm: add MT-Bench's judgements as preference pairs.
+    #[arg(long)]
+    pub mt_bench: bool,
+
+    /// log: field of the query id (records sharing it are one query); default: the prompt.
     #[arg(long, value_name = "NAME")]
     pub id_field: Option<String>,
 
-    /// Field of the prompt text.
+    /// log: field of the prompt text.
     #[arg(long, default_value = "prompt", value_name = "NAME")]
     pub prompt_field: String,
 
-    /// Field of the model id.
+    /// log: field of the model id.
     #[arg(long, default_value = "model", value_name = "NAME")]
     pub model_field: String,
 
-    /// Field of the outcome, in [0, 1].
+    /// log: field of the outcome, in [0, 1].
     #[arg(long, default_value = "score", value_name = "NAME")]
     pub score_field: String,
 
-    /// Field of the task tag.
+    /// log: field of the task tag.
     #[arg(long, value_name = "NAME")]
     pub task_field: Option<String>,
 
-    /// Field of the split ("train" / "test"); default: the shipped split rule.
+    /// log: field of the split ("train" / "test"); default: the shipped split rule.
     #[arg(long, value_name = "NAME")]
     pub split_field: Option<String>,
 
-    /// Field of the observed cost in USD.
+    /// log: field of the observed cost in USD.
     #[arg(long, value_name = "NAME")]
     pub cost_field: Option<String>,
 
-    /// Field of the logging policy's choice probability (for inverse-propensity weighting).
+    /// log: field of the logging policy's choice probability (for inverse-propensity weighting).
     #[arg(long, value_name = "NAME")]
     pub propensity_field: Option<String>,
+
+    /// The embedding model.
+    #[command(flatten)]
+    pub embed: crate::embed_cmd::ModelArgs,
 }
 
 /// `pointsman import`.
-pub fn import(args: &ImportArgs) -> Result<()> {
-    if args.from != "log" {
-        bail!(
-            "--from {:?} is not a format this build imports (known: log)",
-            args.from
-        );
-    }
-    let mapping = LogMapping {
-        id: args.id_field.clone(),
-        prompt: args.prompt_field.clone(),
-        model: args.model_field.clone(),
-        score: args.score_field.clone(),
-        task: args.task_field.clone(),
-        split: args.split_field.clone(),
-        cost: args.cost_field.clone(),
-        propensity: args.propensity_field.clone(),
+pub fn import(args: &ImportArgs, progress: &crate::progress::Progress) -> Result<()> {
+    let format: ImportFormat = args.from.parse()?;
+    let options = ImportOptions {
+        models: args.models.clone(),
+        mapping: LogMapping {
+            id: args.id_field.clone(),
+            prompt: args.prompt_field.clone(),
+            model: args.model_field.clone(),
+            score: args.score_field.clone(),
+            task: args.task_field.clone(),
+            split: args.split_field.clone(),
+            cost: args.cost_field.clone(),
+            propensity: args.propensity_field.clone(),
+        },
+        default_output_tokens: args.default_output_tokens,
+        mt_bench: args.mt_bench,
     };
-    let draft = import_log(&args.input, &mapping, read_pool(&args.models)?)?;
+    let mut draft = pointsman::data::import(format, &args.inputs, &options)?;
+    if !args.no_embed && draft.embeddings.is_none() {
+        let pb = progress.spinner("loading the embedding model");
+        let embedder = args.embed.load()?;
+        pb.finish_and_clear();
+        let pb = progress.bar(draft.rows.len() as u64, "embedding the prompts".to_string());
+        pointsman::embed::embed_draft(&mut draft, &embedder, &mut |done, _| {
+            pb.set_position(done as u64)
+        })?;
+        pb.finish_and_clear();
+    }
     let dir = draft.write(&args.out, args.replace)?;
     let observed: usize = draft
         .rows
         .iter()
         .map(|r| r.scores.iter().flatten().count())
         .sum();
+    let preferences: usize = draft.rows.iter().map(|r| r.preferences.len()).sum();
     println!(
-        "imported {} queries ({} outcomes over {} models) into {}; embeddings are computed by \
-         `pointsman train` or `pointsman embed`",
+        "imported {} queries ({} scores, {} preference pairs over {} models{}) into {}{}",
         draft.rows.len(),
         observed,
+        preferences,
         draft.pool.len(),
-        dir.display()
+        if draft.dropped.is_empty() {
+            String::new()
+        } else {
+            format!("; dropped {:?}", draft.dropped)
+        },
+        dir.display(),
+        if draft.embeddings.is_some() {
+            ""
+        } else {
+            "; embeddings are computed by `pointsman train` or `pointsman embed`"
+        }
     );
     Ok(())
 }

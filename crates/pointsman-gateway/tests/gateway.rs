@@ -776,6 +776,38 @@ async fn feedback_teaches_the_learner_which_is_saved_reloaded_and_restored() {
         .iter()
         .filter(|f| f.learned)
         .all(|f| decided.contains(f.request_id.as_str())));
+    // The log imports as a dataset with partial labels (`pointsman import --from gateway-log`):
+    // one query per answered request with feedback, the one model that answered labelled with
+    // the feedback's quality, the logged embedding as the query's.
+    let models = e.dir.path().join("models.json");
+    let cards: serde_json::Map<String, Value> = MODELS
+        .iter()
+        .map(|m| {
+            let card = json!({"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0});
+            (m.to_string(), card)
+        })
+        .collect();
+    std::fs::write(&models, json!({ "models": cards }).to_string()).unwrap();
+    let draft = pointsman::data::import(
+        pointsman::data::ImportFormat::GatewayLog,
+        &[e.dir.path().join("decisions.jsonl")],
+        &pointsman::data::ImportOptions {
+            models: Some(models),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let given: Vec<_> = feedback
+        .iter()
+        .filter(|f| f.error.is_none() && f.quality.is_some())
+        .collect();
+    assert_eq!(draft.rows.len(), given.len());
+    for f in given {
+        let row = draft.rows.iter().find(|r| r.id == f.request_id).unwrap();
+        let observed: Vec<f64> = row.scores.iter().flatten().copied().collect();
+        assert_eq!(observed, vec![f.quality.unwrap()], "{}", f.request_id);
+    }
+    assert_eq!(draft.embeddings.as_ref().map(|e| e.dim), Some(DIM));
     let config = Config::load(e.dir.path().join("gateway.toml")).unwrap();
     let gw = pointsman_gateway::start_with(config, embedder())
         .await

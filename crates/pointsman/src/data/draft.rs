@@ -94,6 +94,28 @@ pub struct DraftEmbeddings {
     pub meta: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A dataset given as columns (`Dataset.from_arrays` and `Dataset.from_pandas` in Python):
+/// `n` queries over the `m` models of a pool. Only `scores` is required.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DraftColumns {
+    /// Query ids; default `q<row>`.
+    pub ids: Option<Vec<String>>,
+    /// Prompts; default empty (then embeddings must be given).
+    pub prompts: Option<Vec<String>>,
+    /// Task tags.
+    pub tasks: Option<Vec<Option<String>>>,
+    /// `"train"` / `"test"` per query; default [`SPLIT_RULE`] on the ids.
+    pub splits: Option<Vec<String>>,
+    /// `[n, m]` row-major scores in [0, 1]; NaN: not observed (a partial label).
+    pub scores: Vec<f64>,
+    /// `[n, m]` observed costs in USD; NaN: not observed (estimated from the prices).
+    pub costs: Option<Vec<f64>>,
+    /// `[n, m]` choice probabilities of a logging policy; NaN: none.
+    pub propensities: Option<Vec<f64>>,
+    /// `[n, dim]` row-major embeddings and their dimension.
+    pub embeddings: Option<(Vec<f32>, usize)>,
+}
+
 /// A dataset being made: its models, its rows and (once computed) the embeddings of its
 /// prompts; [`DatasetDraft::write`] writes it as a folder in the shared schema
 /// (`docs/datasets.md`).
@@ -113,6 +135,8 @@ pub struct DatasetDraft {
     pub rows: Vec<DraftRow>,
     /// The prompts' embeddings.
     pub embeddings: Option<DraftEmbeddings>,
+    /// Rows of the source left out, by reason (written to `stats.json` as `dropped`).
+    pub dropped: BTreeMap<String, usize>,
 }
 
 impl DatasetDraft {
@@ -126,7 +150,93 @@ impl DatasetDraft {
             split_rule: None,
             rows: Vec::new(),
             embeddings: None,
+            dropped: BTreeMap::new(),
         }
+    }
+
+    /// A draft from columns over `pool` (the embeddings, when given, are named
+    /// `embedding_model`), split by [`SPLIT_RULE`] where no split is given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shape`] when a column's length does not match the scores' rows; the errors of
+    /// [`DatasetDraft::validate`].
+    pub fn from_columns(
+        pool: ModelPool,
+        source: impl Into<String>,
+        columns: DraftColumns,
+        embedding_model: &str,
+    ) -> Result<DatasetDraft> {
+        let m = pool.len();
+        if m == 0 || !columns.scores.len().is_multiple_of(m) {
+            return Err(Error::Shape(format!(
+                "{} scores for {m} models: not a [queries, models] table",
+                columns.scores.len()
+            )));
+        }
+        let n = columns.scores.len() / m;
+        let check = |what: &str, len: usize, want: usize| -> Result<()> {
+            if len == want {
+                Ok(())
+            } else {
+                Err(Error::Shape(format!(
+                    "{what} has {len} values, expected {want}"
+                )))
+            }
+        };
+        for (what, len) in [
+            ("ids", columns.ids.as_ref().map(Vec::len)),
+            ("prompts", columns.prompts.as_ref().map(Vec::len)),
+            ("tasks", columns.tasks.as_ref().map(Vec::len)),
+            ("splits", columns.splits.as_ref().map(Vec::len)),
+        ] {
+            if let Some(len) = len {
+                check(what, len, n)?;
+            }
+        }
+        for (what, v) in [
+            ("costs", &columns.costs),
+            ("propensities", &columns.propensities),
+        ] {
+            if let Some(v) = v {
+                check(what, v.len(), n * m)?;
+            }
+        }
+        let mut draft = DatasetDraft::new(pool, source);
+        for i in 0..n {
+            let id = columns
+                .ids
+                .as_ref()
+                .map_or_else(|| format!("q{i}"), |ids| ids[i].clone());
+            let prompt = columns
+                .prompts
+                .as_ref()
+                .map_or_else(String::new, |p| p[i].clone());
+            let mut r = DraftRow::new(id, prompt, m);
+            r.task = columns.tasks.as_ref().and_then(|t| t[i].clone());
+            r.split = columns.splits.as_ref().map(|s| s[i].clone());
+            let cell = |v: &Option<Vec<f64>>, j: usize| {
+                v.as_ref().map(|v| v[i * m + j]).filter(|x| !x.is_nan())
+            };
+            for j in 0..m {
+                r.scores[j] = Some(columns.scores[i * m + j]).filter(|x| !x.is_nan());
+                r.cost_usd[j] = cell(&columns.costs, j);
+                r.propensity[j] = cell(&columns.propensities, j);
+            }
+            draft.rows.push(r);
+        }
+        if let Some((data, dim)) = columns.embeddings {
+            check("embeddings", data.len(), n * dim)?;
+            draft.embeddings = Some(DraftEmbeddings {
+                data,
+                dim,
+                model: embedding_model.to_string(),
+                meta: serde_json::Map::new(),
+            });
+        }
+        draft.apply_split_rule();
+        draft.validate()?;
+        Ok(draft)
     }
 
     /// Gives every row without a split the one [`SPLIT_RULE`] assigns, and records the rule.
@@ -515,6 +625,9 @@ impl DatasetDraft {
         }
         if let Some(rule) = &self.split_rule {
             v["split_rule"] = rule.clone().into();
+        }
+        if !self.dropped.is_empty() {
+            v["dropped"] = serde_json::json!(self.dropped);
         }
         v
     }

@@ -477,3 +477,46 @@ fn seeded_label_conversions() {
     .unwrap();
     assert_eq!(partial.observed_mask().unwrap(), &[true, false, true]);
 }
+
+#[test]
+fn a_draft_from_columns_keeps_partial_labels_costs_and_checks_lengths() {
+    let pool = ModelPool::new(vec![
+        ModelCard::new("a", 0.1, 0.1),
+        ModelCard::new("b", 1.0, 1.0),
+    ])
+    .unwrap();
+    let columns = DraftColumns {
+        scores: vec![1.0, f64::NAN, 0.0, 0.5, 1.0, 1.0],
+        costs: Some(vec![0.01, f64::NAN, f64::NAN, 0.2, 0.03, 0.3]),
+        embeddings: Some((vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8], 2)),
+        splits: Some(vec!["train".into(), "train".into(), "test".into()]),
+        ..Default::default()
+    };
+    let draft =
+        DatasetDraft::from_columns(pool.clone(), "arrays", columns.clone(), "mine").unwrap();
+    assert_eq!(draft.rows.len(), 3);
+    assert_eq!(draft.rows[0].id, "q0");
+    assert_eq!(draft.rows[0].scores, vec![Some(1.0), None]);
+    assert_eq!(draft.rows[1].cost_usd, vec![None, Some(0.2)]);
+    assert!(draft.split_rule.is_none() && !draft.fully_labelled());
+    let ds = Dataset::from_draft("arrays", &draft).unwrap();
+    assert_eq!((ds.train().len(), ds.test().len()), (2, 1));
+    assert!(!ds.train().observed(0, 1) && ds.train().observed(1, 1));
+    // Wrong lengths are shape errors naming the column; no split given: the split rule.
+    let short = DraftColumns {
+        ids: Some(vec!["x".into()]),
+        ..columns.clone()
+    };
+    let e = DatasetDraft::from_columns(pool.clone(), "arrays", short, "mine").unwrap_err();
+    assert!(
+        e.to_string().contains("ids has 1 values, expected 3"),
+        "{e}"
+    );
+    let ruled = DraftColumns {
+        splits: None,
+        ..columns
+    };
+    let draft = DatasetDraft::from_columns(pool, "arrays", ruled, "mine").unwrap();
+    assert_eq!(draft.rows[2].split.as_deref(), Some(split_of_id("q2")));
+    assert!(draft.split_rule.is_some());
+}

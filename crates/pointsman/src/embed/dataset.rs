@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::Embedder;
-use crate::data::{embeddings_meta_path, embeddings_path, npy, Dataset};
+use crate::data::{
+    embeddings_meta_path, embeddings_path, npy, Dataset, DatasetDraft, DraftEmbeddings,
+};
 use crate::{Error, Result};
 
 /// The embeddings of a dataset's prompts in file order, with the facts its `.meta.json` records.
@@ -45,8 +47,20 @@ pub fn embed_dataset(
     embedder: &Embedder,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<DatasetEmbeddings> {
+    embed_prompts(&dataset.prompts_in_file_order(), embedder, progress)
+}
+
+/// Embeds `prompts` in order, as [`embed_dataset`] does a dataset's.
+///
+/// # Errors
+///
+/// [`Error::Backend`] when the tokenizer fails.
+pub fn embed_prompts(
+    prompts: &[&str],
+    embedder: &Embedder,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<DatasetEmbeddings> {
     let started = std::time::Instant::now();
-    let prompts = dataset.prompts_in_file_order();
     let dim = embedder.dim();
     let mut embeddings = vec![0f32; prompts.len() * dim];
     let (mut truncated_rows, mut tokens) = (0usize, 0usize);
@@ -75,6 +89,36 @@ pub fn embed_dataset(
         mean_tokens: tokens as f64 / prompts.len().max(1) as f64,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Computes the embeddings of an imported draft's prompts in-process (`pointsman import`), unless
+/// the source carried them (the gateway log): written with the draft as
+/// `<name>.minilm_l6_v2.f16.npy` and its `.meta.json`.
+///
+/// # Errors
+///
+/// [`Error::Backend`] when the tokenizer fails.
+pub fn embed_draft(
+    draft: &mut DatasetDraft,
+    embedder: &Embedder,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<()> {
+    if draft.embeddings.is_some() {
+        return Ok(());
+    }
+    let e = embed_prompts(&draft.prompts(), embedder, progress)?;
+    let mut meta = serde_json::Map::new();
+    meta.insert("max_tokens".into(), e.max_tokens.into());
+    meta.insert("truncated_rows".into(), e.truncated_rows.into());
+    meta.insert("mean_tokens".into(), e.mean_tokens.into());
+    meta.insert("seconds".into(), e.seconds.into());
+    draft.embeddings = Some(DraftEmbeddings {
+        data: e.embeddings,
+        dim: e.dim,
+        model: e.model,
+        meta,
+    });
+    Ok(())
 }
 
 impl DatasetEmbeddings {
