@@ -11,7 +11,7 @@ scripts/fetch-model.sh >&2
 if [ ! -x "${CARGO_TARGET_DIR:-target}/release/pointsman" ]; then
     echo "main: first build of the pointsman command (release): about 5-10 minutes on 2 cores" >&2
 else
-    echo "main: bringing the pointsman command up to date (seconds unless the sources changed)" >&2
+    echo "main: bringing the pointsman command up to date (seconds when nothing changed, minutes after an update)" >&2
 fi
 cargo build --release -p pointsman-cli
 echo "main: evaluating every router on $data (about half a minute on 2 cores)" >&2

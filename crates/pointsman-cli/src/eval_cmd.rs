@@ -20,7 +20,7 @@ pub struct EvalArgs {
     pub data: PathBuf,
 
     /// Comma-separated routers: random, cheapest, best-single, fixed:<model id>, zero, oracle,
-    /// knn, mf, cascade, cascade-chain, file:<saved router>, and the bandits linucb, thompson,
+    /// knn, mf, irt, stack, cascade, cascade-chain, file:<saved router>, and the bandits linucb, thompson,
     /// knn-ucb, cluster-ucb (learned by a partial-feedback replay over the train split, then
     /// evaluated greedily); `all` for every kind with default settings.
     #[arg(long, value_name = "LIST")]

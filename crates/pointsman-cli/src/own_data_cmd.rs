@@ -124,11 +124,12 @@ pub fn import(args: &ImportArgs, progress: &crate::progress::Progress) -> Result
         .sum();
     let preferences: usize = draft.rows.iter().map(|r| r.preferences.len()).sum();
     println!(
-        "imported {} queries ({} scores, {} preference pairs over {} models{}) into {}{}",
+        "imported {} queries ({} scores, {} preference pairs over {} model{}{}) into {}{}",
         draft.rows.len(),
         observed,
         preferences,
         draft.pool.len(),
+        if draft.pool.len() == 1 { "" } else { "s" },
         if draft.dropped.is_empty() {
             String::new()
         } else {
@@ -219,14 +220,18 @@ pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Resu
     let out = router.add_model(card, labelled.as_ref())?;
     let seconds = started.elapsed().as_secs_f64();
     out.save(&args.out)?;
+    let from = match labelled.as_ref().map(|l| {
+        let j = l.pool().index_of(&args.model).unwrap_or(0);
+        (0..l.len()).filter(|&r| l.observed(r, j)).count()
+    }) {
+        None | Some(0) => "its card alone".to_string(),
+        Some(1) => "1 labelled query".to_string(),
+        Some(n) => format!("{n} labelled queries"),
+    };
     println!(
-        "added {} to the {} router from {} labelled queries in {:.3} s; saved {}",
+        "added {} to the {} router from {from} in {:.3} s; saved {}",
         args.model,
         out.kind(),
-        labelled.as_ref().map_or(0, |l| {
-            let j = l.pool().index_of(&args.model).unwrap_or(0);
-            (0..l.len()).filter(|&r| l.observed(r, j)).count()
-        }),
         seconds,
         args.out.display()
     );

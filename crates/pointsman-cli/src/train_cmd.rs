@@ -86,7 +86,14 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     if args.criterion.is_some() || !args.kinds.is_empty() {
         anyhow::bail!("--criterion and --kinds go with --router auto");
     }
-    let spec = RouterSpec::parse(&args.router)?;
+    // `train` also knows `auto` (handled above): its list of known routers says so.
+    let spec = RouterSpec::parse(&args.router).map_err(|e| match e {
+        pointsman::Error::InvalidInput(m) if m.starts_with("unknown router") => anyhow::anyhow!(
+            "{}",
+            m.replacen("(known: ", &format!("(known: {}, ", RouterKind::AUTO), 1)
+        ),
+        e => e.into(),
+    })?;
     if let RouterSpec::File(_) = spec {
         anyhow::bail!(
             "--router names a kind to train, not a saved file: {}",

@@ -277,10 +277,16 @@ impl Engine {
                 pool.ids().collect::<Vec<_>>().join(", ")
             )));
         }
-        for id in pool.ids().filter(|id| config.upstream_index(id).is_none()) {
+        let unserved: Vec<&str> = pool
+            .ids()
+            .filter(|id| config.upstream_index(id).is_none())
+            .collect();
+        if !unserved.is_empty() {
             tracing::warn!(
-                model = id,
-                "the router's model has no upstream: never routed to"
+                models = unserved.join(", "),
+                "{} of the router's {} models have no upstream: never routed to",
+                unserved.len(),
+                pool.len()
             );
         }
         let prices = pool

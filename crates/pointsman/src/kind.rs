@@ -158,7 +158,7 @@ impl RouterKind {
             RouterKind::Random => "uniform over the allowed models, seeded",
             RouterKind::Cheapest => "always the model with the lowest mean training cost",
             RouterKind::BestSingle => "always the model with the best mean training score",
-            RouterKind::Fixed => "always the given model (fixed:<model id>)",
+            RouterKind::Fixed => "always the given model",
             RouterKind::Zero => "RouterBench's zero router: the single models' cost-quality hull",
             RouterKind::Knn => "k nearest training queries (cross-validated search)",
             RouterKind::Mf => "matrix factorisation (cross-validated search)",

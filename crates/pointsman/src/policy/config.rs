@@ -213,7 +213,8 @@ impl PolicyConfig {
         let text = if is_toml(path) {
             self.to_toml()?
         } else {
-            self.to_json()
+            // A text file ends with a newline.
+            self.to_json() + "\n"
         };
         crate::files::write_atomic(path, text.as_bytes())
     }

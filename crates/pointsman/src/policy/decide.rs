@@ -61,6 +61,37 @@ impl PolicyRouter {
     /// fitted on other embeddings.
     pub fn new(router: Arc<dyn Router>, policy: Policy) -> Result<PolicyRouter> {
         let pool = router.models();
+        // A cap on a dimension the cards do not give applies to no model: say so once.
+        let caps = &policy.config.caps;
+        for (cap, set, lacking) in [
+            (
+                "caps.max_latency_s",
+                caps.max_latency_s.is_some(),
+                pool.cards()
+                    .iter()
+                    .filter(|c| c.expected_latency_s(1.0).is_none())
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "caps.max_energy_j",
+                caps.max_energy_j.is_some(),
+                pool.cards()
+                    .iter()
+                    .filter(|c| c.expected_energy_j(1.0, 1.0).is_none())
+                    .map(|c| c.id.as_str())
+                    .collect(),
+            ),
+        ] {
+            if set && !lacking.is_empty() {
+                tracing::warn!(
+                    models = lacking.join(", "),
+                    "{cap} does not apply to {} of the router's {} models: their cards carry no figure for it",
+                    lacking.len(),
+                    pool.len()
+                );
+            }
+        }
         let rules = policy
             .config
             .rules

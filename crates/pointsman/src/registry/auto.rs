@@ -237,6 +237,10 @@ impl AnyRouter {
         let started = Instant::now();
         let kinds = options.candidates()?;
         train.features()?;
+        train.require_full_labels(
+            "the automatic choice (it scores every candidate's cross-validated routing curve; \
+             with partial, pairwise or logged labels fit one kind: knn or mf)",
+        )?;
         let folds = Folds::new(train.len(), options.folds, options.seed)?;
         let weak_strong = train.weak_strong();
         let criterion = options
