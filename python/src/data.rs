@@ -179,6 +179,14 @@ impl PyDataset {
         model_ids(self.inner.pool())
     }
 
+    /// The model cards, in pool order: dicts with the id, prices and default answer length
+    /// (and latency, energy and capabilities where the dataset has them), as the cold-start
+    /// constructors (`LinUcbRouter(ds.model_cards, 384)`, ...) accept them.
+    #[getter]
+    fn model_cards(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        crate::convert::to_python(py, &self.inner.pool().cards())
+    }
+
     /// The training split.
     #[getter]
     fn train(&self) -> PySplit {

@@ -183,3 +183,12 @@ def test_dc_warm_start(dc):
     assert r.observations == len(dc.train) * len(dc.models)
     choices = r.greedy().route_batch(dc.test.embeddings[:200], 0.0)
     assert choices.dtype == np.uint32 and len(choices) == 200
+
+
+def test_dc_model_cards_price_a_cold_start(dc):
+    cards = dc.model_cards
+    assert [c["id"] for c in cards] == dc.models
+    assert all(c["input_usd_per_mtok"] > 0 and c["output_usd_per_mtok"] > 0 for c in cards)
+    d = pointsman.LinUcbRouter(cards, 384).route(dc.test.embeddings[0], 500.0, prompt_tokens=100.0)
+    assert d.cost > 0  # priced from the cards, unlike a pool of bare ids
+    assert pointsman.LinUcbRouter(dc.models, 384).route(dc.test.embeddings[0], 500.0).cost == 0.0

@@ -155,11 +155,21 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     if let Some(s) = &search {
         crate::output::emit(&search_table(s))?;
     }
+    // The searches need full labels: with partial ones the kind's defaults were fitted.
+    let unsearched = search.is_none()
+        && !ds.train().is_fully_labelled()
+        && matches!(spec.kind(), Some(RouterKind::Knn | RouterKind::Mf))
+        && args.config.is_none();
     crate::output::emit(&format!(
-        "trained {} on {} queries in {:.1} s; config {}\nsaved {}\n",
+        "trained {} on {} queries in {:.1} s{}; config {}\nsaved {}\n",
         router.kind(),
         ds.train().len(),
         started.elapsed().as_secs_f64(),
+        if unsearched {
+            " (partial labels: the default configuration, no search)"
+        } else {
+            ""
+        },
         router.to_saved()?.config,
         args.out.display()
     ))?;
@@ -286,30 +296,67 @@ fn auto_table(r: &AutoReport) -> String {
         r.criterion.name(),
         r.seconds
     );
-    out.push_str(&format!(
-        "  {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  setting\n",
-        "kind",
-        r.criterion.name(),
-        "cv aiq",
-        "cv maxq",
-        "cv apgr",
-        "seconds"
-    ));
-    for c in &r.candidates {
-        let apgr = c
-            .metrics
-            .apgr
-            .map_or_else(|| "-".to_string(), |a| format!("{a:.4}"));
-        out.push_str(&format!(
-            "  {:<12} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>9.1}  {}\n",
-            c.kind.name(),
-            c.score,
-            c.metrics.aiq,
-            c.metrics.max_quality,
-            apgr,
-            c.seconds,
-            c.config.changes()
+    // The ranking figure first, then the other cross-validated figures the data has (APGR only
+    // on two-model data); no column twice.
+    let by = r.criterion.name();
+    let apgr = r.candidates.iter().any(|c| c.metrics.apgr.is_some());
+    let mut columns: Vec<(
+        &str,
+        Box<dyn Fn(&pointsman::registry::AutoCandidate) -> String>,
+    )> = vec![(by, Box::new(|c| format!("{:.4}", c.score)))];
+    if by != "aiq" {
+        columns.push(("aiq", Box::new(|c| format!("{:.4}", c.metrics.aiq))));
+    }
+    if by != "max_quality" {
+        columns.push((
+            "max_quality",
+            Box::new(|c| format!("{:.4}", c.metrics.max_quality)),
         ));
     }
+    if apgr && by != "apgr" {
+        columns.push((
+            "apgr",
+            Box::new(|c| {
+                c.metrics
+                    .apgr
+                    .map_or_else(|| "-".into(), |a| format!("{a:.4}"))
+            }),
+        ));
+    }
+    out.push_str(&format!("  {:<12}", "kind"));
+    for (name, _) in &columns {
+        out.push_str(&format!(
+            " {:>14}",
+            format!("cv {}", name.replace('_', " "))
+        ));
+    }
+    out.push_str(&format!(" {:>9}  setting\n", "seconds"));
+    for c in &r.candidates {
+        out.push_str(&format!("  {:<12}", c.kind.name()));
+        for (_, cell) in &columns {
+            out.push_str(&format!(" {:>14}", cell(c)));
+        }
+        out.push_str(&format!(
+            " {:>9.1}  {}\n",
+            c.seconds,
+            short(&c.config.changes(), 60)
+        ));
+    }
+    if r.candidates.iter().any(|c| c.kind == RouterKind::Stack) {
+        out.push_str(
+            "  (the stack's seconds are its own, on top of its members' searches; its setting in \
+             full: the saved file's config)\n",
+        );
+    }
     out
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max - 1).collect();
+    s.push('…');
+    s
 }
