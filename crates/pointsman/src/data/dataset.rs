@@ -36,7 +36,13 @@ impl Dataset {
     /// repeated id, or an embedding file whose row count or dimension does not match.
     pub fn load(dir: impl AsRef<Path>) -> Result<Dataset> {
         let dir = dir.as_ref();
-        let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+        // The path names what it is: a dataset folder.
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            Error::io(
+                dir,
+                std::io::Error::new(e.kind(), format!("no dataset folder here ({e})")),
+            )
+        })?;
         if !meta.is_dir() {
             return Err(Error::io(
                 dir,
