@@ -62,6 +62,9 @@ class BudgetExhaustedError(PolicyRefusal):
 class NoModelFitsError(PolicyRefusal):
     """The policy's rules, hard caps, required capabilities or context windows leave no model."""
 
+class StoreError(PointsmanError, ConnectionError):
+    """A shared store (Redis) could not be reached or refused a command: shared learner state goes on locally; a shared budget refuses rather than risk passing its limit."""
+
 class UnsupportedError(PointsmanError):
     """An operation this router does not offer, such as observe() on a router that does not learn."""
 

@@ -52,6 +52,7 @@ KINDS = [
     ("OutOfDistribution", pointsman.OutOfDistributionError, "out of distribution: guard score 3.5000 is above the threshold 2.0000"),
     ("BudgetExhausted", pointsman.BudgetExhaustedError, "budget exhausted for tenant:acme: 1e1 of 1e1 USD spent, the cheapest allowed model is expected to cost 1e-4 USD"),
     ("NoModelFits", pointsman.NoModelFitsError, "no model fits: no allowed model meets the caps"),
+    ("Store", pointsman.StoreError, "shared store redis://127.0.0.1:6379/: connection refused"),
 ]
 
 

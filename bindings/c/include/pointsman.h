@@ -149,6 +149,10 @@ typedef enum pm_status {
    * A policy's rules, hard caps, required capabilities or context windows leave no model.
    */
   PM_STATUS_NO_MODEL_FITS = 52,
+  /**
+   * A shared store (Redis) could not be reached or refused a command.
+   */
+  PM_STATUS_STORE = 60,
 } pm_status;
 
 /**

@@ -75,6 +75,8 @@ pub enum pm_status {
     PM_STATUS_BUDGET_EXHAUSTED = 51,
     /// A policy's rules, hard caps, required capabilities or context windows leave no model.
     PM_STATUS_NO_MODEL_FITS = 52,
+    /// A shared store (Redis) could not be reached or refused a command.
+    PM_STATUS_STORE = 60,
 }
 
 /// The status of a core error kind: the one mapping from `pointsman::ErrorKind` to C.
@@ -101,6 +103,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> pm_status {
         ErrorKind::OutOfDistribution => PM_STATUS_OUT_OF_DISTRIBUTION,
         ErrorKind::BudgetExhausted => PM_STATUS_BUDGET_EXHAUSTED,
         ErrorKind::NoModelFits => PM_STATUS_NO_MODEL_FITS,
+        ErrorKind::Store => PM_STATUS_STORE,
         // ErrorKind is non-exhaustive: a kind added to the core without a status here is still
         // reported, with its message, rather than mislabelled.
         _ => PM_STATUS_OTHER,
@@ -138,6 +141,7 @@ impl pm_status {
             PM_STATUS_OUT_OF_DISTRIBUTION => "OUT_OF_DISTRIBUTION\0",
             PM_STATUS_BUDGET_EXHAUSTED => "BUDGET_EXHAUSTED\0",
             PM_STATUS_NO_MODEL_FITS => "NO_MODEL_FITS\0",
+            PM_STATUS_STORE => "STORE\0",
         }
     }
 }

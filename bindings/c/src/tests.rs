@@ -207,6 +207,7 @@ fn every_error_kind_has_its_own_status() {
         (K::OutOfDistribution, PM_STATUS_OUT_OF_DISTRIBUTION),
         (K::BudgetExhausted, PM_STATUS_BUDGET_EXHAUSTED),
         (K::NoModelFits, PM_STATUS_NO_MODEL_FITS),
+        (K::Store, PM_STATUS_STORE),
     ];
     for (kind, status) in kinds {
         assert_eq!(status_of(kind), status, "{kind:?}");
@@ -298,6 +299,10 @@ fn every_core_error_kind_has_its_own_status() {
             cost: 0.1,
         },
         Error::NoModelFits("x".into()),
+        Error::Store {
+            store: "s".into(),
+            message: "x".into(),
+        },
     ];
     let kinds: Vec<ErrorKind> = errors.iter().map(|e| e.kind()).collect();
     let mut statuses: Vec<i32> = kinds.iter().map(|&k| status_of(k) as i32).collect();

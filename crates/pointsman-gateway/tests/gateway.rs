@@ -1089,7 +1089,10 @@ impl RedisServer {
             .unwrap();
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(RedisServer {
@@ -1149,11 +1152,19 @@ async fn two_gateways_share_budgets_and_sessions_through_redis() {
     // A session: `big` chosen through a, kept through b (at 300 points per USD b alone would
     // take `mid`, by less than the margin).
     let r = a
-        .chat(model, "Hello", json!({"session_id": "s1", "cost_weight": 0}))
+        .chat(
+            model,
+            "Hello",
+            json!({"session_id": "s1", "cost_weight": 0}),
+        )
         .await;
     assert_eq!(r.header("x-pointsman-model"), "big");
     let r = b
-        .chat(model, "Hello", json!({"session_id": "s1", "cost_weight": 300}))
+        .chat(
+            model,
+            "Hello",
+            json!({"session_id": "s1", "cost_weight": 300}),
+        )
         .await;
     assert_eq!(r.header("x-pointsman-model"), "big", "{}", r.body);
     // The budget, spent through both at once until both refuse.

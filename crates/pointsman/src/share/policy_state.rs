@@ -257,7 +257,11 @@ impl SharedPolicyState {
     }
 
     fn next_id(&self) -> String {
-        format!("{}-{}", self.replica, self.seq.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            self.replica,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     fn failed(&self) {
@@ -576,7 +580,10 @@ mod tests {
                 let held = &held;
                 s.spawn(move || {
                     for _ in 0..200 {
-                        if state.reserve("global", 0, i64::MIN, i64::MIN, 0.125, 10.0).unwrap() {
+                        if state
+                            .reserve("global", 0, i64::MIN, i64::MIN, 0.125, 10.0)
+                            .unwrap()
+                        {
                             held.fetch_add(1, Ordering::Relaxed);
                         }
                     }

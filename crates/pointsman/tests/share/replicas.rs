@@ -745,7 +745,11 @@ fn shared_policy_state_holds_budgets_and_sessions_across_replicas() {
     });
     let total = |k: &str| spent.iter().filter_map(|m| m.get(k)).sum::<f64>();
     assert!(total("tenant") <= 0.1 + 1e-9, "spent {}", total("tenant"));
-    assert!(total("tenant") > 0.1 - 1e-3 - 1e-9, "spent {}", total("tenant"));
+    assert!(
+        total("tenant") > 0.1 - 1e-3 - 1e-9,
+        "spent {}",
+        total("tenant")
+    );
     for u in 0..5 {
         let t = total(&format!("u{u}"));
         assert!(t <= 0.03 + 1e-9, "user u{u} spent {t}");
@@ -776,7 +780,10 @@ fn shared_policy_state_holds_budgets_and_sessions_across_replicas() {
     let req = Request::new(&q).with_tenant("beta");
     let e = a.route(&req).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Store, "{e}");
-    assert_eq!(a.route(&Request::new(&q)).unwrap().decision.model_id, "large");
+    assert_eq!(
+        a.route(&Request::new(&q)).unwrap().decision.model_id,
+        "large"
+    );
     a.record(&req, Some("small"), 0.002).unwrap();
     assert_eq!(a_state.stats().pending, 1);
     assert!(a_state.stats().store_errors > 0);
