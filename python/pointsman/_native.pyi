@@ -583,6 +583,27 @@ def train(
     folds: int = 5,
     seed: int = 0,
 ) -> tuple[Router, Optional[dict[str, Any]]]: ...
+@final
+class Exchange:
+    """The background exchange of one learner's state with the other replicas (through Redis). Stopped by `stop()` (after a last synchronisation) or when garbage-collected."""
+
+    def stats(self) -> dict[str, Any]: ...
+    def sync(self) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def stopped(self) -> bool: ...
+
+def share_through_redis(
+    router: Router,
+    url: str,
+    *,
+    interval_ms: int = 100,
+    namespace: str = "",
+    replica: str = "",
+    max_buffer_bytes: int = 67108864,
+    compact_every: int = 1000,
+    read_batch: int = 10000,
+) -> Exchange: ...
 def load_router(
     path: _Path, embedder: Optional[Embedder] = None, *, mmap: bool = False
 ) -> Router: ...
