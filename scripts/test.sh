@@ -26,9 +26,11 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "the core crate without optional features (no candle)"
 cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
-# The shared learner state's tests (tests/bandit_quality.rs, `shared::`) start their own
-# redis-server processes on loopback ports with temporary folders and kill them when they end,
-# also when they fail; only the server is installed here. The gateway turns on the core's
+# The shared learner state's tests (tests/bandit_quality.rs, `shared::`), the shared policy
+# state's (the same module, and the gateway's two_gateways_share_budgets_and_sessions_through_redis)
+# and Python's test_share_through_redis start their own redis-server processes on loopback ports
+# with temporary folders and kill them when they end, also when they fail; only the server is
+# installed here. The gateway turns on the core's
 # `redis` feature, so --workspace builds them.
 step "redis-server for the shared-state tests"
 command -v redis-server >/dev/null 2>&1 || {

@@ -65,6 +65,9 @@ class BudgetExhaustedError(PolicyRefusal):
 class NoModelFitsError(PolicyRefusal):
     """The policy's rules, hard caps, required capabilities or context windows leave no model."""
 
+class StoreError(PointsmanError, ConnectionError):
+    """A shared store (Redis) could not be reached or refused a command: shared learner state goes on locally; a shared budget refuses rather than risk passing its limit."""
+
 class UnsupportedError(PointsmanError):
     """An operation this router does not offer, such as observe() on a router that does not learn."""
 
@@ -631,6 +634,27 @@ def train(
     folds: int = 5,
     seed: int = 0,
 ) -> tuple[Router, Optional[dict[str, Any]]]: ...
+@final
+class Exchange:
+    """The background exchange of one learner's state with the other replicas (through Redis). Stopped by `stop()` (after a last synchronisation) or when garbage-collected."""
+
+    def stats(self) -> dict[str, Any]: ...
+    def sync(self) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def stopped(self) -> bool: ...
+
+def share_through_redis(
+    router: Router,
+    url: str,
+    *,
+    interval_ms: int = 100,
+    namespace: str = "",
+    replica: str = "",
+    max_buffer_bytes: int = 67108864,
+    compact_every: int = 1000,
+    read_batch: int = 10000,
+) -> Exchange: ...
 def load_router(
     path: _Path, embedder: Optional[Embedder] = None, *, mmap: bool = False
 ) -> Router: ...

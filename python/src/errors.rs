@@ -13,6 +13,7 @@
 //!     ├── UnsupportedError                    e.g. observe() on a router that does not learn
 //!     ├── NumericError(ArithmeticError)       a router's numbers went wrong (non-finite estimate)
 //!     ├── MissingLabelsError(ValueError)      evaluating on partial labels, fitting on too few
+//!     ├── StoreError(ConnectionError)         a shared store (Redis) unreachable or refusing
 //!     └── PolicyRefusal                       a decision-time policy refused the request
 //!         ├── OutOfDistributionError          the guard found the query unlike the training data
 //!         ├── BudgetExhaustedError            a budget's hard stop: nothing left to pay a model
@@ -64,6 +65,8 @@ pub struct Exceptions {
     pub budget_exhausted: Py<PyType>,
     /// `NoModelFitsError`.
     pub no_model_fits: Py<PyType>,
+    /// `StoreError`.
+    pub store: Py<PyType>,
 }
 
 static EXCEPTIONS: PyOnceLock<Exceptions> = PyOnceLock::new();
@@ -130,6 +133,12 @@ pub fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
                 std::slice::from_ref(&r),
             )?,
             refusal,
+            store: class(
+                py,
+                "StoreError",
+                "A shared store (Redis) could not be reached or refused a command: shared learner state goes on locally; a shared budget refuses rather than risk passing its limit.",
+                &[b.clone(), py.get_type::<pyo3::exceptions::PyConnectionError>()],
+            )?,
             budget: class(
                 py,
                 "BudgetError",
@@ -214,6 +223,7 @@ pub fn to_py_err(e: Error) -> PyErr {
             ErrorKind::BudgetExhausted => &exc.budget_exhausted,
             ErrorKind::NoModelFits => &exc.no_model_fits,
             ErrorKind::MissingLabels => &exc.missing_labels,
+            ErrorKind::Store => &exc.store,
             ErrorKind::Io => return io_error(py, e),
             ErrorKind::ModelNotFound => return PyFileNotFoundError::new_err(e.to_string()),
             // The embedding backend, and kinds added to the engine later.
@@ -330,6 +340,10 @@ pub fn _raise_error_kind(kind: &str) -> PyResult<()> {
             "evaluation needs every model's score on the test split; 3 of 500 queries lack some"
                 .into(),
         ),
+        "Store" => Error::Store {
+            store: "redis://127.0.0.1:6379/".into(),
+            message: "connection refused".into(),
+        },
         "Io" => Error::io("/nope/models.json", std::io::Error::from_raw_os_error(2)),
         other => {
             return Err(PyValueError::new_err(format!(
@@ -360,6 +374,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         &exc.budget_exhausted,
         &exc.no_model_fits,
         &exc.missing_labels,
+        &exc.store,
     ] {
         let ty = ty.bind(py);
         m.add(ty.name()?, ty)?;

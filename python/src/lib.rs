@@ -22,6 +22,7 @@ mod parallel;
 mod policy;
 mod router;
 mod routers;
+mod share;
 
 use pyo3::prelude::*;
 
@@ -64,5 +65,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(own_data::import_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(parallel::num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_raise_error_kind, m)?)?;
+    m.add_class::<share::PyExchange>()?;
+    m.add_function(wrap_pyfunction!(share::share_through_redis, m)?)?;
     Ok(())
 }

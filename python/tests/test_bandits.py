@@ -192,3 +192,66 @@ def test_dc_model_cards_price_a_cold_start(dc):
     d = pointsman.LinUcbRouter(cards, 384).route(dc.test.embeddings[0], 500.0, prompt_tokens=100.0)
     assert d.cost > 0  # priced from the cards, unlike a pool of bare ids
     assert pointsman.LinUcbRouter(dc.models, 384).route(dc.test.embeddings[0], 500.0).cost == 0.0
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server on a free loopback port with its own folder, killed after the test."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not found (scripts/test.sh installs it with apt-get)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_share_through_redis(toy, tmp_path, redis_url):
+    """Two replicas of one saved learner exchange their observations through Redis."""
+    path = tmp_path / "linucb.safetensors"
+    pointsman.LinUcbRouter(toy.models, toy.embeddings.shape[1]).save(path)
+    a, b = pointsman.load_router(path), pointsman.load_router(path)
+    ea = pointsman.share_through_redis(a, redis_url, interval_ms=50, namespace="pytest")
+    eb = pointsman.share_through_redis(b, redis_url, interval_ms=50, namespace="pytest")
+    feed(a, toy, range(0, 20))
+    feed(b, toy, range(20, 30))
+    for _ in range(2):
+        ea.sync()
+        eb.sync()
+    assert a.observations == b.observations == 30
+    stats = ea.stats()
+    assert stats["published_observations"] == 20 and stats["applied_observations"] == 10
+    assert stats["rejected"] == 0
+    ea.stop()
+    eb.stop()
+    eb.stop()
+    assert ea.stopped
+    with pytest.raises(RuntimeError, match="stopped"):
+        ea.sync()
+    with pytest.raises(pointsman.UnsupportedError):
+        pointsman.share_through_redis(pointsman.KnnRouter.fit(toy.split(), k=3), redis_url)
+    with pytest.raises(pointsman.ConfigError):
+        pointsman.share_through_redis(a, "not a url")
+    with pytest.raises(pointsman.ConfigError):
+        pointsman.share_through_redis(a, redis_url, interval_ms=0)

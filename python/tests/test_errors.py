@@ -53,6 +53,7 @@ KINDS = [
     ("BudgetExhausted", pointsman.BudgetExhaustedError, "budget exhausted for tenant:acme: 1e1 of 1e1 USD spent, the cheapest allowed model is expected to cost 1e-4 USD"),
     ("NoModelFits", pointsman.NoModelFitsError, "no model fits: no allowed model meets the caps"),
     ("MissingLabels", pointsman.MissingLabelsError, "missing labels: evaluation needs every model's score on the test split; 3 of 500 queries lack some"),
+    ("Store", pointsman.StoreError, "shared store redis://127.0.0.1:6379/: connection refused"),
 ]
 
 

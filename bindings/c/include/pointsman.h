@@ -154,6 +154,10 @@ typedef enum pm_status {
    * on every query, or fitting a kind that cannot learn from what the split has.
    */
   PM_STATUS_MISSING_LABELS = 60,
+  /**
+   * A shared store (Redis) could not be reached or refused a command.
+   */
+  PM_STATUS_STORE = 61,
 } pm_status;
 
 /**

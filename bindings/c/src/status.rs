@@ -78,6 +78,8 @@ pub enum pm_status {
     /// The labels a step needs are not there: evaluating on a split without every model's score
     /// on every query, or fitting a kind that cannot learn from what the split has.
     PM_STATUS_MISSING_LABELS = 60,
+    /// A shared store (Redis) could not be reached or refused a command.
+    PM_STATUS_STORE = 61,
 }
 
 /// The status of a core error kind: the one mapping from `pointsman::ErrorKind` to C.
@@ -105,6 +107,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> pm_status {
         ErrorKind::BudgetExhausted => PM_STATUS_BUDGET_EXHAUSTED,
         ErrorKind::NoModelFits => PM_STATUS_NO_MODEL_FITS,
         ErrorKind::MissingLabels => PM_STATUS_MISSING_LABELS,
+        ErrorKind::Store => PM_STATUS_STORE,
         // ErrorKind is non-exhaustive: a kind added to the core without a status here is still
         // reported, with its message, rather than mislabelled.
         _ => PM_STATUS_OTHER,
@@ -143,6 +146,7 @@ impl pm_status {
             PM_STATUS_BUDGET_EXHAUSTED => "BUDGET_EXHAUSTED\0",
             PM_STATUS_NO_MODEL_FITS => "NO_MODEL_FITS\0",
             PM_STATUS_MISSING_LABELS => "MISSING_LABELS\0",
+            PM_STATUS_STORE => "STORE\0",
         }
     }
 }
@@ -167,7 +171,7 @@ pub extern "C" fn pm_status_name(status: i32) -> *const c_char {
 }
 
 /// Every status, for [`pm_status_name`] and the tests.
-pub(crate) const ALL: [pm_status; 27] = {
+pub(crate) const ALL: [pm_status; 28] = {
     use pm_status::*;
     [
         PM_STATUS_OK,
@@ -197,5 +201,6 @@ pub(crate) const ALL: [pm_status; 27] = {
         PM_STATUS_BUDGET_EXHAUSTED,
         PM_STATUS_NO_MODEL_FITS,
         PM_STATUS_MISSING_LABELS,
+        PM_STATUS_STORE,
     ]
 };

@@ -208,6 +208,7 @@ fn every_error_kind_has_its_own_status() {
         (K::BudgetExhausted, PM_STATUS_BUDGET_EXHAUSTED),
         (K::NoModelFits, PM_STATUS_NO_MODEL_FITS),
         (K::MissingLabels, PM_STATUS_MISSING_LABELS),
+        (K::Store, PM_STATUS_STORE),
     ];
     for (kind, status) in kinds {
         assert_eq!(status_of(kind), status, "{kind:?}");
@@ -245,6 +246,7 @@ fn status_numbers_are_fixed() {
         (PM_STATUS_BUDGET_EXHAUSTED, 51, "BUDGET_EXHAUSTED"),
         (PM_STATUS_NO_MODEL_FITS, 52, "NO_MODEL_FITS"),
         (PM_STATUS_MISSING_LABELS, 60, "MISSING_LABELS"),
+        (PM_STATUS_STORE, 61, "STORE"),
     ];
     assert_eq!(expected.len(), ALL.len());
     for (s, n, name) in expected {
@@ -301,6 +303,10 @@ fn every_core_error_kind_has_its_own_status() {
         },
         Error::NoModelFits("x".into()),
         Error::MissingLabels("x".into()),
+        Error::Store {
+            store: "s".into(),
+            message: "x".into(),
+        },
     ];
     let kinds: Vec<ErrorKind> = errors.iter().map(|e| e.kind()).collect();
     let mut statuses: Vec<i32> = kinds.iter().map(|&k| status_of(k) as i32).collect();

@@ -1109,6 +1109,27 @@ static void test_policy(void) {
   CHECK(strcmp(pm_status_name(PM_STATUS_BUDGET_EXHAUSTED), "BUDGET_EXHAUSTED") == 0);
 }
 
+/* The same router opened memory-mapped (pm_router_open_mmap) decides exactly as the loaded one
+ * (every expectation of the fixture, single and batch); a missing file and NULL arguments are
+ * typed statuses. */
+static void test_mmap(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/router.safetensors", dir);
+  pm_router *mapped = NULL;
+  CHECK_STATUS(pm_router_open_mmap(path, &mapped, &err_), PM_STATUS_OK);
+  if (mapped == NULL) return;
+  pm_router *loaded = router;
+  router = mapped;
+  test_decisions_equal_rust();
+  router = loaded;
+  pm_router_free(mapped);
+  snprintf(path, sizeof path, "%s/no-such-router.safetensors", dir);
+  pm_router *r = NULL;
+  CHECK_STATUS(pm_router_open_mmap(path, &r, &err_), PM_STATUS_IO);
+  CHECK(r == NULL);
+  CHECK_STATUS(pm_router_open_mmap(NULL, &r, &err_), PM_STATUS_NULL_ARGUMENT);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -1125,6 +1146,7 @@ int main(int argc, char **argv) {
   }
   test_metadata();
   test_decisions_equal_rust();
+  test_mmap(argv[1]);
   test_null_arguments();
   test_wrong_dims_and_values();
   test_corrupt_files(argv[1]);

@@ -70,6 +70,8 @@ struct Charge {
     policy: String,
     query: Query,
     objective: RouteObjective,
+    /// The expected cost the decision holds on its budgets (a shared `[state]`).
+    held: Vec<pointsman::policy::Hold>,
 }
 
 impl Record {
@@ -172,12 +174,18 @@ impl Record {
                 })
                 .inc_by(cost);
         }
-        if let (Some(charge), Some(model)) = (self.charge.take(), &ev.model) {
-            // The upstream's usage priced, else (no usage reported) the expected cost.
+        let charge = self
+            .charge
+            .take()
+            .filter(|c| ev.model.is_some() || !c.held.is_empty());
+        if let Some(charge) = charge {
+            // The upstream's usage priced, else (no usage reported) the expected cost; no
+            // answer: nothing, which frees the decision's holds.
+            let model = ev.model.as_deref();
             let usd = ev.cost_usd.or_else(|| {
                 ev.alternatives
                     .iter()
-                    .find(|c| &c.model == model)
+                    .find(|c| Some(c.model.as_str()) == model)
                     .map(|c| c.cost)
             });
             let engine = self.state.engine.load();
@@ -185,6 +193,7 @@ impl Record {
                 &charge.policy,
                 &charge.query,
                 &charge.objective,
+                &charge.held,
                 model,
                 usd.unwrap_or(0.0),
             );
@@ -459,6 +468,7 @@ async fn route(
         ev.prompt = Some(text);
     }
     ev.audit = decided.audit;
+    let held = decided.held;
     let routed = decided.result?;
     ev.chosen = Some(routed.ranked[0].model.clone());
     ev.probability = routed.probability;
@@ -483,6 +493,7 @@ async fn route(
             policy: name.clone(),
             query: query.clone(),
             objective: objective.clone(),
+            held,
         });
     }
     Ok((query, routed))

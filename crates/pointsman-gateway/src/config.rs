@@ -52,6 +52,40 @@ pub struct Config {
     /// The upstream models.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// `[state]`: the decision policies' budgets and sessions shared with the other replicas
+    /// of this gateway through Redis; absent: each process keeps its own.
+    #[serde(default)]
+    pub state: Option<StateSection>,
+}
+
+/// `[state]`: the Redis the decision policies' state is shared through, and its settings
+/// (`namespace`, `session_ttl_ms`, `dedupe_ms`, `max_pending`, `session_capacity`:
+/// [`pointsman::share::SharedStateConfig`]). Each routing policy's decision policy keeps its
+/// keys under `<namespace>.<policy name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `redis://host:port/db`.
+    pub redis: String,
+    /// The shared state's settings.
+    #[serde(flatten)]
+    pub shared: pointsman::share::SharedStateConfig,
+}
+
+impl StateSection {
+    /// The shared state of routing policy `name`'s decision policy.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] for a bad URL, namespace or setting.
+    pub fn open(&self, name: &str) -> Result<pointsman::share::SharedPolicyState, GatewayError> {
+        let config = pointsman::share::SharedStateConfig {
+            namespace: format!("{}.{name}", self.shared.namespace),
+            ..self.shared.clone()
+        };
+        pointsman::share::SharedPolicyState::redis(&self.redis, config)
+            .map_err(|e| GatewayError::Config(format!("state (policy {name:?}): {e}")))
+    }
 }
 
 /// `[routing]`: the default policy and the embedder.
@@ -448,6 +482,11 @@ impl Config {
                 "fallback.max_tries and fallback.breaker_failures must be at least 1".into(),
             );
         }
+        if let Some(state) = &self.state {
+            for name in self.policies.keys() {
+                state.open(name)?;
+            }
+        }
         if let Some(share) = &self.learning.share {
             share
                 .exchange
@@ -551,6 +590,27 @@ base_url = "http://127.0.0.1:9/v1"
             ("intervall_ms = 5\n", "unknown field"),
         ] {
             let text = format!("{MINIMAL}[learning.share]\nredis = \"redis://h/\"\n{extra}");
+            let e = Config::from_toml(&text).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn state_section() {
+        assert!(Config::from_toml(MINIMAL).unwrap().state.is_none());
+        let text = format!(
+            "{MINIMAL}[policies.p]\n[state]\nredis = \"redis://127.0.0.1:6379/\"\nsession_ttl_ms = 5000\n"
+        );
+        let state = Config::from_toml(&text).unwrap().state.unwrap();
+        assert_eq!(state.shared.session_ttl_ms, 5000);
+        assert_eq!(state.shared.namespace, "policy");
+        assert_eq!(state.open("p").unwrap().config().namespace, "policy.p");
+        for (extra, needle) in [
+            ("namespace = \"a b\"\n", "namespace"),
+            ("session_ttl_ms = 0\n", "session_ttl_ms"),
+            ("sesion_ttl_ms = 5\n", "unknown field"),
+        ] {
+            let text = format!("{MINIMAL}[policies.p]\n[state]\nredis = \"redis://h/\"\n{extra}");
             let e = Config::from_toml(&text).unwrap_err();
             assert!(e.to_string().contains(needle), "{extra}: {e}");
         }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use pointsman::embed::{Embedder, EmbedderOptions};
-use pointsman::policy::{Policy, PolicyRouter, Request as PolicyRequest};
+use pointsman::policy::{Hold, Policy, PolicyRouter, Request as PolicyRequest};
 use pointsman::router::best_model;
 use pointsman::{AnyRouter, Decision, ErrorKind, Feedback, Objective, QueryFeatures};
 use sha2::{Digest, Sha256};
@@ -201,6 +201,9 @@ pub struct Decided {
     pub result: Result<Routed, ApiError>,
     /// The audit (`pointsman::policy::Audit` as JSON), when a decision policy applied.
     pub audit: Option<serde_json::Value>,
+    /// The expected cost the decision policy holds on its budgets until the call is settled
+    /// ([`Engine::record_policy`]): non-empty only with a shared state (`[state]`).
+    pub held: Vec<Hold>,
 }
 
 /// A loaded router and what the gateway derived from it at load.
@@ -413,8 +416,13 @@ impl Engine {
     /// refuses, 422 `no_model_fits` when no model meets its caps or capabilities.
     pub fn decide(&self, query: &Query, objective: &RouteObjective, text: Option<&str>) -> Decided {
         let mut audit = None;
-        let result = self.decide_inner(query, objective, text, &mut audit);
-        Decided { result, audit }
+        let mut held = Vec::new();
+        let result = self.decide_inner(query, objective, text, &mut audit, &mut held);
+        Decided {
+            result,
+            audit,
+            held,
+        }
     }
 
     fn decide_inner(
@@ -423,6 +431,7 @@ impl Engine {
         objective: &RouteObjective,
         text: Option<&str>,
         audit_out: &mut Option<serde_json::Value>,
+        held_out: &mut Vec<Hold>,
     ) -> Result<Routed, ApiError> {
         let pool = self.router.models();
         let ids: Vec<&str> = pool
@@ -493,6 +502,7 @@ impl Engine {
             let request = policy_request(query, objective, text);
             let (result, audit) = policy.decide(&request, &mut est, Some(mask.clone()));
             *audit_out = serde_json::to_value(&audit).ok();
+            held_out.clone_from(&audit.held);
             let d = result.map_err(policy_error)?;
             let ranked = std::iter::once(Candidate {
                 model: d.model_id,
@@ -587,9 +597,11 @@ impl Engine {
         Ok(Some(learner.observations()))
     }
 
-    /// After an answer: charges `usd` (its cost from the upstream's usage, or else the
-    /// expected cost) to the budgets of routing policy `name`'s decision policy, and records
-    /// `model` as the session's (stickiness). Nothing when the policy has no file.
+    /// After an answer: takes back the decision's holds (`held`, with a shared `[state]`),
+    /// charges `usd` (its cost from the upstream's usage, or else the expected cost) to the
+    /// budgets of routing policy `name`'s decision policy, and records `model` as the
+    /// session's (stickiness). With no answer (`model` `None`, `usd` 0) it only frees the
+    /// holds. Nothing when the policy has no file.
     ///
     /// # Errors
     ///
@@ -599,12 +611,13 @@ impl Engine {
         name: &str,
         query: &Query,
         objective: &RouteObjective,
-        model: &str,
+        held: &[Hold],
+        model: Option<&str>,
         usd: f64,
     ) -> Result<(), pointsman::Error> {
         match self.policies.get(name) {
             Some(policy) => {
-                policy.record(&policy_request(query, objective, None), Some(model), usd)
+                policy.settle(&policy_request(query, objective, None), held, model, usd)
             }
             None => Ok(()),
         }
@@ -681,6 +694,12 @@ fn policy_error(e: pointsman::Error) -> ApiError {
             unprocessable,
             "invalid_request_error",
             "no_model_fits",
+            e.to_string(),
+        ),
+        ErrorKind::Store => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "shared_state_unavailable",
             e.to_string(),
         ),
         _ => api_error(e),

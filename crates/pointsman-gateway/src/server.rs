@@ -77,9 +77,12 @@ impl AppState {
         let mut decision_policies = std::collections::BTreeMap::new();
         for (name, p) in &config.policies {
             if let Some(file) = &p.file {
-                let policy = pointsman::policy::Policy::load(file).map_err(|e| {
+                let mut policy = pointsman::policy::Policy::load(file).map_err(|e| {
                     GatewayError::Config(format!("policies.{name}.file {}: {e}", file.display()))
                 })?;
+                if let Some(state) = &config.state {
+                    policy = policy.with_state(std::sync::Arc::new(state.open(name)?));
+                }
                 decision_policies.insert(name.clone(), policy);
             }
         }

@@ -270,3 +270,31 @@ fn mapped_routers_share_one_copy_per_host() {
     );
     assert!(mapped < 2.5 * set, "mapped {mapped} vs the set {set}");
 }
+
+/// The issue's figure: 8 processes sharing one 200,000-row kNN router (a 293 MiB reference
+/// set) against 8 private copies. Ignored in the test command (it needs ~3.5 GiB and a
+/// minute); run with `--ignored`, docs/benchmarks.md records the figure.
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a figure for docs/benchmarks.md: 8 × 200,000 rows, run by hand"]
+fn mapped_routers_share_one_copy_per_host_at_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.router");
+    let (n, dim, workers) = (200_000, 384, 8);
+    write_large_router(&path, n, dim);
+    let set = (n * dim * 4) as f64;
+    let mapped = workers_pss_growth(&path, "mmap", workers) as f64;
+    let private = workers_pss_growth(&path, "load", workers) as f64;
+    eprintln!(
+        "PSS growth of {workers} processes: mapped {:.1} MiB, private copies {:.1} MiB \
+         (reference set {:.1} MiB)",
+        mapped / 1048576.0,
+        private / 1048576.0,
+        set / 1048576.0
+    );
+    assert!(private > workers as f64 * set, "{private} {set}");
+    assert!(
+        mapped < 0.5 * private,
+        "mapped {mapped} vs private {private}"
+    );
+}

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::budget::BudgetStatus;
+use super::state::Hold;
 
 /// Why a model was excluded from a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,10 @@ pub struct Audit {
     /// The refusal, when the policy refused: `out_of_distribution`, `budget_exhausted` or
     /// `no_model_fits`.
     pub refused: Option<String>,
+    /// The expected cost held on each budget until the call's cost is settled, when the
+    /// policy's state holds ([`super::PolicyState::holds`]: a state shared between replicas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Hold>,
 }
 
 impl Audit {

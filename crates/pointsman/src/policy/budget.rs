@@ -479,7 +479,7 @@ pub(crate) fn status(
     now: f64,
 ) -> (BudgetStatus, Span) {
     let sp = span(window, now);
-    let t = state.totals(&key, sp.from);
+    let t = state.totals_in(&key, sp.from, sp.bucket);
     let target = if pace {
         target_cost(window, limit, &t, &sp, now)
     } else {

@@ -10,7 +10,7 @@ use super::caps::{self, Dimensions};
 use super::guard::{GuardAction, GuardSource};
 use super::request::Request;
 use super::rules::{CompiledRule, Facts};
-use super::state::SessionEntry;
+use super::state::{Hold, SessionEntry};
 use super::{now_seconds, BudgetConfig, Policy};
 use crate::error::{Error, Result};
 use crate::features::FeatureBatch;
@@ -485,6 +485,13 @@ impl PolicyRouter {
                 }
             }
             audit.sticky = Some(a);
+        }
+        // A state shared between replicas: hold the chosen model's expected cost on every
+        // budget, atomically, so that replicas never pass a hard stop together.
+        if self.policy.state.holds() {
+            self.hold(&applied, &spans, est.cost_row(0)[chosen], audit)?;
+        }
+        if let (Some(_), Some(session)) = (&config.sticky, &req.session) {
             self.policy.state.set_session(
                 session,
                 SessionEntry {
@@ -507,6 +514,44 @@ impl PolicyRouter {
             cost_weight,
             Some(&allowed),
         ))
+    }
+
+    /// Holds `cost` (times each budget's stop margin) on every budget, recording the holds in
+    /// the audit; when one budget refuses (another replica took what was left since the
+    /// totals were read), takes back the holds already made and refuses the request.
+    fn hold(
+        &self,
+        applied: &[Applied<'_>],
+        spans: &[Span],
+        cost: f64,
+        audit: &mut Audit,
+    ) -> Result<()> {
+        let state = &*self.policy.state;
+        for (b, span) in applied.iter().zip(spans) {
+            let usd = cost * b.config.stop_margin;
+            let limit = b.config.limit_usd;
+            let done = state.reserve(&b.key, span.bucket, span.from, span.keep_from, usd, limit);
+            if !matches!(done, Ok(true)) {
+                for h in audit.held.drain(..) {
+                    state.add(&h.key, h.bucket, -h.usd, 0, h.keep_from);
+                }
+                done?;
+                let spent = state.totals_in(&b.key, span.from, span.bucket).spent;
+                return Err(Error::BudgetExhausted {
+                    key: b.key.clone(),
+                    spent,
+                    limit,
+                    cost: usd,
+                });
+            }
+            audit.held.push(Hold {
+                key: b.key.clone(),
+                bucket: span.bucket,
+                keep_from: span.keep_from,
+                usd,
+            });
+        }
+        Ok(())
     }
 
     /// The budgets that apply to `req`: the configured ones whose key it carries, and its
@@ -563,6 +608,26 @@ impl PolicyRouter {
     /// [`Error::InvalidInput`] for a negative or non-finite cost; [`Error::UnknownModel`] for a
     /// model not in the pool.
     pub fn record(&self, req: &Request<'_>, model: Option<&str>, usd: f64) -> Result<()> {
+        self.settle(req, &[], model, usd)
+    }
+
+    /// After a call decided under a state that holds ([`super::PolicyState::holds`]): takes
+    /// back the decision's holds (`held`: its audit's [`Audit::held`]) and charges `usd`, the
+    /// actual cost, as [`PolicyRouter::record`] does. A call that never happened settles with
+    /// `model` `None` and `usd` 0, which frees its holds. Holds never settled stay charged
+    /// (the budget then counts the expected cost and the actual one: it stops early, never
+    /// late).
+    ///
+    /// # Errors
+    ///
+    /// As [`PolicyRouter::record`].
+    pub fn settle(
+        &self,
+        req: &Request<'_>,
+        held: &[Hold],
+        model: Option<&str>,
+        usd: f64,
+    ) -> Result<()> {
         if !usd.is_finite() || usd < 0.0 {
             return Err(Error::InvalidInput(format!(
                 "cost {usd} is not a non-negative number"
@@ -572,6 +637,11 @@ impl PolicyRouter {
             self.router.models().index_of(model)?;
         }
         let now = req.now.unwrap_or_else(now_seconds);
+        for h in held {
+            self.policy
+                .state
+                .add(&h.key, h.bucket, -h.usd, 0, h.keep_from);
+        }
         for b in self.applied_budgets(req) {
             let span = budget::span(&b.config.window, now);
             self.policy

@@ -89,7 +89,7 @@ pub use episode::Episode;
 pub use guard::{EmbeddingGuard, GuardAction, GuardConfig, GuardFit, GuardSource};
 pub use request::Request;
 pub use rules::{Action, Condition, Rule};
-pub use state::{MemoryState, PolicyState, SessionEntry, Totals};
+pub use state::{Hold, MemoryState, PolicyState, SessionEntry, Totals};
 pub use sticky::StickyConfig;
 
 use crate::error::{Error, Result};

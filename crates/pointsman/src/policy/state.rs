@@ -64,6 +64,62 @@ pub trait PolicyState: Send + Sync + std::fmt::Debug {
 
     /// Replaces the session's entry (last writer wins).
     fn set_session(&self, session: &str, entry: SessionEntry);
+
+    /// The sums of `key`'s counters over the buckets `from..=to` (`to`: the bucket of now).
+    /// A state that keeps buckets in separate keys (a shared one) reads only these; the
+    /// default is [`PolicyState::totals`].
+    fn totals_in(&self, key: &str, from: i64, to: i64) -> Totals {
+        let _ = to;
+        self.totals(key, from)
+    }
+
+    /// Whether decisions *hold* their chosen model's expected cost on their budgets
+    /// ([`PolicyState::reserve`]) until [`crate::policy::PolicyRouter::settle`] replaces it
+    /// with the actual cost: what makes a hard stop hold across replicas that share the state.
+    /// Default false (the in-process [`MemoryState`]: spend is charged after the call only).
+    fn holds(&self) -> bool {
+        false
+    }
+
+    /// Adds `usd` to `key`'s bucket `bucket` only if the window's spend (buckets
+    /// `from..=bucket`) stays at or below `limit`, in one atomic step for everyone that
+    /// shares the state; returns whether it was added. The default reads, then adds (atomic
+    /// within one process only when the implementation is, as [`MemoryState`]'s is).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when a shared store cannot be reached (the caller refuses rather than
+    /// risk passing the limit).
+    fn reserve(
+        &self,
+        key: &str,
+        bucket: i64,
+        from: i64,
+        keep_from: i64,
+        usd: f64,
+        limit: f64,
+    ) -> Result<bool> {
+        if self.totals_in(key, from, bucket).spent + usd > limit {
+            return Ok(false);
+        }
+        self.add(key, bucket, usd, 0, keep_from);
+        Ok(true)
+    }
+}
+
+/// A decision's hold on one budget: the chosen model's expected cost (times the budget's stop
+/// margin), added to the budget's spend at the decision ([`PolicyState::reserve`]) and taken
+/// back when the actual cost is charged ([`crate::policy::PolicyRouter::settle`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The budget's key (`tenant:acme`).
+    pub key: String,
+    /// The time bucket the hold was added to.
+    pub bucket: i64,
+    /// Buckets before this may be dropped (the window's start at the decision).
+    pub keep_from: i64,
+    /// USD held.
+    pub usd: f64,
 }
 
 /// Per-key counters: buckets in increasing order.
@@ -232,17 +288,7 @@ impl PolicyState for MemoryState {
             Some(b) => b,
             None => spend.entry(key.to_string()).or_default(),
         };
-        while buckets.front().is_some_and(|b| b.0 < keep_from) {
-            buckets.pop_front();
-        }
-        match buckets.iter().rposition(|b| b.0 <= bucket) {
-            Some(i) if buckets[i].0 == bucket => {
-                buckets[i].1 += usd;
-                buckets[i].2 += requests;
-            }
-            Some(i) => buckets.insert(i + 1, (bucket, usd, requests)),
-            None => buckets.push_front((bucket, usd, requests)),
-        }
+        add_to(buckets, bucket, usd, requests, keep_from);
     }
 
     fn totals(&self, key: &str, from: i64) -> Totals {
@@ -256,6 +302,31 @@ impl PolicyState for MemoryState {
             }
         }
         t
+    }
+
+    fn reserve(
+        &self,
+        key: &str,
+        bucket: i64,
+        from: i64,
+        keep_from: i64,
+        usd: f64,
+        limit: f64,
+    ) -> Result<bool> {
+        // Under one lock: threads of one process never pass the limit together.
+        let mut spend = self.spend.lock().expect("state lock");
+        let spent: f64 = spend.get(key).map_or(0.0, |b| {
+            b.iter()
+                .filter(|b| b.0 >= from && b.0 <= bucket)
+                .map(|b| b.1)
+                .sum()
+        });
+        if spent + usd > limit {
+            return Ok(false);
+        }
+        let buckets = spend.entry(key.to_string()).or_default();
+        add_to(buckets, bucket, usd, 0, keep_from);
+        Ok(true)
     }
 
     fn session(&self, session: &str) -> Option<SessionEntry> {
@@ -289,6 +360,21 @@ impl PolicyState for MemoryState {
             let Sessions { entries, order, .. } = &mut *s;
             order.retain(|(id, t)| entries.get(id).is_some_and(|(_, cur)| cur == t));
         }
+    }
+}
+
+/// Adds to one bucket of a key's counters, dropping buckets before `keep_from`.
+fn add_to(buckets: &mut Buckets, bucket: i64, usd: f64, requests: u64, keep_from: i64) {
+    while buckets.front().is_some_and(|b| b.0 < keep_from) {
+        buckets.pop_front();
+    }
+    match buckets.iter().rposition(|b| b.0 <= bucket) {
+        Some(i) if buckets[i].0 == bucket => {
+            buckets[i].1 += usd;
+            buckets[i].2 += requests;
+        }
+        Some(i) => buckets.insert(i + 1, (bucket, usd, requests)),
+        None => buckets.push_front((bucket, usd, requests)),
     }
 }
 

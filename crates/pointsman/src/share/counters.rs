@@ -46,6 +46,27 @@ pub trait SharedCounters: Send + Sync + std::fmt::Debug {
     ///
     /// [`Error::Store`].
     fn get(&self, key: &str) -> Result<f64>;
+
+    /// The values of several counters (0 for those never added to), in one round trip where
+    /// the store allows it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    fn get_many(&self, keys: &[String]) -> Result<Vec<f64>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Lets counter `key` expire `ttl_ms` from now (a time bucket no window reads any more).
+    /// Counters in one process are small and kept: the default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    fn expire(&self, key: &str, ttl_ms: u64) -> Result<()> {
+        let _ = (key, ttl_ms);
+        Ok(())
+    }
 }
 
 /// Entries that several replicas write, the latest version winning, each kept for a time to

@@ -68,12 +68,15 @@
 //! [`SharedCounters`] (additive, idempotent per increment id, with an atomic
 //! "add within a limit") and [`SharedEntries`] (last writer wins, with a time to live) are what
 //! deployment policies share: a tenant's spend, a session's sticky model, an upstream's rate.
+//! [`SharedPolicyState`] is a decision policy's state on them: budgets that replicas never
+//! pass together (holds added within the limit atomically) and sessions seen by every replica.
 //!
 //! [`BanditRouter::merge`]: crate::routers::bandit::BanditRouter::merge
 
 mod counters;
 pub mod entry;
 mod exchange;
+mod policy_state;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod replica;
@@ -82,6 +85,7 @@ mod store;
 pub use counters::{MemoryCounters, MemoryEntries, SharedCounters, SharedEntries, Spend};
 pub use entry::{Increment, SnapshotMeta};
 pub use exchange::Exchange;
+pub use policy_state::{SharedPolicyState, SharedStateConfig, SharedStateStats};
 pub use replica::{Replica, ShareConfig, ShareStats};
 pub use store::{Keys, MemoryStore, Poll, Store, KEY_VERSION};
 

@@ -17,6 +17,11 @@
 //! | `pointsman:v1:ns:counter:<key>` | string | a shared counter (`INCRBYFLOAT`) |
 //! | `pointsman:v1:ns:counter:<key>:id:<id>` | string | an applied increment id (expires) |
 //! | `pointsman:v1:ns:entry:<key>` | hash | a last-writer-wins entry: `v` version, `d` value (expires) |
+//!
+//! A decision policy's shared state ([`super::SharedPolicyState`]) uses counters
+//! `spend:<budget>` and `requests:<budget>` (fixed totals), `spend:<budget>@<bucket>` and
+//! `requests:<budget>@<bucket>` (rolling windows' time buckets, expiring once out of the window),
+//! and entries `session:<id>` and `first:<budget>`.
 
 use std::time::Duration;
 
@@ -445,6 +450,47 @@ impl SharedCounters for RedisCounters {
 
     fn add_within(&self, key: &str, id: &str, amount: f64, limit: f64) -> Result<Spend> {
         self.step(key, id, amount, Some(limit))
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<f64>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| self.keys.key(&format!("counter:{k}")))
+            .collect();
+        let mut c = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let values: Vec<Option<String>> = c.run(|c| redis::cmd("MGET").arg(&names).query(c))?;
+        values
+            .into_iter()
+            .zip(&names)
+            .map(|(v, name)| match v {
+                None => Ok(0.0),
+                Some(s) => s.parse().map_err(|_| Error::Store {
+                    store: c.name.clone(),
+                    message: format!("counter {name} holds {s:?}, not a number"),
+                }),
+            })
+            .collect()
+    }
+
+    fn expire(&self, key: &str, ttl_ms: u64) -> Result<()> {
+        let counter = self.keys.key(&format!("counter:{key}"));
+        let mut c = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _: i64 = c.run(|c| {
+            redis::cmd("PEXPIRE")
+                .arg(&counter)
+                .arg(ttl_ms.max(1))
+                .query(c)
+        })?;
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Result<f64> {

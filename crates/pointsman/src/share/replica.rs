@@ -590,7 +590,7 @@ fn store_meta(store: &mut dyn Store, _keys: &Keys) -> Result<Option<Vec<u8>>> {
 }
 
 /// `<host>-<pid>-<random>`.
-fn default_replica_name() -> String {
+pub(super) fn default_replica_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -668,3 +668,133 @@ fn shared_budget_is_never_overspent() {
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(entries.get("session-2").unwrap(), None);
 }
+
+/// Two replicas of a decision policy (two `PolicyRouter`s, each with its own connection to one
+/// Redis) spending from one tenant's total and its users' rolling windows at once never pass
+/// either; a session's model chosen on one replica is the previous model on the other; with
+/// Redis unreachable, budgeted requests are refused with the typed store error, the others
+/// route, and charges wait and arrive once Redis is back.
+#[test]
+fn shared_policy_state_holds_budgets_and_sessions_across_replicas() {
+    use pointsman::data::Split;
+    use pointsman::policy::{Policy, PolicyConfig, PolicyRouter, PolicyState, Request};
+    use pointsman::routers::baseline::{Baseline, BaselineRouter};
+    use pointsman::share::{SharedPolicyState, SharedStateConfig};
+    use pointsman::{ErrorKind, ModelCard, ModelPool, Router};
+    use std::sync::Arc;
+
+    if !RedisServer::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(dir.path());
+    let pool = ModelPool::new(vec![
+        ModelCard::new("small", 0.1, 0.1),
+        ModelCard::new("large", 10.0, 10.0),
+    ])
+    .unwrap();
+    let train =
+        Split::from_arrays(pool, vec![1.0, 0.0], 2, vec![0.5, 0.9], vec![1e-4, 1e-3]).unwrap();
+    let router: Arc<dyn Router> =
+        Arc::new(BaselineRouter::fit(Baseline::BestSingle, &train).unwrap());
+    let config = PolicyConfig::from_json(
+        r#"{"budgets": [
+            {"key": "tenant", "limit_usd": 0.1, "window": {"kind": "total"}, "pace": false},
+            {"key": "user", "limit_usd": 0.03, "window": {"kind": "rolling", "seconds": 3600},
+             "pace": false}],
+            "sticky": {"margin": 1.0}}"#,
+        "policy.json",
+    )
+    .unwrap();
+    let replica = |url: &str| {
+        let state = Arc::new(SharedPolicyState::redis(url, SharedStateConfig::default()).unwrap());
+        let policy = Policy::new(config.clone())
+            .unwrap()
+            .with_state(state.clone());
+        (PolicyRouter::new(router.clone(), policy).unwrap(), state)
+    };
+    let q = QueryFeatures::new(vec![1.0, 0.0]).unwrap();
+    // Both replicas at once: every answer costs what it was expected to.
+    let spent: Vec<BTreeMap<String, f64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|r| {
+                let (policy, _) = replica(&redis.url());
+                let q = &q;
+                s.spawn(move || {
+                    let mut mine = BTreeMap::new();
+                    for i in 0..150 {
+                        let user = format!("u{}", (i + r) % 5);
+                        let req = Request::new(q).with_tenant("acme").with_user(&user);
+                        match policy.route(&req) {
+                            Ok(d) => {
+                                let cost = d.decision.cost;
+                                policy
+                                    .settle(&req, &d.audit.held, Some(&d.decision.model_id), cost)
+                                    .unwrap();
+                                *mine.entry(user).or_insert(0.0) += cost;
+                                *mine.entry("tenant".into()).or_insert(0.0) += cost;
+                            }
+                            Err(e) => assert_eq!(e.kind(), ErrorKind::BudgetExhausted, "{e}"),
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let total = |k: &str| spent.iter().filter_map(|m| m.get(k)).sum::<f64>();
+    assert!(total("tenant") <= 0.1 + 1e-9, "spent {}", total("tenant"));
+    assert!(
+        total("tenant") > 0.1 - 1e-3 - 1e-9,
+        "spent {}",
+        total("tenant")
+    );
+    for u in 0..5 {
+        let t = total(&format!("u{u}"));
+        assert!(t <= 0.03 + 1e-9, "user u{u} spent {t}");
+    }
+    assert!(spent.iter().all(|m| m["tenant"] > 0.0), "{spent:?}");
+    // What Redis holds is what was spent: holds were replaced by the actual costs.
+    let (observer, observer_state) = replica(&redis.url());
+    let stored = observer_state.totals("tenant:acme", i64::MIN).spent;
+    assert!((stored - total("tenant")).abs() < 1e-9, "{stored}");
+    drop(observer);
+
+    // Sessions: replica a's choice is replica b's previous model (kept: margin 1).
+    let (a, a_state) = replica(&redis.url());
+    let (b, _) = replica(&redis.url());
+    let req = Request::new(&q)
+        .with_session("conversation-1")
+        .with_allowed(["small"]);
+    assert_eq!(a.route(&req).unwrap().decision.model_id, "small");
+    let d = b
+        .route(&Request::new(&q).with_session("conversation-1"))
+        .unwrap();
+    let sticky = d.audit.sticky.unwrap();
+    assert_eq!(sticky.previous.as_deref(), Some("small"));
+    assert!(sticky.kept && d.decision.model_id == "small");
+
+    // Redis stopped: budgeted requests are refused (typed), others route; a charge waits.
+    redis.shutdown_saving();
+    let req = Request::new(&q).with_tenant("beta");
+    let e = a.route(&req).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+    assert_eq!(
+        a.route(&Request::new(&q)).unwrap().decision.model_id,
+        "large"
+    );
+    a.record(&req, Some("small"), 0.002).unwrap();
+    assert_eq!(a_state.stats().pending, 1);
+    assert!(a_state.stats().store_errors > 0);
+    // This replica still counts its waiting charge.
+    assert!((a_state.totals("tenant:beta", i64::MIN).spent - 0.002).abs() < 1e-12);
+    redis.restart();
+    a_state.flush().unwrap();
+    assert_eq!(a_state.stats().pending, 0);
+    assert_eq!(a_state.stats().delivered_late, 1);
+    let (_, other) = replica(&redis.url());
+    assert!((other.totals("tenant:beta", i64::MIN).spent - 0.002).abs() < 1e-12);
+    // The budgets spent before the stop survived it (saved by SHUTDOWN SAVE).
+    assert!((other.totals("tenant:acme", i64::MIN).spent - total("tenant")).abs() < 1e-9);
+}
