@@ -260,6 +260,7 @@ pub fn train(
         folds,
         criterion,
         kinds,
+        ..Default::default()
     };
     let (router, report) = run(py, || AnyRouter::fit_auto(split, &options, &mut |_| {}))?;
     tuned(py, router, &report)

@@ -32,7 +32,7 @@ pub fn write(out: &Path, summaries: &[PolicyRunSummary], steps: &[Vec<PolicyStep
 /// The summaries as a text table.
 pub fn table(summaries: &[PolicyRunSummary]) -> String {
     let mut s = String::from(
-        "router               queries  answered  refused                                  ruled  quality  spend (USD)\n",
+        "router               queries   decided  refused                                  ruled  quality  spend (USD)\n",
     );
     for r in summaries {
         let refused = if r.refused.is_empty() {
@@ -45,10 +45,14 @@ pub fn table(summaries: &[PolicyRunSummary]) -> String {
                 .join(", ")
         };
         s.push_str(&format!(
-            "{:<20} {:>7}  {:>8}  {:<40} {:>5}  {:>7.4}  {:.4e}\n",
+            "{:<20} {:>7}  {:>8}  {:<40} {:>5}  {:>7.4}  {:>11.6}\n",
             r.router, r.queries, r.decided, refused, r.ruled, r.quality, r.spend
         ));
     }
+    s.push_str(
+        "(decided: queries routed; refused: by kind; ruled: queries a rule fired on; quality: mean \
+         over all queries, a refusal counting 0)\n",
+    );
     s
 }
 

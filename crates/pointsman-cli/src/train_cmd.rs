@@ -300,10 +300,7 @@ fn auto_table(r: &AutoReport) -> String {
     // on two-model data); no column twice.
     let by = r.criterion.name();
     let apgr = r.candidates.iter().any(|c| c.metrics.apgr.is_some());
-    let mut columns: Vec<(
-        &str,
-        Box<dyn Fn(&pointsman::registry::AutoCandidate) -> String>,
-    )> = vec![(by, Box::new(|c| format!("{:.4}", c.score)))];
+    let mut columns: Vec<(&str, Cell)> = vec![(by, Box::new(|c| format!("{:.4}", c.score)))];
     if by != "aiq" {
         columns.push(("aiq", Box::new(|c| format!("{:.4}", c.metrics.aiq))));
     }
@@ -350,6 +347,9 @@ fn auto_table(r: &AutoReport) -> String {
     }
     out
 }
+
+/// One column of the auto table: a candidate's figure as printed.
+type Cell = Box<dyn Fn(&pointsman::registry::AutoCandidate) -> String>;
 
 /// `text` cut to `max` characters, with an ellipsis when cut.
 fn short(text: &str, max: usize) -> String {

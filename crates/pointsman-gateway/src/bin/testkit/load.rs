@@ -211,18 +211,6 @@ fn timing(header: &str, metric: &str) -> Option<f64> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn server_timing_durations_are_read_by_name() {
-        let h = "queue;dur=0.120, embed;dur=3.250, route;dur=0.041";
-        assert_eq!(super::timing(h, "embed"), Some(3.25));
-        assert_eq!(super::timing(h, "queue"), Some(0.12));
-        assert_eq!(super::timing(h, "missing"), None);
-        assert_eq!(super::timing("embed;desc=x", "embed"), None);
-    }
-}
-
 /// `embed`.
 pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     let prompts = super::read_prompts(&args.prompts)?;
@@ -243,4 +231,16 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     }
     println!("{}", summary(&args.label, lat, json!({})));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_timing_durations_are_read_by_name() {
+        let h = "queue;dur=0.120, embed;dur=3.250, route;dur=0.041";
+        assert_eq!(super::timing(h, "embed"), Some(3.25));
+        assert_eq!(super::timing(h, "queue"), Some(0.12));
+        assert_eq!(super::timing(h, "missing"), None);
+        assert_eq!(super::timing("embed;desc=x", "embed"), None);
+    }
 }
