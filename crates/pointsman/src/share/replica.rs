@@ -600,7 +600,17 @@ pub(super) fn default_replica_name() -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    format!("{host}-{}-{:08x}", std::process::id(), rand_u64() as u32)
+    // The random part tells apart processes that reuse a pid (a restarted container); the
+    // count tells apart the replicas of one process, which the random part alone (a mix of the
+    // clock and a counter) did not always do: two made at once could draw the same name, and
+    // then their increment ids (`<name>-<n>`) collide and one's counts as the other's retry.
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{host}-{}-{:08x}-{n}",
+        std::process::id(),
+        rand_u64() as u32
+    )
 }
 
 /// A random 64-bit number from the clock, the process id and a counter, mixed.

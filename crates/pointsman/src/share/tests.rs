@@ -389,3 +389,23 @@ fn the_background_exchange_runs_every_interval() {
     drop(b);
     let _ = RouterKind::Linucb;
 }
+
+#[test]
+fn replica_names_made_at_once_differ() {
+    // Increment ids are `<replica>-<n>`: two replicas with one name would take each other's
+    // increments for retries of their own.
+    let names: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..500)
+                        .map(|_| super::replica::default_replica_name())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len());
+}
