@@ -26,11 +26,18 @@ const OBSERVATIONS: usize = 20_000;
 const REPLICAS: usize = 4;
 
 /// A `redis-server` on a loopback port with its own folder, killed on drop.
+///
+/// One at a time in this binary: the tests stop and restart their servers on the same port, and
+/// in the gap another test's free-port probe could be handed that port, so that one test's
+/// `SHUTDOWN` or `kill -9` hit the other's server (a budget test then saw its counters vanish).
 struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_REDIS_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl RedisServer {
     /// `None` (skipped, with a message) when `redis-server` is not installed, except under
@@ -52,6 +59,9 @@ impl RedisServer {
     }
 
     fn start(dir: &Path) -> RedisServer {
+        let guard = ONE_REDIS_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -61,6 +71,7 @@ impl RedisServer {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            _one_at_a_time: guard,
         };
         s.restart();
         s
