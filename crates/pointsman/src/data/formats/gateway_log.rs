@@ -1,0 +1,168 @@
+//! The importer of the gateway's decision log with feedback (see [the module documentation](super)).
+
+use super::*;
+
+/// Decodes a logged embedding: `dim` little-endian float16 in standard base64.
+pub(super) fn decode_f16_base64(data: &str, dim: usize) -> std::result::Result<Vec<f32>, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("embedding.data is not base64: {e}"))?;
+    if bytes.len() != dim * 2 {
+        return Err(format!(
+            "embedding.data holds {} bytes for dim {dim} (expected {})",
+            bytes.len(),
+            dim * 2
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect())
+}
+
+pub(super) fn import_gateway_log(
+    inputs: &[PathBuf],
+    models: crate::data::schema::Models,
+) -> Result<DatasetDraft> {
+    let m = models.pool.len();
+    let mut draft = DatasetDraft::new(models.pool, "the Pointsman gateway's decision log");
+    draft.roles = models.roles;
+    draft.price_note = "prices from the models.json given to the import; per-query costs are the \
+                        logged ones"
+        .into();
+    // request id -> row index, and the embedding model's name.
+    let mut decided: HashMap<String, usize> = HashMap::new();
+    let mut rows: Vec<(DraftRow, usize, bool)> = Vec::new();
+    let mut embedding_model: Option<String> = None;
+    for path in inputs {
+        let display = path.display().to_string();
+        let (file, _) = crate::files::open_regular(path)?;
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let lineno = i + 1;
+            let line = line.map_err(|e| Error::io(path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |msg: String| Error::format_at(&display, lineno, msg);
+            let v: Value =
+                serde_json::from_str(&line).map_err(|e| bad(format!("malformed json: {e}")))?;
+            let text = |f: &str| v.get(f).and_then(Value::as_str);
+            let request = text("request_id")
+                .ok_or_else(|| bad("field \"request_id\" missing or not text".into()))?
+                .to_string();
+            match text("event") {
+                Some("decision") => {
+                    // Only answered requests can be labelled.
+                    let (Some(model), None) = (text("model"), text("error")) else {
+                        continue;
+                    };
+                    let j = draft.pool.index_of(model).map_err(|_| {
+                        bad(format!(
+                            "field \"model\": {model:?} is not in the models.json"
+                        ))
+                    })?;
+                    let e = v
+                        .get("embedding")
+                        .filter(|e| !e.is_null())
+                        .ok_or_else(|| bad("field \"embedding\" is null: the request was not routed, or the log predates embeddings".into()))?;
+                    let dim = e
+                        .get("dim")
+                        .and_then(Value::as_u64)
+                        .filter(|d| *d > 0)
+                        .ok_or_else(|| {
+                            bad("field \"embedding.dim\" missing or not positive".into())
+                        })?;
+                    match e.get("encoding").and_then(Value::as_str) {
+                        Some("f16le-base64") => {}
+                        other => {
+                            return Err(bad(format!(
+                                "field \"embedding.encoding\": {other:?} is not \"f16le-base64\""
+                            )))
+                        }
+                    }
+                    let data = e.get("data").and_then(Value::as_str).ok_or_else(|| {
+                        bad("field \"embedding.data\" missing or not text".into())
+                    })?;
+                    let vector = decode_f16_base64(data, dim as usize).map_err(bad)?;
+                    let name = e.get("model").and_then(Value::as_str).unwrap_or_default();
+                    match &embedding_model {
+                        None => embedding_model = Some(name.to_string()),
+                        Some(seen) if seen != name => {
+                            return Err(bad(format!(
+                                "field \"embedding.model\": {name:?}, earlier lines {seen:?}"
+                            )))
+                        }
+                        Some(_) => {}
+                    }
+                    let mut r =
+                        DraftRow::new(request.clone(), text("prompt").unwrap_or_default(), m);
+                    r.embedding = Some(vector);
+                    r.cost_usd[j] = v.get("cost_usd").and_then(Value::as_f64);
+                    // The logged probability is the chosen model's; a failover's answer has none.
+                    if text("chosen") == Some(model) {
+                        r.propensity[j] = v
+                            .get("probability")
+                            .and_then(Value::as_f64)
+                            .filter(|p| *p > 0.0 && *p <= 1.0);
+                    }
+                    if decided.insert(request.clone(), rows.len()).is_some() {
+                        return Err(bad(format!("request {request:?} has a second decision")));
+                    }
+                    rows.push((r, j, false));
+                }
+                Some("feedback") => {
+                    if text("error").is_some() {
+                        continue;
+                    }
+                    let Some(quality) = v.get("quality").and_then(Value::as_f64) else {
+                        continue;
+                    };
+                    if !(0.0..=1.0).contains(&quality) {
+                        return Err(bad(format!("field \"quality\": {quality} outside [0, 1]")));
+                    }
+                    let &r = decided.get(&request).ok_or_else(|| {
+                        bad(format!(
+                            "feedback for request {request:?} before (or without) its decision"
+                        ))
+                    })?;
+                    let (row, j, labelled) = &mut rows[r];
+                    let j = *j;
+                    if *labelled {
+                        return Err(bad(format!("request {request:?} has a second feedback")));
+                    }
+                    row.scores[j] = Some(quality);
+                    if let Some(c) = v.get("cost_usd").and_then(Value::as_f64) {
+                        row.cost_usd[j] = Some(c);
+                    }
+                    *labelled = true;
+                }
+                other => {
+                    return Err(bad(format!(
+                        "field \"event\": {other:?} is neither \"decision\" nor \"feedback\""
+                    )))
+                }
+            }
+        }
+    }
+    for (mut row, _, labelled) in rows {
+        if !labelled {
+            continue;
+        }
+        // The answering model's propensity only counts with its score.
+        for j in 0..m {
+            if row.scores[j].is_none() {
+                row.propensity[j] = None;
+                row.cost_usd[j] = None;
+            }
+        }
+        draft.rows.push(row);
+    }
+    if draft.rows.is_empty() {
+        return Err(Error::InvalidInput(
+            "the decision log has no answered request with feedback".into(),
+        ));
+    }
+    draft.embeddings_from_rows(embedding_model.as_deref().unwrap_or_default())?;
+    Ok(draft)
+}

@@ -1,0 +1,210 @@
+//! Importers of the anchors' published formats and of the gateway's decision log, into a
+//! [`DatasetDraft`] in the shared schema (`pointsman import --from <format>`,
+//! `pointsman.import_dataset`). Embeddings are not computed here (the data layer does not embed):
+//! `embed::embed_draft` computes them in-process before the draft is written; the gateway log
+//! carries its own.
+//!
+//! Each importer derives what the shipped datasets derived, so that importing the raw files
+//! reproduces `llmrouter_dc` and `routellm` (tested in `tests/quality.rs`):
+//!
+//! - [`ImportFormat::Llmrouter`]: LLMRouter's `dcrouter_preprocessed/{train,test}.json` (question,
+//!   per-model scores), task and metric joined by question text from
+//!   `example_data/query_data/default_query_{train,test}.jsonl` (first occurrence, train file
+//!   first), prices and descriptions from `example_data/llm_candidates/default_llm.json`. The
+//!   source's split is kept; a train row whose question is also a test question is dropped.
+//!   Rows: test then train, ids `llmrouter-<split>-<index in the source file>`.
+//! - [`ImportFormat::Routellm`]: RouteLLM's `mmlu/responses/mmlu_<subject>.csv` (subjects in
+//!   file-name order) then `gsm8k/gsm8k_responses.csv`: a prompt column, one True/False column
+//!   per model, for GSM8K `<model>_response` (kept as the answer's length in characters). Ids
+//!   `mmlu-<subject>-<row>` and `gsm8k-<row>`; split by [`SPLIT_RULE`](super::SPLIT_RULE). Prices
+//!   are not in the data: a `models.json` gives them. MT-Bench's judgements (one 1–10 grade per
+//!   model and turn) are added as preference pairs only on request (`mt_bench`), since the
+//!   shipped dataset leaves them out.
+//! - [`ImportFormat::Routerbench`]: RouterBench's wide table as CSV: `sample_id`, `prompt`,
+//!   `eval_name`, and per model `<model>` (score), `<model>|model_response`,
+//!   `<model>|total_cost` (observed cost). An empty score is a missing label.
+//! - [`ImportFormat::GatewayLog`]: the gateway's decision log (docs/gateway.md, schema 1): each
+//!   answered `decision` joined by `request_id` with its `feedback` gives one query labelled for
+//!   the one model that answered, with the logged embedding and the choice probability.
+//! - [`ImportFormat::Log`]: a team's own JSONL/CSV log ([`super::import_log`]).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{import_log, DatasetDraft, DraftRow, LogMapping, Winner};
+use crate::error::{Error, Result};
+use crate::pool::{ModelCard, ModelPool};
+
+/// A source format `pointsman import --from` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ImportFormat {
+    /// A team's own JSONL/CSV log with a field mapping.
+    Log,
+    /// LLMRouter's routing data.
+    Llmrouter,
+    /// RouteLLM's evaluation data.
+    Routellm,
+    /// RouterBench's wide table (CSV; its pickle through the Python package).
+    Routerbench,
+    /// The gateway's decision log with feedback.
+    GatewayLog,
+}
+
+impl ImportFormat {
+    /// Every format, in the order the help lists them.
+    pub const ALL: [ImportFormat; 5] = [
+        ImportFormat::Log,
+        ImportFormat::Llmrouter,
+        ImportFormat::Routellm,
+        ImportFormat::Routerbench,
+        ImportFormat::GatewayLog,
+    ];
+
+    /// The format's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImportFormat::Log => "log",
+            ImportFormat::Llmrouter => "llmrouter",
+            ImportFormat::Routellm => "routellm",
+            ImportFormat::Routerbench => "routerbench",
+            ImportFormat::GatewayLog => "gateway-log",
+        }
+    }
+}
+
+impl std::fmt::Display for ImportFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ImportFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ImportFormat> {
+        ImportFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ImportFormat::ALL.iter().map(|f| f.name()).collect();
+                Error::InvalidInput(format!(
+                    "unknown import format {s:?} (known: {})",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+/// What an import needs besides its input files.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// A `models.json` in the dataset schema: the models' prices (and roles, descriptions).
+    /// Required by `log`, `routellm` and `gateway-log`; for `llmrouter` it replaces the
+    /// candidates file's prices; for `routerbench`, without it, each model's price is fitted to
+    /// its observed costs.
+    pub models: Option<PathBuf>,
+    /// The field mapping of a `log`.
+    pub mapping: LogMapping,
+    /// Output tokens assumed per answer where the source has no answer (the cost estimate of
+    /// SCHEMA.md); default: 256 (LLMRouter, RouterBench), 16 (RouteLLM).
+    pub default_output_tokens: Option<f64>,
+    /// RouteLLM: add MT-Bench's judgements as preference pairs.
+    pub mt_bench: bool,
+}
+
+/// Imports `inputs` in `format` as a draft (no embeddings, except the gateway log's).
+///
+/// Inputs: `log`, `gateway-log`, `routerbench`: one or more files (concatenated); `llmrouter`:
+/// LLMRouter's `data/` folder (holding `dcrouter_preprocessed/` and `example_data/`);
+/// `routellm`: RouteLLM's `evals/` folder (holding `mmlu/responses/` and `gsm8k/`).
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] for a wrong number of inputs or a missing `models.json`;
+/// [`Error::Io`] for an unreadable file; [`Error::Format`] naming the file, line and field of
+/// bad input.
+pub fn import(
+    format: ImportFormat,
+    inputs: &[PathBuf],
+    options: &ImportOptions,
+) -> Result<DatasetDraft> {
+    if inputs.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "import --from {format}: no input given"
+        )));
+    }
+    let one = || -> Result<&Path> {
+        match inputs {
+            [one] => Ok(one.as_path()),
+            _ => Err(Error::InvalidInput(format!(
+                "import --from {format} takes one folder, got {} inputs",
+                inputs.len()
+            ))),
+        }
+    };
+    let models = || -> Result<super::schema::Models> {
+        match &options.models {
+            Some(p) => super::schema::read_models(p),
+            None => Err(Error::InvalidInput(format!(
+                "import --from {format} needs a models.json with the models' prices"
+            ))),
+        }
+    };
+    let mut draft = match format {
+        ImportFormat::Log => {
+            if inputs.len() != 1 {
+                return Err(Error::InvalidInput(format!(
+                    "import --from log takes one file, got {}",
+                    inputs.len()
+                )));
+            }
+            import_log(&inputs[0], &options.mapping, models()?.pool)?
+        }
+        ImportFormat::Llmrouter => import_llmrouter(one()?, options)?,
+        ImportFormat::Routellm => import_routellm(one()?, models()?, options)?,
+        ImportFormat::Routerbench => import_routerbench_csv(inputs, options)?,
+        ImportFormat::GatewayLog => import_gateway_log(inputs, models()?)?,
+    };
+    draft.apply_split_rule();
+    Ok(draft)
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let (mut file, _) = crate::files::open_regular(path)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(text)
+}
+
+fn parse_json_file(path: &Path) -> Result<Value> {
+    serde_json::from_str(&read_text(path)?)
+        .map_err(|e| Error::format_at(path.display(), e.line(), format!("malformed json: {e}")))
+}
+
+/// A score in [0, 1] from a JSON value, or an error message naming the field.
+fn unit_score(v: &Value, field: &str) -> std::result::Result<f64, String> {
+    match v.as_f64() {
+        Some(s) if (0.0..=1.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "field {field:?}: score {v} is not a number in [0, 1]"
+        )),
+    }
+}
+
+mod gateway_log;
+mod llmrouter;
+mod routellm;
+mod routerbench;
+#[cfg(test)]
+mod tests;
+
+use gateway_log::*;
+use llmrouter::*;
+use routellm::*;
+pub use routerbench::import_routerbench_rows;
+use routerbench::*;
