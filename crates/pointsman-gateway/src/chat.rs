@@ -25,31 +25,7 @@ use crate::server::{now_ms, read_body, AppState};
 use crate::sse::{encode_event, parse_event, Payload};
 use crate::upstream::{Chunk, Failure, OpenStream, Reply};
 
-/// Response header names.
-pub mod headers {
-    /// The request id (also in the decision log).
-    pub const REQUEST_ID: &str = "x-request-id";
-    /// The model that answered.
-    pub const MODEL: &str = "x-pointsman-model";
-    /// The model the router chose (differs from [`MODEL`] after a fallback).
-    pub const CHOSEN: &str = "x-pointsman-chosen";
-    /// The chosen model's utility.
-    pub const UTILITY: &str = "x-pointsman-utility";
-    /// The second-ranked model.
-    pub const RUNNER_UP: &str = "x-pointsman-runner-up";
-    /// The second-ranked model's utility.
-    pub const RUNNER_UP_UTILITY: &str = "x-pointsman-runner-up-utility";
-    /// The routing policy.
-    pub const POLICY: &str = "x-pointsman-policy";
-    /// Upstream calls made.
-    pub const TRIES: &str = "x-pointsman-tries";
-    /// The USD cost of the answer (not on streams: it is in the final usage event).
-    pub const COST: &str = "x-pointsman-cost-usd";
-    /// The W3C `Server-Timing` header of a routed request: `queue` (waiting for an embedding
-    /// slot), `embed` (embedding the routed text) and `route` (estimates, policies, choice), in
-    /// milliseconds.
-    pub const SERVER_TIMING: &str = "server-timing";
-}
+pub mod headers;
 
 /// The one `decision` event of a request, emitted exactly once: by [`Record::finish`], or when
 /// the request is dropped unfinished (the client went away).
@@ -61,8 +37,6 @@ struct Record {
     sent_status: Option<u16>,
     /// A decision policy to charge once the answer's cost is known.
     charge: Option<Charge>,
-    /// The `Server-Timing` value of a routed request.
-    server_timing: Option<String>,
 }
 
 /// What [`Record::finish`] needs to charge a decision policy's budgets and record the session.
@@ -110,7 +84,6 @@ impl Record {
             route: "invalid",
             sent_status: None,
             charge: None,
-            server_timing: None,
         }
     }
 
@@ -137,7 +110,6 @@ impl Record {
             route: self.route,
             sent_status: self.sent_status,
             charge: self.charge.take(),
-            server_timing: self.server_timing.take(),
         }
     }
 
@@ -296,14 +268,14 @@ async fn handle(
             let (policy, objective) =
                 objective_for(state, policy.as_deref(), &req.options, tenant)?;
             rec.ev().policy = Some(policy.clone());
-            let (query, routed) = route(state, &req, &objective, &policy, rec).await?;
+            let (query, routed, timing) = route(state, &req, &objective, &policy, rec).await?;
             let plan = Plan {
                 candidates: routed.ranked.iter().map(|c| c.model.clone()).collect(),
                 max_tries: state.config.fallback.max_tries,
                 query: Some(query),
                 routed: Some(routed),
                 policy: Some(policy),
-                timing: rec.server_timing.clone(),
+                timing: Some(timing),
             };
             forward(state, &req, plan, rec).await
         }
@@ -400,14 +372,15 @@ fn objective_for(
     ))
 }
 
-/// Embeds the routed text and decides; fills the event's routing fields.
+/// Embeds the routed text and decides; fills the event's routing fields. Returns the query, the
+/// decision and its `Server-Timing` value.
 async fn route(
     state: &Arc<AppState>,
     req: &ChatRequest,
     objective: &RouteObjective,
     policy: &str,
     rec: &mut Record,
-) -> Result<(Query, Routed), ApiError> {
+) -> Result<(Query, Routed, String), ApiError> {
     let text = req.routing_text(state.config.routing.turns);
     if text.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -436,12 +409,12 @@ async fn route(
     let engine = state.engine.load_full();
     let decided = engine.decide(&query, objective, Some(&text));
     let route_s = t1.elapsed().as_secs_f64();
-    rec.server_timing = Some(format!(
+    let timing = format!(
         "queue;dur={:.3}, embed;dur={:.3}, route;dur={:.3}",
         (embed_s - compute_s).max(0.0) * 1e3,
         compute_s * 1e3,
         route_s * 1e3
-    ));
+    );
     let m = &state.metrics;
     m.embed_seconds.observe(embed_s);
     m.routing_seconds.observe(embed_s + route_s);
@@ -496,7 +469,7 @@ async fn route(
             held,
         });
     }
-    Ok((query, routed))
+    Ok((query, routed, timing))
 }
 
 /// Who to call, in order.
