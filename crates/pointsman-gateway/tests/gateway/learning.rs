@@ -1,0 +1,143 @@
+//! Online learning through the gateway: feedback reaches the learner, whose state is saved,
+//! reloaded and restored.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_teaches_the_learner_which_is_saved_reloaded_and_restored() {
+    let mut e = env(Kind::LinUcb, "[learning]\nsave_every = 5\n", "").await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let a = e
+            .chat(
+                "pointsman",
+                &format!("Question number {i} about routing"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        ids.push(a.header("x-request-id").to_string());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let a = e
+            .feedback(json!({"request_id": id, "quality": (i % 3) as f64 / 2.0}))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["learned"], true);
+        assert_eq!(a.body["observations"], i + 1);
+    }
+    let a = e
+        .feedback(json!({"request_id": ids[0], "quality": 1.0}))
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (409, Some("feedback_already_given"))
+    );
+    let a = e
+        .feedback(json!({"request_id": "pm-nope", "quality": 1.0}))
+        .await;
+    assert_eq!(a.status, 404);
+    let a = e
+        .feedback(json!({"request_id": ids[1], "quality": 1.5}))
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (400, Some("invalid_feedback"))
+    );
+    let metrics = e.get("/metrics").await;
+    assert_eq!(metric(&metrics, "pointsman_learner_observations"), 12.0);
+    // Periodic saves (every 5) wrote the state under <router>.state/.
+    let state_dir = e.dir.path().join("router.safetensors.state");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &e.get("/metrics").await,
+        "pointsman_learner_saves_total{outcome=\"ok\"}",
+    ) < 2.0
+    {
+        assert!(Instant::now() < deadline, "no periodic save");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 1);
+
+    // Reload: the state is saved first and loaded back; nothing learned is lost.
+    let gw = e.gw.as_ref().unwrap();
+    gw.reload().await.unwrap();
+    let health: Value = serde_json::from_str(&e.get("/healthz").await).unwrap();
+    assert_eq!(health["router"]["generation"], 1);
+    assert_eq!(health["router"]["observations"], 12);
+    // Requests decided before the reload still take feedback.
+    let a = e
+        .feedback(json!({"request_id": ids[1], "quality": 1.0}))
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (409, Some("feedback_already_given"))
+    );
+    let a = e.chat("pointsman", "One more", Value::Null).await;
+    let id = a.header("x-request-id").to_string();
+    let a = e
+        .feedback(json!({"request_id": id, "quality": 1.0, "cost_usd": 0.001}))
+        .await;
+    assert_eq!(a.body["observations"], 13);
+
+    // Shutdown saves; a new gateway on the same router file starts from the saved state.
+    let log = e.stop().await;
+    let feedback = feedbacks(&log);
+    assert_eq!(feedback.len(), 12 + 3 + 1 + 1);
+    assert_eq!(feedback.iter().filter(|f| f.learned).count(), 13);
+    let decided: HashSet<&str> = decisions(&log)
+        .into_iter()
+        .map(|d| d.request_id.as_str())
+        .collect();
+    assert!(feedback
+        .iter()
+        .filter(|f| f.learned)
+        .all(|f| decided.contains(f.request_id.as_str())));
+    // The log imports as a dataset with partial labels (`pointsman import --from gateway-log`):
+    // one query per answered request with feedback, the one model that answered labelled with
+    // the feedback's quality, the logged embedding as the query's.
+    let models = e.dir.path().join("models.json");
+    let cards: serde_json::Map<String, Value> = MODELS
+        .iter()
+        .map(|m| {
+            let card = json!({"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0});
+            (m.to_string(), card)
+        })
+        .collect();
+    std::fs::write(&models, json!({ "models": cards }).to_string()).unwrap();
+    let draft = pointsman::data::import(
+        pointsman::data::ImportFormat::GatewayLog,
+        &[e.dir.path().join("decisions.jsonl")],
+        &pointsman::data::ImportOptions {
+            models: Some(models),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let given: Vec<_> = feedback
+        .iter()
+        .filter(|f| f.error.is_none() && f.quality.is_some())
+        .collect();
+    assert_eq!(draft.rows.len(), given.len());
+    for f in given {
+        let row = draft.rows.iter().find(|r| r.id == f.request_id).unwrap();
+        let observed: Vec<f64> = row.scores.iter().flatten().copied().collect();
+        assert_eq!(observed, vec![f.quality.unwrap()], "{}", f.request_id);
+    }
+    assert_eq!(draft.embeddings.as_ref().map(|e| e.dim), Some(DIM));
+    let config = Config::load(e.dir.path().join("gateway.toml")).unwrap();
+    let gw = pointsman_gateway::start_with(config, embedder())
+        .await
+        .unwrap();
+    let health: Value = e
+        .client
+        .get(format!("http://{}/healthz", gw.local_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["router"]["observations"], 13);
+    gw.shutdown().await.unwrap();
+}
