@@ -15,7 +15,8 @@
 //! Synthetic learners: 9 models, a warm start on 5,489 random labelled queries
 //! (`pointsman_bench::split`). Each measurement runs `POINTSMAN_SHARE_BENCH_SECS` seconds
 //! (default 2; throughput: 3 rounds without and with, alternating, medians); the whole bench
-//! takes under two minutes.
+//! takes under two minutes. `POINTSMAN_SHARE_BENCH_KINDS` (comma-separated names of the table,
+//! for example `linucb-random64`) measures only those learners.
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench share`; docs/benchmarks.md
 //! records the figures.
@@ -261,6 +262,13 @@ fn main() {
         ),
         ("linucb", RouterConfig::Linucb(LinearConfig::default())),
     ];
+    let only: Option<Vec<String>> = std::env::var("POINTSMAN_SHARE_BENCH_KINDS")
+        .ok()
+        .map(|s| s.split(',').map(|k| k.trim().to_string()).collect());
+    let kinds: Vec<_> = kinds
+        .into_iter()
+        .filter(|(name, _)| only.as_ref().is_none_or(|o| o.iter().any(|k| k == name)))
+        .collect();
     println!(
         "observe throughput, one replica flat out beside one at 1,000/s (medians of {ROUNDS} rounds of {secs} s):"
     );

@@ -247,12 +247,14 @@ impl<L: Learned> BanditRouter<L> {
     }
 }
 
-/// Applies `events` to `state` (checked beforehand).
+/// Applies `events` to `state` (checked beforehand): each run of observations between wiped
+/// models as one batch ([`Learned::observe_keys`]).
 fn apply_to<L: Learned>(
     config: &L::Config,
     state: &mut super::router::State<L>,
     events: &[Event],
 ) -> Result<()> {
+    let mut batch: Vec<(&[f32], usize, f64)> = Vec::new();
     for e in events {
         match e {
             Event::Observe {
@@ -263,7 +265,7 @@ fn apply_to<L: Learned>(
                 cost,
             } => {
                 let m = *model as usize;
-                state.learned.observe_key(config, key, m, *quality)?;
+                batch.push((key, m, *quality));
                 state.pulls[m] += 1;
                 state.observations += 1;
                 let c = &mut state.cost[m];
@@ -272,13 +274,15 @@ fn apply_to<L: Learned>(
                 c[2] += cost;
             }
             Event::Forget { model } => {
+                state.learned.observe_keys(config, &batch)?;
+                batch.clear();
                 let m = *model as usize;
                 state.learned.forget(config, m);
                 state.forgets[m] += 1;
             }
         }
     }
-    Ok(())
+    state.learned.observe_keys(config, &batch)
 }
 
 /// A 64-bit hash of `seed` and `bytes` (eight bytes at a time through the SplitMix64 mixer).

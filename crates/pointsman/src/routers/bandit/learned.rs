@@ -228,6 +228,25 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
         quality: f64,
     ) -> Result<()>;
 
+    /// Learns a batch of observations given by their keys, in order: `(key, model, quality)`.
+    /// The same as [`Learned::observe_key`] on each in turn (to float tolerance); a learner
+    /// overrides it where a batch has a cheaper exact update (the linear learners re-invert
+    /// once per model instead of one Sherman–Morrison update per observation).
+    ///
+    /// # Errors
+    ///
+    /// As [`Learned::observe`].
+    fn observe_keys(
+        &mut self,
+        config: &Self::Config,
+        batch: &[(&[f32], usize, f64)],
+    ) -> Result<()> {
+        for &(key, m, quality) in batch {
+            self.observe_key(config, key, m, quality)?;
+        }
+        Ok(())
+    }
+
     /// Adds the learner's tensors to `saved`.
     fn save(&self, saved: SavedRouter) -> SavedRouter;
 

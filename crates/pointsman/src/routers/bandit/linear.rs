@@ -45,6 +45,10 @@ use crate::router::Signals;
 use crate::saved::{SavedRouter, Tensor};
 use crate::simd;
 
+/// The observations of one model in a batch, in units of its feature count `p`, from which
+/// `Learned::observe_keys` re-inverts `A_m` once rather than updating it per observation (an
+/// inverse costs about `p³`, a Sherman–Morrison update with its refresh about `5 p²`).
+const BATCH_REINVERT: f64 = 0.25;
 /// A fixed projection of the embeddings on fewer dimensions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -656,6 +660,57 @@ impl<E: Exploration> Learned for Linear<E> {
         self.push(config, m, key.to_vec(), quality - config.prior_mean)
     }
 
+    /// Without a window, a model with at least `BATCH_REINVERT · p` observations in the
+    /// batch adds them to `A_m` and `b_m` and re-inverts `A_m` once (`O(n p²/2 + p³)` instead of
+    /// `n` Sherman–Morrison updates and refreshes, about `O(5 n p²)`); other models, and every
+    /// model with a window, take them one at a time. This is what makes applying another
+    /// replica's increment cheap (`benches/benches/share.rs`).
+    fn observe_keys(
+        &mut self,
+        config: &LinearConfig,
+        batch: &[(&[f32], usize, f64)],
+    ) -> Result<()> {
+        let p = self.p;
+        let mut counts = vec![0usize; self.models];
+        for &(_, m, _) in batch {
+            counts[m] += 1;
+        }
+        let bulk: Vec<bool> = counts
+            .iter()
+            .map(|&n| config.forgetting.window.is_none() && n as f64 >= BATCH_REINVERT * p as f64)
+            .collect();
+        let mut gram = vec![0.0f64; if bulk.iter().any(|&b| b) { p * p } else { 0 }];
+        for (m, _) in bulk.iter().enumerate().filter(|(_, &b)| b) {
+            gram.fill(0.0);
+            for &(key, _, quality) in batch.iter().filter(|e| e.1 == m) {
+                let y = quality - config.prior_mean;
+                for i in 0..p {
+                    let xi = f64::from(key[i]);
+                    for (g, &xj) in gram[i * p + i..(i + 1) * p].iter_mut().zip(&key[i..]) {
+                        *g += xi * f64::from(xj);
+                    }
+                    self.b[m * p + i] += y * xi;
+                }
+            }
+            let a = &mut self.a[m * p * p..(m + 1) * p * p];
+            for i in 0..p {
+                for j in i..p {
+                    a[i * p + j] += gram[i * p + j];
+                    if j != i {
+                        a[j * p + i] += gram[i * p + j];
+                    }
+                }
+            }
+            let inv = linalg::spd_inverse(a, p)?;
+            self.a_inv[m * p * p..(m + 1) * p * p].copy_from_slice(&inv);
+            self.refresh(m);
+        }
+        for &(key, m, quality) in batch.iter().filter(|e| !bulk[e.1]) {
+            self.observe_key(config, key, m, quality)?;
+        }
+        Ok(())
+    }
+
     fn check_mergeable(&self, other: &Self) -> Result<()> {
         let same_projection = match (&self.projection, &other.projection) {
             (None, None) => self.pending_pca == other.pending_pca,
@@ -890,5 +945,67 @@ mod check_tests {
         );
         state.a_inv[0] = f64::NAN;
         assert!(state.check().unwrap_err().contains("non-finite"));
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn keys(state: &Linear<Ucb>, config: &LinearConfig, n: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = SplitMix64::new(seed);
+        (0..n)
+            .map(|_| {
+                let x: Vec<f32> = (0..state.dim)
+                    .map(|_| rng.next_f64() as f32 - 0.5)
+                    .collect();
+                let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let x: Vec<f32> = x.iter().map(|v| v / norm).collect();
+                let mut key = Vec::new();
+                state.key(config, &x, &mut key).unwrap();
+                key
+            })
+            .collect()
+    }
+
+    /// A batch (re-inverting the model with many observations, one at a time for the one with
+    /// few) leaves the statistics of observing the same keys one by one, to float tolerance.
+    #[test]
+    fn a_batch_of_keys_learns_what_observing_them_in_turn_learns() {
+        for window in [None, Some(20)] {
+            let mut config = LinearConfig::default();
+            config.forgetting.window = window;
+            let mut one = <Linear<Ucb> as Learned>::cold(&config, 3, 8).unwrap();
+            let ks = keys(&one, &config, 60, 3);
+            // Model 0 gets 58 observations (in bulk without a window: at least p / 4 = 2.25),
+            // model 1 two (one at a time), model 2 none.
+            let batch: Vec<(&[f32], usize, f64)> = ks
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    (
+                        k.as_slice(),
+                        usize::from(i == 5 || i == 41),
+                        (i % 3) as f64 / 2.0,
+                    )
+                })
+                .collect();
+            let mut many = one.clone();
+            for &(k, m, q) in &batch {
+                one.observe_key(&config, k, m, q).unwrap();
+            }
+            many.observe_keys(&config, &batch).unwrap();
+            let close = |a: &[f64], b: &[f64]| {
+                a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-9 * (1.0 + x.abs()))
+            };
+            assert!(close(&one.a, &many.a), "window {window:?}: A");
+            assert!(close(&one.a_inv, &many.a_inv), "window {window:?}: A⁻¹");
+            assert!(close(&one.b, &many.b), "window {window:?}: b");
+            assert!(close(&one.theta, &many.theta), "window {window:?}: θ");
+            assert_eq!(many.check(), Ok(()));
+        }
     }
 }
