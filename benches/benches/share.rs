@@ -4,8 +4,8 @@
 //! - **observe throughput** of one replica observing as fast as it can, with the exchange
 //!   every 100 ms against without it, while a second replica observes 1,000 queries/s (and,
 //!   with the exchange, publishes them: the first applies them). The second replica runs at
-//!   nice 19 (it stands for one on another host). Cluster-UCB, LinUCB on a
-//!   64-dimensional random projection (65 features), and LinUCB on the raw 384-dimensional
+//!   nice 19 (it stands for one on another host). Cluster-UCB, LinUCB and Thompson sampling on
+//!   a 64-dimensional random projection (65 features), and LinUCB on the raw 384-dimensional
 //!   embeddings (385 features, whose applying of others' increments costs a re-inversion).
 //! - **staleness**: 4 replicas observing 250 queries/s each (1,000/s in all), the exchange every
 //!   100 ms: for each increment a replica applies, the milliseconds from the increment's oldest
@@ -15,7 +15,8 @@
 //! Synthetic learners: 9 models, a warm start on 5,489 random labelled queries
 //! (`pointsman_bench::split`). Each measurement runs `POINTSMAN_SHARE_BENCH_SECS` seconds
 //! (default 2; throughput: 3 rounds without and with, alternating, medians); the whole bench
-//! takes under two minutes. `POINTSMAN_SHARE_BENCH_KINDS` (comma-separated names of the table,
+//! takes about two minutes. Run by `cargo test` (without `--bench`) it makes one round of
+//! 0.3 s of each, so that the test command keeps it working in seconds. `POINTSMAN_SHARE_BENCH_KINDS` (comma-separated names of the table,
 //! for example `linucb-random64`) measures only those learners.
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench -p pointsman-bench --bench share`; docs/benchmarks.md
@@ -227,7 +228,7 @@ fn staleness(base: &Path, url: &str, ns: &str, secs: f64) -> Vec<u64> {
     samples
 }
 
-/// Rounds of each throughput measurement (without and with, alternating).
+/// Rounds of each throughput measurement (without and with, alternating) under `cargo bench`.
 const ROUNDS: usize = 3;
 
 fn median(v: &mut [f64]) -> f64 {
@@ -236,11 +237,14 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is read.
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`, which the test command
+    // runs so that the bench cannot rot) one short round of each measurement.
+    let full = std::env::args().any(|a| a == "--bench");
     let secs: f64 = std::env::var("POINTSMAN_SHARE_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+        .unwrap_or(if full { 2.0 } else { 0.3 });
+    let rounds = if full { ROUNDS } else { 1 };
     let Some(redis) = Redis::start() else {
         eprintln!("skipping: redis-server not found (scripts/test.sh installs it with apt-get)");
         return;
@@ -260,6 +264,13 @@ fn main() {
                 ..LinearConfig::default()
             }),
         ),
+        (
+            "thompson-random64",
+            RouterConfig::Thompson(LinearConfig {
+                projection: Projection::Random { dim: 64, seed: 7 },
+                ..LinearConfig::thompson()
+            }),
+        ),
         ("linucb", RouterConfig::Linucb(LinearConfig::default())),
     ];
     let only: Option<Vec<String>> = std::env::var("POINTSMAN_SHARE_BENCH_KINDS")
@@ -270,7 +281,7 @@ fn main() {
         .filter(|(name, _)| only.as_ref().is_none_or(|o| o.iter().any(|k| k == name)))
         .collect();
     println!(
-        "observe throughput, one replica flat out beside one at 1,000/s (medians of {ROUNDS} rounds of {secs} s):"
+        "observe throughput, one replica flat out beside one at 1,000/s (medians of {rounds} rounds of {secs} s):"
     );
     println!("| learner | without (obs/s) | exchange every 100 ms (obs/s) | ratio |");
     println!("|---|---|---|---|");
@@ -284,7 +295,7 @@ fn main() {
         // Rounds alternate without and with (the machine's load drifts): medians of each.
         let (mut without, mut with) = (Vec::new(), Vec::new());
         let mut stats = String::new();
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             without.push(throughput(&base, None, "", secs).0);
             let ns = format!("bench-{name}-{round}");
             let (w, st) = throughput(&base, Some(&url), &ns, secs);
@@ -300,11 +311,15 @@ fn main() {
         bases.push((name, base));
     }
     println!();
-    println!("staleness, 4 replicas at 250 observations/s each, exchange every 100 ms ({secs} s):");
+    println!(
+        "staleness, 4 replicas at 250 observations/s each, exchange every 100 ms ({} s):",
+        secs.max(1.0)
+    );
     println!("| learner | increments | median (ms) | p95 (ms) | max (ms) |");
     println!("|---|---|---|---|---|");
     for (name, base) in &bases {
-        let mut s = staleness(base, &url, &format!("stale-{name}"), secs);
+        // Samples start after 0.5 s: at least one second, even in the short run.
+        let mut s = staleness(base, &url, &format!("stale-{name}"), secs.max(1.0));
         s.sort_unstable();
         if s.is_empty() {
             println!("| {name} | 0 | - | - | - |");
