@@ -439,6 +439,8 @@ mod own_data {
         assert!(mf >= 0.570, "{mf}");
     }
 
+    /// Onboarding into kNN meets the acceptance for the best single model and for
+    /// gemma-2-9b-it (not for qwen2.5-7b-instruct: docs/results.md).
     #[test]
     fn onboarding_the_best_single_model_into_knn() {
         let Some(root) = common::data_dir() else {
@@ -447,27 +449,32 @@ mod own_data {
         let ds = Dataset::load(root.join("llmrouter_dc")).unwrap();
         let train = ds.train();
         let refit = aiq(&ds, &knn_config(), train);
-        let h = train
-            .pool()
-            .index_of("llama-3.1-nemotron-51b-instruct")
-            .unwrap();
-        let others: Vec<usize> = (0..train.pool().len()).filter(|&j| j != h).collect();
-        let base =
-            AnyRouter::fit_config(&knn_config(), &train.select_models(&others).unwrap()).unwrap();
+        assert!(near(refit, 0.5797), "{refit}");
         let mut order: Vec<usize> = (0..train.len()).collect();
         SplitMix64::new(0).shuffle(&mut order);
-        let card = train.pool().card(h).clone();
-        let k0 = aiq_of(&ds, &base.add_model(card.clone(), None).unwrap());
         let labelled = train.subset(&order[..200], "labelled");
-        let started = std::time::Instant::now();
-        let r = base.add_model(card, Some(&labelled)).unwrap();
-        let seconds = started.elapsed().as_secs_f64();
-        let k200 = aiq_of(&ds, &r);
-        eprintln!("onboarding: refit {refit:.4}, k=0 {k0:.4}, k=200 {k200:.4} in {seconds:.3} s");
-        assert!(near(refit, 0.5797) && near(k0, 0.5723) && near(k200, 0.5763));
-        assert!((k200 - refit).abs() <= 0.01);
-        assert!((k200 - refit).abs() <= 0.5 * (k0 - refit).abs());
-        assert!(seconds <= 1.0, "{seconds} s");
+        for (held, want_k0, want_k200) in [
+            ("llama-3.1-nemotron-51b-instruct", 0.5723, 0.5782),
+            ("gemma-2-9b-it", 0.5770, 0.5790),
+        ] {
+            let h = train.pool().index_of(held).unwrap();
+            let others: Vec<usize> = (0..train.pool().len()).filter(|&j| j != h).collect();
+            let base = AnyRouter::fit_config(&knn_config(), &train.select_models(&others).unwrap())
+                .unwrap();
+            let card = train.pool().card(h).clone();
+            let k0 = aiq_of(&ds, &base.add_model(card.clone(), None).unwrap());
+            let started = std::time::Instant::now();
+            let r = base.add_model(card, Some(&labelled)).unwrap();
+            let seconds = started.elapsed().as_secs_f64();
+            let k200 = aiq_of(&ds, &r);
+            eprintln!(
+                "onboarding {held}: refit {refit:.4}, k=0 {k0:.4}, k=200 {k200:.4} in {seconds:.3} s"
+            );
+            assert!(near(k0, want_k0) && near(k200, want_k200), "{held}");
+            assert!((k200 - refit).abs() <= 0.01, "{held}");
+            assert!((k200 - refit).abs() <= 0.5 * (k0 - refit).abs(), "{held}");
+            assert!(seconds <= 1.0, "{held}: {seconds} s");
+        }
     }
 }
 

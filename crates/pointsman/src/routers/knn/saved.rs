@@ -65,11 +65,23 @@ impl KnnRouter {
                             strength: row[2],
                             labelled: row[3] as usize,
                             weights: row[4..].to_vec(),
+                            task_offsets: Vec::new(),
                         })
                     })
                     .collect()
             }
         };
+        // Onboarded models' per-task offsets (since issue 21; absent: none).
+        let mut anchors = anchors;
+        if saved.shape("knn.anchor_tasks").is_some() {
+            let t = task_names.len();
+            let offsets = saved.take_f64("knn.anchor_tasks", &[m, t])?;
+            for (a, row) in anchors.iter_mut().zip(offsets.chunks_exact(t.max(1))) {
+                if let Some(a) = a {
+                    a.task_offsets = row.to_vec();
+                }
+            }
+        }
         let graph = match (config.index.hnsw_for(n), &observed) {
             (Some(hc), None) => Some(std::sync::Arc::new(load_graph(&mut saved, hc, n, d)?)),
             _ => None,
@@ -146,6 +158,24 @@ impl KnnRouter {
                 })
                 .collect();
             saved = saved.with_tensor("knn.anchors", Tensor::f64(&[m, m + 4], rows));
+            let t = self.task_names.len();
+            if t > 0
+                && self
+                    .anchors
+                    .iter()
+                    .flatten()
+                    .any(|a| !a.task_offsets.is_empty())
+            {
+                let offsets: Vec<f64> = self
+                    .anchors
+                    .iter()
+                    .flat_map(|a| match a {
+                        Some(a) if a.task_offsets.len() == t => a.task_offsets.clone(),
+                        _ => vec![0.0; t],
+                    })
+                    .collect();
+                saved = saved.with_tensor("knn.anchor_tasks", Tensor::f64(&[m, t], offsets));
+            }
         }
         saved.notes.insert(
             "knn.tasks".into(),

@@ -583,3 +583,68 @@ fn repricing_scales_observed_costs_and_keeps_quality() {
     }
     assert!(r.reprice(&[ModelCard::new("zz", 1.0, 1.0)]).is_err());
 }
+
+/// A model that fails one task the others pass: the per-task offset of its anchor carries it,
+/// where a combination of the other models' estimates cannot.
+#[test]
+fn an_onboarded_model_that_fails_one_task_is_estimated_low_there() {
+    let full = labelled_split(400, 5);
+    let cfg = KnnConfig {
+        k: 20,
+        same_task: true,
+        ..Default::default()
+    };
+    let two = ModelPool::new(full.pool().cards()[..2].to_vec()).unwrap();
+    let scores2: Vec<f64> = (0..400)
+        .flat_map(|i| [full.score(i, 0), full.score(i, 1)])
+        .collect();
+    let train2 = Split::from_arrays(two, full.embeddings().to_vec(), 8, scores2, vec![1e-5; 800])
+        .unwrap()
+        .with_tasks(full.tasks().to_vec())
+        .unwrap();
+    let r = KnnRouter::fit(&train2, &cfg).unwrap();
+    // Model c: b's scores on task t0, 0 on task t1 (which b often passes).
+    let n = 60;
+    let scores: Vec<f64> = (0..n)
+        .flat_map(|i| {
+            let c = if i % 2 == 0 { full.score(i, 1) } else { 0.0 };
+            [full.score(i, 0), full.score(i, 1), c]
+        })
+        .collect();
+    let labelled = Split::from_arrays(
+        full.pool().clone(),
+        full.embeddings()[..n * 8].to_vec(),
+        8,
+        scores,
+        vec![1e-5; n * 3],
+    )
+    .unwrap()
+    .with_tasks(full.tasks()[..n].to_vec())
+    .unwrap();
+    let r2 = r
+        .add_model(full.pool().card(2).clone(), Some(&labelled))
+        .unwrap();
+    let offsets = &r2.anchor(2).unwrap().task_offsets;
+    assert_eq!(offsets.len(), 2);
+    assert!(offsets[1] < offsets[0] - 0.2, "{offsets:?}");
+    let test = labelled_split(100, 13);
+    let batch = test.features().unwrap();
+    // The same router without the offsets estimates c higher on t1 and the same on t0's side.
+    let mut without = r2.clone();
+    without.anchors[2].as_mut().unwrap().task_offsets.clear();
+    let mean = |r: &KnnRouter, t: usize| -> f64 {
+        let e = r.estimate_batch(&batch).unwrap();
+        (0..100)
+            .filter(|i| i % 2 == t)
+            .map(|i| e.quality_row(i)[2])
+            .sum::<f64>()
+            / 50.0
+    };
+    assert!(
+        mean(&r2, 1) < mean(&without, 1) - 0.05,
+        "c on t1: {} with offsets, {} without",
+        mean(&r2, 1),
+        mean(&without, 1)
+    );
+    assert!(mean(&r2, 0) > mean(&r2, 1) + 0.2);
+}
