@@ -150,6 +150,8 @@ fn check<L: Learned>(config: L::Config, others_exact: bool) {
         assert_eq!(a.merge(b).unwrap_err().kind(), ErrorKind::Config, "{k}");
     }
     assert_eq!(base.rejoin(&r2, &[]).unwrap_err().kind(), ErrorKind::Config);
+    // The exchange refuses the other's increments by this fingerprint.
+    assert_ne!(base.fingerprint().unwrap(), r2.fingerprint().unwrap());
     let shared = r2.snapshot();
     shared.start_journal().unwrap();
     let q = QueryFeatures::new(probes()[1].embedding().to_vec()).unwrap();
