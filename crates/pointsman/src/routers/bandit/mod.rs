@@ -58,7 +58,10 @@
 //! state, hence the estimates of `linucb`, `thompson` and `knn-ucb` for them. `cluster-ucb`'s
 //! prior for a cell is its cluster's difficulty plus the model's ability, fitted jointly over
 //! every model's cells, so the new model's pseudo-observations move the other models' priors a
-//! little, as any observation of any model does.
+//! little, as any observation of any model does. Onboarded before its clusters are fitted, a
+//! `cluster-ucb` router keeps the pseudo-observations in its one cell until the clusters are
+//! fitted, which re-assigns only real observations: the new model then starts from the additive
+//! prior alone.
 //!
 //! A wiped model ([`BanditRouter::forget_model`], a drift alarm) falls back to its kind's cold
 //! prior for `linucb`, `thompson` and `cluster-ucb` (the card prior was statistics); `knn-ucb`
