@@ -26,13 +26,14 @@ fn labelled(n: usize, seed: u64) -> Split {
     Split::from_arrays(pool(), emb, DIM, scores, costs).unwrap()
 }
 
-/// Each probe's (quality, cost) bits of models `0..m`, exploring and greedy.
+/// Each probe's (quality, score, cost) bits of models `0..m`, exploring and greedy.
 fn bits<L: Learned>(r: &BanditRouter<L>, m: usize) -> Vec<u64> {
     let mut out = Vec::new();
     for q in probes() {
         for h in [r.exploring(), r.greedy()] {
             let e = h.estimate_batch(&q.as_batch()).unwrap();
             out.extend(e.quality[..m].iter().map(|v| v.to_bits()));
+            out.extend(e.score[..m].iter().map(|v| v.to_bits()));
             out.extend(e.cost[..m].iter().map(|v| v.to_bits()));
         }
     }
