@@ -55,7 +55,10 @@
 //! single-model outcomes ([`BanditRouter::observe_split`]), in the split's order.
 //!
 //! What stays bit for bit: every other model's statistics, pulls, cost calibration and detector
-//! state, hence the estimates of `linucb`, `thompson` and `knn-ucb` for them. `cluster-ucb`'s
+//! state, hence the estimates of `linucb`, `thompson` and `knn-ucb` for them. The new model's
+//! labelled queries are observations: they advance the router's observation count, the clock of
+//! Thompson's draws and of the decaying bonus of `knn-ucb` and `cluster-ucb`, so those exploring
+//! scores move as after any observation (greedy estimates do not). `cluster-ucb`'s
 //! prior for a cell is its cluster's difficulty plus the model's ability, fitted jointly over
 //! every model's cells, so the new model's pseudo-observations move the other models' priors a
 //! little, as any observation of any model does. Onboarded before its clusters are fitted, a
