@@ -525,7 +525,7 @@ impl PyRouter {
     }
 
     /// A new router with `model` added, without refitting what this one knows of its other
-    /// models (knn and mf routers; docs/own-data.md). From `labelled` queries (a split holding
+    /// models (knn, mf and the bandits; docs/own-data.md). From `labelled` queries (a split holding
     /// the model's scores; its card — prices, description — comes from the split's pool unless
     /// prices are given), or from the card alone (`input_usd_per_mtok`, `output_usd_per_mtok`,
     /// `description`: the documented prior, for the first hours).
@@ -568,7 +568,7 @@ impl PyRouter {
     }
 
     /// A new router with new prices (`{model: (input, output)}` USD per 1M tokens) for some of
-    /// its models, without refitting: prices are data, not weights (knn and mf routers).
+    /// its models, without refitting: prices are data, not weights (knn, mf and the bandits).
     fn reprice(
         &self,
         py: Python<'_>,

@@ -169,3 +169,46 @@ def test_add_model_and_reprice_without_refitting():
     assert np.allclose(c1[:, 2], c0[:, 2] / 10) and np.array_equal(c1[:, :2], c0[:, :2])
     with pytest.raises(pointsman.UnknownModelError):
         added.reprice({"huge": (1.0, 1.0)})
+
+
+@pytest.mark.parametrize(
+    "cls", [pointsman.LinUcbRouter, pointsman.ThompsonRouter, pointsman.KnnUcbRouter, pointsman.ClusterUcbRouter]
+)
+def test_add_model_to_a_bandit_keeps_learning(cls, tmp_path):
+    emb, scores, _ = toy(200)
+    ds = pointsman.Dataset.from_arrays(MODELS, scores, embeddings=emb, prices=PRICES)
+    two = pointsman.Dataset.from_arrays(
+        MODELS[:2], scores[:, :2], embeddings=emb, prices={k: PRICES[k] for k in MODELS[:2]}
+    )
+    config = {"clusters": 2} if cls is pointsman.ClusterUcbRouter else {}
+    router = cls.fit(two.train, **config)
+    x = ds.test.embeddings
+    before = router.greedy().route_batch(x, 0.0, return_estimates=True)[1]
+    added = router.add_model("large", ds.train)
+    assert isinstance(added, cls) and added.models == MODELS
+    assert added.pulls == router.pulls + [len(ds.train)]
+    after = added.greedy().route_batch(x, 0.0, return_estimates=True)[1]
+    if cls is not pointsman.ClusterUcbRouter:  # its cluster difficulties are shared
+        assert np.array_equal(after[:, :2], before)  # the other models, bit for bit
+    assert after[:, 2].mean() > 0.8  # large answers everything
+    card_only = router.add_model("large", input_usd_per_mtok=2.0, output_usd_per_mtok=2.0)
+    assert card_only.pulls[2] == 0
+    # It keeps learning with three models, and saves and loads.
+    added.observe(x[0], 2, 1.0, 1e-4)
+    assert added.pulls[2] == len(ds.train) + 1
+    added.save(tmp_path / "r.safetensors")
+    back = pointsman.Router.load(tmp_path / "r.safetensors")
+    assert back.models == MODELS
+    assert np.array_equal(
+        back.greedy().route_batch(x, 0.0, return_estimates=True)[1],
+        added.greedy().route_batch(x, 0.0, return_estimates=True)[1],
+    )
+    # Repricing: costs change, qualities do not.
+    cheaper = added.reprice({"large": (0.2, 0.2)})
+    q0, c0 = added.greedy().route_batch(x, 0.0, return_estimates=True)[1:]
+    q1, c1 = cheaper.greedy().route_batch(x, 0.0, return_estimates=True)[1:]
+    assert np.array_equal(q0, q1)
+    assert np.allclose(c1[:, 2], c0[:, 2] / 10) and np.array_equal(c1[:, :2], c0[:, :2])
+    # A replica without the model does not mix in.
+    with pytest.raises(pointsman.ConfigError):
+        router.merge(added)

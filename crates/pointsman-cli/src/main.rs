@@ -55,10 +55,10 @@ enum Command {
     /// Import LLMRouter's, RouteLLM's or RouterBench's data, the gateway's decision log or a team's
     /// own log as a dataset, with embeddings computed in-process (docs/own-data.md).
     Import(own_data_cmd::ImportArgs),
-    /// Add a model to a fitted knn or mf router from labelled queries or its card alone
+    /// Add a model to a fitted knn, mf or bandit router from labelled queries or its card alone
     /// (docs/own-data.md).
     Onboard(own_data_cmd::OnboardArgs),
-    /// Apply new prices to a fitted knn or mf router without refitting (docs/own-data.md).
+    /// Apply new prices to a fitted knn, mf or bandit router without refitting (docs/own-data.md).
     Reprice(own_data_cmd::RepriceArgs),
     /// Fit a policy's out-of-distribution guard on a dataset's train split (docs/policies.md).
     FitGuard(policy_cmd::FitGuardArgs),

@@ -148,7 +148,7 @@ pub fn import(args: &ImportArgs, progress: &crate::progress::Progress) -> Result
 /// Arguments of `pointsman onboard`.
 #[derive(Debug, clap::Args)]
 pub struct OnboardArgs {
-    /// The fitted router (knn or mf).
+    /// The fitted router (knn, mf, linucb, thompson, knn-ucb or cluster-ucb).
     #[arg(long, value_name = "FILE")]
     pub router: PathBuf,
 
@@ -241,7 +241,7 @@ pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Resu
 /// Arguments of `pointsman reprice`.
 #[derive(Debug, clap::Args)]
 pub struct RepriceArgs {
-    /// The fitted router (knn or mf).
+    /// The fitted router (knn, mf, linucb, thompson, knn-ucb or cluster-ucb).
     #[arg(long, value_name = "FILE")]
     pub router: PathBuf,
 

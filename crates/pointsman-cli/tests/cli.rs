@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 #[path = "cli/cascade.rs"]
 mod cascade;
+#[path = "cli/onboard.rs"]
+mod onboard;
 #[path = "cli/policy.rs"]
 mod policy;
 #[path = "cli/replay.rs"]

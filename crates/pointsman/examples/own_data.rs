@@ -4,6 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc
+//! # only the bandit onboarding table (a warm-started `linucb`), in about a minute:
+//! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc --bandit-onboarding
 //! ```
 //!
 //! Deterministic for a given dataset (every draw is seeded). `crates/pointsman/tests/quality.rs`
@@ -53,9 +55,57 @@ fn fit(config: RouterConfig, train: &Split) -> Result<AnyRouter> {
     AnyRouter::fit_config(&config, train)
 }
 
+/// The held-out models of the onboarding tables.
+const HELD_OUT: [&str; 3] = [
+    "llama-3.1-nemotron-51b-instruct",
+    "gemma-2-9b-it",
+    "qwen2.5-7b-instruct",
+];
+
+/// The labelled-query counts of the onboarding tables.
+const KS: [usize; 5] = [0, 25, 50, 100, 200];
+
+/// Onboarding into a `linucb` router warm-started (default configuration) on the other eight
+/// models, scored greedy (the posterior mean, no exploration) against the router warm-started
+/// on all nine.
+fn bandit_onboarding(train: &Split, aiq: &dyn Fn(&str, &AnyRouter) -> Result<f64>) -> Result<()> {
+    println!("## bandit onboarding: linucb warm-started on eight models, the ninth from k labelled train queries");
+    let config = RouterConfig::default_for(pointsman::RouterKind::Linucb, 0)?;
+    let greedy = |r: &AnyRouter| -> AnyRouter {
+        AnyRouter::Learner(r.as_learner().expect("linucb is a learner").greedy())
+    };
+    let refit = aiq("linucb", &greedy(&fit(config.clone(), train)?))?;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    SplitMix64::new(0).shuffle(&mut order);
+    let mut slowest: f64 = 0.0;
+    for held in HELD_OUT {
+        let h = train.pool().index_of(held)?;
+        let others: Vec<usize> = (0..train.pool().len()).filter(|&j| j != h).collect();
+        let base = fit(config.clone(), &train.select_models(&others)?)?;
+        let card = train.pool().card(h).clone();
+        let mut line = format!("{held} linucb: full refit {refit:.4}");
+        for &k in &KS {
+            let labelled = (k > 0).then(|| train.subset(&order[..k], "labelled"));
+            let started = Instant::now();
+            let r = base.add_model(card.clone(), labelled.as_ref())?;
+            slowest = slowest.max(started.elapsed().as_secs_f64());
+            line += &format!("  k={k} {:.4}", aiq("linucb", &greedy(&r))?);
+        }
+        // Every train label: what the onboarding reaches when labels are not scarce.
+        let all = base.add_model(card.clone(), Some(train))?;
+        line += &format!("  k=all {:.4}", aiq("linucb", &greedy(&all))?);
+        println!("{line}");
+    }
+    println!("slowest bandit onboarding {slowest:.3} s");
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    let dir = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .cloned()
         .unwrap_or_else(|| "../shared/data/llmrouter_dc".into());
     let ds = Dataset::load(&dir)?;
     let eval = Evaluation::of_dataset(&ds, EntrantOptions::default())?;
@@ -66,6 +116,9 @@ fn main() -> Result<()> {
             .metrics
             .aiq)
     };
+    if args.iter().any(|a| a == "--bandit-onboarding") {
+        return bandit_onboarding(ds.train(), &aiq);
+    }
     let train = ds.train();
     let knn = |s: &Split| fit(RouterConfig::Knn(knn_config()), s);
     let mf = |s: &Split| fit(RouterConfig::Mf(mf_config()), s);
@@ -121,15 +174,10 @@ fn main() -> Result<()> {
     );
 
     println!("## onboarding: fit on eight models, add the ninth from k labelled train queries");
-    let ks = [0usize, 25, 50, 100, 200];
     let mut order: Vec<usize> = (0..train.len()).collect();
     SplitMix64::new(0).shuffle(&mut order);
     let mut slowest: f64 = 0.0;
-    for held in [
-        "llama-3.1-nemotron-51b-instruct",
-        "gemma-2-9b-it",
-        "qwen2.5-7b-instruct",
-    ] {
+    for held in HELD_OUT {
         let h = train.pool().index_of(held)?;
         let others: Vec<usize> = (0..train.pool().len()).filter(|&j| j != h).collect();
         let eight = train.select_models(&others)?;
@@ -140,7 +188,7 @@ fn main() -> Result<()> {
         ] {
             let refit = aiq(kind, full)?;
             let mut line = format!("{held} {kind}: full refit {refit:.4}");
-            for &k in &ks {
+            for &k in &KS {
                 let labelled = (k > 0).then(|| train.subset(&order[..k], "labelled"));
                 let started = Instant::now();
                 let r = base.add_model(card.clone(), labelled.as_ref())?;
@@ -151,5 +199,5 @@ fn main() -> Result<()> {
         }
     }
     println!("slowest onboarding {slowest:.3} s");
-    Ok(())
+    bandit_onboarding(train, &aiq)
 }

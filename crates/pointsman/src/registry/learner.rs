@@ -6,7 +6,7 @@ use super::{RouterConfig, RouterKind};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::FeatureBatch;
-use crate::pool::ModelPool;
+use crate::pool::{ModelCard, ModelPool};
 use crate::router::{Learner, Router};
 use crate::routers::bandit::{
     ClusterUcbRouter, Event, Journal, KnnUcbRouter, LinTsRouter, LinUcbRouter,
@@ -330,6 +330,25 @@ impl AnyLearner {
     /// As [`BanditRouter::fingerprint`](crate::routers::bandit::BanditRouter::fingerprint).
     pub fn fingerprint(&self) -> Result<u64> {
         each!(self, r => r.fingerprint())
+    }
+
+    /// An independent learner with one more model, `card`, from its card's prior and the
+    /// queries of `labelled` where it has a score; the other models' statistics stay bit for bit.
+    ///
+    /// # Errors
+    ///
+    /// As [`BanditRouter::add_model`](crate::routers::bandit::BanditRouter::add_model).
+    pub fn add_model(&self, card: ModelCard, labelled: Option<&Split>) -> Result<AnyLearner> {
+        Ok(map!(self, r => r.add_model(card, labelled)?))
+    }
+
+    /// An independent learner with new prices for some of its models.
+    ///
+    /// # Errors
+    ///
+    /// As [`BanditRouter::reprice`](crate::routers::bandit::BanditRouter::reprice).
+    pub fn reprice(&self, prices: &[ModelCard]) -> Result<AnyLearner> {
+        Ok(map!(self, r => r.reprice(prices)?))
     }
 
     fn other_kind(&self, other: &AnyLearner) -> Error {

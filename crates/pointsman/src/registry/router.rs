@@ -273,8 +273,9 @@ impl AnyRouter {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for kinds other than `knn` and `mf`; the errors of
-    /// [`KnnRouter::add_model`] and [`MfRouter::add_model`].
+    /// [`Error::Unsupported`] for kinds other than `knn`, `mf` and the learners; the errors of
+    /// [`KnnRouter::add_model`], [`MfRouter::add_model`] and
+    /// [`BanditRouter::add_model`](crate::routers::bandit::BanditRouter::add_model).
     pub fn add_model(
         &self,
         card: crate::pool::ModelCard,
@@ -283,8 +284,9 @@ impl AnyRouter {
         match self {
             AnyRouter::Knn(r) => Ok(r.add_model(card, labelled)?.into()),
             AnyRouter::Mf(r) => Ok(r.add_model(card, labelled)?.into()),
+            AnyRouter::Learner(l) => Ok(AnyRouter::Learner(l.add_model(card, labelled)?)),
             _ => Err(Error::Unsupported(format!(
-                "adding a model to a {} router (knn and mf routers onboard models)",
+                "adding a model to a {} router (knn, mf and the learners onboard models)",
                 self.kind()
             ))),
         }
@@ -296,14 +298,15 @@ impl AnyRouter {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for kinds other than `knn` and `mf`; [`Error::UnknownModel`] for a
-    /// card of a model the router does not have.
+    /// [`Error::Unsupported`] for kinds other than `knn`, `mf` and the learners;
+    /// [`Error::UnknownModel`] for a card of a model the router does not have.
     pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<AnyRouter> {
         match self {
             AnyRouter::Knn(r) => Ok(r.reprice(prices)?.into()),
             AnyRouter::Mf(r) => Ok(r.reprice(prices)?.into()),
+            AnyRouter::Learner(l) => Ok(AnyRouter::Learner(l.reprice(prices)?)),
             _ => Err(Error::Unsupported(format!(
-                "repricing a {} router (knn and mf routers are repriced)",
+                "repricing a {} router (knn, mf and the learners are repriced)",
                 self.kind()
             ))),
         }

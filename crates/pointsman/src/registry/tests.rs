@@ -354,6 +354,10 @@ fn add_model_and_reprice_through_any_router() {
             max_epochs: 3,
             ..Default::default()
         }),
+        RouterConfig::default_for(RouterKind::Linucb, 0).unwrap(),
+        RouterConfig::default_for(RouterKind::Thompson, 0).unwrap(),
+        RouterConfig::default_for(RouterKind::KnnUcb, 0).unwrap(),
+        RouterConfig::default_for(RouterKind::ClusterUcb, 0).unwrap(),
     ] {
         let r = AnyRouter::fit_config(&config, &fewer).unwrap();
         let r2 = r.add_model(card.clone(), Some(&train)).unwrap();

@@ -485,6 +485,35 @@ impl Learned for ClusterUcb {
         self.refit(config);
     }
 
+    fn add_arm(&mut self, config: &ClusterUcbConfig, weights: &[f64]) {
+        let (k, mm) = (self.cells, self.models);
+        let (mut n, mut s) = (
+            Vec::with_capacity(k * (mm + 1)),
+            Vec::with_capacity(k * (mm + 1)),
+        );
+        for c in 0..k {
+            let (row_n, row_s) = (&self.n[c * mm..(c + 1) * mm], &self.s[c * mm..(c + 1) * mm]);
+            n.extend_from_slice(row_n);
+            s.extend_from_slice(row_s);
+            // The card-weighted known models' evidence in this cell, scaled down to at most
+            // `n0` pseudo-observations at its mean score.
+            let nw: f64 = weights.iter().zip(row_n).map(|(w, x)| w * x).sum();
+            let sw: f64 = weights.iter().zip(row_s).map(|(w, x)| w * x).sum();
+            let pseudo = nw.min(config.shrinkage);
+            n.push(pseudo);
+            s.push(if nw > 0.0 {
+                (pseudo * sw / nw).clamp(0.0, pseudo)
+            } else {
+                0.0
+            });
+        }
+        self.n = n;
+        self.s = s;
+        self.models = mm + 1;
+        self.window.push(VecDeque::new());
+        self.refit(config);
+    }
+
     fn fixed_parts(&self) -> Result<Vec<f32>> {
         self.centroids.clone().ok_or_else(|| {
             Error::Unsupported(

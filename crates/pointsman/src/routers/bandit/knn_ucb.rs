@@ -170,11 +170,19 @@ impl Memory {
     }
 }
 
-/// The learned state of a [`KnnUcbRouter`]: every model's stored observations.
+/// Pseudo-neighbours of an onboarded model's card prior in its estimate (at least the router's
+/// own shrinkage `n0`), the strength the kNN router's onboarding gives its anchor too.
+pub const ANCHOR_STRENGTH: f64 = 10.0;
+
+/// The learned state of a [`KnnUcbRouter`]: every model's stored observations, and the card
+/// prior of each model onboarded by [`BanditRouter::add_model`].
 #[derive(Debug, Clone)]
 pub struct KnnUcb {
     dim: usize,
     memory: Vec<Memory>,
+    /// Per model: for one onboarded by [`BanditRouter::add_model`], the weights of the other
+    /// models' estimates in its prior (zero for itself and for other onboarded models).
+    anchors: Vec<Option<Vec<f64>>>,
 }
 
 /// Per-thread buffers of an estimate: similarities, and (weight, score) pairs.
@@ -185,12 +193,31 @@ thread_local! {
 }
 
 impl KnnUcb {
-    /// Model `m`'s mean estimate near `x` and the evidence `n_m(x)` behind it.
-    fn model_estimate(&self, config: &KnnUcbConfig, x: &[f32], m: usize) -> (f64, f64) {
+    /// An onboarded model's card prior at a query: the anchor's weighted sum of the other
+    /// models' estimates `quality` there, clipped to [0, 1].
+    fn anchor_prior(anchor: &[f64], quality: &[f64]) -> f64 {
+        anchor
+            .iter()
+            .zip(quality)
+            .filter(|(w, _)| **w != 0.0)
+            .map(|(w, q)| w * q)
+            .sum::<f64>()
+            .clamp(0.0, 1.0)
+    }
+
+    /// Model `m`'s mean estimate near `x` and the evidence `n_m(x)` behind it; for an onboarded
+    /// model, `prior` is its card prior at `x`.
+    fn model_estimate(
+        &self,
+        config: &KnnUcbConfig,
+        x: &[f32],
+        m: usize,
+        prior: Option<f64>,
+    ) -> (f64, f64) {
         let mem = &self.memory[m];
         let n = mem.len();
         if n == 0 {
-            return (config.prior_mean, 0.0);
+            return (prior.unwrap_or(config.prior_mean), 0.0);
         }
         let dim = self.dim;
         SCRATCH.with(|cell| {
@@ -227,10 +254,12 @@ impl KnnUcb {
             let (wsum, wysum) = pairs
                 .iter()
                 .fold((0.0, 0.0), |(a, b), &(w, y)| (a + w, b + w * y));
-            (
-                (wysum + config.shrinkage * g) / (wsum + config.shrinkage),
-                wsum,
-            )
+            let (g, n0) = match prior {
+                // Onboarded: the labelled neighbours shrunk toward the card prior.
+                Some(p) => (p, config.shrinkage.max(ANCHOR_STRENGTH)),
+                None => (g, config.shrinkage),
+            };
+            ((wysum + n0 * g) / (wsum + n0), wsum)
         })
     }
 }
@@ -264,6 +293,7 @@ impl Learned for KnnUcb {
         Ok(KnnUcb {
             dim,
             memory: vec![Memory::default(); models],
+            anchors: vec![None; models],
         })
     }
 
@@ -286,15 +316,24 @@ impl Learned for KnnUcb {
             None => config.exploration,
         };
         let mut used = 0usize;
-        for (m, (q, s)) in quality.iter_mut().zip(score.iter_mut()).enumerate() {
-            let (mu, evidence) = self.model_estimate(config, x, m);
-            used += self.memory[m].len().min(config.k);
-            *q = mu;
-            *s = if ctx.explore {
-                mu + alpha / (evidence + config.shrinkage).sqrt()
-            } else {
-                mu
-            };
+        // The models with observations of their own first: an onboarded model's prior is a
+        // mix of their estimates.
+        for pass in [false, true] {
+            for m in 0..quality.len() {
+                let anchor = self.anchors[m].as_deref();
+                if anchor.is_some() != pass {
+                    continue;
+                }
+                let prior = anchor.map(|a| Self::anchor_prior(a, quality));
+                let (mu, evidence) = self.model_estimate(config, x, m, prior);
+                used += self.memory[m].len().min(config.k);
+                quality[m] = mu;
+                score[m] = if ctx.explore {
+                    mu + alpha / (evidence + config.shrinkage).sqrt()
+                } else {
+                    mu
+                };
+            }
         }
         Ok(Signals {
             neighbours: Some(u32::try_from(used).unwrap_or(u32::MAX)),
@@ -303,7 +342,21 @@ impl Learned for KnnUcb {
     }
 
     fn mean(&self, config: &KnnUcbConfig, x: &[f32], m: usize) -> Result<f64> {
-        Ok(self.model_estimate(config, x, m).0)
+        let prior = self.anchors[m].as_deref().map(|a| {
+            let quality: Vec<f64> = a
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| {
+                    if w == 0.0 {
+                        0.0
+                    } else {
+                        self.model_estimate(config, x, i, None).0
+                    }
+                })
+                .collect();
+            Self::anchor_prior(a, &quality)
+        });
+        Ok(self.model_estimate(config, x, m, prior).0)
     }
 
     fn observe(&mut self, config: &KnnUcbConfig, x: &[f32], m: usize, quality: f64) -> Result<()> {
@@ -312,7 +365,28 @@ impl Learned for KnnUcb {
     }
 
     fn forget(&mut self, _config: &KnnUcbConfig, m: usize) {
+        // An onboarded model keeps its card prior: it is the prior, not a statistic.
         self.memory[m].clear();
+    }
+
+    fn add_arm(&mut self, _config: &KnnUcbConfig, weights: &[f64]) {
+        let m = self.memory.len();
+        // Onboarded models have no estimate of their own to lend: their weight goes to the rest.
+        let mut anchor: Vec<f64> = (0..=m)
+            .map(|i| match (weights.get(i), self.anchors.get(i)) {
+                (Some(&w), Some(None)) => w,
+                _ => 0.0,
+            })
+            .collect();
+        let total: f64 = anchor.iter().sum();
+        if total > 0.0 {
+            anchor.iter_mut().for_each(|w| *w /= total);
+        }
+        for a in self.anchors.iter_mut().flatten() {
+            a.push(0.0);
+        }
+        self.memory.push(Memory::default());
+        self.anchors.push(Some(anchor));
     }
 
     fn fixed_parts(&self) -> Result<Vec<f32>> {
@@ -360,6 +434,21 @@ impl Learned for KnnUcb {
                 "knn-ucb: cannot merge routers of different shapes".into(),
             ));
         }
+        let bits = |a: &Option<Vec<f64>>| {
+            a.as_ref()
+                .map(|w| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        if self
+            .anchors
+            .iter()
+            .map(bits)
+            .ne(other.anchors.iter().map(bits))
+        {
+            return Err(Error::Config(
+                "knn-ucb: cannot merge routers whose onboarded models have different card priors"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -388,6 +477,21 @@ impl Learned for KnnUcb {
     }
 
     fn save(&self, saved: SavedRouter) -> SavedRouter {
+        let m = self.memory.len();
+        let saved = if self.anchors.iter().any(Option::is_some) {
+            // Per model: 1 and the anchor's weights for an onboarded model, zeros otherwise.
+            let rows: Vec<f64> = self
+                .anchors
+                .iter()
+                .flat_map(|a| match a {
+                    Some(w) => std::iter::once(1.0).chain(w.iter().copied()).collect(),
+                    None => vec![0.0; m + 1],
+                })
+                .collect();
+            saved.with_tensor("knn-ucb.anchors", Tensor::f64(&[m, m + 1], rows))
+        } else {
+            saved
+        };
         let total: usize = self.memory.iter().map(Memory::len).sum();
         if total == 0 {
             return saved;
@@ -415,6 +519,25 @@ impl Learned for KnnUcb {
     ) -> Result<Self> {
         let bad = |m: &str| Error::format("saved router", m.to_string());
         let mut state = Self::cold(config, models, dim)?;
+        if saved.shape("knn-ucb.anchors").is_some() {
+            let rows = saved.take_f64("knn-ucb.anchors", &[models, models + 1])?;
+            let flags: Vec<f64> = rows.chunks_exact(models + 1).map(|r| r[0]).collect();
+            for (j, row) in rows.chunks_exact(models + 1).enumerate() {
+                let w = &row[1..];
+                let ok = match row[0] {
+                    0.0 => w.iter().all(|&v| v == 0.0),
+                    1.0 => {
+                        w.iter().all(|v| v.is_finite() && *v >= 0.0)
+                            && w.iter().zip(&flags).all(|(&v, &f)| v == 0.0 || f == 0.0)
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(bad(&format!("knn-ucb.anchors row {j} is not a card prior")));
+                }
+                state.anchors[j] = (row[0] == 1.0).then(|| w.to_vec());
+            }
+        }
         let Some(shape) = saved.shape("knn-ucb.models") else {
             return Ok(state);
         };

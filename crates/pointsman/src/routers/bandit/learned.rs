@@ -141,6 +141,13 @@ pub trait Learned: sealed::Sealed + Clone + std::fmt::Debug + Send + Sync + 'sta
     /// Wipes model `m`'s statistics: it falls back to its prior.
     fn forget(&mut self, config: &Self::Config, m: usize);
 
+    /// Adds one model after the others, with the prior of a model known by its card alone:
+    /// `weights[i]` (summing to 1, [`crate::ModelPool::prior_weights`]) is how much model `i`'s
+    /// statistics count toward it. Every other model's statistics stay bit for bit what they
+    /// were. See [`BanditRouter::add_model`](super::BanditRouter::add_model) for each learner's
+    /// prior.
+    fn add_arm(&mut self, config: &Self::Config, weights: &[f64]);
+
     /// Checks that `other`'s statistics can be added to these (same projection, same clusters).
     ///
     /// # Errors

@@ -609,6 +609,36 @@ impl<E: Exploration> Learned for Linear<E> {
         self.reset_model(config, m);
     }
 
+    fn add_arm(&mut self, config: &LinearConfig, weights: &[f64]) {
+        let (m, p) = (self.models, self.p);
+        // The card prior's coefficients: the weighted mean of the known models' posterior means.
+        let mut prior = vec![0.0f64; p];
+        for (i, &w) in weights.iter().enumerate().take(m) {
+            for (t, &x) in prior.iter_mut().zip(&self.theta[i * p..(i + 1) * p]) {
+                *t += w * x;
+            }
+        }
+        self.a.resize((m + 1) * p * p, 0.0);
+        self.a_inv.resize((m + 1) * p * p, 0.0);
+        self.b.resize((m + 1) * p, 0.0);
+        self.theta.resize((m + 1) * p, 0.0);
+        let mut packed = simd::PackedForms::new(m + 1, p);
+        for i in 0..m {
+            packed.form_mut(i).copy_from_slice(self.packed.form(i));
+        }
+        self.packed = packed;
+        self.window.push(VecDeque::new());
+        self.dirty.push(false);
+        self.models = m + 1;
+        // The ridge prior `λ·I`, centred on the card prior: `b = λ·θ_prior`, so `θ = θ_prior`
+        // until the model's own observations move it (a Bayesian update from that prior).
+        self.reset_model(config, m);
+        for (b, t) in self.b[m * p..(m + 1) * p].iter_mut().zip(&prior) {
+            *b = config.ridge * t;
+        }
+        self.refresh(m);
+    }
+
     fn fixed_parts(&self) -> Result<Vec<f32>> {
         if self.pending_pca {
             return Err(Error::Unsupported(format!(

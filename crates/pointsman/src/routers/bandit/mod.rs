@@ -35,6 +35,44 @@
 //! `cluster-ucb`) are fitted on unlabelled embeddings by [`BanditRouter::fit_unlabelled`];
 //! `cluster-ucb` fits its clusters on the first prompts it observes when it was given none.
 //!
+//! # Onboarding a model and repricing
+//!
+//! [`BanditRouter::add_model`] returns an independent router with one more model (arm). The
+//! other models' statistics are copied bit for bit; the new one starts from a prior built from
+//! its card — the weights `w` of [`crate::ModelPool::prior_weights`] (price and description) over the
+//! known models — in the form each learner keeps its statistics, so that the prior is saved,
+//! merged and exchanged like any statistic, and real feedback outweighs it after a few
+//! observations:
+//!
+//! | learner | the new model's prior | its strength |
+//! |---|---|---|
+//! | `linucb`, `thompson` | the ridge prior centred on `θ_new = Σ w_i θ_i` instead of 0 (`A = λ·I`, `b = λ·θ_new`): its mean on any query is `Σ w_i mean_i(x)`, and its observations update it as Bayesian linear regression from that prior | `λ` (`ridge`) pseudo-observations, as every model's prior; its confidence width is an untried model's, so the exploring router tries it |
+//! | `knn-ucb` | an anchor: `π(x) = clip(Σ w_i μ_i(x), 0, 1)` over the models that have their own observations, replacing the running mean `g` its labelled neighbours are shrunk toward | `max(n0, 10)` pseudo-neighbours ([`ANCHOR_STRENGTH`], as the kNN router's onboarding) |
+//! | `cluster-ucb` | per cluster, `min(n0, Σ w_i n[c,i])` pseudo-observations at the weighted mean score `Σ w_i s[c,i] / Σ w_i n[c,i]` of the known models in that cluster | at most `n0` (`shrinkage`) per cluster |
+//!
+//! The new model has no pulls: its pseudo-observations are not counted as observations. With
+//! `labelled` queries, its observed outcomes are learned as the warm start learns logged
+//! single-model outcomes ([`BanditRouter::observe_split`]), in the split's order.
+//!
+//! What stays bit for bit: every other model's statistics, pulls, cost calibration and detector
+//! state, hence the estimates of `linucb`, `thompson` and `knn-ucb` for them. The new model's
+//! labelled queries are observations: they advance the router's observation count, the clock of
+//! Thompson's draws and of the decaying bonus of `knn-ucb` and `cluster-ucb`, so those exploring
+//! scores move as after any observation (greedy estimates do not). `cluster-ucb`'s
+//! prior for a cell is its cluster's difficulty plus the model's ability, fitted jointly over
+//! every model's cells, so the new model's pseudo-observations move the other models' priors a
+//! little, as any observation of any model does. Onboarded before its clusters are fitted, a
+//! `cluster-ucb` router keeps the pseudo-observations in its one cell until the clusters are
+//! fitted, which re-assigns only real observations: the new model then starts from the additive
+//! prior alone.
+//!
+//! A wiped model ([`BanditRouter::forget_model`], a drift alarm) falls back to its kind's cold
+//! prior for `linucb`, `thompson` and `cluster-ucb` (the card prior was statistics); `knn-ucb`
+//! keeps its anchor.
+//!
+//! [`BanditRouter::reprice`] applies new prices: quality statistics are unchanged, and each
+//! model's cost calibration is rescaled by its price ratio.
+//!
 //! # Forgetting
 //!
 //! [`Forgetting`] is available on every learner: exponential discounting or a sliding window on
@@ -101,13 +139,14 @@ pub(crate) use linalg::cholesky_whitener;
 mod linear;
 mod merge;
 mod observe;
+mod onboard;
 mod router;
 mod saved;
 
 pub use cluster::{ClusterUcb, ClusterUcbConfig, ClusterUcbRouter};
 pub use exchange::{now_ms, Event, Journal};
 pub use forgetting::{DriftDetector, Forgetting};
-pub use knn_ucb::{KnnUcb, KnnUcbConfig, KnnUcbRouter};
+pub use knn_ucb::{KnnUcb, KnnUcbConfig, KnnUcbRouter, ANCHOR_STRENGTH};
 pub use learned::{Context, Learned};
 pub use linear::{LinTsRouter, LinUcbRouter, Linear, LinearConfig, Projection, Thompson, Ucb};
 pub use router::BanditRouter;

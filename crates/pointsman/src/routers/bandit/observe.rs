@@ -75,27 +75,9 @@ impl<L: Learned> BanditRouter<L> {
         batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
         let m = self.shared.pool.len();
         let rows = normalized_rows(&batch);
-        if let Some(mask) = split.observed_mask() {
-            let ms = split.pool().len();
-            let mut state = self.write();
-            let config = &self.shared.config;
-            let dim = self.shared.dim;
-            for (r, x) in rows.chunks_exact(dim).enumerate() {
-                let tokens = Some(split.prompt_tokens()[r]);
-                for (j, &col) in map.iter().enumerate() {
-                    if !mask[r * ms + col] {
-                        continue;
-                    }
-                    state.learned.observe(config, x, j, split.score(r, col))?;
-                    let c = &mut state.cost[j];
-                    c[0] += 1.0;
-                    c[1] += self.shared.pool.estimate_cost(j, tokens);
-                    c[2] += split.cost(r, col);
-                    state.pulls[j] += 1;
-                    state.observations += 1;
-                }
-            }
-            return Ok(());
+        if split.observed_mask().is_some() {
+            let pairs: Vec<(usize, usize)> = map.into_iter().enumerate().collect();
+            return self.observe_cells(split, &rows, &pairs);
         }
         let mut scores = vec![0.0; split.len() * m];
         for r in 0..split.len() {
@@ -149,6 +131,37 @@ impl<L: Learned> BanditRouter<L> {
         Ok(())
     }
 
+    /// Learns the observed cells of `split` (its L2-normalised embeddings `rows`) for the
+    /// (model, split column) pairs of `pairs`, query by query and model by model, as feedback
+    /// would have been: the warm start from logged single-model outcomes, and an onboarded
+    /// model's labelled queries.
+    pub(super) fn observe_cells(
+        &self,
+        split: &Split,
+        rows: &[f32],
+        pairs: &[(usize, usize)],
+    ) -> Result<()> {
+        let mut state = self.write();
+        let config = &self.shared.config;
+        let dim = self.shared.dim;
+        for (r, x) in rows.chunks_exact(dim).enumerate() {
+            let tokens = Some(split.prompt_tokens()[r]);
+            for &(j, col) in pairs {
+                if !split.observed(r, col) {
+                    continue;
+                }
+                state.learned.observe(config, x, j, split.score(r, col))?;
+                let c = &mut state.cost[j];
+                c[0] += 1.0;
+                c[1] += self.shared.pool.estimate_cost(j, tokens);
+                c[2] += split.cost(r, col);
+                state.pulls[j] += 1;
+                state.observations += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Wipes model `id`'s statistics, as a detector alarm does: its estimate falls back to the
     /// optimistic prior and it is re-learned from fresh outcomes. Use it to broadcast an alarm
     /// raised on another replica, or after a known change of a model.
@@ -170,7 +183,7 @@ impl<L: Learned> BanditRouter<L> {
 }
 
 /// Rows of `batch`, L2-normalised, row-major.
-fn normalized_rows(batch: &FeatureBatch<'_>) -> Vec<f32> {
+pub(super) fn normalized_rows(batch: &FeatureBatch<'_>) -> Vec<f32> {
     let dim = batch.dim();
     let mut rows = vec![0.0f32; batch.rows() * dim];
     for (r, out) in rows.chunks_exact_mut(dim).enumerate() {

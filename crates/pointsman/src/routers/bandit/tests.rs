@@ -13,9 +13,9 @@ use crate::router::{Feedback, Learner, Router};
 use crate::saved::Tensor;
 use crate::{Objective, QueryFeatures};
 
-const DIM: usize = 6;
+pub(super) const DIM: usize = 6;
 
-fn pool() -> ModelPool {
+pub(super) fn pool() -> ModelPool {
     ModelPool::new(vec![
         ModelCard::new("small", 0.1, 0.1),
         ModelCard::new("mid", 0.5, 0.5),
@@ -26,7 +26,7 @@ fn pool() -> ModelPool {
 
 /// A query near one of three directions, and each model's chance of being right on it: the
 /// small model is good near direction 0, the big one everywhere but 0.
-fn synthetic(rng: &mut SplitMix64) -> (QueryFeatures, [f64; 3]) {
+pub(super) fn synthetic(rng: &mut SplitMix64) -> (QueryFeatures, [f64; 3]) {
     let group = rng.below(3);
     let mut v: Vec<f32> = (0..DIM)
         .map(|_| 0.3 * (rng.next_f64() as f32 - 0.5))
@@ -45,7 +45,7 @@ fn synthetic(rng: &mut SplitMix64) -> (QueryFeatures, [f64; 3]) {
 }
 
 /// `n` (query, model, quality, cost) observations with random models, seeded.
-fn stream(n: usize, seed: u64) -> Vec<(QueryFeatures, usize, f64, f64)> {
+pub(super) fn stream(n: usize, seed: u64) -> Vec<(QueryFeatures, usize, f64, f64)> {
     let mut rng = SplitMix64::new(seed);
     (0..n)
         .map(|_| {
@@ -58,7 +58,7 @@ fn stream(n: usize, seed: u64) -> Vec<(QueryFeatures, usize, f64, f64)> {
         .collect()
 }
 
-fn feed<L: Learned>(r: &BanditRouter<L>, obs: &[(QueryFeatures, usize, f64, f64)]) {
+pub(super) fn feed<L: Learned>(r: &BanditRouter<L>, obs: &[(QueryFeatures, usize, f64, f64)]) {
     for (q, m, y, c) in obs {
         r.observe(&Feedback {
             features: q,
@@ -70,7 +70,7 @@ fn feed<L: Learned>(r: &BanditRouter<L>, obs: &[(QueryFeatures, usize, f64, f64)
     }
 }
 
-fn probes() -> Vec<QueryFeatures> {
+pub(super) fn probes() -> Vec<QueryFeatures> {
     let mut rng = SplitMix64::new(99);
     (0..12).map(|_| synthetic(&mut rng).0).collect()
 }
@@ -231,7 +231,7 @@ fn merge_refuses_different_routers() {
     assert!(t.merge(&t2).is_err());
 }
 
-fn check_round_trip<L: Learned>(r: BanditRouter<L>) {
+pub(super) fn check_round_trip<L: Learned>(r: BanditRouter<L>) {
     feed(&r, &stream(200, 4));
     for router in [r.exploring(), r.greedy()] {
         let saved = router.to_saved().unwrap();

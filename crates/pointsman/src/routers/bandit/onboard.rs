@@ -1,0 +1,120 @@
+//! Onboarding a model into a learning bandit, and repricing, without touching what the router
+//! learned about its other models.
+//!
+//! See the [module documentation](super#onboarding-a-model-and-repricing) for each learner's
+//! prior.
+
+use std::sync::{Arc, RwLock};
+
+use super::forgetting::DetectorState;
+use super::observe::normalized_rows;
+use super::router::Shared;
+use super::{BanditRouter, Learned};
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::pool::{ModelCard, ModelPool};
+
+impl<L: Learned> BanditRouter<L> {
+    /// An independent router with one more model, `card`, whose prior comes from its card and
+    /// the other models' statistics (see the
+    /// [module documentation](super#onboarding-a-model-and-repricing)), then learned from
+    /// the queries of `labelled` where it has a score. What the router learned about its other
+    /// models stays bit for bit what it was. The returned router learns online, saves, merges
+    /// and shares as any router of its kind; this one is left as it was.
+    ///
+    /// `labelled` is any split whose pool has a model with the card's id (other models' columns
+    /// are ignored), with embeddings of this router's dimension.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a card whose id the router already has or whose prices are out of
+    /// range; [`Error::UnknownModel`] when `labelled` has no such model;
+    /// [`Error::DimensionMismatch`] / [`Error::EmbeddingMismatch`] for other embeddings; the
+    /// errors of the learner's updates (an unfitted PCA projection when there are labels).
+    pub fn add_model(&self, card: ModelCard, labelled: Option<&Split>) -> Result<Self> {
+        let pool = &self.shared.pool;
+        if pool.index_of(&card.id).is_ok() {
+            return Err(Error::Config(format!(
+                "the router already has model {:?}",
+                card.id
+            )));
+        }
+        let weights = pool.prior_weights(&card);
+        let mut cards = pool.cards().to_vec();
+        cards.push(card.clone());
+        let new_pool = ModelPool::new(cards)?;
+        // The labels are checked before anything is built.
+        let labelled = match labelled {
+            Some(split) => {
+                let col = split.pool().index_of(&card.id).map_err(|_| {
+                    Error::UnknownModel(format!(
+                        "{} (the labelled queries have no scores of the model added)",
+                        card.id
+                    ))
+                })?;
+                let batch = split.features()?;
+                batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
+                Some((split, col, normalized_rows(&batch)))
+            }
+            None => None,
+        };
+        let mut state = self.read().clone();
+        state.journal = None;
+        state.learned.add_arm(&self.shared.config, &weights);
+        state.pulls.push(0);
+        state.forgets.push(0);
+        state.alarms.push(0);
+        state.detector.push(DetectorState::default());
+        state.cost.push([0.0; 3]);
+        let router = BanditRouter {
+            shared: Arc::new(Shared {
+                config: self.shared.config.clone(),
+                pool: new_pool,
+                dim: self.shared.dim,
+                embedding_model: self.shared.embedding_model.clone(),
+                state: RwLock::new(state),
+            }),
+            greedy: self.greedy,
+        };
+        if let Some((split, col, rows)) = labelled {
+            router.observe_cells(split, &rows, &[(pool.len(), col)])?;
+        }
+        Ok(router)
+    }
+
+    /// An independent router with new prices for some of its models (cards of `prices` by id,
+    /// [`ModelPool::repriced`]); the learned quality statistics are unchanged. Each repriced
+    /// model's cost calibration (observed over estimated cost) is kept: both sums are scaled by
+    /// its ratio of new to old mean price per token, so its cost estimates follow the new
+    /// prices and later observations at those prices add to sums of the same scale.
+    ///
+    /// # Errors
+    ///
+    /// As [`ModelPool::repriced`].
+    pub fn reprice(&self, prices: &[ModelCard]) -> Result<Self> {
+        let old = &self.shared.pool;
+        let pool = old.repriced(prices)?;
+        let mut state = self.read().clone();
+        state.journal = None;
+        for (j, c) in state.cost.iter_mut().enumerate() {
+            if let Some(r) = crate::pool::price_ratio(old.card(j), pool.card(j)) {
+                c[1] *= r;
+                c[2] *= r;
+            }
+        }
+        Ok(BanditRouter {
+            shared: Arc::new(Shared {
+                config: self.shared.config.clone(),
+                pool,
+                dim: self.shared.dim,
+                embedding_model: self.shared.embedding_model.clone(),
+                state: RwLock::new(state),
+            }),
+            greedy: self.greedy,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "onboard_tests.rs"]
+mod tests;
