@@ -75,7 +75,8 @@ def router_files() -> None:
     models = json.loads(split((FIXTURES / "knn.safetensors").read_bytes())[0]["__metadata__"]["models"])
     models[0]["input_usd_per_mtok"] = 1e308
     write("router_file", "knn_price_1e308.safetensors", with_meta("knn", models=json.dumps(models)))
-    for v in ["01", "+1", "2", "", "1.0"]:
+    # "2" is a valid version since issue 21 (partial labels, onboarded models); "3" is not yet.
+    for v in ["01", "+1", "2", "3", "", "1.0"]:
         write("router_file", f"zero_format_version_{v or 'empty'}.safetensors", with_meta("zero", format_version=v))
     good = (FIXTURES / "mf.safetensors").read_bytes()
     for n in [0, 7, 8, 9, 100, len(good) // 2, len(good) - 1]:

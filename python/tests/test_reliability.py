@@ -28,7 +28,7 @@ CRAFTED = [
     "knn_price_1e308",
     "zero_format_version_01",
     "zero_format_version_+1",
-    "zero_format_version_2",
+    "zero_format_version_3",
     "header_longer_than_file",
     "mf_truncated_100",
 ]

@@ -308,7 +308,7 @@ static void test_crafted_files(const char *dir) {
   }
   pm_router *r = NULL;
   /* A well-formed file of a format version this build does not read. */
-  snprintf(path, sizeof path, "%s/zero_format_version_2.safetensors", REGRESSIONS_DIR);
+  snprintf(path, sizeof path, "%s/zero_format_version_3.safetensors", REGRESSIONS_DIR);
   CHECK_STATUS(pm_router_load(path, &r, &err_), PM_STATUS_UNSUPPORTED_VERSION);
   CHECK_STATUS(pm_router_load("/dev/zero", &r, &err_), PM_STATUS_IO);
   snprintf(path, sizeof path, "%s/fifo.safetensors", dir);

@@ -22,8 +22,23 @@ use crate::pool::ModelPool;
 /// The `format` metadata value of a saved router.
 pub const FORMAT_NAME: &str = "pointsman-router";
 
-/// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this build reads and writes. A file is written with the lowest
+/// version that holds everything in it ([`SavedRouter::format_version`]): version 1 unless it
+/// has one of the [`VERSION_2_TENSORS`].
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The tensors of format version 2 (partial labels, inverse-propensity weights and onboarded
+/// models' anchors): a version-1 reader would ignore them and misread the file (every score
+/// observed, an onboarded model's zeros taken for scores), so a file with one of them says
+/// version 2 and older readers refuse it. Names as written, or ending in `.` and the name (a
+/// member of a stack).
+pub const VERSION_2_TENSORS: &[&str] = &[
+    "knn.observed",
+    "knn.ipw",
+    "knn.anchors",
+    "knn.anchor_tasks",
+    "knn-ucb.anchors",
+];
 
 /// The smallest `f32` tensor, bytes, that a memory-mapped open leaves in place
 /// ([`SavedRouter::open_mmap`]); smaller ones are copied (a page shared saves nothing).
@@ -295,6 +310,27 @@ impl SavedRouter {
         self
     }
 
+    /// The format version this router is written with: the lowest that holds all of it (1, or
+    /// 2 with one of the [`VERSION_2_TENSORS`]), so that an older reader reads every file it
+    /// can and refuses the others whole.
+    pub fn format_version(&self) -> u32 {
+        let v2 = |name: &str| {
+            VERSION_2_TENSORS
+                .iter()
+                .any(|t| name == *t || name.strip_suffix(t).is_some_and(|head| head.ends_with('.')))
+        };
+        if self
+            .tensors
+            .keys()
+            .chain(self.in_place.keys())
+            .any(|n| v2(n))
+        {
+            2
+        } else {
+            1
+        }
+    }
+
     /// The file's bytes.
     ///
     /// # Errors
@@ -306,7 +342,10 @@ impl SavedRouter {
         // HashMap, whose order changes from run to run). The crate reads the result.
         let mut meta = BTreeMap::new();
         meta.insert("format".to_string(), FORMAT_NAME.to_string());
-        meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+        meta.insert(
+            "format_version".to_string(),
+            self.format_version().to_string(),
+        );
         meta.insert(
             "pointsman_version".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),

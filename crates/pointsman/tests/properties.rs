@@ -189,3 +189,171 @@ fn files_saved_by_b28f5b0_load_and_decide_as_they_did() {
     .collect();
     assert_eq!(kinds, every);
 }
+
+/// The synthetic data and queries of the format-version-2 fixtures (tests/fixtures/v2/README.md),
+/// the same as b28f5b0's generator's.
+mod v2_fixtures {
+    use pointsman::data::Split;
+    use pointsman::registry::{AnyRouter, RouterConfig};
+    use pointsman::routers::knn::KnnConfig;
+    use pointsman::{Objective, QueryFeatures, Router};
+
+    pub const DIM: usize = 8;
+
+    fn vec_of(i: usize, salt: f32) -> Vec<f32> {
+        (0..DIM)
+            .map(|j| ((i as f32 + 1.0) * (j as f32 + 1.3) * 0.37 + salt).sin())
+            .collect()
+    }
+
+    /// b28f5b0's 90 training queries of three models.
+    fn train() -> Split {
+        let pool = pointsman::ModelPool::new(vec![
+            pointsman::ModelCard::new("small", 0.1, 0.2),
+            pointsman::ModelCard::new("medium", 1.0, 2.0),
+            pointsman::ModelCard::new("large", 5.0, 15.0),
+        ])
+        .unwrap();
+        let (mut emb, mut scores, mut costs, mut tasks) = (vec![], vec![], vec![], vec![]);
+        for i in 0..90 {
+            let v = vec_of(i, 0.0);
+            let hard = (v[0] + v[1]) > 0.0;
+            emb.extend_from_slice(&v);
+            scores.extend_from_slice(&[
+                if hard { 0.0 } else { 1.0 },
+                if hard {
+                    f64::from(u8::from(i % 3 == 0))
+                } else {
+                    1.0
+                },
+                1.0 - f64::from(u8::from(i % 7 == 0)),
+            ]);
+            costs.extend_from_slice(&[2e-5, 2e-4, 1.5e-3]);
+            tasks.push(Some(if i % 2 == 0 { "even" } else { "odd" }.to_string()));
+        }
+        Split::from_arrays(pool, emb, DIM, scores, costs)
+            .unwrap()
+            .with_tasks(tasks)
+            .unwrap()
+    }
+
+    /// The routers of format version 2: kNN on partial labels, and kNN and knn-ucb with the
+    /// third model onboarded from 30 labelled queries.
+    pub fn routers() -> Vec<(&'static str, AnyRouter)> {
+        let train = train();
+        let knn = RouterConfig::Knn(KnnConfig {
+            k: 10,
+            same_task: true,
+            ..Default::default()
+        });
+        let partial = pointsman::data::keep_cells(&train, 0.5, 1).unwrap();
+        let two = train.select_models(&[0, 1]).unwrap();
+        let labelled = train.subset(&(0..30).collect::<Vec<_>>(), "labelled");
+        let card = train.pool().card(2).clone();
+        let knn_ucb = RouterConfig::default_for(pointsman::RouterKind::KnnUcb, 0).unwrap();
+        vec![
+            (
+                "knn-partial",
+                AnyRouter::fit_config(&knn, &partial).unwrap(),
+            ),
+            (
+                "knn-onboarded",
+                AnyRouter::fit_config(&knn, &two)
+                    .unwrap()
+                    .add_model(card.clone(), Some(&labelled))
+                    .unwrap(),
+            ),
+            (
+                "knn-ucb-onboarded",
+                AnyRouter::fit_config(&knn_ucb, &two)
+                    .unwrap()
+                    .add_model(card, Some(&labelled))
+                    .unwrap(),
+            ),
+        ]
+    }
+
+    /// The decisions of `router` for b28f5b0's 8 queries at 3 cost weights:
+    /// (query, cost weight, model id, quality, score, cost, utility).
+    pub fn decisions(router: &dyn Router) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for i in 0..8usize {
+            let q = QueryFeatures::new(vec_of(i + 200, 0.1))
+                .unwrap()
+                .with_prompt_tokens(50.0 + 30.0 * i as f64)
+                .unwrap()
+                .with_task(if i.is_multiple_of(2) { "even" } else { "odd" });
+            for w in [0.0, 300.0, 3000.0] {
+                let d = router.route(&q, &Objective::new(w)).unwrap();
+                out.push(serde_json::json!({
+                    "query": i, "cost_weight": w, "model_id": d.model_id,
+                    "quality": d.quality, "score": d.score, "cost": d.cost, "utility": d.utility,
+                }));
+            }
+        }
+        out
+    }
+}
+
+/// Writes tests/fixtures/v2 (run once, at the commit named in its README; never again):
+/// `POINTSMAN_WRITE_FIXTURES=<dir> cargo test --release -p pointsman --test properties
+/// write_format_2_fixtures -- --ignored`.
+#[test]
+#[ignore = "writes the format-version-2 fixtures; run by hand once"]
+fn write_format_2_fixtures() {
+    let dir = std::path::PathBuf::from(std::env::var("POINTSMAN_WRITE_FIXTURES").unwrap());
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut records = serde_json::Map::new();
+    for (name, r) in v2_fixtures::routers() {
+        let path = dir.join(format!("{name}.safetensors"));
+        r.save(&path).unwrap();
+        let loaded = pointsman::load_router(&path).unwrap();
+        records.insert(
+            name.to_string(),
+            serde_json::Value::Array(v2_fixtures::decisions(&*loaded)),
+        );
+    }
+    let json = serde_json::json!({ "dim": v2_fixtures::DIM, "routers": records });
+    std::fs::write(
+        dir.join("decisions.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Files of format version 2 (partial labels, onboarded models: tests/fixtures/v2/README.md)
+/// load, say version 2, decide as they did when they were saved, and save back to the same
+/// bytes.
+#[test]
+fn files_of_format_version_2_load_and_decide_as_they_did() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("decisions.json")).unwrap()).unwrap();
+    let routers = recorded["routers"].as_object().unwrap();
+    assert_eq!(routers.len(), 3);
+    for (name, want) in routers {
+        let path = dir.join(format!("{name}.safetensors"));
+        let bytes = std::fs::read(&path).unwrap();
+        let saved = pointsman::saved::SavedRouter::from_bytes(&bytes, name).unwrap();
+        assert_eq!(saved.format_version(), 2, "{name}");
+        let router = pointsman::load_router(&path).unwrap();
+        assert_eq!(router.to_bytes().unwrap(), bytes, "{name}: saved again");
+        let got = v2_fixtures::decisions(&*router);
+        let want = want.as_array().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            let at = format!(
+                "{name}, query {}, cost weight {}",
+                w["query"], w["cost_weight"]
+            );
+            assert_eq!(g["model_id"], w["model_id"], "{at}");
+            for field in ["quality", "score", "cost", "utility"] {
+                let (g, w) = (g[field].as_f64().unwrap(), w[field].as_f64().unwrap());
+                assert!(
+                    (g - w).abs() <= 1e-9 * w.abs().max(1e-12),
+                    "{at}: {field} {g} != {w}"
+                );
+            }
+        }
+    }
+}

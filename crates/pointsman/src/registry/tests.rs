@@ -273,9 +273,9 @@ fn crafted_router_files_are_quick_typed_errors() {
             "not a decimal integer",
         ),
         (
-            "zero_format_version_2",
+            "zero_format_version_3",
             crate::ErrorKind::UnsupportedVersion,
-            "version \"2\"",
+            "version \"3\"",
         ),
         (
             "header_longer_than_file",
@@ -369,9 +369,32 @@ fn add_model_and_reprice_through_any_router() {
             .reprice(&[ModelCard::new(card.id.clone(), 9.0, 9.0)])
             .unwrap();
         assert_eq!(priced.models().card(m - 1).output_usd_per_mtok, 9.0);
-        // Saved and loaded, the onboarded router keeps its models.
-        let back = AnyRouter::from_bytes(&r2.to_bytes().unwrap()).unwrap();
+        // Saved and loaded, the onboarded router keeps its models. Its file says format
+        // version 2 where it holds what a version-1 reader would misread (kNN's observed cells
+        // and anchors, knn-ucb's anchors), 1 otherwise, as the router it came from.
+        let bytes = r2.to_bytes().unwrap();
+        let back = AnyRouter::from_bytes(&bytes).unwrap();
         assert_eq!(back.models().len(), m);
+        let version = |b: &[u8]| {
+            crate::saved::SavedRouter::from_bytes(b, "test")
+                .unwrap()
+                .format_version()
+        };
+        let want = if [RouterKind::Knn, RouterKind::KnnUcb]
+            .iter()
+            .any(|k| *k == r.kind())
+        {
+            2
+        } else {
+            1
+        };
+        assert_eq!(version(&bytes), want, "{}", r.kind());
+        let says = |b: &[u8], v: u32| {
+            let text = String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned();
+            text.contains(&format!("\"format_version\":\"{v}\""))
+        };
+        assert!(says(&bytes, want), "{}", r.kind());
+        assert!(says(&r.to_bytes().unwrap(), 1), "{}", r.kind());
     }
     let base = AnyRouter::fit_config(&RouterConfig::Baseline(Baseline::Cheapest), &fewer).unwrap();
     let err = base.add_model(card, None).unwrap_err();
