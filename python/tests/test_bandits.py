@@ -241,7 +241,10 @@ def test_share_through_redis(toy, tmp_path, redis_url):
         eb.sync()
     assert a.observations == b.observations == 30
     stats = ea.stats()
-    assert stats["published_observations"] == 20 and stats["applied_observations"] == 10
+    assert stats["published_observations"] == 20
+    # b's 10 observations reach a as b's increment, or (when b's background exchange compacted
+    # the log before a read it) through a rejoin from b's snapshot, which holds them.
+    assert stats["applied_observations"] == 10 or stats["rejoins"] >= 1, stats
     assert stats["rejected"] == 0
     ea.stop()
     eb.stop()
