@@ -28,7 +28,7 @@ pub const FORMAT_NAME: &str = "pointsman-router";
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The tensors of format version 2 (partial labels, inverse-propensity weights and onboarded
-/// models' anchors): a version-1 reader would ignore them and misread the file (every score
+/// models' anchors and priors): a version-1 reader would ignore them and misread the file (every score
 /// observed, an onboarded model's zeros taken for scores), so a file with one of them says
 /// version 2 and older readers refuse it. Names as written, or ending in `.` and the name (a
 /// member of a stack).
@@ -38,6 +38,8 @@ pub const VERSION_2_TENSORS: &[&str] = &[
     "knn.anchors",
     "knn.anchor_tasks",
     "knn-ucb.anchors",
+    "linucb.prior_b",
+    "thompson.prior_b",
 ];
 
 /// The smallest `f32` tensor, bytes, that a memory-mapped open leaves in place

@@ -371,7 +371,8 @@ fn add_model_and_reprice_through_any_router() {
         assert_eq!(priced.models().card(m - 1).output_usd_per_mtok, 9.0);
         // Saved and loaded, the onboarded router keeps its models. Its file says format
         // version 2 where it holds what a version-1 reader would misread (kNN's observed cells
-        // and anchors, knn-ucb's anchors), 1 otherwise, as the router it came from.
+        // and anchors, knn-ucb's anchors, the linear learners' card priors), 1 otherwise, as the
+        // router it came from.
         let bytes = r2.to_bytes().unwrap();
         let back = AnyRouter::from_bytes(&bytes).unwrap();
         assert_eq!(back.models().len(), m);
@@ -380,9 +381,14 @@ fn add_model_and_reprice_through_any_router() {
                 .unwrap()
                 .format_version()
         };
-        let want = if [RouterKind::Knn, RouterKind::KnnUcb]
-            .iter()
-            .any(|k| *k == r.kind())
+        let want = if [
+            RouterKind::Knn,
+            RouterKind::KnnUcb,
+            RouterKind::Linucb,
+            RouterKind::Thompson,
+        ]
+        .iter()
+        .any(|k| *k == r.kind())
         {
             2
         } else {

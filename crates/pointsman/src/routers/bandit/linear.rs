@@ -235,6 +235,10 @@ pub struct Linear<E> {
     window: Vec<VecDeque<(Vec<f32>, f64)>>,
     /// Models whose `A⁻¹` must be recomputed after a merge.
     dirty: Vec<bool>,
+    /// Per model the prior part of `b` (`λ·θ_prior` for a model added with a card prior by
+    /// [`Learned::add_arm`], zeros otherwise, and empty when every model's is zero): what
+    /// [`Learned::absorb`] leaves out of what another router learned, as it leaves out `λ·I`.
+    prior_b: Vec<f64>,
     _exploration: PhantomData<E>,
 }
 
@@ -262,6 +266,9 @@ impl<E: Exploration> Linear<E> {
             a_inv[i * p + i] = 1.0 / config.ridge;
         }
         self.b[m * p..(m + 1) * p].fill(0.0);
+        if !self.prior_b.is_empty() {
+            self.prior_b[m * p..(m + 1) * p].fill(0.0);
+        }
         self.window[m].clear();
         self.refresh(m);
     }
@@ -301,6 +308,7 @@ impl<E: Exploration> Linear<E> {
             ridge: config.ridge,
             window: vec![VecDeque::new(); models],
             dirty: vec![false; models],
+            prior_b: Vec::new(),
             _exploration: PhantomData,
         })
     }
@@ -632,10 +640,12 @@ impl<E: Exploration> Learned for Linear<E> {
         self.models = m + 1;
         // The ridge prior `λ·I`, centred on the card prior: `b = λ·θ_prior`, so `θ = θ_prior`
         // until the model's own observations move it (a Bayesian update from that prior).
+        self.prior_b.resize((m + 1) * p, 0.0);
         self.reset_model(config, m);
-        for (b, t) in self.b[m * p..(m + 1) * p].iter_mut().zip(&prior) {
+        for (b, t) in self.prior_b[m * p..(m + 1) * p].iter_mut().zip(&prior) {
             *b = config.ridge * t;
         }
+        self.b[m * p..(m + 1) * p].copy_from_slice(&self.prior_b[m * p..(m + 1) * p]);
         self.refresh(m);
     }
 
@@ -791,7 +801,10 @@ impl<E: Exploration> Learned for Linear<E> {
             self.a[pa.start + i] += other.a[pa.start + i] - prior;
         }
         for i in 0..p {
-            let prior = base.map_or(0.0, |b| b.b[pb.start + i]);
+            let prior = match base {
+                Some(b) => b.b[pb.start + i],
+                None => other.prior_b.get(pb.start + i).copied().unwrap_or(0.0),
+            };
             self.b[pb.start + i] += other.b[pb.start + i] - prior;
         }
         self.dirty[m] = true;
@@ -828,6 +841,12 @@ impl<E: Exploration> Learned for Linear<E> {
                 Tensor::f64(&[m, p, p], self.a_inv.clone()),
             )
             .with_tensor(&format!("{k}.b"), Tensor::f64(&[m, p], self.b.clone()));
+        if self.prior_b.iter().any(|&v| v != 0.0) {
+            saved = saved.with_tensor(
+                &format!("{k}.prior_b"),
+                Tensor::f64(&[m, p], self.prior_b.clone()),
+            );
+        }
         if let Some((matrix, centre)) = &self.projection {
             saved = saved
                 .with_tensor(
@@ -923,6 +942,13 @@ impl<E: Exploration> Learned for Linear<E> {
         state.a = a;
         state.a_inv = a_inv;
         state.b = b;
+        if saved.shape(&format!("{k}.prior_b")).is_some() {
+            let prior = saved.take_f64(&format!("{k}.prior_b"), &[models, p])?;
+            if !simd::all_finite(&prior) {
+                return Err(bad(format!("{k}.prior_b holds non-finite values")));
+            }
+            state.prior_b = prior;
+        }
         if saved.shape(&format!("{k}.window.models")).is_some() {
             let e = saved
                 .shape(&format!("{k}.window.models"))

@@ -230,3 +230,40 @@ fn onboarding_leaves_the_other_models_bit_for_bit() {
         false,
     );
 }
+
+/// A plain `merge` adds what the other router learned beyond its prior: for a linear model
+/// onboarded with a card prior that prior is `λ·I` and `λ·θ_prior`, both left out (once the
+/// prior's `b` was counted twice, pulling the model toward twice its card prior). Saved and
+/// loaded, the router keeps its prior.
+#[test]
+fn a_plain_merge_leaves_out_the_card_prior_of_an_onboarded_linear_model() {
+    let config = LinearConfig {
+        forgetting: Forgetting::none(),
+        ..Default::default()
+    };
+    let base = BanditRouter::<Linear<Ucb>>::warm_start(
+        &labelled(150, 31).select_models(&[0, 1]).unwrap(),
+        config.clone(),
+    )
+    .unwrap();
+    let r = base.add_model(pool().card(2).clone(), None).unwrap();
+    let r = BanditRouter::<Linear<Ucb>>::from_saved(config, r.to_saved().unwrap()).unwrap();
+    // `a` learns nothing; `b` learns 40 outcomes of the new model. Merged into `a`, the new
+    // model is estimated as `b` estimates it.
+    let (a, b) = (r.snapshot(), r.snapshot());
+    let news: Vec<_> = stream(120, 5).into_iter().filter(|o| o.1 == 2).collect();
+    feed(&b, &news);
+    a.merge(&b).unwrap();
+    for q in probes() {
+        let (ea, eb) = (
+            a.greedy().estimate_batch(&q.as_batch()).unwrap(),
+            b.greedy().estimate_batch(&q.as_batch()).unwrap(),
+        );
+        assert!(
+            (ea.quality[2] - eb.quality[2]).abs() < 1e-9,
+            "{} vs {}",
+            ea.quality[2],
+            eb.quality[2]
+        );
+    }
+}
