@@ -324,6 +324,32 @@ fn wiped_models_travel_as_events() {
     assert_same(&one, &two, &probe);
 }
 
+/// A model wiped between two runs of observations of it in one increment: the replica that
+/// applies it (in batches around the wipe) ends where the observing one is, for every kind.
+#[test]
+fn a_wipe_between_observations_of_one_increment_applies_in_place() {
+    for base in learners() {
+        let mut st = MemoryStore::new("test").unwrap();
+        let (one, two) = (base.snapshot(), base.snapshot());
+        let mut a = Replica::new(&one, config("a")).unwrap();
+        let mut b = Replica::new(&two, config("b")).unwrap();
+        // 120 observations a side of the wipe: about 40 of each model, enough for the linear
+        // learners to re-invert in bulk.
+        for s in &stream(120, 12) {
+            observe(&one, s);
+        }
+        one.forget_model("b").unwrap();
+        for s in &stream(120, 13) {
+            observe(&one, s);
+        }
+        a.sync(&mut st).unwrap();
+        b.sync(&mut st).unwrap();
+        b.sync(&mut st).unwrap();
+        let probe: Vec<Vec<f32>> = stream(10, 14).into_iter().map(|s| s.0).collect();
+        assert_same(&one, &two, &probe);
+    }
+}
+
 /// Two replicas spending from one budget concurrently never pass it; a retried increment
 /// counts once; entries keep the newest version.
 #[test]

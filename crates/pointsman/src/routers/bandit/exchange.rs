@@ -254,18 +254,31 @@ fn apply_to<L: Learned>(
     state: &mut super::router::State<L>,
     events: &[Event],
 ) -> Result<()> {
-    let mut batch: Vec<(&[f32], usize, f64)> = Vec::new();
-    for e in events {
-        match e {
-            Event::Observe {
-                model,
-                key,
-                quality,
-                price,
-                cost,
-            } => {
+    // A run of observations: learned as one batch, then counted.
+    fn flush<L: Learned>(
+        config: &L::Config,
+        state: &mut super::router::State<L>,
+        run: &[Event],
+    ) -> Result<()> {
+        let batch: Vec<(&[f32], usize, f64)> = run
+            .iter()
+            .filter_map(|e| match e {
+                Event::Observe {
+                    model,
+                    key,
+                    quality,
+                    ..
+                } => Some((key.as_slice(), *model as usize, *quality)),
+                Event::Forget { .. } => None,
+            })
+            .collect();
+        state.learned.observe_keys(config, &batch)?;
+        for e in run {
+            if let Event::Observe {
+                model, price, cost, ..
+            } = e
+            {
                 let m = *model as usize;
-                batch.push((key, m, *quality));
                 state.pulls[m] += 1;
                 state.observations += 1;
                 let c = &mut state.cost[m];
@@ -273,16 +286,20 @@ fn apply_to<L: Learned>(
                 c[1] += price;
                 c[2] += cost;
             }
-            Event::Forget { model } => {
-                state.learned.observe_keys(config, &batch)?;
-                batch.clear();
-                let m = *model as usize;
-                state.learned.forget(config, m);
-                state.forgets[m] += 1;
-            }
+        }
+        Ok(())
+    }
+    let mut start = 0;
+    for (i, e) in events.iter().enumerate() {
+        if let Event::Forget { model } = e {
+            flush(config, state, &events[start..i])?;
+            let m = *model as usize;
+            state.learned.forget(config, m);
+            state.forgets[m] += 1;
+            start = i + 1;
         }
     }
-    state.learned.observe_keys(config, &batch)
+    flush(config, state, &events[start..])
 }
 
 /// A 64-bit hash of `seed` and `bytes` (eight bytes at a time through the SplitMix64 mixer).

@@ -578,9 +578,10 @@ impl KnnRouter {
             if t == NO_TASK {
                 continue;
             }
+            // Unclamped, as the prior adds the offset before it clamps.
             let combined: f64 = x.iter().zip(&solved).map(|(a, b)| a * b).sum();
             let r = &mut residuals[t as usize];
-            r.0 += l.score - combined.clamp(0.0, 1.0);
+            r.0 += l.score - combined;
             r.1 += 1;
         }
         if residuals.iter().any(|r| r.1 > 0) {

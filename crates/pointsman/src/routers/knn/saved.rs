@@ -74,6 +74,12 @@ impl KnnRouter {
         // Onboarded models' per-task offsets (since issue 21; absent: none).
         let mut anchors = anchors;
         if saved.shape("knn.anchor_tasks").is_some() {
+            if anchors.iter().all(Option::is_none) {
+                return Err(Error::format(
+                    "saved router",
+                    "knn.anchor_tasks without knn.anchors",
+                ));
+            }
             let t = task_names.len();
             let offsets = saved.take_f64("knn.anchor_tasks", &[m, t])?;
             for (a, row) in anchors.iter_mut().zip(offsets.chunks_exact(t.max(1))) {
