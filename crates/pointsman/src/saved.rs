@@ -27,11 +27,11 @@ pub const FORMAT_NAME: &str = "pointsman-router";
 /// has one of the [`VERSION_2_TENSORS`].
 pub const FORMAT_VERSION: u32 = 2;
 
-/// The tensors of format version 2 (partial labels, inverse-propensity weights and onboarded
-/// models' anchors and priors): a version-1 reader would ignore them and misread the file (every score
-/// observed, an onboarded model's zeros taken for scores), so a file with one of them says
-/// version 2 and older readers refuse it. Names as written, or ending in `.` and the name (a
-/// member of a stack).
+/// The tensors of format version 2 (partial labels, inverse-propensity weights, onboarded
+/// models' anchors and priors): a version-1 reader would ignore them and misread the file
+/// (every score observed, an onboarded model's zeros taken for scores), so a file with one of
+/// them says version 2 and older readers refuse it. Names as written, or ending in `.` and the
+/// name (a member of a stack).
 pub const VERSION_2_TENSORS: &[&str] = &[
     "knn.observed",
     "knn.ipw",
