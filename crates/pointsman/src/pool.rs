@@ -344,6 +344,37 @@ impl ModelPool {
             .ok_or_else(|| Error::UnknownModel(id.to_string()))
     }
 
+    /// The pool with `card` added last: the pool of a router that `card`'s model is onboarded
+    /// into.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the pool already has the card's id or its prices are out of range.
+    pub fn with_added(&self, card: &ModelCard) -> Result<ModelPool> {
+        if self.index.contains_key(&card.id) {
+            return Err(Error::Config(format!(
+                "the router already has model {:?}",
+                card.id
+            )));
+        }
+        let mut cards = self.cards.clone();
+        cards.push(card.clone());
+        ModelPool::new(cards)
+    }
+
+    /// The column of the model `id` being onboarded in labelled queries whose pool this is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModel`] when the labelled queries have no such model.
+    pub(crate) fn column_of_added(&self, id: &str) -> Result<usize> {
+        self.index_of(id).map_err(|_| {
+            Error::UnknownModel(format!(
+                "{id} (the labelled queries have no scores of the model added)"
+            ))
+        })
+    }
+
     /// Checks that `index` names a model of the pool.
     ///
     /// # Errors

@@ -11,8 +11,8 @@ use super::observe::normalized_rows;
 use super::router::Shared;
 use super::{BanditRouter, Learned};
 use crate::data::Split;
-use crate::error::{Error, Result};
-use crate::pool::{ModelCard, ModelPool};
+use crate::error::Result;
+use crate::pool::ModelCard;
 
 impl<L: Learned> BanditRouter<L> {
     /// An independent router with one more model, `card`, whose prior comes from its card and
@@ -33,25 +33,12 @@ impl<L: Learned> BanditRouter<L> {
     /// errors of the learner's updates (an unfitted PCA projection when there are labels).
     pub fn add_model(&self, card: ModelCard, labelled: Option<&Split>) -> Result<Self> {
         let pool = &self.shared.pool;
-        if pool.index_of(&card.id).is_ok() {
-            return Err(Error::Config(format!(
-                "the router already has model {:?}",
-                card.id
-            )));
-        }
         let weights = pool.prior_weights(&card);
-        let mut cards = pool.cards().to_vec();
-        cards.push(card.clone());
-        let new_pool = ModelPool::new(cards)?;
+        let new_pool = pool.with_added(&card)?;
         // The labels are checked before anything is built.
         let labelled = match labelled {
             Some(split) => {
-                let col = split.pool().index_of(&card.id).map_err(|_| {
-                    Error::UnknownModel(format!(
-                        "{} (the labelled queries have no scores of the model added)",
-                        card.id
-                    ))
-                })?;
+                let col = split.pool().column_of_added(&card.id)?;
                 let batch = split.features()?;
                 batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
                 Some((split, col, normalized_rows(&batch)))

@@ -29,7 +29,7 @@ use super::{KnnConfig, KnnRouter, NO_TASK};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::features::normalize_into;
-use crate::pool::{ModelCard, ModelPool};
+use crate::pool::ModelCard;
 use crate::router::{Estimates, Signals};
 use crate::simd;
 
@@ -462,16 +462,8 @@ impl KnnRouter {
     /// range; [`Error::UnknownModel`] when `labelled` has no such model;
     /// [`Error::DimensionMismatch`] / [`Error::EmbeddingMismatch`] for other embeddings.
     pub fn add_model(&self, card: ModelCard, labelled: Option<&Split>) -> Result<KnnRouter> {
-        if self.pool.index_of(&card.id).is_ok() {
-            return Err(Error::Config(format!(
-                "the router already has model {:?}",
-                card.id
-            )));
-        }
         let m_old = self.pool.len();
-        let mut cards = self.pool.cards().to_vec();
-        cards.push(card.clone());
-        let pool = ModelPool::new(cards)?;
+        let pool = self.pool.with_added(&card)?;
         let mut prior_weights = self.pool.prior_weights(&card);
         for (w, a) in prior_weights.iter_mut().zip(&self.anchors) {
             if a.is_some() {
@@ -495,12 +487,7 @@ impl KnnRouter {
         }
         let mut rows: Vec<Labelled> = Vec::new();
         if let Some(split) = labelled {
-            let col = split.pool().index_of(&card.id).map_err(|_| {
-                Error::UnknownModel(format!(
-                    "{} (the labelled queries have no scores of the model added)",
-                    card.id
-                ))
-            })?;
+            let col = split.pool().column_of_added(&card.id)?;
             let batch = split.features()?;
             batch.check_compatible(self.dim, self.embedding_model.as_deref())?;
             let ms = split.pool().len();

@@ -13,9 +13,9 @@
 
 use super::{MfRouter, Params};
 use crate::data::Split;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::features::inv_norm;
-use crate::pool::{ModelCard, ModelPool};
+use crate::pool::ModelCard;
 
 /// Gradient steps of an onboarding with labels.
 pub const ONBOARD_STEPS: usize = 400;
@@ -38,16 +38,8 @@ impl MfRouter {
     /// range; [`Error::UnknownModel`] when `labelled` has no such model;
     /// [`Error::DimensionMismatch`] / [`Error::EmbeddingMismatch`] for other embeddings.
     pub fn add_model(&self, card: ModelCard, labelled: Option<&Split>) -> Result<MfRouter> {
-        if self.pool.index_of(&card.id).is_ok() {
-            return Err(Error::Config(format!(
-                "the router already has model {:?}",
-                card.id
-            )));
-        }
         let (m, k) = (self.pool.len(), self.config.dim);
-        let mut cards = self.pool.cards().to_vec();
-        cards.push(card.clone());
-        let pool = ModelPool::new(cards)?;
+        let pool = self.pool.with_added(&card)?;
         let a = self.pool.prior_weights(&card);
         let unit = |j: usize| -> Vec<f64> {
             let v = &self.params.model_vectors[j * k..(j + 1) * k];
@@ -75,12 +67,7 @@ impl MfRouter {
         let mut hs: Vec<f64> = Vec::new();
         let mut ys: Vec<f64> = Vec::new();
         if let Some(split) = labelled {
-            let col = split.pool().index_of(&card.id).map_err(|_| {
-                Error::UnknownModel(format!(
-                    "{} (the labelled queries have no scores of the model added)",
-                    card.id
-                ))
-            })?;
+            let col = split.pool().column_of_added(&card.id)?;
             let batch = split.features()?;
             batch.check_compatible(self.dim, self.embedding_model.as_deref())?;
             let rows: Vec<usize> = (0..split.len())
