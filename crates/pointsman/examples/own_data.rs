@@ -6,6 +6,9 @@
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc
 //! # only the bandit onboarding table (a warm-started `linucb`), in about a minute:
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc --bandit-onboarding
+//! # how much the onboarding figures move with the draw of the labelled queries (and MF's refit
+//! # with its training seed), in about 2 minutes:
+//! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc --onboarding-draws 5
 //! ```
 //!
 //! Deterministic for a given dataset (every draw is seeded). `crates/pointsman/tests/quality.rs`
@@ -100,11 +103,71 @@ fn bandit_onboarding(train: &Split, aiq: &dyn Fn(&str, &AnyRouter) -> Result<f64
     Ok(())
 }
 
+/// Mean, lowest and highest of `xs`, formatted.
+fn spread(xs: &[f64]) -> String {
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("mean {mean:.4} [{lo:.4}, {hi:.4}]")
+}
+
+/// The onboarding table's noise: kNN and MF onboarded at k = 200 from `draws` seeded draws of
+/// the labelled train queries (draw 0 is the table's), and MF's full refit over `draws`
+/// training seeds (kNN's fit is deterministic).
+fn onboarding_draws(
+    train: &Split,
+    draws: u64,
+    aiq: &dyn Fn(&str, &AnyRouter) -> Result<f64>,
+) -> Result<()> {
+    println!("## onboarding at k = 200 over {draws} draws of the labelled queries");
+    let mut refits = Vec::new();
+    for seed in 0..draws {
+        let config = RouterConfig::Mf(MfConfig {
+            seed,
+            ..mf_config()
+        });
+        refits.push(aiq("mf", &fit(config, train)?)?);
+    }
+    println!(
+        "mf full refit over training seeds 0..{draws}: {}  ({refits:.4?})",
+        spread(&refits)
+    );
+    let knn_refit = aiq("knn", &fit(RouterConfig::Knn(knn_config()), train)?)?;
+    println!("knn full refit {knn_refit:.4} (deterministic)");
+    for held in HELD_OUT {
+        let h = train.pool().index_of(held)?;
+        let others: Vec<usize> = (0..train.pool().len()).filter(|&j| j != h).collect();
+        let eight = train.select_models(&others)?;
+        let card = train.pool().card(h).clone();
+        for (kind, base) in [
+            ("knn", fit(RouterConfig::Knn(knn_config()), &eight)?),
+            ("mf", fit(RouterConfig::Mf(mf_config()), &eight)?),
+        ] {
+            let k0 = aiq(kind, &base.add_model(card.clone(), None)?)?;
+            let mut at = Vec::new();
+            for draw in 0..draws {
+                let mut order: Vec<usize> = (0..train.len()).collect();
+                SplitMix64::new(draw).shuffle(&mut order);
+                let labelled = train.subset(&order[..200], "labelled");
+                at.push(aiq(kind, &base.add_model(card.clone(), Some(&labelled))?)?);
+            }
+            let all = aiq(kind, &base.add_model(card.clone(), Some(train))?)?;
+            println!(
+                "{held} {kind}: k=0 {k0:.4}  k=200 {}  ({at:.4?})  k=all {all:.4}",
+                spread(&at)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = args
         .iter()
-        .find(|a| !a.starts_with("--"))
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--onboarding-draws"))
+        .map(|(_, a)| a)
         .cloned()
         .unwrap_or_else(|| "../shared/data/llmrouter_dc".into());
     let ds = Dataset::load(&dir)?;
@@ -118,6 +181,16 @@ fn main() -> Result<()> {
     };
     if args.iter().any(|a| a == "--bandit-onboarding") {
         return bandit_onboarding(ds.train(), &aiq);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--onboarding-draws") {
+        let draws = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|&n: &u64| n > 0)
+            .ok_or_else(|| {
+                pointsman::Error::Config("--onboarding-draws takes a positive count".into())
+            })?;
+        return onboarding_draws(ds.train(), draws, &aiq);
     }
     let train = ds.train();
     let knn = |s: &Split| fit(RouterConfig::Knn(knn_config()), s);
