@@ -133,8 +133,10 @@ impl<L: Learned> BanditRouter<L> {
 
     /// Learns the observed cells of `split` (its L2-normalised embeddings `rows`) for the
     /// (model, split column) pairs of `pairs`, query by query and model by model, as feedback
-    /// would have been: the warm start from logged single-model outcomes, and an onboarded
-    /// model's labelled queries.
+    /// would have been: the warm start from logged single-model outcomes, an onboarded model's
+    /// labelled queries, and [`BanditRouter::observe_split`] with partial labels. A router that
+    /// shares its state learns each cell from the query's key and records it in its journal, as
+    /// [`Learner::observe`] does, so the other replicas learn the same.
     pub(super) fn observe_cells(
         &self,
         split: &Split,
@@ -144,17 +146,38 @@ impl<L: Learned> BanditRouter<L> {
         let mut state = self.write();
         let config = &self.shared.config;
         let dim = self.shared.dim;
+        let mut key = Vec::new();
         for (r, x) in rows.chunks_exact(dim).enumerate() {
             let tokens = Some(split.prompt_tokens()[r]);
+            let mut keyed = false;
             for &(j, col) in pairs {
                 if !split.observed(r, col) {
                     continue;
                 }
-                state.learned.observe(config, x, j, split.score(r, col))?;
+                let (quality, cost) = (split.score(r, col), split.cost(r, col));
+                let price = self.shared.pool.estimate_cost(j, tokens);
+                if state.journal.is_some() {
+                    if !keyed {
+                        state.learned.key(config, x, &mut key)?;
+                        keyed = true;
+                    }
+                    state.learned.observe_key(config, &key, j, quality)?;
+                    if let Some(journal) = &mut state.journal {
+                        journal.push(Event::Observe {
+                            model: j as u32,
+                            key: key.clone(),
+                            quality,
+                            price,
+                            cost,
+                        });
+                    }
+                } else {
+                    state.learned.observe(config, x, j, quality)?;
+                }
                 let c = &mut state.cost[j];
                 c[0] += 1.0;
-                c[1] += self.shared.pool.estimate_cost(j, tokens);
-                c[2] += split.cost(r, col);
+                c[1] += price;
+                c[2] += cost;
                 state.pulls[j] += 1;
                 state.observations += 1;
             }

@@ -680,6 +680,43 @@ fn warm_start_learns_from_full_information() {
     );
 }
 
+/// A replica that learns a split with partial labels (`observe_split`) records every observed
+/// cell in its journal: another replica that applies the journal ends where it did.
+#[test]
+fn partial_labels_learned_from_a_split_reach_the_other_replicas() {
+    let mut rng = SplitMix64::new(57);
+    let (mut emb, mut scores, mut costs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..80 {
+        let (q, p) = synthetic(&mut rng);
+        emb.extend_from_slice(q.embedding());
+        for (m, &pm) in p.iter().enumerate() {
+            scores.push(if rng.next_f64() < pm { 1.0 } else { 0.0 });
+            costs.push(pool().estimate_cost(m, Some(0.0)) * 1.5);
+        }
+    }
+    let full = Split::from_arrays(pool(), emb, DIM, scores, costs).unwrap();
+    let partial = crate::data::keep_cells(&full, 0.4, 3).unwrap();
+    let cells = partial.observed_count() as u64;
+    assert!(cells > 0 && cells < 240);
+    fn check<L: Learned>(r: BanditRouter<L>, partial: &Split, cells: u64) {
+        let _ = r.fit_unlabelled(&partial.features().unwrap());
+        r.start_journal().unwrap();
+        let other = r.snapshot();
+        r.observe_split(partial).unwrap();
+        assert_eq!(r.observations(), cells, "{}", L::KIND);
+        let journal = r.take_journal();
+        assert_eq!(journal.events.len() as u64, cells, "{}", L::KIND);
+        other.apply_events(&journal.events).unwrap();
+        assert_eq!(other.observations(), r.observations(), "{}", L::KIND);
+        assert_eq!(other.pulls(), r.pulls(), "{}", L::KIND);
+        assert_same_estimates(&r, &other, 1e-9);
+    }
+    check(linucb(no_forgetting()), &partial, cells);
+    check(thompson(no_forgetting()), &partial, cells);
+    check(knn_ucb(no_forgetting()), &partial, cells);
+    check(cluster_ucb(no_forgetting()), &partial, cells);
+}
+
 /// Routing from four threads while four others observe: no observation is lost and the
 /// statistics equal those of one thread observing the same feedback.
 #[test]
