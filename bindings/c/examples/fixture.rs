@@ -134,6 +134,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("expected.txt"), expected)?;
     std::fs::write(out.join("requests.jsonl"), requests)?;
     println!("fixture: {sessions} cascade sessions run by Rust");
+    write_own_data(&ds, &data, &out, &*router, rows)?;
     if let Some(texts) = write_texts(&data, &out, &*router, ds.test(), rows)? {
         println!("fixture: {texts} texts embedded and routed by Rust");
     } else {
@@ -338,4 +339,91 @@ fn write_texts(
     std::fs::write(out.join("text_requests.jsonl"), requests)?;
     std::fs::write(out.join("text_expected.txt"), expected)?;
     Ok(Some(items.len() + n))
+}
+
+/// The repricing and onboarding fixtures: `prices.json` (all models but the last repriced), `eight.safetensors`
+/// (a kNN router fitted without one model), `own_data.txt` (that model's id and the dataset
+/// folder its labelled queries come from) and `own_data_expected.txt` (`reprice` and `onboard`
+/// lines as in expected.txt: the decisions of the repriced router and of the eight-model router
+/// with the model added from the train split, both as loaded from their files).
+fn write_own_data(
+    ds: &Dataset,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    router: &dyn Router,
+    rows: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let train = ds.train();
+    let pool = train.pool();
+    let card = |j: usize, scale: f64| {
+        let c = pool.card(j);
+        (
+            c.id.clone(),
+            serde_json::json!({
+                "input_usd_per_mtok": c.input_usd_per_mtok * scale,
+                "output_usd_per_mtok": c.output_usd_per_mtok * scale,
+            }),
+        )
+    };
+    // Every model but the last 20 times dearer: the last keeps its price (it is not listed).
+    let models: serde_json::Map<String, serde_json::Value> =
+        (0..pool.len() - 1).map(|j| card(j, 20.0)).collect();
+    let prices = out.join("prices.json");
+    std::fs::write(
+        &prices,
+        serde_json::to_string_pretty(&serde_json::json!({ "models": models }))?,
+    )?;
+    let any = pointsman::AnyRouter::load(out.join("router.safetensors"))?;
+    let repriced = any.reprice(pointsman::data::read_pool(&prices)?.cards())?;
+
+    let held = pool.len() / 2;
+    let others: Vec<usize> = (0..pool.len()).filter(|&j| j != held).collect();
+    let config = KnnConfig {
+        k: 40,
+        ..KnnConfig::default()
+    };
+    KnnRouter::fit(&train.select_models(&others)?, &config)?
+        .save(&out.join("eight.safetensors"))?;
+    let eight = pointsman::AnyRouter::load(out.join("eight.safetensors"))?;
+    let onboarded = eight.add_model(pool.card(held).clone(), Some(train))?;
+    std::fs::write(
+        out.join("own_data.txt"),
+        format!(
+            "{}\n{}\n",
+            pool.id(held),
+            std::fs::canonicalize(data)?.display()
+        ),
+    )?;
+
+    let test = ds.test();
+    let dim = test.dim();
+    let mut expected = String::new();
+    let mut moved = 0;
+    for r in 0..rows.min(50) {
+        let q = QueryFeatures::new(test.embeddings()[r * dim..(r + 1) * dim].to_vec())?;
+        for w in WEIGHTS {
+            let objective = Objective::new(w);
+            for (label, r2) in [
+                ("reprice", repriced.shared()),
+                ("onboard", onboarded.shared()),
+            ] {
+                let d = r2.route(&q, &objective)?;
+                writeln!(
+                    expected,
+                    "{label} {w:e} {r} {} {:e} {:e} {:e}",
+                    d.model, d.quality, d.cost, d.utility
+                )?;
+            }
+            moved += usize::from(
+                repriced.shared().route(&q, &objective)?.model
+                    != router.route(&q, &objective)?.model,
+            );
+        }
+    }
+    std::fs::write(out.join("own_data_expected.txt"), expected)?;
+    println!(
+        "fixture: repricing changes {moved} decisions; {} onboarded",
+        pool.id(held)
+    );
+    Ok(())
 }

@@ -1210,6 +1210,62 @@ enum pm_status pm_router_save(const struct pm_router *router,
                               struct pm_error **err);
 
 /**
+ * A new router: `router` with new prices, without refitting (docs/own-data.md, "Repricing").
+ * `models_json` is the path of a `models.json` in the dataset schema with some or all of the
+ * router's models; the models it does not list keep their prices, and every estimate of
+ * quality stays what it was. A kNN, MF or bandit router (a learner keeps its state); `router`
+ * itself is not changed. On success `*out` receives a new router, freed with `pm_router_free`.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_IO` (the file),
+ * `PM_STATUS_FORMAT` (not a `models.json`), `PM_STATUS_UNKNOWN_MODEL` (a model the router does
+ * not have), `PM_STATUS_CONFIG` (a price out of range), `PM_STATUS_UNSUPPORTED` (a kind that
+ * cannot be repriced).
+ *
+ * Thread safety: may run while other threads route and observe with `router`.
+ *
+ * # Safety
+ *
+ * `router` is NULL or a live router; `models_json` NULL or a NUL-terminated string; `out`
+ * NULL or writable; `err` NULL or writable.
+ */
+enum pm_status pm_router_reprice(const struct pm_router *router,
+                                 const char *models_json,
+                                 struct pm_router **out,
+                                 struct pm_error **err);
+
+/**
+ * A new router: `router` with one more model, `model`, onboarded without refitting what it
+ * knows of the others (docs/own-data.md, "Onboarding a model"): their estimates stay bit for
+ * bit what they were. Its card (prices, description) comes from the `models.json` at
+ * `models_json` when that is not NULL, else from the models of the dataset at `labelled_dir`.
+ * Its labelled queries are the train split of the dataset folder `labelled_dir` (in the
+ * dataset schema, with embeddings of the router's model, as `pointsman import` writes it)
+ * where `model` has a score; with `labelled_dir` NULL it is onboarded from its card alone (the
+ * documented prior). A kNN, MF or bandit router; `router` itself is not changed. On success
+ * `*out` receives a new router, freed with `pm_router_free`.
+ *
+ * Errors: `PM_STATUS_NULL_ARGUMENT` (`router`, `model` or `out`), `PM_STATUS_INVALID_UTF8`,
+ * `PM_STATUS_CONFIG` (neither `models_json` nor `labelled_dir`; a model the router already
+ * has; a price out of range), `PM_STATUS_UNKNOWN_MODEL` (the card's source has no such model),
+ * `PM_STATUS_IO` / `PM_STATUS_FORMAT` (the files), `PM_STATUS_SHAPE` /
+ * `PM_STATUS_EMBEDDING_MISMATCH` (the dataset's embeddings are not the router's),
+ * `PM_STATUS_UNSUPPORTED` (a kind that cannot onboard).
+ *
+ * Thread safety: may run while other threads route and observe with `router`.
+ *
+ * # Safety
+ *
+ * `router` is NULL or a live router; `model`, `models_json` and `labelled_dir` NULL or
+ * NUL-terminated strings; `out` NULL or writable; `err` NULL or writable.
+ */
+enum pm_status pm_router_add_model(const struct pm_router *router,
+                                   const char *model,
+                                   const char *models_json,
+                                   const char *labelled_dir,
+                                   struct pm_router **out,
+                                   struct pm_error **err);
+
+/**
  * The number of observations a router that learns has learned (its saved ones included), into
  * `*out`.
  *

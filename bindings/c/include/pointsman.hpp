@@ -484,6 +484,32 @@ class Router {
     err.check(pm_router_save(ptr_.get(), path.c_str(), err.out()));
   }
 
+  /// A new router with the prices of the `models.json` at `models_json` (some or all of this
+  /// router's models), without refitting; this router is unchanged. Throws Error
+  /// (PM_STATUS_IO, PM_STATUS_FORMAT, PM_STATUS_UNKNOWN_MODEL, PM_STATUS_UNSUPPORTED, ...).
+  Router reprice(const std::string &models_json) const {
+    pm_router *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_router_reprice(ptr_.get(), models_json.c_str(), &raw, err.out()));
+    return Router(raw);
+  }
+
+  /// A new router with `model` added without refitting the others: its card from the
+  /// `models.json` at `models_json` (or, when empty, from the dataset at `labelled_dir`), its
+  /// labelled queries from the train split of the dataset folder `labelled_dir` (empty: the
+  /// card alone). This router is unchanged. Throws Error (PM_STATUS_CONFIG when neither is
+  /// given or the router has the model, PM_STATUS_UNKNOWN_MODEL, PM_STATUS_IO, ...).
+  Router add_model(const std::string &model, const std::string &models_json,
+                   const std::string &labelled_dir) const {
+    pm_router *raw = nullptr;
+    detail::ErrorSlot err;
+    err.check(pm_router_add_model(ptr_.get(), model.c_str(),
+                                  models_json.empty() ? nullptr : models_json.c_str(),
+                                  labelled_dir.empty() ? nullptr : labelled_dir.c_str(), &raw,
+                                  err.out()));
+    return Router(raw);
+  }
+
   /// The observations a learning router has learned; throws Error (PM_STATUS_UNSUPPORTED) for
   /// routers that do not learn.
   std::uint64_t observations() const {

@@ -65,6 +65,14 @@ impl pm_router {
         })
     }
 
+    /// The router with its kind, for `what` ("saving", ...): only the tests' own routers, known
+    /// through the trait alone, have none.
+    pub(crate) fn typed(&self, what: &str) -> Result<&AnyRouter, Failure> {
+        self.any.as_ref().ok_or_else(|| {
+            pointsman::Error::Unsupported(format!("{what} a {} router", self.router.kind())).into()
+        })
+    }
+
     /// One query's features, checked against the router.
     pub(crate) fn query(
         &self,
@@ -677,14 +685,103 @@ pub unsafe extern "C" fn pm_router_save(
         let router = unsafe { arg_ref(router, "router") }?;
         // SAFETY: forwarded from the caller.
         let path = unsafe { arg_str(path, "path") }?;
-        let Some(any) = &router.any else {
-            return Err(pointsman::Error::Unsupported(format!(
-                "saving a {} router",
-                router.router.kind()
-            ))
-            .into());
-        };
-        any.save(path)?;
+        router.typed("saving")?.save(path)?;
+        Ok(())
+    })
+}
+
+/// A new router: `router` with new prices, without refitting (docs/own-data.md, "Repricing").
+/// `models_json` is the path of a `models.json` in the dataset schema with some or all of the
+/// router's models; the models it does not list keep their prices, and every estimate of
+/// quality stays what it was. A kNN, MF or bandit router (a learner keeps its state); `router`
+/// itself is not changed. On success `*out` receives a new router, freed with `pm_router_free`.
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_IO` (the file),
+/// `PM_STATUS_FORMAT` (not a `models.json`), `PM_STATUS_UNKNOWN_MODEL` (a model the router does
+/// not have), `PM_STATUS_CONFIG` (a price out of range), `PM_STATUS_UNSUPPORTED` (a kind that
+/// cannot be repriced).
+///
+/// Thread safety: may run while other threads route and observe with `router`.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `models_json` NULL or a NUL-terminated string; `out`
+/// NULL or writable; `err` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_reprice(
+    router: *const pm_router,
+    models_json: *const c_char,
+    out: *mut *mut pm_router,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        // SAFETY: forwarded from the caller.
+        let path = unsafe { arg_str(models_json, "models_json") }?;
+        let out = arg_out(out, "out")?;
+        let prices = pointsman::data::read_pool(std::path::Path::new(path))?;
+        let repriced = pm_router::new(router.typed("repricing")?.reprice(prices.cards())?)?;
+        // SAFETY: `out` is non-NULL and aligned; writable per the caller.
+        unsafe { out.write(Box::into_raw(Box::new(repriced))) };
+        Ok(())
+    })
+}
+
+/// A new router: `router` with one more model, `model`, onboarded without refitting what it
+/// knows of the others (docs/own-data.md, "Onboarding a model"): their estimates stay bit for
+/// bit what they were. Its card (prices, description) comes from the `models.json` at
+/// `models_json` when that is not NULL, else from the models of the dataset at `labelled_dir`.
+/// Its labelled queries are the train split of the dataset folder `labelled_dir` (in the
+/// dataset schema, with embeddings of the router's model, as `pointsman import` writes it)
+/// where `model` has a score; with `labelled_dir` NULL it is onboarded from its card alone (the
+/// documented prior). A kNN, MF or bandit router; `router` itself is not changed. On success
+/// `*out` receives a new router, freed with `pm_router_free`.
+///
+/// Errors: `PM_STATUS_NULL_ARGUMENT` (`router`, `model` or `out`), `PM_STATUS_INVALID_UTF8`,
+/// `PM_STATUS_CONFIG` (neither `models_json` nor `labelled_dir`; a model the router already
+/// has; a price out of range), `PM_STATUS_UNKNOWN_MODEL` (the card's source has no such model),
+/// `PM_STATUS_IO` / `PM_STATUS_FORMAT` (the files), `PM_STATUS_SHAPE` /
+/// `PM_STATUS_EMBEDDING_MISMATCH` (the dataset's embeddings are not the router's),
+/// `PM_STATUS_UNSUPPORTED` (a kind that cannot onboard).
+///
+/// Thread safety: may run while other threads route and observe with `router`.
+///
+/// # Safety
+///
+/// `router` is NULL or a live router; `model`, `models_json` and `labelled_dir` NULL or
+/// NUL-terminated strings; `out` NULL or writable; `err` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pm_router_add_model(
+    router: *const pm_router,
+    model: *const c_char,
+    models_json: *const c_char,
+    labelled_dir: *const c_char,
+    out: *mut *mut pm_router,
+    err: *mut *mut pm_error,
+) -> pm_status {
+    guard::call(err, || {
+        // SAFETY: forwarded from the caller.
+        let router = unsafe { arg_ref(router, "router") }?;
+        // SAFETY: forwarded from the caller.
+        let model = unsafe { arg_str(model, "model") }?;
+        // SAFETY: forwarded from the caller.
+        let models_json = unsafe { arg_opt_str(models_json, "models_json") }?;
+        // SAFETY: forwarded from the caller.
+        let labelled_dir = unsafe { arg_opt_str(labelled_dir, "labelled_dir") }?;
+        let out = arg_out(out, "out")?;
+        let any = router.typed("onboarding a model into")?;
+        let labelled = labelled_dir
+            .map(pointsman::data::Dataset::load)
+            .transpose()?;
+        let card = pointsman::data::onboarding_card(
+            model,
+            models_json.map(std::path::Path::new),
+            labelled.as_ref().map(|d| d.pool()),
+        )?;
+        let added = pm_router::new(any.add_model(card, labelled.as_ref().map(|d| d.train()))?)?;
+        // SAFETY: `out` is non-NULL and aligned; writable per the caller.
+        unsafe { out.write(Box::into_raw(Box::new(added))) };
         Ok(())
     })
 }

@@ -6,7 +6,8 @@
  * text routed as Rust routes it, its NULL, UTF-8, length and empty-text cases, and 8 threads
  * embedding and routing text at once); cascade sessions (chain.safetensors, and
  * cascade.safetensors against the Rust sessions of cascade_expected.txt); a learner routed,
- * taught and saved by 8 threads at once, its observation count checked against the saved file.
+ * taught and saved by 8 threads at once, its observation count checked against the saved file;
+ * a router repriced and one with a model onboarded (own_data_expected.txt).
  *
  * Usage: test_c FIXTURE_DIR      (built and run by `make -C bindings/c test`)
  */
@@ -1130,6 +1131,97 @@ static void test_mmap(const char *dir) {
   CHECK_STATUS(pm_router_open_mmap(NULL, &r, &err_), PM_STATUS_NULL_ARGUMENT);
 }
 
+/* Repricing and onboarding: the new routers decide as Rust's did (own_data_expected.txt), the
+ * routers they came from are unchanged, and bad arguments give their statuses. */
+static void test_own_data(const char *dir) {
+  char path[4096], held[256], data[3072], models_json[4096];
+  snprintf(path, sizeof path, "%s/own_data.txt", dir);
+  FILE *f = fopen(path, "r");
+  if (!f) die("missing", path);
+  if (fscanf(f, "%255s %3071s", held, data) != 2) die("bad line", path);
+  fclose(f);
+  snprintf(models_json, sizeof models_json, "%s/models.json", data);
+
+  pm_router *repriced = NULL, *eight = NULL, *onboarded = NULL, *from_card = NULL;
+  snprintf(path, sizeof path, "%s/prices.json", dir);
+  CHECK_STATUS(pm_router_reprice(router, path, &repriced, &err_), PM_STATUS_OK);
+  snprintf(path, sizeof path, "%s/eight.safetensors", dir);
+  CHECK_STATUS(pm_router_load(path, &eight, &err_), PM_STATUS_OK);
+  CHECK_STATUS(pm_router_add_model(eight, held, NULL, data, &onboarded, &err_), PM_STATUS_OK);
+  CHECK_STATUS(pm_router_add_model(eight, held, models_json, NULL, &from_card, &err_),
+               PM_STATUS_OK);
+  if (!repriced || !eight || !onboarded || !from_card) {
+    failed++;
+    fprintf(stderr, "test_own_data: a router is missing; skipping its decisions\n");
+  } else {
+    CHECK(pm_router_num_models(eight) + 1 == pm_router_num_models(onboarded));
+    CHECK(pm_router_num_models(from_card) == pm_router_num_models(onboarded));
+    CHECK(strcmp(pm_router_model_name(onboarded, pm_router_num_models(eight)), held) == 0);
+    CHECK(pm_router_num_models(repriced) == pm_router_num_models(router));
+
+    snprintf(path, sizeof path, "%s/own_data_expected.txt", dir);
+    f = fopen(path, "r");
+    if (!f) die("missing", path);
+    char kind[16];
+    size_t lines = 0, moved = 0;
+    pm_decision want;
+    double w;
+    size_t r;
+    while (fscanf(f, "%15s %lf %zu %u %lf %lf %lf", kind, &w, &r, &want.model, &want.quality,
+                  &want.cost, &want.utility) == 7) {
+      const pm_router *which = strcmp(kind, "reprice") == 0 ? repriced : onboarded;
+      pm_decision got, before;
+      CHECK_STATUS(pm_router_route(which, features + r * dim, dim, w, &got, &err_), PM_STATUS_OK);
+      CHECK(same(&got, &want));
+      if (which == repriced) {
+        /* The router it came from keeps its prices. */
+        CHECK_STATUS(pm_router_route(router, features + r * dim, dim, w, &before, &err_),
+                     PM_STATUS_OK);
+        moved += before.model != got.model;
+      }
+      lines++;
+    }
+    fclose(f);
+    CHECK(lines > 0);
+    CHECK(moved > 0);
+  }
+
+  /* Bad arguments. */
+  pm_router *none = NULL;
+  CHECK_STATUS(pm_router_add_model(eight, held, NULL, NULL, &none, &err_), PM_STATUS_CONFIG);
+  CHECK_STATUS(pm_router_add_model(onboarded, held, NULL, data, &none, &err_), PM_STATUS_CONFIG);
+  CHECK_STATUS(pm_router_add_model(eight, "no-such-model", NULL, data, &none, &err_),
+               PM_STATUS_UNKNOWN_MODEL);
+  CHECK_STATUS(pm_router_add_model(NULL, held, NULL, data, &none, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_add_model(eight, NULL, NULL, data, &none, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(pm_router_add_model(eight, held, NULL, data, NULL, &err_),
+               PM_STATUS_NULL_ARGUMENT);
+  snprintf(path, sizeof path, "%s/no-such-dir", dir);
+  CHECK_STATUS(pm_router_add_model(eight, held, NULL, path, &none, &err_), PM_STATUS_IO);
+  snprintf(path, sizeof path, "%s/no-such-prices.json", dir);
+  CHECK_STATUS(pm_router_reprice(router, path, &none, &err_), PM_STATUS_IO);
+  snprintf(path, sizeof path, "%s/queries.txt", dir);
+  CHECK_STATUS(pm_router_reprice(router, path, &none, &err_), PM_STATUS_FORMAT);
+  CHECK_STATUS(pm_router_reprice(router, NULL, &none, &err_), PM_STATUS_NULL_ARGUMENT);
+  CHECK(none == NULL);
+  /* A cascade cannot be repriced or onboarded into. */
+  snprintf(path, sizeof path, "%s/cascade.safetensors", dir);
+  pm_router *cascade = NULL;
+  CHECK_STATUS(pm_router_load(path, &cascade, &err_), PM_STATUS_OK);
+  CHECK_STATUS(pm_router_add_model(cascade, held, models_json, NULL, &none, &err_),
+               PM_STATUS_UNSUPPORTED);
+  snprintf(path, sizeof path, "%s/prices.json", dir);
+  CHECK_STATUS(pm_router_reprice(cascade, path, &none, &err_), PM_STATUS_UNSUPPORTED);
+  CHECK(none == NULL);
+  pm_router_free(cascade);
+  pm_router_free(repriced);
+  pm_router_free(onboarded);
+  pm_router_free(from_card);
+  pm_router_free(eight);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -1157,6 +1249,7 @@ int main(int argc, char **argv) {
   test_cascade(argv[1]);
   test_embedder(argv[1]);
   test_policy();
+  test_own_data(argv[1]);
   pm_router_free(router);
   free(features);
   free(tokens);

@@ -530,6 +530,38 @@ void test_policy(const pointsman::Router &router, const Fixture &f) {
   EXPECT_ERROR(pointsman::Episode("", 1.0, 3), PM_STATUS_CONFIG);
 }
 
+// Repricing and onboarding through the wrapper: new routers with the new prices or model (as
+// Rust decided: own_data_expected.txt), the router they came from unchanged, errors as Errors.
+void test_own_data(const pointsman::Router &router, const Fixture &f, const std::string &dir) {
+  std::ifstream info(dir + "/own_data.txt");
+  std::string held, data;
+  info >> held >> data;
+  CHECK(!held.empty() && !data.empty());
+  const pointsman::Router repriced = router.reprice(dir + "/prices.json");
+  const pointsman::Router eight = pointsman::Router::load(dir + "/eight.safetensors");
+  const pointsman::Router onboarded = eight.add_model(held, "", data);
+  const pointsman::Router from_card = eight.add_model(held, data + "/models.json", "");
+  CHECK(onboarded.num_models() == eight.num_models() + 1);
+  CHECK(from_card.num_models() == onboarded.num_models());
+  std::ifstream expected(dir + "/own_data_expected.txt");
+  std::string kind;
+  double w = 0;
+  std::size_t r = 0, lines = 0;
+  pm_decision want{};
+  while (expected >> kind >> w >> r >> want.model >> want.quality >> want.cost >> want.utility) {
+    const pointsman::Router &which = kind == "reprice" ? repriced : onboarded;
+    const pm_decision got = which.route(f.features.data() + r * f.dim, f.dim, w);
+    // Exactly what Rust computed (the fixture prints doubles in round-trip form).
+    CHECK(got.model == want.model && got.quality == want.quality && got.cost == want.cost &&
+          got.utility == want.utility);
+    lines++;
+  }
+  CHECK(lines > 0);
+  EXPECT_ERROR(eight.add_model(held, "", ""), PM_STATUS_CONFIG);
+  EXPECT_ERROR(onboarded.add_model(held, "", data), PM_STATUS_CONFIG);
+  EXPECT_ERROR(router.reprice(dir + "/no-such-prices.json"), PM_STATUS_IO);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::cerr << "usage: " << argv[0] << " FIXTURE_DIR\n";
@@ -548,6 +580,7 @@ int main(int argc, char **argv) {
     test_learner_save(f, dir);
     test_embedder(router, dir);
     test_policy(router, f);
+    test_own_data(router, f, dir);
   } catch (const pointsman::Error &e) {
     failed++;
     std::cerr << "unexpected error " << e.status_name() << ": " << e.what() << "\n";

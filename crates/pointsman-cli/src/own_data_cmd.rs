@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use pointsman::data::{read_pool, Dataset, ImportFormat, ImportOptions, LogMapping};
+use pointsman::data::{
+    onboarding_card, read_pool, Dataset, ImportFormat, ImportOptions, LogMapping,
+};
 use pointsman::rng::SplitMix64;
 use pointsman::AnyRouter;
 
@@ -194,16 +196,14 @@ pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Resu
         }
         None => None,
     };
-    let card = match (&args.models, &ds) {
-        (Some(path), _) => {
-            let pool = read_pool(path)?;
-            pool.card(pool.index_of(&args.model)?).clone()
-        }
-        (None, Some(ds)) => ds.pool().card(ds.pool().index_of(&args.model)?).clone(),
-        (None, None) => {
-            bail!("give the model's card with --models, or labelled queries with --labelled")
-        }
-    };
+    if args.models.is_none() && ds.is_none() {
+        bail!("give the model's card with --models, or labelled queries with --labelled");
+    }
+    let card = onboarding_card(
+        &args.model,
+        args.models.as_deref(),
+        ds.as_ref().map(|d| d.pool()),
+    )?;
     let labelled = ds.as_ref().map(|ds| {
         let train = ds.train();
         match args.limit {

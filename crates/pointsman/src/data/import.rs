@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{DatasetDraft, DraftRow};
 use crate::error::{Error, Result};
-use crate::pool::ModelPool;
+use crate::pool::{ModelCard, ModelPool};
 
 /// Which field of a log record holds what. Only `prompt`, `model` and `score` are required.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,6 +241,36 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
 /// As [`super::Dataset::load`] for that file.
 pub fn read_pool(path: &Path) -> Result<ModelPool> {
     Ok(super::schema::read_models(path)?.pool)
+}
+
+/// The card (prices, description) of `model`, a model to onboard: from the `models.json` at
+/// `models` when one is given, else from `labelled`, the models of the dataset its labelled
+/// queries come from.
+///
+/// # Errors
+///
+/// [`Error::Config`] when neither is given; [`Error::UnknownModel`] when the one read has no
+/// such model; as [`read_pool`].
+pub fn onboarding_card(
+    model: &str,
+    models: Option<&Path>,
+    labelled: Option<&ModelPool>,
+) -> Result<ModelCard> {
+    let read;
+    let pool = match (models, labelled) {
+        (Some(path), _) => {
+            read = read_pool(path)?;
+            &read
+        }
+        (None, Some(pool)) => pool,
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "onboarding {model} needs its card: a models.json with it, or a labelled dataset \
+                 whose models have it"
+            )))
+        }
+    };
+    Ok(pool.card(pool.index_of(model)?).clone())
 }
 
 #[cfg(test)]
