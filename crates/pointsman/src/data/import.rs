@@ -58,6 +58,15 @@ impl Default for LogMapping {
 /// One record's fields as text or numbers.
 type Record = HashMap<String, Value>;
 
+/// The id of a logged query that has none of its own: `p` and the first 12 hex digits of its
+/// prompt's SHA-1 (a second prompt with the same digits gets `-2`, and so on).
+fn prompt_id(prompt: &str) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(prompt.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("p{hex}")
+}
+
 /// Reads the log at `path` (`.csv`: a header line then comma-separated values; anything else:
 /// JSON lines) over the models of `pool`, as a draft with partial labels.
 ///
@@ -71,6 +80,7 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
     let mut draft = DatasetDraft::new(pool, format!("log {}", display));
     let m = draft.pool.len();
     let mut index: HashMap<String, usize> = HashMap::new();
+    let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut handle = |lineno: usize, rec: Record| -> Result<()> {
         let bad = |msg: String| Error::format_at(&display, lineno, msg);
         let text = |field: &str| -> Result<Option<String>> {
@@ -106,8 +116,12 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
                 mapping.model
             ))
         })?;
-        let score = number(&mapping.score)?
-            .ok_or_else(|| bad(format!("field {:?} is missing or empty", mapping.score)))?;
+        // A thumbs up or down logged as a JSON boolean is 1 or 0.
+        let score = match rec.get(&mapping.score) {
+            Some(Value::Bool(b)) => Some(f64::from(u8::from(*b))),
+            _ => number(&mapping.score)?,
+        }
+        .ok_or_else(|| bad(format!("field {:?} is missing or empty", mapping.score)))?;
         if !(0.0..=1.0).contains(&score) {
             return Err(bad(format!(
                 "field {:?}: score {score} outside [0, 1]",
@@ -157,15 +171,21 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
         let next = draft.rows.len();
         let r = *index.entry(id.clone()).or_insert(next);
         if r == next {
-            let mut row = DraftRow::new(
-                if mapping.id.is_some() {
-                    id
-                } else {
-                    format!("q{next}")
-                },
-                prompt.clone(),
-                m,
-            );
+            let row_id = if mapping.id.is_some() {
+                id
+            } else {
+                // From the prompt, not the line: the split rule hashes the id, so a query keeps
+                // its split when the log is reordered, rotated or grows.
+                let mut candidate = prompt_id(&prompt);
+                let base = candidate.clone();
+                let mut n = 1;
+                while !used.insert(candidate.clone()) {
+                    n += 1;
+                    candidate = format!("{base}-{n}");
+                }
+                candidate
+            };
+            let mut row = DraftRow::new(row_id, prompt.clone(), m);
             row.task = task.clone();
             row.split = split.clone();
             draft.rows.push(row);
@@ -257,12 +277,12 @@ pub fn onboarding_card(
     labelled: Option<&ModelPool>,
 ) -> Result<ModelCard> {
     let read;
-    let pool = match (models, labelled) {
+    let (pool, source) = match (models, labelled) {
         (Some(path), _) => {
             read = read_pool(path)?;
-            &read
+            (&read, path.display().to_string())
         }
-        (None, Some(pool)) => pool,
+        (None, Some(pool)) => (pool, "the labelled dataset's models.json".to_string()),
         (None, None) => {
             return Err(Error::Config(format!(
                 "onboarding {model} needs its card: a models.json with it, or a labelled dataset \
@@ -270,7 +290,13 @@ pub fn onboarding_card(
             )))
         }
     };
-    Ok(pool.card(pool.index_of(model)?).clone())
+    let j = pool.index_of(model).map_err(|_| {
+        Error::UnknownModel(format!(
+            "{model} (not in {source}, which has {})",
+            pool.ids().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    Ok(pool.card(j).clone())
 }
 
 #[cfg(test)]
@@ -310,6 +336,37 @@ mod tests {
         assert_eq!(draft.rows[1].scores, vec![None, Some(0.5)]);
         assert_eq!(draft.rows[1].propensity, vec![None, Some(0.25)]);
         assert!(draft.rows.iter().all(|r| r.split.is_some()));
+        // Without an id field a query's id, hence its split, comes from its prompt, not its
+        // line: the log reversed gives the same ids and splits. A boolean score is 1 or 0.
+        let reversed = dir.path().join("reversed.jsonl");
+        std::fs::write(
+            &reversed,
+            "{\"q\": \"what is 2+2\", \"m\": \"b\", \"ok\": false, \"p\": 0.5}\n\
+             {\"q\": \"name a prime\", \"m\": \"b\", \"ok\": 0.5, \"p\": 0.25}\n\
+             {\"q\": \"what is 2+2\", \"m\": \"a\", \"ok\": true, \"p\": 0.5}\n",
+        )
+        .unwrap();
+        let back = import_log(&reversed, &mapping, pool()).unwrap();
+        type Key = (String, String, Option<String>, Vec<Option<f64>>);
+        let key = |d: &DatasetDraft| -> Vec<Key> {
+            let mut v: Vec<Key> = d
+                .rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.id.clone(),
+                        r.prompt.clone(),
+                        r.split.clone(),
+                        r.scores.clone(),
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(key(&back), key(&draft));
+        assert_eq!(draft.rows[0].id, prompt_id("what is 2+2"));
+        assert!(draft.rows[0].id.starts_with('p') && draft.rows[0].id.len() == 13);
         // Written and loaded back (no embeddings yet), with the mask and propensities.
         let out = dir.path().join("mine");
         draft.write(&out, false).unwrap();

@@ -21,6 +21,9 @@ pub(super) fn decode_f16_base64(data: &str, dim: usize) -> std::result::Result<V
         .collect())
 }
 
+/// The `dropped` reason (stats.json) of decisions that were passed through, not routed.
+pub const PASSED_THROUGH: &str = "passed through to a named model (not routed: no embedding)";
+
 pub(super) fn import_gateway_log(
     inputs: &[PathBuf],
     models: crate::data::schema::Models,
@@ -35,6 +38,8 @@ pub(super) fn import_gateway_log(
     let mut decided: HashMap<String, usize> = HashMap::new();
     let mut rows: Vec<(DraftRow, usize, bool)> = Vec::new();
     let mut embedding_model: Option<String> = None;
+    // Requests for a model by name, passed through unrouted.
+    let mut passed: std::collections::HashSet<String> = std::collections::HashSet::new();
     for path in inputs {
         let display = path.display().to_string();
         let (file, _) = crate::files::open_regular(path)?;
@@ -62,10 +67,21 @@ pub(super) fn import_gateway_log(
                             "field \"model\": {model:?} is not in the models.json"
                         ))
                     })?;
-                    let e = v
-                        .get("embedding")
-                        .filter(|e| !e.is_null())
-                        .ok_or_else(|| bad("field \"embedding\" is null: the request was not routed, or the log predates embeddings".into()))?;
+                    let routed = v.get("router").is_some_and(|r| !r.is_null());
+                    let Some(e) = v.get("embedding").filter(|e| !e.is_null()) else {
+                        if routed {
+                            return Err(bad("field \"embedding\" is null for a routed request: \
+                                            the log predates embeddings"
+                                .into()));
+                        }
+                        // A model asked for by name and passed through: nothing was routed, so
+                        // there is no embedding to learn from (its feedback is left out too).
+                        if !passed.insert(request.clone()) || decided.contains_key(&request) {
+                            return Err(bad(format!("request {request:?} has a second decision")));
+                        }
+                        *draft.dropped.entry(PASSED_THROUGH.into()).or_default() += 1;
+                        continue;
+                    };
                     let dim = e
                         .get("dim")
                         .and_then(Value::as_u64)
@@ -106,7 +122,9 @@ pub(super) fn import_gateway_log(
                             .and_then(Value::as_f64)
                             .filter(|p| *p > 0.0 && *p <= 1.0);
                     }
-                    if decided.insert(request.clone(), rows.len()).is_some() {
+                    if decided.insert(request.clone(), rows.len()).is_some()
+                        || passed.contains(&request)
+                    {
                         return Err(bad(format!("request {request:?} has a second decision")));
                     }
                     rows.push((r, j, false));
@@ -120,6 +138,9 @@ pub(super) fn import_gateway_log(
                     };
                     if !(0.0..=1.0).contains(&quality) {
                         return Err(bad(format!("field \"quality\": {quality} outside [0, 1]")));
+                    }
+                    if passed.contains(&request) {
+                        continue;
                     }
                     let &r = decided.get(&request).ok_or_else(|| {
                         bad(format!(

@@ -140,12 +140,18 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     );
     let failed = serde_json::json!({"event": "decision", "schema": 1, "request_id": "pm-4",
         "embedding": null, "model": null, "status": 502, "error": "upstream_failed"});
+    // A model asked for by name is passed through: no router, no embedding.
+    let passed = serde_json::json!({"event": "decision", "schema": 1, "request_id": "pm-5",
+        "router": null, "embedding": null, "chosen": null, "model": "small", "status": 200,
+        "error": null, "cost_usd": 0.001});
     let log = [
         decision("pm-1", "small", "small", 0.5, &[0.6, 0.8]),
         decision("pm-2", "large", "large", 1.0, &[1.0, 0.0]),
+        passed.to_string(),
         decision("pm-3", "large", "small", 0.5, &[0.0, 1.0]),
         failed.to_string(),
         feedback("pm-1", 1.0),
+        feedback("pm-5", 1.0),
         feedback("pm-3", 0.25),
     ]
     .join("\n");
@@ -155,8 +161,10 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
         ..Default::default()
     };
     let draft = import(ImportFormat::GatewayLog, &[path], &options).unwrap();
-    // pm-2 has no feedback and pm-4 no answer: two queries, one model each.
+    // pm-2 has no feedback, pm-4 no answer and pm-5 was not routed: two queries, one model
+    // each; the passed-through request is counted as dropped.
     assert_eq!(draft.rows.len(), 2);
+    assert_eq!(draft.dropped.get(PASSED_THROUGH), Some(&1));
     let large = draft.pool.index_of("large").unwrap();
     let small = draft.pool.index_of("small").unwrap();
     let r = &draft.rows[0];
@@ -205,6 +213,17 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
         .to_string();
     assert!(
         e.contains("bad2.jsonl:2:") && e.contains("\"quality\""),
+        "{e}"
+    );
+    // A routed decision without its embedding (a log from before embeddings were logged).
+    let mut routed = passed.clone();
+    routed["router"] = serde_json::json!({"kind": "knn"});
+    let bad = write(dir.path(), "bad3.jsonl", &routed.to_string());
+    let e = import(ImportFormat::GatewayLog, &[bad], &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad3.jsonl:1:") && e.contains("\"embedding\""),
         "{e}"
     );
     // A models.json is required.
