@@ -34,15 +34,17 @@ impl PyDataset {
     /// model was not observed (partial labels); `embeddings` `[n, dim]`, or `prompts` embedded
     /// in-process (with `embedder`, else the default model); optional observed `costs` and
     /// logged choice `propensities` (`[n, len(models)]`, NaN: none), `prices`
-    /// (`{model: (input, output)}` USD per 1M tokens), `ids`, `tasks` and `splits`
+    /// (`{model: (input, output)}` USD per 1M tokens, required for every model), `ids`, `tasks`
+    /// and `splits`
     /// (`"train"`/`"test"`; default: the shipped split rule on the ids). `save()` writes it.
     #[staticmethod]
-    #[pyo3(signature = (models, scores, *, embeddings = None, prompts = None, ids = None, tasks = None, splits = None, costs = None, propensities = None, prices = None, embedder = None, embedding_model = None, name = "arrays".to_string()))]
+    #[pyo3(signature = (models, scores, *, prices, embeddings = None, prompts = None, ids = None, tasks = None, splits = None, costs = None, propensities = None, embedder = None, embedding_model = None, name = "arrays".to_string()))]
     #[allow(clippy::too_many_arguments)]
     fn from_arrays(
         py: Python<'_>,
         models: Vec<String>,
         scores: &Bound<'_, PyAny>,
+        prices: std::collections::HashMap<String, (f64, f64)>,
         embeddings: Option<&Bound<'_, PyAny>>,
         prompts: Option<Vec<String>>,
         ids: Option<Vec<String>>,
@@ -50,7 +52,6 @@ impl PyDataset {
         splits: Option<Vec<String>>,
         costs: Option<&Bound<'_, PyAny>>,
         propensities: Option<&Bound<'_, PyAny>>,
-        prices: Option<std::collections::HashMap<String, (f64, f64)>>,
         embedder: Option<Py<crate::embedder::PyEmbedder>>,
         embedding_model: Option<String>,
         name: String,
@@ -66,7 +67,7 @@ impl PyDataset {
             splits,
             costs,
             propensities,
-            prices,
+            Some(prices),
             embedder,
             embedding_model,
             name,
@@ -77,21 +78,21 @@ impl PyDataset {
     /// model (`models`; NaN where not observed), the `prompt` column (embedded in-process, with
     /// `embedder` else the default model) or an `embedding` column of vectors, and optionally
     /// `id`, `task` and `split` columns and a cost column per model named by `cost`
-    /// (`"{model}|total_cost"` is RouterBench's).
+    /// (`"{model}|total_cost"` is RouterBench's); `prices` as in `from_arrays` (required).
     #[staticmethod]
-    #[pyo3(signature = (df, models, *, prompt = Some("prompt".to_string()), embedding = None, id = None, task = None, split = None, cost = None, prices = None, embedder = None, embedding_model = None, name = "dataframe".to_string()))]
+    #[pyo3(signature = (df, models, *, prices, prompt = Some("prompt".to_string()), embedding = None, id = None, task = None, split = None, cost = None, embedder = None, embedding_model = None, name = "dataframe".to_string()))]
     #[allow(clippy::too_many_arguments)]
     fn from_pandas(
         py: Python<'_>,
         df: &Bound<'_, PyAny>,
         models: Vec<String>,
+        prices: std::collections::HashMap<String, (f64, f64)>,
         prompt: Option<String>,
         embedding: Option<String>,
         id: Option<String>,
         task: Option<String>,
         split: Option<String>,
         cost: Option<String>,
-        prices: Option<std::collections::HashMap<String, (f64, f64)>>,
         embedder: Option<Py<crate::embedder::PyEmbedder>>,
         embedding_model: Option<String>,
         name: String,
@@ -146,7 +147,7 @@ impl PyDataset {
             text(&split)?,
             costs.as_ref(),
             None,
-            prices,
+            Some(prices),
             embedder,
             embedding_model,
             name,

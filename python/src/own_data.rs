@@ -152,21 +152,29 @@ fn pool_of(
     models: &[String],
     prices: Option<HashMap<String, (f64, f64)>>,
 ) -> pointsman::Result<ModelPool> {
+    // Without prices every cost estimate would be 0 and a cost weight would do nothing: the
+    // prices are asked for, not assumed (a free model is given as (0, 0)).
     let prices = prices.unwrap_or_default();
     for id in prices.keys() {
         if !models.contains(id) {
-            return Err(Error::UnknownModel(id.clone()));
+            return Err(Error::UnknownModel(format!(
+                "{id} (in prices, not in models)"
+            )));
         }
     }
-    ModelPool::new(
-        models
-            .iter()
-            .map(|id| {
-                let (i, o) = prices.get(id).copied().unwrap_or((0.0, 0.0));
-                ModelCard::new(id.as_str(), i, o)
-            })
-            .collect(),
-    )
+    let cards = models
+        .iter()
+        .map(|id| {
+            let (i, o) = prices.get(id).copied().ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "prices has no price for model {id:?}: give prices={{model: (input, \
+                     output)}} in USD per 1M tokens for every model ((0, 0) for a free one)"
+                ))
+            })?;
+            Ok(ModelCard::new(id.as_str(), i, o))
+        })
+        .collect::<pointsman::Result<Vec<_>>>()?;
+    ModelPool::new(cards)
 }
 
 /// The optional `[n, m]` float64 array argument `name` as values.

@@ -51,11 +51,20 @@ def test_from_arrays_with_partial_labels_saves_loads_and_refuses_evaluation(tmp_
         ds.save(tmp_path / "mine")
     # Bad columns are typed errors naming what was wrong.
     with pytest.raises(pointsman.ShapeError, match="ids has 2 values, expected 120"):
-        pointsman.Dataset.from_arrays(MODELS, scores, embeddings=emb, ids=["a", "b"])
+        pointsman.Dataset.from_arrays(
+            MODELS, scores, embeddings=emb, ids=["a", "b"], prices=PRICES
+        )
     with pytest.raises(pointsman.InvalidInputError, match="outside"):
-        pointsman.Dataset.from_arrays(MODELS, scores * 2, embeddings=emb)
+        pointsman.Dataset.from_arrays(MODELS, scores * 2, embeddings=emb, prices=PRICES)
     with pytest.raises(pointsman.InvalidInputError, match="embeddings, or a prompt"):
-        pointsman.Dataset.from_arrays(MODELS, scores)
+        pointsman.Dataset.from_arrays(MODELS, scores, prices=PRICES)
+    # Prices are asked for, not assumed to be 0 (a cost weight would do nothing).
+    with pytest.raises(pointsman.InvalidInputError, match="no price for model 'large'|no price for model \"large\""):
+        pointsman.Dataset.from_arrays(MODELS, scores, embeddings=emb, prices={"small": (0.1, 0.1), "medium": (0.5, 0.5)})
+    with pytest.raises(TypeError, match="prices"):
+        pointsman.Dataset.from_arrays(MODELS, scores, embeddings=emb)
+    with pytest.raises(pointsman.UnknownModelError, match="huge"):
+        pointsman.Dataset.from_arrays(MODELS, scores, embeddings=emb, prices={**PRICES, "huge": (9, 9)})
 
 
 def test_from_pandas_reads_a_routerbench_style_frame():
@@ -71,7 +80,13 @@ def test_from_pandas_reads_a_routerbench_style_frame():
     )
     df.loc[3, "medium"] = np.nan
     ds = pointsman.Dataset.from_pandas(
-        df, MODELS, embedding="vec", id="sample_id", task="eval_name", cost="{model}|total_cost"
+        df,
+        MODELS,
+        embedding="vec",
+        id="sample_id",
+        task="eval_name",
+        cost="{model}|total_cost",
+        prices=PRICES,
     )
     both = {i: (s, r) for s in (ds.train, ds.test) for r, i in enumerate(s.ids)}
     split, row = both["s3"]
@@ -79,7 +94,7 @@ def test_from_pandas_reads_a_routerbench_style_frame():
     split, row = both["s4"]
     assert split.costs[row].tolist() == [0.001, 0.002, 0.003]
     with pytest.raises(pointsman.InvalidInputError, match="no column 'nope'|no column \"nope\""):
-        pointsman.Dataset.from_pandas(df, ["nope"], embedding="vec")
+        pointsman.Dataset.from_pandas(df, ["nope"], embedding="vec", prices={"nope": (1, 1)})
 
 
 ROUTERBENCH = pd.DataFrame(
