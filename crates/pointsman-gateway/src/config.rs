@@ -345,8 +345,10 @@ impl Config {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))?;
-        let mut config = Config::from_toml(&text)
-            .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))?;
+        let mut config = Config::from_toml(&text).map_err(|e| match e {
+            GatewayError::Config(m) => GatewayError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         Ok(config)

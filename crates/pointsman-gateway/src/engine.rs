@@ -292,6 +292,27 @@ impl Engine {
                 pool.len()
             );
         }
+        // An upstream the router does not know is only called by name (passed through); when
+        // its id is close to a model left without an upstream, it is most likely a typo.
+        for upstream in &config.upstreams {
+            if pool.index_of(&upstream.model).is_ok() {
+                continue;
+            }
+            match likely_meant(&upstream.model, &unserved) {
+                Some(id) => tracing::warn!(
+                    upstream = upstream.model.as_str(),
+                    "upstream {:?} is not a model of the router, only reachable by name: did you \
+                     mean {id:?}, which has no upstream?",
+                    upstream.model
+                ),
+                None => tracing::info!(
+                    upstream = upstream.model.as_str(),
+                    "upstream {:?} is not a model of the router: reachable by name only \
+                     (passed through, never routed to)",
+                    upstream.model
+                ),
+            }
+        }
         let prices = pool
             .cards()
             .iter()
@@ -722,4 +743,35 @@ fn api_error(e: pointsman::Error) -> ApiError {
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The model of `candidates` that `id` most likely misspells: the most similar with a
+/// normalised Damerau–Levenshtein similarity of at least 0.8, if any.
+fn likely_meant<'a>(id: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::normalized_damerau_levenshtein(c, id), *c))
+        .filter(|(similarity, _)| *similarity >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_id_one_typo_away_names_the_model_meant() {
+        let unserved = ["gemma-2-9b-it", "qwen2.5-7b-instruct"];
+        assert_eq!(
+            likely_meant("gemma-2-9b-itt", &unserved),
+            Some("gemma-2-9b-it")
+        );
+        assert_eq!(
+            likely_meant("qwen2.5-7b-instrcut", &unserved),
+            Some("qwen2.5-7b-instruct")
+        );
+        assert_eq!(likely_meant("gpt-4o-mini", &unserved), None);
+        assert_eq!(likely_meant("gemma-2-9b-itt", &[]), None);
+    }
 }

@@ -132,7 +132,8 @@ impl AtomicDir {
                 path,
                 std::io::Error::new(
                     std::io::ErrorKind::AlreadyExists,
-                    "already exists (choose another folder, or replace it)",
+                    "already exists (choose another folder, or replace it: `--replace` on the \
+                     command line, `replace=True` in Python)",
                 ),
             ));
         }
