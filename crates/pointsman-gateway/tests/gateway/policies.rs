@@ -20,8 +20,10 @@ async fn decision_policies_act_and_are_audited() {
                 {"name": "code-to-small", "when": {"regex": ["(?i)\\bdef\\s+\\w+\\("]},
                  "then": {"force": "small"}}
             ],
+            // A hold is the expected cost times `stop_margin`; the stub's answers may cost a
+            // little more than expected, so a margin keeps the actual spend within the limit.
             "budgets": [{"key": "tenant", "limit_usd": 2e-4, "window": {"kind": "total"},
-                         "pace": false}],
+                         "pace": false, "stop_margin": 1.5}],
             "sticky": {"margin": 0.2}
         })
         .to_string(),
@@ -201,8 +203,10 @@ async fn two_gateways_share_budgets_and_sessions_through_redis() {
         json!({
             "version": 1,
             "cost_weight": 0,
+            // A hold is the expected cost times `stop_margin`; the stub's answers may cost a
+            // little more than expected, so a margin keeps the actual spend within the limit.
             "budgets": [{"key": "tenant", "limit_usd": 2e-4, "window": {"kind": "total"},
-                         "pace": false}],
+                         "pace": false, "stop_margin": 1.5}],
             "sticky": {"margin": 0.2}
         })
         .to_string(),
@@ -251,12 +255,24 @@ async fn two_gateways_share_budgets_and_sessions_through_redis() {
         }
     }
     assert!(served.iter().all(|&n| n >= 1), "{served:?}");
-    // Redis gone: budgeted requests are refused, others served.
+    // Redis gone: a budgeted request that would need the store is refused with 503 (a fresh
+    // tenant's budget: nothing known of it); one whose last known total already refuses it is
+    // refused from that (402) — either way nothing is charged past the budget.
     redis.kill();
-    let r = a.chat(model, "Hello", json!({"tenant": "acme"})).await;
+    let r = a.chat(model, "Hello", json!({"tenant": "beta"})).await;
     assert_eq!(
         (r.status, r.body["error"]["code"].clone()),
         (503, json!("shared_state_unavailable"))
+    );
+    let r = a.chat(model, "Hello", json!({"tenant": "acme"})).await;
+    assert!(
+        matches!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (503, Some("shared_state_unavailable")) | (402, Some("budget_exhausted"))
+        ),
+        "{} {}",
+        r.status,
+        r.body
     );
     let r = a.chat(model, "Hello", Value::Null).await;
     assert_eq!(r.status, 200, "{}", r.body);

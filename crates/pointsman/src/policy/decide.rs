@@ -637,16 +637,20 @@ impl PolicyRouter {
             self.router.models().index_of(model)?;
         }
         let now = req.now.unwrap_or_else(now_seconds);
-        for h in held {
-            self.policy
-                .state
-                .add(&h.key, h.bucket, -h.usd, 0, h.keep_from);
-        }
+        // The actual cost first, then the holds released: another replica reading the shared
+        // total in between sees both (it may refuse early, never admit past the limit). The
+        // other order opened a window where the total lacked this call, and a hold another
+        // replica took in it plus this call's actual cost could pass the limit.
         for b in self.applied_budgets(req) {
             let span = budget::span(&b.config.window, now);
             self.policy
                 .state
                 .add(&b.key, span.bucket, usd, 0, span.keep_from);
+        }
+        for h in held {
+            self.policy
+                .state
+                .add(&h.key, h.bucket, -h.usd, 0, h.keep_from);
         }
         if let (Some(_), Some(session), Some(model)) =
             (&self.policy.config.sticky, &req.session, model)

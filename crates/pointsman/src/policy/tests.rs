@@ -296,6 +296,64 @@ fn budgets_pace_then_stop_hard() {
     assert!(p.route(&Request::new(&f)).unwrap().audit.budgets.is_empty());
 }
 
+/// A state that holds (as a shared one does) and records every charge, in order.
+#[derive(Debug, Default)]
+struct Recording {
+    inner: MemoryState,
+    charges: std::sync::Mutex<Vec<f64>>,
+}
+
+impl PolicyState for Recording {
+    fn add(&self, key: &str, bucket: i64, usd: f64, requests: u64, keep_from: i64) {
+        if usd != 0.0 {
+            self.charges.lock().unwrap().push(usd);
+        }
+        self.inner.add(key, bucket, usd, requests, keep_from);
+    }
+    fn totals(&self, key: &str, from: i64) -> Totals {
+        self.inner.totals(key, from)
+    }
+    fn session(&self, session: &str) -> Option<SessionEntry> {
+        self.inner.session(session)
+    }
+    fn set_session(&self, session: &str, entry: SessionEntry) {
+        self.inner.set_session(session, entry)
+    }
+    fn holds(&self) -> bool {
+        true
+    }
+}
+
+/// Settling a call charges its actual cost before it releases its hold: a replica reading the
+/// shared total in between sees both, never neither, so holds taken meanwhile cannot carry
+/// the actual spend past the limit.
+#[test]
+fn settling_charges_the_actual_cost_before_releasing_the_hold() {
+    let state = Arc::new(Recording::default());
+    let config = PolicyConfig::from_json(
+        r#"{"budgets": [{"key": "tenant", "limit_usd": 1e-2, "window": {"kind": "total"},
+                          "pace": false, "stop_margin": 2}]}"#,
+        "test",
+    )
+    .unwrap();
+    let p = PolicyRouter::new(
+        ladder(),
+        Policy::new(config).unwrap().with_state(state.clone()),
+    )
+    .unwrap();
+    let f = q(0.1);
+    let req = Request::new(&f).with_tenant("acme").at(1000.0);
+    let d = p.route(&req).unwrap();
+    let hold = d.audit.held.iter().map(|h| h.usd).sum::<f64>();
+    assert!(hold > 0.0);
+    let actual = d.decision.cost * 1.5;
+    state.charges.lock().unwrap().clear();
+    p.settle(&req, &d.audit.held, Some(&d.decision.model_id), actual)
+        .unwrap();
+    assert_eq!(*state.charges.lock().unwrap(), vec![actual, -hold]);
+    assert!((state.totals("tenant:acme", i64::MIN).spent - actual).abs() < 1e-15);
+}
+
 #[test]
 fn hard_cut_off_spends_at_the_requested_weight_until_the_stop() {
     let p = policy(
