@@ -148,13 +148,9 @@ pub fn import_dataset(
 
 /// A pool over `models` with the prices of `prices` (`{id: (input, output)}` USD per 1M
 /// tokens; 0 for a model not in it).
-fn pool_of(
-    models: &[String],
-    prices: Option<HashMap<String, (f64, f64)>>,
-) -> pointsman::Result<ModelPool> {
+fn pool_of(models: &[String], prices: HashMap<String, (f64, f64)>) -> pointsman::Result<ModelPool> {
     // Without prices every cost estimate would be 0 and a cost weight would do nothing: the
     // prices are asked for, not assumed (a free model is given as (0, 0)).
-    let prices = prices.unwrap_or_default();
     for id in prices.keys() {
         if !models.contains(id) {
             return Err(Error::UnknownModel(format!(
@@ -200,7 +196,7 @@ pub fn dataset_from_arrays(
     splits: Option<Vec<String>>,
     costs: Option<&Bound<'_, PyAny>>,
     propensities: Option<&Bound<'_, PyAny>>,
-    prices: Option<HashMap<String, (f64, f64)>>,
+    prices: HashMap<String, (f64, f64)>,
     embedder: Option<Py<PyEmbedder>>,
     embedding_model: Option<String>,
     name: String,

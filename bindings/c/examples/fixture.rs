@@ -343,9 +343,10 @@ fn write_texts(
 
 /// The repricing and onboarding fixtures: `prices.json` (all models but the last repriced), `eight.safetensors`
 /// (a kNN router fitted without one model), `own_data.txt` (that model's id and the dataset
-/// folder its labelled queries come from) and `own_data_expected.txt` (`reprice` and `onboard`
-/// lines as in expected.txt: the decisions of the repriced router and of the eight-model router
-/// with the model added from the train split, both as loaded from their files).
+/// folder its labelled queries come from) and `own_data_expected.txt` (`reprice`, `onboard` and
+/// `card` lines as in expected.txt: the decisions of the repriced router and of the eight-model
+/// router with the model added from the train split and from its card alone, as loaded from
+/// their files).
 fn write_own_data(
     ds: &Dataset,
     data: &std::path::Path,
@@ -386,6 +387,7 @@ fn write_own_data(
         .save(&out.join("eight.safetensors"))?;
     let eight = pointsman::AnyRouter::load(out.join("eight.safetensors"))?;
     let onboarded = eight.add_model(pool.card(held).clone(), Some(train))?;
+    let from_card = eight.add_model(pool.card(held).clone(), None)?;
     std::fs::write(
         out.join("own_data.txt"),
         format!(
@@ -406,6 +408,7 @@ fn write_own_data(
             for (label, r2) in [
                 ("reprice", repriced.shared()),
                 ("onboard", onboarded.shared()),
+                ("card", from_card.shared()),
             ] {
                 let d = r2.route(&q, &objective)?;
                 writeln!(

@@ -1212,7 +1212,8 @@ enum pm_status pm_router_save(const struct pm_router *router,
 /**
  * A new router: `router` with new prices, without refitting (docs/own-data.md, "Repricing").
  * `models_json` is the path of a `models.json` in the dataset schema with some or all of the
- * router's models; the models it does not list keep their prices, and every estimate of
+ * router's models; the models it does not list keep their prices, a listed model keeps its
+ * default answer length and description unless the file states them, and every estimate of
  * quality stays what it was. A kNN, MF or bandit router (a learner keeps its state); `router`
  * itself is not changed. On success `*out` receives a new router, freed with `pm_router_free`.
  *
@@ -1247,6 +1248,7 @@ enum pm_status pm_router_reprice(const struct pm_router *router,
  * Errors: `PM_STATUS_NULL_ARGUMENT` (`router`, `model` or `out`), `PM_STATUS_INVALID_UTF8`,
  * `PM_STATUS_CONFIG` (neither `models_json` nor `labelled_dir`; a model the router already
  * has; a price out of range), `PM_STATUS_UNKNOWN_MODEL` (the card's source has no such model),
+ * `PM_STATUS_INVALID_ARGUMENT` (a dataset folder without embeddings),
  * `PM_STATUS_IO` / `PM_STATUS_FORMAT` (the files), `PM_STATUS_SHAPE` /
  * `PM_STATUS_EMBEDDING_MISMATCH` (the dataset's embeddings are not the router's),
  * `PM_STATUS_UNSUPPORTED` (a kind that cannot onboard).

@@ -1169,7 +1169,9 @@ static void test_own_data(const char *dir) {
     size_t r;
     while (fscanf(f, "%15s %lf %zu %u %lf %lf %lf", kind, &w, &r, &want.model, &want.quality,
                   &want.cost, &want.utility) == 7) {
-      const pm_router *which = strcmp(kind, "reprice") == 0 ? repriced : onboarded;
+      const pm_router *which = strcmp(kind, "reprice") == 0   ? repriced
+                               : strcmp(kind, "onboard") == 0 ? onboarded
+                                                              : from_card;
       pm_decision got, before;
       CHECK_STATUS(pm_router_route(which, features + r * dim, dim, w, &got, &err_), PM_STATUS_OK);
       CHECK(same(&got, &want));
@@ -1204,6 +1206,9 @@ static void test_own_data(const char *dir) {
   CHECK_STATUS(pm_router_reprice(router, path, &none, &err_), PM_STATUS_IO);
   snprintf(path, sizeof path, "%s/queries.txt", dir);
   CHECK_STATUS(pm_router_reprice(router, path, &none, &err_), PM_STATUS_FORMAT);
+  /* A price list for a model the router does not have: the dataset's models.json, into the
+   * eight-model router. */
+  CHECK_STATUS(pm_router_reprice(eight, models_json, &none, &err_), PM_STATUS_UNKNOWN_MODEL);
   CHECK_STATUS(pm_router_reprice(router, NULL, &none, &err_), PM_STATUS_NULL_ARGUMENT);
   CHECK(none == NULL);
   /* A cascade cannot be repriced or onboarded into. */

@@ -549,7 +549,9 @@ void test_own_data(const pointsman::Router &router, const Fixture &f, const std:
   std::size_t r = 0, lines = 0;
   pm_decision want{};
   while (expected >> kind >> w >> r >> want.model >> want.quality >> want.cost >> want.utility) {
-    const pointsman::Router &which = kind == "reprice" ? repriced : onboarded;
+    const pointsman::Router &which = kind == "reprice"   ? repriced
+                                     : kind == "onboard" ? onboarded
+                                                         : from_card;
     const pm_decision got = which.route(f.features.data() + r * f.dim, f.dim, w);
     // Exactly what Rust computed (the fixture prints doubles in round-trip form).
     CHECK(got.model == want.model && got.quality == want.quality && got.cost == want.cost &&

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use pointsman::data::{
-    onboarding_card, read_pool, Dataset, ImportFormat, ImportOptions, LogMapping,
+    onboarding_card, read_prices, Dataset, ImportFormat, ImportOptions, LogMapping,
 };
 use pointsman::rng::SplitMix64;
 use pointsman::AnyRouter;
@@ -64,7 +64,7 @@ pub struct ImportArgs {
     #[arg(long, default_value = "model", value_name = "NAME")]
     pub model_field: String,
 
-    /// log: field of the outcome, in [0, 1].
+    /// log: field of the outcome, in [0, 1] (in JSON lines also true/false: 1/0).
     #[arg(long, default_value = "score", value_name = "NAME")]
     pub score_field: String,
 
@@ -257,8 +257,8 @@ pub struct RepriceArgs {
 /// `pointsman reprice`.
 pub fn reprice(args: &RepriceArgs) -> Result<()> {
     let router = AnyRouter::load(&args.router)?;
-    let prices = read_pool(&args.prices)?;
-    let out = router.reprice(prices.cards())?;
+    let prices = read_prices(&args.prices, router.models())?;
+    let out = router.reprice(&prices)?;
     out.save(&args.out)?;
     println!(
         "repriced {} of the {} router's {} models; saved {}",

@@ -7,7 +7,7 @@
 //! # only the bandit onboarding table (a warm-started `linucb`), in about a minute:
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc --bandit-onboarding
 //! # how much the onboarding figures move with the draw of the labelled queries (and MF's refit
-//! # with its training seed), in about 2 minutes:
+//! # with its training seed), in about 70 s:
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc --onboarding-draws 5
 //! ```
 //!

@@ -28,7 +28,7 @@ pub struct LogMapping {
     pub prompt: String,
     /// The id of the model that answered (one of the pool's).
     pub model: String,
-    /// The outcome, a number in [0, 1].
+    /// The outcome, a number in [0, 1] (in JSON lines also a boolean: 1 or 0).
     pub score: String,
     /// The task tag.
     pub task: Option<String>,
@@ -58,12 +58,12 @@ impl Default for LogMapping {
 /// One record's fields as text or numbers.
 type Record = HashMap<String, Value>;
 
-/// The id of a logged query that has none of its own: `p` and the first 12 hex digits of its
-/// prompt's SHA-1 (a second prompt with the same digits gets `-2`, and so on).
+/// The id of a logged query that has none of its own: `p` and the first 16 hex digits of its
+/// prompt's SHA-1 (a second prompt with the same 64 bits, if one ever came, gets `-2`).
 fn prompt_id(prompt: &str) -> String {
     use sha1::Digest;
     let digest = sha1::Sha1::digest(prompt.as_bytes());
-    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("p{hex}")
 }
 
@@ -263,6 +263,42 @@ pub fn read_pool(path: &Path) -> Result<ModelPool> {
     Ok(super::schema::read_models(path)?.pool)
 }
 
+/// New prices for some or all of `pool`'s models from the `models.json` at `path`, as cards for
+/// [`ModelPool::repriced`] (`AnyRouter::reprice`): each listed model's card in `pool` with the
+/// file's prices, and its default answer length and description only where the file states
+/// them — a price list need not repeat them.
+///
+/// # Errors
+///
+/// As [`read_pool`]; [`Error::UnknownModel`] for a listed model `pool` does not have.
+pub fn read_prices(path: &Path, pool: &ModelPool) -> Result<Vec<ModelCard>> {
+    let models = super::schema::read_models(path)?;
+    models
+        .pool
+        .cards()
+        .iter()
+        .map(|new| {
+            let j = pool.index_of(&new.id).map_err(|_| {
+                Error::UnknownModel(format!(
+                    "{} (in {}, not a model of the router)",
+                    new.id,
+                    path.display()
+                ))
+            })?;
+            let mut card = pool.card(j).clone();
+            card.input_usd_per_mtok = new.input_usd_per_mtok;
+            card.output_usd_per_mtok = new.output_usd_per_mtok;
+            if models.stated_output_tokens.contains(&new.id) {
+                card.default_output_tokens = new.default_output_tokens;
+            }
+            if new.description.is_some() {
+                card.description = new.description.clone();
+            }
+            Ok(card)
+        })
+        .collect()
+}
+
 /// The card (prices, description) of `model`, a model to onboard: from the `models.json` at
 /// `models` when one is given, else from `labelled`, the models of the dataset its labelled
 /// queries come from.
@@ -310,6 +346,56 @@ mod tests {
             ModelCard::new("b", 1.0, 1.0),
         ])
         .unwrap()
+    }
+
+    #[test]
+    fn a_price_list_changes_prices_and_only_what_else_it_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ModelPool::new(vec![
+            ModelCard::new("a", 0.1, 0.1).with_default_output_tokens(700.0),
+            ModelCard::new("b", 1.0, 1.0).with_default_output_tokens(50.0),
+        ])
+        .unwrap();
+        let path = dir.path().join("prices.json");
+        std::fs::write(
+            &path,
+            r#"{"models": {"a": {"input_usd_per_mtok": 0.2, "output_usd_per_mtok": 0.3},
+                           "b": {"input_usd_per_mtok": 2, "output_usd_per_mtok": 2,
+                                 "default_output_tokens": 80, "description": "big"}}}"#,
+        )
+        .unwrap();
+        let cards = read_prices(&path, &pool).unwrap();
+        let a = cards.iter().find(|c| c.id == "a").unwrap();
+        assert_eq!((a.input_usd_per_mtok, a.output_usd_per_mtok), (0.2, 0.3));
+        assert_eq!(
+            a.default_output_tokens, 700.0,
+            "kept: the file does not state it"
+        );
+        let b = cards.iter().find(|c| c.id == "b").unwrap();
+        assert_eq!(b.default_output_tokens, 80.0);
+        assert_eq!(b.description.as_deref(), Some("big"));
+        let repriced = pool.repriced(&cards).unwrap();
+        assert_eq!(repriced.card(0).default_output_tokens, 700.0);
+        // A file-wide default answer length counts as stated for every model.
+        std::fs::write(
+            &path,
+            r#"{"default_output_tokens": 10,
+                "models": {"a": {"input_usd_per_mtok": 0.2, "output_usd_per_mtok": 0.3}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_prices(&path, &pool).unwrap()[0].default_output_tokens,
+            10.0
+        );
+        // A model the router does not have is named.
+        std::fs::write(
+            &path,
+            r#"{"models": {"c": {"input_usd_per_mtok": 0.2, "output_usd_per_mtok": 0.3}}}"#,
+        )
+        .unwrap();
+        let e = read_prices(&path, &pool).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::UnknownModel);
+        assert!(e.to_string().contains("prices.json"), "{e}");
     }
 
     #[test]
@@ -366,7 +452,7 @@ mod tests {
         };
         assert_eq!(key(&back), key(&draft));
         assert_eq!(draft.rows[0].id, prompt_id("what is 2+2"));
-        assert!(draft.rows[0].id.starts_with('p') && draft.rows[0].id.len() == 13);
+        assert!(draft.rows[0].id.starts_with('p') && draft.rows[0].id.len() == 17);
         // Written and loaded back (no embeddings yet), with the mask and propensities.
         let out = dir.path().join("mine");
         draft.write(&out, false).unwrap();

@@ -80,6 +80,9 @@ pub(super) struct Models {
     pub(super) roles: Vec<Option<String>>,
     /// `"labels": "partial"`: a line may lack some models' scores (or all of them).
     pub(super) partial: bool,
+    /// The models whose default answer length the file states (for the model, or for every
+    /// model) rather than leaving it to the schema's default.
+    pub(super) stated_output_tokens: std::collections::HashSet<String>,
 }
 
 pub(super) fn read_models(path: &Path) -> Result<Models> {
@@ -106,6 +109,7 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
         .ok_or_else(|| bad("no \"models\" object".into()))?;
     let mut cards = Vec::new();
     let mut roles = Vec::new();
+    let mut stated_output_tokens = std::collections::HashSet::new();
     for (id, m) in models {
         let price = |key: &str| -> Result<f64> {
             m.get(key)
@@ -126,6 +130,9 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
                 )))
             }
         };
+        if m.get("default_output_tokens").is_some() || v.get("default_output_tokens").is_some() {
+            stated_output_tokens.insert(id.clone());
+        }
         let out = match m.get("default_output_tokens") {
             Some(x) => x
                 .as_f64()
@@ -158,6 +165,7 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
         pool,
         roles,
         partial,
+        stated_output_tokens,
     })
 }
 

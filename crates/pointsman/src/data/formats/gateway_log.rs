@@ -62,11 +62,6 @@ pub(super) fn import_gateway_log(
                     let (Some(model), None) = (text("model"), text("error")) else {
                         continue;
                     };
-                    let j = draft.pool.index_of(model).map_err(|_| {
-                        bad(format!(
-                            "field \"model\": {model:?} is not in the models.json"
-                        ))
-                    })?;
                     let routed = v.get("router").is_some_and(|r| !r.is_null());
                     let Some(e) = v.get("embedding").filter(|e| !e.is_null()) else {
                         if routed {
@@ -82,6 +77,11 @@ pub(super) fn import_gateway_log(
                         *draft.dropped.entry(PASSED_THROUGH.into()).or_default() += 1;
                         continue;
                     };
+                    let j = draft.pool.index_of(model).map_err(|_| {
+                        bad(format!(
+                            "field \"model\": {model:?} is not in the models.json"
+                        ))
+                    })?;
                     let dim = e
                         .get("dim")
                         .and_then(Value::as_u64)

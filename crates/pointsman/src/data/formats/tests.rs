@@ -144,14 +144,20 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     let passed = serde_json::json!({"event": "decision", "schema": 1, "request_id": "pm-5",
         "router": null, "embedding": null, "chosen": null, "model": "small", "status": 200,
         "error": null, "cost_usd": 0.001});
+    // Also to an upstream the router (and the models.json) does not have.
+    let mut elsewhere = passed.clone();
+    elsewhere["request_id"] = "pm-6".into();
+    elsewhere["model"] = "gpt-elsewhere".into();
     let log = [
         decision("pm-1", "small", "small", 0.5, &[0.6, 0.8]),
         decision("pm-2", "large", "large", 1.0, &[1.0, 0.0]),
         passed.to_string(),
+        elsewhere.to_string(),
         decision("pm-3", "large", "small", 0.5, &[0.0, 1.0]),
         failed.to_string(),
         feedback("pm-1", 1.0),
         feedback("pm-5", 1.0),
+        feedback("pm-6", 0.5),
         feedback("pm-3", 0.25),
     ]
     .join("\n");
@@ -164,7 +170,7 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     // pm-2 has no feedback, pm-4 no answer and pm-5 was not routed: two queries, one model
     // each; the passed-through request is counted as dropped.
     assert_eq!(draft.rows.len(), 2);
-    assert_eq!(draft.dropped.get(PASSED_THROUGH), Some(&1));
+    assert_eq!(draft.dropped.get(PASSED_THROUGH), Some(&2));
     let large = draft.pool.index_of("large").unwrap();
     let small = draft.pool.index_of("small").unwrap();
     let r = &draft.rows[0];
