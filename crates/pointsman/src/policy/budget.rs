@@ -48,6 +48,17 @@ pub enum BudgetKey {
     Global,
 }
 
+impl BudgetKey {
+    /// The name a policy file uses: `tenant`, `user` or `global`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetKey::Tenant => "tenant",
+            BudgetKey::User => "user",
+            BudgetKey::Global => "global",
+        }
+    }
+}
+
 /// The window a budget's limit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -117,7 +128,12 @@ impl BudgetConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(format!("budget per {:?}: {m}", self.key)));
+        let bad = |m: String| {
+            Err(Error::Config(format!(
+                "budget per {}: {m}",
+                self.key.name()
+            )))
+        };
         if !self.limit_usd.is_finite() || self.limit_usd <= 0.0 {
             return bad(format!(
                 "limit_usd {} is not a positive number",

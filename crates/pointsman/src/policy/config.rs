@@ -127,6 +127,15 @@ impl PolicyConfig {
             if g.threshold.is_some_and(|t| !t.is_finite()) {
                 return Err(Error::Config("guard.threshold is not a number".into()));
             }
+            if g.source == GuardSource::Router
+                && g.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t))
+            {
+                return Err(Error::Config(format!(
+                    "guard.threshold {} is outside [0, 1]: the router's signal is a share of \
+                     training queries, so it could never fire",
+                    g.threshold.unwrap_or_default()
+                )));
+            }
             if g.source == GuardSource::Router && g.file.is_some() {
                 return Err(Error::Config(
                     "guard.file is for source \"embeddings\", not \"router\"".into(),

@@ -32,6 +32,8 @@ struct Compiled {
     lowercase: bool,
     fallback: Option<usize>,
     threshold: Option<f64>,
+    /// Whether a request without the key of a per-tenant or per-user budget was warned of.
+    unkeyed_warned: std::sync::atomic::AtomicBool,
 }
 
 /// A policy bound to a router: routes [`Request`]s through the router and the policy.
@@ -134,6 +136,7 @@ impl PolicyRouter {
                 rules,
                 fallback,
                 threshold,
+                unkeyed_warned: std::sync::atomic::AtomicBool::new(false),
             }),
             router,
             policy,
@@ -235,6 +238,13 @@ impl PolicyRouter {
                 only[pool.index_of(id)?] = true;
             }
             allowed.iter_mut().zip(&only).for_each(|(a, o)| *a &= o);
+        }
+        if let Some(t) = req.expected_output_tokens {
+            if !t.is_finite() || t < 0.0 {
+                return Err(Error::InvalidInput(format!(
+                    "expected_output_tokens {t} is not a non-negative number"
+                )));
+            }
         }
         let mut cost_weight = req.cost_weight.or(config.cost_weight).unwrap_or(0.0);
         if !cost_weight.is_finite() || cost_weight < 0.0 {
@@ -564,11 +574,24 @@ impl PolicyRouter {
                 BudgetKey::User => req.user.as_ref().map(|u| format!("user:{u}")),
                 BudgetKey::Global => Some("global".to_string()),
             };
-            if let Some(key) = key {
-                out.push(Applied {
+            match key {
+                Some(key) => out.push(Applied {
                     key,
                     config: std::borrow::Cow::Borrowed(b),
-                });
+                }),
+                None => {
+                    // Not an error (such requests are meant to go unlimited), but a policy
+                    // whose traffic never carries the key spends without limit: say so once.
+                    use std::sync::atomic::Ordering;
+                    if !self.compiled.unkeyed_warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "a budget per {key} does not apply to requests without a {key}: \
+                             this one has none, so no such budget limits it (warned once per \
+                             policy; give requests a {key} to be limited)",
+                            key = b.key.name()
+                        );
+                    }
+                }
             }
         }
         if let Some(e) = &req.episode {

@@ -42,9 +42,17 @@ impl Episode {
     /// [`Error::Config`] for an empty id, a budget that is not positive or no steps.
     pub fn new(id: impl Into<String>, budget_usd: f64, steps: u64) -> Result<Episode> {
         let id = id.into();
-        if id.is_empty() || !budget_usd.is_finite() || budget_usd <= 0.0 || steps == 0 {
+        if id.is_empty() {
+            return Err(Error::Config("an episode needs a non-empty id".into()));
+        }
+        if !budget_usd.is_finite() || budget_usd <= 0.0 {
             return Err(Error::Config(format!(
-                "episode {id:?}: need an id, a positive budget (got {budget_usd}) and at least one step (got {steps})"
+                "episode {id:?}: budget {budget_usd} USD is not a positive number"
+            )));
+        }
+        if steps == 0 {
+            return Err(Error::Config(format!(
+                "episode {id:?}: steps must be at least 1"
             )));
         }
         Ok(Episode {

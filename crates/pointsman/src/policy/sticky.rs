@@ -37,15 +37,18 @@ impl Default for StickyConfig {
 
 impl StickyConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if !self.margin.is_finite()
-            || self.margin < 0.0
-            || self.ttl_seconds.is_nan()
-            || self.ttl_seconds <= 0.0
-            || self.capacity == 0
-        {
-            return Err(Error::Config(format!(
-                "sticky: need margin ≥ 0, ttl_seconds > 0 and capacity ≥ 1 (got {self:?})"
-            )));
+        let bad = |m: String| Err(Error::Config(format!("sticky: {m}")));
+        if !self.margin.is_finite() || self.margin < 0.0 {
+            return bad(format!(
+                "margin {} is not a non-negative number",
+                self.margin
+            ));
+        }
+        if self.ttl_seconds.is_nan() || self.ttl_seconds <= 0.0 {
+            return bad(format!("ttl_seconds {} is not positive", self.ttl_seconds));
+        }
+        if self.capacity == 0 {
+            return bad("capacity must be at least 1".into());
         }
         Ok(())
     }

@@ -215,6 +215,19 @@ fn guard_on_the_router_signal_refuses_or_falls_back() {
     let p = PolicyRouter::new(plain, Policy::new(config).unwrap()).unwrap();
     let e = p.route(&Request::new(&q(0.1))).unwrap_err();
     assert!(e.to_string().contains("fit an embedding guard"), "{e}");
+    // The router's signal is a share: a threshold outside [0, 1] could never fire.
+    let e = PolicyConfig::from_json(
+        r#"{"guard": {"source": "router", "threshold": 7, "action": "refuse"}}"#,
+        "t",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("outside [0, 1]"), "{e}");
+    // A negative expected answer length would make a slow model look fast.
+    let e = refuse
+        .route(&Request::new(&q(0.1)).with_expected_output_tokens(-1e7))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("expected_output_tokens"), "{e}");
 }
 
 #[test]
