@@ -258,3 +258,17 @@ def test_share_through_redis(toy, tmp_path, redis_url):
         pointsman.share_through_redis(a, "not a url")
     with pytest.raises(pointsman.ConfigError):
         pointsman.share_through_redis(a, redis_url, interval_ms=0)
+
+
+def test_stopping_an_exchange_whose_store_is_unreachable_names_what_was_not_published(toy, tmp_path):
+    """Nothing listens on port 1: the replica learns locally; stop() says what was never shared."""
+    path = tmp_path / "linucb.safetensors"
+    pointsman.LinUcbRouter(toy.models, toy.embeddings.shape[1]).save(path)
+    a = pointsman.load_router(path)
+    ex = pointsman.share_through_redis(a, "redis://127.0.0.1:1/", interval_ms=50, namespace="pytest")
+    feed(a, toy, range(0, 5))
+    assert a.observations == 5
+    with pytest.raises(pointsman.StoreError, match="never published"):
+        ex.stop()
+    assert ex.stopped
+    assert a.observations == 5

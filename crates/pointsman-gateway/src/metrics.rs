@@ -63,6 +63,13 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+/// Labels of `pointsman_share`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShareLabels {
+    /// Which counter of the exchange's statistics.
+    pub counter: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -108,6 +115,9 @@ pub struct Metrics {
     pub reloads: Family<OutcomeLabels, Counter>,
     /// Requests that carried a session id, per tenant.
     pub session_requests: Family<TenantLabels, Counter>,
+    /// The learner's exchange with other replicas (`[learning.share]`), by counter: set from
+    /// its statistics at each scrape.
+    pub share: Family<ShareLabels, Gauge>,
     tenants: Mutex<HashSet<String>>,
     max_tenants: usize,
 }
@@ -134,6 +144,7 @@ impl Metrics {
             learner_saves: Family::default(),
             reloads: Family::default(),
             session_requests: Family::default(),
+            share: Family::default(),
             tenants: Mutex::new(HashSet::new()),
             max_tenants,
             registry: Registry::default(),
@@ -216,7 +227,33 @@ impl Metrics {
             "Requests that carried a session id, per tenant",
             m.session_requests.clone(),
         );
+        r.register(
+            "share",
+            "The learner's exchange through Redis ([learning.share]): syncs, failures, \
+             published and applied observations, rejected increments, unpublished increments",
+            m.share.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Sets the `share` gauges from the exchange's statistics.
+    pub fn set_share(&self, s: &pointsman::share::ShareStats) {
+        for (counter, value) in [
+            ("syncs", s.syncs),
+            ("failures", s.failures),
+            ("published_observations", s.published_observations),
+            ("applied_observations", s.applied_observations),
+            ("rejected", s.rejected),
+            ("unpublished", s.unpublished),
+            ("dropped_observations", s.dropped_observations),
+            ("rejoins", s.rejoins),
+        ] {
+            self.share
+                .get_or_create(&ShareLabels {
+                    counter: counter.to_string(),
+                })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
     }
 
     /// The label value of `tenant`: itself for the first `max_tenants` seen, then `other`.

@@ -440,6 +440,15 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
             "models": engine.routed_models(),
         },
         "upstreams": upstreams,
+        // The learner's exchange with other replicas, when configured: still "ok" while the
+        // store is down (the replica learns locally), but the failures and last error show.
+        "share": engine.share_stats().map(|s| json!({
+            "syncs": s.syncs,
+            "failures": s.failures,
+            "last_error": s.last_error,
+            "unpublished": s.unpublished,
+            "rejected": s.rejected,
+        })),
     }))
     .into_response()
 }
@@ -456,6 +465,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
     if let Some(n) = state.engine.load().observations() {
         state.metrics.learner_observations.set(n as i64);
+    }
+    if let Some(s) = state.engine.load().share_stats() {
+        state.metrics.set_share(&s);
     }
     (
         [(

@@ -141,3 +141,44 @@ async fn feedback_teaches_the_learner_which_is_saved_reloaded_and_restored() {
     assert_eq!(health["router"]["observations"], 13);
     gw.shutdown().await.unwrap();
 }
+
+/// A `[learning.share]` Redis that nothing answers: the gateway serves and learns locally, and
+/// the failed exchanges show in `/metrics` and `/healthz` instead of going unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_share_store_shows_in_metrics_and_health() {
+    let mut e = env(
+        Kind::LinUcb,
+        "[learning.share]\nredis = \"redis://127.0.0.1:1/\"\ninterval_ms = 20\n",
+        "",
+    )
+    .await;
+    let a = e
+        .chat("pointsman", "A question to learn from", Value::Null)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let id = a.header("x-request-id").to_string();
+    let f = e.feedback(json!({"request_id": id, "quality": 1.0})).await;
+    assert_eq!(
+        (f.status, &f.body["learned"]),
+        (200, &json!(true)),
+        "{}",
+        f.body
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &e.get("/metrics").await,
+        "pointsman_share{counter=\"failures\"}",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "no failed exchange counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let health: Value = serde_json::from_str(&e.get("/healthz").await).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(
+        health["share"]["failures"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    assert!(health["share"]["last_error"].is_string(), "{health}");
+    e.stop().await;
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::replica::{Replica, ShareConfig, ShareStats};
 use super::store::Store;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::registry::AnyLearner;
 
 struct Inner {
@@ -127,7 +127,20 @@ impl Exchange {
     /// As [`Replica::sync`].
     pub fn stop(mut self) -> Result<()> {
         self.halt();
-        self.sync()
+        self.sync().map_err(|e| match e {
+            Error::Store { store, message } => {
+                let lost = self.stats().unpublished;
+                Error::Store {
+                    store,
+                    message: format!(
+                        "{message} (the last synchronisation at stop: {lost} increment(s) of \
+                         this replica's observations were never published, and stay only in \
+                         this process's learner: save it to keep them)"
+                    ),
+                }
+            }
+            other => other,
+        })
     }
 
     fn halt(&mut self) {
@@ -154,6 +167,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn run(inner: &Inner, interval: Duration) {
     let mut next = Instant::now();
+    // Whether the last synchronisation failed: the first failure of a streak is a warning (the
+    // replica learns alone until the store is back), the rest are debug lines, and the
+    // recovery is said once.
+    let mut failing = false;
     loop {
         {
             let mut stop = lock(&inner.stop);
@@ -175,8 +192,23 @@ fn run(inner: &Inner, interval: Duration) {
         {
             let mut guard = lock(&inner.replica);
             let (replica, store) = &mut *guard;
-            if let Err(e) = replica.sync(store.as_mut()) {
-                tracing::debug!(error = %e, "share: synchronisation failed; learning locally");
+            match replica.sync(store.as_mut()) {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(
+                        error = %e,
+                        "share: synchronisation failed; this replica learns locally and catches \
+                         up when the store is back (ShareStats.failures counts the attempts)"
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "share: synchronisation failed again");
+                }
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("share: the store is reachable again; synchronising");
+                }
+                Ok(_) => {}
             }
         }
         next += interval;
