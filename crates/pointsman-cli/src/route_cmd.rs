@@ -146,7 +146,9 @@ pub fn route(args: &RouteArgs) -> Result<()> {
                 q.id.clone(),
                 route_query(args, &*router, policy.as_ref(), &objective, &mut embedder, q),
             ),
-            Err(e) => (None, Err(LineError::Bad(format!(
+            // The line did not parse as a query; its id, when it is a JSON object with one,
+            // still goes on the error record.
+            Err(e) => (serde_json::from_str::<Value>(&line).ok().and_then(|v| v.get("id").cloned()), Err(LineError::Bad(format!(
                 "expected {{\"text\": \"...\"}} or {{\"embedding\": [...]}}, with \"prompt_tokens\"?, \"task\"?, \"id\"? (and with --policy \"tenant\"?, \"user\"?, \"session\"?, \"needs\"?, \"metadata\"?, \"expected_output_tokens\"?): {e}"
             )))),
         };

@@ -607,7 +607,7 @@ fn train_then_route_json_lines() {
     let short = serde_json::json!({"id": "s", "embedding": [1.0, 2.0]}).to_string();
     let o = pointsman_stdin(
         &["route", "--router", r, "--cost-weight", "300"],
-        &format!("{line}\n{short}\n\n{{\"prompt\": \"hi\"}}\n{line}\n"),
+        &format!("{line}\n{short}\n\n{{\"id\": \"p\", \"prompt\": \"hi\"}}\n{line}\n"),
     );
     let summary = stderr_line(&o);
     assert_eq!(
@@ -625,7 +625,11 @@ fn train_then_route_json_lines() {
         records[1],
         serde_json::json!({"id": "s", "line": 2, "error": "dimension mismatch: expected 384, got 2"})
     );
-    assert_eq!(records[2]["line"], 4);
+    // A line that is not a query keeps its id on the error record.
+    assert_eq!(
+        (&records[2]["line"], &records[2]["id"]),
+        (&serde_json::json!(4), &serde_json::json!("p"))
+    );
     assert!(
         records[2]["error"]
             .as_str()

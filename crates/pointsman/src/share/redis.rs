@@ -59,8 +59,12 @@ impl RedisConnection {
     ///
     /// [`Error::Config`] for a URL redis-rs does not accept.
     pub fn new(url: &str, timeout_ms: u64) -> Result<RedisConnection> {
-        let client = Client::open(url)
-            .map_err(|e| Error::Config(format!("redis url {:?}: {e}", redact(url))))?;
+        let client = Client::open(url).map_err(|e| {
+            Error::Config(format!(
+                "redis url {:?}: {e} (expected redis://host:port/db or redis+unix:///path)",
+                redact(url)
+            ))
+        })?;
         Ok(RedisConnection {
             client,
             name: redact(url),
