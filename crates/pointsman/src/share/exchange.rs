@@ -171,6 +171,9 @@ fn run(inner: &Inner, interval: Duration) {
     // replica learns alone until the store is back), the rest are debug lines, and the
     // recovery is said once.
     let mut failing = false;
+    // The last rejection reason warned of: increments of another kind of learner (or other
+    // models) under the same namespace are refused; said once per reason, not every exchange.
+    let mut rejected_warned: Option<String> = None;
     loop {
         {
             let mut stop = lock(&inner.stop);
@@ -209,6 +212,17 @@ fn run(inner: &Inner, interval: Duration) {
                     tracing::info!("share: the store is reachable again; synchronising");
                 }
                 Ok(_) => {}
+            }
+            let stats = replica.stats();
+            if stats.rejected > 0 && stats.last_rejected != rejected_warned {
+                rejected_warned.clone_from(&stats.last_rejected);
+                tracing::warn!(
+                    rejected = stats.rejected,
+                    reason = stats.last_rejected.as_deref().unwrap_or_default(),
+                    "share: increments of another replica were refused (not the same learner: \
+                     kind, models or settings); replicas that should learn together need the \
+                     same saved router, and others a namespace of their own"
+                );
             }
         }
         next += interval;
