@@ -189,7 +189,8 @@ fn bench(c: &mut Criterion) {
         })
     });
     let guard_router = with(
-        r#"{"guard": {"source": "router", "threshold": 1.01, "action": "refuse"}}"#,
+        // 1.0: the signal is a share, never above 1, so the guard is read and never refuses.
+        r#"{"guard": {"source": "router", "threshold": 1.0, "action": "refuse"}}"#,
         None,
     );
     let mut i = 0usize;

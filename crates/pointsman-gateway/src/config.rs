@@ -83,20 +83,8 @@ impl StateSection {
             namespace: format!("{}.{name}", self.shared.namespace),
             ..self.shared.clone()
         };
-        let state = pointsman::share::SharedPolicyState::redis(&self.redis, config)
-            .map_err(|e| GatewayError::Config(format!("state (policy {name:?}): {e}")))?;
-        // Not an error (the gateway serves what needs no budget, and Redis may come up later),
-        // but budgeted requests will get 503 until it answers: say so at start.
-        use pointsman::policy::PolicyState;
-        let _ = state.totals("startup-probe", i64::MIN);
-        if state.stats().store_errors > 0 {
-            tracing::warn!(
-                policy = name,
-                "the [state] Redis does not answer now: requests a budget applies to get 503 \
-                 shared_state_unavailable until it does"
-            );
-        }
-        Ok(state)
+        pointsman::share::SharedPolicyState::redis(&self.redis, config)
+            .map_err(|e| GatewayError::Config(format!("state (policy {name:?}): {e}")))
     }
 }
 

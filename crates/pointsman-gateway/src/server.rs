@@ -81,7 +81,18 @@ impl AppState {
                     GatewayError::Config(format!("policies.{name}.file {}: {e}", file.display()))
                 })?;
                 if let Some(state) = &config.state {
-                    policy = policy.with_state(std::sync::Arc::new(state.open(name)?));
+                    let shared = state.open(name)?;
+                    // Not an error (what needs no budget is served, and Redis may come up
+                    // later), but budgeted requests get 503 until it answers: say so at start.
+                    if let Err(e) = shared.ping() {
+                        tracing::warn!(
+                            policy = name.as_str(),
+                            error = %e,
+                            "the [state] Redis does not answer now: requests a budget applies \
+                             to get 503 shared_state_unavailable until it does"
+                        );
+                    }
+                    policy = policy.with_state(std::sync::Arc::new(shared));
                 }
                 decision_policies.insert(name.clone(), policy);
             }

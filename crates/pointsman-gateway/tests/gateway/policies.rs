@@ -20,10 +20,8 @@ async fn decision_policies_act_and_are_audited() {
                 {"name": "code-to-small", "when": {"regex": ["(?i)\\bdef\\s+\\w+\\("]},
                  "then": {"force": "small"}}
             ],
-            // A hold is the expected cost times `stop_margin`; the stub's answers may cost a
-            // little more than expected, so a margin keeps the actual spend within the limit.
             "budgets": [{"key": "tenant", "limit_usd": 2e-4, "window": {"kind": "total"},
-                         "pace": false, "stop_margin": 1.5}],
+                         "pace": false}],
             "sticky": {"margin": 0.2}
         })
         .to_string(),
@@ -203,10 +201,8 @@ async fn two_gateways_share_budgets_and_sessions_through_redis() {
         json!({
             "version": 1,
             "cost_weight": 0,
-            // A hold is the expected cost times `stop_margin`; the stub's answers may cost a
-            // little more than expected, so a margin keeps the actual spend within the limit.
             "budgets": [{"key": "tenant", "limit_usd": 2e-4, "window": {"kind": "total"},
-                         "pace": false, "stop_margin": 1.5}],
+                         "pace": false}],
             "sticky": {"margin": 0.2}
         })
         .to_string(),

@@ -131,8 +131,8 @@ impl PolicyConfig {
                 && g.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t))
             {
                 return Err(Error::Config(format!(
-                    "guard.threshold {} is outside [0, 1]: the router's signal is a share of \
-                     training queries, so it could never fire",
+                    "guard.threshold {} is outside [0, 1], the range of the router's signal \
+                     (a share of training queries): it would fire always or never",
                     g.threshold.unwrap_or_default()
                 )));
             }

@@ -32,8 +32,9 @@ struct Compiled {
     lowercase: bool,
     fallback: Option<usize>,
     threshold: Option<f64>,
-    /// Whether a request without the key of a per-tenant or per-user budget was warned of.
-    unkeyed_warned: std::sync::atomic::AtomicBool,
+    /// Whether a request without the key of a per-tenant (0) or per-user (1) budget was
+    /// warned of.
+    unkeyed_warned: [std::sync::atomic::AtomicBool; 2],
 }
 
 /// A policy bound to a router: routes [`Request`]s through the router and the policy.
@@ -136,7 +137,7 @@ impl PolicyRouter {
                 rules,
                 fallback,
                 threshold,
-                unkeyed_warned: std::sync::atomic::AtomicBool::new(false),
+                unkeyed_warned: Default::default(),
             }),
             router,
             policy,
@@ -583,7 +584,8 @@ impl PolicyRouter {
                     // Not an error (such requests are meant to go unlimited), but a policy
                     // whose traffic never carries the key spends without limit: say so once.
                     use std::sync::atomic::Ordering;
-                    if !self.compiled.unkeyed_warned.swap(true, Ordering::Relaxed) {
+                    let flag = &self.compiled.unkeyed_warned[usize::from(b.key == BudgetKey::User)];
+                    if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             "a budget per {key} does not apply to requests without a {key}: \
                              this one has none, so no such budget limits it (warned once per \

@@ -12,6 +12,9 @@ use crate::registry::AnyLearner;
 
 struct Inner {
     replica: Mutex<(Replica, Box<dyn Store>)>,
+    /// The statistics as of the last synchronisation: what [`Exchange::stats`] returns while a
+    /// synchronisation holds the replica (a slow or silent store can hold it for its timeout).
+    last_stats: Mutex<ShareStats>,
     stop: Mutex<bool>,
     wake: Condvar,
 }
@@ -74,6 +77,7 @@ impl Exchange {
         let replica = Replica::new(learner, config)?;
         let interval = Duration::from_millis(replica.config().interval_ms);
         let inner = Arc::new(Inner {
+            last_stats: Mutex::new(replica.stats()),
             replica: Mutex::new((replica, store)),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -106,12 +110,19 @@ impl Exchange {
     pub fn sync(&self) -> Result<()> {
         let mut guard = lock(&self.inner.replica);
         let (replica, store) = &mut *guard;
-        replica.sync(store.as_mut())
+        let result = replica.sync(store.as_mut());
+        *lock(&self.inner.last_stats) = replica.stats();
+        result
     }
 
-    /// The counters.
+    /// The counters. Never waits for a synchronisation in progress (a health check must not
+    /// hang on a silent store): then they are as of the last one that finished.
     pub fn stats(&self) -> ShareStats {
-        lock(&self.inner.replica).0.stats()
+        match self.inner.replica.try_lock() {
+            Ok(guard) => guard.0.stats(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().0.stats(),
+            Err(std::sync::TryLockError::WouldBlock) => lock(&self.inner.last_stats).clone(),
+        }
     }
 
     /// Runs `f` on the replica (its clock, totals, settings).
@@ -128,17 +139,17 @@ impl Exchange {
     pub fn stop(mut self) -> Result<()> {
         self.halt();
         self.sync().map_err(|e| match e {
-            Error::Store { store, message } => {
-                let lost = self.stats().unpublished;
-                Error::Store {
+            Error::Store { store, message } => match self.stats().unpublished {
+                0 => Error::Store { store, message },
+                lost => Error::Store {
                     store,
                     message: format!(
                         "{message} (the last synchronisation at stop: {lost} increment(s) of \
                          this replica's observations were never published, and stay only in \
                          this process's learner: save it to keep them)"
                     ),
-                }
-            }
+                },
+            },
             other => other,
         })
     }
@@ -171,9 +182,6 @@ fn run(inner: &Inner, interval: Duration) {
     // replica learns alone until the store is back), the rest are debug lines, and the
     // recovery is said once.
     let mut failing = false;
-    // The last rejection reason warned of: increments of another kind of learner (or other
-    // models) under the same namespace are refused; said once per reason, not every exchange.
-    let mut rejected_warned: Option<String> = None;
     loop {
         {
             let mut stop = lock(&inner.stop);
@@ -213,17 +221,7 @@ fn run(inner: &Inner, interval: Duration) {
                 }
                 Ok(_) => {}
             }
-            let stats = replica.stats();
-            if stats.rejected > 0 && stats.last_rejected != rejected_warned {
-                rejected_warned.clone_from(&stats.last_rejected);
-                tracing::warn!(
-                    rejected = stats.rejected,
-                    reason = stats.last_rejected.as_deref().unwrap_or_default(),
-                    "share: increments of another replica were refused (not the same learner: \
-                     kind, models or settings); replicas that should learn together need the \
-                     same saved router, and others a namespace of their own"
-                );
-            }
+            *lock(&inner.last_stats) = replica.stats();
         }
         next += interval;
         let now = Instant::now();

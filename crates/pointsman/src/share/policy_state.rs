@@ -228,6 +228,15 @@ impl SharedPolicyState {
         }
     }
 
+    /// Whether the store answers now: one read, nothing written, no statistics changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when it does not.
+    pub fn ping(&self) -> Result<()> {
+        self.counters.get("ping").map(|_| ())
+    }
+
     /// Delivers the charges waiting for the store, oldest first.
     ///
     /// # Errors
