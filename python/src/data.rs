@@ -37,6 +37,8 @@ impl PyDataset {
     /// (`{model: (input, output)}` USD per 1M tokens, required for every model), `ids`, `tasks`
     /// and `splits`
     /// (`"train"`/`"test"`; default: the shipped split rule on the ids). `save()` writes it.
+    /// With `embeddings`, `prompts` are still read (not embedded) for their length: without
+    /// them every prompt counts 0 tokens, so costs estimated from prices count the answer only.
     #[staticmethod]
     #[pyo3(signature = (models, scores, *, prices, embeddings = None, prompts = None, ids = None, tasks = None, splits = None, costs = None, propensities = None, embedder = None, embedding_model = None, name = "arrays".to_string()))]
     #[allow(clippy::too_many_arguments)]
