@@ -416,11 +416,10 @@ fn write_own_data(
                     "{label} {w:e} {r} {} {:e} {:e} {:e}",
                     d.model, d.quality, d.cost, d.utility
                 )?;
+                if label == "reprice" {
+                    moved += usize::from(d.model != router.route(&q, &objective)?.model);
+                }
             }
-            moved += usize::from(
-                repriced.shared().route(&q, &objective)?.model
-                    != router.route(&q, &objective)?.model,
-            );
         }
     }
     std::fs::write(out.join("own_data_expected.txt"), expected)?;

@@ -44,6 +44,22 @@ pub(super) fn synthetic(rng: &mut SplitMix64) -> (QueryFeatures, [f64; 3]) {
     (q, p)
 }
 
+/// `n` synthetic queries with every model's sampled outcome (full labels), seeded; each
+/// observed cost is the pool's estimate times `cost_factor`.
+fn labelled_split(n: usize, seed: u64, cost_factor: f64) -> Split {
+    let mut rng = SplitMix64::new(seed);
+    let (mut emb, mut scores, mut costs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (q, p) = synthetic(&mut rng);
+        emb.extend_from_slice(q.embedding());
+        for (m, &pm) in p.iter().enumerate() {
+            scores.push(if rng.next_f64() < pm { 1.0 } else { 0.0 });
+            costs.push(pool().estimate_cost(m, Some(0.0)) * cost_factor);
+        }
+    }
+    Split::from_arrays(pool(), emb, DIM, scores, costs).unwrap()
+}
+
 /// `n` (query, model, quality, cost) observations with random models, seeded.
 pub(super) fn stream(n: usize, seed: u64) -> Vec<(QueryFeatures, usize, f64, f64)> {
     let mut rng = SplitMix64::new(seed);
@@ -584,17 +600,7 @@ fn thompson_draws_are_a_function_of_state_and_query() {
 
 #[test]
 fn warm_start_learns_from_full_information() {
-    let mut rng = SplitMix64::new(31);
-    let (mut emb, mut scores, mut costs) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..120 {
-        let (q, p) = synthetic(&mut rng);
-        emb.extend_from_slice(q.embedding());
-        for (m, &pm) in p.iter().enumerate() {
-            scores.push(if rng.next_f64() < pm { 1.0 } else { 0.0 });
-            costs.push(pool().estimate_cost(m, Some(0.0)));
-        }
-    }
-    let split = Split::from_arrays(pool(), emb, DIM, scores, costs).unwrap();
+    let split = labelled_split(120, 31, 1.0);
     fn check<L: Learned>(split: &Split, config: L::Config) {
         let warm = BanditRouter::<L>::warm_start(split, config.clone()).unwrap();
         assert_eq!(warm.observations(), 360);
@@ -684,17 +690,7 @@ fn warm_start_learns_from_full_information() {
 /// cell in its journal: another replica that applies the journal ends where it did.
 #[test]
 fn partial_labels_learned_from_a_split_reach_the_other_replicas() {
-    let mut rng = SplitMix64::new(57);
-    let (mut emb, mut scores, mut costs) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..80 {
-        let (q, p) = synthetic(&mut rng);
-        emb.extend_from_slice(q.embedding());
-        for (m, &pm) in p.iter().enumerate() {
-            scores.push(if rng.next_f64() < pm { 1.0 } else { 0.0 });
-            costs.push(pool().estimate_cost(m, Some(0.0)) * 1.5);
-        }
-    }
-    let full = Split::from_arrays(pool(), emb, DIM, scores, costs).unwrap();
+    let full = labelled_split(80, 57, 1.5);
     let partial = crate::data::keep_cells(&full, 0.4, 3).unwrap();
     let cells = partial.observed_count() as u64;
     assert!(cells > 0 && cells < 240);
