@@ -150,6 +150,10 @@ def test_train_auto_and_by_kind(toy, tmp_path):
     assert sorted(kinds) == ["irt", "knn", "stack", "zero"]
     scores = [c["score"] for c in report["candidates"]]
     assert scores == sorted(scores, reverse=True)
+    # The figure on each of the 3 folds alone (None where undefined on a fold).
+    for c in report["candidates"]:
+        assert len(c["fold_scores"]) == 3
+        assert all(f is None or 0.0 <= f <= 1.0 for f in c["fold_scores"])
     assert router.kind == kinds[0]
     # Every kind auto may return saves and loads like any router.
     router.save(tmp_path / "auto.safetensors")

@@ -320,12 +320,46 @@ fn auto_table(r: &AutoReport) -> String {
             }),
         ));
     }
+    // The spread over the folds, and the folds on which the candidate beats the chosen one
+    // (paired: the same held-out queries).
+    let (chosen_kind, chosen) = (r.chosen().kind, r.chosen().fold_scores.clone());
+    columns.push((
+        "folds",
+        Box::new(|c| {
+            let defined: Vec<f64> = c.fold_scores.iter().flatten().copied().collect();
+            match (
+                defined.iter().copied().reduce(f64::min),
+                defined.iter().copied().reduce(f64::max),
+            ) {
+                (Some(lo), Some(hi)) => format!("{lo:.3}–{hi:.3}"),
+                _ => "-".into(),
+            }
+        }),
+    ));
+    columns.push((
+        "beats chosen",
+        Box::new(move |c| {
+            let pairs: Vec<(f64, f64)> = c
+                .fold_scores
+                .iter()
+                .zip(&chosen)
+                .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
+                .collect();
+            if c.kind == chosen_kind || pairs.is_empty() {
+                return "-".into();
+            }
+            let wins = pairs.iter().filter(|(a, b)| a > b).count();
+            format!("{wins}/{}", pairs.len())
+        }),
+    ));
     out.push_str(&format!("  {:<12}", "kind"));
     for (name, _) in &columns {
-        out.push_str(&format!(
-            " {:>14}",
-            format!("cv {}", name.replace('_', " "))
-        ));
+        let title = match *name {
+            "folds" => "cv per fold".to_string(),
+            "beats chosen" => "beats chosen".to_string(),
+            n => format!("cv {}", n.replace('_', " ")),
+        };
+        out.push_str(&format!(" {title:>14}"));
     }
     out.push_str(&format!(" {:>9}  setting\n", "seconds"));
     for c in &r.candidates {
@@ -339,6 +373,11 @@ fn auto_table(r: &AutoReport) -> String {
             short(&c.config.changes(), 60)
         ));
     }
+    out.push_str(&format!(
+        "  (cv per fold: the lowest and highest {by} on one fold's held-out queries; beats chosen: \
+         the folds on which it scores above the chosen candidate — a lead that does not hold on \
+         most folds is within the noise)\n"
+    ));
     if r.candidates.iter().any(|c| c.kind == RouterKind::Stack) {
         out.push_str(
             "  (the stack's seconds are its own, on top of its members' searches; its setting in \

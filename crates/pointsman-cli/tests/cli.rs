@@ -473,10 +473,28 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     for kind in ["zero", "knn", "stack"] {
         assert!(stdout.contains(&format!("  {kind} ")), "{stdout}");
     }
+    // The spread over the folds, and the paired count against the chosen one ("-" on its own
+    // row; the zero router beats kNN on no fold of this data).
+    assert!(
+        stdout.contains("cv per fold") && stdout.contains("beats chosen"),
+        "{stdout}"
+    );
+    let row = |kind: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  {kind} ")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     let chosen = stdout
         .lines()
         .find_map(|l| l.strip_prefix("chose "))
         .expect("a chose line");
+    let chosen_kind = chosen.split_whitespace().next().unwrap();
+    assert_eq!(row(chosen_kind)[4], "-", "{stdout}");
+    assert_eq!(row("zero")[4], "0/5", "{stdout}");
     let router = pointsman::registry::AnyRouter::load(&file).unwrap();
     assert!(chosen.starts_with(router.kind().name()), "{chosen}");
     let e = stderr_line(&pointsman(&[&base[..], &["--criterion", "best"]].concat()));

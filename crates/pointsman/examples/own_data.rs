@@ -207,6 +207,17 @@ fn main() -> Result<()> {
         aiq("mf", &full_mf)?,
         aiq("task-mean", &full_tm)?
     );
+    // Not a router: it reads the test labels. The most any router that knows only the task can
+    // reach on this test split, against which the routers' within-task gains can be read.
+    let ceiling = eval
+        .evaluate_router("task-mean-on-test", task_mean(ds.test())?.shared(), None)?
+        .report
+        .metrics;
+    println!(
+        "task-mean fitted on the test split (reads test labels: the ceiling of routing by task \
+         alone) {:.4}, max quality {:.4}",
+        ceiling.aiq, ceiling.max_quality
+    );
 
     println!("## partial: 30 % of the train cells kept (seed 0)");
     let partial = keep_cells(train, 0.3, 0)?;

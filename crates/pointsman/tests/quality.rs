@@ -150,6 +150,18 @@ fn auto_on_a_subset_of_llmrouter_dc() {
         .windows(2)
         .all(|w| w[0].score >= w[1].score));
     assert_eq!(router.kind(), report.chosen().kind);
+    // Per fold: one defined figure per fold, and the pooled figure within the folds' reach.
+    for c in &report.candidates {
+        let folds: Vec<f64> = c.fold_scores.iter().flatten().copied().collect();
+        assert_eq!(folds.len(), 5, "{}: {:?}", c.kind, c.fold_scores);
+        let mean = folds.iter().sum::<f64>() / 5.0;
+        assert!(
+            (mean - c.score).abs() < 0.02 && folds.iter().all(|f| (0.0..=1.0).contains(f)),
+            "{}: pooled {} folds {folds:?}",
+            c.kind,
+            c.score
+        );
+    }
     let cv = |k: RouterKind| {
         report
             .candidates

@@ -5,7 +5,9 @@
 //! reach the choice. Every candidate is measured the same way: its *out-of-fold* estimates of
 //! every training query — made without that query's labels — scored like a test split
 //! ([`validation_metrics`]) by one [`Criterion`]: AIQ, APGR on two-model data, or the one the
-//! caller names.
+//! caller names. The report adds the criterion on each fold alone
+//! ([`AutoCandidate::fold_scores`]): how much the figure moves with the queries it is measured
+//! on, and, paired fold by fold, whether one candidate's lead over another holds on every fold.
 //!
 //! | candidate | out-of-fold estimates | the router kept |
 //! |---|---|---|
@@ -140,6 +142,13 @@ pub struct AutoCandidate {
     pub score: f64,
     /// Every validation metric of the out-of-fold estimates.
     pub metrics: Metrics,
+    /// The criterion on each fold's held-out queries alone, in fold order: the spread behind
+    /// `score`. Two candidates' figures on the same fold are paired (the same queries, the same
+    /// training rows), so a lead that changes sign between folds is within the noise. `None`
+    /// where the figure is undefined on that fold (APGR when its weak and strong models score
+    /// the same there). Empty in reports written before this field existed.
+    #[serde(default)]
+    pub fold_scores: Vec<Option<f64>>,
     /// Settings the candidate's own search tried (1 without a search).
     pub settings: usize,
     /// Wall-clock seconds: its search or per-fold fits and the final fit (for the stack, the
@@ -226,6 +235,7 @@ impl AnyRouter {
     /// let options = AutoOptions { kinds: vec![RouterKind::Zero, RouterKind::Knn], ..Default::default() };
     /// let (router, report) = AnyRouter::fit_auto(&train, &options, &mut |_| {})?;
     /// assert_eq!(report.candidates.len(), 2);
+    /// assert!(report.candidates.iter().all(|c| c.fold_scores.len() == 5));
     /// assert_eq!(router.kind(), report.chosen().kind);
     /// # Ok::<(), pointsman::Error>(())
     /// ```
@@ -300,10 +310,38 @@ impl AnyRouter {
     }
 }
 
-/// Metrics of out-of-fold estimates under `criterion`.
-fn score(est: &Estimates, train: &Split, criterion: Criterion) -> Result<(f64, Metrics)> {
-    let metrics = validation_metrics(est, train, train.weak_strong(), DEFAULT_SWEEP_POINTS)?;
-    Ok((criterion.score(&metrics), metrics))
+/// A candidate's cross-validated figures: the criterion on the pooled out-of-fold estimates
+/// (what the ranking uses), every metric, and the criterion on each fold alone.
+struct Scored {
+    score: f64,
+    metrics: Metrics,
+    fold_scores: Vec<Option<f64>>,
+}
+
+/// Metrics of out-of-fold estimates under `criterion`, pooled and per fold.
+fn score(est: &Estimates, train: &Split, folds: &Folds, criterion: Criterion) -> Result<Scored> {
+    let weak_strong = train.weak_strong();
+    let metrics = validation_metrics(est, train, weak_strong, DEFAULT_SWEEP_POINTS)?;
+    let fold_scores = (0..folds.count())
+        .map(|f| {
+            let held: Vec<usize> = folds.held_out(f).collect();
+            let truth = train.subset(&held, "validation");
+            validation_metrics(
+                &est.select(&held),
+                &truth,
+                weak_strong,
+                DEFAULT_SWEEP_POINTS,
+            )
+            .ok()
+            .map(|m| criterion.score(&m))
+            .filter(|v| v.is_finite())
+        })
+        .collect();
+    Ok(Scored {
+        score: criterion.score(&metrics),
+        metrics,
+        fold_scores,
+    })
 }
 
 /// Out-of-fold estimates of `config` by refitting it on every fold's complement; learners
@@ -333,13 +371,18 @@ fn measure(
                     settings: usize,
                     oof: Estimates|
      -> Result<Measured> {
-        let (score, metrics) = score(&oof, train, criterion)?;
+        let Scored {
+            score,
+            metrics,
+            fold_scores,
+        } = score(&oof, train, folds, criterion)?;
         Ok(Measured {
             report: AutoCandidate {
                 kind,
                 config,
                 score,
                 metrics,
+                fold_scores,
                 settings,
                 seconds: 0.0,
             },
@@ -397,13 +440,18 @@ fn measure(
         _ => {
             let config = RouterConfig::default_for(kind, seed)?;
             let oof = refit_oof(&config, train, folds)?;
-            let (score, metrics) = score(&oof, train, criterion)?;
+            let Scored {
+                score,
+                metrics,
+                fold_scores,
+            } = score(&oof, train, folds, criterion)?;
             Ok(Measured {
                 report: AutoCandidate {
                     kind,
                     config,
                     score,
                     metrics,
+                    fold_scores,
                     settings: 1,
                     seconds: 0.0,
                 },
@@ -436,15 +484,23 @@ fn measure_stack(
         .iter()
         .position(|c| c.report.kind == RouterKind::Knn)
         .unwrap_or(0);
-    let mut best: Option<(f64, Metrics, f64, Estimates)> = None;
+    let mut best: Option<(Scored, f64, Estimates)> = None;
     for shrinkage in STACK_SHRINKAGE {
         let est = StackRouter::cross_validate(&oof, train, folds, None, shrinkage, cost_member)?;
-        let (s, metrics) = score(&est, train, criterion)?;
-        if best.as_ref().is_none_or(|b| s > b.0) {
-            best = Some((s, metrics, shrinkage, est));
+        let scored = score(&est, train, folds, criterion)?;
+        if best.as_ref().is_none_or(|b| scored.score > b.0.score) {
+            best = Some((scored, shrinkage, est));
         }
     }
-    let (score, metrics, shrinkage, est) = best.expect("STACK_SHRINKAGE is not empty");
+    let (
+        Scored {
+            score,
+            metrics,
+            fold_scores,
+        },
+        shrinkage,
+        est,
+    ) = best.expect("STACK_SHRINKAGE is not empty");
     let config = StackConfig {
         shrinkage,
         cost_member: Some(cost_member),
@@ -462,6 +518,7 @@ fn measure_stack(
             config: saved,
             score,
             metrics,
+            fold_scores,
             settings: STACK_SHRINKAGE.len(),
             seconds: 0.0,
         },
@@ -503,12 +560,18 @@ pub(super) fn fit_stack(config: &StackConfig, train: &Split) -> Result<AnyRouter
             }
             let oof = refit_oof(&member, train, &folds)?;
             let router = AnyRouter::fit_config(&member, train)?;
+            let Scored {
+                metrics,
+                fold_scores,
+                ..
+            } = score(&oof, train, &folds, criterion)?;
             members.push(Measured {
                 report: AutoCandidate {
                     kind,
                     config: member,
                     score: 0.0,
-                    metrics: score(&oof, train, criterion)?.1,
+                    metrics,
+                    fold_scores,
                     settings: 1,
                     seconds: 0.0,
                 },

@@ -114,6 +114,37 @@ impl Estimates {
         )
     }
 
+    /// The estimates of `rows`, in that order (signals and scores included).
+    ///
+    /// # Panics
+    ///
+    /// When a row is out of range.
+    ///
+    /// ```
+    /// use pointsman::Estimates;
+    /// let mut e = Estimates::new(3, 2);
+    /// e.row_mut(2).0.copy_from_slice(&[0.5, 0.25]);
+    /// let picked = e.select(&[2, 0]);
+    /// assert_eq!(picked.rows(), 2);
+    /// assert_eq!(picked.quality_row(0), &[0.5, 0.25]);
+    /// ```
+    pub fn select(&self, rows: &[usize]) -> Estimates {
+        let m = self.models;
+        let mut out = Estimates::new(rows.len(), m);
+        for (i, &r) in rows.iter().enumerate() {
+            out.quality[i * m..(i + 1) * m].copy_from_slice(self.quality_row(r));
+            out.cost[i * m..(i + 1) * m].copy_from_slice(self.cost_row(r));
+            out.signals[i] = self.signals[r];
+        }
+        if !self.score.is_empty() {
+            out.score = rows
+                .iter()
+                .flat_map(|&r| self.score_row(r).iter().copied())
+                .collect();
+        }
+        out
+    }
+
     pub(super) fn check(&self, what: &str) -> Result<()> {
         let bad = self
             .quality
