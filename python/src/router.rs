@@ -568,7 +568,7 @@ impl PyRouter {
     }
 
     /// A new router with new prices (`{model: (input, output)}` USD per 1M tokens) for some of
-    /// its models, without refitting: prices are data, not weights (knn, mf and the bandits).
+    /// its models, without refitting: prices are data, not weights (every kind but the cascade).
     fn reprice(
         &self,
         py: Python<'_>,

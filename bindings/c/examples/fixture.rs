@@ -342,11 +342,12 @@ fn write_texts(
 }
 
 /// The repricing and onboarding fixtures: `prices.json` (all models but the last repriced), `eight.safetensors`
-/// (a kNN router fitted without one model), `own_data.txt` (that model's id and the dataset
-/// folder its labelled queries come from) and `own_data_expected.txt` (`reprice`, `onboard` and
-/// `card` lines as in expected.txt: the decisions of the repriced router and of the eight-model
-/// router with the model added from the train split and from its card alone, as loaded from
-/// their files).
+/// (a kNN router fitted without one model), `stack.safetensors` (a stack of kNN and the zero
+/// router), `own_data.txt` (that model's id and the dataset folder its labelled queries come
+/// from) and `own_data_expected.txt` (`reprice`, `onboard`, `card`, `stack` and `stack-reprice`
+/// lines as in expected.txt: the decisions of the repriced router, of the eight-model router
+/// with the model added from the train split and from its card alone, and of the stack as
+/// loaded and repriced).
 fn write_own_data(
     ds: &Dataset,
     data: &std::path::Path,
@@ -388,6 +389,15 @@ fn write_own_data(
     let eight = pointsman::AnyRouter::load(out.join("eight.safetensors"))?;
     let onboarded = eight.add_model(pool.card(held).clone(), Some(train))?;
     let from_card = eight.add_model(pool.card(held).clone(), None)?;
+    // A stack (what `--router auto` may save): kNN and the zero router, weights fitted out of
+    // fold; loaded from its file, and repriced with the same price list.
+    let stack: pointsman::registry::RouterConfig = serde_json::from_value(serde_json::json!({
+        "type": "stack",
+        "members": [{"type": "knn", "k": 40}, {"type": "baseline", "rule": "zero"}],
+    }))?;
+    pointsman::AnyRouter::fit_config(&stack, train)?.save(out.join("stack.safetensors"))?;
+    let stack = pointsman::AnyRouter::load(out.join("stack.safetensors"))?;
+    let stack_repriced = stack.reprice(pointsman::data::read_pool(&prices)?.cards())?;
     std::fs::write(
         out.join("own_data.txt"),
         format!(
@@ -409,6 +419,8 @@ fn write_own_data(
                 ("reprice", repriced.shared()),
                 ("onboard", onboarded.shared()),
                 ("card", from_card.shared()),
+                ("stack", stack.shared()),
+                ("stack-reprice", stack_repriced.shared()),
             ] {
                 let d = r2.route(&q, &objective)?;
                 writeln!(

@@ -7,7 +7,8 @@
  * embedding and routing text at once); cascade sessions (chain.safetensors, and
  * cascade.safetensors against the Rust sessions of cascade_expected.txt); a learner routed,
  * taught and saved by 8 threads at once, its observation count checked against the saved file;
- * a router repriced and one with a model onboarded (own_data_expected.txt).
+ * a router repriced, one with a model onboarded, and a stack of kNN and the zero router loaded
+ * and repriced (own_data_expected.txt).
  *
  * Usage: test_c FIXTURE_DIR      (built and run by `make -C bindings/c test`)
  */
@@ -1143,14 +1144,19 @@ static void test_own_data(const char *dir) {
   snprintf(models_json, sizeof models_json, "%s/models.json", data);
 
   pm_router *repriced = NULL, *eight = NULL, *onboarded = NULL, *from_card = NULL;
+  pm_router *stack = NULL, *stack_repriced = NULL;
   snprintf(path, sizeof path, "%s/prices.json", dir);
   CHECK_STATUS(pm_router_reprice(router, path, &repriced, &err_), PM_STATUS_OK);
+  snprintf(path, sizeof path, "%s/stack.safetensors", dir);
+  CHECK_STATUS(pm_router_load(path, &stack, &err_), PM_STATUS_OK);
+  snprintf(path, sizeof path, "%s/prices.json", dir);
+  if (stack) CHECK_STATUS(pm_router_reprice(stack, path, &stack_repriced, &err_), PM_STATUS_OK);
   snprintf(path, sizeof path, "%s/eight.safetensors", dir);
   CHECK_STATUS(pm_router_load(path, &eight, &err_), PM_STATUS_OK);
   CHECK_STATUS(pm_router_add_model(eight, held, NULL, data, &onboarded, &err_), PM_STATUS_OK);
   CHECK_STATUS(pm_router_add_model(eight, held, models_json, NULL, &from_card, &err_),
                PM_STATUS_OK);
-  if (!repriced || !eight || !onboarded || !from_card) {
+  if (!repriced || !eight || !onboarded || !from_card || !stack || !stack_repriced) {
     failed++;
     fprintf(stderr, "test_own_data: a router is missing; skipping its decisions\n");
   } else {
@@ -1163,15 +1169,18 @@ static void test_own_data(const char *dir) {
     f = fopen(path, "r");
     if (!f) die("missing", path);
     char kind[16];
-    size_t lines = 0, moved = 0;
+    size_t lines = 0, moved = 0, stacked = 0;
     pm_decision want;
     double w;
     size_t r;
     while (fscanf(f, "%15s %lf %zu %u %lf %lf %lf", kind, &w, &r, &want.model, &want.quality,
                   &want.cost, &want.utility) == 7) {
-      const pm_router *which = strcmp(kind, "reprice") == 0   ? repriced
-                               : strcmp(kind, "onboard") == 0 ? onboarded
-                                                              : from_card;
+      const pm_router *which = strcmp(kind, "reprice") == 0         ? repriced
+                               : strcmp(kind, "onboard") == 0       ? onboarded
+                               : strcmp(kind, "stack") == 0         ? stack
+                               : strcmp(kind, "stack-reprice") == 0 ? stack_repriced
+                                                                    : from_card;
+      stacked += which == stack || which == stack_repriced;
       pm_decision got, before;
       CHECK_STATUS(pm_router_route(which, features + r * dim, dim, w, &got, &err_), PM_STATUS_OK);
       CHECK(same(&got, &want));
@@ -1186,6 +1195,7 @@ static void test_own_data(const char *dir) {
     fclose(f);
     CHECK(lines > 0);
     CHECK(moved > 0);
+    CHECK(stacked > 0);
   }
 
   /* Bad arguments. */
@@ -1222,6 +1232,8 @@ static void test_own_data(const char *dir) {
   CHECK(none == NULL);
   pm_router_free(cascade);
   pm_router_free(repriced);
+  pm_router_free(stack);
+  pm_router_free(stack_repriced);
   pm_router_free(onboarded);
   pm_router_free(from_card);
   pm_router_free(eight);

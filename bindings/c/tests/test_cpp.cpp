@@ -541,6 +541,8 @@ void test_own_data(const pointsman::Router &router, const Fixture &f, const std:
   const pointsman::Router eight = pointsman::Router::load(dir + "/eight.safetensors");
   const pointsman::Router onboarded = eight.add_model(held, "", data);
   const pointsman::Router from_card = eight.add_model(held, data + "/models.json", "");
+  const pointsman::Router stack = pointsman::Router::load(dir + "/stack.safetensors");
+  const pointsman::Router stack_repriced = stack.reprice(dir + "/prices.json");
   CHECK(onboarded.num_models() == eight.num_models() + 1);
   CHECK(from_card.num_models() == onboarded.num_models());
   std::ifstream expected(dir + "/own_data_expected.txt");
@@ -549,9 +551,11 @@ void test_own_data(const pointsman::Router &router, const Fixture &f, const std:
   std::size_t r = 0, lines = 0;
   pm_decision want{};
   while (expected >> kind >> w >> r >> want.model >> want.quality >> want.cost >> want.utility) {
-    const pointsman::Router &which = kind == "reprice"   ? repriced
-                                     : kind == "onboard" ? onboarded
-                                                         : from_card;
+    const pointsman::Router &which = kind == "reprice"         ? repriced
+                                     : kind == "onboard"       ? onboarded
+                                     : kind == "stack"         ? stack
+                                     : kind == "stack-reprice" ? stack_repriced
+                                                               : from_card;
     const pm_decision got = which.route(f.features.data() + r * f.dim, f.dim, w);
     // Exactly what Rust computed (the fixture prints doubles in round-trip form).
     CHECK(got.model == want.model && got.quality == want.quality && got.cost == want.cost &&

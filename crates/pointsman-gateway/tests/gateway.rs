@@ -2,7 +2,8 @@
 //! real embedder, real routers saved to a temporary folder, reqwest as the client.
 //!
 //! Routers: a `zero` baseline (fixed expected qualities small 0.5 < mid 0.7 < big 0.9, equal card
-//! prices, so every cost comes from the gateway's configured prices) and a cold LinUCB learner.
+//! prices, so every cost comes from the gateway's configured prices), a cold LinUCB learner, and
+//! an IRT router and a stack fitted on a small synthetic split.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -45,6 +46,9 @@ fn pool() -> ModelPool {
 enum Kind {
     Zero,
     LinUcb,
+    /// What `--router auto` may save beyond knn and mf.
+    Irt,
+    Stack,
 }
 
 fn write_router(kind: Kind, path: &std::path::Path) {
@@ -56,6 +60,29 @@ fn write_router(kind: Kind, path: &std::path::Path) {
             let scores = vec![0.5, 0.7, 0.9, 0.5, 0.7, 0.9];
             let split = Split::from_arrays(pool(), emb, DIM, scores, vec![1e-5; 6]).unwrap();
             BaselineRouter::fit(Baseline::Zero, &split)
+                .unwrap()
+                .save(path)
+                .unwrap();
+        }
+        Kind::Irt | Kind::Stack => {
+            // A small labelled split: small is right on the first half of the embedding's
+            // axes, big everywhere, mid on every other query.
+            let n = 40;
+            let mut emb = vec![0.0f32; n * DIM];
+            let mut scores = Vec::new();
+            for i in 0..n {
+                emb[i * DIM + i % DIM] = 1.0;
+                emb[i * DIM + DIM - 1] = 0.5;
+                scores.extend_from_slice(&[f64::from(u8::from(i < n / 2)), (i % 2) as f64, 1.0]);
+            }
+            let split = Split::from_arrays(pool(), emb, DIM, scores, vec![1e-5; 3 * n]).unwrap();
+            let config = if kind == Kind::Irt {
+                json!({"type": "irt", "dim": 2, "max_steps": 20})
+            } else {
+                json!({"type": "stack", "members": [{"type": "knn", "k": 5}, {"type": "baseline", "rule": "zero"}]})
+            };
+            let config: pointsman::registry::RouterConfig = serde_json::from_value(config).unwrap();
+            pointsman::registry::AnyRouter::fit_config(&config, &split)
                 .unwrap()
                 .save(path)
                 .unwrap();
@@ -461,6 +488,39 @@ async fn routes_by_configured_prices_and_options() {
     let budget = decisions.iter().find(|d| d.status == 402).unwrap();
     assert_eq!(budget.error.as_deref(), Some("budget_exhausted"));
     assert!(decisions.iter().any(|d| d.status == 413));
+}
+
+/// What `pointsman train --router auto` may save beyond knn, mf and the learners — an IRT router
+/// and a stack — serves like any router file, repriced by the configured prices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_irt_and_stack_router_files() {
+    for (kind, name) in [(Kind::Irt, "irt"), (Kind::Stack, "stack")] {
+        let mut e = env(kind, "", "").await;
+        let a = e
+            .chat(
+                "pointsman",
+                "Write a haiku about trains.",
+                json!({"cost_weight": 0.0}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{name}: {}", a.body);
+        let chosen = a.header("x-pointsman-model").to_string();
+        assert!(MODELS.contains(&chosen.as_str()), "{name}: {chosen}");
+        // At a high cost weight the configured prices (small 0.1, big 10 USD / 1M tokens)
+        // decide: the cheapest model.
+        let cheap = e
+            .chat(
+                "pointsman",
+                "Write a haiku about trains.",
+                json!({"cost_weight": 1e9}),
+            )
+            .await;
+        assert_eq!(cheap.header("x-pointsman-model"), "small", "{name}");
+        let log = e.stop().await;
+        let d = decisions(&log);
+        assert_eq!(d.len(), 2, "{name}");
+        assert_eq!(d[0].router.as_ref().unwrap().kind, name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

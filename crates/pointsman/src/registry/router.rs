@@ -294,19 +294,39 @@ impl AnyRouter {
 
     /// The router with new prices for some of its models (cards of `prices` by id), without
     /// refitting: costs estimated from observed costs are scaled by the ratio of new to old
-    /// price, quality estimates are unchanged.
+    /// price, quality estimates are unchanged. Every kind but the cascade: a stack reprices each
+    /// member, a baseline its mean training costs (`cheapest` and `best-single` choose again).
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for kinds other than `knn`, `mf` and the learners;
-    /// [`Error::UnknownModel`] for a card of a model the router does not have.
+    /// [`Error::Unsupported`] for the cascade; [`Error::UnknownModel`] for a card of a model
+    /// the router does not have; [`Error::Config`] for a price out of range.
     pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<AnyRouter> {
         match self {
             AnyRouter::Knn(r) => Ok(r.reprice(prices)?.into()),
             AnyRouter::Mf(r) => Ok(r.reprice(prices)?.into()),
             AnyRouter::Learner(l) => Ok(AnyRouter::Learner(l.reprice(prices)?)),
+            AnyRouter::Irt(r) => Ok(r.reprice(prices)?.into()),
+            AnyRouter::Baseline(r) => Ok(r.reprice(prices)?.into()),
+            AnyRouter::Stack(r) => {
+                // Each member repriced as its own kind (through its saved form, which is how
+                // the stack holds it), the weights unchanged: they combine quality estimates.
+                let members = r
+                    .members()
+                    .iter()
+                    .map(|m| {
+                        AnyRouter::from_saved(m.to_saved()?)?
+                            .reprice(prices)
+                            .map(|r| r.shared())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let weights = (0..r.models().len())
+                    .flat_map(|j| r.weights(j).iter().copied())
+                    .collect();
+                Ok(StackRouter::new(members, weights, r.config().clone())?.into())
+            }
             _ => Err(Error::Unsupported(format!(
-                "repricing a {} router (knn, mf and the learners are repriced)",
+                "repricing a {} router (every pre-call kind and the learners are repriced)",
                 self.kind()
             ))),
         }

@@ -410,3 +410,92 @@ fn add_model_and_reprice_through_any_router() {
     let fitted = AnyRouter::fit(RouterKind::Knn, &partial, &FitOptions::default()).unwrap();
     assert!(fitted.search.is_none());
 }
+
+/// Every pre-call kind (the ones `auto` may return included) takes a new price list without
+/// refitting: its quality estimates stay bit for bit, the repriced model's costs scale by the
+/// price ratio, the others' stay, and the repriced router saves and loads. The cascade refuses.
+#[test]
+fn every_pre_call_kind_reprices_without_refitting() {
+    let train = split();
+    let q = train.features().unwrap();
+    let small = |config: RouterConfig| match config {
+        RouterConfig::Knn(c) => RouterConfig::Knn(KnnConfig { k: 5, ..c }),
+        RouterConfig::Mf(c) => RouterConfig::Mf(MfConfig {
+            dim: 4,
+            max_epochs: 5,
+            ..c
+        }),
+        RouterConfig::Irt(c) => RouterConfig::Irt(crate::routers::irt::IrtConfig {
+            dim: 2,
+            max_steps: 10,
+            ..c
+        }),
+        RouterConfig::Stack(c) => RouterConfig::Stack(crate::routers::stack::StackConfig {
+            members: vec![
+                serde_json::json!({"type": "knn", "k": 5}),
+                serde_json::json!({"type": "baseline", "rule": "zero"}),
+            ],
+            ..c
+        }),
+        other => other,
+    };
+    // "b" (1.0 / 1.0 USD per 1M tokens) becomes ten times cheaper than "a".
+    let prices = [ModelCard::new("b", 0.01, 0.01)];
+    let mut kinds: Vec<RouterConfig> = RouterKind::ALL
+        .into_iter()
+        .filter(|k| k.is_pre_call() && *k != RouterKind::Fixed)
+        .map(|k| small(RouterConfig::default_for(k, 0).unwrap()))
+        .collect();
+    kinds.push(RouterConfig::Baseline(Baseline::Fixed {
+        model: "b".into(),
+    }));
+    let mut checked = 0;
+    for config in kinds {
+        let kind = config.kind();
+        checked += 1;
+        let r = match AnyRouter::fit_config(&config, &train) {
+            Err(e) if e.kind() == crate::ErrorKind::Unsupported => {
+                checked -= 1; // no `train` feature
+                continue;
+            }
+            r => r.unwrap(),
+        };
+        let before = r.estimate_batch(&q).unwrap();
+        let priced = r.reprice(&prices).unwrap();
+        assert_eq!(priced.kind(), kind);
+        assert_eq!(priced.models().card(1).input_usd_per_mtok, 0.01);
+        let after = priced.estimate_batch(&q).unwrap();
+        assert_eq!(after.quality, before.quality, "{kind}: quality moved");
+        for row in 0..before.rows() {
+            let (old, new) = (before.cost_row(row), after.cost_row(row));
+            assert_eq!(new[0], old[0], "{kind}: the other model's cost moved");
+            assert!(
+                (new[1] - old[1] / 100.0).abs() <= 1e-9 * old[1],
+                "{kind}: {} is not a hundredth of {}",
+                new[1],
+                old[1]
+            );
+        }
+        let back = AnyRouter::from_bytes(&priced.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.estimate_batch(&q).unwrap().cost, after.cost, "{kind}");
+        if kind == RouterKind::Cheapest {
+            // The cheapest model is chosen again under the new prices.
+            let (one, o) = (
+                QueryFeatures::new(vec![0.9, 0.1, 0.3]).unwrap(),
+                Objective::new(0.0),
+            );
+            assert_eq!(r.route(&one, &o).unwrap().model, 0);
+            assert_eq!(priced.route(&one, &o).unwrap().model, 1);
+        }
+    }
+    // Every baseline, knn, mf, irt, stack and the four learners (mf and irt need `train`).
+    assert_eq!(checked, if cfg!(feature = "train") { 13 } else { 11 });
+    let cascade = AnyRouter::fit_config(
+        &RouterConfig::default_for(RouterKind::Cascade, 0).unwrap(),
+        &train,
+    )
+    .unwrap();
+    let e = cascade.reprice(&prices).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("cascade"), "{e}");
+}

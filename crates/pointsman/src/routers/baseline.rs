@@ -184,6 +184,36 @@ impl BaselineRouter {
     pub fn fixed_model(&self) -> Option<usize> {
         self.fixed
     }
+
+    /// The router with new prices ([`ModelPool::repriced`]) without refitting: each model's
+    /// mean training cost is scaled by its ratio of new to old mean price per token (kept when
+    /// the old price was zero), and `cheapest` / `best-single` choose again by the new means.
+    ///
+    /// # Errors
+    ///
+    /// As [`ModelPool::repriced`].
+    pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<BaselineRouter> {
+        let pool = self.pool.repriced(prices)?;
+        let mean_costs: Vec<f64> = self
+            .mean_costs
+            .iter()
+            .enumerate()
+            .map(|(j, &c)| {
+                crate::pool::price_ratio(self.pool.card(j), pool.card(j)).map_or(c, |r| c * r)
+            })
+            .collect();
+        let fixed = match &self.rule {
+            Baseline::Cheapest => Some(best_model(&vec![0.0; pool.len()], &mean_costs, 1.0, None)),
+            Baseline::BestSingle => Some(best_model(&self.mean_scores, &mean_costs, 0.0, None)),
+            _ => self.fixed,
+        };
+        Ok(BaselineRouter {
+            fixed,
+            pool,
+            mean_costs,
+            ..self.clone()
+        })
+    }
 }
 
 impl Router for BaselineRouter {

@@ -81,6 +81,33 @@ impl IrtRouter {
         }
     }
 
+    /// The router with new prices ([`ModelPool::repriced`]) without refitting: prices are data,
+    /// not weights. A model's linear fit of observed costs is scaled by its ratio of new to old
+    /// mean price per token (dropped for the new price's estimate when the old price was zero);
+    /// the answer lengths are kept; quality estimates are unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`ModelPool::repriced`].
+    pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<IrtRouter> {
+        let pool = self.pool.repriced(prices)?;
+        let mut out = self.clone();
+        out.costs.observed_fit = self
+            .costs
+            .observed_fit
+            .iter()
+            .enumerate()
+            .map(|(j, f)| {
+                f.and_then(|(a, b)| {
+                    crate::pool::price_ratio(self.pool.card(j), pool.card(j))
+                        .map(|r| (a * r, b * r))
+                })
+            })
+            .collect();
+        out.pool = pool;
+        Ok(out)
+    }
+
     /// The row of the task tables for a query's tag: its own, or the last for none or unseen.
     fn task_row(&self, task: Option<&str>) -> usize {
         task.and_then(|t| self.task_ids.get(t).copied())
