@@ -284,3 +284,36 @@ async fn two_gateways_share_budgets_and_sessions_through_redis() {
     assert!(charged <= 2e-4 + 1e-12, "the two charged {charged}");
     assert!(charged > 2e-4 / 2.0, "{charged}");
 }
+
+/// A policy whose guard reads the router's out-of-distribution signal, on a router that gives
+/// none: the gateway refuses to start, naming the router and the guard to fit instead (rather
+/// than answering every request of that policy with an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_guard_on_a_router_without_the_signal_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write_router(Kind::Zero, &dir.path().join("router.safetensors"));
+    std::fs::write(
+        dir.path().join("policy.json"),
+        json!({"version": 1, "guard": {"source": "router", "action": "refuse"}}).to_string(),
+    )
+    .unwrap();
+    let mut toml = String::from(
+        "listen = \"127.0.0.1:0\"\nrouter = \"router.safetensors\"\n[policies.guarded]\nfile = \"policy.json\"\n",
+    );
+    for m in MODELS {
+        toml.push_str(&format!(
+            "[[upstreams]]\nmodel = \"{m}\"\nbase_url = \"http://127.0.0.1:9/v1\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("gateway.toml"), toml).unwrap();
+    let config = Config::load(dir.path().join("gateway.toml")).unwrap();
+    let e = pointsman_gateway::start_with(config, embedder())
+        .await
+        .err()
+        .expect("the gateway must not start");
+    let e = e.to_string();
+    assert!(
+        e.contains("zero router does not give") && e.contains("fit an embedding guard"),
+        "{e}"
+    );
+}

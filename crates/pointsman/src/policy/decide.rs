@@ -59,8 +59,9 @@ impl PolicyRouter {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a rule or guard fallback naming a model not in the pool, or a guard
-    /// of source `embeddings` without a fitted guard; [`Error::DimensionMismatch`] for a guard
+    /// [`Error::Config`] for a rule or guard fallback naming a model not in the pool, a guard
+    /// of source `embeddings` without a fitted guard, or one of source `router` on a router that
+    /// gives no out-of-distribution signal; [`Error::DimensionMismatch`] for a guard
     /// fitted on other embeddings.
     pub fn new(router: Arc<dyn Router>, policy: Policy) -> Result<PolicyRouter> {
         let pool = router.models();
@@ -111,7 +112,27 @@ impl PolicyRouter {
                     })?),
                 };
                 let threshold = match g.source {
-                    GuardSource::Router => g.threshold.unwrap_or(0.95),
+                    GuardSource::Router => {
+                        // Fail now, not at the first request: a router that gives no OOD
+                        // signal (MF, IRT, the bandits) cannot feed this guard. One probe
+                        // query asks the router itself.
+                        let mut probe = vec![0.0f32; router.dim()];
+                        probe[0] = 1.0;
+                        let probe = crate::QueryFeatures::new(probe)?;
+                        if router.estimate_batch(&probe.as_batch())?.signals[0]
+                            .ood
+                            .is_none()
+                        {
+                            return Err(Error::Config(format!(
+                                "the policy's guard reads the router's out-of-distribution \
+                                 signal, which the {} router does not give: fit an embedding \
+                                 guard (`pointsman fit-guard`, `Policy::fit_guard`, Python's \
+                                 `Policy.fit_guard`) or route with a knn router",
+                                router.kind()
+                            )));
+                        }
+                        g.threshold.unwrap_or(0.95)
+                    }
                     GuardSource::Embeddings => {
                         let guard = policy.guard.as_ref().ok_or_else(|| {
                             Error::Config(

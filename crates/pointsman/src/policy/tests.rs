@@ -212,9 +212,15 @@ fn guard_on_the_router_signal_refuses_or_falls_back() {
         "t",
     )
     .unwrap();
-    let p = PolicyRouter::new(plain, Policy::new(config).unwrap()).unwrap();
-    let e = p.route(&Request::new(&q(0.1))).unwrap_err();
-    assert!(e.to_string().contains("fit an embedding guard"), "{e}");
+    // Refused when the policy is bound to the router (a gateway fails at start, not on every
+    // request).
+    let e = PolicyRouter::new(plain, Policy::new(config).unwrap()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.to_string().contains("best-single router does not give")
+            && e.to_string().contains("fit an embedding guard"),
+        "{e}"
+    );
     // The router's signal is a share: a threshold outside [0, 1] could never fire.
     let e = PolicyConfig::from_json(
         r#"{"guard": {"source": "router", "threshold": 7, "action": "refuse"}}"#,
