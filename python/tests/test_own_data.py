@@ -184,6 +184,13 @@ def test_add_model_and_reprice_without_refitting():
     assert np.allclose(c1[:, 2], c0[:, 2] / 10) and np.array_equal(c1[:, :2], c0[:, :2])
     with pytest.raises(pointsman.UnknownModelError):
         added.reprice({"huge": (1.0, 1.0)})
+    # What `train(..., "auto")` may return beyond knn: IRT and a stack reprice the same way.
+    for kind in ("irt", "stack"):
+        r, _ = pointsman.train(ds.train, kind)
+        q0, c0 = r.route_batch(x, 0.0, return_estimates=True)[1:]
+        q1, c1 = r.reprice({"large": (0.2, 0.2)}).route_batch(x, 0.0, return_estimates=True)[1:]
+        assert np.array_equal(q0, q1), kind
+        assert np.allclose(c1[:, 2], c0[:, 2] / 10) and np.array_equal(c1[:, :2], c0[:, :2]), kind
 
 
 @pytest.mark.parametrize(

@@ -376,7 +376,7 @@ fn write_own_data(
         serde_json::to_string_pretty(&serde_json::json!({ "models": models }))?,
     )?;
     let any = pointsman::AnyRouter::load(out.join("router.safetensors"))?;
-    let repriced = any.reprice(pointsman::data::read_pool(&prices)?.cards())?;
+    let repriced = any.reprice(&pointsman::data::read_prices(&prices, pool)?)?;
 
     let held = pool.len() / 2;
     let others: Vec<usize> = (0..pool.len()).filter(|&j| j != held).collect();
@@ -397,7 +397,7 @@ fn write_own_data(
     }))?;
     pointsman::AnyRouter::fit_config(&stack, train)?.save(out.join("stack.safetensors"))?;
     let stack = pointsman::AnyRouter::load(out.join("stack.safetensors"))?;
-    let stack_repriced = stack.reprice(pointsman::data::read_pool(&prices)?.cards())?;
+    let stack_repriced = stack.reprice(&pointsman::data::read_prices(&prices, pool)?)?;
     std::fs::write(
         out.join("own_data.txt"),
         format!(

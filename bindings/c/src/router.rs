@@ -694,13 +694,14 @@ pub unsafe extern "C" fn pm_router_save(
 /// `models_json` is the path of a `models.json` in the dataset schema with some or all of the
 /// router's models; the models it does not list keep their prices, a listed model keeps its
 /// default answer length and description unless the file states them, and every estimate of
-/// quality stays what it was. A kNN, MF or bandit router (a learner keeps its state); `router`
-/// itself is not changed. On success `*out` receives a new router, freed with `pm_router_free`.
+/// quality stays what it was. Any kind but a cascade (a learner keeps its state; a stack
+/// reprices each member); `router` itself is not changed. On success `*out` receives a new
+/// router, freed with `pm_router_free`.
 ///
 /// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_IO` (the file),
 /// `PM_STATUS_FORMAT` (not a `models.json`), `PM_STATUS_UNKNOWN_MODEL` (a model the router does
-/// not have), `PM_STATUS_CONFIG` (a price out of range), `PM_STATUS_UNSUPPORTED` (a kind that
-/// cannot be repriced).
+/// not have), `PM_STATUS_CONFIG` (a price out of range, or a model repriced from a price of 0
+/// whose learned costs have no ratio to scale by), `PM_STATUS_UNSUPPORTED` (a cascade).
 ///
 /// Thread safety: may run while other threads route and observe with `router`.
 ///

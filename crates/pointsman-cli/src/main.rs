@@ -58,7 +58,7 @@ enum Command {
     /// Add a model to a fitted knn, mf or bandit router from labelled queries or its card alone
     /// (docs/own-data.md).
     Onboard(own_data_cmd::OnboardArgs),
-    /// Apply new prices to a fitted knn, mf or bandit router without refitting (docs/own-data.md).
+    /// Apply new prices to a fitted router (any kind but a cascade) without refitting (docs/own-data.md).
     Reprice(own_data_cmd::RepriceArgs),
     /// Fit a policy's out-of-distribution guard on a dataset's train split (docs/policies.md).
     FitGuard(policy_cmd::FitGuardArgs),

@@ -241,7 +241,7 @@ pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Resu
 /// Arguments of `pointsman reprice`.
 #[derive(Debug, clap::Args)]
 pub struct RepriceArgs {
-    /// The fitted router (knn, mf, linucb, thompson, knn-ucb or cluster-ucb).
+    /// The fitted router (any kind but a cascade).
     #[arg(long, value_name = "FILE")]
     pub router: PathBuf,
 

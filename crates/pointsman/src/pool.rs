@@ -487,6 +487,49 @@ impl ModelPool {
     }
 }
 
+/// The factor by which a router's learned costs of a model scale when its card `old` is
+/// repriced to `new`: 1 when its prices did not change, else new over old mean price per token.
+///
+/// # Errors
+///
+/// [`Error::Config`] when the prices changed from zero: costs learned at a price of zero (or
+/// observed with no price to relate them to, as `Split::from_arrays` gives) have no ratio to
+/// scale by.
+pub(crate) fn cost_scale(old: &ModelCard, new: &ModelCard) -> Result<f64> {
+    if old.input_usd_per_mtok == new.input_usd_per_mtok
+        && old.output_usd_per_mtok == new.output_usd_per_mtok
+    {
+        return Ok(1.0);
+    }
+    price_ratio(old, new).ok_or_else(|| {
+        Error::Config(format!(
+            "cannot reprice {:?}: the router learned its costs at a price of 0, so they have no \
+             ratio to scale by; refit it with the new price",
+            new.id
+        ))
+    })
+}
+
+/// Per-model linear fits of observed costs (`(intercept, slope)`, MF's and IRT's), each scaled
+/// by [`cost_scale`] from the pool `old` to `new`.
+///
+/// # Errors
+///
+/// As [`cost_scale`], for a model with a fit.
+pub(crate) fn scale_cost_fits(
+    old: &ModelPool,
+    new: &ModelPool,
+    fits: &[Option<(f64, f64)>],
+) -> Result<Vec<Option<(f64, f64)>>> {
+    fits.iter()
+        .enumerate()
+        .map(|(j, f)| {
+            f.map(|(a, b)| cost_scale(old.card(j), new.card(j)).map(|r| (a * r, b * r)))
+                .transpose()
+        })
+        .collect()
+}
+
 /// New over old mean price per token of a model, `None` when the old price was zero (an observed
 /// cost cannot be rescaled from it).
 pub(crate) fn price_ratio(old: &ModelCard, new: &ModelCard) -> Option<f64> {

@@ -490,6 +490,39 @@ fn every_pre_call_kind_reprices_without_refitting() {
     }
     // Every baseline, knn, mf, irt, stack and the four learners (mf and irt need `train`).
     assert_eq!(checked, if cfg!(feature = "train") { 13 } else { 11 });
+    // Costs learned at a price of 0 (observed costs of cards without prices) have no ratio to
+    // scale by: repricing such a model is refused, naming it; the other models still reprice.
+    let free = Split::from_arrays(
+        ModelPool::new(vec![
+            ModelCard::new("a", 0.0, 0.0),
+            ModelCard::new("b", 1.0, 1.0),
+        ])
+        .unwrap(),
+        train.embeddings().to_vec(),
+        3,
+        (0..train.len())
+            .flat_map(|r| [train.score(r, 0), train.score(r, 1)])
+            .collect(),
+        vec![1e-5; 2 * train.len()],
+    )
+    .unwrap();
+    for config in [
+        RouterConfig::Knn(KnnConfig {
+            k: 5,
+            ..Default::default()
+        }),
+        RouterConfig::Baseline(Baseline::Zero),
+        RouterConfig::Baseline(Baseline::Cheapest),
+    ] {
+        let r = AnyRouter::fit_config(&config, &free).unwrap();
+        let e = r.reprice(&[ModelCard::new("a", 1.0, 1.0)]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config, "{e}");
+        assert!(
+            e.to_string().contains("\"a\"") && e.to_string().contains("price of 0"),
+            "{e}"
+        );
+        assert!(r.reprice(&[ModelCard::new("b", 2.0, 2.0)]).is_ok());
+    }
     let cascade = AnyRouter::fit_config(
         &RouterConfig::default_for(RouterKind::Cascade, 0).unwrap(),
         &train,

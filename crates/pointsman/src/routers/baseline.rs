@@ -122,12 +122,7 @@ impl BaselineRouter {
             ))
         })?;
         let mean_costs = train.mean_costs();
-        let fixed = match &rule {
-            Baseline::Cheapest => Some(best_model(&vec![0.0; pool.len()], &mean_costs, 1.0, None)),
-            Baseline::BestSingle => Some(best_model(&mean_scores, &mean_costs, 0.0, None)),
-            Baseline::Fixed { model } => Some(pool.index_of(model)?),
-            Baseline::Random { .. } | Baseline::Zero => None,
-        };
+        let fixed = fixed_choice(&rule, &pool, &mean_scores, &mean_costs)?;
         Ok(BaselineRouter {
             rule,
             fixed,
@@ -153,17 +148,8 @@ impl BaselineRouter {
         {
             return Err(Error::format("saved router", "baseline means out of range"));
         }
-        let fixed = match &rule {
-            Baseline::Cheapest => Some(best_model(&vec![0.0; m], &mean_costs, 1.0, None)),
-            Baseline::BestSingle => Some(best_model(&mean_scores, &mean_costs, 0.0, None)),
-            Baseline::Fixed { model } => Some(
-                saved
-                    .pool
-                    .index_of(model)
-                    .map_err(|e| Error::format("saved router", e.to_string()))?,
-            ),
-            Baseline::Random { .. } | Baseline::Zero => None,
-        };
+        let fixed = fixed_choice(&rule, &saved.pool, &mean_scores, &mean_costs)
+            .map_err(|e| Error::format("saved router", e.to_string()))?;
         Ok(BaselineRouter {
             rule,
             fixed,
@@ -185,28 +171,23 @@ impl BaselineRouter {
         self.fixed
     }
 
-    /// The router with new prices ([`ModelPool::repriced`]) without refitting: each model's
-    /// mean training cost is scaled by its ratio of new to old mean price per token (kept when
-    /// the old price was zero), and `cheapest` / `best-single` choose again by the new means.
+    /// The router with new prices ([`ModelPool::repriced`]) without refitting: each repriced
+    /// model's mean training cost is scaled by its ratio of new to old mean price per token, and
+    /// `cheapest` / `best-single` choose again by the new means.
     ///
     /// # Errors
     ///
-    /// As [`ModelPool::repriced`].
+    /// As [`ModelPool::repriced`]; [`Error::Config`] for a model repriced from a price of 0 (its
+    /// mean cost has no ratio to scale by).
     pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<BaselineRouter> {
         let pool = self.pool.repriced(prices)?;
-        let mean_costs: Vec<f64> = self
+        let mean_costs = self
             .mean_costs
             .iter()
             .enumerate()
-            .map(|(j, &c)| {
-                crate::pool::price_ratio(self.pool.card(j), pool.card(j)).map_or(c, |r| c * r)
-            })
-            .collect();
-        let fixed = match &self.rule {
-            Baseline::Cheapest => Some(best_model(&vec![0.0; pool.len()], &mean_costs, 1.0, None)),
-            Baseline::BestSingle => Some(best_model(&self.mean_scores, &mean_costs, 0.0, None)),
-            _ => self.fixed,
-        };
+            .map(|(j, &c)| crate::pool::cost_scale(self.pool.card(j), pool.card(j)).map(|r| c * r))
+            .collect::<Result<Vec<f64>>>()?;
+        let fixed = fixed_choice(&self.rule, &pool, &self.mean_scores, &mean_costs)?;
         Ok(BaselineRouter {
             fixed,
             pool,
@@ -214,6 +195,22 @@ impl BaselineRouter {
             ..self.clone()
         })
     }
+}
+
+/// The model a fixed rule always chooses (`cheapest`: the lowest mean cost; `best-single`: the
+/// best mean score, the cheaper of a tie; `fixed`: the named one), `None` for the others.
+fn fixed_choice(
+    rule: &Baseline,
+    pool: &ModelPool,
+    mean_scores: &[f64],
+    mean_costs: &[f64],
+) -> Result<Option<usize>> {
+    Ok(match rule {
+        Baseline::Cheapest => Some(best_model(&vec![0.0; pool.len()], mean_costs, 1.0, None)),
+        Baseline::BestSingle => Some(best_model(mean_scores, mean_costs, 0.0, None)),
+        Baseline::Fixed { model } => Some(pool.index_of(model)?),
+        Baseline::Random { .. } | Baseline::Zero => None,
+    })
 }
 
 impl Router for BaselineRouter {

@@ -82,28 +82,18 @@ impl IrtRouter {
     }
 
     /// The router with new prices ([`ModelPool::repriced`]) without refitting: prices are data,
-    /// not weights. A model's linear fit of observed costs is scaled by its ratio of new to old
-    /// mean price per token (dropped for the new price's estimate when the old price was zero);
-    /// the answer lengths are kept; quality estimates are unchanged.
+    /// not weights. A repriced model's linear fit of observed costs is scaled by its ratio of new
+    /// to old mean price per token; the answer lengths are kept; quality estimates are unchanged.
     ///
     /// # Errors
     ///
-    /// As [`ModelPool::repriced`].
+    /// As [`ModelPool::repriced`]; [`crate::Error::Config`] for a model with a cost fit repriced
+    /// from a price of 0 (its fit has no ratio to scale by).
     pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<IrtRouter> {
         let pool = self.pool.repriced(prices)?;
         let mut out = self.clone();
-        out.costs.observed_fit = self
-            .costs
-            .observed_fit
-            .iter()
-            .enumerate()
-            .map(|(j, f)| {
-                f.and_then(|(a, b)| {
-                    crate::pool::price_ratio(self.pool.card(j), pool.card(j))
-                        .map(|r| (a * r, b * r))
-                })
-            })
-            .collect();
+        out.costs.observed_fit =
+            crate::pool::scale_cost_fits(&self.pool, &pool, &self.costs.observed_fit)?;
         out.pool = pool;
         Ok(out)
     }

@@ -426,19 +426,20 @@ impl KnnRouter {
     }
 
     /// The router with new prices ([`ModelPool::repriced`]) without refitting: prices are data,
-    /// not weights. The neighbours' observed costs of each model are scaled by its ratio of new
-    /// to old mean price per token (kept when the old price was zero); quality estimates are
-    /// unchanged.
+    /// not weights. The neighbours' costs of each repriced model are scaled by its ratio of new
+    /// to old mean price per token; quality estimates are unchanged.
     ///
     /// # Errors
     ///
-    /// As [`ModelPool::repriced`].
+    /// As [`ModelPool::repriced`]; [`Error::Config`] for a model repriced from a price of 0
+    /// (its costs have no ratio to scale by).
     pub fn reprice(&self, prices: &[ModelCard]) -> Result<KnnRouter> {
         let pool = self.pool.repriced(prices)?;
         let m = pool.len();
         let mut out = self.clone();
         for j in 0..m {
-            if let Some(r) = crate::pool::price_ratio(self.pool.card(j), pool.card(j)) {
+            let r = crate::pool::cost_scale(self.pool.card(j), pool.card(j))?;
+            if r != 1.0 {
                 for c in out.costs.iter_mut().skip(j).step_by(m) {
                     *c = (f64::from(*c) * r) as f32;
                 }

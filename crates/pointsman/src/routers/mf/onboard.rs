@@ -112,24 +112,15 @@ impl MfRouter {
     }
 
     /// The router with new prices ([`ModelPool::repriced`]); the cost fits learned from observed
-    /// costs are scaled by each model's ratio of new to old mean price per token.
+    /// costs are scaled by each repriced model's ratio of new to old mean price per token.
     ///
     /// # Errors
     ///
-    /// As [`ModelPool::repriced`].
+    /// As [`ModelPool::repriced`]; [`Error::Config`] for a model with a cost fit repriced from a
+    /// price of 0 (its fit has no ratio to scale by).
     pub fn reprice(&self, prices: &[ModelCard]) -> Result<MfRouter> {
         let pool = self.pool.repriced(prices)?;
-        let cost_fit = self
-            .cost_fit
-            .iter()
-            .enumerate()
-            .map(|(j, f)| {
-                f.and_then(|(a, c)| {
-                    crate::pool::price_ratio(self.pool.card(j), pool.card(j))
-                        .map(|r| (a * r, c * r))
-                })
-            })
-            .collect();
+        let cost_fit = crate::pool::scale_cost_fits(&self.pool, &pool, &self.cost_fit)?;
         Ok(MfRouter::assemble(
             self.config.clone(),
             pool,
