@@ -307,10 +307,9 @@ async fn a_router_guard_on_a_router_without_the_signal_fails_at_start() {
     }
     std::fs::write(dir.path().join("gateway.toml"), toml).unwrap();
     let config = Config::load(dir.path().join("gateway.toml")).unwrap();
-    let e = pointsman_gateway::start_with(config, embedder())
-        .await
-        .err()
-        .expect("the gateway must not start");
+    let Err(e) = pointsman_gateway::start_with(config, embedder()).await else {
+        panic!("the gateway must not start");
+    };
     let e = e.to_string();
     assert!(
         e.contains("zero router does not give") && e.contains("fit an embedding guard"),

@@ -53,6 +53,15 @@ struct Applied<'a> {
     config: std::borrow::Cow<'a, BudgetConfig>,
 }
 
+/// Why a guard of source `router` cannot run on a router of `kind`, and what to do instead.
+fn no_router_signal(kind: &str) -> String {
+    format!(
+        "the policy's guard reads the router's out-of-distribution signal, which the {kind} \
+         router does not give: fit an embedding guard (`pointsman fit-guard`, \
+         `Policy::fit_guard`, Python's `Policy.fit_guard`) or route with a knn router"
+    )
+}
+
 impl PolicyRouter {
     /// Binds `policy` to `router`: compiles its rules against the router's pool and checks the
     /// guard against the router.
@@ -115,21 +124,16 @@ impl PolicyRouter {
                     GuardSource::Router => {
                         // Fail now, not at the first request: a router that gives no OOD
                         // signal (MF, IRT, the bandits) cannot feed this guard. One probe
-                        // query asks the router itself.
-                        let mut probe = vec![0.0f32; router.dim()];
+                        // query asks the router itself, on the calling thread.
+                        let mut probe = vec![0.0f32; router.dim().max(1)];
                         probe[0] = 1.0;
                         let probe = crate::QueryFeatures::new(probe)?;
-                        if router.estimate_batch(&probe.as_batch())?.signals[0]
-                            .ood
-                            .is_none()
-                        {
-                            return Err(Error::Config(format!(
-                                "the policy's guard reads the router's out-of-distribution \
-                                 signal, which the {} router does not give: fit an embedding \
-                                 guard (`pointsman fit-guard`, `Policy::fit_guard`, Python's \
-                                 `Policy.fit_guard`) or route with a knn router",
-                                router.kind()
-                            )));
+                        let batch = probe.as_batch();
+                        router.check_batch(&batch)?;
+                        let mut est = Estimates::new(1, pool.len());
+                        router.estimate(&batch, &mut est)?;
+                        if est.signals[0].ood.is_none() {
+                            return Err(Error::Config(no_router_signal(router.kind())));
                         }
                         g.threshold.unwrap_or(0.95)
                     }
@@ -339,15 +343,16 @@ impl PolicyRouter {
         // 3. The guard.
         if let Some(threshold) = self.compiled.threshold {
             let score = match &self.policy.guard {
-                Some(g) if config.guard.as_ref().map(|c| c.source) == Some(GuardSource::Embeddings) => {
+                Some(g)
+                    if config.guard.as_ref().map(|c| c.source) == Some(GuardSource::Embeddings) =>
+                {
                     g.score_unit(req.features.embedding())
                 }
-                _ => f64::from(est.signals[0].ood.ok_or_else(|| {
-                    Error::Unsupported(format!(
-                        "the policy's guard reads the router's out-of-distribution signal, which the {} router does not give: fit an embedding guard (`pointsman fit-guard`, `Policy::fit_guard`, Python's `Policy.fit_guard`)",
-                        router.kind()
-                    ))
-                })?),
+                _ => f64::from(
+                    est.signals[0]
+                        .ood
+                        .ok_or_else(|| Error::Unsupported(no_router_signal(router.kind())))?,
+                ),
             };
             let over = score > threshold;
             let verdict = match (over, self.compiled.fallback) {
