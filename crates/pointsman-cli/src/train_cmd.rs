@@ -331,6 +331,12 @@ fn auto_table(r: &AutoReport) -> String {
                 defined.iter().copied().reduce(f64::min),
                 defined.iter().copied().reduce(f64::max),
             ) {
+                // Fewer figures than folds: say over how many (undefined on the others).
+                (Some(lo), Some(hi)) if defined.len() < c.fold_scores.len() => format!(
+                    "{lo:.3}–{hi:.3} ({}/{})",
+                    defined.len(),
+                    c.fold_scores.len()
+                ),
                 (Some(lo), Some(hi)) => format!("{lo:.3}–{hi:.3}"),
                 _ => "-".into(),
             }

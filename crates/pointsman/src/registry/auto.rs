@@ -310,38 +310,32 @@ impl AnyRouter {
     }
 }
 
-/// A candidate's cross-validated figures: the criterion on the pooled out-of-fold estimates
-/// (what the ranking uses), every metric, and the criterion on each fold alone.
-struct Scored {
-    score: f64,
-    metrics: Metrics,
-    fold_scores: Vec<Option<f64>>,
+/// Metrics of out-of-fold estimates under `criterion` (pooled: what the ranking uses).
+fn score(est: &Estimates, train: &Split, criterion: Criterion) -> Result<(f64, Metrics)> {
+    let metrics = validation_metrics(est, train, train.weak_strong(), DEFAULT_SWEEP_POINTS)?;
+    Ok((criterion.score(&metrics), metrics))
 }
 
-/// Metrics of out-of-fold estimates under `criterion`, pooled and per fold.
-fn score(est: &Estimates, train: &Split, folds: &Folds, criterion: Criterion) -> Result<Scored> {
-    let weak_strong = train.weak_strong();
-    let metrics = validation_metrics(est, train, weak_strong, DEFAULT_SWEEP_POINTS)?;
-    let fold_scores = (0..folds.count())
+/// The criterion on each fold's held-out rows alone ([`AutoCandidate::fold_scores`]).
+fn fold_scores(
+    est: &Estimates,
+    train: &Split,
+    folds: &Folds,
+    criterion: Criterion,
+) -> Result<Vec<Option<f64>>> {
+    (0..folds.count())
         .map(|f| {
             let held: Vec<usize> = folds.held_out(f).collect();
             let truth = train.subset(&held, "validation");
-            validation_metrics(
+            let m = validation_metrics(
                 &est.select(&held),
                 &truth,
-                weak_strong,
+                train.weak_strong(),
                 DEFAULT_SWEEP_POINTS,
-            )
-            .ok()
-            .map(|m| criterion.score(&m))
-            .filter(|v| v.is_finite())
+            )?;
+            Ok(Some(criterion.score(&m)).filter(|v| v.is_finite()))
         })
-        .collect();
-    Ok(Scored {
-        score: criterion.score(&metrics),
-        metrics,
-        fold_scores,
-    })
+        .collect()
 }
 
 /// Out-of-fold estimates of `config` by refitting it on every fold's complement; learners
@@ -371,11 +365,8 @@ fn measure(
                     settings: usize,
                     oof: Estimates|
      -> Result<Measured> {
-        let Scored {
-            score,
-            metrics,
-            fold_scores,
-        } = score(&oof, train, folds, criterion)?;
+        let (score, metrics) = score(&oof, train, criterion)?;
+        let fold_scores = fold_scores(&oof, train, folds, criterion)?;
         Ok(Measured {
             report: AutoCandidate {
                 kind,
@@ -440,11 +431,8 @@ fn measure(
         _ => {
             let config = RouterConfig::default_for(kind, seed)?;
             let oof = refit_oof(&config, train, folds)?;
-            let Scored {
-                score,
-                metrics,
-                fold_scores,
-            } = score(&oof, train, folds, criterion)?;
+            let (score, metrics) = score(&oof, train, criterion)?;
+            let fold_scores = fold_scores(&oof, train, folds, criterion)?;
             Ok(Measured {
                 report: AutoCandidate {
                     kind,
@@ -484,23 +472,16 @@ fn measure_stack(
         .iter()
         .position(|c| c.report.kind == RouterKind::Knn)
         .unwrap_or(0);
-    let mut best: Option<(Scored, f64, Estimates)> = None;
+    let mut best: Option<(f64, Metrics, f64, Estimates)> = None;
     for shrinkage in STACK_SHRINKAGE {
         let est = StackRouter::cross_validate(&oof, train, folds, None, shrinkage, cost_member)?;
-        let scored = score(&est, train, folds, criterion)?;
-        if best.as_ref().is_none_or(|b| scored.score > b.0.score) {
-            best = Some((scored, shrinkage, est));
+        let (s, metrics) = score(&est, train, criterion)?;
+        if best.as_ref().is_none_or(|b| s > b.0) {
+            best = Some((s, metrics, shrinkage, est));
         }
     }
-    let (
-        Scored {
-            score,
-            metrics,
-            fold_scores,
-        },
-        shrinkage,
-        est,
-    ) = best.expect("STACK_SHRINKAGE is not empty");
+    let (score, metrics, shrinkage, est) = best.expect("STACK_SHRINKAGE is not empty");
+    let fold_scores = fold_scores(&est, train, folds, criterion)?;
     let config = StackConfig {
         shrinkage,
         cost_member: Some(cost_member),
@@ -560,18 +541,13 @@ pub(super) fn fit_stack(config: &StackConfig, train: &Split) -> Result<AnyRouter
             }
             let oof = refit_oof(&member, train, &folds)?;
             let router = AnyRouter::fit_config(&member, train)?;
-            let Scored {
-                metrics,
-                fold_scores,
-                ..
-            } = score(&oof, train, &folds, criterion)?;
             members.push(Measured {
                 report: AutoCandidate {
                     kind,
                     config: member,
                     score: 0.0,
-                    metrics,
-                    fold_scores,
+                    metrics: score(&oof, train, criterion)?.1,
+                    fold_scores: Vec::new(),
                     settings: 1,
                     seconds: 0.0,
                 },
