@@ -14,6 +14,7 @@ mod bandits;
 mod cascade;
 mod convert;
 mod data;
+mod diagnostics;
 mod embedder;
 mod errors;
 mod eval;
@@ -29,6 +30,7 @@ use pyo3::prelude::*;
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    diagnostics::install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "DEFAULT_EMBEDDING_MODEL",

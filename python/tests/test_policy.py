@@ -2,6 +2,10 @@
 Router.route, the audit, record() and the typed refusals (docs/policies.md)."""
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -142,3 +146,36 @@ def test_bad_policies_are_typed_errors():
         pm.Policy({"sticky": {"margin": -1}})
     with pytest.raises(TypeError):
         pm.Policy(3)
+
+
+def test_engine_warnings_reach_stderr():
+    """The engine's warnings are not lost in Python: a tenant budget that a request without a
+    tenant escapes is said once on stderr; POINTSMAN_LOG=off silences it, a bad filter is named."""
+    code = textwrap.dedent(
+        """
+        import numpy as np, pointsman as pm
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(50, 8)).astype(np.float32)
+        split = pm.Split.from_arrays(x, rng.random((50, 2)), np.tile([1e-5, 1e-3], (50, 1)), ["a", "b"])
+        router = pm.KnnRouter.fit(split, k=5)
+        policy = pm.Policy({"budgets": [{"key": "tenant", "limit_usd": 1.0, "window": {"kind": "total"}}]})
+        for _ in range(3):
+            router.route(x[0], policy=policy)
+        """
+    )
+
+    def stderr(**env: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+
+    said = stderr(POINTSMAN_LOG="warn")
+    assert said.count("does not apply to requests without a tenant") == 1, said
+    assert "WARN pointsman::policy" in said, said
+    assert stderr(POINTSMAN_LOG="off") == ""
+    said = stderr(POINTSMAN_LOG="pointsman=loud")
+    assert "ignoring POINTSMAN_LOG" in said and "does not apply" in said, said
