@@ -43,11 +43,16 @@ impl Router for Precomputed {
     fn dim(&self) -> usize {
         self.dim
     }
+    /// Only `PolicyRouter::new` calls it, to check that the router gives the OOD signal the
+    /// guard of source `router` reads: the precomputed estimates (the kNN's) carry it.
     fn estimate(
         &self,
-        _batch: &pointsman::FeatureBatch<'_>,
-        _out: &mut Estimates,
+        batch: &pointsman::FeatureBatch<'_>,
+        out: &mut Estimates,
     ) -> pointsman::Result<()> {
+        for r in 0..batch.rows() {
+            out.signals[r].ood = Some(0.0);
+        }
         Ok(())
     }
 }
