@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use pointsman::data::Dataset;
+use pointsman::data::{Dataset, Split};
 use pointsman::registry::{
     AnyRouter, AutoOptions, AutoProgress, AutoReport, FitOptions, RouterConfig, RouterKind,
     RouterSpec,
 };
+use pointsman::rng::SplitMix64;
 use pointsman::tuning::{Criterion, SearchReport};
 
 use crate::progress::Progress;
@@ -55,6 +56,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     pub kinds: Vec<String>,
 
+    /// Train on only this many train queries, drawn by a seeded shuffle (--seed): a quick trial
+    /// of a search or of auto before the whole split.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
     /// The embedding model, for a dataset without embeddings (they are computed, and cached in
     /// the dataset folder when it is writable).
     #[command(flatten)]
@@ -76,6 +82,23 @@ fn kinds_help() -> String {
         s.push_str(&format!("  {name:<22} {}\n", kind.summary()));
     }
     s
+}
+
+/// The train split, or a seeded sample of `--limit` of its queries (in file order).
+fn train_split<'a>(ds: &'a Dataset, args: &TrainArgs) -> Result<std::borrow::Cow<'a, Split>> {
+    let train = ds.train();
+    match args.limit {
+        None => Ok(std::borrow::Cow::Borrowed(train)),
+        Some(0) => anyhow::bail!("--limit takes a positive number of train queries"),
+        Some(n) if n >= train.len() => Ok(std::borrow::Cow::Borrowed(train)),
+        Some(n) => {
+            let mut rows: Vec<usize> = (0..train.len()).collect();
+            SplitMix64::new(args.seed).shuffle(&mut rows);
+            rows.truncate(n);
+            rows.sort_unstable();
+            Ok(std::borrow::Cow::Owned(train.subset(&rows, "train")))
+        }
+    }
 }
 
 /// `pointsman train`.
@@ -114,22 +137,19 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     pb.finish_and_clear();
     spec.check(ds.pool())?;
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
+    let train = train_split(&ds, args)?;
     let what = match (&spec, &config) {
         (RouterSpec::Kind(k), None) if k.family() != pointsman::registry::Family::Baseline => {
             "searching"
         }
         _ => "fitting",
     };
-    let message = format!(
-        "{what} {} on {} train queries",
-        args.router,
-        ds.train().len()
-    );
+    let message = format!("{what} {} on {} train queries", args.router, train.len());
     let started = std::time::Instant::now();
     let (pb, router, search) = match config {
         Some(config) => {
             let pb = progress.spinner(message);
-            (pb, AnyRouter::fit_config(&config, ds.train())?, None)
+            (pb, AnyRouter::fit_config(&config, &train)?, None)
         }
         None => {
             // A search counts its steps (settings scored, or folds fitted): a bar; a kind
@@ -146,7 +166,7 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
                 ..Default::default()
             };
             let kind = spec.kind().expect("a kind: files are refused above");
-            let fitted = AnyRouter::fit(kind, ds.train(), &options)?;
+            let fitted = AnyRouter::fit(kind, &train, &options)?;
             (pb, fitted.router, fitted.search)
         }
     };
@@ -157,13 +177,13 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     }
     // The searches need full labels: with partial ones the kind's defaults were fitted.
     let unsearched = search.is_none()
-        && !ds.train().is_fully_labelled()
+        && !train.is_fully_labelled()
         && matches!(spec.kind(), Some(RouterKind::Knn | RouterKind::Mf))
         && args.config.is_none();
     crate::output::emit(&format!(
         "trained {} on {} queries in {:.1} s{}; config {}\nsaved {}\n",
         router.kind(),
-        ds.train().len(),
+        train.len(),
         started.elapsed().as_secs_f64(),
         if unsearched {
             " (partial labels: the default configuration, no search)"
@@ -228,8 +248,8 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
     let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
-    // The choice sees the train split and nothing else.
-    let train = ds.train();
+    // The choice sees the train split (or --limit of its queries) and nothing else.
+    let train = train_split(&ds, args)?;
     // One line: the candidate, and the count of its own search's steps where it has one.
     let pb = progress.bar(0, format!("auto on {} train queries", train.len()));
     let bar = pb.clone();
@@ -245,7 +265,7 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
     };
     options.candidates()?;
     let quiet = progress.is_quiet();
-    let (router, report) = AnyRouter::fit_auto(train, &options, &mut |event| match event {
+    let (router, report) = AnyRouter::fit_auto(&train, &options, &mut |event| match event {
         AutoProgress::Started { kind, index, total } => {
             pb.set_message(format!("cross-validating {kind} ({}/{total})", index + 1));
             // Kinds without a search of their own show the elapsed time only.
@@ -280,6 +300,11 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
         chosen.score,
         report.seconds,
         args.out.display()
+    );
+    // The table cuts settings to a line; the chosen one in full, as `--config` takes it.
+    println!(
+        "config {}",
+        serde_json::to_string(&chosen.config).map_err(|e| anyhow::anyhow!("{e}"))?
     );
     Ok(())
 }

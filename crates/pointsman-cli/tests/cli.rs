@@ -495,6 +495,23 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     let chosen_kind = chosen.split_whitespace().next().unwrap();
     assert_eq!(row(chosen_kind)[4], "-", "{stdout}");
     assert_eq!(row("zero")[4], "0/5", "{stdout}");
+    // The chosen setting in full, in the form --config takes.
+    let config = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("config "))
+        .expect("a config line");
+    let config: serde_json::Value = serde_json::from_str(config).unwrap();
+    assert_eq!(config["type"], chosen_kind, "{stdout}");
+    // --limit: a seeded sample of the train split, for a quick trial.
+    let o = pointsman(&[&base[..], &["-q", "--kinds", "zero,knn", "--limit", "300"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("auto: 2 candidates"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let e = stderr_line(&pointsman(&[&base[..], &["--limit", "0"]].concat()));
+    assert!(e.contains("--limit takes a positive number"), "{e}");
     let router = pointsman::registry::AnyRouter::load(&file).unwrap();
     assert!(chosen.starts_with(router.kind().name()), "{chosen}");
     let e = stderr_line(&pointsman(&[&base[..], &["--criterion", "best"]].concat()));
