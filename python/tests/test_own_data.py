@@ -182,8 +182,10 @@ def test_add_model_and_reprice_without_refitting():
     q1, c1 = cheaper.route_batch(x, 0.0, return_estimates=True)[1:]
     assert np.array_equal(q0, q1)
     assert np.allclose(c1[:, 2], c0[:, 2] / 10) and np.array_equal(c1[:, :2], c0[:, :2])
-    with pytest.raises(pointsman.UnknownModelError):
+    with pytest.raises(pointsman.UnknownModelError, match='unknown model "huge"'):
         added.reprice({"huge": (1.0, 1.0)})
+    with pytest.raises(pointsman.ConfigError, match="names no model"):
+        added.reprice({})
     # What `train(..., "auto")` may return beyond knn: IRT and a stack reprice the same way.
     for kind in ("irt", "stack"):
         r, _ = pointsman.train(ds.train, kind)

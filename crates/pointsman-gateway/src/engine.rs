@@ -287,9 +287,10 @@ impl Engine {
         if !unserved.is_empty() {
             tracing::warn!(
                 models = unserved.join(", "),
-                "{} of the router's {} models have no upstream: never routed to",
+                "{} of the router's {} models {} no upstream: never routed to",
                 unserved.len(),
-                pool.len()
+                pool.len(),
+                if unserved.len() == 1 { "has" } else { "have" }
             );
         }
         // An upstream the router does not know is only called by name (passed through); when

@@ -47,8 +47,9 @@ pub enum Error {
         got: String,
     },
 
-    /// A model id that is not in the router's pool.
-    #[error("unknown model {0:?}")]
+    /// A model id that is not in the router's pool: the id, then optionally ` (where it was
+    /// looked up)`, shown as `unknown model "id" (where)`.
+    #[error("unknown model {}", quote_id(.0))]
     UnknownModel(String),
 
     /// A configuration value out of its range, or settings that contradict each other.
@@ -316,6 +317,15 @@ impl Error {
     }
 }
 
+/// `"id"` or `"id" (context)` for an [`Error::UnknownModel`] message of the form `id (context)`:
+/// the id quoted alone, so a reader sees exactly which string was not found.
+fn quote_id(message: &str) -> String {
+    match message.split_once(" (") {
+        Some((id, rest)) if rest.ends_with(')') => format!("{id:?} ({rest}"),
+        _ => format!("{message:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +354,12 @@ mod tests {
         assert_eq!(
             Error::UnknownModel("x".into()).to_string(),
             "unknown model \"x\""
+        );
+        // The id quoted alone, its context after it.
+        assert_eq!(
+            Error::UnknownModel("gpt-9 (in prices.json, not a model of the router)".into())
+                .to_string(),
+            "unknown model \"gpt-9\" (in prices.json, not a model of the router)"
         );
     }
 }

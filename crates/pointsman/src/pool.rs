@@ -504,7 +504,8 @@ pub(crate) fn cost_scale(old: &ModelCard, new: &ModelCard) -> Result<f64> {
     price_ratio(old, new).ok_or_else(|| {
         Error::Config(format!(
             "cannot reprice {:?}: the router learned its costs at a price of 0, so they have no \
-             ratio to scale by; refit it with the new price",
+             ratio to scale by; refit it on data that carries the price (a dataset's \
+             models.json; in Python, Dataset.from_arrays(..., prices=...))",
             new.id
         ))
     })

@@ -107,6 +107,9 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
         .get("models")
         .and_then(Value::as_object)
         .ok_or_else(|| bad("no \"models\" object".into()))?;
+    if models.is_empty() {
+        return Err(bad("its \"models\" object names no model".into()));
+    }
     let mut cards = Vec::new();
     let mut roles = Vec::new();
     let mut stated_output_tokens = std::collections::HashSet::new();

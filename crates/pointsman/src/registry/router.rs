@@ -300,8 +300,14 @@ impl AnyRouter {
     /// # Errors
     ///
     /// [`Error::Unsupported`] for the cascade; [`Error::UnknownModel`] for a card of a model
-    /// the router does not have; [`Error::Config`] for a price out of range.
+    /// the router does not have; [`Error::Config`] for an empty list, a price out of range, or
+    /// a model repriced from a price of 0.
     pub fn reprice(&self, prices: &[crate::pool::ModelCard]) -> Result<AnyRouter> {
+        if prices.is_empty() {
+            return Err(Error::Config(
+                "the price list names no model: nothing to reprice".into(),
+            ));
+        }
         match self {
             AnyRouter::Knn(r) => Ok(r.reprice(prices)?.into()),
             AnyRouter::Mf(r) => Ok(r.reprice(prices)?.into()),

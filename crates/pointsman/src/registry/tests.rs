@@ -522,6 +522,9 @@ fn every_pre_call_kind_reprices_without_refitting() {
             "{e}"
         );
         assert!(r.reprice(&[ModelCard::new("b", 2.0, 2.0)]).is_ok());
+        // An empty list is a mistake (a file with no model), not a silent copy.
+        let e = r.reprice(&[]).unwrap_err();
+        assert!(e.to_string().contains("names no model"), "{e}");
     }
     let cascade = AnyRouter::fit_config(
         &RouterConfig::default_for(RouterKind::Cascade, 0).unwrap(),
