@@ -678,5 +678,6 @@ def import_dataset(
     replace: bool = False,
     mt_bench: bool = False,
     default_output_tokens: Optional[float] = None,
+    duplicates: Literal["refuse", "mean", "last"] = "refuse",
 ) -> Dataset: ...
 def num_threads() -> int: ...

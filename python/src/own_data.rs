@@ -92,7 +92,7 @@ fn pickle_rows(py: Python<'_>, paths: &[PathBuf]) -> PyResult<Vec<Vec<(String, S
 /// `"gateway-log"`) as the dataset folder `out`, with embeddings computed in-process unless
 /// `embed=False`; returns the dataset loaded from `out`. See docs/own-data.md.
 #[pyfunction]
-#[pyo3(signature = (format, inputs, out, *, models = None, mapping = None, embed = true, embedder = None, replace = false, mt_bench = false, default_output_tokens = None))]
+#[pyo3(signature = (format, inputs, out, *, models = None, mapping = None, embed = true, embedder = None, replace = false, mt_bench = false, default_output_tokens = None, duplicates = "refuse"))]
 #[allow(clippy::too_many_arguments)]
 pub fn import_dataset(
     py: Python<'_>,
@@ -106,11 +106,15 @@ pub fn import_dataset(
     replace: bool,
     mt_bench: bool,
     default_output_tokens: Option<f64>,
+    duplicates: &str,
 ) -> PyResult<PyDataset> {
     let format: ImportFormat = format.parse().py()?;
     let options = ImportOptions {
         models,
-        mapping: self::mapping(mapping)?,
+        mapping: LogMapping {
+            duplicates: duplicates.parse().py()?,
+            ..self::mapping(mapping)?
+        },
         default_output_tokens,
         mt_bench,
     };

@@ -1,6 +1,7 @@
 """Bring your own data (docs/own-data.md): datasets from arrays and DataFrames with partial
 labels, the importers, onboarding a model and repricing a fitted router."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,31 @@ def test_add_model_to_a_bandit_keeps_learning(cls, tmp_path):
     # A replica without the model does not mix in.
     with pytest.raises(pointsman.ConfigError):
         router.merge(added)
+
+
+def test_log_import_with_repeated_records(tmp_path):
+    """The same (prompt, model) twice: refused by default, averaged or the last kept on request."""
+    (tmp_path / "models.json").write_text(
+        json.dumps({"models": {m: {"input_usd_per_mtok": p[0], "output_usd_per_mtok": p[1]}
+                               for m, p in PRICES.items()}})
+    )
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "\n".join(json.dumps(r) for r in [
+            {"prompt": "2+2?", "model": "small", "score": 1},
+            {"prompt": "2+2?", "model": "small", "score": 0},
+            {"prompt": "a poem", "model": "large", "score": 1},
+        ])
+    )
+    args = ("log", [log])
+    kw = dict(models=tmp_path / "models.json", embed=False, replace=True)
+    with pytest.raises(pointsman.FormatError, match="log.jsonl:2:.*second outcome"):
+        pointsman.import_dataset(*args, tmp_path / "a", **kw)
+    ds = pointsman.import_dataset(*args, tmp_path / "a", duplicates="mean", **kw)
+    scores = np.concatenate([ds.train.scores, ds.test.scores])
+    assert sorted(np.nan_to_num(scores, nan=-1).max(axis=1)) == [0.5, 1.0]
+    ds = pointsman.import_dataset(*args, tmp_path / "a", duplicates="last", **kw)
+    scores = np.concatenate([ds.train.scores, ds.test.scores])
+    assert sorted(np.nan_to_num(scores, nan=-1).max(axis=1)) == [0.0, 1.0]
+    with pytest.raises(pointsman.ConfigError, match="refuse, mean or last"):
+        pointsman.import_dataset(*args, tmp_path / "a", duplicates="median", **kw)

@@ -84,6 +84,11 @@ pub struct ImportArgs {
     #[arg(long, value_name = "NAME")]
     pub propensity_field: Option<String>,
 
+    /// log: a second record of the same (query, model) — refuse (an error naming its line),
+    /// mean (average the outcomes and costs) or last (keep the last record).
+    #[arg(long, default_value = "refuse", value_name = "WHAT")]
+    pub duplicates: String,
+
     /// The embedding model.
     #[command(flatten)]
     pub embed: crate::embed_cmd::ModelArgs,
@@ -103,6 +108,7 @@ pub fn import(args: &ImportArgs, progress: &crate::progress::Progress) -> Result
             split: args.split_field.clone(),
             cost: args.cost_field.clone(),
             propensity: args.propensity_field.clone(),
+            duplicates: args.duplicates.parse()?,
         },
         default_output_tokens: args.default_output_tokens,
         mt_bench: args.mt_bench,

@@ -913,4 +913,52 @@ fn import_a_routerbench_table_then_train() {
         bad_out.to_str().unwrap(),
     ]);
     assert!(stderr_line(&o).contains("unknown import format \"routerbanch\""));
+
+    // A team's log where the same question came twice: refused by default, naming the line and
+    // the option; averaged with --duplicates mean.
+    std::fs::write(
+        tmp.path().join("models.json"),
+        r#"{"models": {"small": {"input_usd_per_mtok": 0.1, "output_usd_per_mtok": 0.1},
+                       "large": {"input_usd_per_mtok": 2, "output_usd_per_mtok": 2}}}"#,
+    )
+    .unwrap();
+    let log = tmp.path().join("log.jsonl");
+    std::fs::write(
+        &log,
+        "{\"prompt\": \"2+2?\", \"model\": \"small\", \"score\": 1}\n\
+         {\"prompt\": \"2+2?\", \"model\": \"small\", \"score\": 0}\n\
+         {\"prompt\": \"a poem\", \"model\": \"large\", \"score\": true}\n",
+    )
+    .unwrap();
+    let models = tmp.path().join("models.json");
+    let import_log = |extra: &[&str]| {
+        pointsman(
+            &[
+                &[
+                    "import",
+                    "--from",
+                    "log",
+                    log.to_str().unwrap(),
+                    "--models",
+                    models.to_str().unwrap(),
+                    "--out",
+                    tmp.path().join("fromlog").to_str().unwrap(),
+                    "--no-embed",
+                    "--replace",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let line = stderr_line(&import_log(&[]));
+    assert!(
+        line.contains("log.jsonl:2:") && line.contains("duplicates option"),
+        "{line}"
+    );
+    let o = import_log(&["--duplicates", "mean"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("imported 2 queries"));
+    let line = stderr_line(&import_log(&["--duplicates", "median"]));
+    assert!(line.contains("expected refuse, mean or last"), "{line}");
 }

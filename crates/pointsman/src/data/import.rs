@@ -4,7 +4,7 @@
 //!
 //! Records with the same query id (or, without an id field, the same prompt) become one query,
 //! observed for every model a record names; a second record of the same (query, model) is an
-//! error. The split is the log's own where a split field is mapped, else the rule of
+//! error unless [`LogMapping::duplicates`] says to average the records or keep the last. The split is the log's own where a split field is mapped, else the rule of
 //! [`SPLIT_RULE`](super::SPLIT_RULE). Every error names the file, the line and the field.
 //! Embeddings are not computed here: `pointsman train`/`embed` compute them in-process with the
 //! core's embedder on first use.
@@ -38,6 +38,37 @@ pub struct LogMapping {
     pub cost: Option<String>,
     /// The probability with which the logging policy chose the model, in (0, 1].
     pub propensity: Option<String>,
+    /// What a second record of the same (query, model) does.
+    pub duplicates: Duplicates,
+}
+
+/// What a log import does with a second outcome of the same (query, model): a retry, or the same
+/// question asked again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplicates {
+    /// An error naming the record's line (the default: a repeated record may be a mistake).
+    #[default]
+    Refuse,
+    /// The mean of the records' outcomes (and of their observed costs). Records logged with
+    /// different choice probabilities are not averaged: an error.
+    Mean,
+    /// The last record's outcome, cost and probability.
+    Last,
+}
+
+impl std::str::FromStr for Duplicates {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Duplicates> {
+        match s {
+            "refuse" => Ok(Duplicates::Refuse),
+            "mean" => Ok(Duplicates::Mean),
+            "last" => Ok(Duplicates::Last),
+            other => Err(Error::Config(format!(
+                "duplicates {other:?}: expected refuse, mean or last"
+            ))),
+        }
+    }
 }
 
 impl Default for LogMapping {
@@ -51,6 +82,7 @@ impl Default for LogMapping {
             split: None,
             cost: None,
             propensity: None,
+            duplicates: Duplicates::Refuse,
         }
     }
 }
@@ -81,6 +113,8 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
     let m = draft.pool.len();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Per (row, model) with `Duplicates::Mean`: the records and the records with a cost so far.
+    let mut counts: HashMap<(usize, usize), (f64, f64)> = HashMap::new();
     let mut handle = |lineno: usize, rec: Record| -> Result<()> {
         let bad = |msg: String| Error::format_at(&display, lineno, msg);
         let text = |field: &str| -> Result<Option<String>> {
@@ -197,15 +231,39 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
                 row.id
             )));
         }
-        if row.scores[j].is_some() {
-            return Err(bad(format!(
-                "query {:?} has a second outcome for model {model:?}",
-                row.id
-            )));
+        match (row.scores[j], mapping.duplicates) {
+            (None, _) | (Some(_), Duplicates::Last) => {
+                row.scores[j] = Some(score);
+                row.cost_usd[j] = cost;
+                row.propensity[j] = propensity;
+                counts.insert((r, j), (1.0, if cost.is_some() { 1.0 } else { 0.0 }));
+            }
+            (Some(_), Duplicates::Refuse) => {
+                return Err(bad(format!(
+                    "query {:?} has a second outcome for model {model:?} (the import's \
+                     duplicates option averages them or keeps the last)",
+                    row.id
+                )))
+            }
+            (Some(mean), Duplicates::Mean) => {
+                if row.propensity[j] != propensity {
+                    return Err(bad(format!(
+                        "query {:?}: a second outcome for model {model:?} logged with another \
+                         choice probability; outcomes chosen with different probabilities are \
+                         not averaged",
+                        row.id
+                    )));
+                }
+                let (n, n_cost) = counts.entry((r, j)).or_insert((1.0, 0.0));
+                *n += 1.0;
+                row.scores[j] = Some(mean + (score - mean) / *n);
+                if let Some(c) = cost {
+                    *n_cost += 1.0;
+                    let before = row.cost_usd[j].unwrap_or(0.0);
+                    row.cost_usd[j] = Some(before + (c - before) / *n_cost);
+                }
+            }
         }
-        row.scores[j] = Some(score);
-        row.cost_usd[j] = cost;
-        row.propensity[j] = propensity;
         Ok(())
     };
     let (file, _) = crate::files::open_regular(path)?;
@@ -483,6 +541,48 @@ mod tests {
         )
         .unwrap();
         let e = import_log(&log, &mapping, pool()).unwrap_err().to_string();
-        assert!(e.contains("second outcome"), "{e}");
+        assert!(
+            e.contains("log.jsonl:2:") && e.contains("second outcome"),
+            "{e}"
+        );
+        // Averaged or the last kept, on request; costs averaged over the records that have one.
+        std::fs::write(
+            &log,
+            "{\"q\": \"x\", \"m\": \"a\", \"ok\": 1, \"c\": 2e-5}\n\
+             {\"q\": \"x\", \"m\": \"a\", \"ok\": 0}\n\
+             {\"q\": \"x\", \"m\": \"a\", \"ok\": 0.5, \"c\": 4e-5}\n",
+        )
+        .unwrap();
+        let with = |duplicates| LogMapping {
+            cost: Some("c".into()),
+            duplicates,
+            ..mapping.clone()
+        };
+        let d = import_log(&log, &with(Duplicates::Mean), pool()).unwrap();
+        assert_eq!(d.rows.len(), 1);
+        assert!((d.rows[0].scores[0].unwrap() - 0.5).abs() < 1e-12);
+        assert!((d.rows[0].cost_usd[0].unwrap() - 3e-5).abs() < 1e-15);
+        let d = import_log(&log, &with(Duplicates::Last), pool()).unwrap();
+        assert_eq!(
+            (d.rows[0].scores[0], d.rows[0].cost_usd[0]),
+            (Some(0.5), Some(4e-5))
+        );
+        // Outcomes chosen with different probabilities are not averaged.
+        std::fs::write(
+            &log,
+            "{\"q\": \"x\", \"m\": \"a\", \"ok\": 1, \"p\": 0.5}\n\
+             {\"q\": \"x\", \"m\": \"a\", \"ok\": 0, \"p\": 0.25}\n",
+        )
+        .unwrap();
+        let mean = LogMapping {
+            propensity: Some("p".into()),
+            ..with(Duplicates::Mean)
+        };
+        let e = import_log(&log, &mean, pool()).unwrap_err().to_string();
+        assert!(
+            e.contains("log.jsonl:2:") && e.contains("probability"),
+            "{e}"
+        );
+        assert!("median".parse::<Duplicates>().is_err());
     }
 }

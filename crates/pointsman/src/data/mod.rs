@@ -28,7 +28,7 @@ mod split;
 pub use dataset::{embeddings_meta_path, embeddings_path, Dataset};
 pub use draft::{split_of_id, DatasetDraft, DraftColumns, DraftEmbeddings, DraftRow, SPLIT_RULE};
 pub use formats::{import, import_routerbench_rows, ImportFormat, ImportOptions};
-pub use import::{import_log, onboarding_card, read_pool, read_prices, LogMapping};
+pub use import::{import_log, onboarding_card, read_pool, read_prices, Duplicates, LogMapping};
 pub use labels::{keep_cells, label_kind, to_preferences, uniform_log, Preference, Winner};
 pub use split::Split;
 
