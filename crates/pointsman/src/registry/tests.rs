@@ -25,6 +25,32 @@ fn split() -> Split {
     Split::from_arrays(pool, emb, 3, scores, vec![1e-5; n]).unwrap()
 }
 
+/// `config` made quick to fit on [`split`]: a small k, few epochs or steps, a stack of kNN and
+/// the zero router (the searches are covered by their own tests and the quality tests).
+fn small(config: RouterConfig) -> RouterConfig {
+    match config {
+        RouterConfig::Knn(c) => RouterConfig::Knn(KnnConfig { k: 5, ..c }),
+        RouterConfig::Mf(c) => RouterConfig::Mf(MfConfig {
+            dim: 4,
+            max_epochs: 5,
+            ..c
+        }),
+        RouterConfig::Irt(c) => RouterConfig::Irt(crate::routers::irt::IrtConfig {
+            dim: 2,
+            max_steps: 10,
+            ..c
+        }),
+        RouterConfig::Stack(c) => RouterConfig::Stack(crate::routers::stack::StackConfig {
+            members: vec![
+                serde_json::json!({"type": "knn", "k": 5}),
+                serde_json::json!({"type": "baseline", "rule": "zero"}),
+            ],
+            ..c
+        }),
+        other => other,
+    }
+}
+
 #[test]
 fn config_tags_are_the_kind_names() {
     for kind in RouterKind::ALL {
@@ -125,27 +151,7 @@ fn every_kind_fits_saves_loads_and_gives_typed_access() {
         ) {
             // The searches are covered by their own tests and the quality tests.
             let config = RouterConfig::default_for(kind, 0).unwrap();
-            let config = match config {
-                RouterConfig::Knn(c) => RouterConfig::Knn(KnnConfig { k: 5, ..c }),
-                RouterConfig::Mf(c) => RouterConfig::Mf(MfConfig {
-                    dim: 4,
-                    max_epochs: 5,
-                    ..c
-                }),
-                RouterConfig::Irt(c) => RouterConfig::Irt(crate::routers::irt::IrtConfig {
-                    dim: 2,
-                    max_steps: 10,
-                    ..c
-                }),
-                RouterConfig::Stack(c) => RouterConfig::Stack(crate::routers::stack::StackConfig {
-                    members: vec![
-                        serde_json::json!({"type": "knn", "k": 5}),
-                        serde_json::json!({"type": "baseline", "rule": "zero"}),
-                    ],
-                    ..c
-                }),
-                other => other,
-            };
+            let config = small(config);
             let r = AnyRouter::fit_config(&config, &train);
             #[cfg(not(feature = "train"))]
             if kind == RouterKind::Mf || kind == RouterKind::Irt {
@@ -418,27 +424,6 @@ fn add_model_and_reprice_through_any_router() {
 fn every_pre_call_kind_reprices_without_refitting() {
     let train = split();
     let q = train.features().unwrap();
-    let small = |config: RouterConfig| match config {
-        RouterConfig::Knn(c) => RouterConfig::Knn(KnnConfig { k: 5, ..c }),
-        RouterConfig::Mf(c) => RouterConfig::Mf(MfConfig {
-            dim: 4,
-            max_epochs: 5,
-            ..c
-        }),
-        RouterConfig::Irt(c) => RouterConfig::Irt(crate::routers::irt::IrtConfig {
-            dim: 2,
-            max_steps: 10,
-            ..c
-        }),
-        RouterConfig::Stack(c) => RouterConfig::Stack(crate::routers::stack::StackConfig {
-            members: vec![
-                serde_json::json!({"type": "knn", "k": 5}),
-                serde_json::json!({"type": "baseline", "rule": "zero"}),
-            ],
-            ..c
-        }),
-        other => other,
-    };
     // "b" (1.0 / 1.0 USD per 1M tokens) becomes ten times cheaper than "a".
     let prices = [ModelCard::new("b", 0.01, 0.01)];
     let mut kinds: Vec<RouterConfig> = RouterKind::ALL

@@ -2,7 +2,9 @@
 //! card prior is what the module documentation says, labels help, and the onboarded router
 //! learns, saves, merges and shares with its new number of models.
 
-use super::super::tests::{check_round_trip, feed, pool, probes, stream, synthetic, DIM};
+use super::super::tests::{
+    check_round_trip, feed, labelled_split, pool, probes, stream, synthetic,
+};
 use super::super::*;
 use crate::data::Split;
 use crate::error::ErrorKind;
@@ -11,19 +13,10 @@ use crate::rng::SplitMix64;
 use crate::router::{Feedback, Learner, Router};
 use crate::QueryFeatures;
 
-/// Every model's outcome on `n` synthetic queries (seeded).
+/// Every model's outcome on `n` synthetic queries (seeded), observed costs 1.2 times the pool's
+/// estimate.
 fn labelled(n: usize, seed: u64) -> Split {
-    let mut rng = SplitMix64::new(seed);
-    let (mut emb, mut scores, mut costs) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        let (q, p) = synthetic(&mut rng);
-        emb.extend_from_slice(q.embedding());
-        for (m, &pm) in p.iter().enumerate() {
-            scores.push(if rng.next_f64() < pm { 1.0 } else { 0.0 });
-            costs.push(pool().estimate_cost(m, Some(0.0)) * 1.2);
-        }
-    }
-    Split::from_arrays(pool(), emb, DIM, scores, costs).unwrap()
+    labelled_split(n, seed, 1.2)
 }
 
 /// Each probe's (quality, score, cost) bits of models `0..m`, exploring and greedy. Exploring

@@ -46,7 +46,7 @@ pub(super) fn synthetic(rng: &mut SplitMix64) -> (QueryFeatures, [f64; 3]) {
 
 /// `n` synthetic queries with every model's sampled outcome (full labels), seeded; each
 /// observed cost is the pool's estimate times `cost_factor`.
-fn labelled_split(n: usize, seed: u64, cost_factor: f64) -> Split {
+pub(super) fn labelled_split(n: usize, seed: u64, cost_factor: f64) -> Split {
     let mut rng = SplitMix64::new(seed);
     let (mut emb, mut scores, mut costs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
