@@ -48,6 +48,9 @@ cargo test --workspace --release
 step "benches, each run once in test mode (so they cannot rot)"
 cargo test --release -p pointsman-bench --benches
 
+step "the gateway's latency bench, once and briefly (loopback only, bounded; its figures are noise)"
+benches/gateway/run.sh --seconds 1 --embed-repeat 100
+
 step "C ABI: libpointsman, header check, C and C++ tests under ASan, install, C++ gateway"
 # pkg-config builds the install test's consumer and the gateway example, which speaks HTTP
 # through cpp-httplib and JSON through nlohmann-json (cmake is optional: the find_package test

@@ -2,35 +2,52 @@
 # The gateway's latency and throughput bench (a bench, not a test): everything on loopback, every
 # load bounded in count and time.
 #
-#   benches/gateway/run.sh [--seconds 20] [--routellm]
+#   benches/gateway/run.sh [--seconds 20] [--routellm] [--embed-threads N] [--max-concurrent-embeds N]
+#                          [--embed-repeat 2000]
 #
 # One run measures, against one stub upstream (pointsman-testkit stub) with a saved MF router
 # (trained here on llmrouter_dc with its default config) routing among the dataset's nine models:
 #   direct     the stub called directly, at 100 requests/s (the baseline)
 #   routed     the same requests through `pointsman serve`, model "pointsman", at 100 requests/s
 #   pass       the same requests through the gateway to a concrete model (no routing)
-#   embed      the in-process embedder alone on the same texts (threads 1)
+#   embed      the in-process embedder alone on the same texts, one thread (the issue's reference:
+#              "the embedder alone takes about 3.5 ms" for the short prompt)
+#   embed_gw   the same with the gateway's threads per embedding (`routing.embed_threads`; by
+#              default every core: a text embedded alone is split over both)
 #   short_*    the same for one short prompt (benches/prompts.json "short", 12-13 word pieces)
 #   max        the highest sustained rate (closed loop, 32 connections), with the gateway's RSS
 # and, with --routellm, RouteLLM's OpenAI-compatible server (PyPI routellm, `random` router,
 # forwarding to the same stub) at 100 requests/s, when it installs here.
 #
 # Added latency over the stub = routed − direct; beyond the embedder = routed − direct − embed
-# (medians and 99th percentiles of each distribution, same run), two ways: "per request" takes
+# (medians and 99th percentiles of each distribution, same run), three ways: "per request" takes
 # each routed request's latency less the gateway's own time embedding that request's text (its
-# `Server-Timing: embed;dur=`), then the percentile, less direct's; "separately" subtracts the
-# percentile of the embedder timed alone, one text at a time (which misses that two embeddings
-# running at once on two cores are each slower than one alone). Run it on a quiet machine with
+# `Server-Timing: embed;dur=`), then the percentile, less direct's — that time includes sharing
+# the cores with embeddings running at the same time, so this way does not count contention;
+# "separately" subtracts the percentile of the embedder timed alone, one text at a time, either on
+# one thread (`embed`: the issue's reference) or with the gateway's threads (`embed_gw`: every
+# core for one text, the strictest reference, since under load a text rarely has both). Run it on
+# a quiet machine with
 # RAYON_NUM_THREADS=1 (set here); it prints one JSON line per measurement and a summary.
+# --embed-threads / --max-concurrent-embeds set the gateway's `routing.embed_threads` and
+# `routing.max_concurrent_embeds` (default: the gateway's defaults, 0 = the cores, for both), to
+# compare settings; --embed-repeat is how many texts each embedder-alone measure times. The test
+# command runs it once with --seconds 1 --embed-repeat 100, so that it cannot rot.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=20
 ROUTELLM=0
+EMBED_THREADS=0
+MAX_EMBEDS=0
+EMBED_REPEAT=2000
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) SECONDS_EACH=$2; shift 2 ;;
         --routellm) ROUTELLM=1; shift ;;
-        *) echo "usage: $0 [--seconds N] [--routellm]" >&2; exit 2 ;;
+        --embed-threads) EMBED_THREADS=$2; shift 2 ;;
+        --max-concurrent-embeds) MAX_EMBEDS=$2; shift 2 ;;
+        --embed-repeat) EMBED_REPEAT=$2; shift 2 ;;
+        *) echo "usage: $0 [--seconds N] [--routellm] [--embed-threads N] [--max-concurrent-embeds N] [--embed-repeat N]" >&2; exit 2 ;;
     esac
 done
 export RAYON_NUM_THREADS=1
@@ -87,6 +104,9 @@ STUB=$ADDR
     echo 'router = "mf.safetensors"'
     echo '[limits]'
     echo 'shutdown_grace_ms = 5000'
+    echo '[routing]'
+    echo "embed_threads = $EMBED_THREADS"
+    echo "max_concurrent_embeds = $MAX_EMBEDS"
     python3 -c '
 import json, sys
 for m in json.load(open(sys.argv[1])):
@@ -108,10 +128,14 @@ echo "==> 100 requests/s, $SECONDS_EACH s each" >&2
 load direct "$STUB" "$MODEL" "$tmp/prompts.json" --rate 100
 load routed "$GW" pointsman "$tmp/prompts.json" --rate 100
 load pass "$GW" "$MODEL" "$tmp/prompts.json" --rate 100
-"$KIT" embed --label embed --prompts "$tmp/prompts.json" --repeat 2000 | tee -a "$tmp/results.jsonl"
+"$KIT" embed --label embed --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
+"$KIT" embed --label embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" |
+    tee -a "$tmp/results.jsonl"
 load short_direct "$STUB" "$MODEL" "$tmp/short.json" --rate 100
 load short_routed "$GW" pointsman "$tmp/short.json" --rate 100
-"$KIT" embed --label short_embed --prompts "$tmp/short.json" --repeat 2000 | tee -a "$tmp/results.jsonl"
+"$KIT" embed --label short_embed --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
+"$KIT" embed --label short_embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" |
+    tee -a "$tmp/results.jsonl"
 
 echo "==> highest sustained rate (closed loop, 32 connections)" >&2
 load max "$GW" pointsman "$tmp/prompts.json" --rate 0 --concurrency 32 &
@@ -165,12 +189,21 @@ for p in ("p50_ms", "p99_ms"):
 for p in ("p50_ms", "p99_ms"):
     per_request = get("routed", "beyond_embed_" + p) - get("direct", p)
     print(f"  {p[:3]} beyond the embedder, per request: {per_request:.3f}"
-          f" (separately: {get('routed', p) - get('direct', p) - get('embed', p):.3f})")
+          f" (separately: {get('routed', p) - get('direct', p) - get('embed', p):.3f} over the embedder"
+          f" on one thread, {get('routed', p) - get('direct', p) - get('embed_gw', p):.3f} over it with"
+          f" the gateway's threads, whose {p[:3]} is {get('embed_gw', p):.3f})")
 print(f"  short prompt: added p50 {get('short_routed', 'p50_ms') - get('short_direct', 'p50_ms'):.3f}"
-      f" (embed p50 {get('short_embed', 'p50_ms'):.3f})")
+      f" (embed p50 {get('short_embed', 'p50_ms'):.3f} on one thread,"
+      f" {get('short_embed_gw', 'p50_ms'):.3f} with the gateway's threads)")
 print(f"  max sustained: {get('max', 'rate'):.0f} requests/s ({get('max', 'errors')} errors), "
       f"gateway RSS {r.get('max_rss', {}).get('rss_mib')} MiB")
 if "routellm" in r:
     print(f"  RouteLLM random: p50 {get('routellm', 'p50_ms'):.3f} p99 {get('routellm', 'p99_ms'):.3f}"
           f" added p50 {get('routellm', 'p50_ms') - get('direct', 'p50_ms'):.3f}")
+# A measurement missing, or a load whose requests failed, fails the run (the test command runs it).
+labels = ["direct", "routed", "pass", "embed", "embed_gw", "short_direct", "short_routed",
+          "short_embed", "short_embed_gw", "max", "max_rss"]
+bad = [l for l in labels if l not in r or r[l].get("errors", 0) or r[l].get("ok", 1) == 0]
+if bad:
+    sys.exit(f"benches/gateway/run.sh: missing or failed measurements: {', '.join(bad)}")
 PY

@@ -105,7 +105,10 @@ pub struct RoutingConfig {
     /// The embedding model folder (default: `POINTSMAN_MODEL_DIR`, else the cache folder
     /// `scripts/fetch-model.sh` fills).
     pub model_dir: Option<PathBuf>,
-    /// Threads of one embedding (default 1: the request's own thread).
+    /// Threads one embedding is split over (default 0: the number of cores). The threads form
+    /// one pool shared by the embeddings in flight: a request embedded alone uses every core,
+    /// and two at once each get about one core instead of the later one waiting for a slot
+    /// (`benches/gateway/run.sh` measures both settings; docs/benchmarks.md).
     pub embed_threads: usize,
     /// Embeddings computed at once (default 0: the number of cores).
     pub max_concurrent_embeds: usize,
@@ -119,7 +122,7 @@ impl Default for RoutingConfig {
             allowed: None,
             turns: 1,
             model_dir: None,
-            embed_threads: 1,
+            embed_threads: 0,
             max_concurrent_embeds: 0,
         }
     }
@@ -414,9 +417,6 @@ impl Config {
         check_cost("routing.max_cost", self.routing.max_cost)?;
         if self.routing.turns == 0 {
             return bad("routing.turns must be at least 1".into());
-        }
-        if self.routing.embed_threads == 0 {
-            return bad("routing.embed_threads must be at least 1".into());
         }
         if self.upstreams.is_empty() {
             return bad("no [[upstreams]]: the gateway needs at least one model to call".into());

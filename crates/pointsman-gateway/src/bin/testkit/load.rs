@@ -48,6 +48,10 @@ pub struct EmbedArgs {
     /// A label for the output line.
     #[arg(long, default_value = "")]
     label: String,
+    /// Threads one embedding is split over, as the gateway's `routing.embed_threads` (0: the
+    /// number of cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -217,8 +221,12 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     if args.repeat == 0 || args.repeat > 100_000 {
         return Err("--repeat must be in [1, 100000]".into());
     }
-    let embedder = pointsman_gateway::engine::TextEmbedder::load(&Default::default())
-        .map_err(|e| e.to_string())?;
+    let routing = pointsman_gateway::config::RoutingConfig {
+        embed_threads: args.threads,
+        ..Default::default()
+    };
+    let embedder =
+        pointsman_gateway::engine::TextEmbedder::load(&routing).map_err(|e| e.to_string())?;
     for p in prompts.iter().take(20) {
         embedder.embed(p, p).map_err(|e| e.to_string())?;
     }

@@ -52,7 +52,8 @@ enum Command {
     /// Send chat requests at a fixed rate (or as fast as `--concurrency` allows) for a bounded
     /// time and print the latency percentiles as one JSON line.
     Load(load::LoadArgs),
-    /// Time the in-process embedder on the same prompts (threads 1) and print percentiles.
+    /// Time the in-process embedder on the same prompts, one text at a time, and print
+    /// percentiles.
     Embed(load::EmbedArgs),
 }
 
