@@ -3,7 +3,7 @@
 # load bounded in count and time.
 #
 #   benches/gateway/run.sh [--seconds 20] [--routellm] [--embed-threads N] [--max-concurrent-embeds N]
-#                          [--embed-repeat 2000]
+#                          [--embed-repeat 2000] [--rate 100]
 #
 # One run measures, against one stub upstream (pointsman-testkit stub) with a saved MF router
 # (trained here on llmrouter_dc with its default config) routing among the dataset's nine models:
@@ -31,7 +31,7 @@
 # RAYON_NUM_THREADS=1 (set here); it prints one JSON line per measurement and a summary.
 # --embed-threads / --max-concurrent-embeds set the gateway's `routing.embed_threads` and
 # `routing.max_concurrent_embeds` (default: the gateway's defaults, 0 = the cores, for both), to
-# compare settings; --embed-repeat is how many texts each embedder-alone measure times. The test
+# compare settings; --rate replaces the 100 requests/s of every open-loop load; --embed-repeat is how many texts each embedder-alone measure times. The test
 # command runs it once with --seconds 1 --embed-repeat 100, so that it cannot rot.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,6 +40,7 @@ ROUTELLM=0
 EMBED_THREADS=0
 MAX_EMBEDS=0
 EMBED_REPEAT=2000
+RATE=100
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) SECONDS_EACH=$2; shift 2 ;;
@@ -47,7 +48,8 @@ while [ $# -gt 0 ]; do
         --embed-threads) EMBED_THREADS=$2; shift 2 ;;
         --max-concurrent-embeds) MAX_EMBEDS=$2; shift 2 ;;
         --embed-repeat) EMBED_REPEAT=$2; shift 2 ;;
-        *) echo "usage: $0 [--seconds N] [--routellm] [--embed-threads N] [--max-concurrent-embeds N] [--embed-repeat N]" >&2; exit 2 ;;
+        --rate) RATE=$2; shift 2 ;;
+        *) echo "usage: $0 [--seconds N] [--routellm] [--embed-threads N] [--max-concurrent-embeds N] [--embed-repeat N] [--rate N]" >&2; exit 2 ;;
     esac
 done
 export RAYON_NUM_THREADS=1
@@ -124,15 +126,15 @@ load() { # label url model prompts [extra args]
         --prompts "$prompts" --seconds "$SECONDS_EACH" --warmup 2 "$@" | tee -a "$tmp/results.jsonl"
 }
 
-echo "==> 100 requests/s, $SECONDS_EACH s each" >&2
-load direct "$STUB" "$MODEL" "$tmp/prompts.json" --rate 100
-load routed "$GW" pointsman "$tmp/prompts.json" --rate 100
-load pass "$GW" "$MODEL" "$tmp/prompts.json" --rate 100
+echo "==> $RATE requests/s, $SECONDS_EACH s each" >&2
+load direct "$STUB" "$MODEL" "$tmp/prompts.json" --rate "$RATE"
+load routed "$GW" pointsman "$tmp/prompts.json" --rate "$RATE"
+load pass "$GW" "$MODEL" "$tmp/prompts.json" --rate "$RATE"
 "$KIT" embed --label embed --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
 "$KIT" embed --label embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" |
     tee -a "$tmp/results.jsonl"
-load short_direct "$STUB" "$MODEL" "$tmp/short.json" --rate 100
-load short_routed "$GW" pointsman "$tmp/short.json" --rate 100
+load short_direct "$STUB" "$MODEL" "$tmp/short.json" --rate "$RATE"
+load short_routed "$GW" pointsman "$tmp/short.json" --rate "$RATE"
 "$KIT" embed --label short_embed --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
 "$KIT" embed --label short_embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" |
     tee -a "$tmp/results.jsonl"
@@ -163,7 +165,7 @@ if [ "$ROUTELLM" = 1 ]; then
             "$rl/bin/python" -m routellm.openai_server --routers random --config "$tmp/rl.yaml" \
             --port "$port" --workers 1 --strong-model "openai/$MODEL" --weak-model "openai/$MODEL" \
             --base-url "$STUB/v1" --api-key unused; then
-            load routellm "http://127.0.0.1:$port" router-random-0.5 "$tmp/prompts.json" --rate 100
+            load routellm "http://127.0.0.1:$port" router-random-0.5 "$tmp/prompts.json" --rate "$RATE"
         else
             echo "RouteLLM's server did not start (see above)" >&2
         fi
