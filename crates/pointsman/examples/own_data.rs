@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc
-//! # only the bandit onboarding table (a warm-started `linucb`), in about a minute:
+//! # only the bandit onboarding tables (each learner warm-started), in a few minutes:
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc --bandit-onboarding
 //! # how much the onboarding figures move with the draw of the labelled queries (and MF's refit
 //! # with its training seed), in about 70 s:
@@ -130,16 +130,37 @@ const HELD_OUT: [&str; 3] = [
 /// The labelled-query counts of the onboarding tables.
 const KS: [usize; 5] = [0, 25, 50, 100, 200];
 
-/// Onboarding into a `linucb` router warm-started (default configuration) on the other eight
-/// models, scored greedy (the posterior mean, no exploration) against the router warm-started
-/// on all nine.
+/// Onboarding into each learner (linucb, thompson, knn-ucb, cluster-ucb) warm-started (default
+/// configuration) on the other eight models, scored greedy (the posterior mean, no exploration)
+/// against the same learner warm-started on all nine.
 fn bandit_onboarding(train: &Split, aiq: &dyn Fn(&str, &AnyRouter) -> Result<f64>) -> Result<()> {
-    println!("## bandit onboarding: linucb warm-started on eight models, the ninth from k labelled train queries");
-    let config = RouterConfig::default_for(pointsman::RouterKind::Linucb, 0)?;
+    use pointsman::RouterKind;
+    let kinds = [
+        RouterKind::Linucb,
+        RouterKind::Thompson,
+        RouterKind::KnnUcb,
+        RouterKind::ClusterUcb,
+    ];
+    for kind in kinds {
+        learner_onboarding(train, kind, aiq)?;
+    }
+    Ok(())
+}
+
+/// [`bandit_onboarding`] for one learner kind.
+fn learner_onboarding(
+    train: &Split,
+    kind: pointsman::RouterKind,
+    aiq: &dyn Fn(&str, &AnyRouter) -> Result<f64>,
+) -> Result<()> {
+    println!("## bandit onboarding: {kind} warm-started on eight models, the ninth from k labelled train queries");
+    let config = RouterConfig::default_for(kind, 0)?;
     let greedy = |r: &AnyRouter| -> AnyRouter {
-        AnyRouter::Learner(r.as_learner().expect("linucb is a learner").greedy())
+        AnyRouter::Learner(r.as_learner().expect("a learner kind").greedy())
     };
-    let refit = aiq("linucb", &greedy(&fit(config.clone(), train)?))?;
+    let name = kind.to_string();
+    let name = name.as_str();
+    let refit = aiq(name, &greedy(&fit(config.clone(), train)?))?;
     let mut order: Vec<usize> = (0..train.len()).collect();
     SplitMix64::new(0).shuffle(&mut order);
     let mut slowest: f64 = 0.0;
@@ -148,20 +169,20 @@ fn bandit_onboarding(train: &Split, aiq: &dyn Fn(&str, &AnyRouter) -> Result<f64
         let others: Vec<usize> = (0..train.pool().len()).filter(|&j| j != h).collect();
         let base = fit(config.clone(), &train.select_models(&others)?)?;
         let card = train.pool().card(h).clone();
-        let mut line = format!("{held} linucb: full refit {refit:.4}");
+        let mut line = format!("{held} {name}: full refit {refit:.4}");
         for &k in &KS {
             let labelled = (k > 0).then(|| train.subset(&order[..k], "labelled"));
             let started = Instant::now();
             let r = base.add_model(card.clone(), labelled.as_ref())?;
             slowest = slowest.max(started.elapsed().as_secs_f64());
-            line += &format!("  k={k} {:.4}", aiq("linucb", &greedy(&r))?);
+            line += &format!("  k={k} {:.4}", aiq(name, &greedy(&r))?);
         }
         // Every train label: what the onboarding reaches when labels are not scarce.
         let all = base.add_model(card.clone(), Some(train))?;
-        line += &format!("  k=all {:.4}", aiq("linucb", &greedy(&all))?);
+        line += &format!("  k=all {:.4}", aiq(name, &greedy(&all))?);
         println!("{line}");
     }
-    println!("slowest bandit onboarding {slowest:.3} s");
+    println!("slowest {name} onboarding {slowest:.3} s");
     Ok(())
 }
 
