@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Rust tests (unit, integration, quality on the shared
-# datasets, doc tests), the C ABI's C and C++ tests, the examples, and the Python package (built as
-# a wheel, installed into a fresh virtual environment, tested with pytest). Installs what it needs.
+# datasets, doc tests), the benches and the gateway's latency bench once briefly, the C ABI's C and
+# C++ tests, the examples, and the Python package (built as a wheel, installed into a fresh virtual
+# environment, tested with pytest). Installs what it needs.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,8 @@ step "benches, each run once in test mode (so they cannot rot)"
 cargo test --release -p pointsman-bench --benches
 
 step "the gateway's latency bench, once and briefly (loopback only, bounded; its figures are noise)"
-benches/gateway/run.sh --seconds 1 --embed-repeat 100
+# --no-build: the binaries cargo test built above (a build with other features would take minutes).
+benches/gateway/run.sh --no-build --seconds 1 --embed-repeat 100
 
 step "C ABI: libpointsman, header check, C and C++ tests under ASan, install, C++ gateway"
 # pkg-config builds the install test's consumer and the gateway example, which speaks HTTP

@@ -2,37 +2,40 @@
 # The gateway's latency and throughput bench (a bench, not a test): everything on loopback, every
 # load bounded in count and time.
 #
-#   benches/gateway/run.sh [--seconds 20] [--routellm] [--embed-threads N] [--max-concurrent-embeds N]
-#                          [--embed-repeat 2000] [--rate 100]
+#   benches/gateway/run.sh [--seconds 20] [--routellm] [--embed-threads N]
+#                          [--max-concurrent-embeds N] [--embed-repeat 2000] [--rate 100]
+#                          [--no-build]
 #
 # One run measures, against one stub upstream (pointsman-testkit stub) with a saved MF router
 # (trained here on llmrouter_dc with its default config) routing among the dataset's nine models:
 #   direct     the stub called directly, at 100 requests/s (the baseline)
 #   routed     the same requests through `pointsman serve`, model "pointsman", at 100 requests/s
 #   pass       the same requests through the gateway to a concrete model (no routing)
-#   embed      the in-process embedder alone on the same texts, one thread (the issue's reference:
-#              "the embedder alone takes about 3.5 ms" for the short prompt)
+#   embed      the in-process embedder alone on the same texts, one thread
 #   embed_gw   the same with the gateway's threads per embedding (`routing.embed_threads`; by
-#              default every core: a text embedded alone is split over both)
+#              default the cores, at most 4: a text embedded alone is split over all of them)
 #   short_*    the same for one short prompt (benches/prompts.json "short", 12-13 word pieces)
 #   max        the highest sustained rate (closed loop, 32 connections), with the gateway's RSS
 # and, with --routellm, RouteLLM's OpenAI-compatible server (PyPI routellm, `random` router,
 # forwarding to the same stub) at 100 requests/s, when it installs here.
 #
 # Added latency over the stub = routed − direct; beyond the embedder = routed − direct − embed
-# (medians and 99th percentiles of each distribution, same run), three ways: "per request" takes
-# each routed request's latency less the gateway's own time embedding that request's text (its
-# `Server-Timing: embed;dur=`), then the percentile, less direct's — that time includes sharing
-# the cores with embeddings running at the same time, so this way does not count contention;
-# "separately" subtracts the percentile of the embedder timed alone, one text at a time, either on
-# one thread (`embed`: the issue's reference) or with the gateway's threads (`embed_gw`: every
-# core for one text, the strictest reference, since under load a text rarely has both). Run it on
-# a quiet machine with
-# RAYON_NUM_THREADS=1 (set here); it prints one JSON line per measurement and a summary.
-# --embed-threads / --max-concurrent-embeds set the gateway's `routing.embed_threads` and
-# `routing.max_concurrent_embeds` (default: the gateway's defaults, 0 = the cores, for both), to
-# compare settings; --rate replaces the 100 requests/s of every open-loop load; --embed-repeat is how many texts each embedder-alone measure times. The test
-# command runs it once with --seconds 1 --embed-repeat 100, so that it cannot rot.
+# (medians and 99th percentiles of each distribution, same run), three ways:
+# - "separately, with the gateway's threads" subtracts the percentile of `embed_gw`, the embedder
+#   timed alone with the gateway's own setting: the strict reading, and the one to quote;
+# - "separately, one thread" subtracts `embed`'s (the gateway's setting before 2026-12-06);
+# - "per request" takes each routed request's latency less the gateway's own time embedding that
+#   request's text (its `Server-Timing: embed;dur=`), then the percentile, less direct's. With
+#   embeddings split over a shared pool that time is not the text's alone: a pool thread waiting
+#   inside one embedding may run another request's, so this way undercounts contention.
+# Run it on a quiet machine with RAYON_NUM_THREADS=1 (set here); it prints one JSON line per
+# measurement and a summary. --embed-threads / --max-concurrent-embeds set the gateway's
+# `routing.embed_threads` and `routing.max_concurrent_embeds` (default 0 for both: the gateway's
+# defaults), to compare settings; --rate (> 0) replaces the 100 requests/s of every open-loop
+# load; --embed-repeat is how many texts each embedder-alone measure times; --no-build uses the
+# release binaries already built (`cargo test --workspace --release` builds them with the test
+# suite's features, which a build here would compile again). The test command runs it once with
+# --no-build --seconds 1 --embed-repeat 100, so that it cannot rot.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=20
@@ -41,6 +44,7 @@ EMBED_THREADS=0
 MAX_EMBEDS=0
 EMBED_REPEAT=2000
 RATE=100
+BUILD=1
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) SECONDS_EACH=$2; shift 2 ;;
@@ -49,15 +53,23 @@ while [ $# -gt 0 ]; do
         --max-concurrent-embeds) MAX_EMBEDS=$2; shift 2 ;;
         --embed-repeat) EMBED_REPEAT=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
-        *) echo "usage: $0 [--seconds N] [--routellm] [--embed-threads N] [--max-concurrent-embeds N] [--embed-repeat N] [--rate N]" >&2; exit 2 ;;
+        --no-build) BUILD=0; shift ;;
+        *) echo "usage: $0 [--seconds N] [--routellm] [--embed-threads N]" \
+                "[--max-concurrent-embeds N] [--embed-repeat N] [--rate N] [--no-build]" >&2; exit 2 ;;
     esac
 done
+python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$RATE" 2>/dev/null || {
+    echo "--rate takes a positive number of requests per second, not $RATE" >&2; exit 2
+}
 export RAYON_NUM_THREADS=1
 DATA=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
 target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
-cargo build --release --quiet -p pointsman-cli -p pointsman-gateway --bins
+[ "$BUILD" = 1 ] && cargo build --release --quiet -p pointsman-cli -p pointsman-gateway --bins
 PM=$target/release/pointsman
 KIT=$target/release/pointsman-testkit
+for bin in "$PM" "$KIT"; do
+    [ -x "$bin" ] || { echo "$bin is missing: run without --no-build" >&2; exit 2; }
+done
 
 tmp=$(mktemp -d)
 pids=()
@@ -181,7 +193,7 @@ for line in open(sys.argv[1]):
     d = json.loads(line)
     r[d["label"]] = d
 def get(label, k):
-    return r[label][k] if label in r else float("nan")
+    return r.get(label, {}).get(k, float("nan"))
 print("\nsummary (ms)")
 for p in ("p50_ms", "p99_ms"):
     added = get("routed", p) - get("direct", p)
@@ -190,10 +202,10 @@ for p in ("p50_ms", "p99_ms"):
           f"  pass added {get('pass', p) - get('direct', p):.3f}")
 for p in ("p50_ms", "p99_ms"):
     per_request = get("routed", "beyond_embed_" + p) - get("direct", p)
-    print(f"  {p[:3]} beyond the embedder, per request: {per_request:.3f}"
-          f" (separately: {get('routed', p) - get('direct', p) - get('embed', p):.3f} over the embedder"
-          f" on one thread, {get('routed', p) - get('direct', p) - get('embed_gw', p):.3f} over it with"
-          f" the gateway's threads, whose {p[:3]} is {get('embed_gw', p):.3f})")
+    strict = get('routed', p) - get('direct', p) - get('embed_gw', p)
+    one = get('routed', p) - get('direct', p) - get('embed', p)
+    print(f"  {p[:3]} beyond the embedder with the gateway's threads (embed_gw {get('embed_gw', p):.3f}):"
+          f" {strict:.3f}  (one thread: {one:.3f}; per request: {per_request:.3f})")
 print(f"  short prompt: added p50 {get('short_routed', 'p50_ms') - get('short_direct', 'p50_ms'):.3f}"
       f" (embed p50 {get('short_embed', 'p50_ms'):.3f} on one thread,"
       f" {get('short_embed_gw', 'p50_ms'):.3f} with the gateway's threads)")
@@ -202,6 +214,9 @@ print(f"  max sustained: {get('max', 'rate'):.0f} requests/s ({get('max', 'error
 if "routellm" in r:
     print(f"  RouteLLM random: p50 {get('routellm', 'p50_ms'):.3f} p99 {get('routellm', 'p99_ms'):.3f}"
           f" added p50 {get('routellm', 'p50_ms') - get('direct', 'p50_ms'):.3f}")
+late = {l: d["late"] for l, d in r.items() if d.get("late")}
+if late:
+    print(f"  warning: the driver skipped requests it had no slot for (figures biased low): {late}")
 # A measurement missing, or a load whose requests failed, fails the run (the test command runs it).
 labels = ["direct", "routed", "pass", "embed", "embed_gw", "short_direct", "short_routed",
           "short_embed", "short_embed_gw", "max", "max_rss"]

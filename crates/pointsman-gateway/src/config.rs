@@ -105,13 +105,32 @@ pub struct RoutingConfig {
     /// The embedding model folder (default: `POINTSMAN_MODEL_DIR`, else the cache folder
     /// `scripts/fetch-model.sh` fills).
     pub model_dir: Option<PathBuf>,
-    /// Threads one embedding is split over (default 0: the number of cores). The threads form
-    /// one pool shared by the embeddings in flight: a request embedded alone uses every core,
-    /// and two at once each get about one core instead of the later one waiting for a slot
+    /// Threads one embedding is split over (default 0: the cores, at most
+    /// [`DEFAULT_EMBED_THREADS_MAX`]). The threads form one pool shared by the embeddings in
+    /// flight: an embedding that finds the cores free uses them all and finishes sooner, so
+    /// fewer embeddings overlap and fewer requests wait for an embedding slot
     /// (`benches/gateway/run.sh` measures both settings; docs/benchmarks.md).
     pub embed_threads: usize,
     /// Embeddings computed at once (default 0: the number of cores).
     pub max_concurrent_embeds: usize,
+}
+
+/// The most threads `routing.embed_threads = 0` splits one embedding over: measured on 2 cores
+/// only, and a short text split dozens of ways on a many-core machine would spend more on
+/// handing out the slivers than it saves.
+pub const DEFAULT_EMBED_THREADS_MAX: usize = 4;
+
+impl RoutingConfig {
+    /// The threads one embedding is split over: `embed_threads`, or for 0 the cores up to
+    /// [`DEFAULT_EMBED_THREADS_MAX`].
+    pub fn embed_threads(&self) -> usize {
+        match self.embed_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(DEFAULT_EMBED_THREADS_MAX),
+            n => n,
+        }
+    }
 }
 
 impl Default for RoutingConfig {
@@ -418,6 +437,13 @@ impl Config {
         if self.routing.turns == 0 {
             return bad("routing.turns must be at least 1".into());
         }
+        if self.routing.embed_threads > pointsman::embed::MAX_THREADS {
+            return bad(format!(
+                "routing.embed_threads is {}, more than the maximum of {} (0: the cores)",
+                self.routing.embed_threads,
+                pointsman::embed::MAX_THREADS
+            ));
+        }
         if self.upstreams.is_empty() {
             return bad("no [[upstreams]]: the gateway needs at least one model to call".into());
         }
@@ -553,6 +579,14 @@ base_url = "http://127.0.0.1:9/v1"
         let c = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.routing.turns, 1);
+        assert_eq!(c.routing.embed_threads, 0);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            c.routing.embed_threads(),
+            cores.min(DEFAULT_EMBED_THREADS_MAX)
+        );
+        let three = Config::from_toml(&format!("{MINIMAL}[routing]\nembed_threads = 3\n")).unwrap();
+        assert_eq!(three.routing.embed_threads(), 3);
         assert_eq!(c.fallback.max_tries, 3);
         assert_eq!(c.upstreams[0].upstream_model(), "a");
         assert_eq!(c.state_dir(), PathBuf::from("r.safetensors.state"));
@@ -566,6 +600,7 @@ base_url = "http://127.0.0.1:9/v1"
             ("[policies.\"a:b\"]\n", "policy name"),
             ("[limits]\nmax_header_bytes = 10\n", "max_header_bytes"),
             ("[routing]\nturnz = 2\n", "unknown field"),
+            ("[routing]\nembed_threads = 5000\n", "routing.embed_threads"),
             ("[[auth.tokens]]\ntenant = \"t\"\n", "auth.tokens[0]"),
         ] {
             let e = Config::from_toml(&format!("{MINIMAL}{extra}")).unwrap_err();

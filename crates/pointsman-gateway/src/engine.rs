@@ -68,7 +68,7 @@ impl TextEmbedder {
     /// [`GatewayError::Engine`] when the model folder is missing or corrupt.
     pub fn load(config: &RoutingConfig) -> Result<TextEmbedder, GatewayError> {
         let opts = EmbedderOptions {
-            threads: config.embed_threads,
+            threads: config.embed_threads(),
             ..Default::default()
         };
         let inner = match &config.model_dir {

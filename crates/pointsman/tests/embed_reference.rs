@@ -47,12 +47,20 @@ fn reference_singly_and_batched() {
     }
     eprintln!("reference singly: max abs diff {worst:.3e}");
     let e2 = common::load(2).unwrap();
-    // One text on two threads (split over column panels, as the gateway embeds by default):
-    // each output is the same chain of products, so the same bits as on one thread.
+    // One text on two and three threads (split over column panels, as the gateway embeds by
+    // default; three splits unevenly): each output is the same chain of products, so the same
+    // bits as on one thread.
+    let e3 = common::load(3).unwrap();
     for it in &r.items {
         let (one, _) = e.embed(&[&it.text]).unwrap();
-        let (two, _) = e2.embed(&[&it.text]).unwrap();
-        assert_eq!(one, two, "{:?}: one text on two threads differs", it.text);
+        for (threads, other) in [(2, &e2), (3, &e3)] {
+            let (got, _) = other.embed(&[&it.text]).unwrap();
+            assert_eq!(
+                one, got,
+                "{:?}: one text on {threads} threads differs",
+                it.text
+            );
+        }
     }
     for (threads, e) in [(1, &e), (2, &e2)] {
         let texts: Vec<&str> = r.items.iter().map(|i| i.text.as_str()).collect();
