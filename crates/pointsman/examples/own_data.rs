@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc
-//! # only the bandit onboarding tables (each learner warm-started), in a few minutes:
+//! # only the bandit onboarding tables (each learner warm-started), in under a minute:
 //! cargo run --release -p pointsman --example own_data -- ../shared/data/llmrouter_dc --bandit-onboarding
 //! # how much the onboarding figures move with the draw of the labelled queries (and MF's refit
 //! # with its training seed), in about 70 s:

@@ -49,7 +49,7 @@ pub struct EmbedArgs {
     #[arg(long, default_value = "")]
     label: String,
     /// Threads one embedding is split over, as the gateway's `routing.embed_threads` (0: the
-    /// number of cores).
+    /// cores, at most 4, as the gateway's default).
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
