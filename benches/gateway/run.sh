@@ -58,13 +58,16 @@ while [ $# -gt 0 ]; do
                 "[--max-concurrent-embeds N] [--embed-repeat N] [--rate N] [--no-build]" >&2; exit 2 ;;
     esac
 done
-python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$RATE" 2>/dev/null || {
-    echo "--rate takes a positive number of requests per second, not $RATE" >&2; exit 2
+python3 -c 'import math, sys; r = float(sys.argv[1]); sys.exit(0 if math.isfinite(r) and 0 < r <= 10000 else 1)' \
+    "$RATE" 2>/dev/null || {
+    echo "--rate takes a number of requests per second in (0, 10000], not $RATE" >&2; exit 2
 }
 export RAYON_NUM_THREADS=1
 DATA=${POINTSMAN_DATA_DIR:-$(cd .. && pwd)/shared/data}
+if [ "$BUILD" = 1 ]; then
+    cargo build --release --quiet -p pointsman-cli -p pointsman-gateway --bins
+fi
 target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
-[ "$BUILD" = 1 ] && cargo build --release --quiet -p pointsman-cli -p pointsman-gateway --bins
 PM=$target/release/pointsman
 KIT=$target/release/pointsman-testkit
 for bin in "$PM" "$KIT"; do
@@ -85,10 +88,12 @@ trap cleanup EXIT
 start() {
     local name=$1; shift
     "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-    pids+=($!)
+    local pid=$!
+    pids+=($pid)
     for _ in $(seq 600); do
         ADDR=$(grep -oE 'http://[0-9.]+:[0-9]+' "$tmp/$name.out" "$tmp/$name.err" 2>/dev/null | head -1 | cut -d: -f2- || true)
         [ -n "$ADDR" ] && return
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     echo "$name did not start: $(cat "$tmp/$name.err")" >&2
@@ -196,16 +201,16 @@ def get(label, k):
     return r.get(label, {}).get(k, float("nan"))
 print("\nsummary (ms)")
 for p in ("p50_ms", "p99_ms"):
-    added = get("routed", p) - get("direct", p)
-    print(f"  {p[:3]}: direct {get('direct', p):.3f}  routed {get('routed', p):.3f}  pass {get('pass', p):.3f}"
-          f"  embed {get('embed', p):.3f}  added {added:.3f}  beyond embed {added - get('embed', p):.3f}"
-          f"  pass added {get('pass', p) - get('direct', p):.3f}")
-for p in ("p50_ms", "p99_ms"):
     per_request = get("routed", "beyond_embed_" + p) - get("direct", p)
     strict = get('routed', p) - get('direct', p) - get('embed_gw', p)
     one = get('routed', p) - get('direct', p) - get('embed', p)
     print(f"  {p[:3]} beyond the embedder with the gateway's threads (embed_gw {get('embed_gw', p):.3f}):"
           f" {strict:.3f}  (one thread: {one:.3f}; per request: {per_request:.3f})")
+for p in ("p50_ms", "p99_ms"):
+    added = get("routed", p) - get("direct", p)
+    print(f"  {p[:3]}: direct {get('direct', p):.3f}  routed {get('routed', p):.3f}  pass {get('pass', p):.3f}"
+          f"  embed (one thread) {get('embed', p):.3f}  added {added:.3f}"
+          f"  pass added {get('pass', p) - get('direct', p):.3f}")
 print(f"  short prompt: added p50 {get('short_routed', 'p50_ms') - get('short_direct', 'p50_ms'):.3f}"
       f" (embed p50 {get('short_embed', 'p50_ms'):.3f} on one thread,"
       f" {get('short_embed_gw', 'p50_ms'):.3f} with the gateway's threads)")
@@ -216,7 +221,8 @@ if "routellm" in r:
           f" added p50 {get('routellm', 'p50_ms') - get('direct', 'p50_ms'):.3f}")
 late = {l: d["late"] for l, d in r.items() if d.get("late")}
 if late:
-    print(f"  warning: the driver skipped requests it had no slot for (figures biased low): {late}")
+    print(f"  warning: the driver skipped requests it had no slot for, in the warm-up or the measured part"
+          f" (there, figures are biased low): {late}")
 # A measurement missing, or a load whose requests failed, fails the run (the test command runs it).
 labels = ["direct", "routed", "pass", "embed", "embed_gw", "short_direct", "short_routed",
           "short_embed", "short_embed_gw", "max", "max_rss"]

@@ -107,7 +107,7 @@ pub struct RoutingConfig {
     pub model_dir: Option<PathBuf>,
     /// Threads one embedding is split over (default 0: the cores, at most
     /// [`DEFAULT_EMBED_THREADS_MAX`]). The threads form one pool shared by the embeddings in
-    /// flight: an embedding that finds the cores free uses them all and finishes sooner, so
+    /// flight: an embedding that finds the pool free uses all of it and finishes sooner, so
     /// fewer embeddings overlap and fewer requests wait for an embedding slot
     /// (`benches/gateway/run.sh` measures both settings; docs/benchmarks.md).
     pub embed_threads: usize,
