@@ -4,7 +4,8 @@
 //!
 //! Records with the same query id (or, without an id field, the same prompt) become one query,
 //! observed for every model a record names; a second record of the same (query, model) is an
-//! error unless [`LogMapping::duplicates`] says to average the records or keep the last. The split is the log's own where a split field is mapped, else the rule of
+//! error unless [`LogMapping::duplicates`] says to average the records or keep the last. The
+//! split is the log's own where a split field is mapped, else the rule of
 //! [`SPLIT_RULE`](super::SPLIT_RULE). Every error names the file, the line and the field.
 //! Embeddings are not computed here: `pointsman train`/`embed` compute them in-process with the
 //! core's embedder on first use.
@@ -236,7 +237,9 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
                 row.scores[j] = Some(score);
                 row.cost_usd[j] = cost;
                 row.propensity[j] = propensity;
-                counts.insert((r, j), (1.0, if cost.is_some() { 1.0 } else { 0.0 }));
+                if mapping.duplicates == Duplicates::Mean {
+                    counts.insert((r, j), (1.0, if cost.is_some() { 1.0 } else { 0.0 }));
+                }
             }
             (Some(_), Duplicates::Refuse) => {
                 return Err(bad(format!(
