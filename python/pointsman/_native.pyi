@@ -633,6 +633,7 @@ def train(
     kinds: Optional[Sequence[str]] = None,
     folds: int = 5,
     seed: int = 0,
+    nested: bool = True,
 ) -> tuple[Router, Optional[dict[str, Any]]]: ...
 @final
 class Exchange:

@@ -192,10 +192,13 @@ impl PyBaselineRouter {
 /// every pre-call kind and a stack of them are cross-validated on `split` (and only `split`: pass
 /// the train split), ranked by `criterion` (`"aiq"`, `"apgr"`, `"max_quality"`; default AIQ, or
 /// APGR on two-model data) and the best is returned; the report lists every candidate's
-/// cross-validated figures and seconds. For another kind, the report is its search's (or
+/// cross-validated figures and seconds; `knn`, `mf` and `irt` are measured by nested
+/// cross-validation (their search rerun without each fold) unless `nested=False`. For another
+/// kind, the report is its search's (or
 /// `None` for kinds fitted without one).
 #[pyfunction]
-#[pyo3(signature = (split, router, *, criterion = None, kinds = None, folds = 5, seed = 0))]
+#[allow(clippy::too_many_arguments)] // the Python keyword arguments, one each
+#[pyo3(signature = (split, router, *, criterion = None, kinds = None, folds = 5, seed = 0, nested = true))]
 pub fn train(
     py: Python<'_>,
     split: &Bound<'_, PySplit>,
@@ -204,14 +207,15 @@ pub fn train(
     kinds: Option<Vec<String>>,
     folds: usize,
     seed: u64,
+    nested: bool,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     use pointsman::registry::{AutoOptions, FitOptions};
     use pointsman::tuning::Criterion;
     let split = split.get().split();
     if router != RouterKind::AUTO {
-        if criterion.is_some() || kinds.is_some() {
+        if criterion.is_some() || kinds.is_some() || !nested {
             return Err(Error::Config(
-                "criterion and kinds go with router=\"auto\"".into(),
+                "criterion, kinds and nested go with router=\"auto\"".into(),
             ))
             .py();
         }
@@ -260,6 +264,7 @@ pub fn train(
         folds,
         criterion,
         kinds,
+        nested,
         ..Default::default()
     };
     let (router, report) = run(py, || AnyRouter::fit_auto(split, &options, &mut |_| {}))?;

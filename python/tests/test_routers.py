@@ -155,6 +155,12 @@ def test_train_auto_and_by_kind(toy, tmp_path):
         assert len(c["fold_scores"]) == 3
         assert all(f is None or 0.0 <= f <= 1.0 for f in c["fold_scores"])
     assert router.kind == kinds[0]
+    # knn and irt are measured nested; their search winners' own figures are kept beside.
+    own = {c["kind"]: c["search_score"] for c in report["candidates"]}
+    assert own["zero"] is None and own["stack"] is None
+    assert isinstance(own["knn"], float) and isinstance(own["irt"], float)
+    _, flat = pointsman.train(split, "auto", kinds=["zero", "knn"], folds=3, nested=False)
+    assert all(c["search_score"] is None for c in flat["candidates"])
     # Every kind auto may return saves and loads like any router.
     router.save(tmp_path / "auto.safetensors")
     again = pointsman.load_router(tmp_path / "auto.safetensors")
@@ -176,6 +182,8 @@ def test_train_auto_and_by_kind(toy, tmp_path):
         pointsman.train(split, "auto", kinds=["cascade"])
     with pytest.raises(pointsman.ConfigError, match="go with"):
         pointsman.train(split, "knn", criterion="aiq")
+    with pytest.raises(pointsman.ConfigError, match="nested go with"):
+        pointsman.train(split, "knn", nested=False)
 
 
 def test_baselines(toy):

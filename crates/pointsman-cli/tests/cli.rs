@@ -497,6 +497,13 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     let chosen_kind = chosen.split_whitespace().next().unwrap();
     assert_eq!(row(chosen_kind)[4], "-", "{stdout}");
     assert_eq!(row("zero")[4], "0/5", "{stdout}");
+    // kNN measured nested: its search winner's own figure beside it, and what it means.
+    assert!(
+        stdout.contains("search's own") && stdout.contains("nested: each fold estimated"),
+        "{stdout}"
+    );
+    assert_eq!(row("zero")[5], "-", "{stdout}");
+    assert!(row("knn")[5].parse::<f64>().is_ok(), "{stdout}");
     // The chosen setting in full, in the form --config takes.
     let config = stdout
         .lines()
@@ -505,12 +512,19 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     let config: serde_json::Value = serde_json::from_str(config).unwrap();
     assert_eq!(config["type"], chosen_kind, "{stdout}");
     // --limit: a seeded sample of the train split, for a quick trial.
-    let o = pointsman(&[&base[..], &["-q", "--kinds", "zero,knn", "--limit", "300"]].concat());
+    // (and --no-nested: the search winners' own figures, no column for them)
+    let o = pointsman(
+        &[
+            &base[..],
+            &["-q", "--kinds", "zero,knn", "--limit", "300", "--no-nested"],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let quick = String::from_utf8_lossy(&o.stdout);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("auto: 2 candidates"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
+        quick.contains("auto: 2 candidates") && !quick.contains("search's own"),
+        "{quick}"
     );
     let e = stderr_line(&pointsman(&[&base[..], &["--limit", "0"]].concat()));
     assert!(e.contains("--limit takes a positive number"), "{e}");

@@ -94,6 +94,19 @@ impl Progress {
         Progress(Some(std::sync::Arc::new(report)))
     }
 
+    /// The hook of run `run` (0-based) of `runs` runs of the same search, reporting through
+    /// this one as a single count: `(run · total + done, runs · total)`. None when this hook
+    /// reports nothing.
+    pub fn part(&self, run: usize, runs: usize) -> Progress {
+        match &self.0 {
+            None => Progress(None),
+            Some(f) => {
+                let f = f.clone();
+                Progress::new(move |done, total| f(run * total + done, runs * total))
+            }
+        }
+    }
+
     /// A counter of `total` steps that reports through this hook.
     pub fn steps(&self, total: usize) -> Steps<'_> {
         if let Some(f) = &self.0 {
