@@ -14,16 +14,21 @@
 #   embed      the in-process embedder alone on the same texts, one thread
 #   embed_gw   the same with the gateway's threads per embedding (`routing.embed_threads`; by
 #              default the cores, at most 4: a text embedded alone is split over all of them)
+#   embed_gw_paced  the same, one embedding started every 1/rate s (the requests' pace, idle
+#              in between) instead of back to back, for --seconds (at most --embed-repeat texts)
 #   short_*    the same for one short prompt (benches/prompts.json "short", 12-13 word pieces)
 #   max        the highest sustained rate (closed loop, 32 connections), with the gateway's RSS
 # and, with --routellm, RouteLLM's OpenAI-compatible server (PyPI routellm, `random` router,
 # forwarding to the same stub) at 100 requests/s, when it installs here.
 #
 # Added latency over the stub = routed − direct; beyond the embedder = routed − direct − embed
-# (medians and 99th percentiles of each distribution, same run), three ways:
+# (medians and 99th percentiles of each distribution, same run), four ways:
 # - "separately, with the gateway's threads" subtracts the percentile of `embed_gw`, the embedder
-#   timed alone with the gateway's own setting: the strict reading, and the one to quote;
+#   timed alone with the gateway's own setting, back to back: the strict reading (its cores
+#   kept busy, so it does not pay for idle cores as a request in the gateway does);
 # - "separately, one thread" subtracts `embed`'s (the gateway's setting before 2026-12-06);
+# - "at the requests' pace" subtracts `embed_gw_paced`'s: the embedder alone under the same
+#   arrivals (its cores idle between requests, as in the gateway) rather than kept busy;
 # - "per request" takes each routed request's latency less the gateway's own time embedding that
 #   request's text (its `Server-Timing: embed;dur=`), then the percentile, less direct's. With
 #   embeddings split over a shared pool that time is not the text's alone: a pool thread waiting
@@ -150,6 +155,10 @@ load pass "$GW" "$MODEL" "$tmp/prompts.json" --rate "$RATE"
 "$KIT" embed --label embed --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
 "$KIT" embed --label embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" |
     tee -a "$tmp/results.jsonl"
+# The same at the requests' pace: one embedding started every 1/rate s, idle in between.
+paced=$(awk -v r="$RATE" -v s="$SECONDS_EACH" -v m="$EMBED_REPEAT" 'BEGIN { n = int(r * s); print (n < m ? n : m) }')
+"$KIT" embed --label embed_gw_paced --threads "$EMBED_THREADS" --rate "$RATE" --prompts "$tmp/prompts.json" \
+    --repeat "$paced" | tee -a "$tmp/results.jsonl"
 load short_direct "$STUB" "$MODEL" "$tmp/short.json" --rate "$RATE"
 load short_routed "$GW" pointsman "$tmp/short.json" --rate "$RATE"
 "$KIT" embed --label short_embed --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
@@ -204,8 +213,10 @@ for p in ("p50_ms", "p99_ms"):
     per_request = get("routed", "beyond_embed_" + p) - get("direct", p)
     strict = get('routed', p) - get('direct', p) - get('embed_gw', p)
     one = get('routed', p) - get('direct', p) - get('embed', p)
+    paced = get('routed', p) - get('direct', p) - get('embed_gw_paced', p)
     print(f"  {p[:3]} beyond the embedder with the gateway's threads (embed_gw {get('embed_gw', p):.3f}):"
-          f" {strict:.3f}  (one thread: {one:.3f}; per request: {per_request:.3f})")
+          f" {strict:.3f}  (one thread: {one:.3f}; per request: {per_request:.3f};"
+          f" at the requests' pace, embed_gw_paced {get('embed_gw_paced', p):.3f}: {paced:.3f})")
 for p in ("p50_ms", "p99_ms"):
     added = get("routed", p) - get("direct", p)
     print(f"  {p[:3]}: direct {get('direct', p):.3f}  routed {get('routed', p):.3f}  pass {get('pass', p):.3f}"
@@ -224,7 +235,7 @@ if late:
     print(f"  warning: the driver skipped requests it had no slot for, in the warm-up or the measured part"
           f" (there, figures are biased low): {late}")
 # A measurement missing, or a load whose requests failed, fails the run (the test command runs it).
-labels = ["direct", "routed", "pass", "embed", "embed_gw", "short_direct", "short_routed",
+labels = ["direct", "routed", "pass", "embed", "embed_gw", "embed_gw_paced", "short_direct", "short_routed",
           "short_embed", "short_embed_gw", "max", "max_rss"]
 bad = [l for l in labels if l not in r or r[l].get("errors", 0) or r[l].get("ok", 1) == 0]
 if bad:

@@ -52,6 +52,11 @@ pub struct EmbedArgs {
     /// cores, at most 4, as the gateway's default).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Embeddings started per second on a fixed schedule, sleeping in between, as requests
+    /// arrive at the gateway (0: back to back, each as soon as the last ends). An embedding that
+    /// ends after the next one's start time delays it; the time is the embedding's alone.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -230,9 +235,19 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     for p in prompts.iter().take(20) {
         embedder.embed(p, p).map_err(|e| e.to_string())?;
     }
+    if !(args.rate.is_finite() && (0.0..=100_000.0).contains(&args.rate)) {
+        return Err("--rate must be in [0, 100000] embeddings per second".into());
+    }
     let mut lat = Vec::with_capacity(args.repeat);
+    let start = Instant::now();
     for i in 0..args.repeat {
         let p = &prompts[i % prompts.len()];
+        if args.rate > 0.0 {
+            let due = start + std::time::Duration::from_secs_f64(i as f64 / args.rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         let t0 = Instant::now();
         embedder.embed(p, p).map_err(|e| e.to_string())?;
         lat.push(t0.elapsed().as_secs_f64() * 1e3);
