@@ -155,10 +155,13 @@ load pass "$GW" "$MODEL" "$tmp/prompts.json" --rate "$RATE"
 "$KIT" embed --label embed --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
 "$KIT" embed --label embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" |
     tee -a "$tmp/results.jsonl"
-# The same at the requests' pace: one embedding started every 1/rate s, idle in between.
-paced=$(awk -v r="$RATE" -v s="$SECONDS_EACH" -v m="$EMBED_REPEAT" 'BEGIN { n = int(r * s); print (n < m ? n : m) }')
-"$KIT" embed --label embed_gw_paced --threads "$EMBED_THREADS" --rate "$RATE" --prompts "$tmp/prompts.json" \
-    --repeat "$paced" | tee -a "$tmp/results.jsonl"
+# The same at the requests' pace: one embedding started every 1/rate s, idle in between, after
+# the same 2 s warm-up as the loads (so the texts timed are the ones routed's measured requests
+# carried).
+paced=$(awk -v r="$RATE" -v s="$SECONDS_EACH" -v m="$EMBED_REPEAT" \
+    'BEGIN { n = int(r * s); if (n > m) n = m; if (n < 1) n = 1; print n }')
+"$KIT" embed --label embed_gw_paced --threads "$EMBED_THREADS" --rate "$RATE" --warmup 2 \
+    --prompts "$tmp/prompts.json" --repeat "$paced" | tee -a "$tmp/results.jsonl"
 load short_direct "$STUB" "$MODEL" "$tmp/short.json" --rate "$RATE"
 load short_routed "$GW" pointsman "$tmp/short.json" --rate "$RATE"
 "$KIT" embed --label short_embed --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"

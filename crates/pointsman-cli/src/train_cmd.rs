@@ -56,9 +56,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     pub kinds: Vec<String>,
 
-    /// With --router auto: compare knn, mf and irt by their search winners' own cross-validated
-    /// figures instead of nested cross-validation (about folds + 1 times faster; those figures
-    /// are flattered by the choice among each search's settings, larger grids more).
+    /// With --router auto: rank knn, mf, irt and the stack by their search winners' own
+    /// cross-validated figures instead of nested cross-validation (several times faster: the
+    /// nested searches take up to folds + 1 times as long; those figures are flattered by the
+    /// choice among each search's settings, larger grids more).
     #[arg(long)]
     pub no_nested: bool,
 
@@ -112,8 +113,8 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     if args.router == pointsman::RouterKind::AUTO {
         return train_auto(args, progress);
     }
-    if args.criterion.is_some() || !args.kinds.is_empty() {
-        anyhow::bail!("--criterion and --kinds go with --router auto");
+    if args.criterion.is_some() || !args.kinds.is_empty() || args.no_nested {
+        anyhow::bail!("--criterion, --kinds and --no-nested go with --router auto");
     }
     // `train` also knows `auto` (handled above): its list of known routers says so.
     let spec = RouterSpec::parse(&args.router).map_err(|e| match e {
@@ -431,9 +432,9 @@ fn auto_table(r: &AutoReport) -> String {
     ));
     if nested {
         out.push_str(&format!(
-            "  (knn, mf and irt nested: each fold estimated by its search rerun without it; \
-             search's own: the {by} of the whole split's search winner, flattered by the choice \
-             among its settings)\n"
+            "  (nested: each fold estimated by the knn, mf or irt search rerun without it, or the \
+             stack with its shrinkage chosen without it; search's own: the {by} of the whole \
+             split's search winner, flattered by the choice among its settings)\n"
         ));
     }
     if r.candidates.iter().any(|c| c.kind == RouterKind::Stack) {

@@ -499,11 +499,12 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     assert_eq!(row("zero")[4], "0/5", "{stdout}");
     // kNN measured nested: its search winner's own figure beside it, and what it means.
     assert!(
-        stdout.contains("search's own") && stdout.contains("nested: each fold estimated"),
+        stdout.contains("search's own") && stdout.contains("(nested: each fold estimated"),
         "{stdout}"
     );
     assert_eq!(row("zero")[5], "-", "{stdout}");
     assert!(row("knn")[5].parse::<f64>().is_ok(), "{stdout}");
+    assert!(row("stack")[5].parse::<f64>().is_ok(), "{stdout}");
     // The chosen setting in full, in the form --config takes.
     let config = stdout
         .lines()
@@ -549,6 +550,17 @@ fn train_auto_prints_candidates_and_saves_the_best() {
         file.to_str().unwrap(),
     ]));
     assert!(e.contains("go with --router auto"), "{e}");
+    let e = stderr_line(&pointsman(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--router",
+        "knn",
+        "--no-nested",
+        "--out",
+        file.to_str().unwrap(),
+    ]));
+    assert!(e.contains("--no-nested go with --router auto"), "{e}");
 }
 
 #[test]

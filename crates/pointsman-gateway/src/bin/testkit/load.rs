@@ -57,6 +57,10 @@ pub struct EmbedArgs {
     /// ends after the next one's start time delays it; the time is the embedding's alone.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// With --rate: seconds of the schedule run first and not recorded (the load driver's
+    /// --warmup), so that the texts timed are the ones its measured requests carried.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -226,6 +230,19 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     if args.repeat == 0 || args.repeat > 100_000 {
         return Err("--repeat must be in [1, 100000]".into());
     }
+    if !(args.rate.is_finite() && (0.0..=100_000.0).contains(&args.rate)) {
+        return Err("--rate must be in [0, 100000] embeddings per second".into());
+    }
+    if !(args.warmup.is_finite() && (0.0..=60.0).contains(&args.warmup)) {
+        return Err("--warmup must be in [0, 60] seconds".into());
+    }
+    // Paced, the first `warmup` seconds of the schedule run unrecorded, as the load driver's
+    // warm-up: text i is the same text as the driver's request i.
+    let skip = if args.rate > 0.0 {
+        (args.warmup * args.rate).ceil() as usize
+    } else {
+        0
+    };
     let routing = pointsman_gateway::config::RoutingConfig {
         embed_threads: args.threads,
         ..Default::default()
@@ -235,12 +252,9 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     for p in prompts.iter().take(20) {
         embedder.embed(p, p).map_err(|e| e.to_string())?;
     }
-    if !(args.rate.is_finite() && (0.0..=100_000.0).contains(&args.rate)) {
-        return Err("--rate must be in [0, 100000] embeddings per second".into());
-    }
     let mut lat = Vec::with_capacity(args.repeat);
     let start = Instant::now();
-    for i in 0..args.repeat {
+    for i in 0..skip + args.repeat {
         let p = &prompts[i % prompts.len()];
         if args.rate > 0.0 {
             let due = start + std::time::Duration::from_secs_f64(i as f64 / args.rate);
@@ -250,7 +264,9 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
         }
         let t0 = Instant::now();
         embedder.embed(p, p).map_err(|e| e.to_string())?;
-        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+        if i >= skip {
+            lat.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
     }
     println!("{}", summary(&args.label, lat, json!({})));
     Ok(())
