@@ -433,8 +433,9 @@ fn auto_table(r: &AutoReport) -> String {
     if nested {
         out.push_str(&format!(
             "  (nested: each fold estimated by the knn, mf or irt search rerun without it, or the \
-             stack with its shrinkage chosen without it; search's own: the {by} of the whole \
-             split's search winner, flattered by the choice among its settings)\n"
+             stack with its shrinkage chosen without it, on members' estimates that saw it; \
+             search's own: the {by} of the whole split's search winner, flattered by the choice \
+             among its settings)\n"
         ));
     }
     if r.candidates.iter().any(|c| c.kind == RouterKind::Stack) {

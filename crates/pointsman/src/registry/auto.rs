@@ -14,7 +14,7 @@
 //! | `zero` | its training means, refitted per fold | fitted on the whole split |
 //! | `knn`, `mf`, `irt` | nested: on each fold, the winner of the kind's own search run on the other folds ([`AutoOptions::nested`]) | the winner of the search on the whole split, fitted on it |
 //! | `linucb`, `thompson`, `knn-ucb`, `cluster-ucb` | warm-started per fold, routed greedily | warm-started on the whole split |
-//! | `stack` | weights fitted on the other folds' out-of-fold estimates of `knn`, `mf` and `irt` (those of the row above), shrinkage chosen among [`STACK_SHRINKAGE`] | the members above, weights fitted on all their out-of-fold estimates |
+//! | `stack` | weights fitted on the other folds' out-of-fold estimates of `knn`, `mf` and `irt` (those of the row above), shrinkage chosen among [`STACK_SHRINKAGE`] on the other folds alone (nested; the members' estimates of those folds came from searches that saw the fold) | the members above, weights fitted on all their out-of-fold estimates |
 //!
 //! Why nested: a search's winner is the setting whose out-of-fold figure came out highest, so
 //! that figure is flattered by the choice — the more settings, the more (the winner's curse of
@@ -62,8 +62,9 @@ pub struct AutoOptions {
     pub kinds: Vec<RouterKind>,
     /// Whether a searched kind (`knn`, `mf`, `irt`) is measured by nested cross-validation:
     /// its whole search run again on each fold's complement, the winner there estimating the
-    /// fold; and the stack with its shrinkage chosen per fold on the fold's complement alone.
-    /// Without it a candidate's figure is its search winner's own cross-validated one, which
+    /// fold; and the stack with its shrinkage chosen per fold on the fold's complement alone
+    /// (its members' estimates of the complement still come from searches that saw the fold:
+    /// a smaller leak, as in any stacking over nested estimates). Without it a candidate's figure is its search winner's own cross-validated one, which
     /// the choice among the search's settings biases upward (more for a larger grid), so the
     /// kinds are not compared on equal terms. On (the default): up to `folds + 1` times the
     /// searches' time (3.7 times the whole choice on llmrouter_dc).
@@ -767,59 +768,99 @@ mod tests {
     #[test]
     fn the_nested_stack_takes_each_folds_shrinkage_from_the_other_folds() {
         let folds = Folds::new(60, 5, 0).unwrap();
-        let train = split(None);
-        // Two members: kNN's search winner measured flat and nested.
+        // Two members, kNN's search winner measured flat and nested, whose estimates stay fixed
+        // while the stack is measured on two sets of labels: the plain ones and others where
+        // fold 1's queries all favour the strong model (on which the folds' choices differ).
+        let plain = split(None);
         let (knn, other) = (
-            measured(&train, &folds, false),
-            measured(&train, &folds, true),
+            measured(&plain, &folds, false),
+            measured(&plain, &folds, true),
         );
-        let stack = |nested| {
+        let oof = [&knn.oof, &other.oof];
+        let stack = |truth: &Split, nested| {
             let options = AutoOptions {
                 nested,
                 ..Default::default()
             };
-            measure_stack(&train, &[&knn, &other], &folds, Criterion::Aiq, &options).unwrap()
+            measure_stack(truth, &[&knn, &other], &folds, Criterion::Aiq, &options).unwrap()
         };
-        let (nested, flat) = (stack(true), stack(false));
+        let truth = split(Some((&folds, 1, 0.0)));
+        let (nested, flat) = (stack(&truth, true), stack(&truth, false));
         // The same stack kept; the flat figure is the nested one's "search's own".
         assert_eq!(nested.report.config, flat.report.config);
         assert_eq!(nested.report.search_score, Some(flat.report.score));
         assert_eq!(flat.report.search_score, None);
-        // Each fold's rows are one shrinkage's out-of-fold estimates.
-        let oof = [&knn.oof, &other.oof];
+        // Each fold's rows: the out-of-fold estimates of the shrinkage that cross-validation on
+        // the other folds alone prefers.
         let per_shrinkage: Vec<Estimates> = STACK_SHRINKAGE
             .into_iter()
-            .map(|s| StackRouter::cross_validate(&oof, &train, &folds, None, s, 0).unwrap())
+            .map(|s| StackRouter::cross_validate(&oof, &truth, &folds, None, s, 0).unwrap())
             .collect();
+        assert_ne!(per_shrinkage[0].quality, per_shrinkage[1].quality);
+        assert_ne!(per_shrinkage[1].quality, per_shrinkage[2].quality);
+        let mut taken = Vec::new();
         for f in 0..folds.count() {
+            let rest: Vec<usize> = folds.training(f).collect();
+            let rest_truth = truth.subset(&rest, "train");
+            let inner = Folds::new(rest.len(), folds.count(), 0).unwrap();
+            let sub: Vec<Estimates> = oof.iter().map(|e| e.select(&rest)).collect();
+            let sub: Vec<&Estimates> = sub.iter().collect();
+            let mut best = (f64::NEG_INFINITY, 0);
+            for (i, s) in STACK_SHRINKAGE.into_iter().enumerate() {
+                let e = StackRouter::cross_validate(&sub, &rest_truth, &inner, None, s, 0).unwrap();
+                let (v, _) = score(&e, &rest_truth, Criterion::Aiq).unwrap();
+                if v > best.0 {
+                    best = (v, i);
+                }
+            }
             let rows: Vec<usize> = folds.held_out(f).collect();
-            let got = nested.oof.select(&rows).quality;
-            assert!(
-                per_shrinkage.iter().any(|e| e.select(&rows).quality == got),
+            assert_eq!(
+                nested.oof.select(&rows).quality,
+                per_shrinkage[best.1].select(&rows).quality,
                 "fold {f}"
             );
+            taken.push(STACK_SHRINKAGE[best.1]);
         }
+        let RouterConfig::Stack(kept) = &flat.report.config else {
+            panic!("{:?}", flat.report.config);
+        };
+        assert!(
+            taken.iter().any(|&s| s != kept.shrinkage),
+            "every fold took the shrinkage best on all five ({taken:?}): the test shows nothing"
+        );
+        // Fold 1's own labels never reached its rows: with the plain labels they are the same.
+        let fold1: Vec<usize> = folds.held_out(1).collect();
+        assert_eq!(
+            nested.oof.select(&fold1).quality,
+            stack(&plain, true).oof.select(&fold1).quality
+        );
     }
 
     #[test]
     fn nesting_refuses_a_split_too_small_to_cross_validate_twice() {
-        let small = split(None).subset(&(0..12).collect::<Vec<_>>(), "train");
-        let options = |nested| AutoOptions {
-            kinds: vec![RouterKind::Zero, RouterKind::Knn],
+        let first = |n: usize| split(None).subset(&(0..n).collect::<Vec<_>>(), "train");
+        let options = |kinds: &[RouterKind], nested| AutoOptions {
+            kinds: kinds.to_vec(),
             nested,
             ..Default::default()
         };
-        let Err(err) = AnyRouter::fit_auto(&small, &options(true), &mut |_| {}) else {
-            panic!("12 queries are too few for 5 nested folds");
-        };
-        let text = err.to_string();
-        assert!(matches!(err, Error::InvalidInput(_)), "{text}");
-        assert!(
-            text.contains("12 training queries") && text.contains("at least 13"),
-            "{text}"
-        );
-        // Without nesting the same split is cross-validated once.
-        AnyRouter::fit_auto(&small, &options(false), &mut |_| {}).unwrap();
+        let zero_knn = [RouterKind::Zero, RouterKind::Knn];
+        // 12 queries over 5 folds leave 9 beside the largest fold: too few for 5 folds again.
+        for kinds in [&zero_knn[..], &[RouterKind::Zero, RouterKind::Stack]] {
+            let Err(err) = AnyRouter::fit_auto(&first(12), &options(kinds, true), &mut |_| {})
+            else {
+                panic!("12 queries are too few for 5 nested folds ({kinds:?})");
+            };
+            let text = err.to_string();
+            assert!(matches!(err, Error::InvalidInput(_)), "{text}");
+            assert!(
+                text.contains("12 training queries") && text.contains("at least 13"),
+                "{text}"
+            );
+        }
+        // 13 are enough; without nesting 12 are cross-validated once.
+        AnyRouter::fit_auto(&first(13), &options(&zero_knn, true), &mut |_| {}).unwrap();
+        AnyRouter::fit_auto(&first(12), &options(&zero_knn, false), &mut |_| {}).unwrap();
     }
 
     #[test]

@@ -236,6 +236,9 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     if !(args.warmup.is_finite() && (0.0..=60.0).contains(&args.warmup)) {
         return Err("--warmup must be in [0, 60] seconds".into());
     }
+    if args.warmup > 0.0 && args.rate == 0.0 {
+        return Err("--warmup goes with --rate (a paced schedule to skip the start of)".into());
+    }
     // Paced, the first `warmup` seconds of the schedule run unrecorded, as the load driver's
     // warm-up: text i is the same text as the driver's request i.
     let skip = if args.rate > 0.0 {
