@@ -64,9 +64,10 @@ pub struct AutoOptions {
     /// its whole search run again on each fold's complement, the winner there estimating the
     /// fold; and the stack with its shrinkage chosen per fold on the fold's complement alone
     /// (its members' estimates of the complement still come from searches that saw the fold:
-    /// a smaller leak, as in any stacking over nested estimates). Without it a candidate's figure is its search winner's own cross-validated one, which
-    /// the choice among the search's settings biases upward (more for a larger grid), so the
-    /// kinds are not compared on equal terms. On (the default): up to `folds + 1` times the
+    /// a smaller leak, as in any stacking over nested estimates). Without it a candidate's
+    /// figure is its search winner's own cross-validated one, which the choice among the
+    /// search's settings biases upward (more for a larger grid), so the kinds are not compared
+    /// on equal terms. On (the default): up to `folds + 1` times the
     /// searches' time (3.7 times the whole choice on llmrouter_dc).
     pub nested: bool,
     /// Reports the progress of each candidate's own search (settings scored, or folds fitted,
