@@ -538,29 +538,23 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     );
     let e = stderr_line(&pointsman(&[&base[..], &["--kinds", "cascade"]].concat()));
     assert!(e.contains("does not try cascade"), "{e}");
-    let e = stderr_line(&pointsman(&[
+    // The options of the automatic choice, given with another router.
+    let knn = [
         "train",
         "--data",
         data.to_str().unwrap(),
         "--router",
         "knn",
-        "--criterion",
-        "aiq",
         "--out",
         file.to_str().unwrap(),
-    ]));
-    assert!(e.contains("go with --router auto"), "{e}");
-    let e = stderr_line(&pointsman(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--router",
-        "knn",
-        "--no-nested",
-        "--out",
-        file.to_str().unwrap(),
-    ]));
-    assert!(e.contains("--no-nested go with --router auto"), "{e}");
+    ];
+    for (extra, says) in [
+        (&["--criterion", "aiq"][..], "go with --router auto"),
+        (&["--no-nested"][..], "--no-nested go with --router auto"),
+    ] {
+        let e = stderr_line(&pointsman(&[&knn[..], extra].concat()));
+        assert!(e.contains(says), "{e}");
+    }
 }
 
 #[test]
