@@ -556,17 +556,8 @@ fn measure_stack(
         .position(|c| c.report.kind == RouterKind::Knn)
         .unwrap_or(0);
     // Per shrinkage, the out-of-fold estimates; the best on every fold.
-    let mut per_shrinkage: Vec<Estimates> = Vec::with_capacity(STACK_SHRINKAGE.len());
-    let mut best: Option<(f64, Metrics, usize)> = None;
-    for (i, shrinkage) in STACK_SHRINKAGE.into_iter().enumerate() {
-        let est = StackRouter::cross_validate(&oof, train, folds, None, shrinkage, cost_member)?;
-        let (s, metrics) = score(&est, train, criterion)?;
-        if best.as_ref().is_none_or(|b| s > b.0) {
-            best = Some((s, metrics, i));
-        }
-        per_shrinkage.push(est);
-    }
-    let (best_score, best_metrics, best_i) = best.expect("STACK_SHRINKAGE is not empty");
+    let (mut per_shrinkage, best_i) =
+        stack_per_shrinkage(&oof, train, folds, criterion, cost_member)?;
     let shrinkage = STACK_SHRINKAGE[best_i];
     let (score, metrics, search_score, est) = if options.nested {
         // Fold f's rows from the shrinkage chosen by cross-validating on the other folds.
@@ -577,22 +568,8 @@ fn measure_stack(
             let inner = Folds::new(rest.len(), folds.count(), seed)?;
             let sub: Vec<Estimates> = oof.iter().map(|e| e.select(&rest)).collect();
             let sub: Vec<&Estimates> = sub.iter().collect();
-            let mut chosen: Option<(f64, usize)> = None;
-            for (i, shrinkage) in STACK_SHRINKAGE.into_iter().enumerate() {
-                let e = StackRouter::cross_validate(
-                    &sub,
-                    &truth,
-                    &inner,
-                    None,
-                    shrinkage,
-                    cost_member,
-                )?;
-                let (s, _) = self::score(&e, &truth, criterion)?;
-                if chosen.is_none_or(|c| s > c.0) {
-                    chosen = Some((s, i));
-                }
-            }
-            let from = &per_shrinkage[chosen.expect("STACK_SHRINKAGE is not empty").1];
+            let (_, chosen) = stack_per_shrinkage(&sub, &truth, &inner, criterion, cost_member)?;
+            let from = &per_shrinkage[chosen].2;
             for r in folds.held_out(f) {
                 let (q, c) = est.row_mut(r);
                 q.copy_from_slice(from.quality_row(r));
@@ -601,10 +578,10 @@ fn measure_stack(
             }
         }
         let (s, metrics) = self::score(&est, train, criterion)?;
-        (s, metrics, Some(best_score), est)
+        (s, metrics, Some(per_shrinkage[best_i].0), est)
     } else {
-        let est = per_shrinkage.swap_remove(best_i);
-        (best_score, best_metrics, None, est)
+        let (s, metrics, est) = per_shrinkage.swap_remove(best_i);
+        (s, metrics, None, est)
     };
     let fold_scores = fold_scores(&est, train, folds, criterion)?;
     let config = StackConfig {
@@ -632,6 +609,31 @@ fn measure_stack(
         oof: est,
         router: Some(router),
     })
+}
+
+/// One shrinkage's figure on the criterion, its metrics and its out-of-fold estimates.
+type ShrinkageFigures = (f64, Metrics, Estimates);
+
+/// The stack's out-of-fold estimates over `folds` and their figure on `truth`, for each of
+/// [`STACK_SHRINKAGE`] in order, and the index of the best (the first of equals).
+fn stack_per_shrinkage(
+    oof: &[&Estimates],
+    truth: &Split,
+    folds: &Folds,
+    criterion: Criterion,
+    cost_member: usize,
+) -> Result<(Vec<ShrinkageFigures>, usize)> {
+    let mut all: Vec<ShrinkageFigures> = Vec::with_capacity(STACK_SHRINKAGE.len());
+    let mut best = 0;
+    for shrinkage in STACK_SHRINKAGE {
+        let est = StackRouter::cross_validate(oof, truth, folds, None, shrinkage, cost_member)?;
+        let (s, metrics) = score(&est, truth, criterion)?;
+        if !all.is_empty() && s > all[best].0 {
+            best = all.len();
+        }
+        all.push((s, metrics, est));
+    }
+    Ok((all, best))
 }
 
 /// Fits a stack as [`AnyRouter::fit`] and [`AnyRouter::fit_config`] do: the members of
