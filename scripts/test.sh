@@ -50,8 +50,9 @@ step "benches, each run once in test mode (so they cannot rot)"
 cargo test --release -p pointsman-bench --benches
 
 step "the gateway's latency bench, once and briefly (loopback only, bounded; its figures are noise)"
-# --no-build: the binaries cargo test built above (a build with other features would take minutes).
-benches/gateway/run.sh --no-build --seconds 1 --embed-repeat 100
+# --no-build: the binaries cargo test built above (a build with other features would take minutes);
+# --shuffle: so that its one optional branch runs too.
+benches/gateway/run.sh --no-build --seconds 1 --embed-repeat 100 --shuffle
 
 step "C ABI: libpointsman, header check, C and C++ tests under ASan, install, C++ gateway"
 # pkg-config builds the install test's consumer and the gateway example, which speaks HTTP

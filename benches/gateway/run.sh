@@ -4,7 +4,7 @@
 #
 #   benches/gateway/run.sh [--seconds 20] [--routellm] [--embed-threads N]
 #                          [--max-concurrent-embeds N] [--embed-repeat 2000] [--rate 100]
-#                          [--no-build]
+#                          [--shuffle] [--no-build]
 #
 # One run measures, against one stub upstream (pointsman-testkit stub) with a saved MF router
 # (trained here on llmrouter_dc with its default config) routing among the dataset's nine models:
@@ -37,10 +37,14 @@
 # measurement and a summary. --embed-threads / --max-concurrent-embeds set the gateway's
 # `routing.embed_threads` and `routing.max_concurrent_embeds` (default 0 for both: the gateway's
 # defaults), to compare settings; --rate (> 0) replaces the 100 requests/s of every open-loop
-# load; --embed-repeat is how many texts each embedder-alone measure times; --no-build uses the
+# load; --embed-repeat is how many texts each embedder-alone measure times; --shuffle sends the
+# prompts in a seeded random order instead of the dataset's, where they come grouped by task
+# (39 commongen prompts of ~174 characters in a row, the longest stretch: at 100 requests/s on
+# a slower core a burst the embedder falls behind on), as traffic from many tasks at once would
+# mix them; every measure uses the same order; --no-build uses the
 # release binaries already built (`cargo test --workspace --release` builds them with the test
 # suite's features, which a build here would compile again). The test command runs it once with
-# --no-build --seconds 1 --embed-repeat 100, so that it cannot rot.
+# --no-build --seconds 1 --embed-repeat 100 --shuffle, so that it cannot rot.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=20
@@ -50,6 +54,7 @@ MAX_EMBEDS=0
 EMBED_REPEAT=2000
 RATE=100
 BUILD=1
+SHUFFLE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) SECONDS_EACH=$2; shift 2 ;;
@@ -59,8 +64,9 @@ while [ $# -gt 0 ]; do
         --embed-repeat) EMBED_REPEAT=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --shuffle) SHUFFLE=1; shift ;;
         *) echo "usage: $0 [--seconds N] [--routellm] [--embed-threads N]" \
-                "[--max-concurrent-embeds N] [--embed-repeat N] [--rate N] [--no-build]" >&2; exit 2 ;;
+                "[--max-concurrent-embeds N] [--embed-repeat N] [--rate N] [--shuffle] [--no-build]" >&2; exit 2 ;;
     esac
 done
 python3 -c 'import math, sys; r = float(sys.argv[1]); sys.exit(0 if math.isfinite(r) and 0 < r <= 10000 else 1)' \
@@ -107,12 +113,14 @@ start() {
 
 echo "==> MF router on llmrouter_dc (default config)" >&2
 "$PM" --quiet train --data "$DATA/llmrouter_dc" --router mf --config '{}' --out "$tmp/mf.safetensors"
-python3 - "$DATA/llmrouter_dc/llmrouter_dc.jsonl.gz" "$tmp" <<'PY'
-import gzip, json, sys
+python3 - "$DATA/llmrouter_dc/llmrouter_dc.jsonl.gz" "$tmp" "$SHUFFLE" <<'PY'
+import gzip, json, random, sys
 rows = [json.loads(l) for l in gzip.open(sys.argv[1], "rt")]
 # Test prompts of up to 200 characters (259 of the 500): at 100 requests/s on two cores the
 # embedder must keep up (the median test prompt, 190 characters, takes ~10 ms to embed).
 prompts = [r["prompt"] for r in rows if r["split"] == "test" and len(r["prompt"]) <= 200]
+if sys.argv[3] == "1":
+    random.Random(0).shuffle(prompts)
 json.dump(prompts, open(sys.argv[2] + "/prompts.json", "w"))
 models = json.load(open(sys.argv[1].rsplit("/", 1)[0] + "/models.json"))["models"]
 models = sorted(models)
