@@ -38,10 +38,10 @@
 # `routing.embed_threads` and `routing.max_concurrent_embeds` (default 0 for both: the gateway's
 # defaults), to compare settings; --rate (> 0) replaces the 100 requests/s of every open-loop
 # load; --embed-repeat is how many texts each embedder-alone measure times; --shuffle sends the
-# prompts in a seeded random order instead of the dataset's, where they come grouped by task (39
-# commongen prompts of ~174 characters in a row, the longest run of long ones: at 100 requests/s
-# on a slower core a burst the embedder falls behind on), as traffic from many tasks at once would
-# mix them; every measure uses the same order; --no-build uses the release binaries already built
+# prompts in a seeded random order instead of the dataset's, where they come grouped by task
+# (commongen's long prompts one after another: at 100 requests/s on a slower core a burst the
+# embedder falls behind on), as traffic from many tasks at once would mix them; every measure
+# uses the same order; --no-build uses the release binaries already built
 # (`cargo test --workspace --release` builds them with the test suite's features, which a build
 # here would compile again). The test command runs it once with --no-build --seconds 1
 # --embed-repeat 100 --shuffle, so that it cannot rot.
