@@ -105,7 +105,9 @@ struct EmbedderOptions {
 };
 
 /// A text embedding model loaded in-process (all-MiniLM-L6-v2 by default). Move-only; a
-/// moved-from Embedder is empty, and calls on it throw an Error with PM_STATUS_NULL_ARGUMENT.
+/// moved-from Embedder is empty: the calls that can fail throw an Error with
+/// PM_STATUS_NULL_ARGUMENT, and the noexcept accessors (dim, model_name, threads, max_tokens)
+/// return 0 or empty.
 ///
 /// Thread safety: every const method may be called from any number of threads at once.
 class Embedder {
@@ -289,8 +291,10 @@ class CascadeSession {
   std::unique_ptr<pm_cascade_session, Deleter> ptr_;
 };
 
-/// A router loaded from a saved file. Move-only; a moved-from Router is empty, and calls on it
-/// throw an Error with PM_STATUS_NULL_ARGUMENT.
+/// A router loaded from a saved file. Move-only; a moved-from Router is empty: the calls that
+/// can fail throw an Error with PM_STATUS_NULL_ARGUMENT, and the noexcept accessors
+/// (num_models, dim, kind, embedding_model, is_learner, is_cascade) return 0, empty, nullopt or
+/// false.
 ///
 /// Thread safety: every const method may be called from any number of threads at once.
 class Router {
@@ -339,8 +343,9 @@ class Router {
   bool is_learner() const noexcept { return pm_router_is_learner(ptr_.get()); }
 
   /// The id of model `index`, valid while the router lives; throws Error
-  /// (PM_STATUS_UNKNOWN_MODEL) when out of range.
+  /// (PM_STATUS_UNKNOWN_MODEL) when out of range, (PM_STATUS_NULL_ARGUMENT) on an empty Router.
   std::string_view model_name(std::size_t index) const {
+    if (!ptr_) throw Error(PM_STATUS_NULL_ARGUMENT, "router is NULL (an empty Router)");
     const char *name = pm_router_model_name(ptr_.get(), index);
     if (name == nullptr) {
       throw Error(PM_STATUS_UNKNOWN_MODEL, "unknown model #" + std::to_string(index) +
@@ -441,6 +446,18 @@ class Router {
     std::vector<std::uint32_t> models(rows);
     route_batch(features, rows, dim, cost_weight, models.data(), models.size());
     return models;
+  }
+
+  /// Routes the queries of `features` (row-major, `dim` floats per row) and returns the chosen
+  /// models; throws Error (PM_STATUS_SHAPE) when its size is not a whole number of rows.
+  std::vector<std::uint32_t> route_batch(const std::vector<float> &features, std::size_t dim,
+                                         double cost_weight) const {
+    if (dim == 0 || features.size() % dim != 0) {
+      throw Error(PM_STATUS_SHAPE, std::to_string(features.size()) +
+                                       " feature values are not whole rows of dim " +
+                                       std::to_string(dim));
+    }
+    return route_batch(features.data(), features.size() / dim, dim, cost_weight);
   }
 
   /// Whether the router is a cascade (start_cascade works).

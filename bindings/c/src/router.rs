@@ -143,8 +143,9 @@ impl pm_router {
     }
 }
 
-/// The output arguments of a ranking call, checked: `ranked` not NULL and not empty,
-/// `ranked_count` NULL or aligned.
+/// The output arguments of a ranking call, checked: `ranked` not empty (a `ranked_len` of 0 is
+/// a shape error whether `ranked` is NULL or not, as the header's convention that a pointer
+/// may be NULL when its length is 0 implies) and not NULL, `ranked_count` NULL or aligned.
 ///
 /// # Safety
 ///
@@ -154,10 +155,7 @@ pub(crate) unsafe fn rank_outputs<'a>(
     ranked_len: usize,
     ranked_count: *mut usize,
 ) -> Result<(&'a mut [pm_decision], Option<*mut usize>), Failure> {
-    if ranked.is_null() {
-        return Err(Failure::null("ranked"));
-    }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: forwarded from the caller (NULL with a length other than 0 is refused there).
     let ranked = unsafe { arg_slice_mut(ranked, ranked_len, "ranked") }?;
     if ranked.is_empty() {
         return Err(pointsman::Error::Shape(

@@ -8,8 +8,8 @@ use pointsman::ErrorKind;
 /// version leaves a gap.
 ///
 /// Ranges: 0 success; 1–9 arguments and the call boundary; 10–29 errors of the routing engine;
-/// 30–39 the embedder; 40–49 cascade sessions; 50–59 decision-time policies' refusals. Numbers
-/// not listed are reserved.
+/// 30–39 the embedder; 40–49 cascade sessions; 50–59 decision-time policies' refusals; 60–69
+/// data and shared stores (labels missing, a store unreachable). Numbers not listed are reserved.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum pm_status {

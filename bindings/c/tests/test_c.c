@@ -262,6 +262,10 @@ static void test_wrong_dims_and_values(void) {
   CHECK_STATUS(pm_router_rank(router, features, dim, -1.0, NULL, 0.0, NULL, 0, ranked, 0, NULL,
                               &err_),
                PM_STATUS_SHAPE);
+  /* NULL with length 0 is allowed as an array, so it is the same shape error, not a NULL one. */
+  CHECK_STATUS(pm_router_rank(router, features, dim, -1.0, NULL, 0.0, NULL, 0, NULL, 0, NULL,
+                              &err_),
+               PM_STATUS_SHAPE);
   /* Only model 4 allowed: it is the decision, and the only entry. */
   allowed[4] = 1;
   size_t count = 0;

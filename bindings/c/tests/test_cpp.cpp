@@ -164,6 +164,8 @@ void test_happy_path(const pointsman::Router &router, const Fixture &f) {
   for (const auto &e : f.expected)
     if (!e.rank && e.weight == f.expected[0].weight && models[e.row] != e.d.model) mismatches++;
   CHECK(models.size() == f.rows && mismatches == 0);
+  // The vector overload routes the same rows.
+  CHECK(router.route_batch(f.features, f.dim, f.expected[0].weight) == models);
 }
 
 void test_errors(const pointsman::Router &router, const Fixture &f, const std::string &dir) {
@@ -176,6 +178,10 @@ void test_errors(const pointsman::Router &router, const Fixture &f, const std::s
   std::vector<std::uint32_t> out(3, 7);
   EXPECT_ERROR(router.route_batch(x, 4, f.dim, 0.0, out.data(), out.size()), PM_STATUS_SHAPE);
   CHECK(out[0] == 7 && out[2] == 7);
+  m = EXPECT_ERROR(router.route_batch(std::vector<float>(f.dim + 1), f.dim, 0.0),
+                   PM_STATUS_SHAPE);
+  CHECK(m == "385 feature values are not whole rows of dim 384");
+  EXPECT_ERROR(router.route_batch(std::vector<float>(f.dim), 0, 0.0), PM_STATUS_SHAPE);
   EXPECT_ERROR(router.model_name(9), PM_STATUS_UNKNOWN_MODEL);
   EXPECT_ERROR(router.model_index("nope"), PM_STATUS_UNKNOWN_MODEL);
   m = EXPECT_ERROR(router.observe(x, f.dim, 0, 0.5, 1e-4), PM_STATUS_UNSUPPORTED);
@@ -216,7 +222,8 @@ void test_moves(const std::string &path, const Fixture &f) {
   CHECK(!a && b && b.capi() == raw);
   // A moved-from Router reports, it does not crash.
   EXPECT_ERROR(a.route(f.features.data(), f.dim, 0.0), PM_STATUS_NULL_ARGUMENT);
-  CHECK(a.num_models() == 0 && a.kind().empty());
+  CHECK(a.num_models() == 0 && a.kind().empty() && a.dim() == 0 && !a.is_learner());
+  EXPECT_ERROR(a.model_name(0), PM_STATUS_NULL_ARGUMENT);
   pointsman::Router c = pointsman::Router::load(path);
   c = std::move(b);  // frees c's first router (ASan reports a leak otherwise)
   CHECK(c.capi() == raw && c.num_models() == 9);
