@@ -501,10 +501,7 @@ impl EmbeddingGuard {
     /// [`Error::Format`] naming what is wrong; [`Error::UnsupportedVersion`] for a newer file.
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<EmbeddingGuard> {
         let bad = |m: String| Error::format(what, m);
-        let st = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let (st, header) = crate::saved::open_safetensors(bytes, what)?;
         let meta = header
             .metadata()
             .clone()
