@@ -502,7 +502,7 @@ fn null_arguments_are_reported() {
                     null(),
                     0,
                     null_mut(),
-                    0,
+                    3,
                     null_mut(),
                     e,
                 )
