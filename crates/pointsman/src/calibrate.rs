@@ -25,7 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{readable, Error, Result};
 use crate::features::FeatureBatch;
 use crate::router::{Estimates, Router};
 
@@ -114,7 +114,14 @@ pub fn cost_weight_for_mean_cost(
         router,
         batch,
         |c| c.mean_cost <= target,
-        || format!("target mean cost {target}"),
+        |cheapest| {
+            format!(
+                "target mean cost {:e} USD is out of reach: the cheapest choice gives mean cost \
+                 {:e} USD",
+                readable(target),
+                readable(cheapest.mean_cost)
+            )
+        },
     )
 }
 
@@ -138,7 +145,13 @@ pub fn cost_weight_for_costliest_share(
         router,
         batch,
         |c| c.costliest_share <= target,
-        || format!("target costliest-model share {target}"),
+        |cheapest| {
+            format!(
+                "target costliest-model share {target} is out of reach: the cheapest choice still \
+                 sends {:.4} of the queries to the costliest model",
+                cheapest.costliest_share
+            )
+        },
     )
 }
 
@@ -146,7 +159,7 @@ fn calibrate(
     router: &dyn Router,
     batch: &FeatureBatch<'_>,
     ok: impl Fn(&Calibration) -> bool,
-    describe: impl Fn() -> String,
+    out_of_reach: impl Fn(&Calibration) -> String,
 ) -> Result<Calibration> {
     if batch.is_empty() {
         return Err(Error::InvalidInput(
@@ -190,12 +203,7 @@ fn calibrate(
     };
     let last = eval(*candidates.last().expect("candidates start with 0"));
     if !ok(&last) {
-        return Err(Error::InvalidInput(format!(
-            "{} is out of reach: the cheapest choice gives mean cost {} and costliest-model share {}",
-            describe(),
-            last.mean_cost,
-            last.costliest_share
-        )));
+        return Err(Error::InvalidInput(out_of_reach(&last)));
     }
     // Binary search for the first candidate that meets the target (monotone in the cost weight).
     let (mut lo, mut hi) = (0usize, candidates.len() - 1);

@@ -63,7 +63,9 @@ pub enum Error {
     /// A budget below the expected cost of the first call that could be made: a cascade
     /// session's budget, or a spend limit that no allowed model fits.
     #[error(
-        "budget {budget:e} USD is below the expected cost {cost:e} USD of the {role} {model:?}"
+        "budget {:e} USD is below the expected cost {:e} USD of the {role} {model:?}",
+        readable(*.budget),
+        readable(*.cost)
     )]
     BudgetTooSmall {
         /// The budget, USD.
@@ -90,7 +92,9 @@ pub enum Error {
     /// A budget's hard stop: what is left of the budget does not cover the expected cost of any
     /// allowed model ([`crate::policy`]).
     #[error(
-        "budget exhausted for {key}: {spent:e} of {limit:e} USD spent, the cheapest allowed model is expected to cost {cost:e} USD"
+        "budget exhausted for {key}: {:e} of {limit:e} USD spent, the cheapest allowed model is expected to cost {:e} USD",
+        readable(*.spent),
+        readable(*.cost)
     )]
     BudgetExhausted {
         /// The budget's key (`tenant:acme`, `episode:7`, …).
@@ -326,9 +330,53 @@ fn quote_id(message: &str) -> String {
     }
 }
 
+/// `x` rounded to 4 significant digits, for messages: an expected cost computed as
+/// 1.0240000000000001e-4 prints as 1.024e-4 (the error's fields keep the exact values).
+pub(crate) fn readable(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    // Scale by an exact power of ten on the side that keeps it an integer, so the result is
+    // the double nearest the rounded decimal and prints as it.
+    let k = 3 - x.abs().log10().floor() as i32;
+    if k >= 0 {
+        let p = 10f64.powi(k);
+        (x * p).round() / p
+    } else {
+        let p = 10f64.powi(-k);
+        (x / p).round() * p
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_keeps_four_significant_digits() {
+        for (x, shown) in [
+            (1.0240000000000001e-4, "1.024e-4"),
+            (3.400030000000002e-5, "3.4e-5"),
+            (1e-9, "1e-9"),
+            (12_345_678.0, "1.235e7"),
+            (-0.000_123_456, "-1.235e-4"),
+            (0.0, "0e0"),
+        ] {
+            assert_eq!(format!("{:e}", readable(x)), shown, "{x}");
+        }
+        assert!(readable(f64::NAN).is_nan());
+        assert_eq!(readable(f64::INFINITY), f64::INFINITY);
+        let e = Error::BudgetTooSmall {
+            budget: 1e-9,
+            cost: 1.0240000000000001e-4,
+            model: "cheap".into(),
+            role: "first model",
+        };
+        assert_eq!(
+            e.to_string(),
+            "budget 1e-9 USD is below the expected cost 1.024e-4 USD of the first model \"cheap\""
+        );
+    }
 
     #[test]
     fn messages_name_values() {

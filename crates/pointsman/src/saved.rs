@@ -546,9 +546,23 @@ impl SavedRouter {
         read(&mut file, &mut len)?;
         let n = u64::from_le_bytes(len);
         if n > MAX_HEADER_BYTES || n > size - 8 {
+            // Eight bytes of text read as a length are far above the ceiling, so a file that
+            // starts with text is never a safetensors file: say what it probably is instead.
+            let text = len
+                .iter()
+                .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+            let hint = if text {
+                format!(
+                    "; it starts with text ({:?}), so it is not a router file (routers are the \
+                     safetensors files `pointsman train` and `save` write)",
+                    String::from_utf8_lossy(&len)
+                )
+            } else {
+                String::new()
+            };
             return Err(bad(format!(
                 "not a valid safetensors file: a header of {n} bytes does not fit the file's \
-                 {size} bytes (or the ceiling of {MAX_HEADER_BYTES})"
+                 {size} bytes (or the ceiling of {MAX_HEADER_BYTES}){hint}"
             )));
         }
         let mut header = vec![0u8; n as usize];

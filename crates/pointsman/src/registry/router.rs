@@ -410,10 +410,12 @@ impl AnyRouter {
         dim: usize,
     ) -> Result<AnyRouter> {
         let router = AnyRouter::load(path)?;
+        // As everywhere (routing, pipelines, the embedding model below): `expected` is what the
+        // router was made for, `got` what the caller brings.
         if router.dim() != dim {
             return Err(Error::DimensionMismatch {
-                expected: dim,
-                got: router.dim(),
+                expected: router.dim(),
+                got: dim,
             });
         }
         if let Some(m) = router.embedding_model() {

@@ -173,6 +173,26 @@ fn every_kind_fits_saves_loads_and_gives_typed_access() {
     check(&fixed, RouterKind::Fixed, &q);
 }
 
+#[test]
+fn load_for_names_the_routers_dimension_as_expected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("zero.safetensors");
+    let fitted = AnyRouter::fit(RouterKind::Zero, &split(), &FitOptions::default()).unwrap();
+    fitted.router.save(&path).unwrap();
+    assert_eq!(AnyRouter::load_for(&path, "any", 3).unwrap().dim(), 3);
+    let err = AnyRouter::load_for(&path, "any", 768).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crate::Error::DimensionMismatch {
+                expected: 3,
+                got: 768
+            }
+        ),
+        "{err}"
+    );
+}
+
 fn check(r: &AnyRouter, kind: RouterKind, q: &QueryFeatures) {
     assert_eq!(r.kind(), kind);
     assert_eq!(r.router().kind(), kind.name());
@@ -339,6 +359,16 @@ fn special_and_garbage_files_are_refused_before_they_are_read() {
     assert_eq!(
         AnyRouter::load(tmp.path()).unwrap_err().kind(),
         crate::ErrorKind::Io
+    );
+    // A text file (here a models.json) is named as text, not only as a bad header.
+    let json = tmp.path().join("models.json");
+    std::fs::write(&json, "{\n  \"models\": {\"a\": {}}\n}\n").unwrap();
+    let e = AnyRouter::load(&json).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Format, "{e}");
+    assert!(
+        e.to_string()
+            .contains("it starts with text (\"{\\n  \\\"mod\"), so it is not a router file"),
+        "{e}"
     );
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::simulate::{mu_grid, Run};
 use super::target::CalibrationTarget;
 use crate::data::Split;
-use crate::error::{Error, Result};
+use crate::error::{readable, Error, Result};
 use crate::metrics::{CostBasis, DEFAULT_SWEEP_POINTS};
 use crate::routers::cascade::engine::{Params, Plan, Scratch, State};
 use crate::routers::cascade::{CascadeConfig, CascadeOrder, CascadeRouter, Stage};
@@ -273,11 +273,13 @@ impl CascadeRouter {
             return Err(Error::InvalidInput(match target {
                 CalibrationTarget::MeanCost(c) => format!(
                     "no chain spends at most {c:e} USD per query on this data (least: {:e})",
-                    report
-                        .all
-                        .iter()
-                        .map(|x| x.mean_cost)
-                        .fold(f64::INFINITY, f64::min)
+                    readable(
+                        report
+                            .all
+                            .iter()
+                            .map(|x| x.mean_cost)
+                            .fold(f64::INFINITY, f64::min)
+                    )
                 ),
                 CalibrationTarget::Quality(q) => format!(
                     "no chain reaches quality {q} on this data (best: {})",

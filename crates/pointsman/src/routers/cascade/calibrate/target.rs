@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::simulate::{mu_grid, Summary};
 use crate::data::Split;
-use crate::error::{Error, Result};
+use crate::error::{readable, Error, Result};
 use crate::routers::cascade::engine::Plan;
 use crate::routers::cascade::{CascadeOrder, CascadeRouter};
 
@@ -175,11 +175,11 @@ impl CascadeRouter {
             return Err(Error::InvalidInput(match target {
                 CalibrationTarget::MeanCost(c) => format!(
                     "target mean cost {c:e} USD is below the least the cascade spends on this data ({:e} USD)",
-                    near.cost
+                    readable(near.cost)
                 ),
                 CalibrationTarget::Quality(q) => format!(
                     "target quality {q} is above the best the cascade reaches on this data ({})",
-                    near.quality
+                    readable(near.quality)
                 ),
             }));
         };
