@@ -15,6 +15,8 @@
 //! println!("{} train / {} test queries, {} models", ds.train().len(), ds.test().len(), ds.pool().len());
 //! # Ok::<(), pointsman::Error>(())
 //! ```
+//!
+//! [`Error::Format`]: crate::Error::Format
 
 mod dataset;
 mod draft;

@@ -27,7 +27,7 @@ pub struct DatasetEmbeddings {
     pub max_tokens: usize,
     /// How many prompts were longer than the window and truncated.
     pub truncated_rows: usize,
-    /// Mean word pieces per prompt before truncation ([CLS] and [SEP] included).
+    /// Mean word pieces per prompt before truncation (`[CLS]` and `[SEP]` included).
     pub mean_tokens: f64,
     /// Wall-clock seconds spent embedding.
     pub seconds: f64,

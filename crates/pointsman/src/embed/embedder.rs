@@ -51,7 +51,7 @@ pub struct EmbedderOptions {
     /// itself splits a matrix product into as many tasks as it counts cores
     /// (`RAYON_NUM_THREADS` or the physical cores), so more threads than that do not help it.
     pub threads: usize,
-    /// Truncation length in word pieces, [CLS] and [SEP] included (default 256,
+    /// Truncation length in word pieces, `[CLS]` and `[SEP]` included (default 256,
     /// the model's `max_seq_length`); must not exceed `max_position_embeddings`.
     pub max_tokens: usize,
     /// The forward implementation (default [`Backend::Fast`]).
@@ -81,7 +81,7 @@ enum Engine {
 /// Per-text tokenisation facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenInfo {
-    /// Word pieces including [CLS]/[SEP], before truncation.
+    /// Word pieces including `[CLS]`/`[SEP]`, before truncation.
     pub tokens: usize,
     /// Whether the text was cut to `max_tokens`.
     pub truncated: bool,
@@ -242,7 +242,7 @@ impl Embedder {
         &self.name
     }
 
-    /// The truncation window in word pieces, [CLS] and [SEP] included.
+    /// The truncation window in word pieces, `[CLS]` and `[SEP]` included.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }

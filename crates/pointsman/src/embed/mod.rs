@@ -4,16 +4,17 @@
 //! [`Embedder`] loads a sentence-transformers model folder in the Hugging Face layout
 //! (`config.json`, `tokenizer.json`, `model.safetensors`, optional `1_Pooling/config.json`; only
 //! mean pooling is accepted) and embeds text the way sentence-transformers does: WordPiece
-//! tokenisation truncated at [`EmbedderOptions::max_tokens`] word pieces (256, [CLS] and [SEP]
-//! included; the padding and truncation baked into `tokenizer.json` are switched off), a BERT
-//! forward in `f32`, mean pooling over each text's tokens, L2 normalisation. The default model is
-//! all-MiniLM-L6-v2 (384 dimensions), installed by `scripts/fetch-model.sh` into
+//! tokenisation truncated at [`EmbedderOptions::max_tokens`] word pieces (256, `[CLS]` and
+//! `[SEP]` included; the padding and truncation baked into `tokenizer.json` are switched off), a
+//! BERT forward in `f32`, mean pooling over each text's tokens, L2 normalisation. The default
+//! model is all-MiniLM-L6-v2 (384 dimensions), installed by `scripts/fetch-model.sh` into
 //! [`default_model_dir`].
 //!
 //! The weights are read with candle; the forward pass runs on kernels written for this model's
 //! shapes (weights pre-packed into 16-column panels at load, an AVX2/FMA micro-kernel with a
 //! portable fallback, GELU fused into the first feed-forward projection, no allocation inside
-//! the layer loop). It matches the reference sentence-transformers embeddings within 1e-6.
+//! the layer loop). It matches the reference sentence-transformers embeddings within 1e-5 (the
+//! tolerance the tests check).
 //!
 //! * **Backends**: that lean forward is [`Backend::Fast`], the default.
 //!   [`EmbedderOptions::backend`] = [`Backend::Candle`] runs a second, independent forward
@@ -56,6 +57,8 @@
 //! println!("{} (expected quality {:.3})", decision.model_id, decision.quality);
 //! # Ok::<(), pointsman::Error>(())
 //! ```
+//!
+//! [`QueryFeatures`]: crate::QueryFeatures
 
 mod candle_bert;
 mod chunks;

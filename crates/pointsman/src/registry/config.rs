@@ -14,6 +14,8 @@ use crate::routers::stack::StackConfig;
 
 /// A router's configuration, tagged by kind: what a saved file holds (`{"type": "knn", …}`) and
 /// what [`AnyRouter::fit_config`] fits.
+///
+/// [`AnyRouter::fit_config`]: crate::AnyRouter::fit_config
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 #[non_exhaustive]

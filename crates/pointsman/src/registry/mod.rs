@@ -54,7 +54,7 @@
 //! cross-validates every pre-call kind and a stack of the estimators on the training split and
 //! keeps the best ([`auto`](self::AutoOptions)).
 
-mod auto;
+pub mod auto;
 mod config;
 mod learner;
 mod router;

@@ -182,11 +182,9 @@ impl AnyRouter {
     }
 
     /// Fits a router of `kind` on the labelled split `train`, as the table in the
-    /// [module documentation](self) says: by its search for `knn`, `mf`, `irt` and `cascade`,
-    /// the stack from its members' searches and out-of-fold estimates, by a warm start for the
-    /// learners, from the training means for the baselines.
-    ///
-    /// # Errors
+    /// [registry's documentation](crate::registry) says: by its search for `knn`, `mf`, `irt` and
+    /// `cascade`, the stack from its members' searches and out-of-fold estimates, by a warm start
+    /// for the learners, from the training means for the baselines.
     ///
     /// With partial or pairwise labels (not [`Split::is_fully_labelled`]) `knn` and `mf` are
     /// fitted with their default configuration, without a search.

@@ -10,10 +10,14 @@ use crate::pool::ModelPool;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouterSpec {
     /// A kind, fitted by [`AnyRouter::fit`].
+    ///
+    /// [`AnyRouter::fit`]: crate::AnyRouter::fit
     Kind(RouterKind),
     /// The fixed baseline for this model id.
     Fixed(String),
     /// A saved router, loaded by [`AnyRouter::load`].
+    ///
+    /// [`AnyRouter::load`]: crate::AnyRouter::load
     File(std::path::PathBuf),
 }
 

@@ -30,6 +30,9 @@
 //! println!("{:.4}", report.routers[0].mean_utility_second_half);
 //! # Ok::<(), pointsman::Error>(())
 //! ```
+//!
+//! [`Learner`]: crate::Learner
+//! [`Learner::observe`]: crate::Learner::observe
 
 mod lines;
 mod report;

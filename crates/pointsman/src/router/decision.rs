@@ -102,6 +102,8 @@ impl Decision {
 /// # Panics
 ///
 /// When `mask` allows no model (an [`Objective`] never resolves to such a mask).
+///
+/// [`Objective`]: crate::Objective
 pub fn best_model(quality: &[f64], cost: &[f64], cost_weight: f64, mask: Option<&[bool]>) -> usize {
     let mut best: Option<(usize, f64)> = None;
     for m in 0..quality.len() {

@@ -61,7 +61,7 @@
 //!   ([`ShareStats::rejected`]) and never applied ([`entry::decode_increment`], fuzzed).
 //!
 //! Keys are namespaced per router and carry the layout's version:
-//! `pointsman:v1:<namespace>:…` ([`redis`] lists them).
+//! `pointsman:v1:<namespace>:…` (the `redis` module, feature `redis`, lists them).
 //!
 //! # Shared counters and entries
 //!
@@ -76,7 +76,7 @@
 mod counters;
 pub mod entry;
 mod exchange;
-mod policy_state;
+pub mod policy_state;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod replica;

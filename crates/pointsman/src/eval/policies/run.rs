@@ -91,7 +91,7 @@ pub fn router_by_name(
 }
 
 /// The rows of `splits` in the order of a shuffle seeded by `seed` (the order of a replay's
-/// stream, [`crate::replay::Stream::from_splits`]): (split, row) pairs.
+/// stream, `replay::Stream::from_splits`): (split, row) pairs.
 pub fn shuffled_rows<'a>(splits: &[&'a Split], seed: u64) -> Vec<(&'a Split, usize)> {
     let mut rows: Vec<(usize, usize)> = Vec::new();
     for (s, split) in splits.iter().enumerate() {

@@ -31,6 +31,11 @@ impl<L: Learned> BanditRouter<L> {
     /// range; [`Error::UnknownModel`] when `labelled` has no such model;
     /// [`Error::DimensionMismatch`] / [`Error::EmbeddingMismatch`] for other embeddings; the
     /// errors of the learner's updates (an unfitted PCA projection when there are labels).
+    ///
+    /// [`Error::Config`]: crate::Error::Config
+    /// [`Error::UnknownModel`]: crate::Error::UnknownModel
+    /// [`Error::DimensionMismatch`]: crate::Error::DimensionMismatch
+    /// [`Error::EmbeddingMismatch`]: crate::Error::EmbeddingMismatch
     pub fn add_model(&self, card: ModelCard, labelled: Option<&Split>) -> Result<Self> {
         let pool = &self.shared.pool;
         let weights = pool.prior_weights(&card);
@@ -78,6 +83,8 @@ impl<L: Learned> BanditRouter<L> {
     /// # Errors
     ///
     /// As [`ModelPool::repriced`].
+    ///
+    /// [`ModelPool::repriced`]: crate::ModelPool::repriced
     pub fn reprice(&self, prices: &[ModelCard]) -> Result<Self> {
         let old = &self.shared.pool;
         let pool = old.repriced(prices)?;

@@ -49,7 +49,7 @@
 //! once for all the queries (the same operations per pair as a row-by-row scan: results are
 //! bit-identical); per-thread scratch buffers mean no allocation per query.
 //!
-//! Each query (single or in a batch) goes through an exact prefilter first ([`quant`]): an
+//! Each query (single or in a batch) goes through an exact prefilter first (module `quant`): an
 //! `int8` copy of the matrix with a guaranteed error bound per row selects the rows that can
 //! still be neighbours, and only those are scored in `f32` — the same neighbours, similarities
 //! and order as the full scan, for a quarter of the memory traffic (a third of the time of a
@@ -63,7 +63,7 @@ mod config;
 mod estimate;
 mod fit;
 pub mod hnsw;
-mod partial;
+pub mod partial;
 mod quant;
 mod saved;
 mod search;

@@ -21,6 +21,8 @@
 //! [`Anchor::strength`] pseudo-neighbours. Nothing the
 //! router knew of the other models changes: their neighbours are chosen among their own
 //! observed rows, so their estimates are bit for bit what they were.
+//!
+//! [`ModelPool::prior_weights`]: crate::ModelPool::prior_weights
 
 use serde::{Deserialize, Serialize};
 
@@ -433,6 +435,8 @@ impl KnnRouter {
     ///
     /// As [`ModelPool::repriced`]; [`Error::Config`] for a model repriced from a price of 0
     /// (its costs have no ratio to scale by).
+    ///
+    /// [`ModelPool::repriced`]: crate::ModelPool::repriced
     pub fn reprice(&self, prices: &[ModelCard]) -> Result<KnnRouter> {
         let pool = self.pool.repriced(prices)?;
         let m = pool.len();

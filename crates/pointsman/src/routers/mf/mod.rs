@@ -49,7 +49,7 @@ use crate::simd;
 
 mod config;
 mod estimate;
-pub(crate) mod onboard;
+pub mod onboard;
 mod saved;
 #[cfg(all(test, feature = "train"))]
 mod tests;

@@ -10,6 +10,8 @@
 //! full-batch gradient descent on their mean cross-entropy plus [`ONBOARD_RIDGE`] `· (‖v̂_n −
 //! v̂_prior‖² + (b_n − b_prior)²) / k`, so a handful of labels move it little and many move it
 //! far. No candle: onboarding works in a build without the `train` feature.
+//!
+//! [`ModelPool::prior_weights`]: crate::ModelPool::prior_weights
 
 use super::{MfRouter, Params};
 use crate::data::Split;
@@ -37,6 +39,11 @@ impl MfRouter {
     /// [`Error::Config`] for a card whose id the router already has or whose prices are out of
     /// range; [`Error::UnknownModel`] when `labelled` has no such model;
     /// [`Error::DimensionMismatch`] / [`Error::EmbeddingMismatch`] for other embeddings.
+    ///
+    /// [`Error::Config`]: crate::Error::Config
+    /// [`Error::UnknownModel`]: crate::Error::UnknownModel
+    /// [`Error::DimensionMismatch`]: crate::Error::DimensionMismatch
+    /// [`Error::EmbeddingMismatch`]: crate::Error::EmbeddingMismatch
     pub fn add_model(&self, card: ModelCard, labelled: Option<&Split>) -> Result<MfRouter> {
         let (m, k) = (self.pool.len(), self.config.dim);
         let pool = self.pool.with_added(&card)?;
@@ -118,6 +125,9 @@ impl MfRouter {
     ///
     /// As [`ModelPool::repriced`]; [`Error::Config`] for a model with a cost fit repriced from a
     /// price of 0 (its fit has no ratio to scale by).
+    ///
+    /// [`ModelPool::repriced`]: crate::ModelPool::repriced
+    /// [`Error::Config`]: crate::Error::Config
     pub fn reprice(&self, prices: &[ModelCard]) -> Result<MfRouter> {
         let pool = self.pool.repriced(prices)?;
         let cost_fit = crate::pool::scale_cost_fits(&self.pool, &pool, &self.cost_fit)?;
