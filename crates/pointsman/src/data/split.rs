@@ -471,8 +471,7 @@ impl Split {
 
     /// For two-model splits, the (weak, strong) model indices by mean score (the better mean is
     /// the strong model; a tie makes model 1 the strong one); `None` for other pools. A
-    /// [`Dataset`] can also name them in `models.json`
-    /// ([`Dataset::weak_strong`]).
+    /// [`Dataset`] can also name them in `models.json` ([`Dataset::weak_strong`]).
     ///
     /// [`Dataset`]: crate::data::Dataset
     /// [`Dataset::weak_strong`]: crate::data::Dataset::weak_strong
