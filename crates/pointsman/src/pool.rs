@@ -29,6 +29,11 @@ pub const MAX_PRICE_PER_MTOK: f64 = 1e6;
 /// The most output tokens a card may assume per answer.
 pub const MAX_OUTPUT_TOKENS: f64 = 1e9;
 
+/// The highest cost in USD one observed call may report (a dataset's cell, a learner's
+/// feedback): above the most any card's prices can charge for one query (2·10⁹ USD), low enough
+/// that a learner's running sums of costs stay finite over any number of observations.
+pub const MAX_COST_USD: f64 = 1e12;
+
 /// One candidate model: its prices, and optionally what it is known to take and do.
 ///
 /// Only the id and the prices are required. The optional fields (expected latency, energy,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{embeddings_meta_path, embeddings_path, npy, Winner, EMBEDDING_TAG};
 use crate::error::{Error, Result};
 use crate::files::AtomicDir;
-use crate::pool::ModelPool;
+use crate::pool::{ModelPool, MAX_COST_USD};
 
 /// The split rule of the shipped datasets that have no split of their own (their `stats.json`
 /// says so): a query is in the test split when the SHA-1 digest of its id, read as a big-endian
@@ -342,11 +342,12 @@ impl DatasetDraft {
             }
             for (j, c) in r.cost_usd.iter().enumerate() {
                 if let Some(c) = c {
-                    if !(c.is_finite() && *c >= 0.0) {
+                    if !(c.is_finite() && (0.0..=MAX_COST_USD).contains(c)) {
                         return Err(bad(
                             &r.id,
                             format!(
-                                "cost_usd {c} for model {:?} is not a non-negative number",
+                                "cost_usd {c} for model {:?} is not a number in [0, \
+                                 {MAX_COST_USD:e}] USD",
                                 self.pool.id(j)
                             ),
                         ));

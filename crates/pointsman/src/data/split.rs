@@ -5,7 +5,7 @@
 use super::Preference;
 use crate::error::{Error, Result};
 use crate::features::{inv_norm, FeatureBatch};
-use crate::pool::ModelPool;
+use crate::pool::{ModelPool, MAX_COST_USD};
 
 /// One split of a dataset (or any labelled set of queries): embeddings, per-model scores and
 /// costs, and the queries' metadata. Matrices are row-major `[rows, models]` / `[rows, dim]`.
@@ -84,9 +84,9 @@ impl Split {
             }
         }
         for (i, &c) in costs.iter().enumerate() {
-            if !c.is_finite() || c < 0.0 {
+            if !c.is_finite() || !(0.0..=MAX_COST_USD).contains(&c) {
                 return Err(Error::InvalidInput(format!(
-                    "cost {c} in row {} for model {:?} is not a non-negative number",
+                    "cost {c} in row {} for model {:?} is not a number in [0, {MAX_COST_USD:e}] USD",
                     i / m,
                     pool.id(i % m)
                 )));

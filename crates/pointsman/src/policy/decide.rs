@@ -14,6 +14,7 @@ use super::state::{Hold, SessionEntry};
 use super::{now_seconds, BudgetConfig, Policy};
 use crate::error::{Error, Result};
 use crate::features::FeatureBatch;
+use crate::pool::MAX_COST_USD;
 use crate::router::{Decision, Estimates, Objective, Router};
 
 /// A decision and what the policy did to it.
@@ -679,9 +680,9 @@ impl PolicyRouter {
         model: Option<&str>,
         usd: f64,
     ) -> Result<()> {
-        if !usd.is_finite() || usd < 0.0 {
+        if !usd.is_finite() || !(0.0..=MAX_COST_USD).contains(&usd) {
             return Err(Error::InvalidInput(format!(
-                "cost {usd} is not a non-negative number"
+                "cost {usd} is not a number in [0, {MAX_COST_USD:e}] USD"
             )));
         }
         if let Some(model) = model {

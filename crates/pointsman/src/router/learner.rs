@@ -3,7 +3,7 @@
 use super::Router;
 use crate::error::{Error, Result};
 use crate::features::QueryFeatures;
-use crate::pool::ModelPool;
+use crate::pool::{ModelPool, MAX_COST_USD};
 
 /// What a caller observed after calling a model: the outcome a [`Learner`] learns from.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +24,8 @@ impl Feedback<'_> {
     /// # Errors
     ///
     /// [`Error::UnknownModel`], [`Error::DimensionMismatch`], or [`Error::InvalidInput`] for a
-    /// quality outside [0, 1] or a negative or non-finite cost.
+    /// quality outside [0, 1], or a cost that is negative, not finite or above
+    /// [`MAX_COST_USD`].
     pub fn validate(&self, pool: &ModelPool, dim: usize) -> Result<()> {
         pool.check_index(self.model)?;
         if self.features.dim() != dim {
@@ -42,6 +43,12 @@ impl Feedback<'_> {
         if !self.cost.is_finite() || self.cost < 0.0 {
             return Err(Error::InvalidInput(format!(
                 "observed cost {} is not a non-negative number",
+                self.cost
+            )));
+        }
+        if self.cost > MAX_COST_USD {
+            return Err(Error::InvalidInput(format!(
+                "observed cost {} USD is above the ceiling {MAX_COST_USD:e}",
                 self.cost
             )));
         }

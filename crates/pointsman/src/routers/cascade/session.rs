@@ -9,6 +9,7 @@ use super::engine::{self, BeginError, Evidence, Next, Params, Scratch, State};
 use super::{CascadeLimits, CascadeRouter};
 use crate::error::{Error, Result};
 use crate::features::QueryFeatures;
+use crate::pool::MAX_COST_USD;
 use crate::router::{Objective, Router};
 
 /// Why a session stopped.
@@ -139,11 +140,12 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// As [`Session::observe`]; [`Error::InvalidInput`] for a negative or non-finite cost.
+    /// As [`Session::observe`]; [`Error::InvalidInput`] for a cost that is negative, not
+    /// finite or above [`MAX_COST_USD`].
     pub fn observe_with_cost(&mut self, model: usize, confidence: f64, cost: f64) -> Result<Step> {
-        if !cost.is_finite() || cost < 0.0 {
+        if !cost.is_finite() || !(0.0..=MAX_COST_USD).contains(&cost) {
             return Err(Error::InvalidInput(format!(
-                "observed cost {cost} is not a non-negative number"
+                "observed cost {cost} is not a number in [0, {MAX_COST_USD:e}] USD"
             )));
         }
         self.observe_inner(model, confidence, Some(cost))
