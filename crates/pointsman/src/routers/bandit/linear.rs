@@ -49,6 +49,13 @@ use crate::simd;
 /// `Learned::observe_keys` re-inverts `A_m` once rather than updating it per observation (an
 /// inverse costs about `p³`, a Sherman–Morrison update with its refresh about `5 p²`).
 const BATCH_REINVERT: f64 = 0.25;
+
+/// The most memory a linear router's matrices may take when it is made (`A`, its inverse and
+/// their packed form: 20 bytes per model per squared feature): 4 GiB, 9 models of 4,096
+/// features; above, a projection is the way (the process would otherwise abort when the
+/// allocation fails).
+pub const MAX_LINEAR_STATE_BYTES: u64 = 4 << 30;
+
 /// A fixed projection of the embeddings on fewer dimensions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -427,6 +434,20 @@ impl<E: Exploration> Learned for Linear<E> {
     }
 
     fn cold(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
+        let (p, _) = Self::features_dim(config, dim)?;
+        // A, its inverse (f64) and the packed form (f32) per model: refused before allocating
+        // rather than aborting the process when the allocation fails.
+        let bytes = (p as u128) * (p as u128) * (models as u128) * 20;
+        if bytes > MAX_LINEAR_STATE_BYTES as u128 {
+            return Err(Error::Config(format!(
+                "{} over {models} models with {p} features per query needs {:.1} GiB for its \
+                 matrices, above the limit of {} GiB: project the embedding first \
+                 (projection {{\"kind\": \"random\", \"dim\": 64, \"seed\": 0}}, or \"pca\")",
+                E::KIND,
+                bytes as f64 / f64::from(1u32 << 30),
+                MAX_LINEAR_STATE_BYTES >> 30
+            )));
+        }
         let mut state = Self::unprimed(config, models, dim)?;
         if let Projection::Random { dim: k, seed } = config.projection {
             let mut rng = SplitMix64::new(seed);

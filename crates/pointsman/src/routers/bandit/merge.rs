@@ -1,9 +1,14 @@
 //! Merging replicas: adding another router's observations, or those it made since a common
 //! snapshot, to this one.
 
+use serde_json::Value;
+
 use super::router::State;
 use super::{BanditRouter, Learned};
 use crate::error::{Error, Result};
+
+/// Settings two replicas may differ in: they change how a router explores, not what it learned.
+const EXPLORATION_ONLY: [&str; 2] = ["greedy", "seed"];
 
 impl<L: Learned> BanditRouter<L> {
     /// Adds everything `other` observed (beyond its prior) to this router. See the
@@ -11,10 +16,12 @@ impl<L: Learned> BanditRouter<L> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the routers differ in configuration, models, dimension, projection
-    /// or clusters; [`Error::Unsupported`] for `cluster-ucb` routers whose clusters are not
-    /// fitted yet.
+    /// [`Error::Config`] when the routers differ in configuration (any setting but `greedy`
+    /// and `seed`, which change how a router explores, not what it learned), models, dimension,
+    /// projection or clusters; [`Error::Unsupported`] for `cluster-ucb` routers whose clusters
+    /// are not fitted yet. A merge that fails leaves this router as it was.
     pub fn merge(&self, other: &Self) -> Result<()> {
+        self.check_config(other, "the other router")?;
         let other = other.read().clone();
         self.merge_state(&other, None)
     }
@@ -28,9 +35,40 @@ impl<L: Learned> BanditRouter<L> {
     /// As [`BanditRouter::merge`]; [`Error::InvalidInput`] when `other` has fewer observations of
     /// some model than `base` (it does not descend from `base`).
     pub fn merge_since(&self, other: &Self, base: &Self) -> Result<()> {
+        self.check_config(other, "the other router")?;
+        self.check_config(base, "the base")?;
         let other = other.read().clone();
         let base = base.read().clone();
         self.merge_state(&other, Some(&base))
+    }
+
+    /// [`Error::Config`] naming the settings in which `other` (`what`) differs.
+    fn check_config(&self, other: &Self, what: &str) -> Result<()> {
+        let (ours, theirs) = (&self.shared.config, &other.shared.config);
+        if ours == theirs {
+            return Ok(());
+        }
+        let value = |c: &L::Config| serde_json::to_value(c).ok();
+        let differences: Vec<String> = match (value(ours), value(theirs)) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => a
+                .iter()
+                .filter(|(k, _)| !EXPLORATION_ONLY.contains(&k.as_str()))
+                .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+                .map(|(k, v)| {
+                    let t = b.get(k.as_str()).map_or("nothing".into(), Value::to_string);
+                    format!("{k} {v} here, {t} in {what}")
+                })
+                .collect(),
+            _ => vec![format!("{ours:?} here, {theirs:?} in {what}")],
+        };
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{}: cannot merge routers with different settings: {}",
+            L::KIND,
+            differences.join("; ")
+        )))
     }
 
     fn merge_state(&self, other: &State<L>, base: Option<&State<L>>) -> Result<()> {
@@ -40,7 +78,11 @@ impl<L: Learned> BanditRouter<L> {
                 "cannot merge routers over different model pools".into(),
             ));
         }
-        let mut state = self.write();
+        let mut guard = self.write();
+        // Merged into a copy, swapped in only when every step succeeded: a merge that fails
+        // (a base this router does not descend from, a matrix that is no longer positive
+        // definite) leaves the router as it was, still routing and saving.
+        let mut state = guard.clone();
         state.learned.check_mergeable(&other.learned)?;
         if let Some(b) = base {
             state.learned.check_mergeable(&b.learned)?;
@@ -76,6 +118,8 @@ impl<L: Learned> BanditRouter<L> {
             }
         }
         state.observations += other.observations - base.map_or(0, |b| b.observations);
-        state.learned.after_merge(config)
+        state.learned.after_merge(config)?;
+        *guard = state;
+        Ok(())
     }
 }

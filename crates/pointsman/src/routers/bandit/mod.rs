@@ -148,7 +148,10 @@ pub use exchange::{now_ms, Event, Journal};
 pub use forgetting::{DriftDetector, Forgetting};
 pub use knn_ucb::{KnnUcb, KnnUcbConfig, KnnUcbRouter, ANCHOR_STRENGTH};
 pub use learned::{Context, Learned};
-pub use linear::{LinTsRouter, LinUcbRouter, Linear, LinearConfig, Projection, Thompson, Ucb};
+pub use linear::{
+    LinTsRouter, LinUcbRouter, Linear, LinearConfig, Projection, Thompson, Ucb,
+    MAX_LINEAR_STATE_BYTES,
+};
 pub use router::BanditRouter;
 
 // For the learners' files: the seal of `Learned` and the bit-for-bit check of their merges.

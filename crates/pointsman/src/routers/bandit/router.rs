@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::features::{normalize_into, FeatureBatch};
 use crate::pool::ModelPool;
 use crate::router::{Estimates, Learner, Router};
-use crate::saved::SavedRouter;
+use crate::saved::{SavedRouter, MAX_DIM};
 
 /// Everything a router learns, behind its lock.
 #[derive(Debug, Clone)]
@@ -115,6 +115,11 @@ impl<L: Learned> BanditRouter<L> {
         L::validate(&config)?;
         if dim == 0 {
             return Err(Error::Config("embedding dimension must be positive".into()));
+        }
+        if dim > MAX_DIM {
+            return Err(Error::Config(format!(
+                "embedding dimension {dim} is above the ceiling of {MAX_DIM}"
+            )));
         }
         let learned = L::cold(&config, pool.len(), dim)?;
         let greedy = L::is_greedy(&config);

@@ -228,9 +228,12 @@ fn merge_refuses_different_routers() {
         pool(),
         DIM,
         None,
+        // Another seed (allowed: it changes how the clusters are drawn, not what is learned).
         ClusterUcbConfig {
             clusters: 3,
+            cluster_after: 30,
             seed: 9,
+            forgetting: no_forgetting(),
             ..Default::default()
         },
     )
@@ -245,6 +248,42 @@ fn merge_refuses_different_routers() {
     let t = thompson(no_forgetting());
     let t2 = LinTsRouter::new(pool(), DIM, None, LinearConfig::default()).unwrap();
     assert!(t.merge(&t2).is_err());
+}
+
+/// Replicas whose settings differ (here the ridge prior, which the statistics include) are
+/// refused with the setting named, before anything changes; `greedy` and `seed` may differ.
+#[test]
+fn merge_names_the_settings_that_differ_and_changes_nothing_when_it_fails() {
+    let a = linucb(no_forgetting());
+    feed(&a, &stream(60, 1));
+    let before = a.to_saved().unwrap().to_bytes().unwrap();
+    let other = |config: LinearConfig| LinUcbRouter::new(pool(), DIM, None, config).unwrap();
+    let b = other(LinearConfig {
+        ridge: 3.0,
+        prior_mean: 0.5,
+        forgetting: no_forgetting(),
+        ..Default::default()
+    });
+    feed(&b, &stream(40, 2));
+    let e = a.merge(&b).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("ridge 10.0 here, 3.0 in the other router") && msg.contains("prior_mean"),
+        "{msg}"
+    );
+    let e = a.merge_since(&a.snapshot(), &b).unwrap_err();
+    assert!(e.to_string().contains("in the base"), "{e}");
+    assert_eq!(a.to_saved().unwrap().to_bytes().unwrap(), before);
+    let c = other(LinearConfig {
+        greedy: true,
+        seed: 7,
+        forgetting: no_forgetting(),
+        ..Default::default()
+    });
+    feed(&c, &stream(40, 2));
+    a.merge(&c).unwrap();
+    assert_eq!(a.observations(), 100);
 }
 
 pub(super) fn check_round_trip<L: Learned>(r: BanditRouter<L>) {
@@ -826,4 +865,40 @@ fn cold_start_is_optimistic_and_tries_every_model() {
     check(cluster_ucb(Forgetting::default()));
     // cluster-ucb without given clusters buffers until it has seen enough prompts.
     check(ClusterUcbRouter::new(pool(), DIM, None, ClusterUcbConfig::default()).unwrap());
+}
+
+/// A dimension past the files' ceiling, or linear matrices past their memory limit, is a typed
+/// error when the router is made (it used to abort the process when the allocation failed).
+#[test]
+fn dimensions_that_cannot_be_allocated_are_refused_when_made() {
+    let e = LinUcbRouter::new(
+        pool(),
+        crate::saved::MAX_DIM + 1,
+        None,
+        LinearConfig::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("above the ceiling of 65536"), "{e}");
+    let e = LinUcbRouter::new(pool(), 30_000, None, LinearConfig::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("project the embedding"), "{e}");
+    // With a projection the same embedding is fine.
+    let projected = LinearConfig {
+        projection: Projection::Random { dim: 16, seed: 0 },
+        ..Default::default()
+    };
+    assert!(LinTsRouter::new(pool(), 30_000, None, projected).is_ok());
+    let big = KnnUcbRouter::new(pool(), 1 << 40, None, KnnUcbConfig::default()).unwrap_err();
+    assert_eq!(big.kind(), ErrorKind::Config, "{big}");
+    let mf = crate::routers::mf::MfConfig {
+        dim: 1 << 30,
+        ..Default::default()
+    };
+    assert!(mf.validate().unwrap_err().to_string().contains("ceiling"));
+    let irt = crate::routers::irt::IrtConfig {
+        dim: 1 << 30,
+        ..Default::default()
+    };
+    assert!(irt.validate().unwrap_err().to_string().contains("ceiling"));
 }

@@ -102,6 +102,12 @@ impl CascadeRouter {
         if dim == 0 {
             return Err(Error::Config("cascade dim must be at least 1".into()));
         }
+        if dim > crate::saved::MAX_DIM {
+            return Err(Error::Config(format!(
+                "cascade dim {dim} is above the ceiling of {}",
+                crate::saved::MAX_DIM
+            )));
+        }
         CascadeRouter::assemble(config.clone(), pool, dim, None, Vec::new(), None, None)
     }
 

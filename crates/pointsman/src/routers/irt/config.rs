@@ -56,6 +56,13 @@ impl IrtConfig {
         if self.dim == 0 {
             return bad("irt dim must be at least 1".into());
         }
+        if self.dim > crate::saved::MAX_DIM {
+            return bad(format!(
+                "irt dim {} is above the ceiling of {}",
+                self.dim,
+                crate::saved::MAX_DIM
+            ));
+        }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return bad(format!("irt l2 {} is not a non-negative number", self.l2));
         }

@@ -66,6 +66,13 @@ impl MfConfig {
         if self.dim == 0 {
             return bad("mf dim must be at least 1".into());
         }
+        if self.dim > crate::saved::MAX_DIM {
+            return bad(format!(
+                "mf dim {} is above the ceiling of {}",
+                self.dim,
+                crate::saved::MAX_DIM
+            ));
+        }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad(format!(
                 "mf learning_rate {} is not positive",

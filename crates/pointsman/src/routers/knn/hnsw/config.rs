@@ -42,13 +42,15 @@ impl HnswConfig {
         }
         if self.ef_construction < 1 || self.ef_construction > u32::MAX as usize {
             return Err(format!(
-                "hnsw: ef_construction must be ≥ 1, got {}",
+                "hnsw: ef_construction must be in 1..={}, got {}",
+                u32::MAX,
                 self.ef_construction
             ));
         }
         if self.ef_search < 1 || self.ef_search > u32::MAX as usize {
             return Err(format!(
-                "hnsw: ef_search must be ≥ 1, got {}",
+                "hnsw: ef_search must be in 1..={}, got {}",
+                u32::MAX,
                 self.ef_search
             ));
         }
