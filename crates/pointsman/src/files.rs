@@ -127,13 +127,26 @@ impl AtomicDir {
     /// [`Error::Io`] naming `path` when it exists (without `replace`) or the temporary folder
     /// cannot be created.
     pub fn create(path: &Path, replace: bool) -> Result<Self> {
-        if !replace && std::fs::symlink_metadata(path).is_ok() {
+        let existing = std::fs::symlink_metadata(path).ok();
+        if !replace && existing.is_some() {
             return Err(Error::io(
                 path,
                 std::io::Error::new(
                     std::io::ErrorKind::AlreadyExists,
                     "already exists (choose another folder, or replace it: `--replace` on the \
                      command line, `replace=True` in Python)",
+                ),
+            ));
+        }
+        // `replace` replaces a folder (or a link to one), never a file: a file there is more
+        // likely a mistyped path than an earlier output.
+        if existing.is_some_and(|m| !m.is_dir() && !m.file_type().is_symlink()) {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "is a file, not a folder: replacing only replaces a folder (remove the file \
+                     or choose another path)",
                 ),
             ));
         }
@@ -173,7 +186,11 @@ impl AtomicDir {
         }
         self.done = true;
         if let Some(aside) = old {
-            let _ = std::fs::remove_dir_all(aside);
+            // A link (to a folder) moved aside is removed itself, not what it points to.
+            let _ = match std::fs::symlink_metadata(&aside) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&aside),
+                _ => std::fs::remove_file(&aside),
+            };
         }
         Ok(())
     }
@@ -351,6 +368,23 @@ mod tests {
         d.commit().unwrap();
         assert!(!p.join("a").exists() && p.join("b").exists());
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+
+        // `replace` over a file: refused, the file untouched, nothing left beside it.
+        let f = tmp.path().join("notes.txt");
+        std::fs::write(&f, b"keep").unwrap();
+        let e = AtomicDir::create(&f, true).unwrap_err();
+        assert!(e.to_string().contains("is a file, not a folder"), "{e}");
+        assert_eq!(std::fs::read(&f).unwrap(), b"keep");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+        // `replace` over a link to a folder: the link is replaced, the folder it named kept.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let d = AtomicDir::create(&link, true).unwrap();
+        std::fs::write(d.dir().join("c"), b"3").unwrap();
+        d.commit().unwrap();
+        assert!(link.join("c").exists() && !link.is_symlink());
+        assert!(p.join("b").exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 3);
     }
 
     #[test]
