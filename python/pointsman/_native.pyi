@@ -631,7 +631,7 @@ def train(
     *,
     criterion: Optional[str] = None,
     kinds: Optional[Sequence[str]] = None,
-    folds: int = 5,
+    folds: Optional[int] = None,
     seed: int = 0,
     nested: bool = True,
 ) -> tuple[Router, Optional[dict[str, Any]]]: ...

@@ -99,7 +99,8 @@ impl PyDataset {
         embedding_model: Option<String>,
         name: String,
     ) -> PyResult<Self> {
-        use crate::own_data::{column, numeric};
+        use crate::own_data::{check_frame, column, embedding_cells, numeric, required_text};
+        check_frame(df)?;
         let scores = numeric(df, &models)?;
         let costs = match &cost {
             Some(pattern) => {
@@ -112,21 +113,11 @@ impl PyDataset {
             None => None,
         };
         let embeddings = match &embedding {
-            Some(c) => Some(
-                py.import("numpy")?
-                    .call_method1("stack", (column(df, c)?,))?,
-            ),
+            Some(c) => Some(embedding_cells(df, c)?),
             None => None,
         };
         let text = |c: &Option<String>| -> PyResult<Option<Vec<String>>> {
-            c.as_ref()
-                .map(|c| {
-                    column(df, c)?
-                        .try_iter()?
-                        .map(|v| v.and_then(|v| v.str().map(|s| s.to_string())))
-                        .collect()
-                })
-                .transpose()
+            c.as_ref().map(|c| required_text(df, c)).transpose()
         };
         let prompts = if embedding.is_some() && prompt.as_deref() == Some("prompt") {
             // The default prompt column is optional when embeddings are given.
@@ -137,7 +128,11 @@ impl PyDataset {
         } else {
             text(&prompt)?
         };
-        let tasks = text(&task)?.map(|t| t.into_iter().map(Some).collect());
+        // A row without a task is a query without a tag, as in the dataset schema.
+        let tasks = task
+            .as_ref()
+            .map(|c| crate::own_data::text_cells(df, c))
+            .transpose()?;
         crate::own_data::dataset_from_arrays(
             py,
             models,
@@ -157,7 +152,7 @@ impl PyDataset {
     }
 
     /// Writes the dataset as a folder in the shared schema (atomically); an existing folder is
-    /// replaced only with `replace=True`. Returns the folder.
+    /// replaced only with `replace=True` (a file at `path` is never replaced). Returns the folder.
     #[pyo3(signature = (path, *, replace = false))]
     fn save(&self, py: Python<'_>, path: PathBuf, replace: bool) -> PyResult<PathBuf> {
         let ds = self.inner.clone();

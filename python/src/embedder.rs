@@ -10,6 +10,7 @@ use pointsman::embed::{
     default_model_dir, verify_default_weights, Backend, Embedder, EmbedderOptions,
 };
 use pointsman::Error;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
@@ -115,8 +116,27 @@ pub fn texts(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
     if obj.is_instance_of::<PyString>() {
         return Err(type_error(name, "a list of str (one text per row)", obj));
     }
-    obj.extract::<Vec<String>>()
-        .map_err(|_| type_error(name, "a list of str", obj))
+    obj.extract::<Vec<String>>().map_err(|_| {
+        bad_text_item(obj, name).unwrap_or_else(|| type_error(name, "a list of str", obj))
+    })
+}
+
+/// For a sequence that is not a list of str, the error naming its first item that is not a
+/// str, or a str that is not valid UTF-8 (a lone surrogate); `None` when `obj` is no sequence.
+pub fn bad_text_item(obj: &Bound<'_, PyAny>, name: &str) -> Option<PyErr> {
+    let items = obj.try_iter().ok()?;
+    for (i, item) in items.enumerate() {
+        let item = item.ok()?;
+        let Ok(s) = item.cast::<PyString>() else {
+            return Some(type_error(&format!("{name}[{i}]"), "a str", &item));
+        };
+        if let Err(e) = s.to_cow() {
+            return Some(PyTypeError::new_err(format!(
+                "{name}[{i}] is not valid UTF-8 text: {e}"
+            )));
+        }
+    }
+    None
 }
 
 #[pymethods]

@@ -16,6 +16,7 @@ use pointsman::embed::{Embedder, EmbedderOptions};
 use pointsman::{Error, ModelCard, ModelPool};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use pyo3::types::PyStringMethods;
 
 use crate::arrays;
 use crate::data::PyDataset;
@@ -251,15 +252,103 @@ pub fn dataset_from_arrays(
     })
 }
 
+/// A `TypeError` unless `df` is a pandas DataFrame (anything with `columns` and `to_numpy`), and
+/// an `InvalidInputError` when it has no rows.
+pub fn check_frame(df: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !(df.hasattr("columns")? && df.hasattr("to_numpy")?) {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "df must be a pandas DataFrame, not {}",
+            df.get_type().name()?
+        )));
+    }
+    if df.len()? == 0 {
+        return Err(invalid("the DataFrame has no rows".into()));
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> PyErr {
+    crate::errors::to_py_err(Error::InvalidInput(message))
+}
+
 /// The columns of a pandas DataFrame as Python values: `df[column].tolist()`.
 pub fn column<'py>(df: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    df.get_item(name)
-        .map_err(|_| {
-            crate::errors::to_py_err(Error::InvalidInput(format!(
-                "the DataFrame has no column {name:?}"
-            )))
-        })?
-        .call_method0("tolist")
+    let col = df
+        .get_item(name)
+        .map_err(|_| invalid(format!("the DataFrame has no column {name:?}")))?;
+    if col.hasattr("columns")? {
+        return Err(invalid(format!(
+            "the DataFrame has more than one column named {name:?}"
+        )));
+    }
+    col.call_method0("tolist")
+}
+
+/// A text column's cells, a missing one (None, NaN, `pd.NA`) as `None` rather than the text
+/// "None" or "nan"; other values as their `str()`.
+pub fn text_cells(df: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Option<String>>> {
+    let isna = df.py().import("pandas")?.getattr("isna")?;
+    column(df, name)?
+        .try_iter()?
+        .map(|v| {
+            let v = v?;
+            if let Ok(s) = v.cast::<pyo3::types::PyString>() {
+                return Ok(Some(s.to_cow()?.into_owned()));
+            }
+            let missing = v.is_none()
+                || isna
+                    .call1((&v,))
+                    .and_then(|b| b.extract::<bool>())
+                    .unwrap_or(false);
+            Ok(if missing {
+                None
+            } else {
+                Some(v.str()?.to_string())
+            })
+        })
+        .collect()
+}
+
+/// [`text_cells`] of a column every row must have, naming the first row without one.
+pub fn required_text(df: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
+    text_cells(df, name)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.ok_or_else(|| {
+                invalid(format!(
+                    "column {name:?} has no value in row {i} (None or NaN): every row needs one"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `numpy.stack` of an embedding column, naming the first row that is missing or whose length
+/// differs from the first row's.
+pub fn embedding_cells<'py>(df: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let cells = column(df, name)?;
+    let mut width = None;
+    for (i, v) in cells.try_iter()?.enumerate() {
+        let v = v?;
+        let n = if v.is_none() { None } else { v.len().ok() };
+        let Some(n) = n else {
+            return Err(invalid(format!(
+                "column {name:?} has no vector in row {i}: every row needs an embedding"
+            )));
+        };
+        match width {
+            None => width = Some(n),
+            Some(w) if w != n => {
+                return Err(invalid(format!(
+                    "column {name:?} has {n} values in row {i}, {w} in row 0: embeddings must \
+                     all have the same length"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    df.py().import("numpy")?.call_method1("stack", (cells,))
 }
 
 /// `df[columns].to_numpy(dtype=float64)` (missing values as NaN).

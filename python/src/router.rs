@@ -424,6 +424,12 @@ impl PyRouter {
                     Some(e) => Some((e, t)),
                     None => return Err(no_embedder("x")),
                 },
+                // A list that starts with a str is texts: name the item that is not one,
+                // rather than failing as an array of strings.
+                Err(_) if starts_with_str(x) => {
+                    return Err(crate::embedder::bad_text_item(x, "x")
+                        .unwrap_or_else(|| type_error("x", "a list of str", x)))
+                }
                 _ => None,
             },
         };
@@ -463,6 +469,15 @@ impl PyRouter {
             }
             Ok(x) => {
                 let dim = x.shape()[1];
+                if dim != 0 && dim != router.dim() {
+                    // Before the rows are checked: a transposed array is a shape error, not
+                    // an all-zero row.
+                    return Err(Error::DimensionMismatch {
+                        expected: router.dim(),
+                        got: dim,
+                    })
+                    .py();
+                }
                 let data = arrays::values(x)?;
                 run(py, || {
                     let mut batch = FeatureBatch::new(data, dim)?;
@@ -808,4 +823,10 @@ impl Decision {
             repr(py, self.cost_weight)?
         ))
     }
+}
+
+/// Whether `x` is a sequence whose first item is a `str`.
+fn starts_with_str(x: &Bound<'_, PyAny>) -> bool {
+    x.get_item(0)
+        .is_ok_and(|first| first.is_instance_of::<PyString>())
 }

@@ -198,14 +198,14 @@ impl PyBaselineRouter {
 /// `None` for kinds fitted without one).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // the Python keyword arguments, one each
-#[pyo3(signature = (split, router, *, criterion = None, kinds = None, folds = 5, seed = 0, nested = true))]
+#[pyo3(signature = (split, router, *, criterion = None, kinds = None, folds = None, seed = 0, nested = true))]
 pub fn train(
     py: Python<'_>,
     split: &Bound<'_, PySplit>,
     router: &str,
     criterion: Option<&str>,
     kinds: Option<Vec<String>>,
-    folds: usize,
+    folds: Option<usize>,
     seed: u64,
     nested: bool,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
@@ -213,9 +213,11 @@ pub fn train(
     use pointsman::tuning::Criterion;
     let split = split.get().split();
     if router != RouterKind::AUTO {
-        if criterion.is_some() || kinds.is_some() || !nested {
+        if criterion.is_some() || kinds.is_some() || folds.is_some() || !nested {
             return Err(Error::Config(
-                "criterion, kinds and nested go with router=\"auto\"".into(),
+                "criterion, kinds, folds and nested go with router=\"auto\" (the other kinds' \
+                 searches use 5 folds)"
+                    .into(),
             ))
             .py();
         }
@@ -246,6 +248,12 @@ pub fn train(
         })
         .transpose()
         .py()?;
+    if kinds.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Error::Config(
+            "kinds is empty: leave it out to try every kind auto can fit".into(),
+        ))
+        .py();
+    }
     let kinds = kinds
         .unwrap_or_default()
         .iter()
@@ -261,7 +269,7 @@ pub fn train(
         .py()?;
     let options = AutoOptions {
         seed,
-        folds,
+        folds: folds.unwrap_or(AutoOptions::default().folds),
         criterion,
         kinds,
         nested,

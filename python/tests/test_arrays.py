@@ -99,6 +99,14 @@ def test_non_numeric_inputs_are_type_errors(toy_knn, arg, match):
         toy_knn.route_batch(arg)
 
 
+def test_mixed_text_lists_and_transposed_arrays_say_what_is_wrong(toy_knn, X):
+    with pytest.raises(TypeError, match=r"x\[1\] must be a str, not int"):
+        toy_knn.route_batch(["a query", 3])
+    # [dim, n] instead of [n, dim]: the width is checked before the rows.
+    with pytest.raises(pointsman.ShapeError, match="expected 8, got 40"):
+        toy_knn.route_batch(np.ascontiguousarray(X.T))
+
+
 def test_auxiliary_arrays(toy_knn, X):
     with pytest.raises(pointsman.ShapeError, match="3 prompt token counts for 40 rows"):
         toy_knn.route_batch(X, prompt_tokens=np.ones(3))

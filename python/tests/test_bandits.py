@@ -127,6 +127,9 @@ def test_bandit_errors(toy, toy_knn):
         lin.merge(toy_knn)
     with pytest.raises(pointsman.ConfigError):
         lin.merge(pointsman.LinUcbRouter(["a", "b"], 8))
+    with pytest.raises(pointsman.ConfigError, match="ridge 10.0 here, 3.0 in the other router"):
+        lin.merge(pointsman.LinUcbRouter(toy.models, 8, ridge=3.0))
+    assert lin.observations == 0
     with pytest.raises(pointsman.ConfigError, match="ridge"):
         pointsman.LinUcbRouter(toy.models, 8, ridge=-1.0)
     with pytest.raises(pointsman.ConfigError, match="unknown field"):

@@ -69,8 +69,12 @@ def test_threads_and_max_tokens_options(embedder):
 def test_embedder_errors(embedder, tmp_path):
     with pytest.raises(TypeError, match="texts must be a list of str"):
         embedder.embed(TEXT)  # a str is not a list of texts
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str, not int"):
         embedder.embed([TEXT, 3])
+    with pytest.raises(TypeError, match=r"texts\[0\] must be a str, not NoneType"):
+        embedder.embed([None])
+    with pytest.raises(TypeError, match=r"texts\[1\] is not valid UTF-8"):
+        embedder.embed([TEXT, "\ud800"])
     with pytest.raises(TypeError):
         embedder.embed(None)
     with pytest.raises(TypeError, match="text must be a str"):

@@ -98,6 +98,43 @@ def test_from_pandas_reads_a_routerbench_style_frame():
         pointsman.Dataset.from_pandas(df, ["nope"], embedding="vec", prices={"nope": (1, 1)})
 
 
+def test_from_pandas_missing_cells_are_missing_not_text(tmp_path):
+    """None and NaN cells are not read as the text "None"/"nan": a query without a task, or an
+    error naming the column and the row; odd frames get an error that says what is wrong."""
+    emb, scores, _ = toy(8)
+    df = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(8)],
+            "eval_name": pd.Series(["math", None, np.nan, "math", pd.NA, "x", "x", "x"], dtype=object),
+            "vec": list(emb),
+            **{m: scores[:, j] for j, m in enumerate(MODELS)},
+        }
+    )
+    ds = pointsman.Dataset.from_pandas(df, MODELS, embedding="vec", id="sample_id", task="eval_name", prices=PRICES)
+    tasks = {i: t for s in (ds.train, ds.test) for i, t in zip(s.ids, s.tasks)}
+    assert tasks["s1"] is None and tasks["s2"] is None and tasks["s4"] is None and tasks["s0"] == "math"
+    missing_id = df.assign(sample_id=df.sample_id.where(df.index != 5, None))
+    with pytest.raises(pointsman.InvalidInputError, match="'sample_id' has no value in row 5|\"sample_id\" has no value in row 5"):
+        pointsman.Dataset.from_pandas(missing_id, MODELS, embedding="vec", id="sample_id", prices=PRICES)
+    ragged = df.copy()
+    ragged.at[2, "vec"] = emb[2][:5]
+    with pytest.raises(pointsman.InvalidInputError, match="5 values in row 2"):
+        pointsman.Dataset.from_pandas(ragged, MODELS, embedding="vec", prices=PRICES)
+    with pytest.raises(pointsman.InvalidInputError, match="no rows"):
+        pointsman.Dataset.from_pandas(df.iloc[:0], MODELS, embedding="vec", prices=PRICES)
+    with pytest.raises(TypeError, match="DataFrame, not dict"):
+        pointsman.Dataset.from_pandas(dict(df), MODELS, embedding="vec", prices=PRICES)
+    twice = pd.concat([df, df[["small"]]], axis=1)
+    with pytest.raises(pointsman.InvalidInputError, match="more than one column named"):
+        pointsman.Dataset.from_pandas(twice, MODELS, embedding="vec", prices=PRICES)
+    # Replacing replaces a folder, never a file of the same name.
+    target = tmp_path / "target"
+    target.write_text("keep")
+    with pytest.raises(OSError, match="is a file, not a folder"):
+        ds.save(target, replace=True)
+    assert target.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+
+
 ROUTERBENCH = pd.DataFrame(
     {
         "sample_id": ["mmlu.1", "gsm8k.2", "mtbench.3"],

@@ -184,6 +184,11 @@ def test_train_auto_and_by_kind(toy, tmp_path):
         pointsman.train(split, "knn", criterion="aiq")
     with pytest.raises(pointsman.ConfigError, match="nested go with"):
         pointsman.train(split, "knn", nested=False)
+    # Not silently dropped: another kind's search has its own folds.
+    with pytest.raises(pointsman.ConfigError, match="folds and nested go with"):
+        pointsman.train(split, "knn", folds=3)
+    with pytest.raises(pointsman.ConfigError, match="kinds is empty"):
+        pointsman.train(split, "auto", kinds=[])
 
 
 def test_baselines(toy):
