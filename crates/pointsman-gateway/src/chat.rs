@@ -20,7 +20,7 @@ use crate::log::{
     LoggedTry, LoggedUsage, RouterInfo, SCHEMA_VERSION,
 };
 use crate::metrics::{DecisionLabels, ErrorLabels, ModelLabels, RequestLabels, TenantLabels};
-use crate::request::{parse_chat_request, ChatRequest, RouteOptions, Target};
+use crate::request::{parse_chat_request_seen, ChatRequest, RouteOptions, Sent, Target};
 use crate::server::{now_ms, read_body, AppState};
 use crate::sse::{encode_event, parse_event, Payload};
 use crate::upstream::{Chunk, Failure, OpenStream, Reply};
@@ -180,11 +180,31 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         if self.event.is_some() {
-            self.finish(self.sent_status.unwrap_or(499), Some("client_disconnected"));
+            // Dropped unfinished: either the gateway cut the request at the end of shutdown's
+            // grace period (its connection task aborted), or the client went away.
+            if self.state.is_cut() {
+                self.finish(self.sent_status.unwrap_or(503), Some(SHUTDOWN));
+            } else {
+                self.finish(self.sent_status.unwrap_or(499), Some("client_disconnected"));
+            }
         } else {
             // finish() or take() already accounted for this record.
         }
     }
+}
+
+/// The error code of a request cut by shutdown (the grace period is over).
+pub const SHUTDOWN: &str = "shutdown";
+
+/// The answer to a request still unanswered when shutdown's grace period ends.
+pub(crate) fn shutdown_error() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        SHUTDOWN,
+        "the gateway is shutting down: the request was cut at the end of the grace period \
+         (limits.shutdown_grace_ms)",
+    )
 }
 
 fn ms(since: Instant) -> f64 {
@@ -199,7 +219,12 @@ pub async fn chat_completions(
 ) -> Response {
     let mut record = Record::new(state.clone());
     let request_id = record.request_id();
-    let response = match handle(&state, &headers, body, &mut record).await {
+    let result = tokio::select! {
+        biased;
+        result = handle(&state, &headers, body, &mut record) => result,
+        () = state.cut_off() => Err(shutdown_error()),
+    };
+    let response = match result {
         Ok(response) => response,
         Err(e) => {
             if e.status == StatusCode::PAYMENT_REQUIRED {
@@ -230,10 +255,14 @@ async fn handle(
     let token_tenant = state.authenticate(headers)?;
     rec.ev().tenant = token_tenant.clone();
     let bytes = read_body(headers, body, state.config.limits.max_body_bytes).await?;
-    let req = parse_chat_request(&bytes, headers)?;
+    let mut sent = Sent::default();
+    let parsed = parse_chat_request_seen(&bytes, headers, &mut sent);
+    // What the body said is logged even when it is refused.
     let ev = rec.ev();
-    ev.requested_model = Some(req.model.clone());
-    ev.stream = req.stream;
+    ev.requested_model = sent.model;
+    ev.stream = sent.stream;
+    let req = parsed?;
+    let ev = rec.ev();
     // With tokens configured the token decides the tenant, never the request.
     ev.tenant = token_tenant.or_else(|| req.options.tenant.clone());
     ev.session_id = req.options.session_id.clone();
@@ -570,9 +599,18 @@ async fn forward(
                 breaker_outcome(state, index, true);
                 rec.ev().latency.upstream_ms = Some(ms(started));
                 let price = state.engine.load().upstream_price(index);
+                // The cost an answer without usable usage is charged: the decision's expected
+                // cost of this model, or for a passed-through one its prices' estimate.
+                let expected = match &plan.routed {
+                    Some(r) => r.ranked.iter().find(|c| &c.model == model).map(|c| c.cost),
+                    None => price.map(|p| {
+                        p.estimate(pointsman::embed::prompt_tokens_of(&req.prompt_text()))
+                    }),
+                };
                 let answer = Answer {
                     model: model.clone(),
                     price,
+                    expected,
                     headers: plan.headers(model, calls),
                 };
                 return Ok(match reply {
@@ -663,10 +701,12 @@ fn breaker_outcome(state: &AppState, index: usize, success: bool) {
     }
 }
 
-/// The model that answered, its prices and the response headers.
+/// The model that answered, its prices, its expected cost and the response headers.
 struct Answer {
     model: String,
     price: Option<Price>,
+    /// The cost of an answer whose usage is missing or unusable.
+    expected: Option<f64>,
     headers: Vec<(&'static str, String)>,
 }
 
@@ -680,25 +720,56 @@ fn set_headers(response: &mut Response, pairs: &[(&'static str, String)]) {
     }
 }
 
-/// Reads `usage`, adds `cost_usd` to it when the price is known; returns both.
+/// A token count as an upstream may report it: a non-negative integer (also written as an
+/// integral float up to 2^53, where floats are still exact); anything else is unusable.
+fn token_count(v: Option<&Value>) -> Option<u64> {
+    let v = v?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| (0.0..=9_007_199_254_740_992.0).contains(f) && f.fract() == 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+/// The usage an upstream reported, when usable: `prompt_tokens` and `completion_tokens` both
+/// token counts ([`token_count`]); `total_tokens` as reported, else their sum.
+fn usable_usage(usage: &Map<String, Value>) -> Option<LoggedUsage> {
+    let prompt_tokens = token_count(usage.get("prompt_tokens"))?;
+    let completion_tokens = token_count(usage.get("completion_tokens"))?;
+    let total_tokens = token_count(usage.get("total_tokens"))
+        .unwrap_or_else(|| prompt_tokens.saturating_add(completion_tokens));
+    Some(LoggedUsage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens,
+    })
+}
+
+/// Reads `usage` and prices it: with usable usage ([`usable_usage`]) its cost at the configured
+/// prices, else (no usage, or unusable counts) the expected cost, as when the upstream reports
+/// none. Adds `cost_usd` to the answer's `usage` object when there is one and the cost is
+/// known. Returns the usable usage and the cost (never above [`MAX_COST_USD`]: `Price::cost`
+/// clamps).
+///
+/// [`MAX_COST_USD`]: pointsman::pool::MAX_COST_USD
 fn account(
     object: &mut Map<String, Value>,
     price: Option<Price>,
+    expected: Option<f64>,
 ) -> (Option<LoggedUsage>, Option<f64>) {
-    let Some(Value::Object(usage)) = object.get_mut("usage") else {
-        return (None, None);
+    let usage = match object.get_mut("usage") {
+        Some(Value::Object(usage)) => Some(usage),
+        _ => None,
     };
-    let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let logged = LoggedUsage {
-        prompt_tokens: count("prompt_tokens"),
-        completion_tokens: count("completion_tokens"),
-        total_tokens: count("total_tokens"),
+    let logged = usage.as_deref().and_then(usable_usage);
+    let cost = match logged {
+        Some(u) => price.map(|p| p.cost(u.prompt_tokens as f64, u.completion_tokens as f64)),
+        None => expected,
     };
-    let cost = price.map(|p| p.cost(logged.prompt_tokens as f64, logged.completion_tokens as f64));
-    if let Some(c) = cost {
+    if let (Some(usage), Some(c)) = (usage, cost) {
         usage.insert("cost_usd".into(), Value::from(c));
     }
-    (Some(logged), cost)
+    (logged, cost)
 }
 
 fn complete(
@@ -709,17 +780,18 @@ fn complete(
     mut object: Map<String, Value>,
 ) -> Response {
     object.insert("model".into(), Value::String(answer.model.clone()));
-    let (usage, cost) = account(&mut object, answer.price);
+    let (usage, cost) = account(&mut object, answer.price, answer.expected);
     let request_id = rec.request_id();
     let ev = rec.ev();
     ev.model = Some(answer.model.clone());
+    let from_usage = usage.is_some();
     ev.usage = usage;
     ev.cost_usd = cost;
     let tenant = ev.tenant.clone();
     state
         .feedback
         .insert(&request_id, plan.query.clone(), &answer.model, tenant);
-    state.feedback.set_cost(&request_id, cost);
+    state.feedback.set_cost(&request_id, cost, from_usage);
     rec.finish(200, None);
     if let Some(c) = cost {
         answer.headers.push((headers::COST, c.to_string()));
@@ -742,9 +814,12 @@ struct Relay {
     state: Arc<AppState>,
     model: String,
     price: Option<Price>,
+    expected: Option<f64>,
     first: Option<Bytes>,
     saw_done: bool,
     finished: bool,
+    /// Turns true when shutdown's grace period is over: the stream is then cut.
+    cut: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Relay {
@@ -753,12 +828,13 @@ impl Relay {
             Ok(Payload::Json(mut object)) => {
                 object.insert("model".into(), Value::String(self.model.clone()));
                 if object.get("usage").is_some_and(Value::is_object) {
-                    let (usage, cost) = account(&mut object, self.price);
+                    let (usage, cost) = account(&mut object, self.price, self.expected);
                     let request_id = self.record.request_id();
                     let ev = self.record.ev();
+                    let from_usage = usage.is_some();
                     ev.usage = usage;
                     ev.cost_usd = cost;
-                    self.state.feedback.set_cost(&request_id, cost);
+                    self.state.feedback.set_cost(&request_id, cost, from_usage);
                 }
                 out.extend_from_slice(&encode_event(&object));
             }
@@ -780,14 +856,23 @@ impl Relay {
                 Ok(Some(raw)) => self.event(&raw, out),
                 Ok(None) => return,
                 Err(e) => {
-                    self.fail(Failure::Malformed(e), out);
+                    let failure = Failure::Malformed(e);
+                    self.fail(&format!("{failure} during the stream"), out);
                     return;
                 }
             }
         }
     }
 
-    fn fail(&mut self, failure: Failure, out: &mut BytesMut) {
+    /// Ends a stream whose upstream failed after the first byte (`what`: how, for the error
+    /// event and the warning): the try becomes `stream_error`, the failure is counted and told
+    /// to the circuit breaker, and the client gets an `upstream_stream_failed` error event.
+    fn fail(&mut self, what: &str, out: &mut BytesMut) {
+        self.fail_as(what, "upstream_stream_failed", out);
+    }
+
+    /// [`Relay::fail`], logging the decision with the error `logged`.
+    fn fail_as(&mut self, what: &str, logged: &'static str, out: &mut BytesMut) {
         self.finished = true;
         let index = self
             .state
@@ -806,17 +891,24 @@ impl Relay {
         if let Some(t) = self.record.ev().tries.last_mut() {
             t.outcome = "stream_error".into();
         }
-        tracing::warn!(model = %self.model, error = %failure, "upstream stream failed after its first byte");
+        tracing::warn!(model = %self.model, error = %what, "upstream stream failed after its first byte");
         let error = ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_error",
             "upstream_stream_failed",
-            format!("the upstream {} {failure} during the stream", self.model),
+            format!("the upstream {} {what}", self.model),
         );
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(error.body().as_bytes());
-        out.extend_from_slice(b"\n\n");
-        self.record.finish(200, Some("upstream_stream_failed"));
+        error_event(&error, out);
+        self.record.finish(200, Some(logged));
+    }
+
+    /// Ends the stream because shutdown's grace period is over: an error event `shutdown`
+    /// (the upstream did nothing wrong: neither counted nor told to its breaker).
+    fn cut_short(&mut self, out: &mut BytesMut) {
+        self.finished = true;
+        let error = shutdown_error();
+        error_event(&error, out);
+        self.record.finish(200, Some(SHUTDOWN));
     }
 
     async fn next(&mut self) -> Option<Bytes> {
@@ -830,7 +922,15 @@ impl Relay {
             return Some(out.freeze());
         }
         loop {
-            match self.open.next_chunk().await {
+            let chunk = tokio::select! {
+                biased;
+                chunk = self.open.next_chunk() => chunk,
+                () = crate::server::cut_signal(&mut self.cut) => {
+                    self.cut_short(&mut out);
+                    return Some(out.freeze());
+                }
+            };
+            match chunk {
                 Chunk::Data(bytes) => {
                     self.open.splitter.push(&bytes);
                     self.drain(&mut out);
@@ -842,18 +942,34 @@ impl Relay {
                     if let Some(rest) = self.open.splitter.rest() {
                         self.event(&rest, &mut out);
                     }
-                    self.finished = true;
-                    let error = (!self.saw_done).then_some("upstream_stream_truncated");
-                    self.record.finish(200, error);
+                    if self.saw_done {
+                        self.finished = true;
+                        self.record.finish(200, None);
+                    } else {
+                        // A clean end without `[DONE]`: the answer was cut short, a failure
+                        // like a stall or a broken connection.
+                        self.fail_as(
+                            "closed the stream before its end (no data: [DONE])",
+                            "upstream_stream_truncated",
+                            &mut out,
+                        );
+                    }
                     return (!out.is_empty()).then(|| out.freeze());
                 }
                 Chunk::Failed(failure) => {
-                    self.fail(failure, &mut out);
+                    self.fail(&format!("{failure} during the stream"), &mut out);
                     return Some(out.freeze());
                 }
             }
         }
     }
+}
+
+/// `data: <error object>` and the blank line.
+fn error_event(error: &ApiError, out: &mut BytesMut) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(error.body().as_bytes());
+    out.extend_from_slice(b"\n\n");
 }
 
 fn stream(
@@ -867,10 +983,14 @@ fn stream(
     rec.sent_status = Some(200);
     let ev = rec.ev();
     ev.model = Some(answer.model.clone());
+    // The expected cost until the final usage event says otherwise (a stream without one, or
+    // with unusable usage, costs its expected cost).
+    ev.cost_usd = answer.expected;
     let tenant = ev.tenant.clone();
     state
         .feedback
         .insert(&request_id, plan.query.clone(), &answer.model, tenant);
+    state.feedback.set_cost(&request_id, answer.expected, false);
     let first = std::mem::take(&mut open.first);
     let relay = Relay {
         open,
@@ -878,9 +998,11 @@ fn stream(
         state: state.clone(),
         model: answer.model,
         price: answer.price,
+        expected: answer.expected,
         first: Some(first),
         saw_done: false,
         finished: false,
+        cut: state.cut_receiver(),
     };
     let body = futures_util::stream::unfold(relay, |mut relay| async move {
         relay

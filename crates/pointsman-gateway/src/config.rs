@@ -530,6 +530,22 @@ impl Config {
                     "auth.tokens[{i}]: give a tenant and exactly one of token and token_env"
                 ));
             }
+            if let Some(token) = &t.token {
+                check_token(&format!("auth.tokens[{i}] (tenant {:?})", t.tenant), token)?;
+            }
+            // The values of token_env variables are compared when the gateway starts
+            // (`AppState::new`); here the tokens and variable names as written.
+            let same = |o: &TokenConfig| {
+                (t.token.is_some() && o.token == t.token)
+                    || (t.token_env.is_some() && o.token_env == t.token_env)
+            };
+            if let Some(j) = self.auth.tokens[..i].iter().position(same) {
+                return bad(format!(
+                    "auth.tokens[{j}] (tenant {:?}) and auth.tokens[{i}] (tenant {:?}) have the \
+                     same token: each token must be different",
+                    self.auth.tokens[j].tenant, t.tenant
+                ));
+            }
         }
         Ok(())
     }
@@ -547,6 +563,24 @@ impl Config {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// A client token's value: not empty, and without leading or trailing whitespace (the token of
+/// an `Authorization` header is read trimmed, so such a token could never match).
+///
+/// # Errors
+///
+/// [`GatewayError::Config`] naming `what` (the entry).
+pub fn check_token(what: &str, token: &str) -> Result<(), GatewayError> {
+    if token.trim().is_empty() {
+        Err(GatewayError::Config(format!("{what}: the token is empty")))
+    } else if token.trim() != token {
+        Err(GatewayError::Config(format!(
+            "{what}: the token starts or ends with whitespace"
+        )))
+    } else {
+        Ok(())
     }
 }
 
@@ -602,6 +636,23 @@ base_url = "http://127.0.0.1:9/v1"
             ("[routing]\nturnz = 2\n", "unknown field"),
             ("[routing]\nembed_threads = 5000\n", "routing.embed_threads"),
             ("[[auth.tokens]]\ntenant = \"t\"\n", "auth.tokens[0]"),
+            (
+                "[[auth.tokens]]\ntenant = \"t\"\ntoken = \"\"\n",
+                "auth.tokens[0] (tenant \"t\"): the token is empty",
+            ),
+            (
+                "[[auth.tokens]]\ntenant = \"t\"\ntoken = \"x \"\n",
+                "auth.tokens[0] (tenant \"t\"): the token starts or ends with whitespace",
+            ),
+            (
+                "[[auth.tokens]]\ntenant = \"a\"\ntoken = \"x\"\n[[auth.tokens]]\ntenant = \"b\"\ntoken = \"y\"\n\
+                 [[auth.tokens]]\ntenant = \"c\"\ntoken = \"x\"\n",
+                "auth.tokens[0] (tenant \"a\") and auth.tokens[2] (tenant \"c\") have the same token",
+            ),
+            (
+                "[[auth.tokens]]\ntenant = \"a\"\ntoken_env = \"T\"\n[[auth.tokens]]\ntenant = \"b\"\ntoken_env = \"T\"\n",
+                "auth.tokens[0] (tenant \"a\") and auth.tokens[1] (tenant \"b\") have the same token",
+            ),
         ] {
             let e = Config::from_toml(&format!("{MINIMAL}{extra}")).unwrap_err();
             assert!(e.to_string().contains(needle), "{extra}: {e}");

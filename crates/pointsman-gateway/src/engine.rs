@@ -137,9 +137,12 @@ pub struct Price {
 }
 
 impl Price {
-    /// USD for `input` prompt tokens and `output` answer tokens.
+    /// USD for `input` prompt tokens and `output` answer tokens, at most
+    /// [`MAX_COST_USD`](pointsman::pool::MAX_COST_USD): a cost the engine would refuse (a
+    /// learner's feedback, a decision policy's charge) is clamped to that ceiling.
     pub fn cost(&self, input: f64, output: f64) -> f64 {
-        (self.input_usd_per_mtok * input + self.output_usd_per_mtok * output) / 1e6
+        ((self.input_usd_per_mtok * input + self.output_usd_per_mtok * output) / 1e6)
+            .min(pointsman::pool::MAX_COST_USD)
     }
 
     /// The expected USD cost of a call with `input` prompt tokens.
@@ -178,7 +181,9 @@ pub struct Candidate {
     pub quality: f64,
     /// Expected cost, USD, at the configured prices.
     pub cost: f64,
-    /// `quality − cost_weight × cost`.
+    /// What the choice maximised: `quality − cost_weight × cost`, where a router that explores
+    /// (LinUCB, Thompson sampling, knn-ucb, cluster-ucb) uses its score instead of the quality
+    /// (plus the exploration bonus, or the posterior draw).
     pub utility: f64,
 }
 

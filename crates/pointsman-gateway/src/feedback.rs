@@ -14,6 +14,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use pointsman::pool::MAX_COST_USD;
+
 use crate::engine::Query;
 use crate::error::ApiError;
 use crate::log::{Event, FeedbackEvent, SCHEMA_VERSION};
@@ -29,6 +31,8 @@ pub struct Answered {
     pub model: String,
     /// Its cost, USD, once known.
     pub cost_usd: Option<f64>,
+    /// Whether that cost comes from the upstream's usage (else it is the expected cost).
+    pub cost_from_usage: bool,
     /// The request's tenant.
     pub tenant: Option<String>,
     given: bool,
@@ -75,17 +79,19 @@ impl FeedbackCache {
                 query,
                 model: model.to_string(),
                 cost_usd: None,
+                cost_from_usage: false,
                 tenant,
                 given: false,
             },
         );
     }
 
-    /// Records the cost of a remembered request once its usage is known.
-    pub fn set_cost(&self, request_id: &str, cost_usd: Option<f64>) {
+    /// Records the cost of a remembered request: from its usage (`from_usage`), or expected.
+    pub fn set_cost(&self, request_id: &str, cost_usd: Option<f64>, from_usage: bool) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = guard.0.get_mut(request_id) {
             a.cost_usd = cost_usd;
+            a.cost_from_usage = from_usage && cost_usd.is_some();
         }
     }
 
@@ -141,13 +147,19 @@ pub async fn feedback(
         tenant: None,
         quality: None,
         cost_usd: None,
+        cost_source: None,
         model: None,
         learned: false,
         observations: None,
         status: 200,
         error: None,
     };
-    let result = handle(&state, &headers, body, &mut event).await;
+    let result = tokio::select! {
+        biased;
+        result = handle(&state, &headers, body, &mut event) => result,
+        // Cut by shutdown before anything was learned (observing itself does not wait).
+        () = state.cut_off() => Err(crate::chat::shutdown_error()),
+    };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     state
         .metrics
@@ -197,10 +209,13 @@ async fn handle(
         )
         .with_param("quality"));
     }
-    if req.cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
+    // The learner's own ceiling (`Feedback::validate`): a larger cost would overflow its sums
+    // and fail every later save. Refused before the request is taken, so a corrected call can
+    // follow.
+    if let Some(c) = req.cost_usd.filter(|c| !(0.0..=MAX_COST_USD).contains(c)) {
         return Err(ApiError::bad_request(
             "invalid_feedback",
-            "cost_usd must be a non-negative number",
+            format!("cost_usd {c} is not a number in [0, {MAX_COST_USD:e}] USD"),
         )
         .with_param("cost_usd"));
     }
@@ -209,8 +224,14 @@ async fn handle(
         event.tenant = answered.tenant.clone();
     }
     event.model = Some(answered.model.clone());
-    let cost = req.cost_usd.or(answered.cost_usd).unwrap_or(0.0);
+    let (cost, source) = match (req.cost_usd, answered.cost_usd) {
+        (Some(c), _) => (c, "given"),
+        (None, Some(c)) if answered.cost_from_usage => (c, "usage"),
+        (None, Some(c)) => (c, "expected"),
+        (None, None) => (0.0, "none"),
+    };
     event.cost_usd = Some(cost);
+    event.cost_source = Some(source.into());
     let Some(query) = &answered.query else {
         return Ok(());
     };

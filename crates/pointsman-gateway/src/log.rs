@@ -131,7 +131,9 @@ pub struct LoggedCandidate {
     pub quality: f64,
     /// Expected cost, USD, at the configured prices.
     pub cost: f64,
-    /// `quality − cost_weight × cost`.
+    /// What the choice maximised: `quality − cost_weight × cost` for most routers; for one that
+    /// explores (LinUCB, Thompson sampling, knn-ucb, cluster-ucb) its score (the quality plus
+    /// the exploration bonus, or the posterior draw) takes the place of the quality.
     pub utility: f64,
 }
 
@@ -157,7 +159,7 @@ pub struct LoggedUsage {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
-    /// Total tokens.
+    /// Total tokens (the sum of the two when the upstream did not report a usable total).
     pub total_tokens: u64,
 }
 
@@ -219,9 +221,11 @@ pub struct DecisionEvent {
     pub tries: Vec<LoggedTry>,
     /// Latencies.
     pub latency: LoggedLatency,
-    /// Token usage of the answer, when the upstream reported it.
+    /// Token usage of the answer, when the upstream reported it usably (non-negative integer
+    /// `prompt_tokens` and `completion_tokens`).
     pub usage: Option<LoggedUsage>,
-    /// USD cost of the answer from its usage and the configured prices.
+    /// USD cost of the answer from its usage and the configured prices; the expected cost when
+    /// the upstream reported no usable usage (`usage` is then `null`).
     pub cost_usd: Option<f64>,
     /// The routed text, only when `log.prompts` is set.
     pub prompt: Option<String>,
@@ -247,6 +251,12 @@ pub struct FeedbackEvent {
     pub quality: Option<f64>,
     /// The cost the learner was told, USD.
     pub cost_usd: Option<f64>,
+    /// Where that cost came from: `given` (the feedback's own `cost_usd`), `usage` (the
+    /// upstream's usage at the configured prices), `expected` (the decision's expected cost: the
+    /// upstream reported no usable usage) or `none` (no cost known: 0 was learned). An importer
+    /// keeps only the observed ones (`given`, `usage`); absent in logs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_source: Option<String>,
     /// The model that answered the request.
     pub model: Option<String>,
     /// Whether a learner learned from it.

@@ -131,6 +131,17 @@ pub struct ChatRequest {
     pub body: Map<String, Value>,
 }
 
+/// What a request body said, as far as it could be read: kept for the decision log of a request
+/// that [`parse_chat_request_seen`] refuses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// The `model` field when it is a string (`None`: the body is not a JSON object, or its
+    /// `model` is absent or not a string).
+    pub model: Option<String>,
+    /// `stream` when it is a boolean (`false` otherwise).
+    pub stream: bool,
+}
+
 /// Parses a request body and its headers.
 ///
 /// # Errors
@@ -139,6 +150,20 @@ pub struct ChatRequest {
 /// (absent, not a list, or empty), `invalid_messages` (an entry without a string `role`),
 /// `invalid_stream`, `invalid_routing_option` (a bad extension object or header).
 pub fn parse_chat_request(body: &[u8], headers: &HeaderMap) -> Result<ChatRequest, ApiError> {
+    parse_chat_request_seen(body, headers, &mut Sent::default())
+}
+
+/// [`parse_chat_request`], filling `sent` with the `model` and `stream` fields as soon as the
+/// body is a JSON object, so that a refused request is logged with what it asked for.
+///
+/// # Errors
+///
+/// As [`parse_chat_request`].
+pub fn parse_chat_request_seen(
+    body: &[u8],
+    headers: &HeaderMap,
+    sent: &mut Sent,
+) -> Result<ChatRequest, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
     let Value::Object(mut body) = value else {
@@ -147,6 +172,11 @@ pub fn parse_chat_request(body: &[u8], headers: &HeaderMap) -> Result<ChatReques
             "the body is not a JSON object",
         ));
     };
+    sent.model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    sent.stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         _ => {
@@ -376,6 +406,44 @@ mod tests {
             let e = parse(body).unwrap_err();
             assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
             assert_eq!(e.code, code, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_refused_body_still_says_its_model_and_stream() {
+        for (body, model, stream) in [
+            (
+                r#"{"model": "pointsman", "stream": true, "messages": []}"#,
+                Some("pointsman"),
+                true,
+            ),
+            (
+                r#"{"model": "m", "stream": true, "messages": [{"content": "x"}]}"#,
+                Some("m"),
+                true,
+            ),
+            (
+                r#"{"model": "m", "stream": "yes", "messages": [{"role": "user"}]}"#,
+                Some("m"),
+                false,
+            ),
+            (
+                r#"{"model": "m", "stream": true, "messages": [{"role": "user"}], "pointsman": {"cost_weight": -1}}"#,
+                Some("m"),
+                true,
+            ),
+            (r#"{"model": 7, "stream": true}"#, None, true),
+            ("[1]", None, false),
+        ] {
+            let mut sent = Sent::default();
+            assert!(
+                parse_chat_request_seen(body.as_bytes(), &HeaderMap::new(), &mut sent).is_err()
+            );
+            assert_eq!(
+                (sent.model.as_deref(), sent.stream),
+                (model, stream),
+                "{body}"
+            );
         }
     }
 

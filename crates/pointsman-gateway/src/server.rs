@@ -1,5 +1,10 @@
 //! The HTTP server: the shared state, the routes, the accept loop with bounded request heads,
 //! graceful shutdown and reload.
+//!
+//! Every answer carries `x-request-id` and every error OpenAI's error object (`envelope`).
+//! Shutdown lets requests in flight finish for `limits.shutdown_grace_ms`, then cuts the rest
+//! ([`AppState::cut_off`]) and waits until every connection is gone, so that each request's
+//! decision event is in the log before it is closed.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -9,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::body::Body;
-use axum::extract::State;
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -22,9 +28,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Config, ROUTED_MODEL};
+use crate::chat::headers::REQUEST_ID;
+use crate::config::{check_token, Config, ROUTED_MODEL};
 use crate::engine::{Engine, TextEmbedder};
 use crate::error::{ApiError, GatewayError};
 use crate::feedback::FeedbackCache;
@@ -64,6 +72,9 @@ pub struct AppState {
     save_lock: std::sync::Mutex<()>,
     reload_lock: tokio::sync::Mutex<()>,
     ids: RequestIds,
+    /// Turns true when shutdown's grace period is over and the requests still in flight are
+    /// cut (see [`AppState::cut_off`]).
+    cut: watch::Sender<bool>,
 }
 
 impl AppState {
@@ -104,7 +115,8 @@ impl AppState {
             .map(|u| Upstream::new(u.clone(), &config.fallback))
             .collect::<Result<Vec<_>, _>>()?;
         let mut tokens = HashMap::new();
-        for t in &config.auth.tokens {
+        let mut index_of: HashMap<[u8; 32], usize> = HashMap::new();
+        for (i, t) in config.auth.tokens.iter().enumerate() {
             let token = match (&t.token, &t.token_env) {
                 (Some(token), _) => token.clone(),
                 (None, Some(var)) => std::env::var(var).map_err(|_| {
@@ -115,7 +127,17 @@ impl AppState {
                 })?,
                 (None, None) => unreachable!("validated: exactly one of token and token_env"),
             };
-            tokens.insert(Sha256::digest(token.as_bytes()).into(), t.tenant.clone());
+            check_token(&format!("auth.tokens[{i}] (tenant {:?})", t.tenant), &token)?;
+            let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            // One token, one tenant: a token listed twice would silently stand for the last.
+            if let Some(j) = index_of.insert(key, i) {
+                return Err(GatewayError::Config(format!(
+                    "auth.tokens[{j}] (tenant {:?}) and auth.tokens[{i}] (tenant {:?}) have the \
+                     same token: each token must be different",
+                    config.auth.tokens[j].tenant, t.tenant
+                )));
+            }
+            tokens.insert(key, t.tenant.clone());
         }
         let log = config
             .log
@@ -146,6 +168,7 @@ impl AppState {
             save_lock: std::sync::Mutex::new(()),
             reload_lock: tokio::sync::Mutex::new(()),
             ids: RequestIds::default(),
+            cut: watch::channel(false).0,
             embedder,
             config,
         })
@@ -154,6 +177,22 @@ impl AppState {
     /// A fresh request id (`pm-` and hex digits; unique within the process, unpredictable).
     pub fn next_request_id(&self) -> String {
         self.ids.next()
+    }
+
+    /// Whether shutdown's grace period is over: requests still in flight are being cut.
+    pub fn is_cut(&self) -> bool {
+        *self.cut.borrow()
+    }
+
+    /// Resolves when shutdown's grace period is over: a request still unanswered then gets
+    /// 503 `shutdown`, a stream an error event `shutdown`, each logged with that error.
+    pub async fn cut_off(&self) {
+        cut_signal(&mut self.cut.subscribe()).await;
+    }
+
+    /// A receiver of the cut (for [`cut_signal`]), for a task that waits on it repeatedly.
+    pub fn cut_receiver(&self) -> watch::Receiver<bool> {
+        self.cut.subscribe()
     }
 
     /// Queues an event on the decision log, if there is one.
@@ -173,11 +212,13 @@ impl AppState {
         if self.tokens.is_empty() {
             return Ok(None);
         }
+        // `Bearer <token>`; the scheme is case-insensitive (RFC 7235).
         let token = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         let tenant = token.and_then(|t| {
             let key: [u8; 32] = Sha256::digest(t.as_bytes()).into();
             self.tokens.get(&key)
@@ -278,6 +319,12 @@ impl AppState {
         self.engine.store(Arc::new(engine));
         Ok(())
     }
+}
+
+/// Resolves once `cut` turns true (at once when it already is).
+pub async fn cut_signal(cut: &mut watch::Receiver<bool>) {
+    // The sender lives in the state, as long as any request: it is never dropped first.
+    let _ = cut.wait_for(|&c| c).await;
 }
 
 #[derive(Debug, Default)]
@@ -398,8 +445,85 @@ pub fn routes(state: Arc<AppState>) -> axum::Router {
         .route("/v1/chat/completions", post(crate::chat::chat_completions))
         .merge(admin)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// What every answer gets: an `x-request-id` (a chat request's own, else a fresh one), and for
+/// an error without a body (405 from the router, 408 from the admin timeout) OpenAI's error
+/// object. A chat answer (it has its id already) is left as it is: an upstream's own 4xx is
+/// passed through with its body, whatever that is.
+async fn envelope(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    if response.headers().contains_key(REQUEST_ID) {
+        return response;
+    }
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && response.body().size_hint().exact() == Some(0)
+    {
+        response = with_error_body(response, &method, &path);
+    }
+    if let Ok(id) = HeaderValue::from_str(&state.next_request_id()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), id);
+    }
+    response
+}
+
+/// An error answer without a body, given OpenAI's error object (its status and other headers,
+/// `Allow` included, kept).
+fn with_error_body(response: Response, method: &Method, path: &str) -> Response {
+    let status = response.status();
+    let kind = if status.is_client_error() {
+        "invalid_request_error"
+    } else {
+        "server_error"
+    };
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = response
+                .headers()
+                .get(http::header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            ApiError::new(
+                status,
+                kind,
+                "method_not_allowed",
+                format!("{path} does not take {method} (it takes {allowed})"),
+            )
+        }
+        StatusCode::REQUEST_TIMEOUT => ApiError::new(
+            status,
+            kind,
+            "request_timeout",
+            format!("{method} {path} was not answered in time"),
+        ),
+        _ => ApiError::new(
+            status,
+            kind,
+            "http_error",
+            format!(
+                "{method} {path}: {}",
+                status.canonical_reason().unwrap_or("error")
+            ),
+        ),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(error.body()))
 }
 
 async fn not_found(uri: http::Uri) -> ApiError {
@@ -520,7 +644,9 @@ impl Running {
     }
 
     /// Stops accepting connections, lets requests in flight finish (within
-    /// `limits.shutdown_grace_ms`), saves a learner's state and closes the log.
+    /// `limits.shutdown_grace_ms`; then cuts those still in flight, each logged with the error
+    /// `shutdown`), saves a learner's state and closes the log once every request's event is
+    /// in it.
     ///
     /// # Errors
     ///
@@ -595,7 +721,7 @@ pub async fn start_with(config: Config, embedder: TextEmbedder) -> Result<Runnin
 
 async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let limits = state.config.limits.clone();
-    let app = routes(state);
+    let app = routes(state.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
@@ -603,6 +729,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut stop: watc
         .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_bytes.max(8192) + (64 << 10));
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so that shutdown can cut those still running after the grace
+    // period and wait until they are gone (their requests' decision events written) before
+    // the log is closed.
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -618,24 +748,42 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut stop: watc
                 let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(app.clone());
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
             }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stop.changed() => break,
         }
     }
     drop(listener);
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(?grace, "requests still in flight after the grace period");
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
+    if tokio::time::timeout(grace, &mut drained).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            in_flight = state.metrics.in_flight.get(),
+            "requests still in flight after the grace period: cutting them"
+        );
+        // Unanswered requests get 503 `shutdown`, streams an error event `shutdown`; a
+        // connection that still has not ended (a client that does not read) is then aborted,
+        // its request logged with the same error as it is dropped.
+        state.cut.send_replace(true);
+        if tokio::time::timeout(CUT_WAIT, &mut drained).await.is_err() {
+            connections.abort_all();
+        }
     }
+    // Every connection task has ended (or been aborted and dropped) before this returns, so
+    // every decision event has been queued on the log.
+    while connections.join_next().await.is_some() {}
 }
+
+/// How long requests cut at the end of the grace period have to send their last bytes before
+/// their connections are aborted.
+const CUT_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves until SIGTERM or SIGINT (graceful shutdown), reloading the router on SIGHUP. Prints
 /// `pointsman serve: listening on http://ADDR` on stdout once ready.

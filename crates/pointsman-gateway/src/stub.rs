@@ -4,6 +4,8 @@
 //! The answer to a request is `"<name> answers <model>: <digest>"`, where the digest is the
 //! first 8 hex digits of the sha256 of the request's `messages`; usage counts the messages'
 //! characters / 4 (rounded up) as prompt tokens and the answer's words as completion tokens.
+//! A request's `stub_usage` field (any JSON value) is reported as the usage instead, as it is
+//! (tests of usage an upstream gets wrong).
 //!
 //! Faults ([`Fault`]) come from, in order: `POST /_stub/fault {"fault": "..."}` (for every later
 //! request), a `<fault>:` prefix of the requested model (`"hang:m"`), or the stub's default.
@@ -219,10 +221,12 @@ async fn chat(State(stub): State<Arc<Stub>>, body: Bytes) -> Response {
     let prompt_tokens = chars.div_ceil(4) as u64;
     let words: Vec<&str> = content.split(' ').collect();
     let completion_tokens = words.len() as u64;
-    let usage = json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+    let usage = req.get("stub_usage").cloned().unwrap_or_else(|| {
+        json!({
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        })
     });
     let id = format!("chatcmpl-{}-{n}", stub.config.name);
     if !stream {

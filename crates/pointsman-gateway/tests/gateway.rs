@@ -113,6 +113,15 @@ struct Env {
 const PRICES: [f64; 3] = [0.1, 1.0, 10.0];
 
 async fn env(kind: Kind, extra: &str, upstream_extra: &str) -> Env {
+    let stub = StubConfig {
+        hang: Duration::from_secs(5),
+        ..Default::default()
+    };
+    env_with(kind, extra, upstream_extra, stub).await
+}
+
+/// [`env`] with the stubs' settings (`name` is each model's).
+async fn env_with(kind: Kind, extra: &str, upstream_extra: &str, stub: StubConfig) -> Env {
     let dir = tempfile::tempdir().unwrap();
     write_router(kind, &dir.path().join("router.safetensors"));
     let mut stubs = HashMap::new();
@@ -126,8 +135,7 @@ async fn env(kind: Kind, extra: &str, upstream_extra: &str) -> Env {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = StubConfig {
             name: model.to_string(),
-            hang: Duration::from_secs(5),
-            ..Default::default()
+            ..stub.clone()
         };
         let handle = stub::spawn(listener, config).unwrap();
         upstreams.push_str(&format!(
@@ -749,6 +757,17 @@ async fn bearer_tokens_decide_the_tenant() {
         .await;
     assert_eq!(a.status, 200);
     let id = a.header("x-request-id").to_string();
+    // The scheme is case-insensitive (RFC 7235).
+    for header in ["bearer token-a", "BEARER  token-a"] {
+        let a = e
+            .post(
+                "/v1/chat/completions",
+                body.clone(),
+                &[("authorization", header)],
+            )
+            .await;
+        assert_eq!(a.status, 200, "{header}: {}", a.body);
+    }
     // Another tenant cannot give feedback on team-b's request.
     let a = e
         .post(
@@ -770,7 +789,27 @@ async fn bearer_tokens_decide_the_tenant() {
         .into_iter()
         .map(|d| d.tenant.as_deref())
         .collect();
-    assert_eq!(tenants, [None, None, Some("team-b")]);
+    assert_eq!(
+        tenants,
+        [None, None, Some("team-b"), Some("team-a"), Some("team-a")]
+    );
+    // Two entries with one token (here a literal one and a token_env variable's value, only
+    // known at start) are refused at start, naming both (an empty token too: config tests).
+    let text = std::fs::read_to_string(e.dir.path().join("gateway.toml")).unwrap();
+    let twice = text.replace("token = \"token-a\"", &format!("token = \"{token_b}\""));
+    let path = e.dir.path().join("twice.toml");
+    std::fs::write(&path, twice).unwrap();
+    let config = Config::load(&path).unwrap();
+    let err = pointsman_gateway::start_with(config, embedder())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "auth.tokens[0] (tenant \"team-a\") and auth.tokens[1] (tenant \"team-b\") have the same token"
+        ),
+        "{err}"
+    );
 }
 
 /// 64 concurrent clients for a bounded time with faults injected: every request gets exactly
@@ -868,6 +907,8 @@ async fn sixty_four_clients_with_faults() {
     assert_eq!(saved.as_learner().unwrap().observations(), learned);
 }
 
+#[path = "gateway/errors.rs"]
+mod errors;
 #[path = "gateway/kinds.rs"]
 mod kinds;
 #[path = "gateway/learning.rs"]

@@ -182,3 +182,151 @@ async fn an_unreachable_share_store_shows_in_metrics_and_health() {
     assert!(health["share"]["last_error"].is_string(), "{health}");
     e.stop().await;
 }
+
+/// Usage an upstream gets wrong (counts that are strings, null, negative, or floats beyond
+/// exact integers) costs the answer's expected cost, as missing usage does; a huge but valid
+/// usage costs at most the engine's ceiling. Every such cost is counted, learned from and
+/// saved; a feedback cost above the ceiling is refused before anything is learned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_usage_costs_the_expected_cost_and_costs_stay_under_the_ceiling() {
+    let mut e = env(Kind::LinUcb, "[learning]\nsave_every = 0\n", "").await;
+    let ceiling = pointsman::pool::MAX_COST_USD;
+    let cases = [
+        (
+            json!({"prompt_tokens": "10", "completion_tokens": null}),
+            false,
+        ),
+        (
+            json!({"prompt_tokens": 1e30, "completion_tokens": 5}),
+            false,
+        ),
+        (
+            json!({"prompt_tokens": 1e308, "completion_tokens": 1e308}),
+            false,
+        ),
+        (
+            json!({"prompt_tokens": -3, "completion_tokens": 5, "total_tokens": 2}),
+            false,
+        ),
+        (json!("lots"), false),
+        (
+            json!({"prompt_tokens": u64::MAX, "completion_tokens": 0}),
+            true,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (i, (usage, huge)) in cases.iter().enumerate() {
+        for stream in [false, true] {
+            let body = json!({"model": "pointsman", "stream": stream, "stub_usage": usage,
+                "messages": [{"role": "user", "content": format!("Question {i}")}]});
+            let resp = e
+                .client
+                .post(format!("{}/v1/chat/completions", e.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{usage}");
+            let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+            let header = resp
+                .headers()
+                .get("x-pointsman-cost-usd")
+                .map(|v| v.to_str().unwrap().parse::<f64>().unwrap());
+            let text = resp.text().await.unwrap();
+            let reported = if stream {
+                assert_eq!(header, None);
+                // The final usage event carries the cost (when the usage is an object).
+                text.split("\n\n")
+                    .filter_map(|e| e.strip_prefix("data: "))
+                    .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+                    .find_map(|c| c["usage"]["cost_usd"].as_f64())
+            } else {
+                let answer: Value = serde_json::from_str(&text).unwrap();
+                let in_body = answer["usage"]["cost_usd"].as_f64();
+                if usage.is_object() {
+                    assert_eq!(in_body, header, "{usage}");
+                }
+                header
+            };
+            if usage.is_object() || !stream {
+                let c = reported.unwrap_or_else(|| panic!("{usage} stream {stream}: {text}"));
+                assert!(c > 0.0 && c <= ceiling, "{usage}: {c}");
+                assert_eq!(c == ceiling, *huge, "{usage}: {c}");
+            }
+            ids.push((id, *huge));
+        }
+    }
+    // A cost above the ceiling (or negative) is refused, naming cost_usd, and takes nothing:
+    // the same request then takes a valid feedback.
+    for cost in [1.7e308, 1.000_001e12, -1.0] {
+        let f = e
+            .feedback(json!({"request_id": ids[0].0, "quality": 1.0, "cost_usd": cost}))
+            .await;
+        assert_eq!(
+            (
+                f.status,
+                f.body["error"]["code"].as_str(),
+                f.body["error"]["param"].as_str()
+            ),
+            (400, Some("invalid_feedback"), Some("cost_usd")),
+            "{cost}: {}",
+            f.body
+        );
+    }
+    let f = e
+        .feedback(json!({"request_id": ids[0].0, "quality": 1.0, "cost_usd": ceiling}))
+        .await;
+    assert_eq!(
+        (f.status, &f.body["learned"]),
+        (200, &json!(true)),
+        "{}",
+        f.body
+    );
+    // Every other answer teaches the learner at the cost it was charged.
+    for (id, _) in &ids[1..] {
+        let f = e.feedback(json!({"request_id": id, "quality": 0.5})).await;
+        assert_eq!(
+            (f.status, &f.body["learned"]),
+            (200, &json!(true)),
+            "{}",
+            f.body
+        );
+    }
+    let metrics = e.get("/metrics").await;
+    let spent: f64 = MODELS
+        .iter()
+        .map(|m| {
+            metric(
+                &metrics,
+                &format!("pointsman_cost_usd_total{{model=\"{m}\"}}"),
+            )
+        })
+        .sum();
+    assert!(spent >= 2.0 * ceiling, "{metrics}");
+    // The learner's sums stay finite: the shutdown save succeeds (stop unwraps it).
+    let log = e.stop().await;
+    let d = decisions(&log);
+    assert_eq!(d.len(), ids.len());
+    for (d, (_, huge)) in d.iter().zip(&ids) {
+        let model = d.model.as_deref().unwrap();
+        let expected = d
+            .alternatives
+            .iter()
+            .find(|c| c.model == model)
+            .unwrap()
+            .cost;
+        let cost = d.cost_usd.unwrap();
+        if *huge {
+            assert_eq!(cost, ceiling);
+            assert!(d.usage.is_some());
+        } else {
+            assert_eq!(cost, expected, "{}", d.request_id);
+            assert!(d.usage.is_none(), "{:?}", d.usage);
+        }
+    }
+    let refused = feedbacks(&log)
+        .into_iter()
+        .filter(|f| f.error.as_deref() == Some("invalid_feedback"))
+        .count();
+    assert_eq!(refused, 3);
+}

@@ -114,7 +114,13 @@ pub(super) fn import_gateway_log(
                     let mut r =
                         DraftRow::new(request.clone(), text("prompt").unwrap_or_default(), m);
                     r.embedding = Some(vector);
-                    r.cost_usd[j] = v.get("cost_usd").and_then(Value::as_f64);
+                    // An observed cost only: without usable usage the gateway logs the
+                    // expected cost, which is the router's estimate, not an outcome.
+                    r.cost_usd[j] = v
+                        .get("usage")
+                        .filter(|u| u.is_object())
+                        .and(v.get("cost_usd"))
+                        .and_then(Value::as_f64);
                     // The logged probability is the chosen model's; a failover's answer has none.
                     if text("chosen") == Some(model) {
                         r.propensity[j] = v
@@ -153,7 +159,17 @@ pub(super) fn import_gateway_log(
                         return Err(bad(format!("request {request:?} has a second feedback")));
                     }
                     row.scores[j] = Some(quality);
-                    if let Some(c) = v.get("cost_usd").and_then(Value::as_f64) {
+                    // Observed costs only (`cost_source` given or usage; logs written before
+                    // the field existed have none, and their cost is taken as it was).
+                    let observed = match v.get("cost_source").and_then(Value::as_str) {
+                        None => true,
+                        Some(source) => matches!(source, "given" | "usage"),
+                    };
+                    if let Some(c) = v
+                        .get("cost_usd")
+                        .and_then(Value::as_f64)
+                        .filter(|_| observed)
+                    {
                         row.cost_usd[j] = Some(c);
                     }
                     *labelled = true;

@@ -117,6 +117,7 @@ fn decision(id: &str, chosen: &str, model: &str, p: f64, e: &[f32]) -> String {
         "embedding": {"model": "all-MiniLM-L6-v2", "dim": e.len(), "encoding": "f16le-base64",
                       "data": embedding(e)},
         "chosen": chosen, "probability": p, "model": model, "status": 200, "error": null,
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         "cost_usd": 0.001, "prompt": null
     })
     .to_string()
@@ -148,17 +149,29 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     let mut elsewhere = passed.clone();
     elsewhere["request_id"] = "pm-6".into();
     elsewhere["model"] = "gpt-elsewhere".into();
+    // Without usable usage the logged cost is the router's expectation, not an observation: left
+    // out, as is a feedback's cost whose source says the same; a cost given with feedback is kept.
+    let mut expected_cost_only: serde_json::Value =
+        serde_json::from_str(&decision("pm-3", "large", "small", 0.5, &[0.0, 1.0])).unwrap();
+    expected_cost_only["usage"] = serde_json::Value::Null;
+    let mut told_expected: serde_json::Value =
+        serde_json::from_str(&feedback("pm-1", 1.0)).unwrap();
+    told_expected["cost_usd"] = 0.5.into();
+    told_expected["cost_source"] = "expected".into();
+    let mut given: serde_json::Value = serde_json::from_str(&feedback("pm-3", 0.25)).unwrap();
+    given["cost_usd"] = 0.002.into();
+    given["cost_source"] = "given".into();
     let log = [
         decision("pm-1", "small", "small", 0.5, &[0.6, 0.8]),
         decision("pm-2", "large", "large", 1.0, &[1.0, 0.0]),
         passed.to_string(),
         elsewhere.to_string(),
-        decision("pm-3", "large", "small", 0.5, &[0.0, 1.0]),
+        expected_cost_only.to_string(),
         failed.to_string(),
-        feedback("pm-1", 1.0),
+        told_expected.to_string(),
         feedback("pm-5", 1.0),
         feedback("pm-6", 0.5),
-        feedback("pm-3", 0.25),
+        given.to_string(),
     ]
     .join("\n");
     let path = write(dir.path(), "decisions.jsonl", &log);
@@ -181,6 +194,7 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     // A failover's answer (chosen large, answered by small) has no known propensity.
     assert_eq!(draft.rows[1].scores[small], Some(0.25));
     assert_eq!(draft.rows[1].propensity[small], None);
+    assert_eq!(draft.rows[1].cost_usd[small], Some(0.002));
     let e = draft.embeddings.as_ref().unwrap();
     assert_eq!((e.dim, e.model.as_str()), (2, "all-MiniLM-L6-v2"));
     assert_eq!(
