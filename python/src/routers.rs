@@ -213,7 +213,9 @@ pub fn train(
     use pointsman::tuning::Criterion;
     let split = split.get().split();
     if router != RouterKind::AUTO {
-        if criterion.is_some() || kinds.is_some() || folds.is_some() || !nested {
+        // folds=5, what the other kinds' searches use, is accepted: it changes nothing.
+        let other_folds = folds.is_some_and(|f| f != AutoOptions::default().folds);
+        if criterion.is_some() || kinds.is_some() || other_folds || !nested {
             return Err(Error::Config(
                 "criterion, kinds, folds and nested go with router=\"auto\" (the other kinds' \
                  searches use 5 folds)"

@@ -102,9 +102,12 @@ def test_non_numeric_inputs_are_type_errors(toy_knn, arg, match):
 def test_mixed_text_lists_and_transposed_arrays_say_what_is_wrong(toy_knn, X):
     with pytest.raises(TypeError, match=r"x\[1\] must be a str, not int"):
         toy_knn.route_batch(["a query", 3])
-    # [dim, n] instead of [n, dim]: the width is checked before the rows.
+    # [dim, n] instead of [n, dim]: the width is checked before the rows (one of which is all
+    # zeros here, the error that used to come first).
+    zeroed = X.copy()
+    zeroed[:, 0] = 0.0
     with pytest.raises(pointsman.ShapeError, match="expected 8, got 40"):
-        toy_knn.route_batch(np.ascontiguousarray(X.T))
+        toy_knn.route_batch(np.ascontiguousarray(zeroed.T))
 
 
 def test_auxiliary_arrays(toy_knn, X):

@@ -187,6 +187,7 @@ def test_train_auto_and_by_kind(toy, tmp_path):
     # Not silently dropped: another kind's search has its own folds.
     with pytest.raises(pointsman.ConfigError, match="folds and nested go with"):
         pointsman.train(split, "knn", folds=3)
+    assert pointsman.train(split, "zero", folds=5)[0].kind == "zero"  # the searches' own
     with pytest.raises(pointsman.ConfigError, match="kinds is empty"):
         pointsman.train(split, "auto", kinds=[])
 

@@ -885,7 +885,7 @@ enum pm_status pm_policy_route(const struct pm_policy *policy,
  * model. The keys are those the route call was given.
  *
  * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_INVALID_ARGUMENT`
- * (negative or non-finite cost), `PM_STATUS_UNKNOWN_MODEL`.
+ * (a cost negative, non-finite or over 1e12 USD), `PM_STATUS_UNKNOWN_MODEL`.
  *
  * Thread safety: any number of threads may record with the same policy at once.
  *
@@ -1170,7 +1170,7 @@ enum pm_status pm_router_route_batch_ex(const struct pm_router *router,
  *
  * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_UNSUPPORTED`, `PM_STATUS_SHAPE`,
  * `PM_STATUS_INVALID_FEATURES`, `PM_STATUS_UNKNOWN_MODEL` (index out of range),
- * `PM_STATUS_INVALID_ARGUMENT` (quality outside [0, 1], negative or non-finite cost).
+ * `PM_STATUS_INVALID_ARGUMENT` (quality outside [0, 1], a cost negative, non-finite or over 1e12).
  *
  * Thread safety: learners lock internally; observing and routing may run on different threads
  * at once with the same router.

@@ -326,7 +326,7 @@ pub unsafe extern "C" fn pm_policy_route(
 /// model. The keys are those the route call was given.
 ///
 /// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_INVALID_ARGUMENT`
-/// (negative or non-finite cost), `PM_STATUS_UNKNOWN_MODEL`.
+/// (a cost negative, non-finite or over 1e12 USD), `PM_STATUS_UNKNOWN_MODEL`.
 ///
 /// Thread safety: any number of threads may record with the same policy at once.
 ///

@@ -615,7 +615,7 @@ pub unsafe extern "C" fn pm_router_route_batch_ex(
 ///
 /// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_UNSUPPORTED`, `PM_STATUS_SHAPE`,
 /// `PM_STATUS_INVALID_FEATURES`, `PM_STATUS_UNKNOWN_MODEL` (index out of range),
-/// `PM_STATUS_INVALID_ARGUMENT` (quality outside [0, 1], negative or non-finite cost).
+/// `PM_STATUS_INVALID_ARGUMENT` (quality outside [0, 1], a cost negative, non-finite or over 1e12).
 ///
 /// Thread safety: learners lock internally; observing and routing may run on different threads
 /// at once with the same router.

@@ -600,13 +600,16 @@ async fn forward(
                 rec.ev().latency.upstream_ms = Some(ms(started));
                 let price = state.engine.load().upstream_price(index);
                 // The cost an answer without usable usage is charged: the decision's expected
-                // cost of this model, or for a passed-through one its prices' estimate.
+                // cost of this model, or for a passed-through one its prices' estimate; under
+                // the engine's ceiling like every cost (a learner's cost factor can scale an
+                // expectation past it).
                 let expected = match &plan.routed {
                     Some(r) => r.ranked.iter().find(|c| &c.model == model).map(|c| c.cost),
                     None => price.map(|p| {
                         p.estimate(pointsman::embed::prompt_tokens_of(&req.prompt_text()))
                     }),
-                };
+                }
+                .map(|c| c.min(pointsman::pool::MAX_COST_USD));
                 let answer = Answer {
                     model: model.clone(),
                     price,
@@ -922,6 +925,12 @@ impl Relay {
             return Some(out.freeze());
         }
         loop {
+            // Checked before each read too: a stream whose chunks are always ready would
+            // otherwise win every race below and never see the cut.
+            if self.state.is_cut() {
+                self.cut_short(&mut out);
+                return Some(out.freeze());
+            }
             let chunk = tokio::select! {
                 biased;
                 chunk = self.open.next_chunk() => chunk,

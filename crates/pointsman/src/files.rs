@@ -138,17 +138,8 @@ impl AtomicDir {
                 ),
             ));
         }
-        // `replace` replaces a folder (or a link to one), never a file: a file there is more
-        // likely a mistyped path than an earlier output.
-        if existing.is_some_and(|m| !m.is_dir() && !m.file_type().is_symlink()) {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "is a file, not a folder: replacing only replaces a folder (remove the file \
-                     or choose another path)",
-                ),
-            ));
+        if existing.is_some() {
+            refuse_non_folder(path)?;
         }
         let tmp = temp_path(path)?;
         std::fs::create_dir(&tmp).map_err(|e| Error::io(path, e))?;
@@ -172,6 +163,8 @@ impl AtomicDir {
     /// [`Error::Io`] naming the target path.
     pub fn commit(mut self) -> Result<()> {
         let old = if std::fs::symlink_metadata(&self.path).is_ok() {
+            // Checked again: a file may have appeared since `create`.
+            refuse_non_folder(&self.path)?;
             let aside = temp_path(&self.path)?;
             std::fs::rename(&self.path, &aside).map_err(|e| Error::io(&self.path, e))?;
             Some(aside)
@@ -194,6 +187,28 @@ impl AtomicDir {
         }
         Ok(())
     }
+}
+
+/// `replace` replaces a folder (or a link to one), never a file or a link to one: a file there is
+/// more likely a mistyped path than an earlier output.
+fn refuse_non_folder(path: &Path) -> Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let dangling = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::metadata(path).is_err();
+    if dangling {
+        // A link to nothing holds nothing to lose: replaced like an empty folder.
+        return Ok(());
+    }
+    Err(Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "is a file, not a folder: replacing only replaces a folder (remove the file or \
+             choose another path)",
+        ),
+    ))
 }
 
 impl Drop for AtomicDir {
@@ -376,6 +391,17 @@ mod tests {
         assert!(e.to_string().contains("is a file, not a folder"), "{e}");
         assert_eq!(std::fs::read(&f).unwrap(), b"keep");
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+        let to_file = tmp.path().join("to-notes");
+        std::os::unix::fs::symlink(&f, &to_file).unwrap();
+        assert!(AtomicDir::create(&to_file, true).is_err());
+        // A file that appears between create and commit is not replaced either.
+        let late = tmp.path().join("late");
+        let d = AtomicDir::create(&late, true).unwrap();
+        std::fs::write(&late, b"mine").unwrap();
+        assert!(d.commit().is_err());
+        assert_eq!(std::fs::read(&late).unwrap(), b"mine");
+        std::fs::remove_file(&to_file).unwrap();
+        std::fs::remove_file(&late).unwrap();
         // `replace` over a link to a folder: the link is replaced, the folder it named kept.
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&p, &link).unwrap();

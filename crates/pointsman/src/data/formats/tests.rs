@@ -161,6 +161,10 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     let mut given: serde_json::Value = serde_json::from_str(&feedback("pm-3", 0.25)).unwrap();
     given["cost_usd"] = 0.002.into();
     given["cost_source"] = "given".into();
+    // pm-7: an expected cost and a feedback without one: no cost at all.
+    let mut estimated: serde_json::Value =
+        serde_json::from_str(&decision("pm-7", "small", "small", 1.0, &[0.8, 0.6])).unwrap();
+    estimated["usage"] = serde_json::Value::Null;
     let log = [
         decision("pm-1", "small", "small", 0.5, &[0.6, 0.8]),
         decision("pm-2", "large", "large", 1.0, &[1.0, 0.0]),
@@ -172,6 +176,8 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
         feedback("pm-5", 1.0),
         feedback("pm-6", 0.5),
         given.to_string(),
+        estimated.to_string(),
+        feedback("pm-7", 0.5),
     ]
     .join("\n");
     let path = write(dir.path(), "decisions.jsonl", &log);
@@ -180,9 +186,9 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
         ..Default::default()
     };
     let draft = import(ImportFormat::GatewayLog, &[path], &options).unwrap();
-    // pm-2 has no feedback, pm-4 no answer and pm-5 was not routed: two queries, one model
+    // pm-2 has no feedback, pm-4 no answer and pm-5 was not routed: three queries, one model
     // each; the passed-through request is counted as dropped.
-    assert_eq!(draft.rows.len(), 2);
+    assert_eq!(draft.rows.len(), 3);
     assert_eq!(draft.dropped.get(PASSED_THROUGH), Some(&2));
     let large = draft.pool.index_of("large").unwrap();
     let small = draft.pool.index_of("small").unwrap();
@@ -195,6 +201,8 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     assert_eq!(draft.rows[1].scores[small], Some(0.25));
     assert_eq!(draft.rows[1].propensity[small], None);
     assert_eq!(draft.rows[1].cost_usd[small], Some(0.002));
+    assert_eq!(draft.rows[2].id, "pm-7");
+    assert_eq!(draft.rows[2].cost_usd[small], None);
     let e = draft.embeddings.as_ref().unwrap();
     assert_eq!((e.dim, e.model.as_str()), (2, "all-MiniLM-L6-v2"));
     assert_eq!(
@@ -208,7 +216,7 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     let out = dir.path().join("fromlog");
     draft.write(&out, false).unwrap();
     let ds = crate::data::Dataset::load(&out).unwrap();
-    assert!(ds.has_embeddings() && ds.len() == 2);
+    assert!(ds.has_embeddings() && ds.len() == 3);
     // Errors name the file, the line and the field.
     let bad = write(
         dir.path(),

@@ -13,6 +13,7 @@
 
 use super::{BanditRouter, Learned};
 use crate::error::{Error, Result};
+use crate::pool::MAX_COST_USD;
 use crate::rng::mix64;
 use crate::saved::tagged_json;
 
@@ -162,9 +163,9 @@ impl<L: Learned> BanditRouter<L> {
                     return Err(format!("event {i}: quality {quality} outside [0, 1]"));
                 }
                 for (what, v) in [("price", price), ("cost", cost)] {
-                    if !(v.is_finite() && *v >= 0.0) {
+                    if !(v.is_finite() && (0.0..=MAX_COST_USD).contains(v)) {
                         return Err(format!(
-                            "event {i}: {what} {v} is not a non-negative number"
+                            "event {i}: {what} {v} is not a number in [0, {MAX_COST_USD:e}] USD"
                         ));
                     }
                 }

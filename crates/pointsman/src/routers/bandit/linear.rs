@@ -50,10 +50,10 @@ use crate::simd;
 /// inverse costs about `p³`, a Sherman–Morrison update with its refresh about `5 p²`).
 const BATCH_REINVERT: f64 = 0.25;
 
-/// The most memory a linear router's matrices may take when it is made (`A`, its inverse and
-/// their packed form: 20 bytes per model per squared feature): 4 GiB, 9 models of 4,096
-/// features; above, a projection is the way (the process would otherwise abort when the
-/// allocation fails).
+/// The most memory a linear router's matrices may take when it is made (per model `A` and its
+/// inverse in `f64` and the inverse's packed upper triangle in `bfloat16`: about 17 bytes per
+/// squared feature): 4 GiB, 15 models of 4,096 features; above, a projection is the way (the
+/// process would otherwise abort when the allocation fails).
 pub const MAX_LINEAR_STATE_BYTES: u64 = 4 << 30;
 
 /// A fixed projection of the embeddings on fewer dimensions.
@@ -435,9 +435,10 @@ impl<E: Exploration> Learned for Linear<E> {
 
     fn cold(config: &LinearConfig, models: usize, dim: usize) -> Result<Self> {
         let (p, _) = Self::features_dim(config, dim)?;
-        // A, its inverse (f64) and the packed form (f32) per model: refused before allocating
+        // A and its inverse (f64) and the packed form per model: refused before allocating
         // rather than aborting the process when the allocation fails.
-        let bytes = (p as u128) * (p as u128) * (models as u128) * 20;
+        let per_model = (p as u128) * (p as u128) * 16 + simd::quadratic_form_len(p) as u128 * 2;
+        let bytes = per_model * models as u128;
         if bytes > MAX_LINEAR_STATE_BYTES as u128 {
             return Err(Error::Config(format!(
                 "{} over {models} models with {p} features per query needs {:.1} GiB for its \

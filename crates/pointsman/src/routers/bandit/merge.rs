@@ -7,8 +7,9 @@ use super::router::State;
 use super::{BanditRouter, Learned};
 use crate::error::{Error, Result};
 
-/// Settings two replicas may differ in: they change how a router explores, not what it learned.
-const EXPLORATION_ONLY: [&str; 2] = ["greedy", "seed"];
+/// Settings two replicas may differ in: they change how a router explores (and draws), not
+/// what it learned.
+const EXPLORATION_ONLY: [&str; 4] = ["greedy", "seed", "exploration", "exploration_decay"];
 
 impl<L: Learned> BanditRouter<L> {
     /// Adds everything `other` observed (beyond its prior) to this router. See the
@@ -16,9 +17,9 @@ impl<L: Learned> BanditRouter<L> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the routers differ in configuration (any setting but `greedy`
-    /// and `seed`, which change how a router explores, not what it learned), models, dimension,
-    /// projection or clusters; [`Error::Unsupported`] for `cluster-ucb` routers whose clusters
+    /// [`Error::Config`] when the routers differ in configuration (any setting but `greedy`,
+    /// `seed`, `exploration` and `exploration_decay`, which change how a router explores, not
+    /// what it learned), models, dimension, projection or clusters; [`Error::Unsupported`] for `cluster-ucb` routers whose clusters
     /// are not fitted yet. A merge that fails leaves this router as it was.
     pub fn merge(&self, other: &Self) -> Result<()> {
         self.check_config(other, "the other router")?;
@@ -79,13 +80,9 @@ impl<L: Learned> BanditRouter<L> {
             ));
         }
         let mut guard = self.write();
-        // Merged into a copy, swapped in only when every step succeeded: a merge that fails
-        // (a base this router does not descend from, a matrix that is no longer positive
-        // definite) leaves the router as it was, still routing and saving.
-        let mut state = guard.clone();
-        state.learned.check_mergeable(&other.learned)?;
+        guard.learned.check_mergeable(&other.learned)?;
         if let Some(b) = base {
-            state.learned.check_mergeable(&b.learned)?;
+            guard.learned.check_mergeable(&b.learned)?;
         }
         let mut new = vec![0u64; m];
         for (j, n) in new.iter_mut().enumerate() {
@@ -99,6 +96,10 @@ impl<L: Learned> BanditRouter<L> {
                 ))
             })?;
         }
+        // Merged into a copy, swapped in only when every step succeeded: a merge that fails
+        // half way (a matrix that is no longer positive definite) leaves the router as it was,
+        // still routing and saving. The checks above ran on the state itself, before the copy.
+        let mut state = guard.clone();
         let config = &self.shared.config;
         for (j, &new_j) in new.iter().enumerate() {
             let forgot = other.forgets[j] > base.map_or(0, |b| b.forgets[j]);

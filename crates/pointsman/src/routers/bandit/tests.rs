@@ -251,7 +251,8 @@ fn merge_refuses_different_routers() {
 }
 
 /// Replicas whose settings differ (here the ridge prior, which the statistics include) are
-/// refused with the setting named, before anything changes; `greedy` and `seed` may differ.
+/// refused with the setting named, before anything changes; `greedy`, `seed` and `exploration`
+/// may differ.
 #[test]
 fn merge_names_the_settings_that_differ_and_changes_nothing_when_it_fails() {
     let a = linucb(no_forgetting());
@@ -278,6 +279,7 @@ fn merge_names_the_settings_that_differ_and_changes_nothing_when_it_fails() {
     let c = other(LinearConfig {
         greedy: true,
         seed: 7,
+        exploration: 0.9,
         forgetting: no_forgetting(),
         ..Default::default()
     });
