@@ -252,7 +252,13 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let token_tenant = state.authenticate(headers)?;
     rec.ev().tenant = token_tenant.clone();
-    let bytes = read_body(headers, body, state.config.limits.max_body_bytes).await?;
+    let bytes = read_body(
+        headers,
+        body,
+        state.config.limits.max_body_bytes,
+        std::time::Duration::from_millis(state.config.limits.body_read_timeout_ms),
+    )
+    .await?;
     let mut sent = Sent::default();
     let parsed = parse_chat_request_seen(&bytes, headers, &mut sent);
     // What the body said is logged even when it is refused.

@@ -178,6 +178,10 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Time a client has to send its request head, ms (default 10 000).
     pub header_read_timeout_ms: u64,
+    /// Time a client has to send its request body once the head is in, ms (default 30 000);
+    /// a body still incomplete then gets 408 (a client trickling bytes cannot hold a connection
+    /// open for ever).
+    pub body_read_timeout_ms: u64,
     /// Largest upstream answer read (non-streaming), bytes (default 32 MiB).
     pub max_upstream_body_bytes: usize,
     /// How long shutdown waits for in-flight requests, ms (default 30 000).
@@ -191,6 +195,7 @@ impl Default for LimitsConfig {
             max_header_bytes: 16 << 10,
             max_headers: 64,
             header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             max_upstream_body_bytes: 32 << 20,
             shutdown_grace_ms: 30_000,
         }
@@ -499,6 +504,12 @@ impl Config {
         if l.max_body_bytes == 0 || l.max_upstream_body_bytes == 0 || l.max_headers == 0 {
             return bad("limits: sizes must be positive".into());
         }
+        if l.header_read_timeout_ms == 0 || l.body_read_timeout_ms == 0 {
+            return bad(
+                "limits.header_read_timeout_ms and limits.body_read_timeout_ms must be at least 1"
+                    .into(),
+            );
+        }
         if !(1024..=1 << 20).contains(&l.max_header_bytes) {
             return bad(format!(
                 "limits.max_header_bytes {} outside [1024, 1048576]",
@@ -635,6 +646,7 @@ base_url = "http://127.0.0.1:9/v1"
             ("[limits]\nmax_header_bytes = 10\n", "max_header_bytes"),
             ("[routing]\nturnz = 2\n", "unknown field"),
             ("[routing]\nembed_threads = 5000\n", "routing.embed_threads"),
+            ("[limits]\nbody_read_timeout_ms = 0\n", "limits.body_read_timeout_ms"),
             ("[[auth.tokens]]\ntenant = \"t\"\n", "auth.tokens[0]"),
             (
                 "[[auth.tokens]]\ntenant = \"t\"\ntoken = \"\"\n",

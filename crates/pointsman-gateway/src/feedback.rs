@@ -191,7 +191,13 @@ async fn handle(
 ) -> Result<(), ApiError> {
     let tenant = state.authenticate(headers)?;
     event.tenant = tenant.clone();
-    let bytes = read_body(headers, body, state.config.limits.max_body_bytes).await?;
+    let bytes = read_body(
+        headers,
+        body,
+        state.config.limits.max_body_bytes,
+        std::time::Duration::from_millis(state.config.limits.body_read_timeout_ms),
+    )
+    .await?;
     let req: FeedbackRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_feedback",

@@ -361,6 +361,28 @@ pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     max: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    tokio::time::timeout(timeout, read_body_untimed(headers, body, max))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_timeout",
+                format!(
+                    "the request body was not received within {} ms \
+                     (limits.body_read_timeout_ms)",
+                    timeout.as_millis()
+                ),
+            ))
+        })
+}
+
+async fn read_body_untimed(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
 ) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -835,18 +857,46 @@ mod tests {
     #[tokio::test]
     async fn bodies_up_to_the_limit_are_read_and_larger_ones_are_413() {
         let none = HeaderMap::new();
-        let got = read_body(&none, chunked(4, 256), 1024).await.unwrap();
+        let got = read_body(&none, chunked(4, 256), 1024, SECOND)
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1024);
-        let err = read_body(&none, chunked(5, 256), 1024).await.unwrap_err();
+        let err = read_body(&none, chunked(5, 256), 1024, SECOND)
+            .await
+            .unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
         // A declared length over the limit is refused whatever follows.
         let mut declared = HeaderMap::new();
         declared.insert(http::header::CONTENT_LENGTH, "2048".parse().unwrap());
-        let err = read_body(&declared, chunked(8, 256), 1024)
+        let err = read_body(&declared, chunked(8, 256), 1024, SECOND)
             .await
             .unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(drain_limit(1024), 8 << 20);
         assert_eq!(drain_limit(4 << 20), 16 << 20);
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn a_body_that_does_not_arrive_in_time_is_408() {
+        // One chunk, then nothing: a client trickling its body, or gone quiet.
+        let first =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("{\"model\""))]);
+        let body = Body::from_stream(futures_util::StreamExt::chain(
+            first,
+            futures_util::stream::pending(),
+        ));
+        let started = std::time::Instant::now();
+        let err = read_body(&HeaderMap::new(), body, 1024, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::REQUEST_TIMEOUT);
+        assert!(
+            err.body().contains("limits.body_read_timeout_ms"),
+            "{}",
+            err.body()
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
