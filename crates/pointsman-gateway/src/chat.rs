@@ -327,7 +327,7 @@ fn objective_for(
     let routing = &state.config.routing;
     let (name, cost_weight, max_cost, allowed, explicit_weight) = match policy {
         None => (
-            "default".to_string(),
+            crate::config::DEFAULT_POLICY.to_string(),
             routing.cost_weight,
             routing.max_cost,
             routing.allowed.clone(),

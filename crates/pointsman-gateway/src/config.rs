@@ -16,6 +16,10 @@ use crate::error::GatewayError;
 /// The model names that route: `"pointsman"` (the default policy) and `"pointsman:<policy>"`.
 pub const ROUTED_MODEL: &str = "pointsman";
 
+/// The policy name plain [`ROUTED_MODEL`] requests are logged and counted under (reserved: no
+/// `[policies.default]`).
+pub const DEFAULT_POLICY: &str = "default";
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -491,6 +495,12 @@ impl Config {
         }
         self.check_allowed("routing.allowed", self.routing.allowed.as_deref())?;
         for (name, p) in &self.policies {
+            if name == DEFAULT_POLICY {
+                return bad(format!(
+                    "policy name {DEFAULT_POLICY:?} is reserved: requests for plain \"pointsman\" \
+                     are logged and counted under it; name the policy otherwise"
+                ));
+            }
             if name.is_empty() || name.contains(|c: char| c == ':' || c.is_whitespace()) {
                 return bad(format!(
                     "policy name {name:?} must be non-empty, without ':' or spaces"
@@ -647,6 +657,7 @@ base_url = "http://127.0.0.1:9/v1"
             ("[routing]\nturnz = 2\n", "unknown field"),
             ("[routing]\nembed_threads = 5000\n", "routing.embed_threads"),
             ("[limits]\nbody_read_timeout_ms = 0\n", "limits.body_read_timeout_ms"),
+            ("[policies.default]\ncost_weight = 1\n", "\"default\" is reserved"),
             ("[[auth.tokens]]\ntenant = \"t\"\n", "auth.tokens[0]"),
             (
                 "[[auth.tokens]]\ntenant = \"t\"\ntoken = \"\"\n",
