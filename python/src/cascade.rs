@@ -101,8 +101,11 @@ impl PyCascadeRouter {
         stages: Vec<(String, f64)>,
         config: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let base = CascadeConfig::chain(stages);
-        let config: CascadeConfig = config_over(py, base, config, "cascade config")?;
+        // The stages are set after the keyword arguments, not through their JSON: a NaN
+        // threshold is then named by the config's own check rather than read back as null.
+        let base = CascadeConfig::chain(Vec::<(String, f64)>::new());
+        let mut config: CascadeConfig = config_over(py, base, config, "cascade config")?;
+        config.order = stages_of(stages);
         let pool = pool(py, models)?;
         let router = CascadeRouter::new(pool, dim, &config).py()?;
         wrap_with(py, router.into(), None)

@@ -134,6 +134,9 @@ def test_bad_config() -> None:
         pointsman.CascadeRouter.chain(CARDS, 2, [("tiny", 0.8)])
     with pytest.raises(pointsman.ConfigError):
         pointsman.CascadeRouter.chain(CARDS, 2, [("small", 1.5)])
+    # NaN is named by the config's check (it used to come back from JSON as "invalid type: null").
+    with pytest.raises(pointsman.ConfigError, match="stage 0 threshold"):
+        pointsman.CascadeRouter.chain(CARDS, 2, [("small", float("nan"))])
     with pytest.raises(pointsman.ConfigError):
         pointsman.CascadeRouter.chain(CARDS, 2, [("small", 0.8)], no_such_field=1)
 
