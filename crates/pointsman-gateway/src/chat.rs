@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
+use crate::body::read_body;
 use crate::breaker::Transition;
 use crate::engine::{Price, Query, RouteObjective, Routed};
 use crate::error::ApiError;
@@ -19,7 +20,7 @@ use crate::log::{
 };
 use crate::metrics::{DecisionLabels, ErrorLabels, ModelLabels, RequestLabels, TenantLabels};
 use crate::request::{parse_chat_request_seen, ChatRequest, RouteOptions, Sent, Target};
-use crate::server::{now_ms, read_body, AppState};
+use crate::server::{now_ms, AppState};
 use crate::upstream::{Failure, Reply};
 
 pub mod headers;
@@ -252,13 +253,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let token_tenant = state.authenticate(headers)?;
     rec.ev().tenant = token_tenant.clone();
-    let bytes = read_body(
-        headers,
-        body,
-        state.config.limits.max_body_bytes,
-        std::time::Duration::from_millis(state.config.limits.body_read_timeout_ms),
-    )
-    .await?;
+    let bytes = read_body(headers, body, &state.config.limits).await?;
     let mut sent = Sent::default();
     let parsed = parse_chat_request_seen(&bytes, headers, &mut sent);
     // What the body said is logged even when it is refused.

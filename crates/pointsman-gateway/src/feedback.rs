@@ -16,11 +16,12 @@ use serde_json::json;
 
 use pointsman::pool::MAX_COST_USD;
 
+use crate::body::read_body;
 use crate::engine::Query;
 use crate::error::ApiError;
 use crate::log::{Event, FeedbackEvent, SCHEMA_VERSION};
 use crate::metrics::OutcomeLabels;
-use crate::server::{now_ms, read_body, AppState};
+use crate::server::{now_ms, AppState};
 
 /// What is remembered of an answered request.
 #[derive(Debug, Clone)]
@@ -191,13 +192,7 @@ async fn handle(
 ) -> Result<(), ApiError> {
     let tenant = state.authenticate(headers)?;
     event.tenant = tenant.clone();
-    let bytes = read_body(
-        headers,
-        body,
-        state.config.limits.max_body_bytes,
-        std::time::Duration::from_millis(state.config.limits.body_read_timeout_ms),
-    )
-    .await?;
+    let bytes = read_body(headers, body, &state.config.limits).await?;
     let req: FeedbackRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_feedback",

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod body;
 pub mod breaker;
 pub mod chat;
 pub mod config;

@@ -201,6 +201,16 @@ impl Env {
         self.post("/v1/chat/completions", body, &[]).await
     }
 
+    /// Posts a chat request and returns the response unread (its status, headers, stream).
+    async fn send_chat(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/chat/completions", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn feedback(&self, body: Value) -> Answer {
         self.post("/v1/feedback", body, &[]).await
     }
@@ -642,13 +652,7 @@ async fn read_stream(resp: reqwest::Response) -> Vec<String> {
 async fn streams_pass_through_with_usage_and_cost() {
     let mut e = env(Kind::Zero, "", "").await;
     let body = json!({"model": "pointsman", "stream": true, "messages": [{"role": "user", "content": "Stream a haiku"}]});
-    let resp = e
-        .client
-        .post(format!("{}/v1/chat/completions", e.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = e.send_chat(&body).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     assert_eq!(resp.headers()["x-pointsman-model"], "big");
@@ -670,13 +674,7 @@ async fn streams_pass_through_with_usage_and_cost() {
 
     // A first event that is not JSON: nothing has been sent yet, so the next model answers.
     e.stub("big").set_fault(Some(Fault::BadJson));
-    let resp = e
-        .client
-        .post(format!("{}/v1/chat/completions", e.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = e.send_chat(&body).await;
     assert_eq!(resp.headers()["x-pointsman-model"], "mid");
     assert_eq!(read_stream(resp).await.last().unwrap(), "[DONE]");
 
@@ -684,13 +682,7 @@ async fn streams_pass_through_with_usage_and_cost() {
     // ends with an error event.
     e.stub("big").set_fault(Some(Fault::HangMidStream));
     let before = e.stub("mid").requests();
-    let resp = e
-        .client
-        .post(format!("{}/v1/chat/completions", e.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = e.send_chat(&body).await;
     assert_eq!(resp.status(), 200);
     let events = read_stream(resp).await;
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
@@ -721,97 +713,6 @@ async fn streams_pass_through_with_usage_and_cost() {
     assert_eq!(decisions[2].tries[0].outcome, "stream_error");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bearer_tokens_decide_the_tenant() {
-    // token_env: a variable every test process has.
-    let token_b = std::env::var("HOME").unwrap();
-    let mut e = env(
-        Kind::Zero,
-        "[[auth.tokens]]\ntenant = \"team-a\"\ntoken = \"token-a\"\n[[auth.tokens]]\ntenant = \"team-b\"\ntoken_env = \"HOME\"\n",
-        "",
-    )
-    .await;
-    let body = json!({"model": "pointsman", "messages": [{"role": "user", "content": "Hi"}], "pointsman": {"tenant": "someone-else"}});
-    let a = e.post("/v1/chat/completions", body.clone(), &[]).await;
-    assert_eq!(
-        (a.status, a.body["error"]["code"].as_str()),
-        (401, Some("invalid_api_key"))
-    );
-    let a = e
-        .post(
-            "/v1/chat/completions",
-            body.clone(),
-            &[("authorization", "Bearer wrong")],
-        )
-        .await;
-    assert_eq!(a.status, 401);
-    let a = e
-        .post(
-            "/v1/chat/completions",
-            body.clone(),
-            &[
-                ("authorization", &format!("Bearer {token_b}")),
-                ("x-pointsman-tenant", "x"),
-            ],
-        )
-        .await;
-    assert_eq!(a.status, 200);
-    let id = a.header("x-request-id").to_string();
-    // The scheme is case-insensitive (RFC 7235).
-    for header in ["bearer token-a", "BEARER  token-a"] {
-        let a = e
-            .post(
-                "/v1/chat/completions",
-                body.clone(),
-                &[("authorization", header)],
-            )
-            .await;
-        assert_eq!(a.status, 200, "{header}: {}", a.body);
-    }
-    // Another tenant cannot give feedback on team-b's request.
-    let a = e
-        .post(
-            "/v1/feedback",
-            json!({"request_id": id, "quality": 1.0}),
-            &[("authorization", "Bearer token-a")],
-        )
-        .await;
-    assert_eq!(a.status, 404);
-    let a = e
-        .client
-        .get(format!("{}/v1/models", e.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(a.status(), 401);
-    let log = e.stop().await;
-    let tenants: Vec<Option<&str>> = decisions(&log)
-        .into_iter()
-        .map(|d| d.tenant.as_deref())
-        .collect();
-    assert_eq!(
-        tenants,
-        [None, None, Some("team-b"), Some("team-a"), Some("team-a")]
-    );
-    // Two entries with one token (here a literal one and a token_env variable's value, only
-    // known at start) are refused at start, naming both (an empty token too: config tests).
-    let text = std::fs::read_to_string(e.dir.path().join("gateway.toml")).unwrap();
-    let twice = text.replace("token = \"token-a\"", &format!("token = \"{token_b}\""));
-    let path = e.dir.path().join("twice.toml");
-    std::fs::write(&path, twice).unwrap();
-    let config = Config::load(&path).unwrap();
-    let err = pointsman_gateway::start_with(config, embedder())
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(
-            "auth.tokens[0] (tenant \"team-a\") and auth.tokens[1] (tenant \"team-b\") have the same token"
-        ),
-        "{err}"
-    );
-}
-
 /// 64 concurrent clients for a bounded time with faults injected: every request gets exactly
 /// one answer or one error, the log holds exactly one decision event per request, and every
 /// accepted feedback reaches the learner.
@@ -839,7 +740,7 @@ async fn sixty_four_clients_with_faults() {
                 let stream = (c + i) % 4 == 0;
                 let model = if (c + i) % 7 == 0 { "mid" } else { "pointsman" };
                 let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": format!("client {c} request {i}")}]});
-                let resp = e.client.post(format!("{}/v1/chat/completions", e.base)).json(&body).send().await.unwrap();
+                let resp = e.send_chat(&body).await;
                 let status = resp.status().as_u16();
                 let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
                 let text = resp.text().await.unwrap();
@@ -907,6 +808,8 @@ async fn sixty_four_clients_with_faults() {
     assert_eq!(saved.as_learner().unwrap().observations(), learned);
 }
 
+#[path = "gateway/auth.rs"]
+mod auth;
 #[path = "gateway/errors.rs"]
 mod errors;
 #[path = "gateway/kinds.rs"]

@@ -170,13 +170,7 @@ async fn a_truncated_stream_fails_like_a_broken_one() {
     .await;
     e.stub("big").set_fault(Some(Fault::HangMidStream));
     let body = json!({"model": "pointsman", "stream": true, "messages": [{"role": "user", "content": "Stream a haiku"}]});
-    let resp = e
-        .client
-        .post(format!("{}/v1/chat/completions", e.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = e.send_chat(&body).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-pointsman-model"], "big");
     let events = read_stream(resp).await;
@@ -232,13 +226,8 @@ async fn shutdown_cuts_requests_after_the_grace_period_and_logs_them() {
     // big streams two events then stalls for 5 s; mid does not answer for 5 s.
     e.stub("big").set_fault(Some(Fault::HangMidStream));
     e.stub("mid").set_fault(Some(Fault::Hang));
-    let stream = e
-        .client
-        .post(format!("{}/v1/chat/completions", e.base))
-        .json(&json!({"model": "pointsman", "stream": true, "messages": [{"role": "user", "content": "A long story"}]}))
-        .send()
-        .await
-        .unwrap();
+    let story = json!({"model": "pointsman", "stream": true, "messages": [{"role": "user", "content": "A long story"}]});
+    let stream = e.send_chat(&story).await;
     assert_eq!(stream.status(), 200);
     let stream_id = stream.headers()["x-request-id"]
         .to_str()

@@ -219,13 +219,7 @@ async fn unusable_usage_costs_the_expected_cost_and_costs_stay_under_the_ceiling
         for stream in [false, true] {
             let body = json!({"model": "pointsman", "stream": stream, "stub_usage": usage,
                 "messages": [{"role": "user", "content": format!("Question {i}")}]});
-            let resp = e
-                .client
-                .post(format!("{}/v1/chat/completions", e.base))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let resp = e.send_chat(&body).await;
             assert_eq!(resp.status(), 200, "{usage}");
             let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
             let header = resp
