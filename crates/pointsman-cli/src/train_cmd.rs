@@ -142,6 +142,7 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
+    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     spec.check(ds.pool())?;
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     let train = train_split(&ds, args)?;
@@ -254,6 +255,7 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
+    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     // The choice sees the train split (or --limit of its queries) and nothing else.
     let train = train_split(&ds, args)?;

@@ -374,8 +374,8 @@ impl Config {
     /// out of range.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, GatewayError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))?;
+        let text = pointsman::files::read_regular_to_string(path)
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
         let mut config = Config::from_toml(&text).map_err(|e| match e {
             GatewayError::Config(m) => GatewayError::Config(format!("{}: {m}", path.display())),
             other => other,

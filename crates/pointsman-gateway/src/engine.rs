@@ -248,8 +248,7 @@ impl Engine {
         generation: u64,
         policies: &BTreeMap<String, Policy>,
     ) -> Result<Engine, GatewayError> {
-        let bytes = std::fs::read(&config.router)
-            .map_err(|e| GatewayError::io(format!("reading {}", config.router.display()), e))?;
+        let bytes = pointsman::files::read_regular(&config.router)?;
         let file_sha256 = hex(&Sha256::digest(&bytes));
         let state_path = config
             .state_dir()

@@ -10,6 +10,10 @@
 //! behind (`.<name>.tmp-<pid>-<n>`, beside the target). The next write of the same target removes
 //! those whose process is gone — never a live writer's — so crashes cannot pile them up.
 //!
+//! Only a regular file (or a symbolic link, which is replaced itself: what it named is left as it
+//! was) is ever replaced: a folder, a FIFO, a device or a socket at the target is an error, and so
+//! is a target that is one of the command's own inputs ([`refuse_output_among_inputs`]).
+//!
 //! Reading goes through [`open_regular`]: only a regular file is opened, so a FIFO without a
 //! writer, a device such as `/dev/zero` or a folder is refused before anything is read.
 
@@ -23,8 +27,10 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 ///
-/// [`Error::Io`] naming the path when any step fails; the temporary file is removed.
+/// [`Error::Io`] naming the path when any step fails (the temporary file is removed) or when
+/// `path` is a folder, a FIFO, a device or a socket (nothing is written then).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    refuse_non_file(path)?;
     let tmp = temp_path(path)?;
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -53,8 +59,10 @@ impl AtomicFile {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming `path` when the temporary file cannot be created.
+    /// [`Error::Io`] naming `path` when the temporary file cannot be created, or when `path` is a
+    /// folder, a FIFO, a device or a socket.
     pub fn create(path: &Path) -> Result<Self> {
+        refuse_non_file(path)?;
         let tmp = temp_path(path)?;
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
         Ok(AtomicFile {
@@ -77,9 +85,18 @@ impl AtomicFile {
         let result = (|| {
             let file = file.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
-            std::fs::rename(&self.tmp, &self.path)
+            Ok(())
         })();
-        result.map_err(|e| Error::io(&self.path, e))
+        result
+            .map_err(|e| Error::io(&self.path, e))
+            // Checked again: something else may have appeared at the path meanwhile.
+            .and_then(|()| refuse_non_file(&self.path))
+            .and_then(|()| {
+                std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+            })
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&self.tmp);
+            })
     }
 }
 
@@ -211,6 +228,50 @@ fn refuse_non_folder(path: &Path) -> Result<()> {
     ))
 }
 
+/// A file is written in place of a regular file or a link (the link itself is replaced), never of
+/// a folder, a FIFO, a device or a socket: renaming over those would turn a device node or a pipe
+/// into a plain file, or fail half way for a folder.
+fn refuse_non_file(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    if kind.is_file() || kind.is_symlink() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() {
+        "is a folder: give a file path to write"
+    } else {
+        "is not a regular file (a FIFO, device or socket): only a regular file is replaced"
+    };
+    Err(Error::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, what),
+    ))
+}
+
+/// Refuses to write `out` when it is one of `inputs` — the same file, through whatever path,
+/// link or hard link — so that a command cannot replace what it reads (a dataset's records by a
+/// router it trained on them, say). Inputs or an output that do not exist are not compared.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] naming both paths.
+pub fn refuse_output_among_inputs<P: AsRef<Path>>(out: &Path, inputs: &[P]) -> Result<()> {
+    for input in inputs {
+        let input = input.as_ref();
+        if same_file::is_same_file(out, input).unwrap_or(false) {
+            return Err(Error::InvalidInput(format!(
+                "{} is one of this command's inputs ({}): writing there would replace what it \
+                 reads; choose another output path",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Drop for AtomicDir {
     fn drop(&mut self) {
         if !self.done {
@@ -240,6 +301,40 @@ pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     Ok((file, meta.len()))
+}
+
+/// Reads the whole of `path` when it is a regular file ([`open_regular`]).
+///
+/// # Errors
+///
+/// As [`open_regular`]; [`Error::Io`] naming the path when reading fails.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let (mut file, len) = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Reads the whole of `path` as UTF-8 text when it is a regular file ([`open_regular`]).
+///
+/// # Errors
+///
+/// As [`read_regular`]; [`Error::Io`] naming the path when the text is not UTF-8.
+pub fn read_regular_to_string(path: &Path) -> Result<String> {
+    String::from_utf8(read_regular(path)?).map_err(|e| {
+        Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "not UTF-8 text (byte {} is not)",
+                    e.utf8_error().valid_up_to() + 1
+                ),
+            ),
+        )
+    })
 }
 
 fn temp_path(path: &Path) -> Result<std::path::PathBuf> {
@@ -411,6 +506,56 @@ mod tests {
         assert!(link.join("c").exists() && !link.is_symlink());
         assert!(p.join("b").exists());
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn only_files_and_links_are_replaced_and_never_an_input() {
+        use std::os::unix::fs::FileTypeExt;
+        let tmp = tempfile::tempdir().unwrap();
+        // A folder, a FIFO and a device are refused, whole or streamed, and left as they were.
+        let e = write_atomic(tmp.path(), b"x").unwrap_err();
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        let fifo = tmp.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = AtomicFile::create(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(write_atomic(&fifo, b"x").is_err());
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert!(write_atomic(Path::new("/dev/null"), b"x").is_err());
+        // One appearing between create and commit is refused too, the temporary file removed.
+        let late = tmp.path().join("late");
+        let mut f = AtomicFile::create(&late).unwrap();
+        f.write_all(b"x").unwrap();
+        std::fs::create_dir(&late).unwrap();
+        assert!(f.commit().is_err());
+        assert!(late.is_dir());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+        // A link is replaced itself; what it names is kept.
+        let target = tmp.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(!link.is_symlink() && std::fs::read(&target).unwrap() == b"keep");
+        // An output that is an input, through a link or a hard link, is refused.
+        let hard = tmp.path().join("hard");
+        std::fs::hard_link(&target, &hard).unwrap();
+        let other = tmp.path().join("other");
+        std::os::unix::fs::symlink(&target, &other).unwrap();
+        for out in [&target, &hard, &other] {
+            let e = refuse_output_among_inputs(out, &[&link, &target]).unwrap_err();
+            assert!(
+                e.to_string().contains("one of this command's inputs"),
+                "{e}"
+            );
+        }
+        refuse_output_among_inputs(&link, &[&target]).unwrap();
+        refuse_output_among_inputs(&tmp.path().join("new"), &[&target]).unwrap();
     }
 
     #[test]

@@ -346,6 +346,25 @@ impl Dataset {
         &self.dir
     }
 
+    /// The files the dataset was loaded from (records, `models.json`, embeddings and their
+    /// metadata, those that exist); none for a dataset made in memory. A command writing beside
+    /// its data checks its output against these
+    /// ([`refuse_output_among_inputs`](crate::files::refuse_output_among_inputs)).
+    pub fn files(&self) -> Vec<PathBuf> {
+        if self.dir.as_os_str().is_empty() {
+            return Vec::new();
+        }
+        [
+            self.dir.join("models.json"),
+            records_path(&self.dir, &self.name),
+            embeddings_path(&self.dir, &self.name),
+            embeddings_meta_path(&self.dir, &self.name),
+        ]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect()
+    }
+
     /// The models, in `models.json` order of ids (sorted).
     pub fn pool(&self) -> &ModelPool {
         &self.pool

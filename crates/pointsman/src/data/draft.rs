@@ -116,6 +116,11 @@ pub struct DraftColumns {
     pub embeddings: Option<(Vec<f32>, usize)>,
 }
 
+/// Whether `dir/name` is a regular file (not a folder, a link or anything else).
+fn is_plain_file(dir: &Path, name: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file())
+}
+
 /// A dataset being made: its models, its rows and (once computed) the embeddings of its
 /// prompts; [`DatasetDraft::write`] writes it as a folder in the shared schema
 /// (`docs/datasets.md`).
@@ -137,6 +142,9 @@ pub struct DatasetDraft {
     pub embeddings: Option<DraftEmbeddings>,
     /// Rows of the source left out, by reason (written to `stats.json` as `dropped`).
     pub dropped: BTreeMap<String, usize>,
+    /// The files and folders the draft was read from (set by [`import`](super::import)):
+    /// [`DatasetDraft::write`] never replaces a folder that holds one of them.
+    pub inputs: Vec<PathBuf>,
 }
 
 impl DatasetDraft {
@@ -151,6 +159,7 @@ impl DatasetDraft {
             rows: Vec::new(),
             embeddings: None,
             dropped: BTreeMap::new(),
+            inputs: Vec::new(),
         }
     }
 
@@ -399,6 +408,70 @@ impl DatasetDraft {
         Ok(())
     }
 
+    /// Refuses to replace a folder `dir` that holds anything but a dataset's files, or one of
+    /// the draft's inputs: either would be deleted with the old folder.
+    fn check_replaceable(&self, dir: &Path, name: &str) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            // Missing (nothing to lose), or not a folder (AtomicDir says so).
+            return Ok(());
+        };
+        let refuse = |why: String| {
+            Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, why),
+            ))
+        };
+        if let Ok(here) = dir.canonicalize() {
+            for input in &self.inputs {
+                if input.canonicalize().is_ok_and(|i| i.starts_with(&here)) {
+                    return refuse(format!(
+                        "holds this import's input {}: replacing the folder would delete it \
+                         (write the dataset to another folder)",
+                        input.display()
+                    ));
+                }
+            }
+        }
+        let dataset_files: HashSet<String> = [
+            format!("{name}.jsonl.gz"),
+            format!("{name}.jsonl"),
+            "models.json".into(),
+            "stats.json".into(),
+            "README.md".into(),
+        ]
+        .into_iter()
+        .chain(
+            [embeddings_path, embeddings_meta_path]
+                .iter()
+                .map(|f| f(Path::new(""), name).to_string_lossy().into_owned()),
+        )
+        .collect();
+        let mut others: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !(dataset_files.contains(n) && is_plain_file(dir, n)))
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        others.sort();
+        let shown = others
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if others.len() > 3 {
+            format!(" and {} more", others.len() - 3)
+        } else {
+            String::new()
+        };
+        refuse(format!(
+            "holds more than a dataset ({shown}{more}): replacing the folder would delete it \
+             (choose another folder, or move those out first)"
+        ))
+    }
+
     /// Whether every row has every model's score.
     pub fn fully_labelled(&self) -> bool {
         self.rows
@@ -409,11 +482,14 @@ impl DatasetDraft {
     /// Writes the draft as the dataset folder `dir` (named after its last component):
     /// `<name>.jsonl.gz`, `models.json`, `stats.json`, `README.md` and, with embeddings,
     /// `<name>.minilm_l6_v2.f16.npy` and its `.meta.json`. The folder appears whole or not at
-    /// all ([`AtomicDir`]); an existing `dir` is replaced only with `replace`.
+    /// all ([`AtomicDir`]); an existing `dir` is replaced only with `replace`, and only when it
+    /// is empty or holds a dataset's files alone (those above, `<name>.jsonl` too) and none of
+    /// the draft's [`inputs`](DatasetDraft::inputs): replacing deletes the old folder.
     ///
     /// # Errors
     ///
-    /// The errors of [`DatasetDraft::validate`]; [`Error::Io`] naming the folder.
+    /// The errors of [`DatasetDraft::validate`]; [`Error::Io`] naming the folder, which names
+    /// what it holds besides a dataset when that is why it is not replaced.
     pub fn write(&self, dir: &Path, replace: bool) -> Result<PathBuf> {
         self.validate()?;
         let name = dir
@@ -423,6 +499,9 @@ impl DatasetDraft {
             .ok_or_else(|| {
                 Error::InvalidInput(format!("{} does not name a folder", dir.display()))
             })?;
+        if replace {
+            self.check_replaceable(dir, &name)?;
+        }
         let out = AtomicDir::create(dir, replace)?;
         let tmp = out.dir().to_path_buf();
         let io = |p: &Path, e: std::io::Error| Error::io(p, e);

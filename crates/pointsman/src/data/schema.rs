@@ -163,7 +163,11 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
             )))
         }
     };
-    let pool = ModelPool::new(cards).map_err(|e| bad(e.to_string()))?;
+    // A price out of the pool's range is a configuration error, as wherever prices are given.
+    let pool = ModelPool::new(cards).map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+        other => bad(other.to_string()),
+    })?;
     Ok(Models {
         pool,
         roles,

@@ -181,6 +181,16 @@ fn bad_embeddings_and_models() {
         e.contains("input_usd_per_mtok missing or not a non-negative number"),
         "{e}"
     );
+    // A price above the pool's ceiling is a configuration error (as wherever prices are given),
+    // naming the file.
+    std::fs::write(
+        dir.join("models.json"),
+        r#"{"models": {"a": {"input_usd_per_mtok": 1e300, "output_usd_per_mtok": 1}}}"#,
+    )
+    .unwrap();
+    let e = Dataset::load(&dir).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("models.json: "), "{e}");
     let e = Dataset::load(dir.join("missing")).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Io);
 }
@@ -400,6 +410,22 @@ fn drafts_write_folders_that_load_back_the_same() {
         ds.save(&target, false).unwrap_err().kind(),
         crate::ErrorKind::Io
     );
+    // With it, a dataset folder is replaced — but not one holding anything else, or an input.
+    ds.save(&target, true).unwrap();
+    std::fs::write(target.join("notes.txt"), b"mine").unwrap();
+    let e = ds.save(&target, true).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("holds more than a dataset (notes.txt)"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(target.join("notes.txt")).unwrap(), b"mine");
+    std::fs::remove_file(target.join("notes.txt")).unwrap();
+    let mut draft = ds.to_draft("test");
+    draft.inputs = vec![target.join("models.json")];
+    let e = draft.write(&target, true).unwrap_err();
+    assert!(e.to_string().contains("holds this import's input"), "{e}");
+    assert!(Dataset::load(&target).is_ok());
     // A bad draft writes nothing.
     let mut draft = ds.to_draft("test");
     draft.rows[1].scores[0] = Some(1.5);

@@ -126,7 +126,7 @@ pub fn reference_knn_config() -> crate::routers::knn::KnnConfig {
 ///
 /// [`Error::Io`] naming the file; [`Error::Format`] naming the line.
 pub fn mt_bench_prompts(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::files::read_regular_to_string(path)?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
