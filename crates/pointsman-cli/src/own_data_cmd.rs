@@ -193,10 +193,16 @@ pub struct OnboardArgs {
 
 /// `pointsman onboard`.
 pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Result<()> {
+    if args.limit == Some(0) {
+        bail!("--limit takes a positive number (leave out --labelled to add the model from its card alone)");
+    }
+    let inputs: Vec<PathBuf> = args.models.iter().cloned().collect();
+    pointsman::files::refuse_output_among_inputs(&args.out, &inputs)?;
     let router = AnyRouter::load(&args.router)?;
     let ds = match &args.labelled {
         Some(dir) => {
             let mut ds = Dataset::load(dir)?;
+            pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
             crate::embed_cmd::ensure_embeddings(&mut ds, &args.embed, progress)?;
             Some(ds)
         }
@@ -262,6 +268,7 @@ pub struct RepriceArgs {
 
 /// `pointsman reprice`.
 pub fn reprice(args: &RepriceArgs) -> Result<()> {
+    pointsman::files::refuse_output_among_inputs(&args.out, &[&args.prices])?;
     let router = AnyRouter::load(&args.router)?;
     let prices = read_prices(&args.prices, router.models())?;
     let out = router.reprice(&prices)?;

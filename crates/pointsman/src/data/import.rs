@@ -116,8 +116,23 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
     let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
     // Per (row, model) with `Duplicates::Mean`: the records and the records with a cost so far.
     let mut counts: HashMap<(usize, usize), (f64, f64)> = HashMap::new();
+    // The optional fields named in the mapping, and whether any record has them.
+    let optional: Vec<(&str, &String)> = [
+        ("id", &mapping.id),
+        ("task", &mapping.task),
+        ("split", &mapping.split),
+        ("cost", &mapping.cost),
+        ("propensity", &mapping.propensity),
+    ]
+    .into_iter()
+    .filter_map(|(what, f)| f.as_ref().map(|f| (what, f)))
+    .collect();
+    let mut found = vec![false; optional.len()];
     let mut handle = |lineno: usize, rec: Record| -> Result<()> {
         let bad = |msg: String| Error::format_at(&display, lineno, msg);
+        for ((_, f), found) in optional.iter().zip(&mut found) {
+            *found |= rec.contains_key(f.as_str());
+        }
         let text = |field: &str| -> Result<Option<String>> {
             match rec.get(field) {
                 None | Some(Value::Null) => Ok(None),
@@ -269,30 +284,27 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
         }
         Ok(())
     };
-    let (file, _) = crate::files::open_regular(path)?;
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {
-        let mut reader = csv::Reader::from_reader(file);
-        let headers = reader
-            .headers()
-            .map_err(|e| Error::format_at(&display, 1, format!("bad csv header: {e}")))?
-            .clone();
-        for (i, rec) in reader.records().enumerate() {
-            let lineno = i + 2;
-            let rec =
-                rec.map_err(|e| Error::format_at(&display, lineno, format!("bad csv: {e}")))?;
+        super::formats::read_csv(path, |lineno, headers, rec| {
             let map: Record = headers
                 .iter()
                 .zip(rec.iter())
                 .map(|(h, v)| (h.to_string(), Value::String(v.to_string())))
                 .collect();
-            handle(lineno, map)?;
-        }
+            handle(lineno, map)
+        })?;
     } else {
+        let (file, _) = crate::files::open_regular(path)?;
         for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| Error::io(path, e))?;
+            let line = line.map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => {
+                    Error::format_at(&display, i + 1, "not UTF-8 text")
+                }
+                _ => Error::io(path, e),
+            })?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -310,6 +322,14 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
     }
     if draft.rows.is_empty() {
         return Err(Error::format(&display, "the log has no record"));
+    }
+    // A field named for a column no record has is a misspelt name: without this, the split
+    // rule, or no cost, would be used without a word.
+    if let Some(((what, f), _)) = optional.iter().zip(&found).find(|(_, &seen)| !seen) {
+        return Err(Error::format(
+            &display,
+            format!("no record has the field {f:?} named as the {what} field"),
+        ));
     }
     draft.apply_split_rule();
     Ok(draft)
@@ -558,6 +578,7 @@ mod tests {
         .unwrap();
         let with = |duplicates| LogMapping {
             cost: Some("c".into()),
+            propensity: None,
             duplicates,
             ..mapping.clone()
         };
@@ -587,5 +608,29 @@ mod tests {
             "{e}"
         );
         assert!("median".parse::<Duplicates>().is_err());
+        // A field named for a column no record has (a misspelt name) is an error, not ignored.
+        std::fs::write(&log, "{\"q\": \"x\", \"m\": \"a\", \"ok\": 1, \"p\": 1}\n").unwrap();
+        assert!(import_log(&log, &mapping, pool()).is_ok());
+        let typo = LogMapping {
+            split: Some("spilt".into()),
+            ..mapping.clone()
+        };
+        let e = import_log(&log, &typo, pool()).unwrap_err().to_string();
+        assert!(
+            e.contains("no record has the field \"spilt\" named as the split field"),
+            "{e}"
+        );
+        // A record spanning lines is named by the line it starts on; text that is not UTF-8 by
+        // its line.
+        std::fs::write(&csv, "q,m,ok,p\n\"two\nlines\",a,1,0.5\nx,zz,1,0.5\n").unwrap();
+        let e = import_log(&csv, &mapping, pool()).unwrap_err().to_string();
+        assert!(e.contains("log.csv:4:"), "{e}");
+        std::fs::write(
+            &log,
+            b"{\"q\": \"x\", \"m\": \"a\", \"ok\": 1, \"p\": 1}\n{\"q\": \"caf\xe9\"}\n",
+        )
+        .unwrap();
+        let e = import_log(&log, &mapping, pool()).unwrap_err().to_string();
+        assert!(e.contains("log.jsonl:2: not UTF-8 text"), "{e}");
     }
 }

@@ -345,6 +345,26 @@ impl Split {
         self.observed.is_none()
     }
 
+    /// The column of model `id` in a split of labelled queries for onboarding it: the model must
+    /// be among the split's models and have a score on at least one of its queries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownModel`] when the split has no such model; [`Error::MissingLabels`] when
+    /// none of its queries has the model's score (an empty split included) — onboarding from the
+    /// card alone is asked for without labelled queries, never by giving none.
+    pub fn labelled_column(&self, id: &str) -> Result<usize> {
+        let col = self.pool.column_of_added(id)?;
+        if !(0..self.len()).any(|r| self.observed(r, col)) {
+            return Err(Error::MissingLabels(format!(
+                "none of the {} labelled queries has a score of {id}: give queries it answered, \
+                 or none at all to add it from its card alone",
+                self.len()
+            )));
+        }
+        Ok(col)
+    }
+
     /// Whether model `m`'s score on query `r` is observed.
     pub fn observed(&self, r: usize, m: usize) -> bool {
         self.observed_at(r * self.pool.len() + m)
@@ -400,6 +420,45 @@ impl Split {
             self.pool.id(first % m),
             self.ids[first / m]
         )))
+    }
+
+    /// Checks that every model has a label in the split: an observed score or, where
+    /// `preferences` count, a preference judgement it takes part in. A router that learns each
+    /// model from its own labels (`router`: its kind) knows nothing of a model without any, and
+    /// would route to it on its initial guess.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingLabels`] naming the router, the first model without a label and the split.
+    pub fn require_every_model_labelled(&self, router: &str, preferences: bool) -> Result<()> {
+        let Some(mask) = &self.observed else {
+            return Ok(());
+        };
+        let m = self.pool.len();
+        let mut labelled = vec![false; m];
+        for (cell, _) in mask.iter().enumerate().filter(|(_, &o)| o) {
+            labelled[cell % m] = true;
+        }
+        if preferences {
+            for p in &self.preferences {
+                labelled[p.model_a as usize] = true;
+                labelled[p.model_b as usize] = true;
+            }
+        }
+        match labelled.iter().position(|&l| !l) {
+            None => Ok(()),
+            Some(j) => Err(Error::MissingLabels(format!(
+                "a {router} router needs a {} every model, and model {:?} has none on the {} \
+                 split (add it to a fitted router with add_model instead)",
+                if preferences {
+                    "score or a preference judgement of"
+                } else {
+                    "score of"
+                },
+                self.pool.id(j),
+                self.name
+            ))),
+        }
     }
 
     /// Score of query `r` on model `m` (NaN when unobserved).

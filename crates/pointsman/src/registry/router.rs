@@ -186,8 +186,9 @@ impl AnyRouter {
     /// `cascade`, the stack from its members' searches and out-of-fold estimates, by a warm start
     /// for the learners, from the training means for the baselines.
     ///
-    /// With partial or pairwise labels (not [`Split::is_fully_labelled`]) `knn` and `mf` are
-    /// fitted with their default configuration, without a search.
+    /// With partial or pairwise labels (not [`Split::is_fully_labelled`]) `knn`, `mf` and `irt`
+    /// are fitted with their default configuration, without a search (`irt` on observed scores
+    /// only: preferences alone do not train it).
     ///
     /// # Errors
     ///
@@ -200,7 +201,7 @@ impl AnyRouter {
         let (router, search): (AnyRouter, Option<SearchReport<RouterConfig>>) = match kind {
             // The searches score out-of-fold routing curves, which need every score: with
             // partial or pairwise labels the kind's default configuration is fitted instead.
-            RouterKind::Knn | RouterKind::Mf if partial => (
+            RouterKind::Knn | RouterKind::Mf | RouterKind::Irt if partial => (
                 AnyRouter::fit_config(&RouterConfig::default_for(kind, seed)?, train)?,
                 None,
             ),

@@ -154,6 +154,18 @@ pub fn import(
             ))),
         }
     };
+    // Options of another format are refused rather than ignored.
+    if options.mt_bench && format != ImportFormat::Routellm {
+        return Err(Error::InvalidInput(format!(
+            "import --from {format}: the MT-Bench judgements are RouteLLM's (--from routellm)"
+        )));
+    }
+    if format != ImportFormat::Log && options.mapping != LogMapping::default() {
+        return Err(Error::InvalidInput(format!(
+            "import --from {format}: the field mapping (--prompt-field, --split-field, ...) is \
+             for --from log"
+        )));
+    }
     let mut draft = match format {
         ImportFormat::Log => {
             if inputs.len() != 1 {
@@ -170,7 +182,88 @@ pub fn import(
         ImportFormat::GatewayLog => import_gateway_log(inputs, models()?)?,
     };
     draft.apply_split_rule();
+    draft.inputs = inputs
+        .iter()
+        .cloned()
+        .chain(options.models.clone())
+        .collect();
     Ok(draft)
+}
+
+/// Reads the CSV file `path` (a header line, then records), calling `each` with each record's
+/// line number (the line it starts on: quoted fields may span lines), the header and the record.
+///
+/// # Errors
+///
+/// [`Error::Format`] naming the file and line of malformed CSV; the errors of `each`.
+pub(crate) fn read_csv(
+    path: &Path,
+    mut each: impl FnMut(usize, &csv::StringRecord, &csv::StringRecord) -> Result<()>,
+) -> Result<()> {
+    let display = path.display().to_string();
+    let (file, _) = crate::files::open_regular(path)?;
+    // Lines counted from the records' byte offsets: the csv crate's own line count is off
+    // after a CRLF line ending (Python's csv module writes CRLF by default).
+    let newlines = std::rc::Rc::new(std::cell::RefCell::new(Newlines::default()));
+    let mut reader = csv::Reader::from_reader(CountNewlines {
+        inner: file,
+        offset: 0,
+        newlines: newlines.clone(),
+    });
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::format_at(&display, 1, format!("bad csv header: {e}")))?
+        .clone();
+    let line_of =
+        |pos: Option<&csv::Position>| pos.map_or(0, |p| newlines.borrow_mut().line_at(p.byte()));
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| {
+            let line = line_of(e.position());
+            Error::format_at(&display, line, format!("bad csv: {e}"))
+        })?;
+        let line = line_of(rec.position());
+        each(line, &headers, &rec)?;
+    }
+    Ok(())
+}
+
+/// The byte offsets of the newlines read so far and not yet passed.
+#[derive(Debug, Default)]
+struct Newlines {
+    ahead: std::collections::VecDeque<u64>,
+    passed: usize,
+}
+
+impl Newlines {
+    /// The line of a record that starts at byte `offset` (1-based); offsets must not decrease
+    /// between calls. After a CRLF the csv crate starts the next record at the `\n` (the `\r`
+    /// ended the last one): a newline at `offset` itself is behind the record.
+    fn line_at(&mut self, offset: u64) -> usize {
+        while self.ahead.front().is_some_and(|&n| n <= offset) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+/// A reader that notes where its newlines are.
+struct CountNewlines<R> {
+    inner: R,
+    offset: u64,
+    newlines: std::rc::Rc<std::cell::RefCell<Newlines>>,
+}
+
+impl<R: Read> Read for CountNewlines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut lines = self.newlines.borrow_mut();
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, &b)| b == b'\n') {
+            lines.ahead.push_back(self.offset + i as u64);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 fn read_text(path: &Path) -> Result<String> {

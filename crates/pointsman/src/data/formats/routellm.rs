@@ -2,29 +2,6 @@
 
 use super::*;
 
-/// Reads a CSV with a header line, calling `each(line number, header, record)`.
-pub(super) fn read_csv(
-    path: &Path,
-    mut each: impl FnMut(usize, &csv::StringRecord, &csv::StringRecord) -> Result<()>,
-) -> Result<()> {
-    let display = path.display().to_string();
-    let (file, _) = crate::files::open_regular(path)?;
-    let mut reader = csv::Reader::from_reader(file);
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::format_at(&display, 1, format!("bad csv header: {e}")))?
-        .clone();
-    for rec in reader.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            Error::format_at(&display, line, format!("bad csv: {e}"))
-        })?;
-        let line = rec.position().map_or(0, |p| p.line() as usize);
-        each(line, &headers, &rec)?;
-    }
-    Ok(())
-}
-
 pub(super) fn bool_score(v: &str) -> Option<f64> {
     match v.trim() {
         "True" | "true" | "1" | "1.0" => Some(1.0),

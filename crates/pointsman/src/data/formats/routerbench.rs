@@ -181,7 +181,15 @@ impl WideTable {
                             mtok += (crate::data::prompt_tokens_of(&r.prompt) + out) / 1e6;
                         }
                     }
-                    let price = if mtok > 0.0 { cost / mtok } else { 0.0 };
+                    if mtok == 0.0 {
+                        // No observed cost to fit a price to: a price of 0 would make the model
+                        // look free to every router.
+                        return Err(Error::InvalidInput(format!(
+                            "model {id:?} has no observed cost (no \"{id}|total_cost\" value \
+                             beside a score): give the models' prices with --models"
+                        )));
+                    }
+                    let price = cost / mtok;
                     cards.push(
                         ModelCard::new(id.clone(), price, price)
                             .with_default_output_tokens(default_out),

@@ -83,6 +83,35 @@ fn a_routerbench_table_becomes_a_dataset_with_observed_costs() {
         e.contains("bad2.csv:2:") && e.contains("outside [0, 1]"),
         "{e}"
     );
+    // Lines counted as an editor does, with CRLF endings and a quoted field over two lines.
+    let crlf = ROUTERBENCH
+        .replace("\n", "\r\n")
+        .replace("'What is 2+2?'", "'What is\r\n2+2?'")
+        .replace(",1,\"5, he has 5\"", ",7,\"5, he has 5\"");
+    let bad = write(dir.path(), "crlf.csv", &crlf);
+    let e = import(ImportFormat::Routerbench, &[bad], &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("crlf.csv:4:") && e.contains("outside [0, 1]"),
+        "{e}"
+    );
+    // Without a price list, a model without any observed cost has no price to fit.
+    let no_costs: String = ROUTERBENCH
+        .replace(",0.0003,", ",,")
+        .replace(",0.0021,", ",,")
+        .replace(",0.0010,", ",,");
+    let e = import(
+        ImportFormat::Routerbench,
+        &[write(dir.path(), "no_costs.csv", &no_costs)],
+        &ImportOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("\"gpt-4-1106-preview\" has no observed cost") && e.contains("--models"),
+        "{e}"
+    );
     // The same rows as (column, value) pairs, as the Python package passes a pickle's.
     let rows: Vec<Vec<(String, String)>> = {
         let mut reader = csv::Reader::from_path(&csv).unwrap();

@@ -43,7 +43,7 @@ impl<L: Learned> BanditRouter<L> {
         // The labels are checked before anything is built.
         let labelled = match labelled {
             Some(split) => {
-                let col = split.pool().column_of_added(&card.id)?;
+                let col = split.labelled_column(&card.id)?;
                 let batch = split.features()?;
                 batch.check_compatible(self.shared.dim, self.shared.embedding_model.as_deref())?;
                 Some((split, col, normalized_rows(&batch)))

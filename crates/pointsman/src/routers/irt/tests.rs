@@ -92,6 +92,24 @@ fn trains_on_observed_cells_only() {
         IrtRouter::fit_observed(&train, Some(&vec![false; n * m]), &config()),
         Err(crate::Error::InvalidInput(_))
     ));
+    // A split with partial labels trains through `fit` (its own mask) and through the registry;
+    // a model without a single score is refused, named.
+    let split = train.clone().with_observed(mask.clone()).unwrap();
+    assert_eq!(
+        IrtRouter::fit(&split, &config()).unwrap().params,
+        partial.params
+    );
+    let fitted = crate::AnyRouter::fit(
+        crate::RouterKind::Irt,
+        &split,
+        &crate::registry::FitOptions::default(),
+    )
+    .unwrap();
+    assert!(fitted.search.is_none());
+    let no_c: Vec<bool> = (0..n * m).map(|i| i % m != 2).collect();
+    let e = IrtRouter::fit(&train.with_observed(no_c).unwrap(), &config()).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::MissingLabels);
+    assert!(e.to_string().contains("model \"c\" has none"), "{e}");
 }
 
 #[test]

@@ -112,12 +112,14 @@ impl Model {
 }
 
 impl IrtRouter {
-    /// Trains an IRT router on every model's score on every query of `train`.
+    /// Trains an IRT router on the scores of `train`: every model's on every query, or with
+    /// partial labels the observed ones ([`IrtRouter::fit_observed`] with the split's mask).
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid config; [`Error::InvalidInput`] for an empty split or
-    /// one without embeddings; [`Error::Numeric`] if training diverges.
+    /// one without embeddings; [`Error::MissingLabels`] when a model has no score in the split;
+    /// [`Error::Numeric`] if training diverges.
     ///
     /// # Example
     ///
@@ -141,7 +143,8 @@ impl IrtRouter {
     /// # Ok::<(), pointsman::Error>(())
     /// ```
     pub fn fit(train: &Split, config: &IrtConfig) -> Result<IrtRouter> {
-        IrtRouter::fit_observed(train, None, config)
+        train.require_every_model_labelled(crate::kind::RouterKind::Irt.name(), false)?;
+        IrtRouter::fit_observed(train, train.observed_mask(), config)
     }
 
     /// Trains on the cells of `train` marked observed in `observed` (`[queries, models]`,

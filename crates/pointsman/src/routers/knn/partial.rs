@@ -103,18 +103,7 @@ impl RefLabels {
                 .flat_map(|&r| mask[r * m..(r + 1) * m].iter().copied())
                 .collect::<Vec<bool>>()
         });
-        if let Some(mask) = &observed {
-            for j in 0..m {
-                if !mask.iter().skip(j).step_by(m).any(|&o| o) {
-                    return Err(Error::MissingLabels(format!(
-                        "a knn router needs a score of every model, and model {:?} has none on \
-                         the {} split (add it to a fitted router with add_model instead)",
-                        train.pool().id(j),
-                        train.name()
-                    )));
-                }
-            }
-        }
+        train.require_every_model_labelled(crate::kind::RouterKind::Knn.name(), false)?;
         let ipw = match (config.inverse_propensity, train.propensities()) {
             (true, Some(p)) => Some(
                 order
@@ -492,7 +481,7 @@ impl KnnRouter {
         }
         let mut rows: Vec<Labelled> = Vec::new();
         if let Some(split) = labelled {
-            let col = split.pool().column_of_added(&card.id)?;
+            let col = split.labelled_column(&card.id)?;
             let batch = split.features()?;
             batch.check_compatible(self.dim, self.embedding_model.as_deref())?;
             let ms = split.pool().len();

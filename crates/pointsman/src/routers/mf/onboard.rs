@@ -74,7 +74,7 @@ impl MfRouter {
         let mut hs: Vec<f64> = Vec::new();
         let mut ys: Vec<f64> = Vec::new();
         if let Some(split) = labelled {
-            let col = split.pool().column_of_added(&card.id)?;
+            let col = split.labelled_column(&card.id)?;
             let batch = split.features()?;
             batch.check_compatible(self.dim, self.embedding_model.as_deref())?;
             let rows: Vec<usize> = (0..split.len())

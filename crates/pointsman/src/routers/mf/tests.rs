@@ -215,6 +215,14 @@ fn partial_labels_and_split_preferences_train() {
     .unwrap();
     assert_ne!(plain.params, ipw2.params);
     assert!(right(&ipw2) > 200, "{}/300", right(&ipw2));
+    // A model with no score and in no preference is refused, named.
+    let mask: Vec<bool> = (0..600 * 3).map(|c| c % 3 != 2).collect();
+    let err = MfRouter::fit(&full.clone().with_observed(mask).unwrap(), &config()).unwrap_err();
+    let id = full.pool().id(2);
+    assert!(
+        err.to_string().contains(&format!("model {id:?} has none")),
+        "{err}"
+    );
     // No score and no preference: a typed error.
     let none = full.clone().with_observed(vec![false; 600 * 3]).unwrap();
     let err = MfRouter::fit(&none, &config()).unwrap_err();
@@ -238,7 +246,14 @@ fn onboarding_and_repricing_leave_the_others_bit_for_bit() {
     let r2 = r.add_model(card.clone(), Some(&labelled)).unwrap();
     assert!(started.elapsed().as_secs_f64() < 1.0);
     let r0 = r.add_model(card.clone(), None).unwrap();
-    assert!(r2.add_model(card, None).is_err());
+    assert!(r2.add_model(card.clone(), None).is_err());
+    // Labelled queries without one score of the model added: an error, not its card alone.
+    let unlabelled = labelled
+        .clone()
+        .with_observed((0..200 * 3).map(|c| c % 3 != 2).collect())
+        .unwrap();
+    let e = r.add_model(card, Some(&unlabelled)).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::MissingLabels, "{e}");
     let test = data(300, 32);
     let batch = test.features().unwrap();
     let (e, e0, e2) = (

@@ -248,6 +248,7 @@ impl MfRouter {
     /// # Ok::<(), pointsman::Error>(())
     /// ```
     pub fn fit(train: &Split, config: &MfConfig) -> Result<MfRouter> {
+        train.require_every_model_labelled(crate::kind::RouterKind::Mf.name(), true)?;
         MfRouter::fit_with_preferences(train, None, config)
     }
 
