@@ -25,15 +25,23 @@ impl std::fmt::Debug for PyExchange {
 }
 
 impl PyExchange {
-    fn with<T>(&self, f: impl FnOnce(&Exchange) -> PyResult<T>) -> PyResult<T> {
-        let guard = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match guard.as_ref() {
-            Some(e) => f(e),
-            None => Err(PyRuntimeError::new_err("the exchange was stopped")),
-        }
+    /// Runs `f` on the exchange with the GIL released *before* its lock is taken: a thread
+    /// that holds the lock (a `sync` in progress) never waits for the GIL while another waits
+    /// for the lock with the GIL held — the deadlock of two threads calling `sync` and `stats`.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Exchange) -> pointsman::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let guard = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard.as_ref().map(f)
+        })
+        .ok_or_else(|| PyRuntimeError::new_err("the exchange was stopped"))?
+        .py()
     }
 }
 
@@ -43,7 +51,7 @@ impl PyExchange {
     /// `published_bytes`, `published_observations`, `applied`, `applied_observations`,
     /// `duplicates`, `rejected`, `dropped_observations`, `last_staleness_ms`, ...).
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let stats = self.with(|e| Ok(e.stats()))?;
+        let stats = self.with(py, |e| Ok(e.stats()))?;
         let text = serde_json::to_string(&stats)
             .map_err(|e| PyRuntimeError::new_err(format!("share stats: {e}")))?;
         Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
@@ -52,29 +60,32 @@ impl PyExchange {
     /// Runs one synchronisation now (publish this replica's increment, apply the others'),
     /// without the GIL.
     fn sync(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(|e| py.detach(|| e.sync()).py())
+        self.with(py, Exchange::sync)
     }
 
     /// Stops the background thread after a last synchronisation. Calling it twice does nothing.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        match taken {
-            Some(e) => py.detach(|| e.stop()).py(),
-            None => Ok(()),
-        }
+        // The lock is taken without the GIL, as in `with`.
+        py.detach(|| {
+            let taken = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            taken.map_or(Ok(()), Exchange::stop)
+        })
+        .py()
     }
 
     /// Whether `stop()` was called.
     #[getter]
-    fn stopped(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_none()
+    fn stopped(&self, py: Python<'_>) -> bool {
+        py.detach(|| {
+            self.inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_none()
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 """The learning routers: cold and warm start, observe, merge, replicas, saving, text."""
 
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -261,6 +263,34 @@ def test_share_through_redis(toy, tmp_path, redis_url):
         pointsman.share_through_redis(a, "not a url")
     with pytest.raises(pointsman.ConfigError):
         pointsman.share_through_redis(a, redis_url, interval_ms=0)
+
+
+def test_an_exchange_called_from_many_threads_at_once_does_not_deadlock(redis_url):
+    """sync, stats and stop from several threads at once: each takes the exchange's lock without
+    the GIL (a sync holding the lock while another thread waited for it with the GIL froze the
+    whole interpreter, so this runs in a child process with a time limit)."""
+    code = f"""
+import threading
+import numpy as np
+import pointsman
+r = pointsman.LinUcbRouter(["a", "b"], 8)
+ex = pointsman.share_through_redis(r, {redis_url!r}, interval_ms=100_000, namespace="pytest-threads")
+x = np.ones(8, np.float32)
+def work(i):
+    for j in range(30):
+        r.observe(x, j % 2, 1.0, 0.001)
+        ex.sync() if (i + j) % 2 else ex.stats()
+threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+ex.stop()
+print(r.observations, ex.stopped)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["120", "True"]
 
 
 def test_stopping_an_exchange_whose_store_is_unreachable_names_what_was_not_published(toy, tmp_path):

@@ -93,8 +93,8 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// Checks every value (rules are checked against a pool when the policy is bound to a
-    /// router).
+    /// Checks every value (the rules' model ids are checked against a pool when the policy is
+    /// bound to a router).
     ///
     /// # Errors
     ///
@@ -149,6 +149,7 @@ impl PolicyConfig {
         }
         let mut names = std::collections::HashSet::new();
         for r in &self.rules {
+            r.check()?;
             if !names.insert(r.name.as_str()) {
                 return Err(Error::Config(format!(
                     "rule name {:?} appears twice",
@@ -166,6 +167,10 @@ impl PolicyConfig {
     /// [`Error::Format`] for malformed JSON or unknown keys; the errors of
     /// [`PolicyConfig::validate`].
     pub fn from_json(text: &str, what: &str) -> Result<PolicyConfig> {
+        // serde reads a struct from a sequence too: `[]` would be an empty policy.
+        if !text.trim_start().starts_with('{') {
+            return Err(Error::format(what, "a policy is a JSON object ({...})"));
+        }
         let c: PolicyConfig =
             serde_json::from_str(text).map_err(|e| Error::format(what, e.to_string()))?;
         c.validate()?;
@@ -190,7 +195,7 @@ impl PolicyConfig {
     ///
     /// [`Error::Io`] naming the path; the errors of [`PolicyConfig::from_json`].
     pub fn load(path: &Path) -> Result<PolicyConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_regular_to_string(path)?;
         let what = path.display().to_string();
         if is_toml(path) {
             PolicyConfig::from_toml(&text, &what)

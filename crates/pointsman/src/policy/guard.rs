@@ -115,20 +115,23 @@ impl Default for GuardFit {
 
 impl GuardFit {
     fn validate(&self) -> Result<()> {
-        let ok = self.holdout > 0.0
-            && self.holdout < 1.0
-            && self.false_alarm > 0.0
-            && self.false_alarm < 1.0
-            && self.shrinkage > 0.0
-            && self.shrinkage.is_finite()
-            && self.clusters >= 2;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Config(format!(
-                "guard fit: need holdout and false_alarm in (0, 1), shrinkage > 0, clusters ≥ 2 (got {self:?})"
-            )))
+        // The first setting out of range, by name (the CLI's --holdout, --false-alarm).
+        let bad = |m: String| Err(Error::Config(format!("guard fit: {m}")));
+        for (name, v) in [("holdout", self.holdout), ("false_alarm", self.false_alarm)] {
+            if v.is_nan() || v <= 0.0 || v >= 1.0 {
+                return bad(format!("{name} {v} is not a share in (0, 1)"));
+            }
         }
+        if !self.shrinkage.is_finite() || self.shrinkage <= 0.0 {
+            return bad(format!(
+                "shrinkage {} is not a positive number",
+                self.shrinkage
+            ));
+        }
+        if self.clusters < 2 {
+            return bad(format!("clusters {} is below 2", self.clusters));
+        }
+        Ok(())
     }
 }
 
@@ -162,7 +165,8 @@ impl EmbeddingGuard {
     /// # Errors
     ///
     /// [`Error::Config`] for bad settings; [`Error::InvalidInput`] for a split too small to
-    /// fit on (fewer than 20 queries) or whose covariance is singular after shrinkage.
+    /// fit on (fewer than 20 queries), whose embeddings hardly vary, or whose covariance is
+    /// singular after shrinkage.
     pub fn fit(train: &Split, fit: &GuardFit) -> Result<EmbeddingGuard> {
         let tasks: Vec<Option<String>> = train.tasks().to_vec();
         EmbeddingGuard::fit_rows(
@@ -320,6 +324,30 @@ impl EmbeddingGuard {
             means[k * dim..(k + 1) * dim].to_vec()
         });
         let background_cov = cov(&|_| mean0.clone());
+        // Rows that (nearly) do not vary leave only the ridge's floor: the whitened scores are
+        // rounding noise, and a guard made of them let every query through.
+        let mean_sq = |centre: &[f64]| {
+            fit_rows
+                .chunks_exact(dim)
+                .map(|r| {
+                    r.iter()
+                        .zip(centre)
+                        .map(|(&x, &m)| (f64::from(x) - m).powi(2))
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / nf as f64
+        };
+        let spread = mean_sq(&mean0);
+        // (NaN spreads fail the comparison: refused too.)
+        let varied = spread > 1e-9 * mean_sq(&vec![0.0; dim]);
+        if !varied {
+            return Err(Error::InvalidInput(format!(
+                "the guard's {nf} fitting queries hardly differ (their embeddings' total \
+                 variance is {spread:.3e}): no threshold could tell a query out of distribution; \
+                 fit the guard on varied queries"
+            )));
+        }
         let w_class = cholesky_whitener(&class_cov, dim)?;
         let w_background = cholesky_whitener(&background_cov, dim)?;
         let whiten64 = |w: &[f64], x: &[f64]| -> Vec<f32> {
@@ -588,7 +616,7 @@ impl EmbeddingGuard {
     ///
     /// [`Error::Io`] naming the path; the errors of [`EmbeddingGuard::from_bytes`].
     pub fn load(path: &Path) -> Result<EmbeddingGuard> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_regular(path)?;
         EmbeddingGuard::from_bytes(&bytes, &path.display().to_string())
     }
 
@@ -711,6 +739,10 @@ mod tests {
         let back = EmbeddingGuard::from_bytes(&g.to_bytes().unwrap(), "g").unwrap();
         assert_eq!(back, g);
         assert!(g.score(&[1.0; 3]).is_err());
+        // Rows that do not vary cannot make a guard (it had passed every query).
+        let same: Vec<f32> = data[..8].repeat(200);
+        let e = EmbeddingGuard::fit_rows(&same, 8, None, None, &GuardFit::default()).unwrap_err();
+        assert!(e.to_string().contains("hardly differ"), "{e}");
         // Without labels, clusters.
         let g2 = EmbeddingGuard::fit_rows(&data, 8, None, None, &GuardFit::default()).unwrap();
         assert!(g2.classes()[0].starts_with("cluster"));

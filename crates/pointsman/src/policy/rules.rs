@@ -45,20 +45,40 @@ pub struct Condition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_prompt_tokens: Option<f64>,
     /// The text contains one of these (case-insensitive). Needs the text.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
     pub keywords: Vec<String>,
     /// The text matches one of these regular expressions. Needs the text.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
     pub regex: Vec<String>,
     /// The request's task tag is one of these.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
     pub task: Vec<String>,
     /// The request's tenant is one of these.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
     pub tenant: Vec<String>,
     /// The request's metadata has each of these keys with the value given.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[serde(
+        skip_serializing_if = "std::collections::BTreeMap::is_empty",
+        deserialize_with = "non_empty"
+    )]
     pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// A condition's list or table as written, refused when empty: "one of none" would match no
+/// request, and a leftover `tenant = []` read as "unset" would apply its rule to every request.
+fn non_empty<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + IntoIterator + Clone,
+{
+    let value = T::deserialize(d)?;
+    if value.clone().into_iter().next().is_none() {
+        return Err(serde::de::Error::custom(
+            "an empty list or table in a rule's condition would match no request: leave the \
+             condition out, or name what it matches",
+        ));
+    }
+    Ok(value)
 }
 
 /// What a matching [`Rule`] does; several fields may be set at once.
@@ -104,19 +124,68 @@ pub(crate) struct CompiledRule {
 }
 
 impl Rule {
-    /// Checks the rule and compiles it against `pool`.
-    pub(crate) fn compile(&self, pool: &ModelPool) -> Result<CompiledRule> {
+    /// Checks what the rule says without a pool (its model ids are checked when the policy is
+    /// bound to a router): its name, numbers, keywords and regular expressions.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the rule and what is wrong.
+    pub fn check(&self) -> Result<()> {
+        self.checked_regex().map(|_| ())
+    }
+
+    /// [`Rule::check`], returning the compiled regular expressions.
+    fn checked_regex(&self) -> Result<Option<regex::RegexSet>> {
         let bad = |m: String| Error::Config(format!("rule {:?}: {m}", self.name));
         if self.name.trim().is_empty() {
             return Err(Error::Config("a rule needs a name".into()));
         }
+        if self.then.allow.as_ref().is_some_and(Vec::is_empty) {
+            return Err(bad("allow is empty".into()));
+        }
+        if let Some(w) = self.then.cost_weight {
+            if !w.is_finite() || w < 0.0 {
+                return Err(bad(format!("cost_weight {w} is not a non-negative number")));
+            }
+        }
+        for (field, v) in [
+            ("min_prompt_tokens", self.when.min_prompt_tokens),
+            ("max_prompt_tokens", self.when.max_prompt_tokens),
+        ] {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(bad(format!("{field} is not a non-negative number")));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.when.min_prompt_tokens, self.when.max_prompt_tokens) {
+            if min > max {
+                return Err(bad(format!(
+                    "min_prompt_tokens {min} is above max_prompt_tokens {max}: no prompt matches"
+                )));
+            }
+        }
+        if self.when.keywords.iter().any(|k| k.is_empty()) {
+            return Err(bad(
+                "keywords holds an empty string, which every text contains".into(),
+            ));
+        }
+        if self.when.regex.is_empty() {
+            return Ok(None);
+        }
+        regex::RegexSet::new(&self.when.regex)
+            .map(Some)
+            .map_err(|e| bad(format!("bad regular expression: {e}")))
+    }
+
+    /// Checks the rule and compiles it against `pool`.
+    pub(crate) fn compile(&self, pool: &ModelPool) -> Result<CompiledRule> {
+        let regex = self.checked_regex()?;
+        let bad = |m: String| Error::Config(format!("rule {:?}: {m}", self.name));
         let index = |id: &String, field: &str| {
             pool.index_of(id)
                 .map_err(|_| bad(format!("{field} names {id:?}, which is not in the pool")))
         };
         let allow = match &self.then.allow {
             None => None,
-            Some(ids) if ids.is_empty() => return Err(bad("allow is empty".into())),
             Some(ids) => Some(
                 ids.iter()
                     .map(|id| index(id, "allow"))
@@ -135,27 +204,6 @@ impl Rule {
             .as_ref()
             .map(|id| index(id, "force"))
             .transpose()?;
-        if let Some(w) = self.then.cost_weight {
-            if !w.is_finite() || w < 0.0 {
-                return Err(bad(format!("cost_weight {w} is not a non-negative number")));
-            }
-        }
-        for (field, v) in [
-            ("min_prompt_tokens", self.when.min_prompt_tokens),
-            ("max_prompt_tokens", self.when.max_prompt_tokens),
-        ] {
-            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
-                return Err(bad(format!("{field} is not a non-negative number")));
-            }
-        }
-        let regex = if self.when.regex.is_empty() {
-            None
-        } else {
-            Some(
-                regex::RegexSet::new(&self.when.regex)
-                    .map_err(|e| bad(format!("bad regular expression: {e}")))?,
-            )
-        };
         Ok(CompiledRule {
             name: self.name.clone(),
             keywords: self
@@ -320,5 +368,35 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("force names \"zz\""), "{e}");
         assert!(serde_json::from_str::<Rule>(r#"{"name": "x", "whn": {}}"#).is_err());
+        // An empty list or table in a condition is refused, not read as "unset" (which made the
+        // rule apply to every request).
+        for when in [
+            r#"{"tenant": []}"#,
+            r#"{"task": []}"#,
+            r#"{"keywords": []}"#,
+            r#"{"regex": []}"#,
+            r#"{"metadata": {}}"#,
+        ] {
+            let text = format!(r#"{{"name": "x", "when": {when}, "then": {{"exclude": ["a"]}}}}"#);
+            let e = serde_json::from_str::<Rule>(&text).unwrap_err();
+            assert!(
+                e.to_string().contains("would match no request"),
+                "{when}: {e}"
+            );
+        }
+        // Checked without a pool: an empty keyword, bounds no prompt meets, a bad expression.
+        let rule = |when: &str| {
+            serde_json::from_str::<Rule>(&format!(r#"{{"name": "x", "when": {when}}}"#))
+                .unwrap()
+                .check()
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(rule(r#"{"keywords": ["py", ""]}"#).contains("every text contains"));
+        assert!(
+            rule(r#"{"min_prompt_tokens": 100, "max_prompt_tokens": 10}"#)
+                .contains("min_prompt_tokens 100 is above max_prompt_tokens 10")
+        );
+        assert!(rule(r#"{"regex": ["("]}"#).contains("bad regular expression"));
     }
 }

@@ -125,6 +125,56 @@ pub struct Hold {
 /// Per-key counters: buckets in increasing order.
 type Buckets = VecDeque<(i64, f64, u64)>;
 
+/// When the rolling-window keys of a [`MemoryState`] fall out of their windows: a key written
+/// once (a tenant or user seen once) is otherwise never written again, so its buckets were never
+/// dropped and a service with per-user budgets kept every user it ever saw.
+#[derive(Debug, Default)]
+struct Expiry {
+    /// Key → Unix seconds after which none of its buckets is in its window any more.
+    stale_at: HashMap<String, f64>,
+    /// Keys held after the last sweep: the next sweep waits until they have doubled, so that
+    /// sweeping costs O(1) per addition on average.
+    swept_len: usize,
+}
+
+impl Expiry {
+    /// Records `key`'s last write (bucket `bucket` of a window starting at `keep_from`) and, when
+    /// the keys have doubled since the last sweep, removes those past their windows.
+    fn touch(
+        &mut self,
+        spend: &mut HashMap<String, Buckets>,
+        key: &str,
+        (bucket, keep_from): (i64, i64),
+        now: f64,
+    ) {
+        if keep_from == i64::MIN {
+            return; // A total: kept for good.
+        }
+        // As the shared state's counters' time-to-live: bucket numbers count bucket widths
+        // since the Unix epoch, so a width is the clock over the bucket number; kept at least an
+        // hour after the last write whatever the estimate.
+        let width = if bucket > 0 { now / bucket as f64 } else { 0.0 };
+        let buckets = (bucket - keep_from + 2).max(1) as f64;
+        let stale_at = now + (buckets * width).max(3600.0);
+        match self.stale_at.get_mut(key) {
+            Some(t) => *t = stale_at,
+            None => {
+                self.stale_at.insert(key.to_string(), stale_at);
+            }
+        }
+        if spend.len() > (2 * self.swept_len).max(1024) {
+            self.stale_at.retain(|k, t| {
+                let keep = *t > now;
+                if !keep {
+                    spend.remove(k);
+                }
+                keep
+            });
+            self.swept_len = spend.len();
+        }
+    }
+}
+
 /// Session ids are kept once, shared by the map and the use order (one allocation for a new
 /// session, none for a known one).
 #[derive(Debug, Default)]
@@ -152,6 +202,7 @@ struct Sessions {
 #[derive(Debug)]
 pub struct MemoryState {
     spend: Mutex<HashMap<String, Buckets>>,
+    expiry: Mutex<Expiry>,
     sessions: Mutex<Sessions>,
     session_capacity: usize,
 }
@@ -177,6 +228,7 @@ impl MemoryState {
     pub fn new(session_capacity: usize) -> MemoryState {
         MemoryState {
             spend: Mutex::new(HashMap::new()),
+            expiry: Mutex::new(Expiry::default()),
             sessions: Mutex::new(Sessions::default()),
             session_capacity: session_capacity.max(1),
         }
@@ -270,7 +322,7 @@ impl MemoryState {
     ///
     /// [`Error::Io`] naming the path; the errors of [`MemoryState::from_json`].
     pub fn load(path: &Path) -> Result<MemoryState> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_regular_to_string(path)?;
         MemoryState::from_json(&text, &path.display().to_string())
     }
 }
@@ -281,14 +333,38 @@ impl Default for MemoryState {
     }
 }
 
-impl PolicyState for MemoryState {
-    fn add(&self, key: &str, bucket: i64, usd: f64, requests: u64, keep_from: i64) {
+impl MemoryState {
+    /// [`PolicyState::add`] at `now` (Unix seconds).
+    fn add_at(
+        &self,
+        key: &str,
+        (bucket, keep_from): (i64, i64),
+        usd: f64,
+        requests: u64,
+        now: f64,
+    ) {
         let mut spend = self.spend.lock().expect("state lock");
         let buckets = match spend.get_mut(key) {
             Some(b) => b,
             None => spend.entry(key.to_string()).or_default(),
         };
         add_to(buckets, bucket, usd, requests, keep_from);
+        self.expiry
+            .lock()
+            .expect("state lock")
+            .touch(&mut spend, key, (bucket, keep_from), now);
+    }
+}
+
+impl PolicyState for MemoryState {
+    fn add(&self, key: &str, bucket: i64, usd: f64, requests: u64, keep_from: i64) {
+        self.add_at(
+            key,
+            (bucket, keep_from),
+            usd,
+            requests,
+            super::now_seconds(),
+        );
     }
 
     fn totals(&self, key: &str, from: i64) -> Totals {
@@ -326,6 +402,12 @@ impl PolicyState for MemoryState {
         }
         let buckets = spend.entry(key.to_string()).or_default();
         add_to(buckets, bucket, usd, 0, keep_from);
+        self.expiry.lock().expect("state lock").touch(
+            &mut spend,
+            key,
+            (bucket, keep_from),
+            super::now_seconds(),
+        );
         Ok(true)
     }
 
@@ -402,6 +484,33 @@ mod tests {
         // Buckets before keep_from are dropped.
         s.add("k", 10, 0.0, 0, 6);
         assert_eq!(s.totals("k", 0).spent, 4.0);
+    }
+
+    #[test]
+    fn rolling_keys_past_their_windows_are_forgotten() {
+        let state = MemoryState::new(10);
+        let t0 = 1.8e9;
+        // 10 buckets of 60 s: bucket numbers count minutes since the epoch.
+        let at = |t: f64| {
+            let b = (t / 60.0) as i64;
+            (b, b - 9)
+        };
+        for i in 0..2000 {
+            state.add_at(&format!("user:{i}"), at(t0), 0.01, 1, t0);
+        }
+        // Totals are kept for good.
+        state.add("tenant:acme", 0, 1.0, 1, i64::MIN);
+        let t1 = t0 + 7200.0;
+        for i in 0..3000 {
+            state.add_at(&format!("late:{i}"), at(t1), 0.01, 1, t1);
+        }
+        let spend = state.spend.lock().unwrap();
+        assert!(
+            !spend.contains_key("user:0"),
+            "a key past its window is dropped"
+        );
+        assert!(spend.len() < 3100, "{}", spend.len());
+        assert!(spend.contains_key("late:0") && spend.contains_key("tenant:acme"));
     }
 
     #[test]

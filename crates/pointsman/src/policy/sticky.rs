@@ -44,8 +44,13 @@ impl StickyConfig {
                 self.margin
             ));
         }
-        if self.ttl_seconds.is_nan() || self.ttl_seconds <= 0.0 {
-            return bad(format!("ttl_seconds {} is not positive", self.ttl_seconds));
+        // Finite: a policy saved as JSON (which has no infinity) must load back.
+        if !self.ttl_seconds.is_finite() || self.ttl_seconds <= 0.0 {
+            return bad(format!(
+                "ttl_seconds {} is not a positive number of seconds (for sessions that never \
+                 expire, a large one: 1e9)",
+                self.ttl_seconds
+            ));
         }
         if self.capacity == 0 {
             return bad("capacity must be at least 1".into());

@@ -228,6 +228,32 @@ fn guard_on_the_router_signal_refuses_or_falls_back() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("outside [0, 1]"), "{e}");
+    // A rule's expression is checked when the policy is read, before any router is bound.
+    let e = PolicyConfig::from_json(
+        r#"{"rules": [{"name": "r", "when": {"regex": ["("]}}]}"#,
+        "t",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("bad regular expression"), "{e}");
+    // A policy file is read only when it is a regular file: a FIFO without a writer hung.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("policy.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let e = PolicyConfig::load(&fifo).unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    // A JSON array is not a policy (serde would have read one as the struct's fields).
+    for text in ["[]", "[1, 0.5]", " 7"] {
+        let e = PolicyConfig::from_json(text, "t").unwrap_err();
+        assert!(
+            e.to_string().contains("a policy is a JSON object"),
+            "{text}: {e}"
+        );
+    }
+    // An infinite ttl has no JSON form: refused, so that a saved policy always loads back.
+    let e = PolicyConfig::from_toml("[sticky]\nttl_seconds = inf\n", "t").unwrap_err();
+    assert!(e.to_string().contains("ttl_seconds inf"), "{e}");
     // A negative expected answer length would make a slow model look fast.
     let e = refuse
         .route(&Request::new(&q(0.1)).with_expected_output_tokens(-1e7))

@@ -22,8 +22,10 @@ pub struct ShareConfig {
     /// The namespace of the shared router's keys (one per router; replicas of one router use
     /// the same). Empty: `<kind>-<fingerprint>`.
     pub namespace: String,
-    /// This replica's name, unique among every replica that ever shared the namespace
-    /// (a restarted process is a new replica). Empty: `<host>-<pid>-<random>`.
+    /// This replica's name (in logs and in the store's entries). Each replica made with it
+    /// adds a random part, `<name>-<random>`: a restarted process (a StatefulSet pod with a
+    /// stable name) or two processes given one name are different replicas, whose increments
+    /// never pass for each other's. Empty: `<host>-<pid>-<random>`.
     pub replica: String,
     /// Milliseconds between two synchronisations of the background exchange.
     pub interval_ms: u64,
@@ -172,9 +174,14 @@ impl Replica {
         if config.namespace.is_empty() {
             config.namespace = format!("{}-{}", learner.kind(), fingerprint_hex(fingerprint));
         }
-        if config.replica.is_empty() {
-            config.replica = default_replica_name();
-        }
+        // Increments are numbered per replica from 1: a name used again (by a restarted
+        // process, or by two at once) would number its increments from 1 again, and the other
+        // replicas would drop them as repeats of the earlier life's. Each life has its own id.
+        config.replica = if config.replica.is_empty() {
+            default_replica_name()
+        } else {
+            format!("{}-{}", config.replica, life_suffix())
+        };
         let keys = Keys::new(&config.namespace)?;
         Ok(Replica {
             learner: learner.clone(),
@@ -215,15 +222,32 @@ impl Replica {
         s
     }
 
-    /// Per replica, the last increment this replica's state holds.
+    /// This replica's id in the store's entries: its name and a random part
+    /// ([`ShareConfig::replica`]).
+    pub fn id(&self) -> &str {
+        &self.config.replica
+    }
+
+    /// Per replica id, the last increment this replica's state holds.
     pub fn clock(&self) -> &BTreeMap<String, u64> {
         &self.clock
     }
 
-    /// Per replica, its observations this replica's state holds (this replica's own included,
-    /// through its last increment).
+    /// Per replica id, its observations this replica's state holds (this replica's own
+    /// included, through its last increment).
     pub fn totals(&self) -> &BTreeMap<String, u64> {
         &self.totals
+    }
+
+    /// The observations this replica's state holds from every replica that was given the name
+    /// `name` (every life of a restarted process, say): what a process taking over a shard under
+    /// that name resumes after.
+    pub fn totals_of_name(&self, name: &str) -> u64 {
+        self.totals
+            .iter()
+            .filter(|(id, _)| is_life_of(id, name))
+            .map(|(_, &n)| n)
+            .sum()
     }
 
     /// Whether this replica has joined the namespace (synchronised once).
@@ -600,17 +624,32 @@ pub(super) fn default_replica_name() -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    // The random part tells apart processes that reuse a pid (a restarted container); the
-    // count tells apart the replicas of one process, which the random part alone (a mix of the
-    // clock and a counter) did not always do: two made at once could draw the same name, and
-    // then their increment ids (`<name>-<n>`) collide and one's counts as the other's retry.
+    format!("{host}-{}-{}", std::process::id(), life_suffix())
+}
+
+/// Whether `id` is `<name>-<random>-<n>` (a replica made with `name`).
+fn is_life_of(id: &str, name: &str) -> bool {
+    let Some(rest) = id.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let Some((random, n)) = rest.split_once('-') else {
+        return false;
+    };
+    random.len() == 8
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `<random>-<n>`: what makes one replica's id unique. The random part tells apart processes
+/// that reuse a pid or a name (a restarted container); the count tells apart the replicas of
+/// one process, which the random part alone (a mix of the clock and a counter) did not always
+/// do: two made at once could draw the same id, and then their increment ids (`<id>-<n>`)
+/// collide and one's counts as the other's retry.
+fn life_suffix() -> String {
     static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(
-        "{host}-{}-{:08x}-{n}",
-        std::process::id(),
-        rand_u64() as u32
-    )
+    format!("{:08x}-{n}", rand_u64() as u32)
 }
 
 /// A random 64-bit number from the clock, the process id and a counter, mixed.

@@ -181,6 +181,54 @@ fn replicas_converge_to_one_learner() {
 
 /// Entries delivered twice count once; corrupt and foreign entries are rejected, counted and
 /// never applied.
+/// A name used again — a restarted process with a stable name, or two processes given one name
+/// — loses nothing: each life is its own replica (before, the second life numbered its
+/// increments from 1 again and the others dropped them as repeats).
+#[test]
+fn a_name_used_again_loses_no_update() {
+    let base = learners().remove(0);
+    let store = MemoryStore::new("test").unwrap();
+    let mut st = store.clone();
+    let (one, two, three) = (base.snapshot(), base.snapshot(), base.snapshot());
+    let mut a = Replica::new(&one, config("web-1")).unwrap();
+    let mut b = Replica::new(&two, config("b")).unwrap();
+    let s = stream(30, 7);
+    for x in &s[..10] {
+        observe(&one, x);
+    }
+    a.sync(&mut st).unwrap();
+    b.sync(&mut st).unwrap();
+    a.sync(&mut st).unwrap();
+    drop(a);
+    // web-1 restarts under its name, and a second process takes the name at the same time.
+    let again = base.snapshot();
+    let mut a2 = Replica::new(&again, config("web-1")).unwrap();
+    let mut c = Replica::new(&three, config("web-1")).unwrap();
+    a2.sync(&mut st).unwrap();
+    c.sync(&mut st).unwrap();
+    for x in &s[10..20] {
+        observe(&again, x);
+    }
+    for x in &s[20..] {
+        observe(&three, x);
+    }
+    for _ in 0..3 {
+        for r in [&mut a2, &mut b, &mut c] {
+            r.sync(&mut st).unwrap();
+        }
+    }
+    for l in [&again, &two, &three] {
+        assert_eq!(l.observations(), 30, "{}", l.kind());
+    }
+    // Three lives of web-1 (the first, its restart, the second process), found by their name.
+    assert_eq!(b.totals_of_name("web-1"), 30);
+    assert_eq!(b.totals_of_name("web"), 0);
+    assert!(a2.id().starts_with("web-1-") && a2.id() != c.id());
+    let probe: Vec<Vec<f32>> = stream(10, 5).into_iter().map(|s| s.0).collect();
+    assert_same(&again, &two, &probe);
+    assert_same(&three, &two, &probe);
+}
+
 #[test]
 fn duplicates_count_once_and_bad_entries_never_apply() {
     let base = learners().remove(0);

@@ -208,7 +208,7 @@ fn share_replica_child() {
         for _ in 0..3 {
             replica.sync(&mut store).unwrap();
         }
-        start = replica.totals().get(earlier).copied().unwrap_or(0) as usize;
+        start = replica.totals_of_name(earlier) as usize;
         eprintln!(
             "{}: resumes after {start} observations of {earlier}",
             job.replica
