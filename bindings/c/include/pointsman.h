@@ -362,7 +362,8 @@ typedef struct pm_decision {
    */
   double cost;
   /**
-   * Its utility: `quality - cost_weight * cost`.
+   * Its utility: `score - cost_weight * cost`, the score being the expected quality or, for an
+   * exploring learner, the value its choice used (an optimistic bound, a posterior draw).
    */
   double utility;
 } pm_decision;

@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "pointsman.h"
@@ -48,6 +49,21 @@ class Error : public std::runtime_error {
 
  private:
   pm_status status_;
+};
+
+/// A policy's refusal (PM_STATUS_OUT_OF_DISTRIBUTION, PM_STATUS_BUDGET_EXHAUSTED,
+/// PM_STATUS_NO_MODEL_FITS, ...) with the audit of the decision it refused (one line of JSON),
+/// thrown by Policy::route when the policy wrote one. Catch it as an Error as well.
+class PolicyRefusal : public Error {
+ public:
+  PolicyRefusal(const Error &error, std::string audit_json)
+      : Error(error), audit_json_(std::move(audit_json)) {}
+
+  /// The refused decision's audit.
+  const std::string &audit_json() const noexcept { return audit_json_; }
+
+ private:
+  std::string audit_json_;
 };
 
 /// A routing decision: the chosen model's index and its expected quality, cost and utility.
@@ -256,7 +272,7 @@ class CascadeSession {
   }
 
   /// Ends the session early: the best answer so far is used. Throws Error
-  /// (PM_STATUS_INVALID_ARGUMENT) when no answer has been observed yet.
+  /// (PM_STATUS_SESSION_RUNNING) when no answer has been observed yet.
   void stop() {
     detail::ErrorSlot err;
     err.check(pm_cascade_stop(ptr_.get(), err.out()));
@@ -380,7 +396,9 @@ class Router {
   /// decision first, then the other allowed models by utility.
   std::vector<Decision> rank(const float *features, std::size_t dim,
                              const RankOptions &options) const {
-    std::size_t room = options.top != 0 ? options.top : num_models();
+    // Never more room than models: `top` may come from a request (the gateway example).
+    const std::size_t models = num_models();
+    const std::size_t room = options.top != 0 && options.top < models ? options.top : models;
     std::vector<Decision> ranked(room == 0 ? 1 : room);
     std::size_t count = 0;
     detail::ErrorSlot err;
@@ -416,7 +434,9 @@ class Router {
   /// estimated from the text).
   std::vector<Decision> rank_text(const Embedder &embedder, const std::string &text,
                                   const RankOptions &options) const {
-    std::size_t room = options.top != 0 ? options.top : num_models();
+    // Never more room than models: `top` may come from a request (the gateway example).
+    const std::size_t models = num_models();
+    const std::size_t room = options.top != 0 && options.top < models ? options.top : models;
     std::vector<Decision> ranked(room == 0 ? 1 : room);
     std::size_t count = 0;
     detail::ErrorSlot err;
@@ -613,10 +633,12 @@ class Policy {
   /// Takes ownership of a policy from the C API.
   explicit Policy(pm_policy *raw) noexcept : ptr_(raw) {}
 
-  /// Routes one query; throws Error, with the refusals PM_STATUS_OUT_OF_DISTRIBUTION,
-  /// PM_STATUS_BUDGET_EXHAUSTED and PM_STATUS_NO_MODEL_FITS.
+  /// Routes one query; throws Error, and for the refusals PM_STATUS_OUT_OF_DISTRIBUTION,
+  /// PM_STATUS_BUDGET_EXHAUSTED and PM_STATUS_NO_MODEL_FITS a PolicyRefusal carrying the audit.
+  /// A moved-from `episode` throws PM_STATUS_NULL_ARGUMENT (it is not "no episode").
   PolicyDecision route(const std::vector<float> &features, const PolicyRequest &req = {},
                        const Episode *episode = nullptr) const {
+    check_episode(episode);
     PolicyDecision out{};
     pm_policy_audit *audit = nullptr;
     detail::ErrorSlot err;
@@ -629,21 +651,32 @@ class Policy {
       out.audit_json = pm_policy_audit_json(audit);
       pm_policy_audit_free(audit);
     }
-    err.check(status);
+    try {
+      err.check(status);
+    } catch (const Error &e) {
+      if (out.audit_json.empty()) throw;
+      throw PolicyRefusal(e, out.audit_json);
+    }
     return out;
   }
 
   /// Charges `cost_usd` (the call's actual cost) to the request's budgets and records `model`
-  /// as its session's model.
+  /// as its session's model; an empty `model` records the cost alone (C's NULL).
   void record(const std::string &model, double cost_usd, const PolicyRequest &req = {},
               const Episode *episode = nullptr) const {
+    check_episode(episode);
     detail::ErrorSlot err;
-    err.check(pm_policy_record(ptr_.get(), model.c_str(), cost_usd, c_str(req.tenant),
-                               c_str(req.user), c_str(req.session),
+    err.check(pm_policy_record(ptr_.get(), model.empty() ? nullptr : model.c_str(), cost_usd,
+                               c_str(req.tenant), c_str(req.user), c_str(req.session),
                                episode != nullptr ? episode->capi() : nullptr, err.out()));
   }
 
  private:
+  static void check_episode(const Episode *episode) {
+    if (episode != nullptr && episode->capi() == nullptr) {
+      throw Error(PM_STATUS_NULL_ARGUMENT, "episode: a moved-from Episode");
+    }
+  }
   static const char *c_str(const std::optional<std::string> &s) noexcept {
     return s ? s->c_str() : nullptr;
   }

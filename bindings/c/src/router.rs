@@ -181,7 +181,8 @@ pub struct pm_decision {
     pub quality: f64,
     /// Its expected cost in USD.
     pub cost: f64,
-    /// Its utility: `quality - cost_weight * cost`.
+    /// Its utility: `score - cost_weight * cost`, the score being the expected quality or, for an
+    /// exploring learner, the value its choice used (an optimistic bound, a posterior draw).
     pub utility: f64,
 }
 

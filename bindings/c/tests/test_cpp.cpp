@@ -152,6 +152,10 @@ void test_happy_path(const pointsman::Router &router, const Fixture &f) {
   // Every model ranked when `top` is 0; only the allowed ones with a mask.
   std::vector<float> x(f.features.begin(), f.features.begin() + f.dim);
   CHECK(router.rank(x, pointsman::RankOptions{}).size() == 9);
+  // A `top` far above the number of models (from a request, say) allocates no more room.
+  pointsman::RankOptions huge;
+  huge.top = std::size_t(1) << 60;
+  CHECK(router.rank(x, huge).size() == 9);
   pointsman::RankOptions only;
   only.allowed.assign(9, 0);
   only.allowed[2] = only.allowed[6] = 1;
@@ -531,9 +535,25 @@ void test_policy(const pointsman::Router &router, const Fixture &f) {
   CHECK(d.audit_json.find("\"rules\":[\"free-tier\"]") != std::string::npos);
   policy.record(first, 1e-3, req);
   EXPECT_ERROR(policy.route(x, req), PM_STATUS_BUDGET_EXHAUSTED);
-  const pointsman::Episode episode("run-1", 1.0, 3);
+  // The refusal carries its audit.
+  bool refused = false;
+  try {
+    policy.route(x, req);
+  } catch (const pointsman::PolicyRefusal &e) {
+    refused = e.status() == PM_STATUS_BUDGET_EXHAUSTED &&
+              e.audit_json().find("tenant:free") != std::string::npos;
+  }
+  CHECK(refused);
+  // A cost without a model (an empty id: C's NULL).
+  policy.record("", 1e-4, req);
+  pointsman::Episode episode("run-1", 1.0, 3);
   const pointsman::PolicyDecision step = policy.route(x, {}, &episode);
   CHECK(step.audit_json.find("episode:run-1") != std::string::npos);
+  // A moved-from episode is an error, never "no episode" (which would skip its budget).
+  const pointsman::Episode moved = std::move(episode);
+  EXPECT_ERROR(policy.route(x, {}, &episode), PM_STATUS_NULL_ARGUMENT);
+  EXPECT_ERROR(policy.record(first, 1e-4, {}, &episode), PM_STATUS_NULL_ARGUMENT);
+  CHECK(policy.route(x, {}, &moved).audit_json.find("episode:run-1") != std::string::npos);
   EXPECT_ERROR(pointsman::Episode("", 1.0, 3), PM_STATUS_CONFIG);
 }
 

@@ -100,6 +100,18 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     if names.is_empty() {
         bail!("--routers names no router");
     }
+    if args.points < 2 {
+        bail!(
+            "--points {} is too few: a sweep needs at least 2 cost weights (its two ends)",
+            args.points
+        );
+    }
+    if args.policy.is_some() && args.decisions {
+        bail!(
+            "--decisions writes the cost-weight sweep's decisions; with --policy there is no \
+             sweep, and every decision (with its audit) is in policy.jsonl"
+        );
+    }
     // Refuse a bad --judge-noise before any work, whichever routers are named.
     eval::cascade::SimulatedJudge::new(args.judge_noise, args.seed)?;
     let mut ds = load(&args.data, progress)?;
@@ -216,8 +228,7 @@ fn write_report(report: &Report, out: &Path, command: &str) -> Result<()> {
 /// `pointsman report`.
 pub fn report(args: &ReportArgs) -> Result<()> {
     let ds = Dataset::load(&args.data)?;
-    let file = std::fs::File::open(&args.decisions)
-        .with_context(|| format!("opening {}", args.decisions.display()))?;
+    let (file, _) = pointsman::files::open_regular(&args.decisions)?;
     let mut lines = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", args.decisions.display()))?;

@@ -134,21 +134,33 @@ pub fn route(args: &RouteArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut routed, mut failed) = (0usize, Vec::new());
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = line.map_err(|e| {
+    // Lines as bytes: one that is not UTF-8 is a bad line like any other, not the end of input.
+    for (i, line) in stdin.lock().split(b'\n').enumerate() {
+        let mut line = line.map_err(|e| {
             pointsman::Error::format_at("stdin", i + 1, format!("cannot read: {e}"))
         })?;
-        if line.trim().is_empty() {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let line = String::from_utf8(line);
+        if line.as_deref().is_ok_and(|l| l.trim().is_empty()) {
             continue;
         }
-        let (id, routed_line) = match serde_json::from_str::<Query>(&line) {
-            Ok(q) => (
+        let (id, routed_line) = match line.as_deref().map(serde_json::from_str::<Query>) {
+            Err(e) => (
+                None,
+                Err(LineError::Bad(format!(
+                    "not UTF-8 text (byte {} is not)",
+                    e.utf8_error().valid_up_to() + 1
+                ))),
+            ),
+            Ok(Ok(q)) => (
                 q.id.clone(),
                 route_query(args, &*router, policy.as_ref(), &objective, &mut embedder, q),
             ),
             // The line did not parse as a query; its id, when it is a JSON object with one,
             // still goes on the error record.
-            Err(e) => (serde_json::from_str::<Value>(&line).ok().and_then(|v| v.get("id").cloned()), Err(LineError::Bad(format!(
+            Ok(Err(e)) => (serde_json::from_str::<Value>(line.as_deref().unwrap_or_default()).ok().and_then(|v| v.get("id").cloned()), Err(LineError::Bad(format!(
                 "expected {{\"text\": \"...\"}} or {{\"embedding\": [...]}}, with \"prompt_tokens\"?, \"task\"?, \"id\"? (and with --policy \"tenant\"?, \"user\"?, \"session\"?, \"needs\"?, \"metadata\"?, \"expected_output_tokens\"?): {e}"
             )))),
         };

@@ -327,6 +327,38 @@ fn bad_input_gives_one_clear_line() {
     ]));
     assert!(line.contains("d.jsonl:1: malformed decision"), "{line}");
     assert!(!out.join("report.json").exists());
+    // An empty one is an error, not an empty table.
+    std::fs::write(&dec, "\n").unwrap();
+    let o = pointsman(&[
+        "report",
+        "--data",
+        ds.to_str().unwrap(),
+        "--decisions",
+        dec.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr_line(&o).contains("no decision line"), "{o:?}");
+    // A sweep needs two cost weights; --decisions belongs to the sweep, not to --policy.
+    for (flags, says) in [
+        (&["--points", "1"][..], "--points 1 is too few"),
+        (
+            &["--policy", "p.toml", "--decisions"][..],
+            "with --policy there is no sweep",
+        ),
+    ] {
+        let mut args = vec![
+            "eval",
+            "--data",
+            ds.to_str().unwrap(),
+            "--routers",
+            "random",
+            "--out",
+            out_s,
+        ];
+        args.extend_from_slice(flags);
+        let line = stderr_line(&pointsman(&args));
+        assert!(line.contains(says), "{flags:?}: {line}");
+    }
 }
 
 /// The keys of a JSON object line in the order they appear (serde_json's `Value` sorts them).
@@ -357,7 +389,7 @@ fn top_level_keys(line: &str) -> Vec<String> {
     serde_json::from_str::<Keys>(line).unwrap().0
 }
 
-fn pointsman_stdin(args: &[&str], input: &str) -> Output {
+fn pointsman_stdin(args: &[&str], input: impl AsRef<[u8]>) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_pointsman"))
         .args(args)
@@ -370,7 +402,7 @@ fn pointsman_stdin(args: &[&str], input: &str) -> Output {
         .stdin
         .take()
         .unwrap()
-        .write_all(input.as_bytes())
+        .write_all(input.as_ref())
         .unwrap();
     child.wait_with_output().unwrap()
 }
@@ -582,7 +614,7 @@ fn train_then_route_json_lines() {
     let r = file.to_str().unwrap();
     let o = pointsman_stdin(
         &["route", "--router", r, "--cost-weight", "300"],
-        &format!("{line}\n{line}\n"),
+        format!("{line}\n{line}\n"),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -602,7 +634,7 @@ fn train_then_route_json_lines() {
         let by_embedding = serde_json::json!({"embedding": row}).to_string();
         let mut args = vec!["route", "--router", r, "--cost-weight", "300"];
         args.extend(model_flag.iter().map(String::as_str));
-        let o = pointsman_stdin(&args, &format!("{text}\n{by_embedding}\n"));
+        let o = pointsman_stdin(&args, format!("{text}\n{by_embedding}\n"));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let out = String::from_utf8_lossy(&o.stdout);
         let lines: Vec<serde_json::Value> = out
@@ -664,7 +696,7 @@ fn train_then_route_json_lines() {
     let short = serde_json::json!({"id": "s", "embedding": [1.0, 2.0]}).to_string();
     let o = pointsman_stdin(
         &["route", "--router", r, "--cost-weight", "300"],
-        &format!("{line}\n{short}\n\n{{\"id\": \"p\", \"prompt\": \"hi\"}}\n{line}\n"),
+        format!("{line}\n{short}\n\n{{\"id\": \"p\", \"prompt\": \"hi\"}}\n{line}\n"),
     );
     let summary = stderr_line(&o);
     assert_eq!(
@@ -696,6 +728,25 @@ fn train_then_route_json_lines() {
         records[2]
     );
     assert_eq!(records[3], lines[0]);
+    // A line that is not UTF-8 is a bad line too: the lines after it are routed.
+    let mut input = b"{\"id\": \"caf\xe9\"}\r\n".to_vec();
+    input.extend_from_slice(format!("{line}\r\n").as_bytes());
+    let o = pointsman_stdin(&["route", "--router", r, "--cost-weight", "300"], input);
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        records,
+        [
+            serde_json::json!({"line": 1, "error": "not UTF-8 text (byte 12 is not)"}),
+            lines[0].clone()
+        ]
+    );
+    assert!(
+        stderr_line(&o).starts_with("error: 1 of 2 lines not routed"),
+        "{o:?}"
+    );
     let route_error = |input: &str| {
         let o = pointsman_stdin(&["route", "--router", r], input);
         stderr_line(&o);

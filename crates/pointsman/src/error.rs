@@ -336,16 +336,15 @@ pub(crate) fn readable(x: f64) -> f64 {
     if x == 0.0 || !x.is_finite() {
         return x;
     }
-    // Scale by an exact power of ten on the side that keeps it an integer, so the result is
-    // the double nearest the rounded decimal and prints as it.
-    let k = 3 - x.abs().log10().floor() as i32;
-    if k >= 0 {
-        let p = 10f64.powi(k);
-        (x * p).round() / p
-    } else {
-        let p = 10f64.powi(-k);
-        (x / p).round() * p
-    }
+    // The double nearest the decimal rounded to four digits: through its text, which stays
+    // exact at every magnitude (scaling by a power of ten overflowed past 1e308 and was
+    // inexact past 1e22).
+    // (The rounding can carry past the largest double: then `x` as it is.)
+    format!("{x:.3e}")
+        .parse()
+        .ok()
+        .filter(|r: &f64| r.is_finite())
+        .unwrap_or(x)
 }
 
 #[cfg(test)]
@@ -361,6 +360,10 @@ mod tests {
             (12_345_678.0, "1.235e7"),
             (-0.000_123_456, "-1.235e-4"),
             (0.0, "0e0"),
+            (1e-307, "1e-307"),
+            (1e-310, "1e-310"),
+            (1e-300, "1e-300"),
+            (1.7976931348623157e308, "1.7976931348623157e308"),
         ] {
             assert_eq!(format!("{:e}", readable(x)), shown, "{x}");
         }

@@ -132,7 +132,7 @@ action = { fallback = "qwen2.5-7b-instruct" }
     // Policy keys without --policy are a clear per-line error.
     let o = pointsman_stdin(
         &["route", "--router", router.to_str().unwrap()],
-        &format!("{}\n", lines[0]),
+        format!("{}\n", lines[0]),
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("is a policy key"));
 }

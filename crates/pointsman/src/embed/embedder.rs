@@ -81,7 +81,9 @@ enum Engine {
 /// Per-text tokenisation facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenInfo {
-    /// Word pieces including `[CLS]`/`[SEP]`, before truncation.
+    /// Word pieces including `[CLS]`/`[SEP]`, before truncation. A text of more than 64
+    /// bytes per piece of the window is counted over its beginning only, once that overflows
+    /// the window: the count is then a lower bound (above the window all the same).
     pub tokens: usize,
     /// Whether the text was cut to `max_tokens`.
     pub truncated: bool,
@@ -262,7 +264,33 @@ impl Embedder {
 
     fn tokenize_info(&self, text: &str) -> Result<(Vec<u32>, TokenInfo)> {
         let backend = |e: tokenizers::Error| Error::Backend(format!("tokenizer: {e}"));
-        let mut enc = self.tokenizer.encode_fast(text, false).map_err(backend)?;
+        // A text far longer than the window: its beginning first, cut at a space, tab or line
+        // break (BERT's whitespace, which no word piece spans), so the beginning's pieces are
+        // the text's first pieces. When they overflow the window, the rest of the text cannot
+        // change what is embedded. Tokenizing 20 MB whole took 30 s and 2 GB for 254 pieces.
+        let budget = self.max_tokens.saturating_mul(PREFIX_BYTES_PER_PIECE);
+        let prefix = (text.len() > budget)
+            .then(|| {
+                let mut end = budget;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text[..end]
+                    .rfind([' ', '\t', '\n', '\r'])
+                    .map(|cut| &text[..cut])
+            })
+            .flatten();
+        let mut enc = match prefix {
+            Some(p) => {
+                let enc = self.tokenizer.encode_fast(p, false).map_err(backend)?;
+                if enc.len() + self.added_tokens > self.max_tokens {
+                    enc
+                } else {
+                    self.tokenizer.encode_fast(text, false).map_err(backend)?
+                }
+            }
+            None => self.tokenizer.encode_fast(text, false).map_err(backend)?,
+        };
         let tokens = enc.len() + self.added_tokens;
         let truncated = tokens > self.max_tokens;
         if truncated {
@@ -409,8 +437,8 @@ impl Embedder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] when the text is empty or whitespace only; [`Error::Backend`] when
-    /// the tokenizer fails.
+    /// [`Error::InvalidInput`] when the text is empty, whitespace only or holds no word the model
+    /// reads; [`Error::Backend`] when the tokenizer fails.
     pub fn features(&self, text: &str) -> Result<(QueryFeatures, TokenInfo)> {
         let mut all = self.features_batch(&[text])?;
         Ok(all.pop().expect("one text gives one row"))
@@ -426,6 +454,7 @@ impl Embedder {
     pub fn features_batch(&self, texts: &[&str]) -> Result<Vec<(QueryFeatures, TokenInfo)>> {
         check_routable(texts)?;
         let (embeddings, info) = self.embed(texts)?;
+        check_read(&info)?;
         let dim = self.dim();
         texts
             .iter()
@@ -452,6 +481,7 @@ impl Embedder {
     pub fn text_batch(&self, texts: &[&str]) -> Result<TextBatch> {
         check_routable(texts)?;
         let (embeddings, info) = self.embed(texts)?;
+        check_read(&info)?;
         Ok(TextBatch {
             embeddings,
             prompt_tokens: texts.iter().map(|t| prompt_tokens_of(t)).collect(),
@@ -488,6 +518,27 @@ impl TextBatch {
             .with_prompt_tokens(&self.prompt_tokens)?
             .with_embedding_model(&self.embedding_model))
     }
+}
+
+/// Bytes of text per word piece of the window read before the whole text is: far more than a
+/// piece takes in any language (a few bytes), so the beginning almost always fills the window.
+const PREFIX_BYTES_PER_PIECE: usize = 64;
+
+/// Refuses texts the model read no word piece of (only `[CLS]` and `[SEP]`: zero-width or
+/// control characters, lone combining marks), naming the first: each embeds as the empty text.
+fn check_read(info: &[TokenInfo]) -> Result<()> {
+    if let Some(i) = info.iter().position(|t| t.tokens <= 2) {
+        let which = if info.len() == 1 {
+            "the text".to_string()
+        } else {
+            format!("text {i}")
+        };
+        return Err(Error::InvalidInput(format!(
+            "{which} holds no word the model reads (only invisible or control characters): \
+             there is nothing to route"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses texts with nothing to route, naming the first.

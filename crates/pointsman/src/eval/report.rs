@@ -78,7 +78,8 @@ pub fn decision_lines<'a>(
 /// # Errors
 ///
 /// [`Error::InvalidInput`] naming the router and cost weight of a group that misses or repeats a
-/// query or names an unknown query id; [`Error::UnknownModel`] for an unknown model.
+/// query or names an unknown query id, and for no line at all; [`Error::UnknownModel`] for an
+/// unknown model, naming its line's router, cost weight and query.
 pub fn report_from_decisions(
     dataset: &str,
     train: &Split,
@@ -140,6 +141,15 @@ pub fn report_from_decisions(
                 line.router, line.cost_weight, line.id
             )));
         }
+        // An unknown model names the line it is on.
+        let model = |id: &str| {
+            model(id).map_err(|_| {
+                Error::UnknownModel(format!(
+                    "{id} ({} at cost weight {}, query {:?}: not a model of the dataset)",
+                    line.router, line.cost_weight, line.id
+                ))
+            })
+        };
         point.choices[r] = model(&line.model)?;
         if let Some(inv) = &line.invoked {
             let inv: Vec<u32> = inv.iter().map(|m| model(m)).collect::<Result<_>>()?;
@@ -147,6 +157,11 @@ pub fn report_from_decisions(
                 .invoked
                 .get_or_insert_with(|| vec![Vec::new(); test.len()])[r] = inv;
         }
+    }
+    if routers.is_empty() {
+        return Err(Error::InvalidInput(
+            "no decision line: nothing to report (`pointsman eval --decisions` writes them)".into(),
+        ));
     }
     let mut entrants = Vec::new();
     for (name, points) in routers {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::kind::RouterKind;
 use crate::router::Router;
 use crate::routers::knn::KnnRouter;
-use crate::saved::{SavedRouter, Tensor};
+use crate::saved::{tagged_json, SavedRouter, Tensor};
 
 impl CascadeRouter {
     /// Rebuilds a cascade from its saved form.
@@ -48,34 +48,12 @@ impl CascadeRouter {
         let knn = match &config.estimator {
             None => None,
             Some(kc) => {
-                let mut inner = SavedRouter::new(
-                    RouterKind::Knn.name(),
-                    kc,
-                    saved.pool.clone(),
-                    saved.embedding_model.clone(),
-                    saved.dim,
-                );
-                let names: Vec<String> = saved
-                    .tensors
-                    .keys()
-                    .filter(|k| k.starts_with("cascade.knn."))
-                    .cloned()
-                    .collect();
-                for name in names {
-                    let t = saved.tensors.remove(&name).expect("listed above");
-                    inner
-                        .tensors
-                        .insert(name["cascade.".len()..].to_string(), t);
-                }
-                inner.notes = saved
-                    .notes
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        k.strip_prefix("cascade.")
-                            .filter(|k| k.starts_with("knn."))
-                            .map(|k| (k.to_string(), v.clone()))
-                    })
-                    .collect();
+                // Every `cascade.` tensor left is the estimator's (`cascade.knn.…`); moved with
+                // `split_off`, which also moves those a memory-mapped file left in place (a
+                // copy of `tensors` alone missed them: `open_mmap` refused the file).
+                let mut inner =
+                    saved.split_off("cascade.", tagged_json(RouterKind::Knn.name(), kc));
+                inner.notes.retain(|k, _| k.starts_with("knn."));
                 Some(Arc::new(KnnRouter::from_saved(kc.clone(), inner)?))
             }
         };

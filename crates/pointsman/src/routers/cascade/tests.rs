@@ -415,6 +415,12 @@ fn round_trip(r: &CascadeRouter) -> crate::registry::AnyRouter {
     let loaded = crate::registry::AnyRouter::from_bytes(&bytes).unwrap();
     assert_eq!(loaded.to_saved().unwrap().to_bytes().unwrap(), bytes);
     assert_eq!(loaded.kind(), RouterKind::Cascade);
+    // Memory-mapped too: the estimator's embeddings stay in the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cascade.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let mapped = crate::registry::AnyRouter::open_mmap(&path).unwrap();
+    assert_eq!(mapped.to_saved().unwrap().to_bytes().unwrap(), bytes);
     loaded
 }
 
