@@ -152,7 +152,8 @@ impl PyDataset {
     }
 
     /// Writes the dataset as a folder in the shared schema (atomically); an existing folder is
-    /// replaced only with `replace=True` (a file at `path` is never replaced). Returns the folder.
+    /// replaced only with `replace=True`, and only when it holds a dataset's files alone (a file
+    /// at `path` is never replaced). Returns the folder.
     #[pyo3(signature = (path, *, replace = false))]
     fn save(&self, py: Python<'_>, path: PathBuf, replace: bool) -> PyResult<PathBuf> {
         let ds = self.inner.clone();

@@ -679,7 +679,7 @@ enum pm_status pm_embedder_embed_batch(const struct pm_embedder *embedder,
  * the embedder's model must be the router's.
  *
  * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8` (text),
- * `PM_STATUS_INVALID_ARGUMENT` (empty or whitespace-only text: there is nothing to route),
+ * `PM_STATUS_INVALID_ARGUMENT` (empty, whitespace-only or invisible text: nothing to route),
  * `PM_STATUS_EMBEDDING_MISMATCH` (the router was trained on another embedding model than the
  * embedder's), `PM_STATUS_SHAPE` (the dimensions differ), `PM_STATUS_CONFIG` (negative or
  * non-finite cost weight), `PM_STATUS_BACKEND`.

@@ -419,7 +419,7 @@ class Router {
   }
 
   /// Embeds `text` with `embedder` and routes it at `cost_weight` (prompt tokens estimated from
-  /// the text). Throws Error (PM_STATUS_INVALID_ARGUMENT for empty text,
+  /// the text). Throws Error (PM_STATUS_INVALID_ARGUMENT for empty or invisible text,
   /// PM_STATUS_EMBEDDING_MISMATCH when the router reads another model's embeddings, ...).
   Decision route_text(const Embedder &embedder, const std::string &text,
                       double cost_weight) const {

@@ -34,7 +34,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// Replace the folder when it exists.
+    /// Replace the folder when it exists (only a dataset folder: one holding a dataset's files
+    /// alone and none of the inputs).
     #[arg(long)]
     pub replace: bool,
 
@@ -202,8 +203,8 @@ pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Resu
     let ds = match &args.labelled {
         Some(dir) => {
             let mut ds = Dataset::load(dir)?;
-            pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
             crate::embed_cmd::ensure_embeddings(&mut ds, &args.embed, progress)?;
+            pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
             Some(ds)
         }
         None => None,

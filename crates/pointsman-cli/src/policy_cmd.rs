@@ -101,8 +101,8 @@ pub fn fit_guard(args: &FitGuardArgs, progress: &crate::progress::Progress) -> R
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let mut ds = pointsman::data::Dataset::load(&args.data)?;
     pb.finish_and_clear();
-    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
+    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     let fit = GuardFit {
         holdout: args.holdout,
         false_alarm: args.false_alarm,

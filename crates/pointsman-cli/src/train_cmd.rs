@@ -142,9 +142,10 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
-    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     spec.check(ds.pool())?;
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
+    // After the embeddings: they may just have been cached beside the records.
+    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     let train = train_split(&ds, args)?;
     let what = match (&spec, &config) {
         (RouterSpec::Kind(k), None) if k.family() != pointsman::registry::Family::Baseline => {
@@ -255,8 +256,8 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let mut ds = Dataset::load(&args.data)?;
     pb.finish_and_clear();
-    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
+    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
     // The choice sees the train split (or --limit of its queries) and nothing else.
     let train = train_split(&ds, args)?;
     // One line: the candidate, and the count of its own search's steps where it has one.

@@ -258,9 +258,13 @@ fn refuse_non_file(path: &Path) -> Result<()> {
 ///
 /// [`Error::InvalidInput`] naming both paths.
 pub fn refuse_output_among_inputs<P: AsRef<Path>>(out: &Path, inputs: &[P]) -> Result<()> {
+    // By metadata only: opening a FIFO to compare it would block until a writer came.
+    let Ok(target) = std::fs::metadata(out) else {
+        return Ok(());
+    };
     for input in inputs {
         let input = input.as_ref();
-        if same_file::is_same_file(out, input).unwrap_or(false) {
+        if std::fs::metadata(input).is_ok_and(|m| same_file(&m, &target)) {
             return Err(Error::InvalidInput(format!(
                 "{} is one of this command's inputs ({}): writing there would replace what it \
                  reads; choose another output path",
@@ -270,6 +274,19 @@ pub fn refuse_output_among_inputs<P: AsRef<Path>>(out: &Path, inputs: &[P]) -> R
         }
     }
     Ok(())
+}
+
+/// Whether two metadata describe one file (device and inode).
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Without inodes, not told apart (the check is skipped).
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    false
 }
 
 impl Drop for AtomicDir {
@@ -556,6 +573,9 @@ mod tests {
         }
         refuse_output_among_inputs(&link, &[&target]).unwrap();
         refuse_output_among_inputs(&tmp.path().join("new"), &[&target]).unwrap();
+        // A FIFO is compared without being opened (opening it blocked until a writer came).
+        refuse_output_among_inputs(&fifo, &[&target]).unwrap();
+        assert!(refuse_output_among_inputs(&fifo, &[&fifo]).is_err());
     }
 
     #[test]

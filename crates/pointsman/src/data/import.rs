@@ -326,10 +326,9 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
     // A field named for a column no record has is a misspelt name: without this, the split
     // rule, or no cost, would be used without a word.
     if let Some(((what, f), _)) = optional.iter().zip(&found).find(|(_, &seen)| !seen) {
-        return Err(Error::format(
-            &display,
-            format!("no record has the field {f:?} named as the {what} field"),
-        ));
+        return Err(Error::InvalidInput(format!(
+            "{display}: no record has the field {f:?} named as the {what} field"
+        )));
     }
     draft.apply_split_rule();
     Ok(draft)

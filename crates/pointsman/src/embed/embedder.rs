@@ -454,7 +454,7 @@ impl Embedder {
     pub fn features_batch(&self, texts: &[&str]) -> Result<Vec<(QueryFeatures, TokenInfo)>> {
         check_routable(texts)?;
         let (embeddings, info) = self.embed(texts)?;
-        check_read(&info)?;
+        check_read(&info, self.added_tokens)?;
         let dim = self.dim();
         texts
             .iter()
@@ -481,7 +481,7 @@ impl Embedder {
     pub fn text_batch(&self, texts: &[&str]) -> Result<TextBatch> {
         check_routable(texts)?;
         let (embeddings, info) = self.embed(texts)?;
-        check_read(&info)?;
+        check_read(&info, self.added_tokens)?;
         Ok(TextBatch {
             embeddings,
             prompt_tokens: texts.iter().map(|t| prompt_tokens_of(t)).collect(),
@@ -524,10 +524,11 @@ impl TextBatch {
 /// piece takes in any language (a few bytes), so the beginning almost always fills the window.
 const PREFIX_BYTES_PER_PIECE: usize = 64;
 
-/// Refuses texts the model read no word piece of (only `[CLS]` and `[SEP]`: zero-width or
-/// control characters, lone combining marks), naming the first: each embeds as the empty text.
-fn check_read(info: &[TokenInfo]) -> Result<()> {
-    if let Some(i) = info.iter().position(|t| t.tokens <= 2) {
+/// Refuses texts the model read no word piece of (only the special tokens the tokenizer adds,
+/// `[CLS]` and `[SEP]`: zero-width or control characters, lone combining marks), naming the
+/// first: each embeds as the empty text.
+fn check_read(info: &[TokenInfo], added_tokens: usize) -> Result<()> {
+    if let Some(i) = info.iter().position(|t| t.tokens <= added_tokens) {
         let which = if info.len() == 1 {
             "the text".to_string()
         } else {

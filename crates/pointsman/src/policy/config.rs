@@ -117,8 +117,18 @@ impl PolicyConfig {
         }
         self.weights.validate()?;
         self.caps.validate()?;
-        for b in &self.budgets {
+        for (i, b) in self.budgets.iter().enumerate() {
             b.validate()?;
+            // Budgets count spend under their key (`tenant:acme`): two on one key would each
+            // add every call's cost to the same counters, and one's window would drop the
+            // other's buckets.
+            if self.budgets[..i].iter().any(|o| o.key == b.key) {
+                return Err(Error::Config(format!(
+                    "budgets: two budgets on the {} key share its spend counters (each would \
+                     count every call): keep one budget per key",
+                    b.key.name()
+                )));
+            }
         }
         if let Some(s) = &self.sticky {
             s.validate()?;

@@ -45,41 +45,74 @@ pub struct Condition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_prompt_tokens: Option<f64>,
     /// The text contains one of these (case-insensitive). Needs the text.
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "non_empty_keywords"
+    )]
     pub keywords: Vec<String>,
     /// The text matches one of these regular expressions. Needs the text.
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "non_empty_regex"
+    )]
     pub regex: Vec<String>,
     /// The request's task tag is one of these.
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "non_empty_task"
+    )]
     pub task: Vec<String>,
     /// The request's tenant is one of these.
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "non_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "non_empty_tenant"
+    )]
     pub tenant: Vec<String>,
     /// The request's metadata has each of these keys with the value given.
     #[serde(
         skip_serializing_if = "std::collections::BTreeMap::is_empty",
-        deserialize_with = "non_empty"
+        deserialize_with = "non_empty_metadata"
     )]
     pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// A condition's list or table as written, refused when empty: "one of none" would match no
 /// request, and a leftover `tenant = []` read as "unset" would apply its rule to every request.
-fn non_empty<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+fn non_empty<'de, D, T>(d: D, field: &str) -> std::result::Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de> + IntoIterator + Clone,
 {
     let value = T::deserialize(d)?;
     if value.clone().into_iter().next().is_none() {
-        return Err(serde::de::Error::custom(
-            "an empty list or table in a rule's condition would match no request: leave the \
-             condition out, or name what it matches",
-        ));
+        return Err(serde::de::Error::custom(format!(
+            "{field}: an empty list or table in a rule's condition would match no request: \
+             leave the condition out, or name what it matches"
+        )));
     }
     Ok(value)
 }
+
+/// [`non_empty`] for each field (serde's errors do not say which field they came from).
+macro_rules! non_empty_field {
+    ($($f:ident: $name:literal),*) => {$(
+        fn $f<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+        where
+            D: serde::Deserializer<'de>,
+            T: Deserialize<'de> + IntoIterator + Clone,
+        {
+            non_empty(d, $name)
+        }
+    )*};
+}
+
+non_empty_field!(
+    non_empty_keywords: "keywords",
+    non_empty_regex: "regex",
+    non_empty_task: "task",
+    non_empty_tenant: "tenant",
+    non_empty_metadata: "metadata"
+);
 
 /// What a matching [`Rule`] does; several fields may be set at once.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -379,8 +412,10 @@ mod tests {
         ] {
             let text = format!(r#"{{"name": "x", "when": {when}, "then": {{"exclude": ["a"]}}}}"#);
             let e = serde_json::from_str::<Rule>(&text).unwrap_err();
+            let field = when.split('"').nth(1).unwrap();
             assert!(
-                e.to_string().contains("would match no request"),
+                e.to_string()
+                    .contains(&format!("{field}: an empty list or table")),
                 "{when}: {e}"
             );
         }

@@ -243,6 +243,17 @@ fn guard_on_the_router_signal_refuses_or_falls_back() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let e = PolicyConfig::load(&fifo).unwrap_err();
     assert!(e.to_string().contains("not a regular file"), "{e}");
+    // Two budgets on one key would share (and double) its spend counters.
+    let e = PolicyConfig::from_json(
+        r#"{"budgets": [{"key": "tenant", "limit_usd": 1, "window": {"kind": "total"}},
+                        {"key": "tenant", "limit_usd": 9, "window": {"kind": "rolling", "seconds": 60}}]}"#,
+        "t",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("two budgets on the tenant key"),
+        "{e}"
+    );
     // A JSON array is not a policy (serde would have read one as the struct's fields).
     for text in ["[]", "[1, 0.5]", " 7"] {
         let e = PolicyConfig::from_json(text, "t").unwrap_err();

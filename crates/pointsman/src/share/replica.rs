@@ -627,8 +627,12 @@ pub(super) fn default_replica_name() -> String {
     format!("{host}-{}-{}", std::process::id(), life_suffix())
 }
 
-/// Whether `id` is `<name>-<random>-<n>` (a replica made with `name`).
+/// Whether `id` is `<name>-<random>-<n>` (a replica made with `name`), or `name` itself (a
+/// replica of a version that used the name as its id).
 fn is_life_of(id: &str, name: &str) -> bool {
+    if id == name {
+        return true;
+    }
     let Some(rest) = id.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
         return false;
     };

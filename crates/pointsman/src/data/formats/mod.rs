@@ -161,9 +161,13 @@ pub fn import(
         )));
     }
     if format != ImportFormat::Log && options.mapping != LogMapping::default() {
+        let what = if options.mapping.duplicates == LogMapping::default().duplicates {
+            "the field mapping (--prompt-field, --split-field, ...)"
+        } else {
+            "--duplicates"
+        };
         return Err(Error::InvalidInput(format!(
-            "import --from {format}: the field mapping (--prompt-field, --split-field, ...) is \
-             for --from log"
+            "import --from {format}: {what} is for --from log"
         )));
     }
     let mut draft = match format {
@@ -227,19 +231,38 @@ pub(crate) fn read_csv(
     Ok(())
 }
 
-/// The byte offsets of the newlines read so far and not yet passed.
-#[derive(Debug, Default)]
+/// The byte offsets of the newlines read so far and not yet passed, and of the first byte of
+/// each line that is not a line ending (where a record's text can start).
+#[derive(Debug)]
 struct Newlines {
     ahead: std::collections::VecDeque<u64>,
+    starts: std::collections::VecDeque<u64>,
     passed: usize,
+    after_ending: bool,
+}
+
+impl Default for Newlines {
+    fn default() -> Self {
+        Newlines {
+            ahead: Default::default(),
+            starts: Default::default(),
+            passed: 0,
+            after_ending: true,
+        }
+    }
 }
 
 impl Newlines {
-    /// The line of a record that starts at byte `offset` (1-based); offsets must not decrease
-    /// between calls. After a CRLF the csv crate starts the next record at the `\n` (the `\r`
-    /// ended the last one): a newline at `offset` itself is behind the record.
+    /// The line of a record whose position is byte `offset` (1-based); offsets must not
+    /// decrease between calls. The csv crate places a record where the last one ended, before
+    /// the line endings and blank lines it skips: the record's line is that of its first byte
+    /// that is not a line ending.
     fn line_at(&mut self, offset: u64) -> usize {
-        while self.ahead.front().is_some_and(|&n| n <= offset) {
+        while self.starts.front().is_some_and(|&s| s < offset) {
+            self.starts.pop_front();
+        }
+        let start = self.starts.front().copied().unwrap_or(offset);
+        while self.ahead.front().is_some_and(|&n| n < start) {
             self.ahead.pop_front();
             self.passed += 1;
         }
@@ -247,7 +270,7 @@ impl Newlines {
     }
 }
 
-/// A reader that notes where its newlines are.
+/// A reader that notes where its newlines and its lines' first bytes are.
 struct CountNewlines<R> {
     inner: R,
     offset: u64,
@@ -258,8 +281,15 @@ impl<R: Read> Read for CountNewlines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut lines = self.newlines.borrow_mut();
-        for (i, _) in buf[..n].iter().enumerate().filter(|(_, &b)| b == b'\n') {
-            lines.ahead.push_back(self.offset + i as u64);
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let at = self.offset + i as u64;
+            let ending = b == b'\n' || b == b'\r';
+            if b == b'\n' {
+                lines.ahead.push_back(at);
+            } else if !ending && lines.after_ending {
+                lines.starts.push_back(at);
+            }
+            lines.after_ending = ending;
         }
         self.offset += n as u64;
         Ok(n)

@@ -96,6 +96,18 @@ fn a_routerbench_table_becomes_a_dataset_with_observed_costs() {
         e.contains("crlf.csv:4:") && e.contains("outside [0, 1]"),
         "{e}"
     );
+    // Blank lines between records (which the csv crate skips) counted too, LF and CRLF.
+    for ending in ["\n", "\r\n"] {
+        let blank = ROUTERBENCH
+            .replace(",1,\"5, he has 5\"", ",7,\"5, he has 5\"")
+            .replace("\ngsm8k.7", "\n\n\ngsm8k.7")
+            .replace('\n', ending);
+        let bad = write(dir.path(), "blank.csv", &blank);
+        let e = import(ImportFormat::Routerbench, &[bad], &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("blank.csv:5:"), "{ending:?}: {e}");
+    }
     // Without a price list, a model without any observed cost has no price to fit.
     let no_costs: String = ROUTERBENCH
         .replace(",0.0003,", ",,")
