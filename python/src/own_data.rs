@@ -136,6 +136,8 @@ pub fn import_dataset(
     } else {
         run(py, || import(format, &inputs, &options))?
     };
+    // Refused now rather than after minutes of embedding.
+    run(py, || draft.check_destination(&out, replace))?;
     if embed && draft.embeddings.is_none() {
         let e = embedder_of(py, embedder.as_ref())?;
         run(py, || {

@@ -115,6 +115,8 @@ pub fn import(args: &ImportArgs, progress: &crate::progress::Progress) -> Result
         mt_bench: args.mt_bench,
     };
     let mut draft = pointsman::data::import(format, &args.inputs, &options)?;
+    // Refused now rather than after minutes of embedding.
+    draft.check_destination(&args.out, args.replace)?;
     if !args.no_embed && draft.embeddings.is_none() {
         let pb = progress.spinner("loading the embedding model");
         let embedder = args.embed.load()?;

@@ -408,6 +408,29 @@ impl DatasetDraft {
         Ok(())
     }
 
+    /// Checks, before any long work (embedding the prompts), that [`DatasetDraft::write`]
+    /// could write the folder `dir`: its name, what is there already (with `replace`, a
+    /// dataset folder alone), a writable parent. Returns the dataset's name.
+    ///
+    /// # Errors
+    ///
+    /// As [`DatasetDraft::write`] for the folder (not for the draft's rows).
+    pub fn check_destination(&self, dir: &Path, replace: bool) -> Result<String> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .ok_or_else(|| {
+                Error::InvalidInput(format!("{} does not name a folder", dir.display()))
+            })?;
+        if replace {
+            self.check_replaceable(dir, &name)?;
+        }
+        // What writing would try first: the temporary folder beside `dir` (removed again).
+        drop(AtomicDir::create(dir, replace)?);
+        Ok(name)
+    }
+
     /// Refuses to replace a folder `dir` that holds anything but a dataset's files, or one of
     /// the draft's inputs: either would be deleted with the old folder.
     fn check_replaceable(&self, dir: &Path, name: &str) -> Result<()> {
@@ -492,16 +515,7 @@ impl DatasetDraft {
     /// what it holds besides a dataset when that is why it is not replaced.
     pub fn write(&self, dir: &Path, replace: bool) -> Result<PathBuf> {
         self.validate()?;
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| !n.is_empty() && n != "." && n != "..")
-            .ok_or_else(|| {
-                Error::InvalidInput(format!("{} does not name a folder", dir.display()))
-            })?;
-        if replace {
-            self.check_replaceable(dir, &name)?;
-        }
+        let name = self.check_destination(dir, replace)?;
         let out = AtomicDir::create(dir, replace)?;
         let tmp = out.dir().to_path_buf();
         let io = |p: &Path, e: std::io::Error| Error::io(p, e);

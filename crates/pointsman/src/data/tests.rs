@@ -413,6 +413,18 @@ fn drafts_write_folders_that_load_back_the_same() {
     // With it, a dataset folder is replaced — but not one holding anything else, or an input.
     ds.save(&target, true).unwrap();
     std::fs::write(target.join("notes.txt"), b"mine").unwrap();
+    // Checked up front too (before embedding), with nothing left beside the folder.
+    let before = std::fs::read_dir(out.path()).unwrap().count();
+    let draft = ds.to_draft("test");
+    assert!(draft.check_destination(&target, true).is_err());
+    assert!(draft.check_destination(&target, false).is_err());
+    assert_eq!(
+        draft
+            .check_destination(&out.path().join("new"), false)
+            .unwrap(),
+        "new"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), before);
     let e = ds.save(&target, true).unwrap_err();
     assert!(
         e.to_string()
