@@ -396,10 +396,7 @@ class Router {
   /// decision first, then the other allowed models by utility.
   std::vector<Decision> rank(const float *features, std::size_t dim,
                              const RankOptions &options) const {
-    // Never more room than models: `top` may come from a request (the gateway example).
-    const std::size_t models = num_models();
-    const std::size_t room = options.top != 0 && options.top < models ? options.top : models;
-    std::vector<Decision> ranked(room == 0 ? 1 : room);
+    std::vector<Decision> ranked(rank_room(options.top));
     std::size_t count = 0;
     detail::ErrorSlot err;
     err.check(pm_router_rank(ptr_.get(), features, dim,
@@ -434,10 +431,7 @@ class Router {
   /// estimated from the text).
   std::vector<Decision> rank_text(const Embedder &embedder, const std::string &text,
                                   const RankOptions &options) const {
-    // Never more room than models: `top` may come from a request (the gateway example).
-    const std::size_t models = num_models();
-    const std::size_t room = options.top != 0 && options.top < models ? options.top : models;
-    std::vector<Decision> ranked(room == 0 ? 1 : room);
+    std::vector<Decision> ranked(rank_room(options.top));
     std::size_t count = 0;
     detail::ErrorSlot err;
     err.check(pm_router_rank_text(ptr_.get(), embedder.capi(), text.c_str(),
@@ -557,6 +551,14 @@ class Router {
   }
 
  private:
+  /// Room for `top` ranked decisions (0: every model), never more than the models: `top` may
+  /// come from a request (the gateway example); at least 1.
+  std::size_t rank_room(std::size_t top) const noexcept {
+    const std::size_t models = num_models();
+    const std::size_t room = top != 0 && top < models ? top : models;
+    return room == 0 ? 1 : room;
+  }
+
   struct Deleter {
     void operator()(pm_router *p) const noexcept { pm_router_free(p); }
   };

@@ -89,6 +89,7 @@ pub use episode::Episode;
 pub use guard::{EmbeddingGuard, GuardAction, GuardConfig, GuardFit, GuardSource};
 pub use request::Request;
 pub use rules::{Action, Condition, Rule};
+pub(crate) use state::window_ttl_seconds;
 pub use state::{Hold, MemoryState, PolicyState, SessionEntry, Totals};
 pub use sticky::StickyConfig;
 

@@ -122,6 +122,16 @@ pub struct Hold {
     pub usd: f64,
 }
 
+/// How long a rolling window's counters are kept after a write at `now` (Unix seconds) to bucket
+/// `bucket` of a window starting at `keep_from`: the window and one bucket more. Bucket numbers
+/// count bucket widths since the Unix epoch, so a width is the clock over the bucket number; at
+/// least an hour whatever the estimate.
+pub(crate) fn window_ttl_seconds(bucket: i64, keep_from: i64, now: f64) -> f64 {
+    let width = if bucket > 0 { now / bucket as f64 } else { 0.0 };
+    let buckets = (bucket - keep_from + 2).max(1) as f64;
+    (buckets * width).max(3600.0)
+}
+
 /// Per-key counters: buckets in increasing order.
 type Buckets = VecDeque<(i64, f64, u64)>;
 
@@ -150,12 +160,8 @@ impl Expiry {
         if keep_from == i64::MIN {
             return; // A total: kept for good.
         }
-        // As the shared state's counters' time-to-live: bucket numbers count bucket widths
-        // since the Unix epoch, so a width is the clock over the bucket number; kept at least an
-        // hour after the last write whatever the estimate.
-        let width = if bucket > 0 { now / bucket as f64 } else { 0.0 };
-        let buckets = (bucket - keep_from + 2).max(1) as f64;
-        let stale_at = now + (buckets * width).max(3600.0);
+        // The shared state's counters' time-to-live, from the last write.
+        let stale_at = now + super::window_ttl_seconds(bucket, keep_from, now);
         match self.stale_at.get_mut(key) {
             Some(t) => *t = stale_at,
             None => {

@@ -379,14 +379,10 @@ impl SharedPolicyState {
     }
 }
 
-/// How long a rolling window's bucket counter is kept: the window and one bucket more. Bucket
-/// numbers count bucket widths since the Unix epoch, so a width is the clock over the bucket
-/// number; at least an hour.
+/// How long a rolling window's bucket counter is kept ([`crate::policy::window_ttl_seconds`]).
 fn bucket_ttl_ms(bucket: i64, keep_from: i64) -> u64 {
     let now = crate::policy::now_seconds();
-    let width = if bucket > 0 { now / bucket as f64 } else { 0.0 };
-    let buckets = (bucket - keep_from + 2).max(1) as f64;
-    ((buckets * width * 1000.0).min(1e15) as u64).max(3_600_000)
+    (crate::policy::window_ttl_seconds(bucket, keep_from, now) * 1000.0).min(1e15) as u64
 }
 
 impl PolicyState for SharedPolicyState {

@@ -296,16 +296,8 @@ impl<R: Read> Read for CountNewlines<R> {
     }
 }
 
-fn read_text(path: &Path) -> Result<String> {
-    let (mut file, _) = crate::files::open_regular(path)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| Error::io(path, e))?;
-    Ok(text)
-}
-
 fn parse_json_file(path: &Path) -> Result<Value> {
-    serde_json::from_str(&read_text(path)?)
+    serde_json::from_str(&crate::files::read_regular_to_string(path)?)
         .map_err(|e| Error::format_at(path.display(), e.line(), format!("malformed json: {e}")))
 }
 

@@ -110,7 +110,7 @@ pub(super) fn add_mt_bench(draft: &mut DatasetDraft, dir: &Path) -> Result<()> {
     let mut text_of: HashMap<i64, (String, Vec<String>)> = HashMap::new();
     let lines = |path: &Path| -> Result<Vec<(usize, Value)>> {
         let display = path.display().to_string();
-        read_text(path)?
+        crate::files::read_regular_to_string(path)?
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
