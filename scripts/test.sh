@@ -27,8 +27,8 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "the core crate without optional features (no candle)"
 cargo clippy -p pointsman --no-default-features --release -- -D warnings
 
-step "the core crate's API docs: no broken or private links (cargo doc, warnings denied)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pointsman --release
+step "the core and gateway crates' API docs: no broken or private links (cargo doc, warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pointsman -p pointsman-gateway --release
 
 # The shared learner state's tests (tests/bandit_quality.rs, `shared::`), the shared policy
 # state's (the same module, and the gateway's two_gateways_share_budgets_and_sessions_through_redis)

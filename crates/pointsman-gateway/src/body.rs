@@ -32,7 +32,7 @@ pub async fn read_body(
 
 /// Reads a request body of at most `max` bytes, within `timeout`.
 ///
-/// A body over the limit is still read (and discarded) up to [`drain_limit`]`(max)` bytes before
+/// A body over the limit is still read (and discarded) up to `drain_limit(max)` bytes before
 /// the 413 is sent: hyper closes the connection after answering, and a client still writing its
 /// body then sees a broken pipe instead of the 413 (the gateway's tests saw it about one run in
 /// twenty with a 2 MiB body). Past the drain limit the 413 is sent at once.

@@ -1,6 +1,8 @@
 //! A circuit breaker per upstream: after `failures` consecutive failures the upstream is skipped
 //! for a cool-down; then one trial call is let through, whose outcome closes the circuit or opens
-//! it for another cool-down.
+//! it for another cool-down. A trial whose outcome is never known (its client left, its request
+//! was cut) lets the next call be the trial: a call is let through as a [`Permit`], and a permit
+//! dropped unrecorded gives its trial back.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,23 +49,29 @@ impl Breaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether a call may go out now. Once the cool-down has passed, exactly one trial call is
-    /// let through until its outcome is recorded.
-    pub fn allow(&self) -> bool {
+    /// A call may go out now when this gives a permit, whose [`Permit::record`] tells the
+    /// outcome. Once the cool-down has passed, exactly one trial call is let through until its
+    /// outcome is recorded or its permit dropped.
+    pub fn allow(&self) -> Option<Permit<'_>> {
         self.allow_at(Instant::now())
     }
 
-    fn allow_at(&self, now: Instant) -> bool {
+    fn allow_at(&self, now: Instant) -> Option<Permit<'_>> {
         let mut s = self.lock();
-        match s.open_until {
-            None => true,
-            Some(until) if now < until => false,
-            Some(_) if s.trial_in_flight => false,
+        let trial = match s.open_until {
+            None => false,
+            Some(until) if now < until => return None,
+            Some(_) if s.trial_in_flight => return None,
             Some(_) => {
                 s.trial_in_flight = true;
                 true
             }
-        }
+        };
+        Some(Permit {
+            breaker: self,
+            trial,
+            recorded: false,
+        })
     }
 
     /// Whether the circuit is open (calls are being skipped).
@@ -71,7 +79,8 @@ impl Breaker {
         self.lock().open_until.is_some()
     }
 
-    /// Records the outcome of a call that [`Breaker::allow`] let through.
+    /// Records the outcome of a call let through earlier whose permit was already recorded:
+    /// a stream that fails after its first byte.
     pub fn record(&self, success: bool) -> Transition {
         self.record_at(success, Instant::now())
     }
@@ -100,6 +109,38 @@ impl Breaker {
     }
 }
 
+/// A call let through by [`Breaker::allow`]. Dropped without [`Permit::record`] (the call's
+/// future was dropped: its client left, or shutdown cut it), it tells the breaker nothing, but
+/// a trial's permit frees the trial, so that the next call can be one.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    breaker: &'a Breaker,
+    trial: bool,
+    recorded: bool,
+}
+
+impl Permit<'_> {
+    /// Records the outcome of the call.
+    pub fn record(mut self, success: bool) -> Transition {
+        self.recorded = true;
+        self.breaker.record(success)
+    }
+
+    #[cfg(test)]
+    fn record_at(mut self, success: bool, now: Instant) -> Transition {
+        self.recorded = true;
+        self.breaker.record_at(success, now)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.trial && !self.recorded {
+            self.breaker.lock().trial_in_flight = false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,15 +155,18 @@ mod tests {
         assert_eq!(b.record_at(false, t0), Transition::None);
         assert_eq!(b.record_at(false, t0), Transition::Opened);
         assert!(b.is_open());
-        assert!(!b.allow_at(t0 + Duration::from_secs(9)));
+        assert!(b.allow_at(t0 + Duration::from_secs(9)).is_none());
         let later = t0 + Duration::from_secs(11);
-        assert!(b.allow_at(later));
-        assert!(!b.allow_at(later), "one trial at a time");
-        assert_eq!(b.record_at(false, later), Transition::None);
-        assert!(!b.allow_at(later + Duration::from_secs(9)));
+        let trial = b.allow_at(later).unwrap();
+        assert!(b.allow_at(later).is_none(), "one trial at a time");
+        assert_eq!(trial.record_at(false, later), Transition::None);
+        assert!(b.allow_at(later + Duration::from_secs(9)).is_none());
         let again = later + Duration::from_secs(11);
-        assert!(b.allow_at(again));
-        assert_eq!(b.record_at(true, again), Transition::Closed);
-        assert!(b.allow_at(again) && b.allow_at(again));
+        // A trial whose call was dropped (its client left) tells nothing and frees the trial.
+        drop(b.allow_at(again).unwrap());
+        assert!(b.is_open());
+        let trial = b.allow_at(again).unwrap();
+        assert_eq!(trial.record_at(true, again), Transition::Closed);
+        assert!(b.allow_at(again).is_some() && b.allow_at(again).is_some());
     }
 }

@@ -36,11 +36,15 @@ struct Record {
     sent_status: Option<u16>,
     /// A decision policy to charge once the answer's cost is known.
     charge: Option<Charge>,
+    /// Whether a model answered (a complete answer, or a stream whose first byte left): only
+    /// then is the answer charged, made the session's, and open to feedback.
+    answered: bool,
 }
 
 /// What [`Record::finish`] needs to charge a decision policy's budgets and record the session.
 struct Charge {
-    policy: String,
+    /// The decision policy that decided, bound to the router of the engine that decided.
+    policy: pointsman::policy::PolicyRouter,
     query: Query,
     objective: RouteObjective,
     /// The expected cost the decision holds on its budgets (a shared `[state]`).
@@ -83,6 +87,7 @@ impl Record {
             route: "invalid",
             sent_status: None,
             charge: None,
+            answered: false,
         }
     }
 
@@ -109,6 +114,7 @@ impl Record {
             route: self.route,
             sent_status: self.sent_status,
             charge: self.charge.take(),
+            answered: self.answered,
         }
     }
 
@@ -145,22 +151,25 @@ impl Record {
                 })
                 .inc_by(cost);
         }
+        // An upstream's refusal (its 4xx, passed on) is logged with its model but is no answer.
+        let model = ev.model.as_deref().filter(|_| self.answered);
         let charge = self
             .charge
             .take()
-            .filter(|c| ev.model.is_some() || !c.held.is_empty());
+            .filter(|c| model.is_some() || !c.held.is_empty());
         if let Some(charge) = charge {
             // The upstream's usage priced, else (no usage reported) the expected cost; no
-            // answer: nothing, which frees the decision's holds.
-            let model = ev.model.as_deref();
-            let usd = ev.cost_usd.or_else(|| {
-                ev.alternatives
-                    .iter()
-                    .find(|c| Some(c.model.as_str()) == model)
-                    .map(|c| c.cost)
+            // answer: nothing, which frees the decision's holds. Settled with the policy that
+            // decided: a reload since then may have loaded a router without this model.
+            let usd = model.and_then(|model| {
+                ev.cost_usd.or_else(|| {
+                    ev.alternatives
+                        .iter()
+                        .find(|c| c.model == model)
+                        .map(|c| c.cost)
+                })
             });
-            let engine = self.state.engine.load();
-            let charged = engine.record_policy(
+            let charged = crate::engine::settle_policy(
                 &charge.policy,
                 &charge.query,
                 &charge.objective,
@@ -171,6 +180,13 @@ impl Record {
             if let Err(e) = charged {
                 tracing::warn!(request_id = %ev.request_id, "policy budget not charged: {e}");
             }
+        }
+        // Feedback is taken for a whole answer only: not before a stream has ended, not for a
+        // stream that failed, was cut or that the client left.
+        if self.answered && status == 200 && ev.error.is_none() {
+            self.state.feedback.settle(&ev.request_id);
+        } else {
+            self.state.feedback.forget(&ev.request_id);
         }
         self.state.emit(&Event::Decision(Box::new(ev)));
     }
@@ -470,6 +486,7 @@ async fn route(
     }
     ev.audit = decided.audit;
     let held = decided.held;
+    let bound = decided.policy;
     let routed = decided.result?;
     ev.chosen = Some(routed.ranked[0].model.clone());
     ev.probability = routed.probability;
@@ -489,9 +506,9 @@ async fn route(
             policy: policy.to_string(),
         })
         .inc();
-    if let Some(name) = &objective.decision_policy {
+    if let Some(policy) = bound {
         rec.charge = Some(Charge {
-            policy: name.clone(),
+            policy,
             query: query.clone(),
             objective: objective.clone(),
             held,
@@ -555,7 +572,7 @@ async fn forward(
             .upstream_index(model)
             .expect("candidates are upstream models");
         let upstream = &state.upstreams[index];
-        if !upstream.breaker.allow() {
+        let Some(permit) = upstream.breaker.allow() else {
             rec.ev().tries.push(LoggedTry {
                 model: model.clone(),
                 outcome: "circuit_open".into(),
@@ -563,7 +580,7 @@ async fn forward(
                 latency_ms: 0.0,
             });
             continue;
-        }
+        };
         if let Some(from) = failed.take() {
             m.fallbacks
                 .get_or_create(&ModelLabels { model: from })
@@ -595,7 +612,7 @@ async fn forward(
         };
         let failure = match result {
             Ok(reply) => {
-                breaker_outcome(state, index, true);
+                note_transition(state, index, permit.record(true));
                 rec.ev().latency.upstream_ms = Some(ms(started));
                 let price = state.engine.load().upstream_price(index);
                 // The cost an answer without usable usage is charged: the decision's expected
@@ -641,7 +658,7 @@ async fn forward(
             }
             Err(f) => f,
         };
-        breaker_outcome(state, index, false);
+        note_transition(state, index, permit.record(false));
         m.upstream_errors
             .get_or_create(&ErrorLabels {
                 model: model.clone(),
@@ -684,12 +701,19 @@ async fn forward(
     })
 }
 
+/// Tells upstream `index`'s breaker of a failure after its call was let through and recorded
+/// (a stream that fails after its first byte).
 fn breaker_outcome(state: &AppState, index: usize, success: bool) {
+    note_transition(state, index, state.upstreams[index].breaker.record(success));
+}
+
+/// Logs and counts what an outcome did to upstream `index`'s circuit.
+fn note_transition(state: &AppState, index: usize, transition: Transition) {
     let upstream = &state.upstreams[index];
     let labels = ModelLabels {
         model: upstream.config.model.clone(),
     };
-    match upstream.breaker.record(success) {
+    match transition {
         Transition::Opened => {
             tracing::warn!(model = %labels.model, "circuit opened: the upstream is skipped for the cool-down");
             state.metrics.circuit_opened.get_or_create(&labels).inc();
@@ -784,6 +808,7 @@ fn complete(
     object.insert("model".into(), Value::String(answer.model.clone()));
     let (usage, cost) = account(&mut object, answer.price, answer.expected);
     let request_id = rec.request_id();
+    rec.answered = true;
     let ev = rec.ev();
     ev.model = Some(answer.model.clone());
     let from_usage = usage.is_some();

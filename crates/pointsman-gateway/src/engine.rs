@@ -11,7 +11,7 @@
 //! ranked decision. A routing policy with a decision-policy file (`[policies.<name>] file`)
 //! hands the repriced estimates to the engine's policy layer (`pointsman::policy`: rules,
 //! capabilities, guard, caps, paced budgets, stickiness), which makes the choice and says what
-//! acted; [`Engine::record_policy`] charges the answer's cost to its budgets afterwards.
+//! acted; [`settle_policy`] charges the answer's cost to its budgets afterwards.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ pub struct TextEmbedder {
 #[derive(Debug, Clone)]
 pub struct Query {
     features: QueryFeatures,
-    /// Word pieces of the routed text ([CLS] and [SEP] included), before truncation.
+    /// Word pieces of the routed text (`[CLS]` and `[SEP]` included), before truncation.
     pub word_pieces: usize,
     /// Whether the routed text was cut to the embedder's window.
     pub truncated: bool,
@@ -207,8 +207,12 @@ pub struct Decided {
     /// The audit (`pointsman::policy::Audit` as JSON), when a decision policy applied.
     pub audit: Option<serde_json::Value>,
     /// The expected cost the decision policy holds on its budgets until the call is settled
-    /// ([`Engine::record_policy`]): non-empty only with a shared state (`[state]`).
+    /// ([`settle_policy`]): non-empty only with a shared state (`[state]`).
     pub held: Vec<Hold>,
+    /// The decision policy that decided, bound to this engine's router: the call is settled
+    /// with it even when a reload has replaced the engine meanwhile (its budgets and sessions
+    /// are the same; the new router may lack the model that answered).
+    pub policy: Option<PolicyRouter>,
 }
 
 /// A loaded router and what the gateway derived from it at load.
@@ -444,10 +448,16 @@ impl Engine {
         let mut audit = None;
         let mut held = Vec::new();
         let result = self.decide_inner(query, objective, text, &mut audit, &mut held);
+        let policy = objective
+            .decision_policy
+            .as_ref()
+            .and_then(|name| self.policies.get(name))
+            .cloned();
         Decided {
             result,
             audit,
             held,
+            policy,
         }
     }
 
@@ -623,32 +633,6 @@ impl Engine {
         Ok(Some(learner.observations()))
     }
 
-    /// After an answer: takes back the decision's holds (`held`, with a shared `[state]`),
-    /// charges `usd` (its cost from the upstream's usage, or else the expected cost) to the
-    /// budgets of routing policy `name`'s decision policy, and records `model` as the
-    /// session's (stickiness). With no answer (`model` `None`, `usd` 0) it only frees the
-    /// holds. Nothing when the policy has no file.
-    ///
-    /// # Errors
-    ///
-    /// The engine's: a negative or non-finite cost, a model not in the router's pool.
-    pub fn record_policy(
-        &self,
-        name: &str,
-        query: &Query,
-        objective: &RouteObjective,
-        held: &[Hold],
-        model: Option<&str>,
-        usd: f64,
-    ) -> Result<(), pointsman::Error> {
-        match self.policies.get(name) {
-            Some(policy) => {
-                policy.settle(&policy_request(query, objective, None), held, model, usd)
-            }
-            None => Ok(()),
-        }
-    }
-
     /// Saves a learner's state atomically to `<state_dir>/<file sha256[..16]>.safetensors`;
     /// nothing for a router that does not learn. Returns the path written.
     ///
@@ -685,7 +669,28 @@ fn configured_price(u: &UpstreamConfig, card: Option<Price>) -> Option<Price> {
     }
 }
 
-/// The policy layer's request for a routed query.
+/// After a call: takes back the decision's holds (`held`, with a shared `[state]`), charges
+/// `usd` (its cost from the upstream's usage, or else the expected cost) to the budgets of the
+/// decision policy that decided ([`Decided::policy`]), and records `model`, the model that
+/// answered, as the session's (stickiness). With no answer (`model` `None`, `usd` 0) it only
+/// frees the holds, and the session stays where it was.
+///
+/// # Errors
+///
+/// The engine's: a negative or non-finite cost, a model not in the router's pool.
+pub fn settle_policy(
+    policy: &PolicyRouter,
+    query: &Query,
+    objective: &RouteObjective,
+    held: &[Hold],
+    model: Option<&str>,
+    usd: f64,
+) -> Result<(), pointsman::Error> {
+    policy.settle(&policy_request(query, objective, None), held, model, usd)
+}
+
+/// The policy layer's request for a routed query; the session is written when the call is
+/// settled, with the model that answered.
 fn policy_request<'a>(
     query: &'a Query,
     objective: &RouteObjective,
@@ -696,6 +701,7 @@ fn policy_request<'a>(
     request.tenant = objective.tenant.clone();
     request.session = objective.session_id.clone();
     request.cost_weight = objective.cost_weight_override;
+    request.session_on_settle = true;
     request
 }
 

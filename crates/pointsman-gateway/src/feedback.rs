@@ -2,7 +2,9 @@
 //!
 //! The gateway remembers the last `learning.feedback_window` answered requests (their query
 //! features, the model that answered and its cost); a feedback call names one by its request id.
-//! Each request takes one feedback call.
+//! Each request takes one feedback call, once its answer is whole: a stream is remembered when
+//! its first byte leaves but takes feedback only once it has ended well (before, 409
+//! `request_in_flight`), and one that fails, is cut or is left by its client is forgotten.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,8 @@ pub struct Answered {
     /// The request's tenant.
     pub tenant: Option<String>,
     given: bool,
+    /// Still being answered (a stream before its end).
+    pending: bool,
 }
 
 /// A bounded map from request id to [`Answered`], forgetting the oldest first.
@@ -55,7 +59,8 @@ impl FeedbackCache {
         }
     }
 
-    /// Remembers an answered request.
+    /// Remembers a request being answered; it takes feedback once [`FeedbackCache::settle`]
+    /// says its answer is whole.
     pub fn insert(
         &self,
         request_id: &str,
@@ -65,7 +70,9 @@ impl FeedbackCache {
     ) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *guard;
-        while map.len() >= self.capacity {
+        // The order holds every remembered id (and forgotten ones until they come round), so
+        // bounding it bounds both.
+        while order.len() >= self.capacity {
             match order.pop_front() {
                 Some(old) => {
                     map.remove(&old);
@@ -83,8 +90,24 @@ impl FeedbackCache {
                 cost_from_usage: false,
                 tenant,
                 given: false,
+                pending: true,
             },
         );
+    }
+
+    /// The request's answer is whole: it takes feedback from now on.
+    pub fn settle(&self, request_id: &str) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = guard.0.get_mut(request_id) {
+            a.pending = false;
+        }
+    }
+
+    /// The request was not answered after all (its stream failed, was cut or was left): no
+    /// feedback for it. Its id leaves the order queue when it comes round.
+    pub fn forget(&self, request_id: &str) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.remove(request_id);
     }
 
     /// Records the cost of a remembered request: from its usage (`from_usage`), or expected.
@@ -107,6 +130,17 @@ impl FeedbackCache {
                         "invalid_request_error",
                         "feedback_already_given",
                         format!("request {request_id:?} already has its feedback"),
+                    ));
+                }
+                if a.pending {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "invalid_request_error",
+                        "request_in_flight",
+                        format!(
+                            "request {request_id:?} is still being answered: send its feedback \
+                             once its stream has ended"
+                        ),
                     ));
                 }
                 a.given = true;
@@ -244,4 +278,35 @@ async fn handle(
         state.observed(n);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feedback_waits_for_a_whole_answer_and_forgotten_requests_take_none() {
+        let cache = FeedbackCache::new(3);
+        cache.insert("a", None, "m", None);
+        let e = cache.take("a", None).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::CONFLICT, "request_in_flight")
+        );
+        cache.settle("a");
+        assert_eq!(cache.take("a", None).unwrap().model, "m");
+        let e = cache.take("a", None).unwrap_err();
+        assert_eq!(e.code, "feedback_already_given");
+        cache.insert("b", None, "m", None);
+        cache.forget("b");
+        assert_eq!(cache.take("b", None).unwrap_err().code, "request_not_found");
+        // Forgotten requests do not make the cache grow: its order stays within capacity.
+        for i in 0..100 {
+            let id = format!("s{i}");
+            cache.insert(&id, None, "m", None);
+            cache.forget(&id);
+        }
+        let guard = cache.inner.lock().unwrap();
+        assert!(guard.1.len() <= 3 && guard.0.is_empty(), "{:?}", guard.1);
+    }
 }

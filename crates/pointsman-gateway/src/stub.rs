@@ -44,6 +44,8 @@ pub enum Fault {
     HangMidStream,
     /// Fail every other request with 500.
     Flaky,
+    /// 400 with an OpenAI error body, as an upstream refusing a prompt over its context window.
+    Reject,
 }
 
 impl FromStr for Fault {
@@ -57,9 +59,10 @@ impl FromStr for Fault {
             "badjson" => Fault::BadJson,
             "hang-stream" => Fault::HangMidStream,
             "flaky" => Fault::Flaky,
+            "reject" => Fault::Reject,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?} (none, fail, hang, 429, badjson, hang-stream, flaky)"
+                    "unknown fault {other:?} (none, fail, hang, 429, badjson, hang-stream, flaky, reject)"
                 ))
             }
         })
@@ -191,6 +194,12 @@ async fn chat(State(stub): State<Arc<Stub>>, body: Bytes) -> Response {
         Fault::Fail => return error(StatusCode::INTERNAL_SERVER_ERROR, "stub told to fail"),
         Fault::Flaky if n % 2 == 0 => return error(StatusCode::INTERNAL_SERVER_ERROR, "flaky"),
         Fault::RateLimit => return error(StatusCode::TOO_MANY_REQUESTS, "slow down"),
+        Fault::Reject => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the prompt is longer than the model's context window",
+            )
+        }
         Fault::Hang => {
             tokio::time::sleep(stub.config.hang).await;
             return error(StatusCode::INTERNAL_SERVER_ERROR, "hung");

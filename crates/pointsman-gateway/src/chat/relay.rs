@@ -203,6 +203,7 @@ pub(super) fn stream(
 ) -> Response {
     let request_id = rec.request_id();
     rec.sent_status = Some(200);
+    rec.answered = true;
     let ev = rec.ev();
     ev.model = Some(answer.model.clone());
     // The expected cost until the final usage event says otherwise (a stream without one, or

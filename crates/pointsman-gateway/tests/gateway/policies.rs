@@ -316,3 +316,125 @@ async fn a_router_guard_on_a_router_without_the_signal_fails_at_start() {
         "{e}"
     );
 }
+
+/// Only an answer counts: an upstream's own 4xx (passed on) charges no budget and moves no
+/// session; a stream takes feedback only once it has ended well (409 before, 404 when it
+/// failed); and a stream still running across a reload to a router without its model is charged
+/// with the policy that decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_answers_are_charged_made_sticky_and_open_to_feedback() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        json!({
+            "version": 1,
+            "cost_weight": 0,
+            "budgets": [{"key": "tenant", "limit_usd": 1.0, "window": {"kind": "total"},
+                         "pace": false}],
+            "sticky": {"margin": 0.2}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let stub = StubConfig {
+        hang: Duration::from_secs(5),
+        chunk_delay: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let extra = format!(
+        "[policies.governed]\nfile = {:?}\n",
+        policy.display().to_string()
+    );
+    let mut e = env_with(Kind::Zero, &extra, "", stub).await;
+    let model = "pointsman:governed";
+    let acme = json!({"tenant": "acme", "session_id": "s1"});
+    // The upstream refuses the prompt: passed on, and nothing else.
+    e.stub("big").set_fault(Some(Fault::Reject));
+    let a = e.chat(model, "Hello", acme.clone()).await;
+    assert_eq!((a.status, a.header("x-pointsman-model")), (400, "big"));
+    e.stub("big").set_fault(None);
+    for _ in 0..2 {
+        let a = e.chat(model, "Hello", acme.clone()).await;
+        assert_eq!((a.status, a.header("x-pointsman-model")), (200, "big"));
+    }
+    // Streams: feedback waits for the end; a failed stream takes none.
+    let stream = |tenant: &str| {
+        json!({"model": model, "stream": true, "pointsman": {"tenant": tenant},
+               "messages": [{"role": "user", "content": "Stream a haiku"}]})
+    };
+    let resp = e.send_chat(&stream("acme")).await;
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let a = e.feedback(json!({"request_id": id, "quality": 1.0})).await;
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (409, Some("request_in_flight"))
+    );
+    assert_eq!(read_stream(resp).await.last().unwrap(), "[DONE]");
+    let a = e.feedback(json!({"request_id": id, "quality": 1.0})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    e.stub("big").set_fault(Some(Fault::HangMidStream));
+    let resp = e.send_chat(&stream("acme")).await;
+    let failed = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let events = read_stream(resp).await;
+    assert!(events.last().unwrap().contains("upstream_stream_failed"));
+    let a = e
+        .feedback(json!({"request_id": failed, "quality": 0.0}))
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (404, Some("request_not_found"))
+    );
+    e.stub("big").set_fault(None);
+    // A reload mid-stream to a router without `big`: the stream is still charged.
+    let resp = e.send_chat(&stream("beta")).await;
+    assert_eq!(resp.headers()["x-pointsman-model"], "big");
+    let two = ModelPool::new(vec![
+        ModelCard::new("small", 1.0, 1.0),
+        ModelCard::new("mid", 1.0, 1.0),
+    ])
+    .unwrap();
+    let mut emb = vec![0.0f32; 2 * DIM];
+    emb[0] = 1.0;
+    emb[DIM + 1] = 1.0;
+    let split = Split::from_arrays(two, emb, DIM, vec![0.5, 0.7, 0.5, 0.7], vec![1e-5; 4]).unwrap();
+    BaselineRouter::fit(Baseline::Zero, &split)
+        .unwrap()
+        .save(&e.dir.path().join("router.safetensors"))
+        .unwrap();
+    e.gw.as_ref().unwrap().reload().await.unwrap();
+    assert_eq!(read_stream(resp).await.last().unwrap(), "[DONE]");
+    let a = e.chat(model, "Hello", json!({"tenant": "beta"})).await;
+    assert_eq!((a.status, a.header("x-pointsman-model")), (200, "mid"));
+
+    let log = e.stop().await;
+    let ds = decisions(&log);
+    let budget = |i: usize| ds[i].audit.as_ref().unwrap()["budgets"][0]["spent"].as_f64();
+    let sticky = |i: usize| ds[i].audit.as_ref().unwrap()["sticky"]["previous"].clone();
+    assert_eq!(
+        (ds[0].status, ds[0].error.as_deref()),
+        (400, Some("upstream_client_error"))
+    );
+    // The refused call charged nothing and left the session empty.
+    assert_eq!((budget(1), sticky(1)), (Some(0.0), Value::Null));
+    let first = ds[1].cost_usd.unwrap();
+    assert!(first > 0.0);
+    assert!((budget(2).unwrap() - first).abs() < 1e-15);
+    assert_eq!(sticky(2), json!("big"));
+    // The feedback event follows its stream's decision.
+    let at = |id: &str, decision: bool| {
+        log.iter()
+            .position(|ev| match ev {
+                Event::Decision(d) => decision && d.request_id == id,
+                Event::Feedback(f) => !decision && f.request_id == id && f.status == 200,
+            })
+            .unwrap()
+    };
+    assert!(at(&id, true) < at(&id, false));
+    // The stream across the reload: charged to beta, whose next decision sees it spent.
+    let across = &ds[ds.len() - 2];
+    assert_eq!((across.model.as_deref(), across.status), (Some("big"), 200));
+    let charged = across.cost_usd.unwrap();
+    assert!(charged > 0.0);
+    assert!((budget(ds.len() - 1).unwrap() - charged).abs() < 1e-15);
+}

@@ -529,7 +529,9 @@ impl PolicyRouter {
         if self.policy.state.holds() {
             self.hold(&applied, &spans, est.cost_row(0)[chosen], audit)?;
         }
-        if let (Some(_), Some(session)) = (&config.sticky, &req.session) {
+        if let (Some(_), Some(session), false) =
+            (&config.sticky, &req.session, req.session_on_settle)
+        {
             self.policy.state.set_session(
                 session,
                 SessionEntry {

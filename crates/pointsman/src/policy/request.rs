@@ -48,6 +48,15 @@ pub struct Request<'a> {
     /// The time of the request, seconds since the Unix epoch (default: now). Budgets' windows
     /// and sessions' time-to-live read it.
     pub now: Option<f64>,
+    /// Whether the session is written only when the call is settled ([`PolicyRouter::record`]
+    /// or [`PolicyRouter::settle`] with the model that answered), not when it is decided.
+    /// False by default: a decision makes its model the session's, for callers that never
+    /// report an outcome. A caller that always settles (the gateway) sets it, so that a call
+    /// that fails leaves the session where it was.
+    ///
+    /// [`PolicyRouter::record`]: super::PolicyRouter::record
+    /// [`PolicyRouter::settle`]: super::PolicyRouter::settle
+    pub session_on_settle: bool,
 }
 
 impl<'a> Request<'a> {
@@ -66,6 +75,7 @@ impl<'a> Request<'a> {
             cost_weight: None,
             allowed: None,
             now: None,
+            session_on_settle: false,
         }
     }
 

@@ -478,6 +478,21 @@ fn sticky_sessions_keep_their_model_within_the_margin() {
             .as_deref(),
         Some("small")
     );
+    // A caller that settles every call writes the session then, with the model that answered:
+    // its decision alone leaves the session where it was, and so does a call that failed.
+    let later = |t: f64| {
+        let mut r = s(0.0, t);
+        r.session_on_settle = true;
+        r
+    };
+    let previous = |t: f64| p.route(&later(t)).unwrap().audit.sticky.unwrap().previous;
+    p.record(&later(102.5), Some("small"), 0.0).unwrap();
+    p.route(&later(103.0).with_allowed(["big"])).unwrap();
+    assert_eq!(previous(104.0).as_deref(), Some("small"));
+    p.settle(&later(105.0), &[], None, 0.0).unwrap();
+    assert_eq!(previous(106.0).as_deref(), Some("small"));
+    p.settle(&later(107.0), &[], Some("mid"), 0.0).unwrap();
+    assert_eq!(previous(108.0).as_deref(), Some("mid"));
 }
 
 #[test]

@@ -39,7 +39,7 @@ enum Command {
         /// Loopback address (port 0: a free one).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
-        /// Default fault: none, fail, hang, 429, badjson, hang-stream, flaky.
+        /// Default fault: none, fail, hang, 429, badjson, hang-stream, flaky, reject.
         #[arg(long, default_value = "none")]
         fault: String,
         /// Pause between stream events, ms.
