@@ -24,6 +24,19 @@ pub(super) fn decode_f16_base64(data: &str, dim: usize) -> std::result::Result<V
 /// The `dropped` reason (stats.json) of decisions that were passed through, not routed.
 pub const PASSED_THROUGH: &str = "passed through to a named model (not routed: no embedding)";
 
+/// The `dropped` reason (stats.json) of feedback for a request whose decision carries an error.
+pub const UNANSWERED_FEEDBACK: &str =
+    "feedback for a request the gateway did not answer (its decision carries an error)";
+
+/// A feedback event, joined with its decision once the whole log is read.
+struct Feedback {
+    display: String,
+    lineno: usize,
+    request: String,
+    quality: f64,
+    cost: Option<f64>,
+}
+
 pub(super) fn import_gateway_log(
     inputs: &[PathBuf],
     models: crate::data::schema::Models,
@@ -40,6 +53,9 @@ pub(super) fn import_gateway_log(
     let mut embedding_model: Option<String> = None;
     // Requests for a model by name, passed through unrouted.
     let mut passed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Requests whose decision carries an error or no model: nothing to label.
+    let mut unanswered: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut feedback: Vec<Feedback> = Vec::new();
     for path in inputs {
         let display = path.display().to_string();
         let (file, _) = crate::files::open_regular(path)?;
@@ -60,6 +76,7 @@ pub(super) fn import_gateway_log(
                 Some("decision") => {
                     // Only answered requests can be labelled.
                     let (Some(model), None) = (text("model"), text("error")) else {
+                        unanswered.insert(request);
                         continue;
                     };
                     let routed = v.get("router").is_some_and(|r| !r.is_null());
@@ -145,34 +162,26 @@ pub(super) fn import_gateway_log(
                     if !(0.0..=1.0).contains(&quality) {
                         return Err(bad(format!("field \"quality\": {quality} outside [0, 1]")));
                     }
-                    if passed.contains(&request) {
-                        continue;
-                    }
-                    let &r = decided.get(&request).ok_or_else(|| {
-                        bad(format!(
-                            "feedback for request {request:?} before (or without) its decision"
-                        ))
-                    })?;
-                    let (row, j, labelled) = &mut rows[r];
-                    let j = *j;
-                    if *labelled {
-                        return Err(bad(format!("request {request:?} has a second feedback")));
-                    }
-                    row.scores[j] = Some(quality);
                     // Observed costs only (`cost_source` given or usage; logs written before
                     // the field existed have none, and their cost is taken as it was).
                     let observed = match v.get("cost_source").and_then(Value::as_str) {
                         None => true,
                         Some(source) => matches!(source, "given" | "usage"),
                     };
-                    if let Some(c) = v
+                    let cost = v
                         .get("cost_usd")
                         .and_then(Value::as_f64)
-                        .filter(|_| observed)
-                    {
-                        row.cost_usd[j] = Some(c);
-                    }
-                    *labelled = true;
+                        .filter(|_| observed);
+                    // Joined once every line is read: earlier gateways could log a stream's
+                    // feedback before the stream's decision, and the files of a log need not
+                    // be given in order.
+                    feedback.push(Feedback {
+                        display: display.clone(),
+                        lineno,
+                        request,
+                        quality,
+                        cost,
+                    });
                 }
                 other => {
                     return Err(bad(format!(
@@ -181,6 +190,37 @@ pub(super) fn import_gateway_log(
                 }
             }
         }
+    }
+    for f in feedback {
+        let bad = |msg: String| Error::format_at(&f.display, f.lineno, msg);
+        let Some(&r) = decided.get(&f.request) else {
+            if passed.contains(&f.request) {
+                continue;
+            }
+            if unanswered.contains(&f.request) {
+                // Earlier gateways took feedback on a stream that then failed or was
+                // abandoned: there is no answer to label.
+                *draft.dropped.entry(UNANSWERED_FEEDBACK.into()).or_default() += 1;
+                continue;
+            }
+            return Err(bad(format!(
+                "feedback for request {:?}, which no decision of the log has",
+                f.request
+            )));
+        };
+        let (row, j, labelled) = &mut rows[r];
+        let j = *j;
+        if *labelled {
+            return Err(bad(format!(
+                "request {:?} has a second feedback",
+                f.request
+            )));
+        }
+        row.scores[j] = Some(f.quality);
+        if let Some(c) = f.cost {
+            row.cost_usd[j] = Some(c);
+        }
+        *labelled = true;
     }
     for (mut row, _, labelled) in rows {
         if !labelled {

@@ -211,12 +211,15 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
         decision("pm-2", "large", "large", 1.0, &[1.0, 0.0]),
         passed.to_string(),
         elsewhere.to_string(),
+        // pm-3's feedback before its decision (a stream's, from an earlier gateway): joined.
+        given.to_string(),
         expected_cost_only.to_string(),
         failed.to_string(),
+        // Feedback on a request that failed (earlier gateways took it): nothing to label.
+        feedback("pm-4", 0.0),
         told_expected.to_string(),
         feedback("pm-5", 1.0),
         feedback("pm-6", 0.5),
-        given.to_string(),
         estimated.to_string(),
         feedback("pm-7", 0.5),
     ]
@@ -231,6 +234,7 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
     // each; the passed-through request is counted as dropped.
     assert_eq!(draft.rows.len(), 3);
     assert_eq!(draft.dropped.get(PASSED_THROUGH), Some(&2));
+    assert_eq!(draft.dropped.get(UNANSWERED_FEEDBACK), Some(&1));
     let large = draft.pool.index_of("large").unwrap();
     let small = draft.pool.index_of("small").unwrap();
     let r = &draft.rows[0];
@@ -282,6 +286,23 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
         .to_string();
     assert!(
         e.contains("bad2.jsonl:2:") && e.contains("\"quality\""),
+        "{e}"
+    );
+    // Feedback whose request no decision of the log has, named by its own line.
+    let bad = write(
+        dir.path(),
+        "bad4.jsonl",
+        &[
+            decision("pm-1", "small", "small", 1.0, &[1.0, 0.0]),
+            feedback("pm-9", 1.0),
+        ]
+        .join("\n"),
+    );
+    let e = import(ImportFormat::GatewayLog, &[bad], &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad4.jsonl:2:") && e.contains("\"pm-9\", which no decision"),
         "{e}"
     );
     // A routed decision without its embedding (a log from before embeddings were logged).
