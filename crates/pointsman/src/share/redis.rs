@@ -382,7 +382,11 @@ return 1
 }
 
 const ADD_WITHIN: &str = r"
-local value = tonumber(redis.call('GET', KEYS[1]) or '0')
+local raw = redis.call('GET', KEYS[1]) or '0'
+local value = tonumber(raw)
+if value == nil or value ~= value or value == math.huge or value == -math.huge then
+  return {'unreadable', raw}
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate', tostring(value)} end
 local amount = tonumber(ARGV[1])
 if ARGV[2] ~= '' and value + amount > tonumber(ARGV[2]) then return {'refused', tostring(value)} end
@@ -433,10 +437,10 @@ impl RedisCounters {
                 .arg(self.dedupe_ms)
                 .invoke(c)
         })?;
-        let value: f64 = value.parse().map_err(|_| Error::Store {
-            store: name,
-            message: format!("counter {counter} holds {value:?}, not a number"),
-        })?;
+        if what == "unreadable" {
+            return Err(unreadable_counter(&value, &counter, &name));
+        }
+        let value = counter_value(&value, &counter, &name)?;
         Ok(match what.as_str() {
             "added" => Spend::Added(value),
             "refused" => Spend::Refused(value),
@@ -474,10 +478,7 @@ impl SharedCounters for RedisCounters {
             .zip(&names)
             .map(|(v, name)| match v {
                 None => Ok(0.0),
-                Some(s) => s.parse().map_err(|_| Error::Store {
-                    store: c.name.clone(),
-                    message: format!("counter {name} holds {s:?}, not a number"),
-                }),
+                Some(s) => counter_value(&s, name, &c.name),
             })
             .collect()
     }
@@ -506,11 +507,27 @@ impl SharedCounters for RedisCounters {
         let v: Option<String> = c.run(|c| redis::cmd("GET").arg(&counter).query(c))?;
         match v {
             None => Ok(0.0),
-            Some(s) => s.parse().map_err(|_| Error::Store {
-                store: c.name.clone(),
-                message: format!("counter {counter} holds {s:?}, not a number"),
-            }),
+            Some(s) => counter_value(&s, &counter, &c.name),
         }
+    }
+}
+
+/// A counter's value as Redis holds it: a finite number. Anything else (text, `nan`, `inf`, a
+/// number past `f64`'s range) is a store error, like an unreachable store: a budget read as
+/// infinite would refuse for good, one read as minus infinity would never stop.
+fn counter_value(value: &str, counter: &str, store: &str) -> Result<f64> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| unreadable_counter(value, counter, store))
+}
+
+fn unreadable_counter(value: &str, counter: &str, store: &str) -> Error {
+    Error::Store {
+        store: store.to_string(),
+        message: format!("counter {counter} holds {value:?}, not a finite number"),
     }
 }
 

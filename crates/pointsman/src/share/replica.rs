@@ -84,7 +84,8 @@ pub struct ShareStats {
     pub syncs: u64,
     /// Synchronisations that failed (store unreachable): the replica went on locally.
     pub failures: u64,
-    /// The last failure's message.
+    /// The last failure's message while synchronisations fail; cleared by the next one that
+    /// reaches the store.
     pub last_error: Option<String>,
     /// This replica's increments published.
     pub published: u64,
@@ -270,6 +271,7 @@ impl Replica {
         match self.sync_inner(store) {
             Ok(()) => {
                 self.stats.syncs += 1;
+                self.stats.last_error = None;
                 Ok(())
             }
             Err(e) => {

@@ -308,8 +308,15 @@ fn faults_lose_nothing_within_the_bound() {
         if i == 50 {
             store.set_down(true);
         }
+        if i == 80 {
+            assert!(sides[0].stats().last_error.is_some());
+        }
         if i == 90 {
             store.set_down(false);
+        }
+        if i == 100 {
+            // The store is back: the error is no longer the replica's state.
+            assert_eq!(sides[0].stats().last_error, None);
         }
         if i == 140 {
             store.wipe();

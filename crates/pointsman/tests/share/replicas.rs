@@ -808,4 +808,26 @@ fn shared_policy_state_holds_budgets_and_sessions_across_replicas() {
     assert!((other.totals("tenant:beta", i64::MIN).spent - 0.002).abs() < 1e-12);
     // The budgets spent before the stop survived it (saved by SHUTDOWN SAVE).
     assert!((other.totals("tenant:acme", i64::MIN).spent - total("tenant")).abs() < 1e-9);
+
+    // A counter Redis holds that is not a finite number (edited by hand, written by another
+    // program) is a store error, as text is: read as infinite the budget refused for good, read
+    // as minus infinity it never stopped.
+    let mut c = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*counter:*tenant:acme*")
+        .query(&mut c)
+        .unwrap();
+    let keys: Vec<&String> = keys.iter().filter(|k| !k.contains(":id:")).collect();
+    assert!(!keys.is_empty());
+    let (c_router, _) = replica(&redis.url());
+    for bad in ["inf", "-inf", "nan", "1e999", "abc"] {
+        for k in &keys {
+            let () = redis::cmd("SET").arg(k).arg(bad).query(&mut c).unwrap();
+        }
+        let e = c_router
+            .route(&Request::new(&q).with_tenant("acme"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Store, "{bad}: {e}");
+        assert!(e.to_string().contains("not a finite number"), "{e}");
+    }
 }
