@@ -48,7 +48,9 @@ pub struct ModelCard {
     pub input_usd_per_mtok: f64,
     /// USD per million output tokens.
     pub output_usd_per_mtok: f64,
-    /// Output tokens assumed when the length of the answer is not known.
+    /// Output tokens assumed when the length of the answer is not known (256 when a card read
+    /// from JSON does not say: [`DEFAULT_OUTPUT_TOKENS`]).
+    #[serde(default = "default_output_tokens")]
     pub default_output_tokens: f64,
     /// Expected time to the first token, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +74,13 @@ pub struct ModelCard {
     pub description: Option<String>,
 }
 
+/// The output tokens a card assumes when it does not say: 256.
+pub const DEFAULT_OUTPUT_TOKENS: f64 = 256.0;
+
+fn default_output_tokens() -> f64 {
+    DEFAULT_OUTPUT_TOKENS
+}
+
 impl ModelCard {
     /// A card with the given prices and 256 default output tokens.
     pub fn new(id: impl Into<String>, input_usd_per_mtok: f64, output_usd_per_mtok: f64) -> Self {
@@ -79,7 +88,7 @@ impl ModelCard {
             id: id.into(),
             input_usd_per_mtok,
             output_usd_per_mtok,
-            default_output_tokens: 256.0,
+            default_output_tokens: DEFAULT_OUTPUT_TOKENS,
             ttft_ms: None,
             output_tokens_per_second: None,
             joules_per_token: None,
@@ -593,6 +602,12 @@ mod tests {
         let card: ModelCard = serde_json::from_str(old).unwrap();
         assert_eq!(card, ModelCard::new("a", 1.0, 2.0));
         assert_eq!(serde_json::to_string(&card).unwrap(), old);
+        // Only the id and prices are required: the answer length defaults to 256 tokens.
+        let bare: ModelCard = serde_json::from_str(
+            r#"{"id":"a","input_usd_per_mtok":1.0,"output_usd_per_mtok":2.0}"#,
+        )
+        .unwrap();
+        assert_eq!(bare, card);
         let full = ModelCard::new("b", 1.0, 1.0)
             .with_latency(200.0, 80.0)
             .with_energy(0.5)

@@ -636,6 +636,19 @@ impl DatasetDraft {
             if let Some(d) = &card.description {
                 m.insert("description".into(), d.clone().into());
             }
+            for (key, figure) in [
+                ("ttft_ms", card.ttft_ms),
+                ("output_tokens_per_second", card.output_tokens_per_second),
+                ("joules_per_token", card.joules_per_token),
+                ("context_window", card.context_window),
+            ] {
+                if let Some(x) = figure {
+                    m.insert(key.into(), x.into());
+                }
+            }
+            if !card.capabilities.is_empty() {
+                m.insert("capabilities".into(), card.capabilities.clone().into());
+            }
             models.insert(card.id.clone(), serde_json::Value::Object(m));
         }
         let mut v = serde_json::json!({

@@ -345,8 +345,9 @@ pub fn read_pool(path: &Path) -> Result<ModelPool> {
 
 /// New prices for some or all of `pool`'s models from the `models.json` at `path`, as cards for
 /// [`ModelPool::repriced`] (`AnyRouter::reprice`): each listed model's card in `pool` with the
-/// file's prices, and its default answer length and description only where the file states
-/// them — a price list need not repeat them.
+/// file's prices, and its default answer length, description, latency and energy figures,
+/// context window and capabilities only where the file states them — a price list need not
+/// repeat them.
 ///
 /// # Errors
 ///
@@ -373,6 +374,16 @@ pub fn read_prices(path: &Path, pool: &ModelPool) -> Result<Vec<ModelCard>> {
             }
             if new.description.is_some() {
                 card.description = new.description.clone();
+            }
+            // The policies' figures, where the file states them.
+            card.ttft_ms = new.ttft_ms.or(card.ttft_ms);
+            card.output_tokens_per_second = new
+                .output_tokens_per_second
+                .or(card.output_tokens_per_second);
+            card.joules_per_token = new.joules_per_token.or(card.joules_per_token);
+            card.context_window = new.context_window.or(card.context_window);
+            if !new.capabilities.is_empty() {
+                card.capabilities = new.capabilities.clone();
             }
             Ok(card)
         })

@@ -150,6 +150,40 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
         )
         .with_default_output_tokens(out);
         card.description = description;
+        // The optional figures the decision policies read (docs/policies.md); their ranges are
+        // checked with the prices' by `ModelPool::new` below.
+        let figure = |key: &str| -> Result<Option<f64>> {
+            match m.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(x) => x
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("model {id:?}: {key} {x} is not a number"))),
+            }
+        };
+        card.ttft_ms = figure("ttft_ms")?;
+        card.output_tokens_per_second = figure("output_tokens_per_second")?;
+        card.joules_per_token = figure("joules_per_token")?;
+        card.context_window = figure("context_window")?;
+        match m.get("capabilities") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(flags)) => {
+                let flags = flags
+                    .iter()
+                    .map(|f| {
+                        f.as_str().map(str::to_string).ok_or_else(|| {
+                            bad(format!("model {id:?}: capability {f} is not a string"))
+                        })
+                    })
+                    .collect::<Result<Vec<String>>>()?;
+                card = card.with_capabilities(flags);
+            }
+            Some(other) => {
+                return Err(bad(format!(
+                    "model {id:?}: capabilities {other} is not a list of strings"
+                )))
+            }
+        }
         cards.push(card);
         roles.push(m.get("role").and_then(Value::as_str).map(str::to_string));
     }

@@ -369,6 +369,58 @@ fn bad_partial_lines_name_the_field() {
 }
 
 #[test]
+fn models_json_carries_the_policies_card_figures() {
+    let (_tmp, dir) = fixture(&GOOD);
+    std::fs::write(
+        dir.join("models.json"),
+        r#"{"models": {"a": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2, "ttft_ms": 300,
+                             "output_tokens_per_second": 50, "joules_per_token": 0.5,
+                             "context_window": 8192, "capabilities": ["vision", "tools", "tools"]},
+                       "b": {"input_usd_per_mtok": 10, "output_usd_per_mtok": 20}}}"#,
+    )
+    .unwrap();
+    let ds = Dataset::load(&dir).unwrap();
+    let a = ds.train().pool().card(0);
+    assert_eq!(
+        (a.ttft_ms, a.output_tokens_per_second, a.joules_per_token),
+        (Some(300.0), Some(50.0), Some(0.5))
+    );
+    assert_eq!(a.context_window, Some(8192.0));
+    assert_eq!(a.capabilities, ["tools", "vision"]);
+    let b = ds.train().pool().card(1);
+    assert_eq!((b.ttft_ms, b.capabilities.len()), (None, 0));
+    // Written back by a draft and read again: the same cards.
+    let out = tempfile::tempdir().unwrap();
+    ds.save(out.path().join("copy"), false).unwrap();
+    let back = Dataset::load(out.path().join("copy")).unwrap();
+    assert_eq!(back.train().pool(), ds.train().pool());
+    // Bad figures name the model and field.
+    for (card, says) in [
+        (
+            r#""ttft_ms": "fast""#,
+            r#"model "a": ttft_ms "fast" is not a number"#,
+        ),
+        (
+            r#""context_window": -1"#,
+            "context_window -1 is not a positive number",
+        ),
+        (
+            r#""capabilities": "tools""#,
+            "capabilities \"tools\" is not a list of strings",
+        ),
+        (r#""capabilities": [1]"#, "capability 1 is not a string"),
+    ] {
+        std::fs::write(
+            dir.join("models.json"),
+            format!(r#"{{"models": {{"a": {{"input_usd_per_mtok": 1, "output_usd_per_mtok": 2, {card}}}}}}}"#),
+        )
+        .unwrap();
+        let e = Dataset::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("models.json") && e.contains(says), "{e}");
+    }
+}
+
+#[test]
 fn drafts_write_folders_that_load_back_the_same() {
     let (_tmp, dir) = partial_fixture(&PARTIAL);
     let mut ds = Dataset::load(&dir).unwrap();
