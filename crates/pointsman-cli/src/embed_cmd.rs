@@ -52,7 +52,12 @@ pub struct EmbedArgs {
 
 /// `pointsman embed`.
 pub fn embed(args: &EmbedArgs, progress: &Progress) -> Result<()> {
-    let ds = Dataset::load(&args.data)?;
+    // With --force the cached embeddings are not read: damaged ones are what it repairs.
+    let ds = if args.force {
+        Dataset::load_without_embeddings(&args.data)?
+    } else {
+        Dataset::load(&args.data)?
+    };
     if ds.has_embeddings() && !args.force {
         bail!(
             "{} already has embeddings ({}); pass --force to recompute them",

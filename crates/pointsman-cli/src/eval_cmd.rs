@@ -118,6 +118,13 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     for name in &names {
         eval::check_entrant_name(name, ds.pool())?;
     }
+    output::refuse_outputs_among_inputs(
+        &args.out,
+        &output::EVAL_OUTPUTS,
+        &ds,
+        args.policy.as_deref(),
+        &names,
+    )?;
     if names.iter().any(|n| eval::needs_embeddings(n)) {
         crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     }
@@ -247,6 +254,11 @@ pub fn report(args: &ReportArgs) -> Result<()> {
     let report =
         eval::report_from_decisions(ds.name(), ds.train(), ds.test(), ds.weak_strong(), lines)?;
     if let Some(out) = &args.out {
+        let mut inputs = ds.files();
+        inputs.push(args.decisions.clone());
+        for name in ["report.json", "report.md"] {
+            pointsman::files::refuse_output_among_inputs(&out.join(name), &inputs)?;
+        }
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         write_report(&report, out, &command)?;

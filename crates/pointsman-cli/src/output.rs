@@ -12,6 +12,48 @@ pub(crate) fn emit(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// The files `pointsman eval` may write into its `--out` folder.
+pub(crate) const EVAL_OUTPUTS: [&str; 6] = [
+    "report.json",
+    "report.md",
+    "curve.svg",
+    "decisions.jsonl",
+    "policy.json",
+    "policy.jsonl",
+];
+
+/// The files `pointsman replay` may write into its `--out` folder.
+pub(crate) const REPLAY_OUTPUTS: [&str; 6] = [
+    "replay.jsonl",
+    "report.json",
+    "report.md",
+    "replay.svg",
+    "policy.json",
+    "policy.jsonl",
+];
+
+/// Refuses, before any work, a run that would write one of `names` in the folder `out` over one
+/// of its `inputs` (a policy file named `policy.json` in the output folder, say): the command's
+/// inputs are the dataset's files, a policy file and saved routers (`file:` entrants).
+pub(crate) fn refuse_outputs_among_inputs(
+    out: &std::path::Path,
+    names: &[&str],
+    dataset: &pointsman::data::Dataset,
+    policy: Option<&std::path::Path>,
+    routers: &[String],
+) -> pointsman::Result<()> {
+    let mut inputs = dataset.files();
+    inputs.extend(policy.map(std::path::Path::to_path_buf));
+    inputs.extend(routers.iter().filter_map(|n| {
+        n.strip_prefix(pointsman::registry::RouterSpec::FILE_PREFIX)
+            .map(std::path::PathBuf::from)
+    }));
+    for name in names {
+        pointsman::files::refuse_output_among_inputs(&out.join(name), &inputs)?;
+    }
+    Ok(())
+}
+
 fn num(x: Option<f64>, digits: usize) -> String {
     match x {
         Some(v) if v.is_finite() => format!("{v:.digits$}"),

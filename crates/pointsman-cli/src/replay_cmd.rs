@@ -85,6 +85,13 @@ pub fn replay(args: &ReplayArgs, progress: &Progress) -> Result<()> {
     let drift: Option<Drift> = args.drift.as_deref().map(str::parse).transpose()?;
     let pb = progress.spinner(format!("loading {}", args.data.display()));
     let ds = Dataset::load(&args.data)?;
+    crate::output::refuse_outputs_among_inputs(
+        &args.out,
+        &crate::output::REPLAY_OUTPUTS,
+        &ds,
+        args.policy.as_deref(),
+        &names,
+    )?;
     if let Some(path) = &args.policy {
         pb.finish_and_clear();
         return replay_policy(args, path, &ds, &names, progress);

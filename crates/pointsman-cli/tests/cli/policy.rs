@@ -136,3 +136,37 @@ action = { fallback = "qwen2.5-7b-instruct" }
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("is a policy key"));
 }
+
+/// `eval --policy` and `replay --policy` write `policy.json` into `--out`: a policy file of that
+/// name in that folder is refused before any work, and left as it was.
+#[test]
+fn a_policy_file_is_never_replaced_by_the_run_it_drives() {
+    let Some(root) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pol");
+    std::fs::create_dir(&dir).unwrap();
+    let policy = dir.join("policy.json");
+    let text = r#"{"version": 1, "cost_weight": 100}"#;
+    std::fs::write(&policy, text).unwrap();
+    let data = root.join("llmrouter_dc");
+    for (command, routers) in [("replay", "linucb"), ("eval", "knn")] {
+        let o = pointsman(&[
+            command,
+            "--data",
+            data.to_str().unwrap(),
+            "--routers",
+            routers,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "-q",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("is one of this command's inputs"),
+            "{command}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&policy).unwrap(), text, "{command}");
+    }
+}

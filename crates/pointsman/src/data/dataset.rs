@@ -35,7 +35,21 @@ impl Dataset {
     /// for malformed JSON, a missing or out-of-range score, a NaN, an unknown split or model, a
     /// repeated id, or an embedding file whose row count or dimension does not match.
     pub fn load(dir: impl AsRef<Path>) -> Result<Dataset> {
-        let dir = dir.as_ref();
+        Dataset::load_with(dir.as_ref(), true)
+    }
+
+    /// [`Dataset::load`] without reading the embedding files, even when the folder has them:
+    /// to recompute them (`pointsman embed --force`), which must work when the cached ones are
+    /// damaged.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dataset::load`], but for the embedding files.
+    pub fn load_without_embeddings(dir: impl AsRef<Path>) -> Result<Dataset> {
+        Dataset::load_with(dir.as_ref(), false)
+    }
+
+    fn load_with(dir: &Path, with_embeddings: bool) -> Result<Dataset> {
         // The path names what it is: a dataset folder.
         let meta = std::fs::metadata(dir).map_err(|e| {
             Error::io(
@@ -62,7 +76,7 @@ impl Dataset {
         let mut embeddings = None;
         let mut embedding_model = None;
         let emb_path = embeddings_path(dir, &name);
-        if emb_path.exists() {
+        if with_embeddings && emb_path.exists() {
             let arr = npy::read(&emb_path)?;
             if arr.rows != rows {
                 return Err(Error::format(
@@ -70,7 +84,7 @@ impl Dataset {
                     format!("{} rows, the dataset has {rows} queries", arr.rows),
                 ));
             }
-            embedding_model = check_embedding_meta(dir, &name, arr.cols)?;
+            embedding_model = check_embedding_meta(dir, &name, arr.rows, arr.cols)?;
             if arr.cols == 0 {
                 return Err(Error::format(
                     emb_path.display(),
@@ -495,13 +509,26 @@ fn records_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Checks the embeddings' `.meta.json` (when present) against the file's dimension; returns the
 /// embedding model it names (`"model"`, written by `pointsman embed`), if any.
-fn check_embedding_meta(dir: &Path, name: &str, cols: usize) -> Result<Option<String>> {
+fn check_embedding_meta(
+    dir: &Path,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<Option<String>> {
     let path = embeddings_meta_path(dir, name);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
     let meta: Value = serde_json::from_str(&text)
         .map_err(|e| Error::format(path.display(), format!("malformed json: {e}")))?;
+    if let Some(n) = meta.get("rows").and_then(Value::as_u64) {
+        if n as usize != rows {
+            return Err(Error::format(
+                path.display(),
+                format!("rows {n} does not match the embedding file's {rows} rows"),
+            ));
+        }
+    }
     if let Some(dim) = meta.get("dim").and_then(Value::as_u64) {
         if dim as usize != cols {
             return Err(Error::format(

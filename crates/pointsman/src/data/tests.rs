@@ -148,6 +148,9 @@ fn bad_embeddings_and_models() {
         e.ends_with("fx.minilm_l6_v2.f16.npy: 2 rows, the dataset has 3 queries"),
         "{e}"
     );
+    // What `embed --force` reads to repair them: the records alone.
+    let records = Dataset::load_without_embeddings(&dir).unwrap();
+    assert!(!records.has_embeddings() && records.len() == 3);
     npy::write(&npy_path, &[1.0; 12], 3, 4, npy::Dtype::F16).unwrap();
     std::fs::write(
         embeddings_meta_path(&dir, "fx"),
@@ -157,6 +160,16 @@ fn bad_embeddings_and_models() {
     let e = Dataset::load(&dir).unwrap_err().to_string();
     assert!(
         e.ends_with("dim 384 does not match the embedding file's 4 columns"),
+        "{e}"
+    );
+    std::fs::write(
+        embeddings_meta_path(&dir, "fx"),
+        r#"{"rows": 30, "dim": 4}"#,
+    )
+    .unwrap();
+    let e = Dataset::load(&dir).unwrap_err().to_string();
+    assert!(
+        e.ends_with("rows 30 does not match the embedding file's 3 rows"),
         "{e}"
     );
     std::fs::write(embeddings_meta_path(&dir, "fx"), r#"{"rows": 3, "dim": 4}"#).unwrap();
