@@ -139,7 +139,7 @@ pub fn verify_model_dir(dir: &Path) -> Result<()> {
     let fp = safetensors_fingerprint(&st)?;
     let known = KNOWN_MODELS
         .iter()
-        .find(|(_, _, f)| Some(*f) == fp.as_deref());
+        .find(|k| Some(k.fingerprint) == fp.as_deref());
     let is_default_dir = match (
         default_model_dir().ok().and_then(|d| d.canonicalize().ok()),
         dir.canonicalize(),
@@ -148,8 +148,8 @@ pub fn verify_model_dir(dir: &Path) -> Result<()> {
         _ => false,
     };
     let expected = match known {
-        Some((_, sha, _)) => Some(*sha),
-        None if is_default_dir => Some(KNOWN_MODELS[0].1),
+        Some(k) => Some(k.file_sha256),
+        None if is_default_dir => Some(KNOWN_MODELS[0].file_sha256),
         None => None,
     };
     match expected {
@@ -170,7 +170,7 @@ pub fn verify_model_dir(dir: &Path) -> Result<()> {
 /// the weights differ; [`Error::Io`] when the file cannot be read.
 pub fn verify_default_weights(dir: &Path) -> Result<()> {
     require_files(dir)?;
-    check_sha256(&dir.join("model.safetensors"), KNOWN_MODELS[0].1)
+    check_sha256(&dir.join("model.safetensors"), KNOWN_MODELS[0].file_sha256)
 }
 
 pub(super) fn check_sha256(path: &Path, expected: &str) -> Result<()> {

@@ -84,13 +84,26 @@ pub const DEFAULT_MODEL_NAME: &str = "all-MiniLM-L6-v2";
 /// to roughly `CHUNK_TOKENS * (6 * hidden + intermediate) * 4` bytes per thread.
 pub const CHUNK_TOKENS: usize = 1024;
 
-/// Known models: (name, sha256 of model.safetensors, sha256 of the raw f32
-/// bytes of `embeddings.LayerNorm.weight`).
-const KNOWN_MODELS: &[(&str, &str, &str)] = &[(
-    DEFAULT_MODEL_NAME,
-    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    "75076e095d717aab96f8b6beeee503c27940d9a76f2b891a0e3de72f8a6043e4",
-)];
+/// A model recognised by its content.
+struct KnownModel {
+    name: &'static str,
+    /// sha256 of `model.safetensors` (checked by [`verify_model_dir`]).
+    file_sha256: &'static str,
+    /// sha256 of the raw f32 bytes of `embeddings.LayerNorm.weight`: read from the file's
+    /// header alone, to recognise the model before hashing the whole file.
+    fingerprint: &'static str,
+    /// `TensorSource::content_digest`: a sample of every tensor, checked when the weights are
+    /// loaded, so that a model sharing the embedding layer norm is not taken for this one.
+    content: &'static str,
+}
+
+/// Known models.
+const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
+    name: DEFAULT_MODEL_NAME,
+    file_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    fingerprint: "75076e095d717aab96f8b6beeee503c27940d9a76f2b891a0e3de72f8a6043e4",
+    content: "bec72f6e2348b0be42e32c1c1d6fbf201c2a1cd3d52ce0dae32c252d69740753",
+}];
 
 const FETCH_HINT: &str =
     "run scripts/fetch-model.sh or set POINTSMAN_MODEL_DIR to a sentence-transformers model folder";
