@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=len(USER_TURNS))
     ap.add_argument("--cost-weight", type=float, default=200.0, help="USD -> quality units")
     args = ap.parse_args()
+    if args.turns < 1:
+        ap.error(f"--turns {args.turns}: the loop needs at least one turn")
 
     embedder = pointsman.Embedder.load(threads=1)  # the default model, on one thread
     with tempfile.TemporaryDirectory() as tmp:

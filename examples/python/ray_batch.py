@@ -51,8 +51,11 @@ def main() -> None:
         ray.data.DataContext.get_current().enable_progress_bars = False
         # Routing workers hold a CPU each for their lifetime; the Parquet reads run as tasks
         # that need one too. A pool as large as the cluster would leave the reads none, and
-        # the pipeline would wait forever: leave one CPU to them.
-        workers = max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
+        # the pipeline would wait forever: leave one CPU to them. On a one-CPU cluster the one
+        # worker reserves none and shares the CPU with the reads.
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, cpus - 1)
+        worker_cpus = None if cpus > 1 else 0
 
         # The log, as Parquet files (Ray keeps the embedding a tensor column).
         log_dir = tmp / "log"
@@ -61,8 +64,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         routed = pray.route(log, router_path, 300.0, concurrency=workers, batch_size=128,
-                            prompt_tokens_column="prompt_tokens", task_column="task",
-                            model_ids=True).take_all()
+                            num_cpus=worker_cpus, model_ids=True).take_all()
         seconds = time.perf_counter() - t0
         by_id = {r["id"]: int(r["model_index"]) for r in routed}
         expected = router.route_batch(dc.test.embeddings, 300.0,
@@ -73,8 +75,7 @@ def main() -> None:
         print("first rows:", [(r["id"], r["model_index_id"]) for r in routed[:3]])
 
         curve = pray.evaluate(log, router_path, COST_WEIGHTS, dc.test.models,
-                              concurrency=workers, batch_size=128,
-                              prompt_tokens_column="prompt_tokens", task_column="task")
+                              concurrency=workers, batch_size=128, num_cpus=worker_cpus)
         reference = pointsman.evaluate(router, dc.test, COST_WEIGHTS)["curve"]
         for got, want in zip(curve, reference):
             assert np.isclose(got["mean_quality"], want["mean_quality"], rtol=1e-12, atol=0)

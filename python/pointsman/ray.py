@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import ray.data
 
 __all__ = [
+    "AUTO",
     "EvaluateBatches",
     "RouteBatches",
     "dataset_from_split",
@@ -43,6 +44,12 @@ __all__ = [
 ]
 
 _Path = Union[str, "os.PathLike[str]"]
+
+#: The default of ``prompt_tokens_column`` and ``task_column``: the column of that name
+#: (``prompt_tokens``, ``task``, as :func:`dataset_from_split` writes them) when the batch has
+#: one, else none. A router that reads tasks or prompt lengths (a kNN fitted with ``same_task``,
+#: any cost estimate) then decides as ``route_batch`` does on the split.
+AUTO = "auto"
 
 
 def _matrix(batch: Mapping[str, Any], column: str, dtype: Any) -> np.ndarray:
@@ -56,6 +63,16 @@ def _matrix(batch: Mapping[str, Any], column: str, dtype: Any) -> np.ndarray:
     if isinstance(values, np.ndarray) and values.dtype == object:
         values = np.stack(values) if len(values) else np.empty((0, 0), dtype)
     return np.ascontiguousarray(values, dtype=dtype)
+
+
+def _column(batch: Mapping[str, Any], setting: Optional[str], default: str) -> Optional[str]:
+    """The column a `setting` of :class:`RouteBatches` names in `batch`: :data:`AUTO` is
+    `default` when the batch has it; a name must be there."""
+    if setting == AUTO:
+        return default if default in batch else None
+    if setting is not None and setting not in batch:
+        raise KeyError(f"the batch has no column {setting!r} (columns: {sorted(batch)})")
+    return setting
 
 
 def _limit_engine_threads() -> None:
@@ -83,9 +100,10 @@ class RouteBatches:
     Returns the batch with `output_column` added (uint32 model index into :attr:`models`; with
     `model_ids=True` also ``<output_column>_id``, the model id as a string) and, unless
     `keep_embedding`, the embedding column removed (the routed log does not carry the
-    embeddings back). `prompt_tokens_column` and `task_column`, when given, are passed to
-    ``route_batch`` as ``prompt_tokens``/``tasks``. `mmap=False` loads a private copy instead of
-    mapping the file.
+    embeddings back). `prompt_tokens_column` and `task_column` are passed to ``route_batch`` as
+    ``prompt_tokens``/``tasks``: by default (:data:`AUTO`) the batch's ``prompt_tokens`` and
+    ``task`` columns when it has them, a name for another column, None for none. `mmap=False`
+    loads a private copy instead of mapping the file.
     """
 
     def __init__(
@@ -95,8 +113,8 @@ class RouteBatches:
         *,
         allowed: Optional[Sequence[str]] = None,
         embedding_column: str = "embedding",
-        prompt_tokens_column: Optional[str] = None,
-        task_column: Optional[str] = None,
+        prompt_tokens_column: Optional[str] = AUTO,
+        task_column: Optional[str] = AUTO,
         output_column: str = "model_index",
         model_ids: bool = False,
         keep_embedding: bool = False,
@@ -120,11 +138,13 @@ class RouteBatches:
         if len(x) == 0:  # Ray may hand over an empty batch; an empty object column has no dim
             return np.zeros(0, np.uint32)
         tokens = None
-        if self.prompt_tokens_column is not None:
-            tokens = np.ascontiguousarray(batch[self.prompt_tokens_column], dtype=np.float64)
+        column = _column(batch, self.prompt_tokens_column, "prompt_tokens")
+        if column is not None:
+            tokens = np.ascontiguousarray(batch[column], dtype=np.float64)
         tasks = None
-        if self.task_column is not None:
-            tasks = [None if t is None else str(t) for t in batch[self.task_column]]
+        column = _column(batch, self.task_column, "task")
+        if column is not None:
+            tasks = [None if t is None else str(t) for t in batch[column]]
         return self.router.route_batch(
             x, cost_weight, allowed=self.allowed, prompt_tokens=tokens, tasks=tasks
         )
@@ -174,6 +194,7 @@ class EvaluateBatches(RouteBatches):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scores = _matrix(batch, self.scores_column, np.float64)
         costs = _matrix(batch, self.costs_column, np.float64)
+        self._check_labels(batch, scores, costs)
         rows = np.arange(len(scores))
         quality = np.empty(len(self.cost_weights))
         cost = np.empty(len(self.cost_weights))
@@ -186,6 +207,66 @@ class EvaluateBatches(RouteBatches):
             "quality_sum": quality[None, :],
             "cost_sum": cost[None, :],
         }
+
+    def _check_labels(
+        self, batch: Mapping[str, Any], scores: np.ndarray, costs: np.ndarray
+    ) -> None:
+        """Refuses labels ``pointsman.evaluate`` refuses: a missing score (NaN: partial labels,
+        :class:`pointsman.MissingLabelsError`), a score outside [0, 1] or a cost that is not a
+        non-negative number (:class:`pointsman.InvalidInputError`), in the router's models'
+        columns; the row is named by its ``id`` when the batch has one."""
+        from . import InvalidInputError, MissingLabelsError
+
+        for matrix, what in ((scores, self.scores_column), (costs, self.costs_column)):
+            if matrix.ndim != 2 or (len(matrix) and matrix.shape[1] <= self.label_columns.max()):
+                raise InvalidInputError(
+                    f"column {what!r} holds {matrix.shape} values: one row per query with a "
+                    f"column per log model ({self.label_columns.max() + 1} at least)"
+                )
+        s = scores[:, self.label_columns]
+        c = costs[:, self.label_columns]
+
+        def row(i: int) -> str:
+            ids = batch.get("id")
+            return f"row {i} of the batch" + (f" (id {ids[i]!r})" if ids is not None else "")
+
+        missing = np.argwhere(np.isnan(s))
+        if len(missing):
+            i, j = missing[0]
+            raise MissingLabelsError(
+                f"{row(int(i))} has no score for {self.models[j]!r}: evaluation needs every "
+                "model's score (full labels)"
+            )
+        bad = np.argwhere((s < 0) | (s > 1) | ~np.isfinite(s))
+        if len(bad):
+            i, j = bad[0]
+            raise InvalidInputError(
+                f"{row(int(i))}: score {s[i, j]} for {self.models[j]!r} is outside [0, 1]"
+            )
+        bad = np.argwhere(~np.isfinite(c) | (c < 0))
+        if len(bad):
+            i, j = bad[0]
+            raise InvalidInputError(
+                f"{row(int(i))}: cost {c[i, j]} for {self.models[j]!r} is not a non-negative "
+                "number"
+            )
+
+
+def _check_weights(weights: Sequence[float]) -> None:
+    """Refuses in the driver, before a worker starts, what every worker would refuse."""
+    from . import InvalidInputError
+
+    if len(weights) == 0:
+        raise ValueError("the list of cost weights is empty")
+    for w in weights:
+        if not (isinstance(w, (int, float, np.floating, np.integer)) and np.isfinite(w) and w >= 0):
+            raise InvalidInputError(f"cost weight {w!r} is not a non-negative number")
+
+
+def _absolute(path: _Path) -> str:
+    """`path` made absolute in the driver: a worker's working directory need not be the
+    driver's (it is where the driver was when Ray started)."""
+    return os.path.abspath(os.fspath(path))
 
 
 def _map_kwargs(
@@ -222,9 +303,10 @@ def route(
     The workers hold their CPUs while the dataset runs: when `ds` is read by tasks (Parquet
     files, a ``repartition``), leave them CPUs — a pool that takes every CPU of the cluster
     leaves the reads none, and Ray then waits forever."""
+    _check_weights([cost_weight])
     return ds.map_batches(
         RouteBatches,
-        fn_constructor_args=(path, cost_weight),
+        fn_constructor_args=(_absolute(path), cost_weight),
         fn_constructor_kwargs=kwargs,
         **_map_kwargs(concurrency, batch_size, num_cpus),
     )
@@ -246,10 +328,12 @@ def evaluate(
     ``pointsman.evaluate(router, split, cost_weights)`` (the same choices; the means equal to
     float rounding, as the sums are added in another order). `models` names the columns of the
     ``scores``/``costs`` matrices. Runs ``ds.map_batches(EvaluateBatches, ...)`` and adds the
-    per-batch sums in the driver; arguments as in :func:`route`."""
+    per-batch sums in the driver; arguments as in :func:`route`. The labels are checked as
+    ``pointsman.evaluate`` checks them (:meth:`EvaluateBatches._check_labels`)."""
+    _check_weights(cost_weights)
     sums = ds.map_batches(
         EvaluateBatches,
-        fn_constructor_args=(path, list(cost_weights), list(models)),
+        fn_constructor_args=(_absolute(path), list(cost_weights), list(models)),
         fn_constructor_kwargs=kwargs,
         **_map_kwargs(concurrency, batch_size, num_cpus),
     )

@@ -356,8 +356,18 @@ pub fn embedding_cells<'py>(df: &Bound<'py, PyAny>, name: &str) -> PyResult<Boun
 /// `df[columns].to_numpy(dtype=float64)` (missing values as NaN).
 pub fn numeric<'py>(df: &Bound<'py, PyAny>, columns: &[String]) -> PyResult<Bound<'py, PyAny>> {
     let py = df.py();
+    let is_numeric = py.import("pandas.api.types")?.getattr("is_numeric_dtype")?;
     for c in columns {
         column(df, c)?;
+        let series = df.get_item(c)?;
+        // pandas would parse text ("1", b"1", "nan") into numbers: a column of text is refused,
+        // as strings are everywhere a number is read.
+        if !is_numeric.call1((&series,))?.is_truthy()? {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "column {c:?} holds {} values, not numbers (booleans count as 0 and 1)",
+                series.getattr("dtype")?.str()?
+            )));
+        }
     }
     let kwargs = PyDict::new(py);
     kwargs.set_item("dtype", py.import("numpy")?.getattr("float64")?)?;

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use pointsman::policy::{Episode, GuardFit, Policy, PolicyConfig, PolicyRouter, Request};
 use pointsman::QueryFeatures;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyWeakrefMethods, PyWeakrefReference};
 
 use crate::errors::IntoPyResult;
 use crate::parallel::run_here;
@@ -24,8 +24,11 @@ use crate::router::PyRouter;
 #[derive(Debug)]
 pub struct PyPolicy {
     policy: Policy,
-    /// Bindings to the routers it was used with: (router object, binding).
-    bound: Mutex<Vec<(Py<PyAny>, PolicyRouter)>>,
+    /// Bindings to the live routers it was used with: (a weak reference to the router object,
+    /// binding). Weak, so that a policy does not keep every router it ever routed through
+    /// alive (a service that swaps in a retrained router every hour); the bindings of routers
+    /// that are gone are dropped at the next binding.
+    bound: Mutex<Vec<(Py<PyWeakrefReference>, PolicyRouter)>>,
 }
 
 impl PyPolicy {
@@ -38,12 +41,15 @@ impl PyPolicy {
 
     /// The policy bound to `router` (bound on first use).
     fn binding(&self, router: &Bound<'_, PyRouter>) -> PyResult<PolicyRouter> {
+        let py = router.py();
         let mut bound = self.bound.lock().expect("policy lock");
-        if let Some((_, b)) = bound.iter().find(|(r, _)| r.bind(router.py()).is(router)) {
+        bound.retain(|(r, _)| r.bind(py).upgrade().is_some());
+        let same = |r: &Py<PyWeakrefReference>| r.bind(py).upgrade().is_some_and(|o| o.is(router));
+        if let Some((_, b)) = bound.iter().find(|(r, _)| same(r)) {
             return Ok(b.clone());
         }
         let b = PolicyRouter::new(router.get().inner.shared(), self.policy.clone()).py()?;
-        bound.push((router.clone().into_any().unbind(), b.clone()));
+        bound.push((PyWeakrefReference::new(router)?.unbind(), b.clone()));
         Ok(b)
     }
 }

@@ -24,7 +24,7 @@ use crate::parallel::{run, run_here};
 
 /// A fitted router. Not constructed directly: use a kind's constructor (`KnnRouter.fit`, ...) or
 /// `load_router`.
-#[pyclass(name = "Router", module = "pointsman", subclass, frozen)]
+#[pyclass(name = "Router", module = "pointsman", subclass, frozen, weakref)]
 #[derive(Debug)]
 pub struct PyRouter {
     /// The engine router, whatever its kind.

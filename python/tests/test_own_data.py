@@ -124,6 +124,10 @@ def test_from_pandas_missing_cells_are_missing_not_text(tmp_path):
         pointsman.Dataset.from_pandas(df.iloc[:0], MODELS, embedding="vec", prices=PRICES)
     with pytest.raises(TypeError, match="DataFrame, not dict"):
         pointsman.Dataset.from_pandas(dict(df), MODELS, embedding="vec", prices=PRICES)
+    # Scores written as text are refused, not parsed ("1" -> 1.0, "nan" -> unlabelled).
+    texty = df.assign(**{MODELS[0]: [str(v) for v in scores[:, 0]]})
+    with pytest.raises(TypeError, match=rf'column "{MODELS[0]}" holds \w+ values, not numbers'):
+        pointsman.Dataset.from_pandas(texty, MODELS, embedding="vec", prices=PRICES)
     twice = pd.concat([df, df[["small"]]], axis=1)
     with pytest.raises(pointsman.InvalidInputError, match="more than one column named"):
         pointsman.Dataset.from_pandas(twice, MODELS, embedding="vec", prices=PRICES)

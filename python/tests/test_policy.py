@@ -179,3 +179,26 @@ def test_engine_warnings_reach_stderr():
     assert stderr(POINTSMAN_LOG="off") == ""
     said = stderr(POINTSMAN_LOG="pointsman=loud")
     assert "ignoring POINTSMAN_LOG" in said and "does not apply" in said, said
+
+
+def test_a_policy_does_not_keep_the_routers_it_routed_through_alive(toy, toy_knn):
+    """A service that swaps in a retrained router routes each through the same policy: the
+    policy's bindings must not keep the old routers (and their reference sets) alive."""
+    import gc
+    import weakref
+
+    policy = pm.Policy({"version": 1, "cost_weight": 100, "sticky": {}})
+    blob = toy_knn.to_bytes()
+    x = toy.embeddings[0]
+    refs = []
+    for _ in range(3):
+        r = pm.router_from_bytes(blob)
+        r.route(x, policy=policy, session="s")
+        refs.append(weakref.ref(r))
+        del r
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
+    # The sessions outlive the routers: they are the policy's.
+    r = pm.router_from_bytes(blob)
+    d = r.route(x, policy=policy, session="s")
+    assert d.audit["sticky"]["previous"] is not None

@@ -5,6 +5,7 @@ match `route_batch` in one process exactly; the evaluation on Ray must give the 
 when a test fails."""
 
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -126,9 +127,8 @@ def test_ray_evaluation_gives_the_curve_points_of_evaluate(cluster, dc, saved):
         dc.test.models,
         concurrency=2,
         batch_size=128,
-        prompt_tokens_column="prompt_tokens",
-        task_column="task",
     )
+    # The split's `prompt_tokens` and `task` columns are read by default (pointsman.ray.AUTO).
     expected = pointsman.evaluate(router, dc.test, WEIGHTS)["curve"]
     assert [p["cost_weight"] for p in curve] == WEIGHTS
     for got, want in zip(curve, expected):
@@ -172,3 +172,45 @@ def test_route_batches_names_a_missing_column(saved):
         out = pray.RouteBatches(path)({"embedding": empty, "id": np.empty(0, dtype=object)})
         assert out["model_index"].dtype == np.uint32 and len(out["model_index"]) == 0
         assert "embedding" not in out
+
+
+def test_evaluate_batches_check_labels_and_route_reads_the_split_columns(dc, saved):
+    """Labels that `pointsman.evaluate` refuses are refused (naming the row by its id), cost
+    weights in the driver, and by default the batch's `task` and `prompt_tokens` columns are
+    read, as `route_batch` reads them on the split."""
+    router, path = saved["knn"]
+    test = dc.test
+    n = 64
+    batch = {
+        "id": np.asarray(test.ids[:n], dtype=object),
+        "embedding": test.embeddings[:n],
+        "prompt_tokens": test.prompt_tokens[:n],
+        "task": np.asarray(test.tasks[:n], dtype=object),
+        "scores": test.scores[:n].copy(),
+        "costs": test.costs[:n].copy(),
+    }
+    fn = pray.RouteBatches(path, 300.0)
+    assert fn(dict(batch))["model_index"].tolist() == router.route_batch(
+        test.embeddings[:n], 300.0, prompt_tokens=test.prompt_tokens[:n], tasks=test.tasks[:n]
+    ).tolist()
+    none = pray.RouteBatches(path, 300.0, prompt_tokens_column=None, task_column=None)
+    assert none(dict(batch))["model_index"].tolist() == router.route_batch(
+        test.embeddings[:n], 300.0
+    ).tolist()
+    ev = pray.EvaluateBatches(path, [0.0], test.models)
+    assert ev(dict(batch))["n"][0] == n
+    for column, value, error, says in [
+        ("scores", np.nan, pointsman.MissingLabelsError, "has no score for"),
+        ("scores", 5.0, pointsman.InvalidInputError, "outside [0, 1]"),
+        ("costs", -1.0, pointsman.InvalidInputError, "not a non-negative number"),
+    ]:
+        bad = dict(batch)
+        bad[column] = batch[column].copy()
+        bad[column][3, 0] = value
+        with pytest.raises(error, match=f"row 3 of the batch \\(id '{test.ids[3]}'\\)"):
+            ev(bad)
+        with pytest.raises(error, match=re.escape(says)):
+            ev(bad)
+    for weight in (float("nan"), -1.0):
+        with pytest.raises(pointsman.InvalidInputError, match="not a non-negative number"):
+            pray.route(None, path, weight)
