@@ -45,11 +45,22 @@ __all__ = [
 
 _Path = Union[str, "os.PathLike[str]"]
 
+#: The highest cost one call may report (``pointsman::pool::MAX_COST_USD``).
+_MAX_COST_USD = 1e12
+
+class _Auto:
+    """The type of :data:`AUTO`."""
+
+    def __repr__(self) -> str:
+        return "pointsman.ray.AUTO"
+
+
 #: The default of ``prompt_tokens_column`` and ``task_column``: the column of that name
 #: (``prompt_tokens``, ``task``, as :func:`dataset_from_split` writes them) when the batch has
 #: one, else none. A router that reads tasks or prompt lengths (a kNN fitted with ``same_task``,
-#: any cost estimate) then decides as ``route_batch`` does on the split.
-AUTO = "auto"
+#: any cost estimate) then decides as ``route_batch`` does on the split. (An object, not a
+#: string, so that any column name, ``"auto"`` included, can still be given.)
+AUTO: Any = _Auto()
 
 
 def _matrix(batch: Mapping[str, Any], column: str, dtype: Any) -> np.ndarray:
@@ -65,10 +76,10 @@ def _matrix(batch: Mapping[str, Any], column: str, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=dtype)
 
 
-def _column(batch: Mapping[str, Any], setting: Optional[str], default: str) -> Optional[str]:
+def _column(batch: Mapping[str, Any], setting: Any, default: str) -> Optional[str]:
     """The column a `setting` of :class:`RouteBatches` names in `batch`: :data:`AUTO` is
     `default` when the batch has it; a name must be there."""
-    if setting == AUTO:
+    if setting is AUTO:
         return default if default in batch else None
     if setting is not None and setting not in batch:
         raise KeyError(f"the batch has no column {setting!r} (columns: {sorted(batch)})")
@@ -113,8 +124,8 @@ class RouteBatches:
         *,
         allowed: Optional[Sequence[str]] = None,
         embedding_column: str = "embedding",
-        prompt_tokens_column: Optional[str] = AUTO,
-        task_column: Optional[str] = AUTO,
+        prompt_tokens_column: Any = AUTO,
+        task_column: Any = AUTO,
         output_column: str = "model_index",
         model_ids: bool = False,
         keep_embedding: bool = False,
@@ -194,7 +205,8 @@ class EvaluateBatches(RouteBatches):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scores = _matrix(batch, self.scores_column, np.float64)
         costs = _matrix(batch, self.costs_column, np.float64)
-        self._check_labels(batch, scores, costs)
+        if len(scores):  # Ray may hand over an empty batch (an empty object column has no width)
+            self._check_labels(batch, scores, costs)
         rows = np.arange(len(scores))
         quality = np.empty(len(self.cost_weights))
         cost = np.empty(len(self.cost_weights))
@@ -243,12 +255,12 @@ class EvaluateBatches(RouteBatches):
             raise InvalidInputError(
                 f"{row(int(i))}: score {s[i, j]} for {self.models[j]!r} is outside [0, 1]"
             )
-        bad = np.argwhere(~np.isfinite(c) | (c < 0))
+        bad = np.argwhere(~np.isfinite(c) | (c < 0) | (c > _MAX_COST_USD))
         if len(bad):
             i, j = bad[0]
             raise InvalidInputError(
-                f"{row(int(i))}: cost {c[i, j]} for {self.models[j]!r} is not a non-negative "
-                "number"
+                f"{row(int(i))}: cost {c[i, j]} for {self.models[j]!r} is not a number in "
+                f"[0, {_MAX_COST_USD:g}] USD"
             )
 
 
@@ -264,9 +276,12 @@ def _check_weights(weights: Sequence[float]) -> None:
 
 
 def _absolute(path: _Path) -> str:
-    """`path` made absolute in the driver: a worker's working directory need not be the
-    driver's (it is where the driver was when Ray started)."""
-    return os.path.abspath(os.fspath(path))
+    """`path` made absolute in the driver when it names a file there: a worker's working
+    directory need not be the driver's (it is where the driver was when Ray started). A path
+    the driver does not have is passed as given (relative to the workers' ``working_dir`` of a
+    ``runtime_env``, say)."""
+    path = os.fspath(path)
+    return os.path.abspath(path) if os.path.exists(path) else path
 
 
 def _map_kwargs(

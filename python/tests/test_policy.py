@@ -183,7 +183,8 @@ def test_engine_warnings_reach_stderr():
 
 def test_a_policy_does_not_keep_the_routers_it_routed_through_alive(toy, toy_knn):
     """A service that swaps in a retrained router routes each through the same policy: the
-    policy's bindings must not keep the old routers (and their reference sets) alive."""
+    policy's bindings must not keep the old router objects alive (their bindings, and with them
+    the engine's reference sets, are dropped at the policy's next use)."""
     import gc
     import weakref
 

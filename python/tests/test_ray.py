@@ -202,7 +202,8 @@ def test_evaluate_batches_check_labels_and_route_reads_the_split_columns(dc, sav
     for column, value, error, says in [
         ("scores", np.nan, pointsman.MissingLabelsError, "has no score for"),
         ("scores", 5.0, pointsman.InvalidInputError, "outside [0, 1]"),
-        ("costs", -1.0, pointsman.InvalidInputError, "not a non-negative number"),
+        ("costs", -1.0, pointsman.InvalidInputError, "is not a number in [0, 1e+12] USD"),
+        ("costs", 1e13, pointsman.InvalidInputError, "is not a number in [0, 1e+12] USD"),
     ]:
         bad = dict(batch)
         bad[column] = batch[column].copy()
@@ -211,6 +212,9 @@ def test_evaluate_batches_check_labels_and_route_reads_the_split_columns(dc, sav
             ev(bad)
         with pytest.raises(error, match=re.escape(says)):
             ev(bad)
+    # An empty batch (Ray may send one), also with labels as empty object columns.
+    empty = {k: np.empty(0, dtype=object) for k in ("embedding", "scores", "costs")}
+    assert ev(empty)["n"][0] == 0
     for weight in (float("nan"), -1.0):
         with pytest.raises(pointsman.InvalidInputError, match="not a non-negative number"):
             pray.route(None, path, weight)

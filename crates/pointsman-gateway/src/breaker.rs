@@ -19,7 +19,10 @@ pub struct Breaker {
 struct State {
     consecutive: u32,
     open_until: Option<Instant>,
-    trial_in_flight: bool,
+    /// The trial call in flight, by number: only its own permit ends it (a trial of an
+    /// earlier cool-down that ends late must not free the current one).
+    trial: Option<u64>,
+    trials: u64,
 }
 
 /// What [`Breaker::record`] did to the circuit.
@@ -59,12 +62,13 @@ impl Breaker {
     fn allow_at(&self, now: Instant) -> Option<Permit<'_>> {
         let mut s = self.lock();
         let trial = match s.open_until {
-            None => false,
+            None => None,
             Some(until) if now < until => return None,
-            Some(_) if s.trial_in_flight => return None,
+            Some(_) if s.trial.is_some() => return None,
             Some(_) => {
-                s.trial_in_flight = true;
-                true
+                s.trials += 1;
+                s.trial = Some(s.trials);
+                s.trial
             }
         };
         Some(Permit {
@@ -82,13 +86,16 @@ impl Breaker {
     /// Records the outcome of a call let through earlier whose permit was already recorded:
     /// a stream that fails after its first byte.
     pub fn record(&self, success: bool) -> Transition {
-        self.record_at(success, Instant::now())
+        self.record_at(success, Instant::now(), None)
     }
 
-    fn record_at(&self, success: bool, now: Instant) -> Transition {
+    /// Records an outcome; `trial` is the number of the trial call it ends, if it is one.
+    fn record_at(&self, success: bool, now: Instant, trial: Option<u64>) -> Transition {
         let mut s = self.lock();
         let was_open = s.open_until.is_some();
-        s.trial_in_flight = false;
+        if trial.is_some() && s.trial == trial {
+            s.trial = None;
+        }
         if success {
             s.consecutive = 0;
             s.open_until = None;
@@ -115,28 +122,30 @@ impl Breaker {
 #[derive(Debug)]
 pub struct Permit<'a> {
     breaker: &'a Breaker,
-    trial: bool,
+    /// The number of the trial this call is, if it is one.
+    trial: Option<u64>,
     recorded: bool,
 }
 
 impl Permit<'_> {
     /// Records the outcome of the call.
-    pub fn record(mut self, success: bool) -> Transition {
-        self.recorded = true;
-        self.breaker.record(success)
+    pub fn record(self, success: bool) -> Transition {
+        self.record_at(success, Instant::now())
     }
 
-    #[cfg(test)]
     fn record_at(mut self, success: bool, now: Instant) -> Transition {
         self.recorded = true;
-        self.breaker.record_at(success, now)
+        self.breaker.record_at(success, now, self.trial)
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if self.trial && !self.recorded {
-            self.breaker.lock().trial_in_flight = false;
+        if self.trial.is_some() && !self.recorded {
+            let mut s = self.breaker.lock();
+            if s.trial == self.trial {
+                s.trial = None;
+            }
         }
     }
 }
@@ -149,11 +158,11 @@ mod tests {
     fn opens_cools_down_and_trials_once() {
         let b = Breaker::new(3, Duration::from_secs(10));
         let t0 = Instant::now();
-        assert_eq!(b.record_at(false, t0), Transition::None);
-        assert_eq!(b.record_at(true, t0), Transition::None);
-        assert_eq!(b.record_at(false, t0), Transition::None);
-        assert_eq!(b.record_at(false, t0), Transition::None);
-        assert_eq!(b.record_at(false, t0), Transition::Opened);
+        assert_eq!(b.record_at(false, t0, None), Transition::None);
+        assert_eq!(b.record_at(true, t0, None), Transition::None);
+        assert_eq!(b.record_at(false, t0, None), Transition::None);
+        assert_eq!(b.record_at(false, t0, None), Transition::None);
+        assert_eq!(b.record_at(false, t0, None), Transition::Opened);
         assert!(b.is_open());
         assert!(b.allow_at(t0 + Duration::from_secs(9)).is_none());
         let later = t0 + Duration::from_secs(11);
@@ -168,5 +177,23 @@ mod tests {
         let trial = b.allow_at(again).unwrap();
         assert_eq!(trial.record_at(true, again), Transition::Closed);
         assert!(b.allow_at(again).is_some() && b.allow_at(again).is_some());
+    }
+
+    #[test]
+    fn a_late_trial_does_not_free_a_newer_one() {
+        let b = Breaker::new(1, Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(b.record_at(false, t0, None), Transition::Opened);
+        let first = b.allow_at(t0 + Duration::from_secs(11)).unwrap();
+        // Another call's failure (a stream after its first byte) opens it again meanwhile.
+        b.record_at(false, t0 + Duration::from_secs(12), None);
+        let t1 = t0 + Duration::from_secs(23);
+        assert!(b.allow_at(t1).is_none(), "the first trial is still out");
+        // The first trial's client leaves: its permit frees its own trial, not a later one.
+        drop(first);
+        let second = b.allow_at(t1).unwrap();
+        let late = b.allow_at(t1);
+        assert!(late.is_none(), "one trial at a time");
+        assert_eq!(second.record_at(true, t1), Transition::Closed);
     }
 }

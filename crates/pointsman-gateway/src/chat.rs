@@ -182,13 +182,16 @@ impl Record {
             }
         }
         // Feedback is taken for a whole answer only: not before a stream has ended, not for a
-        // stream that failed, was cut or that the client left.
-        if self.answered && status == 200 && ev.error.is_none() {
-            self.state.feedback.settle(&ev.request_id);
-        } else {
-            self.state.feedback.forget(&ev.request_id);
-        }
+        // stream that failed, was cut or that the client left; and only once the decision is
+        // logged, so that its feedback event follows it in the log.
+        let whole = self.answered && status == 200 && ev.error.is_none();
+        let request_id = ev.request_id.clone();
         self.state.emit(&Event::Decision(Box::new(ev)));
+        if whole {
+            self.state.feedback.settle(&request_id);
+        } else {
+            self.state.feedback.forget(&request_id);
+        }
     }
 }
 

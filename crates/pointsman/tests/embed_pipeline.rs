@@ -131,6 +131,14 @@ fn empty_text_is_refused_and_long_text_truncated_and_reported() {
         assert!(info[0].truncated && short_info[0].truncated, "{piece}");
         assert_eq!(a, b, "{piece}");
     }
+    // A form feed is no cut: the normalizer deletes it and joins its neighbours into one word
+    // (here over 100 characters: one [UNK]), so the text fits the window and is read whole.
+    let joined = format!("{}playin\x0cg{}", "a ".repeat(253), "x".repeat(20_000));
+    let (a, info) = pipeline.embedder().embed(&[joined.as_str()]).unwrap();
+    assert!(!info[0].truncated && info[0].tokens == 256, "{info:?}");
+    let unk = format!("{}{}", "a ".repeat(253), "y".repeat(200));
+    let (b, _) = pipeline.embedder().embed(&[unk.as_str()]).unwrap();
+    assert_eq!(a, b);
 }
 
 #[test]

@@ -68,6 +68,14 @@ impl Relay {
 
     fn drain(&mut self, out: &mut BytesMut) {
         loop {
+            if self.saw_done {
+                // The answer is whole at `[DONE]`: logged, charged and open to feedback before
+                // the client reads it (a client may post feedback, or close, right after); what
+                // an upstream sends after it is not passed on.
+                self.finished = true;
+                self.record.finish(200, None);
+                return;
+            }
             match self.open.splitter.next_event() {
                 Ok(Some(raw)) => self.event(&raw, out),
                 Ok(None) => return,

@@ -96,6 +96,8 @@ pub struct Embedder {
     cfg: BertConfig,
     tokenizer: Tokenizer,
     added_tokens: usize,
+    /// Where a long text's beginning may be cut (`tokenize_info`).
+    cuts: WordCuts,
     name: String,
     max_tokens: usize,
     threads: usize,
@@ -167,6 +169,7 @@ impl Embedder {
         let cfg = BertConfig::load(&dir.join("config.json"))?;
         config::check_pooling(dir, cfg.hidden)?;
         let (tokenizer, added_tokens) = load_tokenizer(&dir.join("tokenizer.json"), cfg.vocab)?;
+        let cuts = WordCuts::of(&tokenizer);
         if opts.max_tokens <= added_tokens {
             return Err(Error::InvalidInput(format!(
                 "max_tokens {} leaves no room for text (the tokenizer adds {added_tokens} special tokens)",
@@ -221,6 +224,7 @@ impl Embedder {
             cfg,
             tokenizer,
             added_tokens,
+            cuts,
             name,
             max_tokens: opts.max_tokens,
             threads,
@@ -268,9 +272,9 @@ impl Embedder {
 
     fn tokenize_info(&self, text: &str) -> Result<(Vec<u32>, TokenInfo)> {
         let backend = |e: tokenizers::Error| Error::Backend(format!("tokenizer: {e}"));
-        // A text far longer than the window: its beginning first, cut where BERT's
-        // pre-tokenizer always cuts (`word_boundary`), so the beginning's pieces are the text's
-        // first pieces. When they overflow the window, the rest of the text cannot change what
+        // A text far longer than the window: its beginning first, cut where the tokenizer
+        // always ends a word (`WordCuts`), so the beginning's pieces are the text's first
+        // pieces. When they overflow the window, the rest of the text cannot change what
         // is embedded. Tokenizing 20 MB whole took 30 s and 2 GB for 254 pieces; 5 M Chinese
         // characters, which have no spaces, 9 s and 1.9 GB.
         let budget = self.max_tokens.saturating_mul(PREFIX_BYTES_PER_PIECE);
@@ -283,7 +287,7 @@ impl Embedder {
                 text[..end]
                     .char_indices()
                     .rev()
-                    .find(|&(_, c)| word_boundary(c))
+                    .find(|&(_, c)| self.cuts.ends_word(c))
                     .map(|(at, c)| &text[..at + c.len_utf8()])
             })
             .flatten();
@@ -531,24 +535,52 @@ impl TextBatch {
 /// piece takes in any language (a few bytes), so the beginning almost always fills the window.
 const PREFIX_BYTES_PER_PIECE: usize = 64;
 
-/// Whether BERT's pre-tokenizer (`BertPreTokenizer` after `BertNormalizer`, as all-MiniLM-L6-v2
-/// is configured) always ends a word after `c`, whatever follows: ASCII whitespace, ASCII
-/// punctuation (split off as a word of its own) and the CJK ideographs the normalizer pads with
-/// spaces (`handle_chinese_chars`, the ranges of BERT's `_is_chinese_char`). A text cut after
-/// such a character tokenizes to a prefix of the whole text's pieces. Combining marks that
-/// could follow are stripped by the uncased normalizer, so they do not join across the cut.
-fn word_boundary(c: char) -> bool {
-    c.is_ascii_whitespace()
-        || c.is_ascii_punctuation()
-        || matches!(u32::from(c),
-            0x4E00..=0x9FFF
-            | 0x3400..=0x4DBF
-            | 0x20000..=0x2A6DF
-            | 0x2A700..=0x2B73F
-            | 0x2B740..=0x2B81F
-            | 0x2B820..=0x2CEAF
-            | 0xF900..=0xFAFF
-            | 0x2F800..=0x2FA1F)
+/// The characters after which a tokenizer always ends a word, whatever follows, so that a text
+/// cut after one tokenizes to a prefix of the whole text's pieces: a space, tab or line break
+/// (not other ASCII whitespace: BERT's normalizer deletes a form feed, joining its neighbours);
+/// with `BertPreTokenizer` (all-MiniLM-L6-v2's), ASCII punctuation, which it isolates as a word
+/// of its own whatever follows; and with `BertNormalizer`'s `handle_chinese_chars` too, the CJK
+/// ideographs it pads with spaces (the ranges of tokenizers' `is_chinese_char`). Another
+/// tokenizer gets the whitespace alone.
+#[derive(Debug, Clone, Copy)]
+struct WordCuts {
+    punctuation: bool,
+    cjk: bool,
+}
+
+impl WordCuts {
+    fn of(tokenizer: &Tokenizer) -> WordCuts {
+        use tokenizers::normalizers::NormalizerWrapper;
+        use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+        let bert_pre = matches!(
+            tokenizer.get_pre_tokenizer(),
+            Some(PreTokenizerWrapper::BertPreTokenizer(_))
+        );
+        let cjk = bert_pre
+            && matches!(
+                tokenizer.get_normalizer(),
+                Some(NormalizerWrapper::BertNormalizer(n)) if n.handle_chinese_chars
+            );
+        WordCuts {
+            punctuation: bert_pre,
+            cjk,
+        }
+    }
+
+    fn ends_word(self, c: char) -> bool {
+        matches!(c, ' ' | '\t' | '\n' | '\r')
+            || (self.punctuation && c.is_ascii_punctuation())
+            || (self.cjk
+                && matches!(u32::from(c),
+                    0x4E00..=0x9FFF
+                    | 0x3400..=0x4DBF
+                    | 0x20000..=0x2A6DF
+                    | 0x2A700..=0x2B73F
+                    | 0x2B740..=0x2B81F
+                    | 0x2B920..=0x2CEAF
+                    | 0xF900..=0xFAFF
+                    | 0x2F800..=0x2FA1F))
+    }
 }
 
 /// Refuses texts the model read no word piece of (only the special tokens the tokenizer adds,
