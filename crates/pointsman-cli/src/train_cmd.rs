@@ -63,6 +63,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_nested: bool,
 
+    /// With --router auto: the cross-validation folds (at least 2; default 5). Fewer let a
+    /// small train split be cross-validated (nested, each fold's complement again).
+    #[arg(long, value_name = "N")]
+    pub folds: Option<usize>,
+
     /// Train on only this many train queries, drawn by a seeded shuffle (--seed): a quick trial
     /// of a search or of auto before the whole split.
     #[arg(long, value_name = "N")]
@@ -113,8 +118,9 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     if args.router == pointsman::RouterKind::AUTO {
         return train_auto(args, progress);
     }
-    if args.criterion.is_some() || !args.kinds.is_empty() || args.no_nested {
-        anyhow::bail!("--criterion, --kinds and --no-nested go with --router auto");
+    if args.criterion.is_some() || !args.kinds.is_empty() || args.no_nested || args.folds.is_some()
+    {
+        anyhow::bail!("--criterion, --kinds, --no-nested and --folds go with --router auto");
     }
     // `train` also knows `auto` (handled above): its list of known routers says so.
     let spec = RouterSpec::parse(&args.router).map_err(|e| match e {
@@ -187,7 +193,10 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     // The searches need full labels: with partial ones the kind's defaults were fitted.
     let unsearched = search.is_none()
         && !train.is_fully_labelled()
-        && matches!(spec.kind(), Some(RouterKind::Knn | RouterKind::Mf))
+        && matches!(
+            spec.kind(),
+            Some(RouterKind::Knn | RouterKind::Mf | RouterKind::Irt)
+        )
         && args.config.is_none();
     crate::output::emit(&format!(
         "trained {} on {} queries in {:.1} s{}; config {}\nsaved {}\n",
@@ -268,11 +277,11 @@ fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
         criterion,
         kinds,
         nested: !args.no_nested,
+        folds: args.folds.unwrap_or(AutoOptions::default().folds),
         progress: pointsman::tuning::Progress::new(move |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         }),
-        ..Default::default()
     };
     options.candidates()?;
     let quiet = progress.is_quiet();

@@ -549,16 +549,29 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     let o = pointsman(
         &[
             &base[..],
-            &["-q", "--kinds", "zero,knn", "--limit", "300", "--no-nested"],
+            &[
+                "-q",
+                "--kinds",
+                "zero,knn",
+                "--limit",
+                "300",
+                "--no-nested",
+                "--folds",
+                "3",
+            ],
         ]
         .concat(),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let quick = String::from_utf8_lossy(&o.stdout);
     assert!(
-        quick.contains("auto: 2 candidates") && !quick.contains("search's own"),
+        quick.contains("auto: 2 candidates ranked by cv aiq over 3 folds")
+            && !quick.contains("search's own"),
         "{quick}"
     );
+    // APGR on nine models would have been AIQ under another name.
+    let e = stderr_line(&pointsman(&[&base[..], &["--criterion", "apgr"]].concat()));
+    assert!(e.contains("apgr needs two-model data"), "{e}");
     let e = stderr_line(&pointsman(&[&base[..], &["--limit", "0"]].concat()));
     assert!(e.contains("--limit takes a positive number"), "{e}");
     let router = pointsman::registry::AnyRouter::load(&file).unwrap();
@@ -582,7 +595,14 @@ fn train_auto_prints_candidates_and_saves_the_best() {
     ];
     for (extra, says) in [
         (&["--criterion", "aiq"][..], "go with --router auto"),
-        (&["--no-nested"][..], "--no-nested go with --router auto"),
+        (
+            &["--no-nested"][..],
+            "--no-nested and --folds go with --router auto",
+        ),
+        (
+            &["--folds", "3"][..],
+            "--no-nested and --folds go with --router auto",
+        ),
     ] {
         let e = stderr_line(&pointsman(&[&knn[..], extra].concat()));
         assert!(e.contains(says), "{e}");

@@ -278,7 +278,7 @@ impl AnyRouter {
         train.features()?;
         train.require_full_labels(
             "the automatic choice (it scores every candidate's cross-validated routing curve; \
-             with partial, pairwise or logged labels fit one kind: knn or mf)",
+             with partial, pairwise or logged labels fit one kind: knn, mf or irt)",
         )?;
         let folds = Folds::new(train.len(), options.folds, options.seed)?;
         // Nested, each fold's complement is cross-validated again over as many folds.
@@ -294,13 +294,22 @@ impl AnyRouter {
             return Err(Error::InvalidInput(format!(
                 "{} training queries are too few for nested cross-validation over {} folds (each \
                  fold's {complement} other queries are cross-validated again; at least {} \
-                 queries are needed): use fewer folds, or turn nesting off",
+                 queries are needed): use fewer folds (--folds, Python's folds=), or turn nesting \
+                 off (--no-nested, nested=False)",
                 train.len(),
                 options.folds,
                 (2 * options.folds * options.folds).div_ceil(options.folds - 1)
             )));
         }
         let weak_strong = train.weak_strong();
+        if options.criterion == Some(Criterion::Apgr) && weak_strong.is_none() {
+            return Err(Error::Config(format!(
+                "the criterion apgr needs two-model data (a weak and a strong model, \
+                 docs/metrics.md); this split has {} model{}: rank by aiq or max_quality",
+                train.pool().len(),
+                if train.pool().len() == 1 { "" } else { "s" }
+            )));
+        }
         let criterion = options
             .criterion
             .unwrap_or_else(|| Criterion::for_data(weak_strong));
@@ -641,6 +650,10 @@ fn stack_per_shrinkage(
 /// out-of-fold estimates over folds seeded by `config.seed`, and the weights on those.
 pub(super) fn fit_stack(config: &StackConfig, train: &Split) -> Result<AnyRouter> {
     config.validate()?;
+    train.require_full_labels(
+        "fitting a stack (its members' out-of-fold estimates are scored against every model's \
+         score; with partial, pairwise or logged labels fit knn, mf or irt alone)",
+    )?;
     // The members' own figures are not compared here, so their searches are not nested.
     let options = AutoOptions {
         seed: config.seed,
@@ -864,6 +877,35 @@ mod tests {
         // 13 are enough; without nesting 12 are cross-validated once.
         AnyRouter::fit_auto(&first(13), &options(&zero_knn, true), &mut |_| {}).unwrap();
         AnyRouter::fit_auto(&first(12), &options(&zero_knn, false), &mut |_| {}).unwrap();
+    }
+
+    #[test]
+    fn apgr_needs_two_models_and_a_stack_full_labels() {
+        // One model: no weak/strong pair, so APGR would silently be AIQ.
+        let two = split(None);
+        let one = two.select_models(&[0]).unwrap();
+        let options = AutoOptions {
+            kinds: vec![RouterKind::Zero],
+            criterion: Some(Criterion::Apgr),
+            ..Default::default()
+        };
+        let Err(e) = AnyRouter::fit_auto(&one, &options, &mut |_| {}) else {
+            panic!("apgr on one model must be refused");
+        };
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains("1 model: rank by aiq"),
+            "{e}"
+        );
+        AnyRouter::fit_auto(&two, &options, &mut |_| {}).unwrap();
+        // A stack's members are scored against every model's score: partial labels are refused
+        // by name, not by the evaluation inside.
+        let mut mask = vec![true; two.len() * 2];
+        mask[1] = false;
+        let partial = two.clone().with_observed(mask).unwrap();
+        let Err(e) = fit_stack(&StackConfig::default(), &partial) else {
+            panic!("a stack on partial labels must be refused");
+        };
+        assert!(e.to_string().contains("fitting a stack"), "{e}");
     }
 
     #[test]
