@@ -129,6 +129,16 @@ impl ModelCard {
         self
     }
 
+    /// The optional figures the decision policies read, by their names in a card's JSON.
+    pub fn figures(&self) -> [(&'static str, Option<f64>); 4] {
+        [
+            ("ttft_ms", self.ttft_ms),
+            ("output_tokens_per_second", self.output_tokens_per_second),
+            ("joules_per_token", self.joules_per_token),
+            ("context_window", self.context_window),
+        ]
+    }
+
     /// Whether the card lists the capability `flag`.
     pub fn has_capability(&self, flag: &str) -> bool {
         self.capabilities.iter().any(|c| c == flag)
@@ -221,12 +231,7 @@ impl ModelCard {
                 )));
             }
         }
-        for (name, v) in [
-            ("ttft_ms", self.ttft_ms),
-            ("output_tokens_per_second", self.output_tokens_per_second),
-            ("joules_per_token", self.joules_per_token),
-            ("context_window", self.context_window),
-        ] {
+        for (name, v) in self.figures() {
             if let Some(v) = v {
                 if !v.is_finite() || v < 0.0 || (name == "output_tokens_per_second" && v == 0.0) {
                     return Err(Error::Config(format!(

@@ -115,8 +115,8 @@ fn empty_text_is_refused_and_long_text_truncated_and_reported() {
     let (b, _) = pipeline.embedder().embed(&[long.as_str()]).unwrap();
     assert_eq!(a, b);
     assert!(decision.quality.is_finite());
-    // Also without a space: Chinese characters and punctuation end words too (5 M characters
-    // took 9 s and 1.9 GB whole); the same embedding as a text just over the window's.
+    // Also without a space: Chinese characters and punctuation end words too (millions of
+    // them were tokenized whole before); the same embedding as a text just over the window's.
     for (piece, over_window) in [("汉字测试", 100), (r#"{"key":[1,2,3],"v":"x"}"#, 40)] {
         let short = piece.repeat(over_window);
         let huge = piece.repeat(200_000);

@@ -636,12 +636,7 @@ impl DatasetDraft {
             if let Some(d) = &card.description {
                 m.insert("description".into(), d.clone().into());
             }
-            for (key, figure) in [
-                ("ttft_ms", card.ttft_ms),
-                ("output_tokens_per_second", card.output_tokens_per_second),
-                ("joules_per_token", card.joules_per_token),
-                ("context_window", card.context_window),
-            ] {
+            for (key, figure) in card.figures() {
                 if let Some(x) = figure {
                     m.insert(key.into(), x.into());
                 }

@@ -275,8 +275,8 @@ impl Embedder {
         // A text far longer than the window: its beginning first, cut where the tokenizer
         // always ends a word (`WordCuts`), so the beginning's pieces are the text's first
         // pieces. When they overflow the window, the rest of the text cannot change what
-        // is embedded. Tokenizing 20 MB whole took 30 s and 2 GB for 254 pieces; 5 M Chinese
-        // characters, which have no spaces, 9 s and 1.9 GB.
+        // is embedded. Tokenizing 20 MB whole took 30 s and 2 GB for 254 pieces; millions of
+        // Chinese characters, which have no spaces, took seconds and gigabytes too.
         let budget = self.max_tokens.saturating_mul(PREFIX_BYTES_PER_PIECE);
         let prefix = (text.len() > budget)
             .then(|| {

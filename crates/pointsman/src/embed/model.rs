@@ -89,9 +89,8 @@ impl<'a> TensorSource<'a> {
     /// name, the shape and [`CONTENT_SAMPLES`] values spread evenly over it (all of a smaller
     /// one), as little-endian `f32`. With [`Self::fingerprint`] it recognises a known model:
     /// another model that shares its embedding layer norm (a fine-tune that froze it, a copy
-    /// with changed weights) differs here. Costs a copy of each tensor, not a hash of the whole
-    /// file: 51 ms for all-MiniLM-L6-v2 on the AVX2-only EPYC of docs/benchmarks.md, against
-    /// 0.45 s for `sha256sum` of its 90 MB.
+    /// with changed weights) differs here. Costs a copy of each tensor (about the file's size,
+    /// which the load reads anyway), not a hash of the whole 90 MB file.
     pub(crate) fn content_digest(&self) -> Result<String> {
         let mut names: Vec<&String> = self.map.keys().collect();
         names.sort();
