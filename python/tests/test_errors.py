@@ -50,7 +50,7 @@ KINDS = [
     ("SessionOutOfOrder", pointsman.SessionError, 'observed model #1 ("big"), but the cascade asked for #0 ("cheap")'),
     ("SessionRunning", pointsman.SessionError, "the cascade session has not decided yet: no answer has been observed yet"),
     ("OutOfDistribution", pointsman.OutOfDistributionError, "out of distribution: guard score 3.5000 is above the threshold 2.0000"),
-    ("BudgetExhausted", pointsman.BudgetExhaustedError, "budget exhausted for tenant:acme: 1e1 of 1e1 USD spent, the cheapest allowed model is expected to cost 1e-4 USD"),
+    ("BudgetExhausted", pointsman.BudgetExhaustedError, "budget exhausted for tenant:acme: 1e1 of 1e1 USD spent, the cheapest allowed model needs 1e-4 USD (its expected cost times the stop margin)"),
     ("NoModelFits", pointsman.NoModelFitsError, "no model fits: no allowed model meets the caps"),
     ("MissingLabels", pointsman.MissingLabelsError, "missing labels: evaluation needs every model's score on the test split; 3 of 500 queries lack some"),
     ("Store", pointsman.StoreError, "shared store redis://127.0.0.1:6379/: connection refused"),

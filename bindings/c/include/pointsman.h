@@ -422,9 +422,10 @@ enum pm_status pm_cascade_start(const struct pm_router *router,
 /**
  * Reports the answer of the model the session asked for: `confidence` in [0, 1] is how likely
  * the caller thinks the answer is right (a probability from log-probabilities, a verifier's
- * score, self-consistency...); `cost` is the call's observed cost in USD, or any negative value
- * to charge its expected cost. On success `*out` receives what to do next: call `out->model`,
- * or, when `out->finished`, use the answer of `out->model` (details in `pm_cascade_result`).
+ * score, self-consistency...); `cost` is the call's observed cost in USD, or any finite
+ * negative value to charge its expected cost. On success `*out` receives what to do next: call
+ * `out->model`, or, when `out->finished`, use the answer of `out->model` (details in
+ * `pm_cascade_result`).
  *
  * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_SESSION_FINISHED` (the session has already
  * finished or was stopped), `PM_STATUS_UNKNOWN_MODEL` (an index outside the pool),

@@ -92,6 +92,28 @@ class ErrorSlot {
   pm_error *err_ = nullptr;
 };
 
+/// `s` as a C string. A NUL byte inside would cut it short there, so that an id, a path or a
+/// text other than the one given would be used: that throws PM_STATUS_INVALID_ARGUMENT naming
+/// `what`.
+inline const char *c_str(const std::string &s, const char *what) {
+  const std::size_t at = s.find('\0');
+  if (at != std::string::npos) {
+    throw Error(PM_STATUS_INVALID_ARGUMENT,
+                std::string(what) + " holds a NUL byte at offset " + std::to_string(at));
+  }
+  return s.c_str();
+}
+
+/// As c_str; an empty string is NULL.
+inline const char *c_str_or_null(const std::string &s, const char *what) {
+  return s.empty() ? nullptr : c_str(s, what);
+}
+
+/// As c_str; no value is NULL.
+inline const char *c_str_or_null(const std::optional<std::string> &s, const char *what) {
+  return s ? c_str(*s, what) : nullptr;
+}
+
 }  // namespace detail
 
 /// The version of the linked library (compare with PM_VERSION, the header's).
@@ -135,7 +157,7 @@ class Embedder {
                        const EmbedderOptions &options = EmbedderOptions()) {
     pm_embedder *raw = nullptr;
     detail::ErrorSlot err;
-    err.check(pm_embedder_load_with_options(model_dir.empty() ? nullptr : model_dir.c_str(),
+    err.check(pm_embedder_load_with_options(detail::c_str_or_null(model_dir, "model_dir"),
                                             options.threads, options.max_tokens, &raw,
                                             err.out()));
     return Embedder(raw);
@@ -175,7 +197,7 @@ class Embedder {
   /// the empty one included.
   void embed(const std::string &text, float *out, std::size_t out_len) const {
     detail::ErrorSlot err;
-    err.check(pm_embedder_embed(ptr_.get(), text.c_str(), out, out_len, err.out()));
+    err.check(pm_embedder_embed(ptr_.get(), detail::c_str(text, "text"), out, out_len, err.out()));
   }
 
   /// The unit-length embedding of `text`.
@@ -189,7 +211,7 @@ class Embedder {
   std::vector<float> embed_batch(const std::vector<std::string> &texts) const {
     std::vector<const char *> ptrs;
     ptrs.reserve(texts.size());
-    for (const auto &t : texts) ptrs.push_back(t.c_str());
+    for (const auto &t : texts) ptrs.push_back(detail::c_str(t, "a text"));
     std::vector<float> out(texts.size() * dim());
     detail::ErrorSlot err;
     err.check(pm_embedder_embed_batch(ptr_.get(), ptrs.data(), ptrs.size(), out.data(),
@@ -320,7 +342,7 @@ class Router {
   static Router load(const std::string &path) {
     pm_router *raw = nullptr;
     detail::ErrorSlot err;
-    err.check(pm_router_load(path.c_str(), &raw, err.out()));
+    err.check(pm_router_load(detail::c_str(path, "path"), &raw, err.out()));
     return Router(raw);
   }
 
@@ -375,7 +397,7 @@ class Router {
   std::size_t model_index(const std::string &id) const {
     std::size_t index = 0;
     detail::ErrorSlot err;
-    err.check(pm_router_model_index(ptr_.get(), id.c_str(), &index, err.out()));
+    err.check(pm_router_model_index(ptr_.get(), detail::c_str(id, "model id"), &index, err.out()));
     return index;
   }
 
@@ -401,7 +423,7 @@ class Router {
     detail::ErrorSlot err;
     err.check(pm_router_rank(ptr_.get(), features, dim,
                              options.prompt_tokens ? *options.prompt_tokens : -1.0,
-                             options.task ? options.task->c_str() : nullptr,
+                             detail::c_str_or_null(options.task, "task"),
                              options.cost_weight, options.allowed.data(),
                              options.allowed.size(), ranked.data(), ranked.size(), &count,
                              err.out()));
@@ -422,7 +444,7 @@ class Router {
                       double cost_weight) const {
     Decision d{};
     detail::ErrorSlot err;
-    err.check(pm_router_route_text(ptr_.get(), embedder.capi(), text.c_str(), cost_weight, &d,
+    err.check(pm_router_route_text(ptr_.get(), embedder.capi(), detail::c_str(text, "text"), cost_weight, &d,
                                    err.out()));
     return d;
   }
@@ -434,9 +456,9 @@ class Router {
     std::vector<Decision> ranked(rank_room(options.top));
     std::size_t count = 0;
     detail::ErrorSlot err;
-    err.check(pm_router_rank_text(ptr_.get(), embedder.capi(), text.c_str(),
+    err.check(pm_router_rank_text(ptr_.get(), embedder.capi(), detail::c_str(text, "text"),
                                   options.prompt_tokens ? *options.prompt_tokens : -1.0,
-                                  options.task ? options.task->c_str() : nullptr,
+                                  detail::c_str_or_null(options.task, "task"),
                                   options.cost_weight, options.allowed.data(),
                                   options.allowed.size(), ranked.data(), ranked.size(), &count,
                                   err.out()));
@@ -512,7 +534,7 @@ class Router {
   /// it was).
   void save(const std::string &path) const {
     detail::ErrorSlot err;
-    err.check(pm_router_save(ptr_.get(), path.c_str(), err.out()));
+    err.check(pm_router_save(ptr_.get(), detail::c_str(path, "path"), err.out()));
   }
 
   /// A new router with the prices of the `models.json` at `models_json` (some or all of this
@@ -521,7 +543,7 @@ class Router {
   Router reprice(const std::string &models_json) const {
     pm_router *raw = nullptr;
     detail::ErrorSlot err;
-    err.check(pm_router_reprice(ptr_.get(), models_json.c_str(), &raw, err.out()));
+    err.check(pm_router_reprice(ptr_.get(), detail::c_str(models_json, "models_json"), &raw, err.out()));
     return Router(raw);
   }
 
@@ -534,9 +556,9 @@ class Router {
                    const std::string &labelled_dir) const {
     pm_router *raw = nullptr;
     detail::ErrorSlot err;
-    err.check(pm_router_add_model(ptr_.get(), model.c_str(),
-                                  models_json.empty() ? nullptr : models_json.c_str(),
-                                  labelled_dir.empty() ? nullptr : labelled_dir.c_str(), &raw,
+    err.check(pm_router_add_model(ptr_.get(), detail::c_str(model, "model"),
+                                  detail::c_str_or_null(models_json, "models_json"),
+                                  detail::c_str_or_null(labelled_dir, "labelled_dir"), &raw,
                                   err.out()));
     return Router(raw);
   }
@@ -592,7 +614,7 @@ class Episode {
   Episode(const std::string &id, double budget_usd, std::uint64_t steps, double stop_margin = 1.0) {
     pm_episode *raw = nullptr;
     detail::ErrorSlot err;
-    err.check(pm_episode_new(id.c_str(), budget_usd, steps, stop_margin, &raw, err.out()));
+    err.check(pm_episode_new(detail::c_str(id, "episode id"), budget_usd, steps, stop_margin, &raw, err.out()));
     ptr_.reset(raw);
   }
 
@@ -620,7 +642,7 @@ class Policy {
   static Policy load(const Router &router, const std::string &path) {
     pm_policy *raw = nullptr;
     detail::ErrorSlot err;
-    err.check(pm_policy_load(router.capi(), path.c_str(), &raw, err.out()));
+    err.check(pm_policy_load(router.capi(), detail::c_str(path, "path"), &raw, err.out()));
     return Policy(raw);
   }
 
@@ -628,7 +650,7 @@ class Policy {
   static Policy from_json(const Router &router, const std::string &json) {
     pm_policy *raw = nullptr;
     detail::ErrorSlot err;
-    err.check(pm_policy_from_json(router.capi(), json.c_str(), &raw, err.out()));
+    err.check(pm_policy_from_json(router.capi(), detail::c_str(json, "json"), &raw, err.out()));
     return Policy(raw);
   }
 
@@ -645,8 +667,10 @@ class Policy {
     pm_policy_audit *audit = nullptr;
     detail::ErrorSlot err;
     pm_status status = pm_policy_route(
-        ptr_.get(), features.data(), features.size(), req.prompt_tokens, c_str(req.task),
-        c_str(req.text), c_str(req.tenant), c_str(req.user), c_str(req.session),
+        ptr_.get(), features.data(), features.size(), req.prompt_tokens,
+        detail::c_str_or_null(req.task, "task"), detail::c_str_or_null(req.text, "text"),
+        detail::c_str_or_null(req.tenant, "tenant"),
+        detail::c_str_or_null(req.user, "user"), detail::c_str_or_null(req.session, "session"),
         episode != nullptr ? episode->capi() : nullptr, req.cost_weight.value_or(-1.0),
         &out.decision, &audit, err.out());
     if (audit != nullptr) {
@@ -668,8 +692,10 @@ class Policy {
               const Episode *episode = nullptr) const {
     check_episode(episode);
     detail::ErrorSlot err;
-    err.check(pm_policy_record(ptr_.get(), model.empty() ? nullptr : model.c_str(), cost_usd,
-                               c_str(req.tenant), c_str(req.user), c_str(req.session),
+    err.check(pm_policy_record(ptr_.get(), detail::c_str_or_null(model, "model"), cost_usd,
+                               detail::c_str_or_null(req.tenant, "tenant"),
+                               detail::c_str_or_null(req.user, "user"),
+                               detail::c_str_or_null(req.session, "session"),
                                episode != nullptr ? episode->capi() : nullptr, err.out()));
   }
 
@@ -678,9 +704,6 @@ class Policy {
     if (episode != nullptr && episode->capi() == nullptr) {
       throw Error(PM_STATUS_NULL_ARGUMENT, "episode: a moved-from Episode");
     }
-  }
-  static const char *c_str(const std::optional<std::string> &s) noexcept {
-    return s ? s->c_str() : nullptr;
   }
   struct Deleter {
     void operator()(pm_policy *p) const noexcept { pm_policy_free(p); }

@@ -230,9 +230,10 @@ pub unsafe extern "C" fn pm_cascade_start(
 
 /// Reports the answer of the model the session asked for: `confidence` in [0, 1] is how likely
 /// the caller thinks the answer is right (a probability from log-probabilities, a verifier's
-/// score, self-consistency...); `cost` is the call's observed cost in USD, or any negative value
-/// to charge its expected cost. On success `*out` receives what to do next: call `out->model`,
-/// or, when `out->finished`, use the answer of `out->model` (details in `pm_cascade_result`).
+/// score, self-consistency...); `cost` is the call's observed cost in USD, or any finite
+/// negative value to charge its expected cost. On success `*out` receives what to do next: call
+/// `out->model`, or, when `out->finished`, use the answer of `out->model` (details in
+/// `pm_cascade_result`).
 ///
 /// Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_SESSION_FINISHED` (the session has already
 /// finished or was stopped), `PM_STATUS_UNKNOWN_MODEL` (an index outside the pool),
@@ -260,8 +261,9 @@ pub unsafe extern "C" fn pm_cascade_observe(
         // SAFETY: non-NULL and aligned (checked above); live and not shared per the caller.
         let session = unsafe { &mut *session };
         let out = arg_out(out, "out")?;
-        // The C convention: a negative cost charges the call's expected cost.
-        if cost < 0.0 {
+        // The C convention: a negative cost charges the call's expected cost; an infinite one
+        // is an error, as the header says (-INFINITY was taken for "expected").
+        if cost < 0.0 && cost.is_finite() {
             session.session.observe(model as usize, confidence)?;
         } else {
             session

@@ -12,7 +12,13 @@ pub(crate) type Outcome = Result<(), Failure>;
 
 /// Runs the body of a fallible entry point: catches panics, turns a failure into its status and,
 /// when `err` is not NULL, into a new `pm_error` written to `*err`.
+///
+/// A misaligned `err` cannot be written: the call then does nothing and returns
+/// `PM_STATUS_INVALID_ARGUMENT` (the body is not run, so nothing it would change changes).
 pub(crate) fn call(err: *mut *mut pm_error, body: impl FnOnce() -> Outcome) -> pm_status {
+    if !err.is_aligned() {
+        return pm_status::PM_STATUS_INVALID_ARGUMENT;
+    }
     let failure = match catch_unwind(AssertUnwindSafe(|| {
         inject::maybe_panic();
         body()
@@ -26,7 +32,8 @@ pub(crate) fn call(err: *mut *mut pm_error, body: impl FnOnce() -> Outcome) -> p
         // Building the error allocates only; guard it all the same, so that nothing can unwind
         // out of this function.
         if let Ok(boxed) = catch_unwind(AssertUnwindSafe(|| Box::new(failure.into_error()))) {
-            // SAFETY: the caller passes NULL (checked above) or a writable `pm_error *` slot.
+            // SAFETY: the caller passes NULL (checked above) or a writable `pm_error *` slot,
+            // aligned (checked on entry).
             unsafe { err.write(Box::into_raw(boxed)) };
         }
     }

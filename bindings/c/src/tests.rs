@@ -621,6 +621,23 @@ fn bad_inputs_get_their_status() {
             "features is not aligned to 4 bytes"
         )
     );
+    // A misaligned `err` cannot take an error: the call does nothing, returns the status and
+    // leaves the slot's bytes as they were (before, the error was written through it anyway).
+    let mut slots = [0u8; 2 * std::mem::size_of::<usize>()];
+    let slot: *mut *mut pm_error = slots.as_mut_ptr().wrapping_add(1).cast();
+    let before = out;
+    let s = unsafe { pm_router_route(c, x.as_ptr(), DIM - 1, 0.0, &mut out, slot) };
+    assert_eq!(s, PM_STATUS_INVALID_ARGUMENT);
+    assert!(
+        slots.iter().all(|&b| b == 0),
+        "written through a misaligned err"
+    );
+    let s = unsafe { pm_router_route(c, x.as_ptr(), DIM, 0.0, &mut out, slot) };
+    assert_eq!(
+        s, PM_STATUS_INVALID_ARGUMENT,
+        "a call that would succeed is not run either"
+    );
+    assert_eq!(out, before, "the body ran");
 
     // Rank: allowed flags of the wrong length, none allowed, NaN tokens, invalid UTF-8 task.
     let rank = |tokens: f64, task: *const std::ffi::c_char, allowed: &[u8], room: usize| {
@@ -1261,6 +1278,15 @@ fn c_cascade_sessions_equal_rust_sessions() {
                 assert_eq!(step.expected_cost.to_bits(), next.expected_cost.to_bits());
                 let conf = confidences[(r + 3 * k) % confidences.len()];
                 k += 1;
+                // An infinite cost is an error, not "charge the expected cost" (-inf was).
+                for cost in [f64::NEG_INFINITY, f64::INFINITY, f64::NAN] {
+                    let before = step;
+                    let (st, m) = failing(|e| unsafe {
+                        pm_cascade_observe(cs, step.model, conf, cost, &mut step, e)
+                    });
+                    assert_eq!(st, PM_STATUS_INVALID_ARGUMENT, "{cost}: {m}");
+                    assert_eq!(step, before);
+                }
                 let (st, m) = failing(|e| unsafe {
                     pm_cascade_observe(cs, step.model, conf, -1.0, &mut step, e)
                 });

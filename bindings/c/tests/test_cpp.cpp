@@ -195,6 +195,18 @@ void test_errors(const pointsman::Router &router, const Fixture &f, const std::s
   pointsman::RankOptions bad;
   bad.task = std::string("\xc3\x28");
   EXPECT_ERROR(router.rank(x, f.dim, bad), PM_STATUS_INVALID_UTF8);
+  // A NUL inside a std::string is refused, not read as the string up to it (an id that names
+  // another model, a path that names another file).
+  const std::string gemma(router.model_name(1));
+  m = EXPECT_ERROR(router.model_index(gemma + std::string("\0xx", 3)),
+                   PM_STATUS_INVALID_ARGUMENT);
+  CHECK(m == "model id holds a NUL byte at offset " + std::to_string(gemma.size()));
+  EXPECT_ERROR(pointsman::Router::load(dir + "/router.safetensors" + std::string("\0junk", 5)),
+               PM_STATUS_INVALID_ARGUMENT);
+  bad.task = std::string("a\0b", 3);
+  EXPECT_ERROR(router.rank(x, f.dim, bad), PM_STATUS_INVALID_ARGUMENT);
+  m = EXPECT_ERROR(router.reprice(""), PM_STATUS_IO);
+  CHECK(m.rfind("an empty path: ", 0) == 0);
 
   // NULL through the C API itself: the wrapper never passes NULL for a live router.
   pm_decision d{};

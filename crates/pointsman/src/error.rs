@@ -92,7 +92,7 @@ pub enum Error {
     /// A budget's hard stop: what is left of the budget does not cover the expected cost of any
     /// allowed model ([`crate::policy`]).
     #[error(
-        "budget exhausted for {key}: {:e} of {limit:e} USD spent, the cheapest allowed model is expected to cost {:e} USD",
+        "budget exhausted for {key}: {:e} of {limit:e} USD spent, the cheapest allowed model needs {:e} USD (its expected cost times the stop margin)",
         readable(*.spent),
         readable(*.cost)
     )]
@@ -198,7 +198,7 @@ pub enum Error {
     MissingLabels(String),
 
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", shown_path(path))]
     Io {
         /// The file.
         path: PathBuf,
@@ -325,8 +325,49 @@ impl Error {
 /// the id quoted alone, so a reader sees exactly which string was not found.
 fn quote_id(message: &str) -> String {
     match message.split_once(" (") {
-        Some((id, rest)) if rest.ends_with(')') => format!("{id:?} ({rest}"),
-        _ => format!("{message:?}"),
+        Some((id, rest)) if rest.ends_with(')') => format!("{} ({rest}", quoted(id)),
+        _ => quoted(message),
+    }
+}
+
+/// Longest id a message quotes whole (a 1 MiB id made a 1 MiB message).
+const MAX_QUOTED: usize = 256;
+
+/// `text` quoted, or its first [`MAX_QUOTED`] bytes (at a character boundary) quoted and how
+/// long it was.
+fn quoted(text: &str) -> String {
+    if text.len() <= MAX_QUOTED {
+        return format!("{text:?}");
+    }
+    let end = (0..=MAX_QUOTED)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{:?}… ({} bytes in all)", &text[..end], text.len())
+}
+
+/// A path as an I/O error names it; an empty one said only ": No such file or directory".
+fn shown_path(path: &std::path::Path) -> std::borrow::Cow<'_, str> {
+    if path.as_os_str().is_empty() {
+        "an empty path".into()
+    } else {
+        path.to_string_lossy()
+    }
+}
+
+/// A number as a message shows it: as Rust prints it while that is short, in exponent form when
+/// it is very large or very small (1e300 printed 301 digits, -1e-300 as many zeros).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shown(pub f64);
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let x = self.0;
+        if !x.is_finite() || x == 0.0 || (1e-4..1e16).contains(&x.abs()) {
+            write!(f, "{x}")
+        } else {
+            write!(f, "{x:e}")
+        }
     }
 }
 
@@ -350,6 +391,37 @@ pub(crate) fn readable(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_ids_and_empty_paths_are_named_briefly() {
+        let long = "é".repeat(1000);
+        let e = Error::UnknownModel(format!("{long} (in x.json)")).to_string();
+        assert!(
+            e.len() < 400 && e.ends_with("\"… (2000 bytes in all) (in x.json)"),
+            "{e}"
+        );
+        let e = Error::io("", std::io::Error::from(std::io::ErrorKind::NotFound)).to_string();
+        assert!(e.starts_with("an empty path: "), "{e}");
+        let e = Error::UnknownModel("m".into()).to_string();
+        assert_eq!(e, "unknown model \"m\"");
+    }
+
+    #[test]
+    fn shown_numbers_stay_short() {
+        for (x, shown) in [
+            (0.5, "0.5"),
+            (12.0, "12"),
+            (0.0, "0"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::MAX, "1.7976931348623157e308"),
+            (-1e-300, "-1e-300"),
+            (1e16, "1e16"),
+            (123_456_789.0, "123456789"),
+        ] {
+            assert_eq!(Shown(x).to_string(), shown);
+        }
+    }
 
     #[test]
     fn readable_keeps_four_significant_digits() {

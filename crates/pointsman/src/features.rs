@@ -8,7 +8,7 @@
 //! Routers treat an embedding as a direction: rows of a batch need not have unit length (each
 //! router normalises what it reads), but they must be finite and not all zero.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 
 /// Name of the embedding model of the shared datasets and of the default embedder.
 pub const DEFAULT_EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
@@ -365,12 +365,14 @@ pub const MAX_PROMPT_TOKENS: f64 = 1e9;
 fn check_tokens(t: f64, i: usize) -> Result<()> {
     if !t.is_finite() || t < 0.0 {
         return Err(Error::InvalidInput(format!(
-            "prompt token count {t} in row {i} is not a non-negative number"
+            "prompt token count {} in row {i} is not a non-negative number",
+            Shown(t)
         )));
     }
     if t > MAX_PROMPT_TOKENS {
         return Err(Error::InvalidInput(format!(
-            "prompt token count {t} in row {i} is above the ceiling {MAX_PROMPT_TOKENS:e}"
+            "prompt token count {} in row {i} is above the ceiling {MAX_PROMPT_TOKENS:e}",
+            Shown(t)
         )));
     }
     Ok(())

@@ -12,7 +12,10 @@
 //!
 //! Only a regular file (or a symbolic link, which is replaced itself: what it named is left as it
 //! was) is ever replaced: a folder, a FIFO, a device or a socket at the target is an error, and so
-//! is a target that is one of the command's own inputs ([`refuse_output_among_inputs`]).
+//! is a target that is one of the command's own inputs ([`refuse_output_among_inputs`]). A
+//! regular file this process may not write (mode 0400 for its owner, say) is an error too —
+//! renaming needs only the folder's permission, so without the check write protection would be
+//! ignored — and a replaced file keeps its permission bits (a private 0600 file stays 0600).
 //!
 //! Reading goes through [`open_regular`]: only a regular file is opened, so a FIFO without a
 //! writer, a device such as `/dev/zero` or a folder is refused before anything is read.
@@ -31,9 +34,10 @@ use crate::error::{Error, Result};
 /// `path` is a folder, a FIFO, a device or a socket (nothing is written then).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     refuse_non_file(path)?;
+    let mode = replaced_permissions(path)?;
     let tmp = temp_path(path)?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = create_temp(&tmp, mode)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -63,8 +67,9 @@ impl AtomicFile {
     /// folder, a FIFO, a device or a socket.
     pub fn create(path: &Path) -> Result<Self> {
         refuse_non_file(path)?;
+        let mode = replaced_permissions(path)?;
         let tmp = temp_path(path)?;
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        let file = create_temp(&tmp, mode).map_err(|e| Error::io(path, e))?;
         Ok(AtomicFile {
             path: path.to_path_buf(),
             tmp,
@@ -78,19 +83,26 @@ impl AtomicFile {
     ///
     /// [`Error::Io`] naming the target path.
     pub fn commit(mut self) -> Result<()> {
+        self.sync()?;
+        self.rename()
+    }
+
+    /// Flushes the written bytes and syncs them to disk (a full disk shows here).
+    fn sync(&mut self) -> Result<()> {
         let file = self
             .file
-            .take()
+            .as_mut()
             .expect("an uncommitted AtomicFile holds its file");
-        let result = (|| {
-            let file = file.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            Ok(())
-        })();
-        result
+        file.flush()
+            .and_then(|()| file.get_ref().sync_all())
             .map_err(|e| Error::io(&self.path, e))
-            // Checked again: something else may have appeared at the path meanwhile.
-            .and_then(|()| refuse_non_file(&self.path))
+    }
+
+    /// Renames the synced temporary file over the target.
+    fn rename(mut self) -> Result<()> {
+        self.file = None;
+        // Checked again: something else may have appeared at the path meanwhile.
+        refuse_non_file(&self.path)
             .and_then(|()| {
                 std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
             })
@@ -98,6 +110,31 @@ impl AtomicFile {
                 let _ = std::fs::remove_file(&self.tmp);
             })
     }
+
+    /// The path the file will replace.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Commits the files of one output together: every one is flushed and synced before any is
+/// renamed over its target, so a full disk or a failed write leaves every target as it was, not
+/// a folder mixing this run's files with an earlier run's. (A rename failing after others
+/// succeeded — a folder appearing at a target meanwhile — still leaves the earlier ones
+/// replaced.)
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file that failed; the temporary files are removed.
+pub fn commit_all(files: Vec<AtomicFile>) -> Result<()> {
+    let mut files = files;
+    for f in &mut files {
+        f.sync()?;
+    }
+    for f in files {
+        f.rename()?;
+    }
+    Ok(())
 }
 
 impl Write for AtomicFile {
@@ -248,6 +285,40 @@ fn refuse_non_file(path: &Path) -> Result<()> {
         path,
         std::io::Error::new(std::io::ErrorKind::InvalidInput, what),
     ))
+}
+
+/// The permissions a replacement of `path` takes: those of the regular file there, which must be
+/// writable by this process (`None` when there is none, or a link, which is replaced itself).
+fn replaced_permissions(path: &Path) -> Result<Option<std::fs::Permissions>> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    if !meta.file_type().is_file() {
+        return Ok(None);
+    }
+    // Opening for writing, without truncating or creating, asks the system whether this process
+    // may write the file (root may; a read-only file of another user's may not be).
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(_) => Ok(Some(meta.permissions())),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::io(
+            path,
+            std::io::Error::new(
+                e.kind(),
+                "is write-protected: it is not replaced (make it writable, or choose another path)",
+            ),
+        )),
+        // Anything else (the file gone meanwhile, say): the rename decides.
+        Err(_) => Ok(Some(meta.permissions())),
+    }
+}
+
+/// Creates the temporary file, with the replaced file's permissions when there is one.
+fn create_temp(tmp: &Path, mode: Option<std::fs::Permissions>) -> std::io::Result<std::fs::File> {
+    let f = std::fs::File::create(tmp)?;
+    if let Some(mode) = mode {
+        f.set_permissions(mode)?;
+    }
+    Ok(f)
 }
 
 /// Refuses to write `out` when it is one of `inputs` — the same file, through whatever path,
@@ -576,6 +647,75 @@ mod tests {
         // A FIFO is compared without being opened (opening it blocked until a writer came).
         refuse_output_among_inputs(&fifo, &[&target]).unwrap();
         assert!(refuse_output_among_inputs(&fifo, &[&fifo]).is_err());
+    }
+
+    #[test]
+    fn files_committed_together_are_all_written_before_any_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::write(&a, b"old a").unwrap();
+        std::fs::write(&b, b"old b").unwrap();
+        let staged = |text: &[u8]| {
+            let mut fa = AtomicFile::create(&a).unwrap();
+            fa.write_all(text).unwrap();
+            let mut fb = AtomicFile::create(&b).unwrap();
+            fb.write_all(text).unwrap();
+            vec![fa, fb]
+        };
+        commit_all(staged(b"new")).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new");
+        // A folder appearing at the second target fails its rename: the first is replaced (the
+        // documented limit), the second kept, no temporary file left.
+        let files = staged(b"newer");
+        std::fs::remove_file(&b).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        assert!(commit_all(files).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"newer");
+        assert!(b.is_dir());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_replaced_file_keeps_its_mode_and_a_protected_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let private = tmp.path().join("private");
+        std::fs::write(&private, b"old").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&private, b"new").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            (std::fs::read(&private).unwrap(), mode(&private)),
+            (b"new".to_vec(), 0o600)
+        );
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut f = AtomicFile::create(&private).unwrap();
+        f.write_all(b"streamed").unwrap();
+        f.commit().unwrap();
+        assert_eq!(mode(&private), 0o640);
+        // Write protection holds unless this process may write anyway (root may).
+        let protected = tmp.path().join("protected");
+        std::fs::write(&protected, b"keep").unwrap();
+        std::fs::set_permissions(&protected, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let may_write = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&protected)
+            .is_ok();
+        let whole = write_atomic(&protected, b"x");
+        let streamed = AtomicFile::create(&protected);
+        if may_write {
+            assert!(whole.is_ok() && streamed.is_ok());
+            assert_eq!(mode(&protected), 0o400);
+        } else {
+            let e = whole.unwrap_err().to_string();
+            assert!(e.contains("is write-protected"), "{e}");
+            assert!(streamed.is_err());
+            assert_eq!(std::fs::read(&protected).unwrap(), b"keep");
+        }
+        // Nothing left behind once the uncommitted file is dropped: the two files only.
+        drop(streamed);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
     }
 
     #[test]

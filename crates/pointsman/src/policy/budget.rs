@@ -36,6 +36,10 @@ use super::state::{PolicyState, Totals};
 use crate::error::{Error, Result};
 use crate::router::best_model;
 
+/// The largest stop margin a budget or an episode takes: room for answers a million times
+/// costlier than expected is already no budget at all.
+pub const MAX_STOP_MARGIN: f64 = 1e6;
+
 /// Which request key a budget is kept per.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,7 +114,8 @@ pub struct BudgetConfig {
     #[serde(default = "default_true")]
     pub pace: bool,
     /// A model is excluded when its expected cost times this margin exceeds what is left
-    /// (default 1). Above 1 it keeps room for answers costlier than expected.
+    /// (default 1, at most [`MAX_STOP_MARGIN`]). Above 1 it keeps room for answers costlier
+    /// than expected.
     #[serde(default = "default_margin")]
     pub stop_margin: f64,
 }
@@ -140,8 +145,11 @@ impl BudgetConfig {
                 self.limit_usd
             ));
         }
-        if !self.stop_margin.is_finite() || self.stop_margin < 1.0 {
-            return bad(format!("stop_margin {} is below 1", self.stop_margin));
+        if !(1.0..=MAX_STOP_MARGIN).contains(&self.stop_margin) {
+            return bad(format!(
+                "stop_margin {} is not in [1, {MAX_STOP_MARGIN:e}]",
+                crate::error::Shown(self.stop_margin)
+            ));
         }
         validate_window(&self.window).or_else(bad)
     }
@@ -318,7 +326,8 @@ impl PacingConfig {
             Ok(())
         } else {
             Err(Error::Config(format!(
-                "pacing: need 0 < min_cost_weight < max_cost_weight, points_per_decade in 1..=64, memory ≥ 1 and at most 4096 grid points (got {self:?})"
+                "pacing: need 0 < min_cost_weight < max_cost_weight, points_per_decade in 1..=64, memory ≥ 1 and at most 4096 grid points (got min_cost_weight {}, max_cost_weight {}, points_per_decade {}, memory {})",
+                self.min_cost_weight, self.max_cost_weight, self.points_per_decade, self.memory
             )))
         }
     }

@@ -269,14 +269,16 @@ impl PolicyRouter {
         if let Some(t) = req.expected_output_tokens {
             if !t.is_finite() || t < 0.0 {
                 return Err(Error::InvalidInput(format!(
-                    "expected_output_tokens {t} is not a non-negative number"
+                    "expected_output_tokens {} is not a non-negative number",
+                    crate::error::Shown(t)
                 )));
             }
         }
         let mut cost_weight = req.cost_weight.or(config.cost_weight).unwrap_or(0.0);
         if !cost_weight.is_finite() || cost_weight < 0.0 {
             return Err(Error::Config(format!(
-                "cost_weight {cost_weight} is not a non-negative number"
+                "cost_weight {} is not a non-negative number",
+                crate::error::Shown(cost_weight)
             )));
         }
         let exclude = |allowed: &mut [bool], audit: &mut Audit, i: usize, reason: String| {

@@ -39,15 +39,18 @@ impl Episode {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an empty id, a budget that is not positive or no steps.
+    /// [`Error::Config`] for an empty or blank id, a budget that is not positive or no steps.
     pub fn new(id: impl Into<String>, budget_usd: f64, steps: u64) -> Result<Episode> {
         let id = id.into();
-        if id.is_empty() {
-            return Err(Error::Config("an episode needs a non-empty id".into()));
+        if id.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "an episode needs an id that is not empty or blank (got {id:?})"
+            )));
         }
         if !budget_usd.is_finite() || budget_usd <= 0.0 {
             return Err(Error::Config(format!(
-                "episode {id:?}: budget {budget_usd} USD is not a positive number"
+                "episode {id:?}: budget {} USD is not a positive number",
+                crate::error::Shown(budget_usd)
             )));
         }
         if steps == 0 {
@@ -67,12 +70,15 @@ impl Episode {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a margin below 1.
+    /// [`Error::Config`] for a margin below 1 or above
+    /// [`MAX_STOP_MARGIN`](super::budget::MAX_STOP_MARGIN).
     pub fn with_stop_margin(mut self, margin: f64) -> Result<Episode> {
-        if !margin.is_finite() || margin < 1.0 {
+        if !(1.0..=super::budget::MAX_STOP_MARGIN).contains(&margin) {
             return Err(Error::Config(format!(
-                "episode {:?}: stop_margin {margin} is below 1",
-                self.id
+                "episode {:?}: stop_margin {} is not in [1, {:e}]",
+                self.id,
+                crate::error::Shown(margin),
+                super::budget::MAX_STOP_MARGIN
             )));
         }
         self.stop_margin = margin;

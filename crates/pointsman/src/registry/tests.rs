@@ -528,6 +528,9 @@ fn every_pre_call_kind_reprices_without_refitting() {
         }),
         RouterConfig::Baseline(Baseline::Zero),
         RouterConfig::Baseline(Baseline::Cheapest),
+        // A warm-started learner with observed costs (it added its old observed mean to the
+        // new estimate instead).
+        RouterConfig::default_for(RouterKind::Linucb, 0).unwrap(),
     ] {
         let r = AnyRouter::fit_config(&config, &free).unwrap();
         let e = r.reprice(&[ModelCard::new("a", 1.0, 1.0)]).unwrap_err();

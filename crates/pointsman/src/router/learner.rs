@@ -1,7 +1,7 @@
 //! [`Learner`]: a router that learns from the outcome of the model it chose ([`Feedback`]).
 
 use super::Router;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 use crate::features::QueryFeatures;
 use crate::pool::{ModelPool, MAX_COST_USD};
 
@@ -37,13 +37,13 @@ impl Feedback<'_> {
         if !(0.0..=1.0).contains(&self.quality) {
             return Err(Error::InvalidInput(format!(
                 "observed quality {} outside [0, 1]",
-                self.quality
+                Shown(self.quality)
             )));
         }
         if !self.cost.is_finite() || self.cost < 0.0 {
             return Err(Error::InvalidInput(format!(
                 "observed cost {} is not a non-negative number",
-                self.cost
+                Shown(self.cost)
             )));
         }
         if self.cost > MAX_COST_USD {

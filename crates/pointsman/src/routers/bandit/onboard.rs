@@ -82,7 +82,8 @@ impl<L: Learned> BanditRouter<L> {
     ///
     /// # Errors
     ///
-    /// As [`ModelPool::repriced`].
+    /// As [`ModelPool::repriced`]; [`Error::Config`](crate::Error::Config) for a model with
+    /// observed costs repriced from a price of 0 (they have no ratio to scale by).
     ///
     /// [`ModelPool::repriced`]: crate::ModelPool::repriced
     pub fn reprice(&self, prices: &[ModelCard]) -> Result<Self> {
@@ -91,7 +92,11 @@ impl<L: Learned> BanditRouter<L> {
         let mut state = self.read().clone();
         state.journal = None;
         for (j, c) in state.cost.iter_mut().enumerate() {
-            if let Some(r) = crate::pool::price_ratio(old.card(j), pool.card(j)) {
+            // Costs observed at a price of 0 have no ratio to scale by: refused as every other
+            // kind refuses it (kept unscaled, the old observed mean was added to the new
+            // estimate).
+            if c[0] > 0.0 {
+                let r = crate::pool::cost_scale(old.card(j), pool.card(j))?;
                 c[1] *= r;
                 c[2] *= r;
             }

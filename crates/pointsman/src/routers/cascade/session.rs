@@ -145,7 +145,8 @@ impl Session {
     pub fn observe_with_cost(&mut self, model: usize, confidence: f64, cost: f64) -> Result<Step> {
         if !cost.is_finite() || !(0.0..=MAX_COST_USD).contains(&cost) {
             return Err(Error::InvalidInput(format!(
-                "observed cost {cost} is not a number in [0, {MAX_COST_USD:e}] USD"
+                "observed cost {} is not a number in [0, {MAX_COST_USD:e}] USD",
+                crate::error::Shown(cost)
             )));
         }
         self.observe_inner(model, confidence, Some(cost))
