@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use pointsman::pool::{MAX_COST_USD, MAX_OUTPUT_TOKENS, MAX_PRICE_PER_MTOK};
+
 use crate::error::GatewayError;
 
 /// The model names that route: `"pointsman"` (the default policy) and `"pointsman:<policy>"`.
@@ -19,6 +21,14 @@ pub const ROUTED_MODEL: &str = "pointsman";
 /// The policy name plain [`ROUTED_MODEL`] requests are logged and counted under (reserved: no
 /// `[policies.default]`).
 pub const DEFAULT_POLICY: &str = "default";
+
+/// Most calls in flight to one upstream, and most embeddings at once: a semaphore holds that many
+/// permits (tokio's cannot hold more than 2^61, and a larger value panicked at start).
+pub const MAX_CONCURRENCY: usize = 1 << 20;
+
+/// Most request headers `limits.max_headers` may allow: the HTTP server sets aside room for that
+/// many on every request (a value of 10^12 aborted the process on its first connection).
+pub const MAX_HEADERS: usize = 4096;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -453,6 +463,13 @@ impl Config {
                 pointsman::embed::MAX_THREADS
             ));
         }
+        if self.routing.max_concurrent_embeds > MAX_CONCURRENCY {
+            return bad(format!(
+                "routing.max_concurrent_embeds is {}, more than the maximum of {MAX_CONCURRENCY} \
+                 (0: the cores)",
+                self.routing.max_concurrent_embeds
+            ));
+        }
         if self.upstreams.is_empty() {
             return bad("no [[upstreams]]: the gateway needs at least one model to call".into());
         }
@@ -473,12 +490,22 @@ impl Config {
                     u.base_url
                 ));
             }
-            for (name, v) in [
-                ("input_usd_per_mtok", u.input_usd_per_mtok),
-                ("output_usd_per_mtok", u.output_usd_per_mtok),
-                ("output_tokens", u.output_tokens),
+            // The engine's ceilings on a model card (docs/reliability.md): a price here replaces
+            // the card's, so it must not escape them.
+            for (name, v, max) in [
+                (
+                    "input_usd_per_mtok",
+                    u.input_usd_per_mtok,
+                    MAX_PRICE_PER_MTOK,
+                ),
+                (
+                    "output_usd_per_mtok",
+                    u.output_usd_per_mtok,
+                    MAX_PRICE_PER_MTOK,
+                ),
+                ("output_tokens", u.output_tokens, MAX_OUTPUT_TOKENS),
             ] {
-                check_cost(&format!("upstreams[{i}].{name}"), v)?;
+                check_at_most(&format!("upstreams[{i}].{name}"), v, max)?;
             }
             if u.input_usd_per_mtok.is_some() != u.output_usd_per_mtok.is_some() {
                 return bad(format!(
@@ -490,6 +517,13 @@ impl Config {
                 return bad(format!(
                     "upstreams[{i}] ({}): timeout_ms and max_concurrency must be positive",
                     u.model
+                ));
+            }
+            if u.max_concurrency > MAX_CONCURRENCY {
+                return bad(format!(
+                    "upstreams[{i}] ({}): max_concurrency {} is more than the maximum of \
+                     {MAX_CONCURRENCY}",
+                    u.model, u.max_concurrency
                 ));
             }
         }
@@ -513,6 +547,13 @@ impl Config {
         let l = &self.limits;
         if l.max_body_bytes == 0 || l.max_upstream_body_bytes == 0 || l.max_headers == 0 {
             return bad("limits: sizes must be positive".into());
+        }
+        if l.max_headers > MAX_HEADERS {
+            return bad(format!(
+                "limits.max_headers {} is more than the maximum of {MAX_HEADERS} (room for that \
+                 many is set aside for every request)",
+                l.max_headers
+            ));
         }
         if l.header_read_timeout_ms == 0 || l.body_read_timeout_ms == 0 {
             return bad(
@@ -615,7 +656,17 @@ fn check_weight(what: &str, v: Option<f64>) -> Result<(), GatewayError> {
 }
 
 fn check_cost(what: &str, v: Option<f64>) -> Result<(), GatewayError> {
-    check_weight(what, v)
+    check_at_most(what, v, MAX_COST_USD)
+}
+
+fn check_at_most(what: &str, v: Option<f64>, max: f64) -> Result<(), GatewayError> {
+    check_weight(what, v)?;
+    match v {
+        Some(v) if v > max => Err(GatewayError::Config(format!(
+            "{what} {v:e} is above the ceiling {max:e}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -658,6 +709,29 @@ base_url = "http://127.0.0.1:9/v1"
             ("[routing]\nembed_threads = 5000\n", "routing.embed_threads"),
             ("[limits]\nbody_read_timeout_ms = 0\n", "limits.body_read_timeout_ms"),
             ("[policies.default]\ncost_weight = 1\n", "\"default\" is reserved"),
+            // Values that panicked or aborted at start or on the first connection, and prices
+            // past the model cards' ceilings (MINIMAL ends inside its upstream's table).
+            (
+                "max_concurrency = 3000000000000000000\n",
+                "max_concurrency 3000000000000000000 is more than the maximum of 1048576",
+            ),
+            (
+                "[routing]\nmax_concurrent_embeds = 3000000000000000000\n",
+                "routing.max_concurrent_embeds",
+            ),
+            ("[limits]\nmax_headers = 1000000000000\n", "limits.max_headers"),
+            (
+                "input_usd_per_mtok = 1e300\noutput_usd_per_mtok = 1\n",
+                "upstreams[0].input_usd_per_mtok 1e300 is above the ceiling 1e6",
+            ),
+            (
+                "output_tokens = 2e9\n",
+                "upstreams[0].output_tokens 2e9 is above the ceiling 1e9",
+            ),
+            (
+                "[routing]\nmax_cost = 1e13\n",
+                "routing.max_cost 1e13 is above the ceiling 1e12",
+            ),
             ("[[auth.tokens]]\ntenant = \"t\"\n", "auth.tokens[0]"),
             (
                 "[[auth.tokens]]\ntenant = \"t\"\ntoken = \"\"\n",

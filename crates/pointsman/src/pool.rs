@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 
 /// The highest price a card may list, USD per million tokens (a dollar per token): far above any
 /// model's, low enough that a price times a prompt's token count stays a finite cost.
@@ -33,6 +33,13 @@ pub const MAX_OUTPUT_TOKENS: f64 = 1e9;
 /// feedback): above the most any card's prices can charge for one query (2·10⁹ USD), low enough
 /// that a learner's running sums of costs stay finite over any number of observations.
 pub const MAX_COST_USD: f64 = 1e12;
+
+/// The largest value of a card's optional figures (`ttft_ms`, `output_tokens_per_second`,
+/// `joules_per_token`, `context_window`).
+pub const MAX_CARD_FIGURE: f64 = 1e9;
+
+/// The slowest output speed a card may state, tokens per second.
+pub const MIN_TOKENS_PER_SECOND: f64 = 1e-3;
 
 /// One candidate model: its prices, and optionally what it is known to take and do.
 ///
@@ -220,25 +227,35 @@ impl ModelCard {
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(Error::Config(format!(
-                    "model {:?}: {name} {v} is not a non-negative number",
-                    self.id
+                    "model {:?}: {name} {} is not a non-negative number",
+                    self.id,
+                    Shown(v)
                 )));
             }
             if v > max {
                 return Err(Error::Config(format!(
-                    "model {:?}: {name} {v} is above the ceiling {max:e}",
-                    self.id
+                    "model {:?}: {name} {} is above the ceiling {max:e}",
+                    self.id,
+                    Shown(v)
                 )));
             }
         }
         for (name, v) in self.figures() {
-            if let Some(v) = v {
-                if !v.is_finite() || v < 0.0 || (name == "output_tokens_per_second" && v == 0.0) {
-                    return Err(Error::Config(format!(
-                        "model {:?}: {name} {v} is not a positive number",
-                        self.id
-                    )));
-                }
+            let Some(v) = v else { continue };
+            // Each figure's range keeps the latency and energy a policy computes from it finite
+            // (a speed of 5e-324 tokens/s made every latency infinite and the utility null).
+            let (min, max, whole) = match name {
+                "output_tokens_per_second" => (MIN_TOKENS_PER_SECOND, MAX_CARD_FIGURE, false),
+                "context_window" => (1.0, MAX_CARD_FIGURE, true),
+                _ => (0.0, MAX_CARD_FIGURE, false),
+            };
+            if !(min..=max).contains(&v) || (whole && v.fract() != 0.0) {
+                let what = if whole { "a whole number" } else { "a number" };
+                return Err(Error::Config(format!(
+                    "model {:?}: {name} {} is not {what} in [{min}, {max:e}]",
+                    self.id,
+                    Shown(v)
+                )));
             }
         }
         if let Some(flag) = self.capabilities.iter().find(|c| c.trim().is_empty()) {

@@ -519,7 +519,7 @@ fn check_embedding_meta(
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
-    let meta: Value = serde_json::from_str(&text)
+    let meta: Value = crate::data::json::parse(&text)
         .map_err(|e| Error::format(path.display(), format!("malformed json: {e}")))?;
     if let Some(n) = meta.get("rows").and_then(Value::as_u64) {
         if n as usize != rows {

@@ -308,7 +308,7 @@ pub fn import_log(path: &Path, mapping: &LogMapping, pool: ModelPool) -> Result<
             if line.trim().is_empty() {
                 continue;
             }
-            let v: Value = serde_json::from_str(&line)
+            let v: Value = crate::data::json::parse(&line)
                 .map_err(|e| Error::format_at(&display, i + 1, format!("malformed json: {e}")))?;
             let Value::Object(obj) = v else {
                 return Err(Error::format_at(
@@ -412,8 +412,8 @@ pub fn onboarding_card(
         (None, Some(pool)) => (pool, "the labelled dataset's models.json".to_string()),
         (None, None) => {
             return Err(Error::Config(format!(
-                "onboarding {model} needs its card: a models.json with it, or a labelled dataset \
-                 whose models have it"
+                "onboarding {model:?} needs its card: a models.json with it, or a labelled \
+                 dataset whose models have it"
             )))
         }
     };
@@ -568,6 +568,19 @@ mod tests {
         std::fs::write(&log, "{\"q\": \"x\", \"m\": \"a\", \"ok\": 2}\n").unwrap();
         let e = import_log(&log, &mapping, pool()).unwrap_err().to_string();
         assert!(e.contains("log.jsonl:1:") && e.contains("\"ok\""), "{e}");
+        // A repeated key or column is refused, not read as its last (or first) value.
+        std::fs::write(&log, "{\"q\": \"x\", \"m\": \"a\", \"ok\": 0, \"ok\": 1}\n").unwrap();
+        let e = import_log(&log, &mapping, pool()).unwrap_err().to_string();
+        assert!(
+            e.contains("log.jsonl:1:") && e.contains("key \"ok\" appears twice"),
+            "{e}"
+        );
+        std::fs::write(&csv, "q,m,ok,ok\nwhat is 2+2,a,0,1\n").unwrap();
+        let e = import_log(&csv, &mapping, pool()).unwrap_err().to_string();
+        assert!(
+            e.contains("log.csv:1:") && e.contains("column \"ok\" appears twice"),
+            "{e}"
+        );
         std::fs::write(
             &log,
             "{\"q\": \"x\", \"m\": \"a\", \"ok\": 1}\n{\"q\": \"x\", \"m\": \"a\", \"ok\": 0}\n",

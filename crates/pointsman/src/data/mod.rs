@@ -22,6 +22,7 @@ mod dataset;
 mod draft;
 mod formats;
 mod import;
+pub(crate) mod json;
 mod labels;
 pub mod npy;
 mod schema;

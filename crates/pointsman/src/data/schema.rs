@@ -1,78 +1,15 @@
 //! Reading the files of the shared schema: `models.json` and the JSONL records, each problem a
 //! [`Error::Format`] naming the file, the line and the value.
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::json::parse as parse_json;
 use super::{prompt_tokens_of, Winner};
 use crate::error::{Error, Result};
 use crate::pool::{ModelCard, ModelPool};
-
-/// A JSON value read only to check that no object in it repeats a key (serde_json keeps the
-/// last of repeated keys silently).
-struct UniqueKeys;
-
-impl<'de> serde::Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = UniqueKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<UniqueKeys, A::Error> {
-                let mut seen = HashSet::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if !seen.insert(key.clone()) {
-                        return Err(serde::de::Error::custom(format!(
-                            "key {key:?} appears twice in one object"
-                        )));
-                    }
-                    map.next_value::<UniqueKeys>()?;
-                }
-                Ok(UniqueKeys)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> std::result::Result<UniqueKeys, A::Error> {
-                while seq.next_element::<UniqueKeys>()?.is_some() {}
-                Ok(UniqueKeys)
-            }
-            fn visit_bool<E>(self, _: bool) -> std::result::Result<UniqueKeys, E> {
-                Ok(UniqueKeys)
-            }
-            fn visit_i64<E>(self, _: i64) -> std::result::Result<UniqueKeys, E> {
-                Ok(UniqueKeys)
-            }
-            fn visit_u64<E>(self, _: u64) -> std::result::Result<UniqueKeys, E> {
-                Ok(UniqueKeys)
-            }
-            fn visit_f64<E>(self, _: f64) -> std::result::Result<UniqueKeys, E> {
-                Ok(UniqueKeys)
-            }
-            fn visit_str<E>(self, _: &str) -> std::result::Result<UniqueKeys, E> {
-                Ok(UniqueKeys)
-            }
-            fn visit_unit<E>(self) -> std::result::Result<UniqueKeys, E> {
-                Ok(UniqueKeys)
-            }
-        }
-        d.deserialize_any(Visit)
-    }
-}
-
-/// `text` as JSON, refusing an object that repeats a key.
-fn parse_json(text: &str) -> std::result::Result<Value, serde_json::Error> {
-    serde_json::from_str::<UniqueKeys>(text)?;
-    serde_json::from_str(text)
-}
 
 /// What `models.json` says: the pool, each model's role, and whether lines may lack scores.
 pub(super) struct Models {
@@ -94,14 +31,11 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
     let v: Value = parse_json(&text).map_err(|e| bad(format!("malformed json: {e}")))?;
     let default_out = match v.get("default_output_tokens") {
         None => 256.0,
+        // The ranges of this and of the prices are the pool's, checked by `ModelPool::new`
+        // below (a configuration error, as wherever prices are given).
         Some(x) => x
             .as_f64()
-            .filter(|x| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| {
-                bad(format!(
-                    "default_output_tokens {x} is not a non-negative number"
-                ))
-            })?,
+            .ok_or_else(|| bad(format!("default_output_tokens {x} is not a number")))?,
     };
     let models = v
         .get("models")
@@ -117,12 +51,7 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
         let price = |key: &str| -> Result<f64> {
             m.get(key)
                 .and_then(Value::as_f64)
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "model {id:?}: {key} missing or not a non-negative number"
-                    ))
-                })
+                .ok_or_else(|| bad(format!("model {id:?}: {key} missing or not a number")))
         };
         let description = match m.get("description") {
             None | Some(Value::Null) => None,
@@ -137,10 +66,11 @@ pub(super) fn read_models(path: &Path) -> Result<Models> {
             stated_output_tokens.insert(id.clone());
         }
         let out = match m.get("default_output_tokens") {
-            Some(x) => x
-                .as_f64()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| bad(format!("model {id:?}: bad default_output_tokens {x}")))?,
+            Some(x) => x.as_f64().ok_or_else(|| {
+                bad(format!(
+                    "model {id:?}: default_output_tokens {x} is not a number"
+                ))
+            })?,
             None => default_out,
         };
         let mut card = ModelCard::new(
@@ -238,7 +168,7 @@ pub(super) fn read_records(path: &Path, pool: &ModelPool, partial: bool) -> Resu
     };
     let display = path.display().to_string();
     let mut records = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, line) in BufReader::new(reader).lines().enumerate() {
         let lineno = i + 1;
         let line =

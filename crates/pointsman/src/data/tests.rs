@@ -189,9 +189,19 @@ fn bad_embeddings_and_models() {
         r#"{"models": {"a": {"input_usd_per_mtok": -1, "output_usd_per_mtok": 1}}}"#,
     )
     .unwrap();
+    let e = Dataset::load(&dir).unwrap_err();
+    assert!(
+        matches!(&e, crate::Error::Config(m) if m.contains("models.json: model \"a\": input_usd_per_mtok -1 is not a non-negative number")),
+        "{e}"
+    );
+    std::fs::write(
+        dir.join("models.json"),
+        r#"{"models": {"a": {"input_usd_per_mtok": "1", "output_usd_per_mtok": 1}}}"#,
+    )
+    .unwrap();
     let e = Dataset::load(&dir).unwrap_err().to_string();
     assert!(
-        e.contains("input_usd_per_mtok missing or not a non-negative number"),
+        e.contains("models.json: model \"a\": input_usd_per_mtok missing or not a number"),
         "{e}"
     );
     // A price above the pool's ceiling is a configuration error (as wherever prices are given),
@@ -415,8 +425,24 @@ fn models_json_carries_the_policies_card_figures() {
         ),
         (
             r#""context_window": -1"#,
-            "context_window -1 is not a positive number",
+            "context_window -1 is not a whole number in [1, 1e9]",
         ),
+        // Accepted before, and then excluded the model from every prompt with a token count.
+        (
+            r#""context_window": 0.5"#,
+            "context_window 0.5 is not a whole number in [1, 1e9]",
+        ),
+        // A speed this low made every latency infinite and the policy's utility null.
+        (
+            r#""output_tokens_per_second": 5e-324"#,
+            "output_tokens_per_second 5e-324 is not a number in [0.001, 1e9]",
+        ),
+        (
+            r#""ttft_ms": 1e300"#,
+            "ttft_ms 1e300 is not a number in [0, 1e9]",
+        ),
+        // A price out of range is a configuration error wherever it is given.
+        (r#""default_output_tokens": -1"#, "invalid config: "),
         (
             r#""capabilities": "tools""#,
             "capabilities \"tools\" is not a list of strings",

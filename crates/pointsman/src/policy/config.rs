@@ -177,10 +177,15 @@ impl PolicyConfig {
     /// [`Error::Format`] for malformed JSON or unknown keys; the errors of
     /// [`PolicyConfig::validate`].
     pub fn from_json(text: &str, what: &str) -> Result<PolicyConfig> {
+        let text = crate::data::json::strip_bom(text);
         // serde reads a struct from a sequence too: `[]` would be an empty policy.
         if !text.trim_start().starts_with('{') {
             return Err(Error::format(what, "a policy is a JSON object ({...})"));
         }
+        // serde refuses a repeated field of the policy itself, but keeps the last of a map's
+        // repeated keys (a rule's `metadata`: one condition would be lost).
+        crate::data::json::check_unique_keys(text)
+            .map_err(|e| Error::format(what, e.to_string()))?;
         let c: PolicyConfig =
             serde_json::from_str(text).map_err(|e| Error::format(what, e.to_string()))?;
         c.validate()?;

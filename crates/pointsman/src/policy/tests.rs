@@ -262,6 +262,16 @@ fn guard_on_the_router_signal_refuses_or_falls_back() {
             "{text}: {e}"
         );
     }
+    // A rule's metadata map with a repeated key lost one of its conditions (serde keeps the
+    // last); a byte-order mark before the object is skipped.
+    let e = PolicyConfig::from_json(
+        r#"{"rules": [{"name": "r", "when": {"metadata": {"tier": "free", "tier": "paid"}},
+                       "then": {"exclude": ["a"]}}]}"#,
+        "t",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("key \"tier\" appears twice"), "{e}");
+    PolicyConfig::from_json("\u{feff}{}", "t").unwrap();
     // An infinite ttl has no JSON form: refused, so that a saved policy always loads back.
     let e = PolicyConfig::from_toml("[sticky]\nttl_seconds = inf\n", "t").unwrap_err();
     assert!(e.to_string().contains("ttl_seconds inf"), "{e}");
@@ -434,6 +444,18 @@ fn episodes_spend_within_their_budget() {
     p.warm_pacing(&FeatureBatch::new(&rows, 2).unwrap())
         .unwrap();
     let f = q(0.1);
+    // A blank id would key every such episode's spend together; margins are bounded.
+    for id in ["", "   "] {
+        let e = Episode::new(id, 1e-3, 5).unwrap_err().to_string();
+        assert!(e.contains("not empty or blank"), "{e}");
+    }
+    let e = Episode::new("e1", 1e300, 5)
+        .and_then(|e| e.with_stop_margin(1e308))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stop_margin 1e308 is not in [1, 1e6]"), "{e}");
+    let e = Episode::new("e1", -1e-300, 5).unwrap_err().to_string();
+    assert!(e.contains("budget -1e-300 USD"), "{e}");
     let episode = Episode::new("e1", 1e-3, 5).unwrap();
     let req = Request::new(&f).with_episode(episode);
     let mut total = 0.0;

@@ -8,17 +8,39 @@ pub(super) fn decode_f16_base64(data: &str, dim: usize) -> std::result::Result<V
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|e| format!("embedding.data is not base64: {e}"))?;
-    if bytes.len() != dim * 2 {
+    let expected = dim
+        .checked_mul(2)
+        .ok_or_else(|| format!("embedding.dim {dim} is too large"))?;
+    if bytes.len() != expected {
         return Err(format!(
-            "embedding.data holds {} bytes for dim {dim} (expected {})",
+            "embedding.data holds {} bytes for dim {dim} (expected {expected})",
             bytes.len(),
-            dim * 2
         ));
     }
     Ok(bytes
         .chunks_exact(2)
         .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
         .collect())
+}
+
+/// Largest logged embedding width read (MiniLM's is 384).
+const MAX_LOGGED_DIM: u64 = 1 << 16;
+
+/// A logged `cost_usd`: absent or null, or a number in [0, `MAX_COST_USD`].
+fn logged_cost(v: Option<&Value>) -> std::result::Result<Option<f64>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(c) => c
+            .as_f64()
+            .filter(|c| (0.0..=crate::pool::MAX_COST_USD).contains(c))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "field \"cost_usd\": {c} is not a number in [0, {:e}] USD",
+                    crate::pool::MAX_COST_USD
+                )
+            }),
+    }
 }
 
 /// The `dropped` reason (stats.json) of decisions that were passed through, not routed.
@@ -67,7 +89,7 @@ pub(super) fn import_gateway_log(
             }
             let bad = |msg: String| Error::format_at(&display, lineno, msg);
             let v: Value =
-                serde_json::from_str(&line).map_err(|e| bad(format!("malformed json: {e}")))?;
+                crate::data::json::parse(&line).map_err(|e| bad(format!("malformed json: {e}")))?;
             let text = |f: &str| v.get(f).and_then(Value::as_str);
             let request = text("request_id")
                 .ok_or_else(|| bad("field \"request_id\" missing or not text".into()))?
@@ -102,9 +124,11 @@ pub(super) fn import_gateway_log(
                     let dim = e
                         .get("dim")
                         .and_then(Value::as_u64)
-                        .filter(|d| *d > 0)
+                        .filter(|d| (1..=MAX_LOGGED_DIM).contains(d))
                         .ok_or_else(|| {
-                            bad("field \"embedding.dim\" missing or not positive".into())
+                            bad(format!(
+                                "field \"embedding.dim\" missing or not in 1..={MAX_LOGGED_DIM}"
+                            ))
                         })?;
                     match e.get("encoding").and_then(Value::as_str) {
                         Some("f16le-base64") => {}
@@ -133,17 +157,25 @@ pub(super) fn import_gateway_log(
                     r.embedding = Some(vector);
                     // An observed cost only: without usable usage the gateway logs the
                     // expected cost, which is the router's estimate, not an outcome.
-                    r.cost_usd[j] = v
-                        .get("usage")
-                        .filter(|u| u.is_object())
-                        .and(v.get("cost_usd"))
-                        .and_then(Value::as_f64);
+                    r.cost_usd[j] = match v.get("usage").filter(|u| u.is_object()) {
+                        Some(_) => logged_cost(v.get("cost_usd")).map_err(bad)?,
+                        None => None,
+                    };
                     // The logged probability is the chosen model's; a failover's answer has none.
                     if text("chosen") == Some(model) {
-                        r.propensity[j] = v
-                            .get("probability")
-                            .and_then(Value::as_f64)
-                            .filter(|p| *p > 0.0 && *p <= 1.0);
+                        r.propensity[j] = match v.get("probability") {
+                            None | Some(Value::Null) => None,
+                            Some(p) => {
+                                Some(p.as_f64().filter(|p| *p > 0.0 && *p <= 1.0).ok_or_else(
+                                    || {
+                                        bad(format!(
+                                            "field \"probability\": {p} is not a probability in \
+                                             (0, 1]"
+                                        ))
+                                    },
+                                )?)
+                            }
+                        };
                     }
                     if decided.insert(request.clone(), rows.len()).is_some()
                         || passed.contains(&request)
@@ -168,9 +200,8 @@ pub(super) fn import_gateway_log(
                         None => true,
                         Some(source) => matches!(source, "given" | "usage"),
                     };
-                    let cost = v
-                        .get("cost_usd")
-                        .and_then(Value::as_f64)
+                    let cost = logged_cost(v.get("cost_usd"))
+                        .map_err(bad)?
                         .filter(|_| observed);
                     // Joined once every line is read: earlier gateways could log a stream's
                     // feedback before the stream's decision, and the files of a log need not

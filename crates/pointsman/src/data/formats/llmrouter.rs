@@ -83,7 +83,7 @@ pub(super) fn import_llmrouter(dir: &Path, options: &ImportOptions) -> Result<Da
             if line.trim().is_empty() {
                 continue;
             }
-            let v: Value = serde_json::from_str(&line)
+            let v: Value = crate::data::json::parse(&line)
                 .map_err(|e| Error::format_at(&display, i + 1, format!("malformed json: {e}")))?;
             let field = |f: &str| v.get(f).and_then(Value::as_str);
             let (Some(q), Some(t)) = (field("query"), field("task_name")) else {

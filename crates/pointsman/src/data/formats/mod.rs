@@ -28,7 +28,7 @@
 //!   the one model that answered, with the logged embedding and the choice probability.
 //! - [`ImportFormat::Log`]: a team's own JSONL/CSV log ([`super::import_log`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -218,6 +218,16 @@ pub(crate) fn read_csv(
         .headers()
         .map_err(|e| Error::format_at(&display, 1, format!("bad csv header: {e}")))?
         .clone();
+    // A repeated column name would leave which of its values is read to the importer's lookup
+    // (the first, or the last): refused, as a JSON line's repeated key is.
+    let mut seen = HashSet::new();
+    if let Some(name) = headers.iter().find(|h| !seen.insert(*h)) {
+        return Err(Error::format_at(
+            &display,
+            1,
+            format!("column {name:?} appears twice in the header"),
+        ));
+    }
     let line_of =
         |pos: Option<&csv::Position>| pos.map_or(0, |p| newlines.borrow_mut().line_at(p.byte()));
     for rec in reader.records() {
@@ -297,7 +307,7 @@ impl<R: Read> Read for CountNewlines<R> {
 }
 
 fn parse_json_file(path: &Path) -> Result<Value> {
-    serde_json::from_str(&crate::files::read_regular_to_string(path)?)
+    crate::data::json::parse(&crate::files::read_regular_to_string(path)?)
         .map_err(|e| Error::format_at(path.display(), e.line(), format!("malformed json: {e}")))
 }
 

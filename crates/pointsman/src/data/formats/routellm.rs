@@ -115,7 +115,7 @@ pub(super) fn add_mt_bench(draft: &mut DatasetDraft, dir: &Path) -> Result<()> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
-                serde_json::from_str(l)
+                crate::data::json::parse(l)
                     .map(|v| (i + 1, v))
                     .map_err(|e| Error::format_at(&display, i + 1, format!("malformed json: {e}")))
             })

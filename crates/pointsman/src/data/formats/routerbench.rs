@@ -62,6 +62,22 @@ pub(super) struct WideRow {
 impl WideTable {
     fn push(&mut self, file: &str, line: usize, cells: Vec<(String, String)>) -> Result<()> {
         let bad = |msg: String| Error::format_at(file, line, msg);
+        // Every column is read by name: a repeated one, or a `|` column of a suffix or model the
+        // table does not have (a misspelt `a|totl_cost`, say), would be read wrong or not at all.
+        let mut seen = HashSet::new();
+        if let Some((name, _)) = cells.iter().find(|(h, _)| !seen.insert(h.as_str())) {
+            return Err(bad(format!("column {name:?} appears twice")));
+        }
+        for (h, _) in &cells {
+            if let Some((model, suffix)) = h.rsplit_once('|') {
+                if !matches!(suffix, "model_response" | "total_cost") || !seen.contains(model) {
+                    return Err(bad(format!(
+                        "column {h:?} is not one of RouterBench's: a model's columns are \
+                         <model>, <model>|model_response and <model>|total_cost"
+                    )));
+                }
+            }
+        }
         let mut models: Vec<&str> = cells
             .iter()
             .map(|(h, _)| h.as_str())
@@ -98,10 +114,18 @@ impl WideTable {
         let number = |field: &str, v: Option<&str>| -> Result<Option<f64>> {
             match v.map(str::trim) {
                 None | Some("" | "nan" | "NaN" | "None") => Ok(None),
-                Some(s) => s
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| bad(format!("field {field:?}: {s:?} is not a number"))),
+                Some(s) => s.parse::<f64>().map(Some).map_err(|_| {
+                    // A column RouterBench does not have is taken for a model's score column.
+                    let other = if self.models.iter().any(|m| m == field) {
+                        format!(
+                            " (a column other than {} is a model's score)",
+                            ROUTERBENCH_FIXED.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    bad(format!("field {field:?}: {s:?} is not a number{other}"))
+                }),
             }
         };
         let mut out = Vec::with_capacity(self.models.len());

@@ -83,6 +83,38 @@ fn a_routerbench_table_becomes_a_dataset_with_observed_costs() {
         e.contains("bad2.csv:2:") && e.contains("outside [0, 1]"),
         "{e}"
     );
+    // A repeated column, a `|` column RouterBench does not have (a misspelt suffix, or one of a
+    // model without its score column) and a stray column are refused or named as such: they
+    // were read as the first, dropped, or reported as a bad score.
+    let header_end = ROUTERBENCH.find('\n').unwrap();
+    let (header, rest) = ROUTERBENCH.split_at(header_end);
+    for (extra, needle) in [
+        ("prompt", "column \"prompt\" appears twice"),
+        (
+            "gpt-4-1106-preview|totl_cost",
+            "column \"gpt-4-1106-preview|totl_cost\" is not one",
+        ),
+        ("gpt-5|total_cost", "column \"gpt-5|total_cost\" is not one"),
+        (
+            "notes",
+            "field \"notes\": \"x\" is not a number (a column other than sample_id, prompt, \
+             eval_name, oracle_model_to_route_to is a model's score)",
+        ),
+    ] {
+        let rows: String = rest[1..].lines().map(|l| format!("{l},x\n")).collect();
+        let bad = write(
+            dir.path(),
+            "columns.csv",
+            &format!("{header},{extra}\n{rows}"),
+        );
+        let e = import(ImportFormat::Routerbench, &[bad], &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("columns.csv:") && e.contains(needle),
+            "{extra}: {e}"
+        );
+    }
     // Lines counted as an editor does, with CRLF endings and a quoted field over two lines.
     let crlf = ROUTERBENCH
         .replace("\n", "\r\n")
@@ -314,6 +346,64 @@ fn a_decision_log_with_feedback_becomes_partial_labels_with_propensities() {
         .to_string();
     assert!(
         e.contains("bad3.jsonl:1:") && e.contains("\"embedding\""),
+        "{e}"
+    );
+    // Values out of range name their file, line and field (a probability of 5 was dropped
+    // silently, a negative cost reported without its line, and a huge width overflowed).
+    let with = |field: &str, value: serde_json::Value| {
+        let mut d: serde_json::Value =
+            serde_json::from_str(&decision("pm-1", "small", "small", 0.5, &[0.6, 0.8])).unwrap();
+        d[field] = value;
+        d.to_string()
+    };
+    let mut wide = with("probability", 0.5.into());
+    wide = wide.replace("\"dim\":2", "\"dim\":9223372036854775808");
+    assert!(wide.contains("9223372036854775808"), "{wide}");
+    for (line, needle) in [
+        (
+            with("probability", 5.into()),
+            "\"probability\": 5 is not a probability",
+        ),
+        (
+            with("probability", 0.into()),
+            "\"probability\": 0 is not a probability",
+        ),
+        (
+            with("cost_usd", (-5).into()),
+            "\"cost_usd\": -5 is not a number in [0, 1e12] USD",
+        ),
+        (wide, "\"embedding.dim\" missing or not in 1..=65536"),
+        (
+            decision("pm-1", "small", "small", 0.5, &[0.6, 0.8]).replacen(
+                '{',
+                "{\"model\": \"large\", ",
+                1,
+            ),
+            "key \"model\" appears twice",
+        ),
+    ] {
+        let bad = write(dir.path(), "range.jsonl", &format!("{line}\n"));
+        let e = import(ImportFormat::GatewayLog, &[bad], &options)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("range.jsonl:1:") && e.contains(needle), "{e}");
+    }
+    let mut negative: serde_json::Value = serde_json::from_str(&feedback("pm-1", 1.0)).unwrap();
+    negative["cost_usd"] = (-5).into();
+    let bad = write(
+        dir.path(),
+        "range.jsonl",
+        &[
+            decision("pm-1", "small", "small", 1.0, &[1.0, 0.0]),
+            negative.to_string(),
+        ]
+        .join("\n"),
+    );
+    let e = import(ImportFormat::GatewayLog, &[bad], &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("range.jsonl:2:") && e.contains("\"cost_usd\": -5"),
         "{e}"
     );
     // A models.json is required.
