@@ -1,12 +1,11 @@
 //! `pointsman eval` and `pointsman report`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use pointsman::data::Dataset;
 use pointsman::eval::{self, EntrantOptions, Evaluation, Report, DEFAULT_SWEEP_POINTS};
-use pointsman::files::AtomicFile;
 
 use crate::output;
 use crate::plot;
@@ -112,6 +111,16 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
              sweep, and every decision (with its audit) is in policy.jsonl"
         );
     }
+    // A decisions.jsonl this run would not replace would no longer match the folder's report
+    // (`pointsman report` on it recomputes the earlier run's figures): refused before any work.
+    let stale = args.out.join("decisions.jsonl");
+    if args.policy.is_none() && !args.decisions && std::fs::symlink_metadata(&stale).is_ok() {
+        bail!(
+            "{} is from an earlier run and would not match this run's report: give --decisions \
+             to replace it, or remove it (or choose another --out)",
+            stale.display()
+        );
+    }
     // Refuse a bad --judge-noise before any work, whichever routers are named.
     eval::cascade::SimulatedJudge::new(args.judge_noise, args.seed)?;
     let mut ds = load(&args.data, progress)?;
@@ -163,22 +172,22 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    write_report(&report, &args.out, &command)?;
-    plot::write(&report, &args.out.join("curve.svg"))?;
+    let mut staged = stage_report(&report, &args.out, &command)?;
+    staged.bytes(&args.out.join("curve.svg"), plot::svg(&report)?.as_bytes())?;
     if args.decisions {
         let path = args.out.join("decisions.jsonl");
         let pb = progress.spinner(format!("writing {}", path.display()));
-        let mut file = AtomicFile::create(&path)?;
+        let mut file = staged.file(&path)?;
         for (name, sweep) in &sweeps {
-            for line in eval::decision_lines(name, sweep, ds.test()) {
-                serde_json::to_writer(&mut file, &line)?;
-                file.write_all(b"\n")
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            output::write_lines(
+                &mut file,
+                eval::decision_lines(name, sweep, ds.test(), sweeps.len()),
+            )?;
         }
-        file.commit()?;
+        staged.push(file);
         pb.finish_and_clear();
     }
+    staged.commit()?;
     output::emit(&output::table(&report))?;
     tracing::info!("wrote {}", args.out.display());
     Ok(())
@@ -222,14 +231,18 @@ fn eval_policy(
     Ok(())
 }
 
-fn write_report(report: &Report, out: &Path, command: &str) -> Result<()> {
-    let json = serde_json::to_vec_pretty(report)?;
-    pointsman::files::write_atomic(&out.join("report.json"), &json)?;
-    pointsman::files::write_atomic(
+/// report.json and report.md, staged.
+fn stage_report(report: &Report, out: &Path, command: &str) -> Result<output::Staged> {
+    let mut staged = output::Staged::default();
+    staged.bytes(
+        &out.join("report.json"),
+        &serde_json::to_vec_pretty(report)?,
+    )?;
+    staged.bytes(
         &out.join("report.md"),
         output::markdown(report, command).as_bytes(),
     )?;
-    Ok(())
+    Ok(staged)
 }
 
 /// `pointsman report`.
@@ -261,7 +274,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         }
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let command = std::env::args().collect::<Vec<_>>().join(" ");
-        write_report(&report, out, &command)?;
+        stage_report(&report, out, &command)?.commit()?;
     }
     output::emit(&output::table(&report))?;
     Ok(())

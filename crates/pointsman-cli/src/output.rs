@@ -12,6 +12,56 @@ pub(crate) fn emit(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// The files of one command's output, written to temporary files and put in place together
+/// ([`pointsman::files::commit_all`]): a failure part-way (a full disk, say) leaves the folder's
+/// earlier files as they were instead of mixing two runs.
+#[derive(Default)]
+pub(crate) struct Staged(Vec<pointsman::files::AtomicFile>);
+
+impl Staged {
+    /// Stages `bytes` as the new content of `path`.
+    pub(crate) fn bytes(&mut self, path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+        let mut file = self.file(path)?;
+        file.write_all(bytes)
+            .map_err(|e| pointsman::Error::io(path, e))?;
+        self.0.push(file);
+        Ok(())
+    }
+
+    /// Stages `path` for streaming: write into the file returned, then hand it back with
+    /// [`Staged::push`].
+    pub(crate) fn file(
+        &self,
+        path: &std::path::Path,
+    ) -> pointsman::Result<pointsman::files::AtomicFile> {
+        pointsman::files::AtomicFile::create(path)
+    }
+
+    /// Adds a file written through [`Staged::file`].
+    pub(crate) fn push(&mut self, file: pointsman::files::AtomicFile) {
+        self.0.push(file);
+    }
+
+    /// Puts every staged file in place.
+    pub(crate) fn commit(self) -> pointsman::Result<()> {
+        pointsman::files::commit_all(self.0)
+    }
+}
+
+/// Writes `items` into `file` as JSON lines, an error naming the file.
+pub(crate) fn write_lines<T: serde::Serialize>(
+    file: &mut pointsman::files::AtomicFile,
+    items: impl IntoIterator<Item = T>,
+) -> pointsman::Result<()> {
+    let path = file.path().to_path_buf();
+    let io = |e: std::io::Error| pointsman::Error::io(&path, e);
+    for item in items {
+        serde_json::to_writer(&mut *file, &item).map_err(|e| io(e.into()))?;
+        file.write_all(b"\n").map_err(io)?;
+    }
+    Ok(())
+}
+
 /// The files `pointsman eval` may write into its `--out` folder.
 pub(crate) const EVAL_OUTPUTS: [&str; 6] = [
     "report.json",

@@ -199,7 +199,13 @@ pub fn onboard(args: &OnboardArgs, progress: &crate::progress::Progress) -> Resu
     if args.limit == Some(0) {
         bail!("--limit takes a positive number (leave out --labelled to add the model from its card alone)");
     }
-    let inputs: Vec<PathBuf> = args.models.iter().cloned().collect();
+    // The router itself is an input: the onboarded router is saved under another name.
+    let inputs: Vec<PathBuf> = args
+        .models
+        .iter()
+        .cloned()
+        .chain([args.router.clone()])
+        .collect();
     pointsman::files::refuse_output_among_inputs(&args.out, &inputs)?;
     let router = AnyRouter::load(&args.router)?;
     let ds = match &args.labelled {
@@ -271,7 +277,7 @@ pub struct RepriceArgs {
 
 /// `pointsman reprice`.
 pub fn reprice(args: &RepriceArgs) -> Result<()> {
-    pointsman::files::refuse_output_among_inputs(&args.out, &[&args.prices])?;
+    pointsman::files::refuse_output_among_inputs(&args.out, &[&args.prices, &args.router])?;
     let router = AnyRouter::load(&args.router)?;
     let prices = read_prices(&args.prices, router.models())?;
     let out = router.reprice(&prices)?;

@@ -194,13 +194,6 @@ pub fn svg(report: &Report) -> Result<String> {
     Ok(buf)
 }
 
-/// Writes the SVG to `path` (atomically).
-pub fn write(report: &Report, path: &Path) -> Result<()> {
-    let svg = svg(report)?;
-    pointsman::files::write_atomic(path, svg.as_bytes()).with_context(|| "writing the curve")?;
-    Ok(())
-}
-
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn curve_legend_entries(report: &Report) -> Vec<Entry> {

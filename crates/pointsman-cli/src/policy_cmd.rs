@@ -8,24 +8,20 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use pointsman::eval::policies::{PolicyRunSummary, PolicyStep};
-use pointsman::files::AtomicFile;
 
 /// Writes `policy.jsonl` (one line per router and query, with the audit) and `policy.json`
 /// (the summaries) into `out`.
 pub fn write(out: &Path, summaries: &[PolicyRunSummary], steps: &[Vec<PolicyStep>]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let path = out.join("policy.jsonl");
-    let mut file = AtomicFile::create(&path)?;
-    for step in steps.iter().flatten() {
-        serde_json::to_writer(&mut file, step)?;
-        file.write_all(b"\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    file.commit()?;
-    pointsman::files::write_atomic(
+    let mut staged = crate::output::Staged::default();
+    let mut file = staged.file(&out.join("policy.jsonl"))?;
+    crate::output::write_lines(&mut file, steps.iter().flatten())?;
+    staged.push(file);
+    staged.bytes(
         &out.join("policy.json"),
         &serde_json::to_vec_pretty(summaries)?,
     )?;
+    staged.commit()?;
     Ok(())
 }
 
@@ -102,7 +98,10 @@ pub fn fit_guard(args: &FitGuardArgs, progress: &crate::progress::Progress) -> R
     let mut ds = pointsman::data::Dataset::load(&args.data)?;
     pb.finish_and_clear();
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
-    pointsman::files::refuse_output_among_inputs(&args.out, &ds.files())?;
+    let mut inputs = ds.files();
+    // The policy given is an input too: rewritten in place it lost its comments and its guard.
+    inputs.extend(args.policy.iter().cloned());
+    pointsman::files::refuse_output_among_inputs(&args.out, &inputs)?;
     let fit = GuardFit {
         holdout: args.holdout,
         false_alarm: args.false_alarm,
@@ -128,12 +127,12 @@ pub fn fit_guard(args: &FitGuardArgs, progress: &crate::progress::Progress) -> R
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "guard fitted on {} train queries ({} classes); threshold {:.4} for {:.1} % false alarms on the held-out {:.0} %\nsaved {} (guard {})",
+        "guard fitted on {} train queries less the held-out {:.0} % ({} classes); threshold {:.4} for {:.1} % false alarms on those held out\nsaved {} (guard {})",
         ds.train().len(),
+        100.0 * args.holdout,
         guard.classes().len(),
         guard.threshold(),
         100.0 * args.false_alarm,
-        100.0 * args.holdout,
         args.out.display(),
         file.display()
     )?;

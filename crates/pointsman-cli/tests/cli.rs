@@ -160,7 +160,10 @@ fn eval_and_recompute(name: &str) {
         .map(String::as_str)
         .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["cost_weight", "id", "model", "router"]);
+    assert_eq!(
+        keys,
+        ["cost_weight", "id", "model", "points", "router", "routers"]
+    );
 
     // The report recomputed from decisions.jsonl and the dataset alone is the same.
     let again = tmp.path().join("again");
@@ -177,6 +180,29 @@ fn eval_and_recompute(name: &str) {
     let recomputed = json(&again.join("report.json"));
     assert_eq!(recomputed["entrants"], report["entrants"]);
     assert_eq!(recomputed["reference"], report["reference"]);
+    // The file cut at its last sweep point (on routellm, a router's per-call sweep): refused,
+    // not reported from what is left.
+    let last = first.lines().last().unwrap();
+    let last: serde_json::Value = serde_json::from_str(last).unwrap();
+    let cut: Vec<&str> = first
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["router"] != last["router"]
+                || v["cost_weight"] != last["cost_weight"]
+                || v["cost_basis"] != last["cost_basis"]
+        })
+        .collect();
+    let cut_path = tmp.path().join("cut.jsonl");
+    std::fs::write(&cut_path, cut.join("\n")).unwrap();
+    let e = stderr_line(&pointsman(&[
+        "report",
+        "--data",
+        data.to_str().unwrap(),
+        "--decisions",
+        cut_path.to_str().unwrap(),
+    ]));
+    assert!(e.contains("sweep points: the file was cut short"), "{e}");
 }
 
 #[test]

@@ -135,5 +135,28 @@ fn onboard_and_reprice_a_bandit_router() {
             tmp.path().join("again").to_str().unwrap(),
         ]));
         assert!(e.contains("already has model"), "{e}");
+        // Saved over the router it read: refused, the router left as it was (it was replaced).
+        let bytes = std::fs::read(&file).unwrap();
+        for args in [
+            vec!["reprice", "--prices", prices.to_str().unwrap()],
+            vec![
+                "onboard",
+                "--model",
+                held,
+                "--models",
+                data.join("models.json").to_str().unwrap(),
+            ],
+        ] {
+            let mut args = args;
+            args.extend([
+                "--router",
+                file.to_str().unwrap(),
+                "--out",
+                file.to_str().unwrap(),
+            ]);
+            let e = stderr_line(&pointsman(&args));
+            assert!(e.contains("is one of this command's inputs"), "{e}");
+            assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        }
     }
 }

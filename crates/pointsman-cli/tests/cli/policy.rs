@@ -1,7 +1,7 @@
 //! `pointsman fit-guard` and `pointsman route --policy`: a guard fitted on the shared data, a
 //! policy's rules, guard, budget and stickiness applied line by line with each line's audit.
 
-use super::{data_dir, pointsman, pointsman_stdin};
+use super::{data_dir, pointsman, pointsman_stdin, stderr_line};
 
 #[test]
 fn fit_a_guard_then_route_under_the_policy() {
@@ -62,6 +62,33 @@ action = { fallback = "qwen2.5-7b-instruct" }
     assert!(dir.join("guarded.guard.safetensors").is_file());
     let saved = std::fs::read_to_string(&policy).unwrap();
     assert!(saved.contains("source = \"embeddings\"") && saved.contains("free-tier"));
+    // The policy given is not rewritten in place, and a file at the guard's derived path that
+    // is not a guard is not replaced: both were, silently.
+    let base_text = std::fs::read_to_string(&base).unwrap();
+    let not_a_guard = dir.join("other.guard.safetensors");
+    std::fs::write(&not_a_guard, "a user's file").unwrap();
+    for (out, needle) in [
+        (base.clone(), "is one of this command's inputs"),
+        (dir.join("other.toml"), "holds a file that is not a guard"),
+    ] {
+        let e = stderr_line(&pointsman(&[
+            "fit-guard",
+            "--data",
+            data.to_str().unwrap(),
+            "--policy",
+            base.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]));
+        assert!(e.contains(needle), "{e}");
+    }
+    assert_eq!(std::fs::read_to_string(&base).unwrap(), base_text);
+    assert_eq!(
+        std::fs::read_to_string(&not_a_guard).unwrap(),
+        "a user's file"
+    );
+    assert!(!dir.join("other.toml").exists());
 
     // Test queries by embedding: every line carries a tenant; the first two share a session.
     let ds = pointsman::data::Dataset::load(&data).unwrap();

@@ -42,13 +42,22 @@ pub struct DecisionLine {
     /// What the cost weight charges for; absent for per-query costs.
     #[serde(default, skip_serializing_if = "CostBasis::is_query")]
     pub cost_basis: CostBasis,
+    /// How many sweep points (cost basis and cost weight) the router has in the file, so that a
+    /// file cut short between them is refused rather than reported from what is left (absent
+    /// in files written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<usize>,
+    /// How many routers the file holds (absent in files written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routers: Option<usize>,
 }
 
-/// The decision lines of a sweep.
+/// The decision lines of a sweep, for a file holding `routers` routers' sweeps.
 pub fn decision_lines<'a>(
     name: &'a str,
     sweep: &'a [SweepPoint],
     test: &'a Split,
+    routers: usize,
 ) -> impl Iterator<Item = DecisionLine> + 'a {
     sweep.iter().flat_map(move |p| {
         (0..test.len()).map(move |r| DecisionLine {
@@ -63,6 +72,8 @@ pub fn decision_lines<'a>(
                     .collect()
             }),
             cost_basis: p.cost_basis,
+            points: Some(sweep.len()),
+            routers: Some(routers),
         })
     })
 }
@@ -100,9 +111,28 @@ pub fn report_from_decisions(
         point: SweepPoint,
         seen: Vec<bool>,
     }
-    // Routers in order of appearance, each with its points in order of appearance.
+    // Routers in order of appearance, each with its points in order of appearance, and the
+    // counts the lines state (files written before the counts state none).
     let mut routers: Vec<(String, Vec<Pending>)> = Vec::new();
+    let mut stated_points: HashMap<String, usize> = HashMap::new();
+    let mut stated_routers: Option<usize> = None;
     for line in lines {
+        let disagree = |what: &str| {
+            Error::InvalidInput(format!(
+                "{} at cost weight {}, query {:?}: its {what} count differs from earlier lines'",
+                line.router, line.cost_weight, line.id
+            ))
+        };
+        if let Some(n) = line.routers {
+            if *stated_routers.get_or_insert(n) != n {
+                return Err(disagree("router"));
+            }
+        }
+        if let Some(n) = line.points {
+            if *stated_points.entry(line.router.clone()).or_insert(n) != n {
+                return Err(disagree("sweep point"));
+            }
+        }
         let r = *row_of.get(line.id.as_str()).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "{} at cost weight {}: unknown query id {:?}",
@@ -162,6 +192,24 @@ pub fn report_from_decisions(
         return Err(Error::InvalidInput(
             "no decision line: nothing to report (`pointsman eval --decisions` writes them)".into(),
         ));
+    }
+    // A file cut short at a line boundary: between two routers, or between a router's sweep
+    // points (its per-call sweep lost, APGR was recomputed from the cost curve).
+    if let Some(n) = stated_routers.filter(|&n| n != routers.len()) {
+        return Err(Error::InvalidInput(format!(
+            "the decisions name {} routers where their lines say the file holds {n}: it was cut \
+             short or edited",
+            routers.len()
+        )));
+    }
+    for (name, points) in &routers {
+        if let Some(&n) = stated_points.get(name).filter(|&&n| n != points.len()) {
+            return Err(Error::InvalidInput(format!(
+                "{name}: the decisions hold {} of its {n} sweep points: the file was cut short or \
+                 edited",
+                points.len()
+            )));
+        }
     }
     let mut entrants = Vec::new();
     for (name, points) in routers {

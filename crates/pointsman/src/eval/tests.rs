@@ -90,7 +90,7 @@ fn decisions_round_trip() {
         },
     ];
     let rep = evaluate_sweep("x", false, &sweep, &test, &r).unwrap();
-    let lines: Vec<DecisionLine> = decision_lines("x", &sweep, &test).collect();
+    let lines: Vec<DecisionLine> = decision_lines("x", &sweep, &test, 1).collect();
     assert_eq!(lines.len(), 8);
     let again = report_from_decisions("t", &train, &test, Some((0, 1)), lines.clone()).unwrap();
     assert_eq!(again.entrants[0], rep);
@@ -100,6 +100,37 @@ fn decisions_round_trip() {
     assert!(e.to_string().contains("appears twice"), "{e}");
     let e = report_from_decisions("t", &train, &test, None, lines[..7].to_vec()).unwrap_err();
     assert!(e.to_string().contains("no decision for query \"3\""), "{e}");
+    // Cut at a line boundary between two sweep points, or between two routers: refused, where
+    // the first point alone (or the first router) was reported before.
+    let e = report_from_decisions("t", &train, &test, None, lines[..4].to_vec()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("x: the decisions hold 1 of its 2 sweep points"),
+        "{e}"
+    );
+    let two: Vec<DecisionLine> = decision_lines("x", &sweep, &test, 2).collect();
+    let e = report_from_decisions("t", &train, &test, None, two).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("name 1 routers where their lines say the file holds 2"),
+        "{e}"
+    );
+    // Lines without the counts (files written before them) are read as before.
+    let old: Vec<DecisionLine> = lines[..4]
+        .iter()
+        .cloned()
+        .map(|l| DecisionLine {
+            points: None,
+            routers: None,
+            ..l
+        })
+        .collect();
+    let json = serde_json::to_string(&old[0]).unwrap();
+    assert!(
+        !json.contains("points") && !json.contains("routers"),
+        "{json}"
+    );
+    report_from_decisions("t", &train, &test, None, old).unwrap();
 }
 
 #[test]

@@ -47,6 +47,8 @@ use crate::rng::SplitMix64;
 use crate::routers::bandit::{cholesky_whitener, nearest, spherical_kmeans};
 use crate::simd;
 
+/// The fewest held-out queries a guard's threshold is calibrated on.
+pub const MIN_CALIBRATION: usize = 10;
 /// Where a guard's score comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -213,6 +215,16 @@ impl EmbeddingGuard {
         let mut order: Vec<usize> = (0..n).collect();
         SplitMix64::new(fit.seed).shuffle(&mut order);
         let held = ((n as f64 * fit.holdout).round() as usize).clamp(1, n - 10);
+        // A quantile at 1 − false_alarm needs about 1/false_alarm held-out scores to stand on
+        // (a holdout of 0.001 calibrated on no query and still claimed its rate).
+        let need = ((1.0 / fit.false_alarm).ceil() as usize).max(MIN_CALIBRATION);
+        if held < need {
+            return Err(Error::InvalidInput(format!(
+                "holdout {} of {n} training queries leaves {held} to calibrate on: a \
+                 false-alarm rate of {} needs at least {need} (raise the holdout or the rate)",
+                fit.holdout, fit.false_alarm
+            )));
+        }
         let (held_out, fitted) = order.split_at(held);
         let fit_rows: Vec<f32> = fitted
             .iter()
@@ -743,6 +755,16 @@ mod tests {
         let same: Vec<f32> = data[..8].repeat(200);
         let e = EmbeddingGuard::fit_rows(&same, 8, None, None, &GuardFit::default()).unwrap_err();
         assert!(e.to_string().contains("hardly differ"), "{e}");
+        // Too few held-out queries for the rate asked.
+        for (holdout, false_alarm) in [(0.001, 0.05), (0.2, 0.001)] {
+            let fit = GuardFit {
+                holdout,
+                false_alarm,
+                ..GuardFit::default()
+            };
+            let e = EmbeddingGuard::fit_rows(&data, 8, None, None, &fit).unwrap_err();
+            assert!(e.to_string().contains("to calibrate on"), "{e}");
+        }
         // Without labels, clusters.
         let g2 = EmbeddingGuard::fit_rows(&data, 8, None, None, &GuardFit::default()).unwrap();
         assert!(g2.classes()[0].starts_with("cluster"));

@@ -207,11 +207,13 @@ impl Policy {
     }
 
     /// Writes the policy file and, with a fitted guard, the guard beside it
-    /// (`<stem>.guard.safetensors`, named in the file's `guard.file`), both atomically.
+    /// (`<stem>.guard.safetensors`, named in the file's `guard.file`), both atomically. The guard's
+    /// path is derived, not given: a file there that is not a guard is not replaced.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming the path.
+    /// [`Error::Io`] naming the path; [`Error::InvalidInput`] when the guard's path holds a file
+    /// that is not a guard.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut config = (*self.config).clone();
         if let (Some(guard), Some(g)) = (&self.guard, config.guard.as_mut()) {
@@ -219,7 +221,16 @@ impl Policy {
                 .file_stem()
                 .map_or("policy".into(), |s| s.to_string_lossy().into_owned());
             let name = PathBuf::from(format!("{stem}.guard.safetensors"));
-            guard.save(&resolve(path, &name))?;
+            let at = resolve(path, &name);
+            if std::fs::symlink_metadata(&at).is_ok() && EmbeddingGuard::load(&at).is_err() {
+                return Err(Error::InvalidInput(format!(
+                    "{} holds a file that is not a guard: the guard of {} would replace it (move \
+                     it, or save the policy under another name)",
+                    at.display(),
+                    path.display()
+                )));
+            }
+            guard.save(&at)?;
             g.file = Some(name);
         }
         config.save(path)
