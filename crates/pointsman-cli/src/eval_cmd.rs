@@ -37,9 +37,10 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Number of cost weights each router's sweep tries.
-    #[arg(long, default_value_t = DEFAULT_SWEEP_POINTS, value_name = "N")]
-    pub points: usize,
+    /// Number of cost weights each router's sweep tries [default: 41] (not with --policy,
+    /// which does not sweep).
+    #[arg(long, value_name = "N")]
+    pub points: Option<usize>,
 
     /// Cascades: error rate ε of the simulated judge whose confidences they see (the answer's
     /// score ≥ 0.5, flipped with probability ε; a simulation: the datasets carry no confidences).
@@ -99,11 +100,12 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     if names.is_empty() {
         bail!("--routers names no router");
     }
-    if args.points < 2 {
-        bail!(
-            "--points {} is too few: a sweep needs at least 2 cost weights (its two ends)",
-            args.points
-        );
+    let points = args.points.unwrap_or(DEFAULT_SWEEP_POINTS);
+    if points < 2 {
+        bail!("--points {points} is too few: a sweep needs at least 2 cost weights (its two ends)");
+    }
+    if args.policy.is_some() && args.points.is_some() {
+        bail!("--points sets the cost-weight sweep; with --policy there is no sweep");
     }
     if args.policy.is_some() && args.decisions {
         bail!(
@@ -142,7 +144,7 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
     }
     let options = EntrantOptions {
         seed: args.seed,
-        sweep_points: args.points,
+        sweep_points: points,
         judge_noise: args.judge_noise,
     };
     if let Some(path) = &args.policy {
@@ -157,7 +159,10 @@ pub fn eval(args: &EvalArgs, progress: &Progress) -> Result<()> {
             i + 1,
             names.len()
         ));
-        let evaluated = evaluation.evaluate_named(name)?;
+        // Named: with several `file:` routers, which one failed.
+        let evaluated = evaluation
+            .evaluate_named(name)
+            .with_context(|| format!("router {name}"))?;
         pb.finish_and_clear();
         tracing::info!(
             "{name}: fitted in {:.1} s, {} sweep points in {:.1} s",
@@ -264,8 +269,10 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         })?;
         lines.push(parsed);
     }
+    // The file named: its groups' errors name routers, cost weights and queries, not the file.
     let report =
-        eval::report_from_decisions(ds.name(), ds.train(), ds.test(), ds.weak_strong(), lines)?;
+        eval::report_from_decisions(ds.name(), ds.train(), ds.test(), ds.weak_strong(), lines)
+            .with_context(|| args.decisions.display().to_string())?;
     if let Some(out) = &args.out {
         let mut inputs = ds.files();
         inputs.push(args.decisions.clone());

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// Arguments of `pointsman route`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RouteArgs {
     /// A router saved by `pointsman train`.
     #[arg(long, value_name = "FILE")]
@@ -117,6 +117,16 @@ impl From<pointsman::Error> for LineError {
 /// are still routed; the command then fails at the end, naming how many lines failed and the
 /// first of them.
 pub fn route(args: &RouteArgs) -> Result<()> {
+    // --allowed reads as --routers does: entries trimmed, empty ones (a trailing comma) skipped.
+    let mut args = args.clone();
+    if let Some(ids) = &mut args.allowed {
+        ids.iter_mut().for_each(|id| *id = id.trim().to_string());
+        ids.retain(|id| !id.is_empty());
+        if ids.is_empty() {
+            anyhow::bail!("--allowed names no model");
+        }
+    }
+    let args = &args;
     let router: std::sync::Arc<dyn pointsman::Router> =
         std::sync::Arc::from(pointsman::load_router(&args.router)?);
     let mut objective = Objective::new(args.cost_weight.unwrap_or(0.0));
@@ -219,7 +229,12 @@ fn route_query(
     let (mut features, tokens) = match (&text, q.embedding.take()) {
         (Some(text), None) => {
             if embedder.is_none() {
-                *embedder = Some(args.model.load().map_err(LineError::Fatal)?);
+                let loaded = args.model.load().map_err(LineError::Fatal)?;
+                // A router made for other embeddings cannot route any text: one error for the
+                // run, not one per line.
+                pointsman::embed::check_compatible(&loaded, router)
+                    .map_err(|e| LineError::Fatal(e.into()))?;
+                *embedder = Some(loaded);
             }
             let embedder = embedder.as_ref().expect("loaded above");
             let (features, info) = embedder.features(text)?;

@@ -36,10 +36,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Error rate of the simulated judge the cascade is tuned with (the datasets carry no
-    /// confidences).
-    #[arg(long, default_value_t = pointsman::routers::cascade::DEFAULT_JUDGE_NOISE, value_name = "EPS")]
-    pub judge_noise: f64,
+    /// With --router cascade: the error rate of the simulated judge the cascade is tuned with
+    /// (the datasets carry no confidences) [default: 0.1].
+    #[arg(long, value_name = "EPS")]
+    pub judge_noise: Option<f64>,
 
     /// Skip the search and fit this JSON config (fields not given keep their defaults), e.g.
     /// '{"k": 50, "same_task": true}'; the search prints its candidates in this form.
@@ -136,6 +136,13 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
             args.router
         );
     }
+    // Accepted and ignored before: the judge only tunes a cascade.
+    if args.judge_noise.is_some() && !matches!(spec, RouterSpec::Kind(RouterKind::Cascade)) {
+        anyhow::bail!(
+            "--judge-noise tunes a cascade: it does not go with --router {}",
+            args.router
+        );
+    }
     let config = match (&spec, &args.config) {
         (RouterSpec::Fixed(model), _) => Some(RouterConfig::Baseline(
             pointsman::routers::baseline::Baseline::Fixed {
@@ -173,7 +180,9 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
             let bar = pb.clone();
             let options = FitOptions {
                 seed: args.seed,
-                judge_noise: args.judge_noise,
+                judge_noise: args
+                    .judge_noise
+                    .unwrap_or(pointsman::routers::cascade::DEFAULT_JUDGE_NOISE),
                 progress: pointsman::tuning::Progress::new(move |done, total| {
                     bar.set_length(total as u64);
                     bar.set_position(done as u64);
@@ -238,6 +247,9 @@ fn search_table(s: &SearchReport<RouterConfig>) -> String {
 fn train_auto(args: &TrainArgs, progress: &Progress) -> Result<()> {
     if args.config.is_some() {
         anyhow::bail!("--config names one kind's settings: it does not go with --router auto");
+    }
+    if args.judge_noise.is_some() {
+        anyhow::bail!("--judge-noise tunes a cascade, which auto does not consider");
     }
     let criterion = match &args.criterion {
         Some(name) => Some(Criterion::from_name(name).ok_or_else(|| {

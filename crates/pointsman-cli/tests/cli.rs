@@ -373,6 +373,11 @@ fn bad_input_gives_one_clear_line() {
             &["--policy", "p.toml", "--decisions"][..],
             "with --policy there is no sweep",
         ),
+        // Accepted and ignored before.
+        (
+            &["--policy", "p.toml", "--points", "3"][..],
+            "--points sets the cost-weight sweep; with --policy there is no sweep",
+        ),
     ] {
         let mut args = vec![
             "eval",
@@ -568,6 +573,35 @@ fn train_then_route_json_lines() {
         assert_eq!(lines[0]["model_id"], lines[1]["model_id"]);
         let dq = lines[0]["quality"].as_f64().unwrap() - lines[1]["quality"].as_f64().unwrap();
         assert!(dq.abs() < 1e-3, "{dq}");
+        // A router made for other embeddings: one error before any line, not one per line.
+        let pool = pointsman::ModelPool::new(vec![
+            pointsman::ModelCard::new("a", 1.0, 1.0),
+            pointsman::ModelCard::new("b", 2.0, 2.0),
+        ])
+        .unwrap();
+        let narrow = pointsman::data::Split::from_arrays(
+            pool,
+            vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            2,
+            vec![1.0, 0.0, 0.0, 1.0, 0.5, 0.5],
+            vec![1e-5; 6],
+        )
+        .unwrap();
+        let config = pointsman::RouterConfig::Knn(pointsman::routers::knn::KnnConfig {
+            k: 1,
+            ..Default::default()
+        });
+        let narrow_file = tmp.path().join("narrow.safetensors");
+        pointsman::AnyRouter::fit_config(&config, &narrow)
+            .unwrap()
+            .save(&narrow_file)
+            .unwrap();
+        let mut args = vec!["route", "--router", narrow_file.to_str().unwrap()];
+        args.extend(model_flag.iter().map(String::as_str));
+        let o = pointsman_stdin(&args, format!("{text}\n{text}\n"));
+        assert!(!o.status.success() && o.stdout.is_empty(), "{o:?}");
+        let e = stderr_line(&o);
+        assert!(e.contains("dimension mismatch"), "{e}");
     }
 
     // Keys in reading order: the id and the chosen model first, the alternatives last.
@@ -692,11 +726,17 @@ fn train_then_route_json_lines() {
         line2.starts_with("error: embedding model not found at /nonexistent/model"),
         "{line2}"
     );
+    // Entries trimmed and empty ones skipped, as --routers reads them.
     let line2 = stderr_line(&pointsman_stdin(
-        &["route", "--router", r, "--allowed", "nope"],
+        &["route", "--router", r, "--allowed", " nope ,"],
         "",
     ));
     assert_eq!(line2, "error: unknown model \"nope\"");
+    let line2 = stderr_line(&pointsman_stdin(
+        &["route", "--router", r, "--allowed", " ,"],
+        "",
+    ));
+    assert_eq!(line2, "error: --allowed names no model");
     std::fs::write(&file, b"not a router").unwrap();
     let line2 = stderr_line(&pointsman_stdin(&["route", "--router", r], ""));
     assert!(

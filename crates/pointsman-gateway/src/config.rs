@@ -401,9 +401,12 @@ impl Config {
     ///
     /// [`GatewayError::Config`] for invalid TOML and for values out of range.
     pub fn from_toml(text: &str) -> Result<Config, GatewayError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))?;
-        config.validate()?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| GatewayError::Config(bounded(toml_error(text, &e))))?;
+        config.validate().map_err(|e| match e {
+            GatewayError::Config(m) => GatewayError::Config(bounded(m)),
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -646,6 +649,36 @@ pub fn check_token(what: &str, token: &str) -> Result<(), GatewayError> {
     }
 }
 
+/// A TOML error as one line: where, and what (toml's own text quotes the whole offending line,
+/// which may be megabytes long).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
+}
+
+/// Longest configuration error shown whole.
+const MAX_MESSAGE: usize = 1024;
+
+/// `message`, cut to [`MAX_MESSAGE`] bytes (at a character boundary) with its length: a value
+/// quoted in it may be as long as the file (a 2 MB model name gave a 2 MB error line).
+fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let end = (0..=MAX_MESSAGE)
+        .rev()
+        .find(|&i| message.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}… ({} bytes in all)", &message[..end], message.len())
+}
+
 fn check_weight(what: &str, v: Option<f64>) -> Result<(), GatewayError> {
     match v {
         Some(v) if !v.is_finite() || v < 0.0 => Err(GatewayError::Config(format!(
@@ -756,6 +789,24 @@ base_url = "http://127.0.0.1:9/v1"
         }
         let e = Config::from_toml("router = \"r\"\n").unwrap_err();
         assert!(e.to_string().contains("no [[upstreams]]"), "{e}");
+        // Errors are one bounded line, located, whatever the file holds.
+        let long = "x".repeat(2 << 20);
+        for extra in [
+            format!("[routing]\nallowed = [\"{long}\"]\n"),
+            format!("[routing]\nturns = \"{long}\"\n"),
+        ] {
+            let e = Config::from_toml(&format!("{MINIMAL}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.len() < 1200 && !e.contains('\n'), "{}", &e[..200]);
+            assert!(e.contains("bytes in all)") || e.contains("line "), "{e}");
+        }
+        let e = Config::from_toml(&format!("{MINIMAL}[routing]\nturnz = 2\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 7, column 1: unknown field `turnz`"),
+            "{e}"
+        );
         let twice = format!("{MINIMAL}[[upstreams]]\nmodel = \"a\"\nbase_url = \"http://x/v1\"\n");
         assert!(Config::from_toml(&twice).is_err());
     }

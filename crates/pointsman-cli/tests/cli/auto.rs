@@ -123,6 +123,11 @@ fn train_auto_prints_candidates_and_saves_the_best() {
             &["--folds", "3"][..],
             "--no-nested and --folds go with --router auto",
         ),
+        // The judge only tunes a cascade (it was accepted and ignored).
+        (
+            &["--judge-noise", "0.3"][..],
+            "--judge-noise tunes a cascade: it does not go with --router knn",
+        ),
     ] {
         let e = stderr_line(&pointsman(&[&knn[..], extra].concat()));
         assert!(e.contains(says), "{e}");

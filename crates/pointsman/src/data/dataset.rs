@@ -70,6 +70,17 @@ impl Dataset {
             .ok_or_else(|| Error::format(dir.display(), "cannot tell the dataset's name"))?;
         let models = read_models(&dir.join("models.json"))?;
         let (pool, roles) = (models.pool, models.roles);
+        let (gz, plain) = (
+            dir.join(format!("{name}.jsonl.gz")),
+            dir.join(format!("{name}.jsonl")),
+        );
+        // Which one is the dataset is not for the reader to guess (the .gz was read silently).
+        if gz.exists() && plain.exists() {
+            return Err(Error::InvalidInput(format!(
+                "{} holds both {name}.jsonl.gz and {name}.jsonl: keep the one that is the dataset",
+                dir.display()
+            )));
+        }
         let records = read_records(&records_path(dir, &name), &pool, models.partial)?;
         let rows = records.len();
 

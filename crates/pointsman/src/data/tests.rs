@@ -54,6 +54,10 @@ fn loads_and_costs_follow_the_schema() {
     assert!(ds.split("dev").is_err());
     assert!(ds.train().features().is_err());
     assert_eq!(ds.train().mean_scores(), vec![0.5, 0.5]);
+    // Both a .jsonl.gz and a .jsonl: which is the dataset is not guessed (the .gz was read).
+    std::fs::write(dir.join("fx.jsonl.gz"), b"").unwrap();
+    let e = Dataset::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("holds both fx.jsonl.gz and fx.jsonl"), "{e}");
 }
 
 fn load_err(lines: &[&str]) -> String {
