@@ -1,4 +1,5 @@
-//! The bodies of the gateway's fuzz targets (`fuzz/fuzz_targets/`), here so that `cargo test`
+//! The bodies of the gateway's fuzz targets (`fuzz/fuzz_targets/`: `gateway_request`,
+//! `decision_log`, `gateway_config`), here so that `cargo test`
 //! replays the regression corpus (`fuzz/regressions/<target>/`) through exactly the code the
 //! fuzzer runs. Each function panics only when an invariant breaks.
 
@@ -71,6 +72,26 @@ pub fn decision_log(data: &[u8]) {
     }
 }
 
+/// Fuzz target `gateway_config`: `data` as a configuration file. Reading it must not panic;
+/// a configuration that validates must start: its semaphores (calls per upstream, embeddings at
+/// once) can be made and its header limit is bounded (values that passed validation had panicked
+/// at start or aborted on the first connection).
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(config) = crate::config::Config::from_toml(text) else {
+        return;
+    };
+    for u in &config.upstreams {
+        drop(tokio::sync::Semaphore::new(u.max_concurrency));
+    }
+    drop(tokio::sync::Semaphore::new(
+        config.routing.max_concurrent_embeds,
+    ));
+    assert!(config.limits.max_headers <= crate::config::MAX_HEADERS);
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -97,5 +118,21 @@ mod tests {
     #[test]
     fn decision_log_regressions() {
         replay("decision_log", super::decision_log);
+    }
+
+    #[test]
+    fn config_regressions() {
+        replay("gateway_config", super::config);
+        // The seeds reach both sides: the valid one reads, the crafted ones are refused.
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/gateway_config");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(crate::config::Config::from_toml(&read("valid.toml")).is_ok());
+        for bad in ["max_concurrency.toml", "max_headers.toml", "price.toml"] {
+            assert!(
+                crate::config::Config::from_toml(&read(bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
