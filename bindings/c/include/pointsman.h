@@ -810,12 +810,12 @@ enum pm_status pm_policy_from_json(const struct pm_router *router,
 void pm_policy_free(struct pm_policy *policy);
 
 /**
- * A new episode `id` with `budget_usd` for `steps` steps; `stop_margin` (at least 1) keeps
+ * A new episode `id` with `budget_usd` for `steps` steps; `stop_margin` (1 to 1e6) keeps
  * room for steps costlier than their estimate. On success `*out` receives it, freed with
  * `pm_episode_free`.
  *
- * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_CONFIG` (empty id,
- * budget not positive, no steps, margin below 1).
+ * Errors: `PM_STATUS_NULL_ARGUMENT`, `PM_STATUS_INVALID_UTF8`, `PM_STATUS_CONFIG` (empty or
+ * blank id, budget not positive, no steps, margin outside [1, 1e6]).
  *
  * Thread safety: may be called from any thread.
  *

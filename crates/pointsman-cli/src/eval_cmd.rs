@@ -29,7 +29,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// Also write decisions.jsonl: one line per router, sweep point and test query.
+    /// Also write decisions.jsonl: one line per router, sweep point and test query (without it,
+    /// an earlier run's decisions.jsonl in --out is refused: it would not match the report).
     #[arg(long)]
     pub decisions: bool,
 

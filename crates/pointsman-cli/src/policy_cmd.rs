@@ -99,9 +99,14 @@ pub fn fit_guard(args: &FitGuardArgs, progress: &crate::progress::Progress) -> R
     pb.finish_and_clear();
     crate::embed_cmd::ensure_embeddings(&mut ds, &args.model, progress)?;
     let mut inputs = ds.files();
-    // The policy given is an input too: rewritten in place it lost its comments and its guard.
-    inputs.extend(args.policy.iter().cloned());
+    // The policy given is an input too (rewritten in place it lost its comments and its guard),
+    // and so is the guard file it names, which the new guard's derived path may be.
+    if let Some(path) = &args.policy {
+        inputs.push(path.clone());
+        inputs.extend(base.guard_file(path));
+    }
     pointsman::files::refuse_output_among_inputs(&args.out, &inputs)?;
+    pointsman::files::refuse_output_among_inputs(&Policy::guard_path(&args.out), &inputs)?;
     let fit = GuardFit {
         holdout: args.holdout,
         false_alarm: args.false_alarm,

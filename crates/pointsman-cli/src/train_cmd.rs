@@ -143,6 +143,12 @@ pub fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
             args.router
         );
     }
+    if args.judge_noise.is_some() && args.config.is_some() {
+        anyhow::bail!(
+            "--judge-noise tunes a cascade's search; with --config there is no search (the \
+             config's thresholds are used)"
+        );
+    }
     let config = match (&spec, &args.config) {
         (RouterSpec::Fixed(model), _) => Some(RouterConfig::Baseline(
             pointsman::routers::baseline::Baseline::Fixed {

@@ -203,6 +203,20 @@ fn eval_and_recompute(name: &str) {
         cut_path.to_str().unwrap(),
     ]));
     assert!(e.contains("sweep points: the file was cut short"), "{e}");
+    // Run again into the same folder without --decisions: the earlier decisions.jsonl would no
+    // longer match the report, so the run is refused before any work and the folder kept.
+    let before = std::fs::read(out.join("report.json")).unwrap();
+    let e = stderr_line(&pointsman(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--routers",
+        "cheapest",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(e.contains("decisions.jsonl is from an earlier run"), "{e}");
+    assert_eq!(std::fs::read(out.join("report.json")).unwrap(), before);
 }
 
 #[test]

@@ -335,7 +335,7 @@ const MAX_QUOTED: usize = 256;
 
 /// `text` quoted, or its first [`MAX_QUOTED`] bytes (at a character boundary) quoted and how
 /// long it was.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     if text.len() <= MAX_QUOTED {
         return format!("{text:?}");
     }

@@ -204,7 +204,9 @@ impl ModelCard {
         (self.input_usd_per_mtok * input_tokens + self.output_usd_per_mtok * out) / 1e6
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the card; `strict` holds the optional figures to their ranges, else (a saved
+    /// router's pool) to what earlier versions accepted, logging a figure outside the ranges.
+    fn validate(&self, strict: bool) -> Result<()> {
         if self.id.trim().is_empty() {
             return Err(Error::Config("model id must not be empty".into()));
         }
@@ -251,11 +253,20 @@ impl ModelCard {
             };
             if !(min..=max).contains(&v) || (whole && v.fract() != 0.0) {
                 let what = if whole { "a whole number" } else { "a number" };
-                return Err(Error::Config(format!(
+                let message = format!(
                     "model {:?}: {name} {} is not {what} in [{min}, {max:e}]",
                     self.id,
                     Shown(v)
-                )));
+                );
+                let accepted_before =
+                    v.is_finite() && v >= 0.0 && !(name == "output_tokens_per_second" && v == 0.0);
+                if strict || !accepted_before {
+                    return Err(Error::Config(message));
+                }
+                tracing::warn!(
+                    "{message}: a policy reading it misjudges the model (reprice the router with \
+                     a price list stating a corrected {name})"
+                );
             }
         }
         if let Some(flag) = self.capabilities.iter().find(|c| c.trim().is_empty()) {
@@ -302,8 +313,12 @@ impl From<ModelPool> for Vec<ModelCard> {
 impl TryFrom<Vec<ModelCard>> for ModelPool {
     type Error = Error;
 
+    /// A saved router's pool: its cards' optional figures are held to the ranges of the version
+    /// that wrote them (finite, non-negative, a positive speed), so that a file written before
+    /// the tighter ranges still loads; a figure outside them is logged, and repricing the
+    /// router with a corrected figure ([`ModelPool::repriced`]) writes a pool that has them.
     fn try_from(cards: Vec<ModelCard>) -> Result<Self> {
-        ModelPool::new(cards)
+        ModelPool::build(cards, false)
     }
 }
 
@@ -315,6 +330,10 @@ impl ModelPool {
     /// [`Error::Config`] when the pool is empty, an id is empty or repeated, or a price is
     /// negative or not finite.
     pub fn new(cards: Vec<ModelCard>) -> Result<Self> {
+        ModelPool::build(cards, true)
+    }
+
+    fn build(cards: Vec<ModelCard>, strict: bool) -> Result<Self> {
         if cards.is_empty() {
             return Err(Error::Config(
                 "a model pool needs at least one model".into(),
@@ -322,7 +341,7 @@ impl ModelPool {
         }
         let mut index = HashMap::with_capacity(cards.len());
         for (i, card) in cards.iter().enumerate() {
-            card.validate()?;
+            card.validate(strict)?;
             if index.insert(card.id.clone(), i).is_some() {
                 return Err(Error::Config(format!("model {:?} appears twice", card.id)));
             }
@@ -643,6 +662,19 @@ mod tests {
         let e =
             ModelPool::new(vec![ModelCard::new("c", 1.0, 1.0).with_latency(1.0, 0.0)]).unwrap_err();
         assert!(e.to_string().contains("output_tokens_per_second 0"), "{e}");
+        // A saved pool with a figure earlier versions accepted but the ranges do not still
+        // loads (logged), so that the router can be repriced with a corrected figure; a new
+        // pool with it is refused; what no version accepted is refused on load too.
+        let saved = r#"[{"id":"a","input_usd_per_mtok":1.0,"output_usd_per_mtok":1.0,"context_window":0.5}]"#;
+        let pool: ModelPool = serde_json::from_str(saved).unwrap();
+        assert_eq!(pool.card(0).context_window, Some(0.5));
+        assert!(ModelPool::new(pool.cards().to_vec()).is_err());
+        let fixed = pool
+            .repriced(&[ModelCard::new("a", 1.0, 1.0).with_context_window(4096.0)])
+            .unwrap();
+        assert_eq!(fixed.card(0).context_window, Some(4096.0));
+        let never = saved.replace("0.5", "-1");
+        assert!(serde_json::from_str::<ModelPool>(&never).is_err());
     }
 
     #[test]

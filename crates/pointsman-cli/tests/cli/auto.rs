@@ -132,4 +132,10 @@ fn train_auto_prints_candidates_and_saves_the_best() {
         let e = stderr_line(&pointsman(&[&knn[..], extra].concat()));
         assert!(e.contains(says), "{e}");
     }
+    // Nor with a cascade's --config, which fits without a search.
+    let mut cascade = knn.to_vec();
+    cascade[4] = "cascade";
+    cascade.extend(["--config", "{}", "--judge-noise", "0.3"]);
+    let e = stderr_line(&pointsman(&cascade));
+    assert!(e.contains("with --config there is no search"), "{e}");
 }

@@ -89,6 +89,23 @@ action = { fallback = "qwen2.5-7b-instruct" }
         "a user's file"
     );
     assert!(!dir.join("other.toml").exists());
+    // Nor the guard the given policy names, which `--out guarded.json` would derive.
+    let guard_bytes = std::fs::read(dir.join("guarded.guard.safetensors")).unwrap();
+    let e = stderr_line(&pointsman(&[
+        "fit-guard",
+        "--data",
+        data.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--out",
+        dir.join("guarded.json").to_str().unwrap(),
+        "-q",
+    ]));
+    assert!(e.contains("is one of this command's inputs"), "{e}");
+    assert_eq!(
+        std::fs::read(dir.join("guarded.guard.safetensors")).unwrap(),
+        guard_bytes
+    );
 
     // Test queries by embedding: every line carries a tenant; the first two share a session.
     let ds = pointsman::data::Dataset::load(&data).unwrap();

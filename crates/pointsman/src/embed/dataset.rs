@@ -1,6 +1,7 @@
 //! Embeddings for a dataset that has none: `pointsman embed`, and `pointsman eval` on such a
 //! dataset.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::Embedder;
@@ -123,8 +124,10 @@ pub fn embed_draft(
 
 impl DatasetEmbeddings {
     /// Writes `<name>.minilm_l6_v2.f16.npy` and `<name>.minilm_l6_v2.meta.json` into the dataset
-    /// folder `dir` (the layout of the shared datasets, `SCHEMA.md`), each atomically: a reader
-    /// never sees half a file. Returns the two paths.
+    /// folder `dir` (the layout of the shared datasets, `SCHEMA.md`), together
+    /// ([`commit_all`](crate::files::commit_all)): a reader never sees half a file, and a failure
+    /// (a write-protected `meta.json`, a full disk) leaves the pair as it was rather than
+    /// mismatched. Returns the two paths.
     ///
     /// # Errors
     ///
@@ -133,7 +136,6 @@ impl DatasetEmbeddings {
         let npy_path = embeddings_path(dir, name);
         let meta_path = embeddings_meta_path(dir, name);
         let bytes = npy::to_bytes(&self.embeddings, self.rows, self.dim, npy::Dtype::F16);
-        crate::files::write_atomic(&npy_path, &bytes)?;
         let meta = serde_json::json!({
             "rows": self.rows,
             "dim": self.dim,
@@ -145,7 +147,17 @@ impl DatasetEmbeddings {
         });
         let text =
             serde_json::to_string_pretty(&meta).map_err(|e| Error::Backend(e.to_string()))?;
-        crate::files::write_atomic(&meta_path, format!("{text}\n").as_bytes())?;
+        let mut files = Vec::new();
+        for (path, content) in [
+            (&npy_path, bytes),
+            (&meta_path, format!("{text}\n").into_bytes()),
+        ] {
+            let mut file = crate::files::AtomicFile::create(path)?;
+            file.write_all(&content)
+                .map_err(|e| Error::io(path.as_path(), e))?;
+            files.push(file);
+        }
+        crate::files::commit_all(files)?;
         Ok((npy_path, meta_path))
     }
 

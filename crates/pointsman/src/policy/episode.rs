@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::budget::{BudgetConfig, BudgetKey, BudgetWindow};
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 
 /// An agent episode: an id, a budget for the whole episode and the number of steps it is
 /// expected to take.
@@ -44,18 +44,21 @@ impl Episode {
         let id = id.into();
         if id.trim().is_empty() {
             return Err(Error::Config(format!(
-                "an episode needs an id that is not empty or blank (got {id:?})"
+                "an episode needs an id that is not empty or blank (got {})",
+                quoted(&id)
             )));
         }
         if !budget_usd.is_finite() || budget_usd <= 0.0 {
             return Err(Error::Config(format!(
-                "episode {id:?}: budget {} USD is not a positive number",
+                "episode {}: budget {} USD is not a positive number",
+                quoted(&id),
                 crate::error::Shown(budget_usd)
             )));
         }
         if steps == 0 {
             return Err(Error::Config(format!(
-                "episode {id:?}: steps must be at least 1"
+                "episode {}: steps must be at least 1",
+                quoted(&id)
             )));
         }
         Ok(Episode {
@@ -75,8 +78,8 @@ impl Episode {
     pub fn with_stop_margin(mut self, margin: f64) -> Result<Episode> {
         if !(1.0..=super::budget::MAX_STOP_MARGIN).contains(&margin) {
             return Err(Error::Config(format!(
-                "episode {:?}: stop_margin {} is not in [1, {:e}]",
-                self.id,
+                "episode {}: stop_margin {} is not in [1, {:e}]",
+                quoted(&self.id),
                 crate::error::Shown(margin),
                 super::budget::MAX_STOP_MARGIN
             )));

@@ -217,11 +217,8 @@ impl Policy {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut config = (*self.config).clone();
         if let (Some(guard), Some(g)) = (&self.guard, config.guard.as_mut()) {
-            let stem = path
-                .file_stem()
-                .map_or("policy".into(), |s| s.to_string_lossy().into_owned());
-            let name = PathBuf::from(format!("{stem}.guard.safetensors"));
-            let at = resolve(path, &name);
+            let at = Policy::guard_path(path);
+            let name = PathBuf::from(at.file_name().expect("a derived file name"));
             if std::fs::symlink_metadata(&at).is_ok() && EmbeddingGuard::load(&at).is_err() {
                 return Err(Error::InvalidInput(format!(
                     "{} holds a file that is not a guard: the guard of {} would replace it (move \
@@ -234,6 +231,22 @@ impl Policy {
             g.file = Some(name);
         }
         config.save(path)
+    }
+
+    /// Where [`Policy::save`] writes the guard of a policy saved at `path`:
+    /// `<stem>.guard.safetensors` beside it.
+    pub fn guard_path(path: &Path) -> PathBuf {
+        let stem = path
+            .file_stem()
+            .map_or("policy".into(), |s| s.to_string_lossy().into_owned());
+        resolve(path, Path::new(&format!("{stem}.guard.safetensors")))
+    }
+
+    /// The guard file this policy's configuration names, for a policy read from `path` (a
+    /// relative name is beside it).
+    pub fn guard_file(&self, path: &Path) -> Option<PathBuf> {
+        let file = self.config.guard.as_ref()?.file.as_ref()?;
+        Some(resolve(path, file))
     }
 
     /// The configuration.
