@@ -5,9 +5,7 @@
 //! the palette's ten colours and on a grey-scale print; legends sit beside the charts, not on
 //! them; the cost axis is logarithmic when the costs span more than a decade; the grid is light.
 
-use std::path::Path;
-
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::CoordTranslate;
@@ -432,17 +430,8 @@ where
     Ok(())
 }
 
-/// Writes replay.svg: the cumulative mean utility of each router with the best fixed model and
-/// the oracle, and below, per router, the share of each model per bin.
-pub fn write_replay(report: &pointsman::replay::ReplayReport, path: &Path) -> Result<()> {
-    let buf = replay_svg(report)?;
-    pointsman::files::write_atomic(path, buf.as_bytes())
-        .with_context(|| "writing the replay plot")?;
-    Ok(())
-}
-
 /// replay.svg as a string.
-fn replay_svg(report: &pointsman::replay::ReplayReport) -> Result<String> {
+pub fn replay_svg(report: &pointsman::replay::ReplayReport) -> Result<String> {
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (1300, 780)).into_drawing_area();

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use pointsman::data::Dataset;
-use pointsman::files::AtomicFile;
 use pointsman::replay::{self, CostWeights, Drift, ReplayReport, Stream};
 
 use crate::progress::Progress;
@@ -116,26 +115,32 @@ pub fn replay(args: &ReplayArgs, progress: &Progress) -> Result<()> {
     let report = ReplayReport::new(ds.name(), &stream, args.cost_weight, &runs, args.bin)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    // The four files are put in place together (a failure part-way mixed two runs).
     let path = args.out.join("replay.jsonl");
-    let mut file = AtomicFile::create(&path)?;
+    let mut staged = crate::output::Staged::default();
+    let mut file = staged.file(&path)?;
     for (name, run) in &runs {
         for line in replay::lines(name, run, &stream) {
             file.write_all(line.to_json().as_bytes())
                 .and_then(|()| file.write_all(b"\n"))
-                .with_context(|| format!("writing {}", path.display()))?;
+                .map_err(|e| pointsman::Error::io(&path, e))?;
         }
     }
-    file.commit()?;
+    staged.push(file);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    pointsman::files::write_atomic(
+    staged.bytes(
         &args.out.join("report.json"),
         &serde_json::to_vec_pretty(&report)?,
     )?;
-    pointsman::files::write_atomic(
+    staged.bytes(
         &args.out.join("report.md"),
         markdown(&report, args.seed, &command).as_bytes(),
     )?;
-    crate::plot::write_replay(&report, &args.out.join("replay.svg"))?;
+    staged.bytes(
+        &args.out.join("replay.svg"),
+        crate::plot::replay_svg(&report)?.as_bytes(),
+    )?;
+    staged.commit()?;
     crate::output::emit(&table(&report, args.seed))?;
     Ok(())
 }
