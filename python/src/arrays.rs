@@ -37,7 +37,12 @@ pub fn array<'py, T: Element>(
     let arr = match obj.cast::<PyUntypedArray>() {
         Ok(arr) => arr.clone(),
         Err(_) => {
-            if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+            // Bytes are not numbers (a bytearray was read as uint8, as bytes were refused); a
+            // memoryview is read by its buffer's own type.
+            if obj.is_instance_of::<PyString>()
+                || obj.is_instance_of::<PyBytes>()
+                || obj.is_instance_of::<pyo3::types::PyByteArray>()
+            {
                 return Err(type_error(name, &expected, obj));
             }
             numpy

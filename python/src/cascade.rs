@@ -6,6 +6,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use numpy::IntoPyArray;
+use numpy::PyUntypedArrayMethods;
 use pointsman::data::Split;
 use pointsman::metrics::CostBasis;
 use pointsman::routers::cascade::{
@@ -14,14 +15,14 @@ use pointsman::routers::cascade::{
 };
 use pointsman::{Error, Objective};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyString};
+use pyo3::types::PyDict;
 
 use crate::arrays;
 use crate::bandits::pool;
 use crate::convert::{config_over, from_kwargs, repr, to_python};
 use crate::data::PySplit;
 use crate::embedder::PyEmbedder;
-use crate::errors::{type_error, IntoPyResult};
+use crate::errors::IntoPyResult;
 use crate::parallel::{run, run_here};
 use crate::router::{wrap_with, PyRouter};
 
@@ -64,6 +65,17 @@ fn confidences(
     match given {
         Some(c) => {
             let c = arrays::array::<f64>(c, "confidences", 2, "[n, models]")?;
+            // The shape, not only the total: a transposed array was read as other queries'.
+            let (rows, models) = (split.len(), split.pool().len());
+            if c.shape() != [rows, models] {
+                return Err(Error::Shape(format!(
+                    "confidences are [{}, {}], not [{rows}, {models}] (one row per query of the \
+                     split, one column per model)",
+                    c.shape()[0],
+                    c.shape()[1]
+                )))
+                .py();
+            }
             Ok(arrays::values(&c)?.to_vec())
         }
         None => {
@@ -354,20 +366,13 @@ impl PyCascadeSession {
         confidence: f64,
         cost: Option<f64>,
     ) -> PyResult<CascadeStep> {
+        // Read before the lock: `__index__` is Python code, which may release the GIL while a
+        // thread holding it waits for the lock, or use this session (both deadlocked).
+        let model = crate::router::ModelRef::extract(model)?;
         let mut session = self.lock();
-        let index = if model.is_instance_of::<PyString>() {
-            session.model_index(&model.extract::<String>()?).py()?
-        } else {
-            let i = if model.is_instance_of::<PyBool>() {
-                None
-            } else {
-                model.extract::<i64>().ok()
-            };
-            let i =
-                i.ok_or_else(|| type_error("model", "a model id (str) or index (int)", model))?;
-            usize::try_from(i)
-                .map_err(|_| Error::UnknownModel(format!("#{i} (model indices start at 0)")))
-                .py()?
+        let index = match &model {
+            crate::router::ModelRef::Id(id) => session.model_index(id).py()?,
+            index => index.index().py()?,
         };
         let step = match cost {
             Some(c) => session.observe_with_cost(index, confidence, c),

@@ -25,32 +25,36 @@ pub fn _json_default(obj: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     )))
 }
 
+/// `value` (a dict of plain values, NumPy scalars and arrays included) as JSON. A value JSON
+/// cannot hold (NaN, infinity) is a `ConfigError` naming `what`; an object that is not a plain
+/// value a `TypeError`.
+pub(crate) fn dumps(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    let py = value.py();
+    let dumps_kwargs = PyDict::new(py);
+    dumps_kwargs.set_item("default", pyo3::wrap_pyfunction!(_json_default, py)?)?;
+    dumps_kwargs.set_item("allow_nan", false)?;
+    py.import("json")?
+        .call_method("dumps", (value,), Some(&dumps_kwargs))
+        .map_err(|e| {
+            if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
+                crate::errors::to_py_err(Error::Config(format!("{what}: {}", e.value(py))))
+            } else {
+                e
+            }
+        })?
+        .extract()
+}
+
 /// A config struct from keyword arguments (fields not given keep their defaults). `what` names
 /// the config in errors (`"knn config"`).
 pub fn from_kwargs<T: DeserializeOwned>(
-    py: Python<'_>,
+    _py: Python<'_>,
     kwargs: Option<&Bound<'_, PyDict>>,
     what: &str,
 ) -> PyResult<T> {
     let json: String = match kwargs {
         None => "{}".into(),
-        Some(kwargs) => {
-            let dumps_kwargs = PyDict::new(py);
-            dumps_kwargs.set_item("default", pyo3::wrap_pyfunction!(_json_default, py)?)?;
-            dumps_kwargs.set_item("allow_nan", false)?;
-            py.import("json")?
-                .call_method("dumps", (kwargs,), Some(&dumps_kwargs))
-                .map_err(|e| {
-                    // A value json refuses (NaN, infinity) is a bad setting; anything else keeps
-                    // its type (a TypeError for an object that is not a plain value).
-                    if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
-                        crate::errors::to_py_err(Error::Config(format!("{what}: {}", e.value(py))))
-                    } else {
-                        e
-                    }
-                })?
-                .extract()?
-        }
+        Some(kwargs) => dumps(kwargs.as_any(), what)?,
     };
     serde_json::from_str(&json)
         .map_err(|e| Error::Config(format!("{what}: {e}")))

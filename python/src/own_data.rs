@@ -181,11 +181,30 @@ fn pool_of(models: &[String], prices: HashMap<String, (f64, f64)>) -> pointsman:
 }
 
 /// The optional `[n, m]` float64 array argument `name` as values.
-fn table(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Vec<f64>>> {
+/// A `[queries, models]` table as its values, row by row; `rows` (the scores' row count, when
+/// known) and `models` must be its shape: only the total was checked before, so a transposed
+/// or re-cut table was read silently as another one.
+fn table(
+    obj: Option<&Bound<'_, PyAny>>,
+    name: &str,
+    rows: Option<usize>,
+    models: usize,
+) -> PyResult<Option<(Vec<f64>, usize)>> {
     obj.filter(|o| !o.is_none())
         .map(|o| {
             let a = arrays::array::<f64>(o, name, 2, "[queries, models]")?;
-            Ok(arrays::values(&a)?.to_vec())
+            let shape = a.shape();
+            if shape[1] != models || rows.is_some_and(|r| r != shape[0]) {
+                return Err(Error::Shape(format!(
+                    "{name} is [{}, {}], not [{}, {models}] (one row per query, one column per \
+                     model)",
+                    shape[0],
+                    shape[1],
+                    rows.map_or("queries".to_string(), |r| r.to_string())
+                )))
+                .py();
+            }
+            Ok((arrays::values(&a)?.to_vec(), shape[0]))
         })
         .transpose()
 }
@@ -208,7 +227,7 @@ pub fn dataset_from_arrays(
     embedding_model: Option<String>,
     name: String,
 ) -> PyResult<PyDataset> {
-    let scores = table(Some(scores), "scores")?.unwrap_or_default();
+    let (scores, rows) = table(Some(scores), "scores", None, models.len())?.unwrap_or_default();
     let embeddings = match embeddings.filter(|e| !e.is_none()) {
         Some(e) => {
             let a = arrays::array::<f32>(e, "embeddings", 2, "[queries, dim]")?;
@@ -223,8 +242,9 @@ pub fn dataset_from_arrays(
         tasks,
         splits,
         scores,
-        costs: table(costs, "costs")?,
-        propensities: table(propensities, "propensities")?,
+        costs: table(costs, "costs", Some(rows), models.len())?.map(|(v, _)| v),
+        propensities: table(propensities, "propensities", Some(rows), models.len())?
+            .map(|(v, _)| v),
         embeddings,
     };
     let has_embeddings = columns.embeddings.is_some();

@@ -131,13 +131,13 @@ pub fn route(
 impl PyPolicy {
     /// A policy from its configuration: a dict, or a JSON string.
     #[new]
-    fn py_new(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<PyPolicy> {
+    fn py_new(_py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<PyPolicy> {
         let json: String = if config.is_instance_of::<PyString>() {
             config.extract()?
         } else if config.is_instance_of::<PyDict>() {
-            py.import("json")?
-                .call_method1("dumps", (config,))?
-                .extract()?
+            // As keyword configs are read: NumPy scalars taken, NaN a ConfigError (it was a
+            // FormatError about JSON syntax, and a NumPy float a TypeError).
+            crate::convert::dumps(config, "policy")?
         } else {
             return Err(crate::errors::type_error(
                 "config",
@@ -157,7 +157,7 @@ impl PyPolicy {
     }
 
     /// Writes the policy file (JSON, or TOML for `.toml`) atomically, and a fitted guard beside
-    /// it (`<stem>.guard.safetensors`).
+    /// it (`<file name>.guard.safetensors`).
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
         run_here(py, || self.policy.save(&path))
     }

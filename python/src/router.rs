@@ -183,20 +183,26 @@ impl PyRouter {
 }
 
 /// A model named by id or by index.
-enum ModelRef {
+pub(crate) enum ModelRef {
     Id(String),
     Index(i64),
 }
 
 impl ModelRef {
-    /// `model` as an id (str) or an index (int, NumPy integers included; not bool).
-    fn extract(model: &Bound<'_, PyAny>) -> PyResult<ModelRef> {
+    /// `model` as an id (str) or an index (int, NumPy integers included; not bool). Read before
+    /// any lock is taken: an object's `__index__` is Python code, which may release the GIL or
+    /// use the same router or session.
+    pub(crate) fn extract(model: &Bound<'_, PyAny>) -> PyResult<ModelRef> {
         if model.is_instance_of::<PyString>() {
             return Ok(ModelRef::Id(model.extract()?));
         }
         if !model.is_instance_of::<PyBool>() {
             if let Ok(i) = model.extract::<i64>() {
                 return Ok(ModelRef::Index(i));
+            }
+            // An int past 64 bits is an index outside any pool, not a wrong type.
+            if model.is_instance_of::<pyo3::types::PyInt>() {
+                return Err(Error::UnknownModel(format!("#{model} (outside the pool)"))).py();
             }
         }
         Err(type_error(
@@ -210,11 +216,19 @@ impl ModelRef {
     fn resolve(&self, pool: &ModelPool) -> pointsman::Result<usize> {
         match self {
             ModelRef::Id(id) => pool.index_of(id),
-            ModelRef::Index(i) => {
-                let index = usize::try_from(*i)
-                    .map_err(|_| Error::UnknownModel(format!("#{i} (model indices start at 0)")))?;
+            ModelRef::Index(_) => {
+                let index = self.index()?;
                 pool.check_index(index).map(|()| index)
             }
+        }
+    }
+
+    /// An index as a `usize` (unchecked against a pool); an id is resolved by its owner.
+    pub(crate) fn index(&self) -> pointsman::Result<usize> {
+        match self {
+            ModelRef::Id(id) => Err(Error::UnknownModel(id.clone())),
+            ModelRef::Index(i) => usize::try_from(*i)
+                .map_err(|_| Error::UnknownModel(format!("#{i} (model indices start at 0)"))),
         }
     }
 }
@@ -456,6 +470,25 @@ impl PyRouter {
                 Ok((router.route_batch(&batch, &objective)?, None))
             }
         };
+        if return_estimates {
+            // The two [n, models] matrices returned are allocated whole: asked of the allocator
+            // first, so that too little memory is a MemoryError, not an abort of the interpreter.
+            let rows = match &x {
+                Ok(x) => x.shape()[0],
+                Err((_, texts)) => texts.len(),
+            };
+            let cells = rows.saturating_mul(router.models().len());
+            if Vec::<f64>::new()
+                .try_reserve_exact(cells.saturating_mul(2))
+                .is_err()
+            {
+                return Err(pyo3::exceptions::PyMemoryError::new_err(format!(
+                    "the estimates of {rows} queries x {} models ({} MB) do not fit in memory",
+                    router.models().len(),
+                    cells.saturating_mul(16) >> 20
+                )));
+            }
+        }
         let (choices, estimates) = match &x {
             Err((embedder, texts)) => {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -131,10 +131,10 @@ def test_fitted_guard_save_and_load(toy, toy_knn, tmp_path):
         toy_knn.route(far, policy=fitted)
     path = tmp_path / "policy.toml"
     fitted.save(path)
-    assert (tmp_path / "policy.guard.safetensors").is_file()
+    assert (tmp_path / "policy.toml.guard.safetensors").is_file()
     loaded = pm.Policy.load(path)
     assert loaded.has_fitted_guard
-    assert loaded.config["guard"] == {**fitted.config["guard"], "file": "policy.guard.safetensors"}
+    assert loaded.config["guard"] == {**fitted.config["guard"], "file": "policy.toml.guard.safetensors"}
     with pytest.raises(pm.OutOfDistributionError):
         toy_knn.route(far, policy=loaded)
 

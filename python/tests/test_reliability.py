@@ -124,3 +124,83 @@ def test_kill_9_during_saves_leaves_a_loadable_file_and_at_most_one_temporary(tm
     assert killed_mid_write > 0, "no kill landed inside a write: the test did not test anything"
     router.save(target)  # a save in this process removes the last dead writer's file
     assert [p.name for p in tmp_path.iterdir()] == ["learner.safetensors"]
+
+
+def test_estimates_too_large_for_memory_are_a_memory_error():
+    """route_batch(return_estimates=True) asks the allocator before computing: estimates of 2e6
+    queries x 1e5 models (3.2 TB) are a MemoryError, where the interpreter aborted."""
+    models = [f"m{i}" for i in range(100_000)]
+    split = pointsman.Split.from_arrays(
+        np.ones((2, 1), np.float32),
+        np.full((2, len(models)), 0.5),
+        np.full((2, len(models)), 1e-4),
+        models,
+    )
+    zero = pointsman.BaselineRouter.fit(split, "zero")
+    x = np.ones((2_000_000, 1), np.float32)
+    with pytest.raises(MemoryError, match="do not fit in memory"):
+        zero.route_batch(x, return_estimates=True)
+    # A batch that fits still routes.
+    choices, quality, cost = zero.route_batch(x[:3], return_estimates=True)
+    assert quality.shape == (3, len(models)) and cost.shape == (3, len(models))
+
+
+CHAIN = r"""
+import threading, time, numpy as np, pointsman as pm
+cards = [{"id": m, "input_usd_per_mtok": p, "output_usd_per_mtok": p} for m, p in zip("abc", [0.1, 1, 10])]
+s = pm.CascadeRouter.chain(cards, 8, stages=[("a", 0.8), ("b", 0.8), ("c", 0.0)]).start(np.ones(8, np.float32))
+class Index:
+    # Python code run while the index is read: it releases the GIL and uses the session.
+    def __index__(self):
+        time.sleep(0.2)
+        assert not s.done
+        return 0
+reader = threading.Thread(target=lambda: (time.sleep(0.05), s.done))
+reader.start()
+step = s.observe(Index(), 0.9)
+reader.join()
+print("accepted" if step.accepted else "next", flush=True)
+"""
+
+
+def test_a_model_index_read_by_python_code_cannot_deadlock_a_session():
+    """CascadeSession.observe read `__index__` holding the session's lock: a thread waiting for
+    the lock with the GIL, or the index's own code using the session, hung for good."""
+    out = subprocess.run(
+        [sys.executable, "-c", CHAIN], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "accepted", out.stderr
+
+
+def test_hostile_shapes_and_values_are_typed_errors(toy, toy_knn):
+    """What the Python pass of the fifteenth session found read silently or with the wrong
+    error: tables of the wrong shape, a router merged with itself, a policy dict with NaN or
+    NumPy scalars, a bytearray read as numbers, an index past 64 bits."""
+    emb = toy.embeddings[:40]
+    prices = {m: (0.1, 0.1) for m in toy.models}
+    scores = toy.scores[:40]
+    for bad in (scores.T.copy(), np.resize(scores, (30, 4))):
+        with pytest.raises(pointsman.ShapeError, match="not \\[.*, 3\\]"):
+            pointsman.Dataset.from_arrays(toy.models, bad, embeddings=emb, prices=prices)
+    with pytest.raises(pointsman.ShapeError, match="costs are|costs is"):
+        pointsman.Dataset.from_arrays(
+            toy.models, scores, embeddings=emb, prices=prices, costs=np.full((3, 40), 0.01)
+        )
+    split = toy.split()
+    cascade = pointsman.CascadeRouter.fit(split)
+    conf = np.zeros((len(split), 3))
+    with pytest.raises(pointsman.ShapeError, match="confidences are"):
+        cascade.simulate(split, conf.T.copy())
+    bandit = pointsman.LinUcbRouter(toy.models, 8)
+    bandit.observe(toy.embeddings[0], 0, 1.0, 1e-5)
+    for other in (bandit, bandit.greedy()):
+        with pytest.raises(pointsman.InvalidInputError, match="merged with itself"):
+            bandit.merge(other)
+    assert bandit.observations == 1
+    with pytest.raises(pointsman.ConfigError, match="policy"):
+        pointsman.Policy({"cost_weight": float("nan")})
+    assert pointsman.Policy({"cost_weight": np.float32(2)}).config["cost_weight"] == 2
+    with pytest.raises(TypeError):
+        toy_knn.route(bytearray(b"abcdefgh"))
+    with pytest.raises(pointsman.UnknownModelError, match="outside the pool"):
+        bandit.observe(toy.embeddings[0], 2**70, 1.0, 1e-5)

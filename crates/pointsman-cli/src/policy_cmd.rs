@@ -66,7 +66,7 @@ pub struct FitGuardArgs {
     pub policy: Option<std::path::PathBuf>,
 
     /// The policy file to write (JSON, or TOML for .toml), with the guard beside it as
-    /// `<stem>.guard.safetensors`.
+    /// `<file name>.guard.safetensors`.
     #[arg(long, value_name = "FILE")]
     pub out: std::path::PathBuf,
 

@@ -64,8 +64,8 @@ pub enum Error {
     /// session's budget, or a spend limit that no allowed model fits.
     #[error(
         "budget {:e} USD is below the expected cost {:e} USD of the {role} {model:?}",
-        readable(*.budget),
-        readable(*.cost)
+        apart(*.budget, *.cost),
+        apart(*.cost, *.budget)
     )]
     BudgetTooSmall {
         /// The budget, USD.
@@ -371,6 +371,16 @@ impl fmt::Display for Shown {
     }
 }
 
+/// `x` rounded as [`readable`] does, unless that would show it equal to `other` when it is not
+/// ("budget 1e-3 USD is below the expected cost 1e-3 USD"): then whole.
+fn apart(x: f64, other: f64) -> f64 {
+    if x != other && readable(x) == readable(other) {
+        x
+    } else {
+        readable(x)
+    }
+}
+
 /// `x` rounded to 4 significant digits, for messages: an expected cost computed as
 /// 1.0240000000000001e-4 prints as 1.024e-4 (the error's fields keep the exact values).
 pub(crate) fn readable(x: f64) -> f64 {
@@ -404,6 +414,20 @@ mod tests {
         assert!(e.starts_with("an empty path: "), "{e}");
         let e = Error::UnknownModel("m".into()).to_string();
         assert_eq!(e, "unknown model \"m\"");
+    }
+
+    #[test]
+    fn a_budget_below_its_cost_never_reads_as_equal_to_it() {
+        let e = Error::BudgetTooSmall {
+            budget: 1e-3,
+            cost: 0.0010000000474974513,
+            model: "m".into(),
+            role: "first model",
+        };
+        assert_eq!(
+            e.to_string(),
+            "budget 1e-3 USD is below the expected cost 1.0000000474974513e-3 USD of the first model \"m\""
+        );
     }
 
     #[test]

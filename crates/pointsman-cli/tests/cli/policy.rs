@@ -59,13 +59,13 @@ action = { fallback = "qwen2.5-7b-instruct" }
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(said.contains("5.0 % false alarms"), "{said}");
-    assert!(dir.join("guarded.guard.safetensors").is_file());
+    assert!(dir.join("guarded.toml.guard.safetensors").is_file());
     let saved = std::fs::read_to_string(&policy).unwrap();
     assert!(saved.contains("source = \"embeddings\"") && saved.contains("free-tier"));
     // The policy given is not rewritten in place, and a file at the guard's derived path that
     // is not a guard is not replaced: both were, silently.
     let base_text = std::fs::read_to_string(&base).unwrap();
-    let not_a_guard = dir.join("other.guard.safetensors");
+    let not_a_guard = dir.join("other.toml.guard.safetensors");
     std::fs::write(&not_a_guard, "a user's file").unwrap();
     for (out, needle) in [
         (base.clone(), "is one of this command's inputs"),
@@ -89,9 +89,10 @@ action = { fallback = "qwen2.5-7b-instruct" }
         "a user's file"
     );
     assert!(!dir.join("other.toml").exists());
-    // Nor the guard the given policy names, which `--out guarded.json` would derive.
-    let guard_bytes = std::fs::read(dir.join("guarded.guard.safetensors")).unwrap();
-    let e = stderr_line(&pointsman(&[
+    // Nor the guard the given policy names: `--out guarded.json` (the same stem) derived the
+    // same guard path and replaced it; the file name, extension included, keeps them apart.
+    let guard_bytes = std::fs::read(dir.join("guarded.toml.guard.safetensors")).unwrap();
+    let o = pointsman(&[
         "fit-guard",
         "--data",
         data.to_str().unwrap(),
@@ -99,11 +100,14 @@ action = { fallback = "qwen2.5-7b-instruct" }
         policy.to_str().unwrap(),
         "--out",
         dir.join("guarded.json").to_str().unwrap(),
+        "--seed",
+        "7",
         "-q",
-    ]));
-    assert!(e.contains("is one of this command's inputs"), "{e}");
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("guarded.json.guard.safetensors").is_file());
     assert_eq!(
-        std::fs::read(dir.join("guarded.guard.safetensors")).unwrap(),
+        std::fs::read(dir.join("guarded.toml.guard.safetensors")).unwrap(),
         guard_bytes
     );
 

@@ -207,7 +207,7 @@ impl Policy {
     }
 
     /// Writes the policy file and, with a fitted guard, the guard beside it
-    /// (`<stem>.guard.safetensors`, named in the file's `guard.file`), both atomically. The guard's
+    /// (`<file name>.guard.safetensors`, named in the file's `guard.file`), both atomically. The guard's
     /// path is derived, not given: a file there that is not a guard is not replaced.
     ///
     /// # Errors
@@ -234,12 +234,14 @@ impl Policy {
     }
 
     /// Where [`Policy::save`] writes the guard of a policy saved at `path`:
-    /// `<stem>.guard.safetensors` beside it.
+    /// `<file name>.guard.safetensors` beside it (`policy.toml.guard.safetensors`). The whole
+    /// name, extension included: with the stem alone, `p.json` and `p.toml` shared one guard,
+    /// and saving either replaced the other's.
     pub fn guard_path(path: &Path) -> PathBuf {
-        let stem = path
-            .file_stem()
+        let name = path
+            .file_name()
             .map_or("policy".into(), |s| s.to_string_lossy().into_owned());
-        resolve(path, Path::new(&format!("{stem}.guard.safetensors")))
+        resolve(path, Path::new(&format!("{name}.guard.safetensors")))
     }
 
     /// The guard file this policy's configuration names, for a policy read from `path` (a

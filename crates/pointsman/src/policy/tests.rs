@@ -304,8 +304,15 @@ fn embedding_guard_attached_saved_and_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
     policy.save(&path).unwrap();
-    assert!(dir.path().join("policy.guard.safetensors").is_file());
+    assert!(dir.path().join("policy.toml.guard.safetensors").is_file());
+    // Another policy saved under the same stem keeps its own guard (they shared one).
+    policy.save(&dir.path().join("policy.json")).unwrap();
+    assert!(dir.path().join("policy.json.guard.safetensors").is_file());
     let back = Policy::load(&path).unwrap();
+    assert_eq!(
+        back.config().guard.as_ref().unwrap().file.as_deref(),
+        Some(std::path::Path::new("policy.toml.guard.safetensors"))
+    );
     assert_eq!(back.guard(), policy.guard());
     let p2 = PolicyRouter::new(ladder(), back).unwrap();
     assert_eq!(

@@ -49,7 +49,7 @@ impl Feedback<'_> {
         if self.cost > MAX_COST_USD {
             return Err(Error::InvalidInput(format!(
                 "observed cost {} USD is above the ceiling {MAX_COST_USD:e}",
-                self.cost
+                Shown(self.cost)
             )));
         }
         Ok(())

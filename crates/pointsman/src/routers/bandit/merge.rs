@@ -1,6 +1,8 @@
 //! Merging replicas: adding another router's observations, or those it made since a common
 //! snapshot, to this one.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::router::State;
@@ -20,8 +22,11 @@ impl<L: Learned> BanditRouter<L> {
     /// [`Error::Config`] when the routers differ in configuration (any setting but `greedy`,
     /// `seed`, `exploration` and `exploration_decay`, which change how a router explores, not
     /// what it learned), models, dimension, projection or clusters; [`Error::Unsupported`] for `cluster-ucb` routers whose clusters
-    /// are not fitted yet. A merge that fails leaves this router as it was.
+    /// are not fitted yet; [`Error::InvalidInput`] when `other` is this router (or a handle on
+    /// its state, such as its greedy view): it would count everything twice. A merge that fails
+    /// leaves this router as it was.
     pub fn merge(&self, other: &Self) -> Result<()> {
+        self.refuse_itself(other)?;
         self.check_config(other, "the other router")?;
         let other = other.read().clone();
         self.merge_state(&other, None)
@@ -36,11 +41,24 @@ impl<L: Learned> BanditRouter<L> {
     /// As [`BanditRouter::merge`]; [`Error::InvalidInput`] when `other` has fewer observations of
     /// some model than `base` (it does not descend from `base`).
     pub fn merge_since(&self, other: &Self, base: &Self) -> Result<()> {
+        self.refuse_itself(other)?;
         self.check_config(other, "the other router")?;
         self.check_config(base, "the base")?;
         let other = other.read().clone();
         let base = base.read().clone();
         self.merge_state(&other, Some(&base))
+    }
+
+    /// [`Error::InvalidInput`] when `other` shares this router's state.
+    fn refuse_itself(&self, other: &Self) -> Result<()> {
+        if Arc::ptr_eq(&self.shared, &other.shared) {
+            return Err(Error::InvalidInput(
+                "a router merged with itself (or a handle on its state, such as its greedy view) \
+                 would count everything it observed twice"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// [`Error::Config`] naming the settings in which `other` (`what`) differs.

@@ -248,6 +248,12 @@ fn merge_refuses_different_routers() {
     let t = thompson(no_forgetting());
     let t2 = LinTsRouter::new(pool(), DIM, None, LinearConfig::default()).unwrap();
     assert!(t.merge(&t2).is_err());
+    // Itself, or its greedy view of the same state: everything would count twice.
+    for other in [t.clone(), t.greedy()] {
+        let e = t.merge(&other).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(t.merge_since(&other, &t2).is_err());
+    }
 }
 
 /// Replicas whose settings differ (here the ridge prior, which the statistics include) are

@@ -60,9 +60,16 @@ impl CascadeRouter {
             CalibrationTarget::Quality(q) => (0.0..=1.0).contains(&q),
         };
         if !ok {
-            return Err(Error::InvalidInput(format!(
-                "calibration target {target:?} is out of range"
-            )));
+            return Err(Error::InvalidInput(match target {
+                CalibrationTarget::MeanCost(c) => format!(
+                    "target mean cost {} USD is not a non-negative number",
+                    crate::error::Shown(c)
+                ),
+                CalibrationTarget::Quality(q) => format!(
+                    "target quality {} is outside [0, 1]",
+                    crate::error::Shown(q)
+                ),
+            }));
         }
         let data = self.data(split, confidences)?;
         let mean = CascadeRouter::mean_expected_costs(&data);
