@@ -84,11 +84,14 @@ pub fn config(data: &[u8]) {
         return;
     };
     for u in &config.upstreams {
-        drop(tokio::sync::Semaphore::new(u.max_concurrency));
+        let permits = tokio::sync::Semaphore::new(u.max_concurrency);
+        assert_eq!(permits.available_permits(), u.max_concurrency);
     }
-    drop(tokio::sync::Semaphore::new(
-        config.routing.max_concurrent_embeds,
-    ));
+    let embeds = config.routing.max_concurrent_embeds;
+    assert_eq!(
+        tokio::sync::Semaphore::new(embeds).available_permits(),
+        embeds
+    );
     assert!(config.limits.max_headers <= crate::config::MAX_HEADERS);
 }
 
