@@ -669,14 +669,10 @@ const MAX_MESSAGE: usize = 1024;
 /// `message`, cut to [`MAX_MESSAGE`] bytes (at a character boundary) with its length: a value
 /// quoted in it may be as long as the file (a 2 MB model name gave a 2 MB error line).
 fn bounded(message: String) -> String {
-    if message.len() <= MAX_MESSAGE {
-        return message;
+    match pointsman::error::cut(&message, MAX_MESSAGE) {
+        None => message,
+        Some(head) => format!("{head}… ({} bytes in all)", message.len()),
     }
-    let end = (0..=MAX_MESSAGE)
-        .rev()
-        .find(|&i| message.is_char_boundary(i))
-        .unwrap_or(0);
-    format!("{}… ({} bytes in all)", &message[..end], message.len())
 }
 
 fn check_weight(what: &str, v: Option<f64>) -> Result<(), GatewayError> {

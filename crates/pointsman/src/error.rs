@@ -336,14 +336,23 @@ const MAX_QUOTED: usize = 256;
 /// `text` quoted, or its first [`MAX_QUOTED`] bytes (at a character boundary) quoted and how
 /// long it was.
 pub(crate) fn quoted(text: &str) -> String {
-    if text.len() <= MAX_QUOTED {
-        return format!("{text:?}");
+    match cut(text, MAX_QUOTED) {
+        None => format!("{text:?}"),
+        Some(head) => format!("{head:?}… ({} bytes in all)", text.len()),
     }
-    let end = (0..=MAX_QUOTED)
+}
+
+/// The first `max` bytes of `text` (cut at a character boundary) when it is longer, for a
+/// message that must stay short whatever value it quotes; `None` when it fits.
+pub fn cut(text: &str, max: usize) -> Option<&str> {
+    if text.len() <= max {
+        return None;
+    }
+    let end = (0..=max)
         .rev()
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0);
-    format!("{:?}… ({} bytes in all)", &text[..end], text.len())
+    Some(&text[..end])
 }
 
 /// A path as an I/O error names it; an empty one said only ": No such file or directory".

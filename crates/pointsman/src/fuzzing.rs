@@ -191,21 +191,8 @@ pub fn policy(data: &[u8]) {
 /// capabilities, so that every part of a policy has something to act on.
 fn policy_router() -> std::sync::Arc<dyn crate::Router> {
     use crate::routers::knn::{KnnConfig, KnnRouter};
-    use crate::{ModelCard, ModelPool};
-    let pool = ModelPool::new(vec![
-        ModelCard::new("small", 0.1, 0.1)
-            .with_latency(100.0, 200.0)
-            .with_context_window(1000.0),
-        ModelCard::new("mid", 1.0, 1.0)
-            .with_latency(300.0, 100.0)
-            .with_capabilities(["tools"]),
-        ModelCard::new("big", 10.0, 10.0)
-            .with_latency(1000.0, 20.0)
-            .with_capabilities(["tools", "vision"]),
-    ])
-    .expect("a valid pool");
     let train = crate::data::Split::from_arrays(
-        pool,
+        policy_pool(),
         vec![1.0, 0.0, 0.0, 1.0],
         2,
         vec![0.5, 0.7, 0.9, 0.4, 0.8, 0.9],
@@ -252,6 +239,24 @@ pub fn log_import(data: &[u8]) {
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Three models whose cards carry prices, latencies, a context window and capabilities: the
+/// pool of `policy`'s router and of the policy tests' ladder.
+pub(crate) fn policy_pool() -> crate::ModelPool {
+    use crate::ModelCard;
+    crate::ModelPool::new(vec![
+        ModelCard::new("small", 0.1, 0.1)
+            .with_latency(100.0, 200.0)
+            .with_context_window(1000.0),
+        ModelCard::new("mid", 1.0, 1.0)
+            .with_latency(300.0, 100.0)
+            .with_capabilities(["tools"]),
+        ModelCard::new("big", 10.0, 10.0)
+            .with_latency(1000.0, 20.0)
+            .with_capabilities(["tools", "vision"]),
+    ])
+    .expect("a valid pool")
 }
 
 /// The column mapping of `log_import` (`task` left out: a log whose records lack a mapped field

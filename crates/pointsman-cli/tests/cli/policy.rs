@@ -46,16 +46,21 @@ action = { fallback = "qwen2.5-7b-instruct" }
     )
     .unwrap();
     let policy = dir.join("guarded.toml");
-    let o = pointsman(&[
-        "fit-guard",
-        "--data",
-        data.to_str().unwrap(),
-        "--policy",
-        base.to_str().unwrap(),
-        "--out",
-        policy.to_str().unwrap(),
-        "-q",
-    ]);
+    let fit_guard = |policy: &std::path::Path, out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "fit-guard",
+            "--data",
+            data.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ];
+        args.extend(extra);
+        pointsman(&args)
+    };
+    let o = fit_guard(&base, &policy, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(said.contains("5.0 % false alarms"), "{said}");
@@ -71,16 +76,7 @@ action = { fallback = "qwen2.5-7b-instruct" }
         (base.clone(), "is one of this command's inputs"),
         (dir.join("other.toml"), "holds a file that is not a guard"),
     ] {
-        let e = stderr_line(&pointsman(&[
-            "fit-guard",
-            "--data",
-            data.to_str().unwrap(),
-            "--policy",
-            base.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]));
+        let e = stderr_line(&fit_guard(&base, &out, &[]));
         assert!(e.contains(needle), "{e}");
     }
     assert_eq!(std::fs::read_to_string(&base).unwrap(), base_text);
@@ -92,18 +88,7 @@ action = { fallback = "qwen2.5-7b-instruct" }
     // Nor the guard the given policy names: `--out guarded.json` (the same stem) derived the
     // same guard path and replaced it; the file name, extension included, keeps them apart.
     let guard_bytes = std::fs::read(dir.join("guarded.toml.guard.safetensors")).unwrap();
-    let o = pointsman(&[
-        "fit-guard",
-        "--data",
-        data.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-        "--out",
-        dir.join("guarded.json").to_str().unwrap(),
-        "--seed",
-        "7",
-        "-q",
-    ]);
+    let o = fit_guard(&policy, &dir.join("guarded.json"), &["--seed", "7"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.join("guarded.json.guard.safetensors").is_file());
     assert_eq!(

@@ -39,18 +39,7 @@ impl Router for Ladder {
 
 fn ladder() -> Arc<dyn Router> {
     Arc::new(Ladder {
-        pool: ModelPool::new(vec![
-            ModelCard::new("small", 0.1, 0.1)
-                .with_latency(100.0, 200.0)
-                .with_context_window(1000.0),
-            ModelCard::new("mid", 1.0, 1.0)
-                .with_latency(300.0, 100.0)
-                .with_capabilities(["tools"]),
-            ModelCard::new("big", 10.0, 10.0)
-                .with_latency(1000.0, 20.0)
-                .with_capabilities(["tools", "vision"]),
-        ])
-        .unwrap(),
+        pool: crate::fuzzing::policy_pool(),
     })
 }
 
