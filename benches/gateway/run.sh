@@ -4,7 +4,7 @@
 #
 #   benches/gateway/run.sh [--seconds 20] [--routellm] [--embed-threads N]
 #                          [--max-concurrent-embeds N] [--embed-repeat 2000] [--rate 100]
-#                          [--shuffle] [--no-build]
+#                          [--embed-pinning auto|always|never] [--shuffle] [--no-build]
 #
 # One run measures, against one stub upstream (pointsman-testkit stub) with a saved MF router
 # (trained here on llmrouter_dc with its default config) routing among the dataset's nine models:
@@ -36,7 +36,8 @@
 # Run it on a quiet machine with RAYON_NUM_THREADS=1 (set here); it prints one JSON line per
 # measurement and a summary. --embed-threads / --max-concurrent-embeds set the gateway's
 # `routing.embed_threads` and `routing.max_concurrent_embeds` (default 0 for both: the gateway's
-# defaults), to compare settings; --rate (> 0) replaces the 100 requests/s of every open-loop
+# defaults), to compare settings, and --embed-pinning its `routing.embed_pinning` (default auto,
+# the gateway's default; the embedder-alone measures use the same); --rate (> 0) replaces the 100 requests/s of every open-loop
 # load; --embed-repeat is how many texts each embedder-alone measure times; --shuffle sends the
 # prompts in a seeded random order instead of the dataset's, where they come grouped by task
 # (commongen's long prompts one after another: at 100 requests/s on a slower core a burst the
@@ -51,6 +52,7 @@ SECONDS_EACH=20
 ROUTELLM=0
 EMBED_THREADS=0
 MAX_EMBEDS=0
+PINNING=auto
 EMBED_REPEAT=2000
 RATE=100
 BUILD=1
@@ -61,14 +63,17 @@ while [ $# -gt 0 ]; do
         --routellm) ROUTELLM=1; shift ;;
         --embed-threads) EMBED_THREADS=$2; shift 2 ;;
         --max-concurrent-embeds) MAX_EMBEDS=$2; shift 2 ;;
+        --embed-pinning) PINNING=$2; shift 2 ;;
         --embed-repeat) EMBED_REPEAT=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --shuffle) SHUFFLE=1; shift ;;
         *) echo "usage: $0 [--seconds N] [--routellm] [--embed-threads N]" \
-                "[--max-concurrent-embeds N] [--embed-repeat N] [--rate N] [--shuffle] [--no-build]" >&2; exit 2 ;;
+                "[--max-concurrent-embeds N] [--embed-pinning auto|always|never] [--embed-repeat N]" \
+                "[--rate N] [--shuffle] [--no-build]" >&2; exit 2 ;;
     esac
 done
+case $PINNING in auto|always|never) ;; *) echo "--embed-pinning takes auto, always or never, not $PINNING" >&2; exit 2 ;; esac
 python3 -c 'import math, sys; r = float(sys.argv[1]); sys.exit(0 if math.isfinite(r) and 0 < r <= 10000 else 1)' \
     "$RATE" 2>/dev/null || {
     echo "--rate takes a number of requests per second in (0, 10000], not $RATE" >&2; exit 2
@@ -138,6 +143,7 @@ STUB=$ADDR
     echo 'shutdown_grace_ms = 5000'
     echo '[routing]'
     echo "embed_threads = $EMBED_THREADS"
+    echo "embed_pinning = \"$PINNING\""
     echo "max_concurrent_embeds = $MAX_EMBEDS"
     python3 -c '
 import json, sys
@@ -161,19 +167,19 @@ load direct "$STUB" "$MODEL" "$tmp/prompts.json" --rate "$RATE"
 load routed "$GW" pointsman "$tmp/prompts.json" --rate "$RATE"
 load pass "$GW" "$MODEL" "$tmp/prompts.json" --rate "$RATE"
 "$KIT" embed --label embed --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
-"$KIT" embed --label embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" |
+"$KIT" embed --label embed_gw --threads "$EMBED_THREADS" --pinning "$PINNING" --prompts "$tmp/prompts.json" --repeat "$EMBED_REPEAT" |
     tee -a "$tmp/results.jsonl"
 # The same at the requests' pace: one embedding started every 1/rate s, idle in between, after
 # the same 2 s warm-up as the loads (so the texts timed are the ones routed's measured requests
 # carried).
 paced=$(awk -v r="$RATE" -v s="$SECONDS_EACH" -v m="$EMBED_REPEAT" \
     'BEGIN { n = int(r * s); if (n > m) n = m; if (n < 1) n = 1; print n }')
-"$KIT" embed --label embed_gw_paced --threads "$EMBED_THREADS" --rate "$RATE" --warmup 2 \
+"$KIT" embed --label embed_gw_paced --threads "$EMBED_THREADS" --pinning "$PINNING" --rate "$RATE" --warmup 2 \
     --prompts "$tmp/prompts.json" --repeat "$paced" | tee -a "$tmp/results.jsonl"
 load short_direct "$STUB" "$MODEL" "$tmp/short.json" --rate "$RATE"
 load short_routed "$GW" pointsman "$tmp/short.json" --rate "$RATE"
 "$KIT" embed --label short_embed --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" | tee -a "$tmp/results.jsonl"
-"$KIT" embed --label short_embed_gw --threads "$EMBED_THREADS" --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" |
+"$KIT" embed --label short_embed_gw --threads "$EMBED_THREADS" --pinning "$PINNING" --prompts "$tmp/short.json" --repeat "$EMBED_REPEAT" |
     tee -a "$tmp/results.jsonl"
 
 echo "==> highest sustained rate (closed loop, 32 connections)" >&2
@@ -236,6 +242,9 @@ for p in ("p50_ms", "p99_ms"):
 print(f"  short prompt: added p50 {get('short_routed', 'p50_ms') - get('short_direct', 'p50_ms'):.3f}"
       f" (embed p50 {get('short_embed', 'p50_ms'):.3f} on one thread,"
       f" {get('short_embed_gw', 'p50_ms'):.3f} with the gateway's threads)")
+print(f"  embedder's context switches per text (threads pinned: {r.get('embed_gw', {}).get('pinned')}):"
+      f" back to back {get('embed_gw', 'context_switches_per_embed'):.1f},"
+      f" at the requests' pace {get('embed_gw_paced', 'context_switches_per_embed'):.1f}")
 print(f"  max sustained: {get('max', 'rate'):.0f} requests/s ({get('max', 'errors')} errors), "
       f"gateway RSS {r.get('max_rss', {}).get('rss_mib')} MiB")
 if "routellm" in r:

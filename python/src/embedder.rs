@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use numpy::ndarray::Array1;
 use numpy::IntoPyArray;
 use pointsman::embed::{
-    default_model_dir, verify_default_weights, Backend, Embedder, EmbedderOptions,
+    default_model_dir, verify_default_weights, Backend, Embedder, EmbedderOptions, Pinning,
 };
 use pointsman::Error;
 use pyo3::exceptions::PyTypeError;
@@ -58,8 +58,17 @@ impl PyEmbedder {
 }
 
 /// The arguments of `Embedder.load` that rebuild an embedder: path, threads, max_tokens,
-/// backend.
-type LoadArgs = (PathBuf, usize, usize, &'static str);
+/// backend, pinning.
+type LoadArgs = (PathBuf, usize, usize, &'static str, &'static str);
+
+/// The pinning's name in Python.
+fn pinning_name(p: Pinning) -> &'static str {
+    match p {
+        Pinning::Always => "always",
+        Pinning::Never => "never",
+        _ => "auto",
+    }
+}
 
 /// The backend's name in Python.
 fn backend_name(b: Backend) -> &'static str {
@@ -149,15 +158,18 @@ impl PyEmbedder {
     /// sha256). `threads=0` uses every core (at most 1024; more raise `InvalidInputError`);
     /// `max_tokens` is the
     /// truncation window in word pieces; `backend` the forward implementation: `"fast"` (the
-    /// engine's own kernels) or `"candle"` (stock candle ops, slower; a cross-check).
+    /// engine's own kernels) or `"candle"` (stock candle ops, slower; a cross-check);
+    /// `pinning` whether the threads are pinned one to a CPU: `"auto"` (when there are as
+    /// many threads as CPUs this process may use, and more than one), `"always"` or `"never"`.
     #[staticmethod]
-    #[pyo3(signature = (path = None, threads = 0, max_tokens = 256, backend = "fast"))]
+    #[pyo3(signature = (path = None, threads = 0, max_tokens = 256, backend = "fast", pinning = "auto"))]
     fn load(
         py: Python<'_>,
         path: Option<PathBuf>,
         threads: usize,
         max_tokens: usize,
         backend: &str,
+        pinning: &str,
     ) -> PyResult<PyEmbedder> {
         let backend = match backend {
             "fast" => Backend::Fast,
@@ -168,10 +180,21 @@ impl PyEmbedder {
                 ))))
             }
         };
+        let pinning = match pinning {
+            "auto" => Pinning::Auto,
+            "always" => Pinning::Always,
+            "never" => Pinning::Never,
+            other => {
+                return Err(to_py_err(Error::Config(format!(
+                    "unknown embedder pinning {other:?} (known: auto, always, never)"
+                ))))
+            }
+        };
         let options = EmbedderOptions {
             threads,
             max_tokens,
             backend,
+            pinning,
         };
         let (path, verify) = match path {
             Some(p) => (p, false),
@@ -227,6 +250,12 @@ impl PyEmbedder {
     #[getter]
     fn threads(&self) -> usize {
         self.loaded().threads()
+    }
+
+    /// Whether the threads are pinned one to a CPU (the `pinning` of `load`).
+    #[getter]
+    fn pinned(&self) -> bool {
+        self.loaded().pinned()
     }
 
     /// Embeds a list of texts: float32 `[len(texts), dim]`, unit-length rows, in input order.
@@ -297,6 +326,7 @@ impl PyEmbedder {
                 me.options.threads,
                 me.options.max_tokens,
                 backend_name(me.options.backend),
+                pinning_name(me.options.pinning),
             ),
         ))
     }

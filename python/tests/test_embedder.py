@@ -64,6 +64,17 @@ def test_threads_and_max_tokens_options(embedder):
     assert candle.backend == "candle" and "backend='candle'" in repr(candle)
     assert np.allclose(candle.embed(texts), embedder.embed(texts), atol=1e-5)
     assert pickle.loads(pickle.dumps(candle)).backend == "candle"
+    # Pinning the threads one to a CPU changes where they run, not what they compute; it is
+    # kept by pickling, and a misspelt choice is refused.
+    assert not embedder.pinned  # one thread: no pool to pin
+    pinned = pointsman.Embedder.load(threads=2, pinning="always")
+    free = pointsman.Embedder.load(threads=2, pinning="never")
+    assert pinned.pinned and not free.pinned
+    assert np.array_equal(pinned.embed(texts), free.embed(texts))
+    assert pickle.loads(pickle.dumps(pinned)).pinned
+    assert not pickle.loads(pickle.dumps(free)).pinned
+    with pytest.raises(pointsman.ConfigError, match='unknown embedder pinning "yes"'):
+        pointsman.Embedder.load(threads=2, pinning="yes")
 
 
 def test_embedder_errors(embedder, tmp_path):

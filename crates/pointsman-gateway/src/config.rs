@@ -127,6 +127,34 @@ pub struct RoutingConfig {
     pub embed_threads: usize,
     /// Embeddings computed at once (default 0: the number of cores).
     pub max_concurrent_embeds: usize,
+    /// Whether the embedding threads are pinned one to a CPU (default `"auto"`: when they are
+    /// as many as the CPUs the gateway may run on, and more than one; `"always"`, `"never"`).
+    /// On 2 cores at 100 requests/s pinning takes about 1 ms off each embedding
+    /// (docs/benchmarks.md, "Pinned embedding threads"); see [`pointsman::embed::Pinning`].
+    pub embed_pinning: EmbedPinning,
+}
+
+/// `routing.embed_pinning`: [`pointsman::embed::Pinning`] in the configuration file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedPinning {
+    /// Pin when the threads are as many as the CPUs, and more than one.
+    #[default]
+    Auto,
+    /// Pin whenever the embedder has a pool of threads.
+    Always,
+    /// Let the operating system place the threads.
+    Never,
+}
+
+impl From<EmbedPinning> for pointsman::embed::Pinning {
+    fn from(p: EmbedPinning) -> Self {
+        match p {
+            EmbedPinning::Auto => pointsman::embed::Pinning::Auto,
+            EmbedPinning::Always => pointsman::embed::Pinning::Always,
+            EmbedPinning::Never => pointsman::embed::Pinning::Never,
+        }
+    }
 }
 
 /// The most threads `routing.embed_threads = 0` splits one embedding over: measured on 2 cores
@@ -157,6 +185,7 @@ impl Default for RoutingConfig {
             model_dir: None,
             embed_threads: 0,
             max_concurrent_embeds: 0,
+            embed_pinning: EmbedPinning::Auto,
         }
     }
 }
@@ -722,6 +751,17 @@ base_url = "http://127.0.0.1:9/v1"
         );
         let three = Config::from_toml(&format!("{MINIMAL}[routing]\nembed_threads = 3\n")).unwrap();
         assert_eq!(three.routing.embed_threads(), 3);
+        assert_eq!(c.routing.embed_pinning, EmbedPinning::Auto);
+        let never =
+            Config::from_toml(&format!("{MINIMAL}[routing]\nembed_pinning = \"never\"\n")).unwrap();
+        assert_eq!(never.routing.embed_pinning, EmbedPinning::Never);
+        let e = Config::from_toml(&format!("{MINIMAL}[routing]\nembed_pinning = \"yes\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown variant `yes`") && e.contains("`always`"),
+            "{e}"
+        );
         assert_eq!(c.fallback.max_tries, 3);
         assert_eq!(c.upstreams[0].upstream_model(), "a");
         assert_eq!(c.state_dir(), PathBuf::from("r.safetensors.state"));

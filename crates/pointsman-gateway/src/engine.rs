@@ -69,6 +69,7 @@ impl TextEmbedder {
     pub fn load(config: &RoutingConfig) -> Result<TextEmbedder, GatewayError> {
         let opts = EmbedderOptions {
             threads: config.embed_threads(),
+            pinning: config.embed_pinning.into(),
             ..Default::default()
         };
         let inner = match &config.model_dir {
@@ -83,6 +84,16 @@ impl TextEmbedder {
     /// The embedding model's name.
     pub fn model_name(&self) -> &str {
         self.inner.model_name()
+    }
+
+    /// The threads one embedding is split over.
+    pub fn threads(&self) -> usize {
+        self.inner.threads()
+    }
+
+    /// Whether those threads are pinned one to a CPU (`routing.embed_pinning`).
+    pub fn pinned(&self) -> bool {
+        self.inner.pinned()
     }
 
     /// Embeds `text` (CPU-bound: call it off the async executor); the cost estimate will count

@@ -624,6 +624,8 @@ pub async fn start_with(config: Config, embedder: TextEmbedder) -> Result<Runnin
         %addr,
         router = engine.kind(),
         models = ?engine.routed_models(),
+        embed_threads = state.embedder.threads(),
+        embed_threads_pinned = state.embedder.pinned(),
         "serving"
     );
     let (stop, stop_rx) = watch::channel(false);

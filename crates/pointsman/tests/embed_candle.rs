@@ -113,6 +113,7 @@ fn candle_backend_matches_fast_backend_on_tiny_model() {
                     threads,
                     max_tokens: 10,
                     backend,
+                    ..Default::default()
                 },
             )
             .unwrap()
@@ -195,6 +196,7 @@ fn candle_backend_matches_fast_backend_on_tiny_model() {
             threads: 1,
             max_tokens: 10,
             backend: Backend::Candle,
+            ..Default::default()
         },
     )
     .unwrap_err();

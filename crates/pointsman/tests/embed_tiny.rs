@@ -140,3 +140,87 @@ fn concurrent_calls_share_one_embedder() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The CPUs a `Cpus_allowed_list` line names ("0-1,4").
+#[cfg(target_os = "linux")]
+fn cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
+/// `(thread name, allowed CPUs)` of every thread of this process.
+#[cfg(target_os = "linux")]
+fn threads_and_cpus() -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let (Ok(comm), Ok(status)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("status")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(cpu_list)
+            .unwrap_or_default();
+        out.push((comm.trim().to_string(), allowed));
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn pinned_threads_run_one_to_a_cpu_and_embed_the_same() {
+    use pointsman::embed::Pinning;
+    let dir = tmpdir("tiny-pin");
+    tiny::write_model(&dir, 13);
+    let load = |pinning| {
+        Embedder::load(
+            &dir,
+            &EmbedderOptions {
+                threads: 2,
+                max_tokens: 16,
+                pinning,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let free = load(Pinning::Never);
+    assert!(!free.pinned());
+    let pinned = load(Pinning::Always);
+    assert!(pinned.pinned());
+    // Where the threads run changes nothing in what they compute.
+    let (want, _) = free.embed(TEXTS).unwrap();
+    let (got, _) = pinned.embed(TEXTS).unwrap();
+    assert_eq!(got, want);
+    // Thread i is allowed only the i-th CPU this process may use (cycling), as the kernel
+    // reports it. The kernel cuts thread names to 15 bytes ("pointsman-embed"), and other
+    // tests' pools carry the same names: among them, one thread must be allowed each CPU alone.
+    let process = cpu_list(
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap(),
+    );
+    let threads = threads_and_cpus();
+    for i in 0..2 {
+        let expect = vec![process[i % process.len()]];
+        assert!(
+            threads
+                .iter()
+                .any(|(n, cpus)| n.starts_with("pointsman-embed") && *cpus == expect),
+            "no embedder thread pinned to {expect:?}: {threads:?}"
+        );
+    }
+    drop((free, pinned));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

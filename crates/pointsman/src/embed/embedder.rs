@@ -56,6 +56,53 @@ pub struct EmbedderOptions {
     pub max_tokens: usize,
     /// The forward implementation (default [`Backend::Fast`]).
     pub backend: Backend,
+    /// Whether the worker threads are pinned one to a CPU (default [`Pinning::Auto`]).
+    pub pinning: Pinning,
+}
+
+/// Whether an [`Embedder`]'s worker threads are pinned to CPUs, thread `i` to the `i`-th CPU
+/// this process may run on (cycling when there are more threads than CPUs).
+///
+/// Why: an embedding split over two threads waits for both halves of every matrix product. On
+/// a 2-core machine with idle gaps between texts (a gateway at 100 requests/s), the kernel
+/// appears to wake both workers on the same core and move one away only later, so the split
+/// runs on one core with two threads switching for a while. `benches/gateway/run.sh` and
+/// `pointsman-testkit embed --rate 100` show it (docs/benchmarks.md, "Pinned embedding
+/// threads"; 2 Zen 5 cores): unpinned, the same texts took about 1 ms longer at that pace than
+/// back to back, with about five times the context switches; pinned, about as long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Pinning {
+    /// Pin when the pool has more than one thread and as many threads as there are CPUs this
+    /// process may run on (its affinity mask, as `taskset` or a container's cpuset sets it):
+    /// then every CPU gets one worker whatever is pinned, and only the stacking of two workers
+    /// on one CPU is ruled out. With fewer threads than CPUs nothing is pinned, so that several
+    /// processes on a large machine do not all crowd its first CPUs.
+    #[default]
+    Auto,
+    /// Pin whenever there is a pool (more than one thread, or the candle backend).
+    Always,
+    /// Never pin: the operating system places the threads.
+    Never,
+}
+
+impl Pinning {
+    /// The CPUs the pool's threads are pinned to, thread `i` to `cpus[i % len]`; empty for none.
+    /// `allowed` is the process's affinity mask in order.
+    pub(crate) fn plan<T: Copy>(self, threads: usize, pool: bool, allowed: &[T]) -> Vec<T> {
+        let pin = pool
+            && !allowed.is_empty()
+            && match self {
+                Pinning::Auto => threads > 1 && threads == allowed.len(),
+                Pinning::Always => true,
+                Pinning::Never => false,
+            };
+        if pin {
+            allowed.to_vec()
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 impl Default for EmbedderOptions {
@@ -64,6 +111,7 @@ impl Default for EmbedderOptions {
             threads: 0,
             max_tokens: 256,
             backend: Backend::Fast,
+            pinning: Pinning::Auto,
         }
     }
 }
@@ -102,6 +150,8 @@ pub struct Embedder {
     max_tokens: usize,
     threads: usize,
     pool: Option<rayon::ThreadPool>,
+    /// Whether the pool's threads are pinned to CPUs ([`Pinning`]).
+    pinned: bool,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -111,6 +161,7 @@ impl std::fmt::Debug for Embedder {
             .field("dim", &self.dim())
             .field("max_tokens", &self.max_tokens)
             .field("threads", &self.threads)
+            .field("pinned", &self.pinned)
             .field("backend", &self.backend())
             .finish()
     }
@@ -197,11 +248,25 @@ impl Embedder {
         };
         // The candle backend always gets a pool: its ops run on the current rayon pool, and
         // outside one that would be rayon's global pool.
-        let pool = if threads > 1 || opts.backend == Backend::Candle {
+        let has_pool = threads > 1 || opts.backend == Backend::Candle;
+        let allowed = if opts.pinning == Pinning::Never {
+            Vec::new()
+        } else {
+            core_affinity::get_core_ids().unwrap_or_default()
+        };
+        let cpus = opts.pinning.plan(threads, has_pool, &allowed);
+        let pinned = !cpus.is_empty();
+        let pool = if has_pool {
             Some(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .thread_name(|i| format!("pointsman-embed-{i}"))
+                    .start_handler(move |i| {
+                        // A hint: where the kernel refuses, the thread stays where it is.
+                        if let Some(&cpu) = cpus.get(i % cpus.len().max(1)) {
+                            core_affinity::set_for_current(cpu);
+                        }
+                    })
                     .build()
                     .map_err(|e| Error::Backend(format!("cannot start {threads} threads: {e}")))?,
             )
@@ -229,6 +294,7 @@ impl Embedder {
             max_tokens: opts.max_tokens,
             threads,
             pool,
+            pinned,
         })
     }
 
@@ -260,6 +326,13 @@ impl Embedder {
     /// The number of threads an `embed` call may use.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Whether the worker threads were pinned to CPUs ([`EmbedderOptions::pinning`]): asked of
+    /// the kernel as each thread starts; a thread whose request it refuses (a sandbox that
+    /// forbids `sched_setaffinity`) runs unpinned, as a hint would.
+    pub fn pinned(&self) -> bool {
+        self.pinned
     }
 
     /// The forward implementation this embedder runs.

@@ -73,7 +73,9 @@ mod pipeline;
 
 pub use crate::data::prompt_tokens_of;
 pub use dataset::{embed_dataset, embed_draft, embed_prompts, DatasetEmbeddings, PROGRESS_BATCH};
-pub use embedder::{Backend, Embedder, EmbedderOptions, TextBatch, TokenInfo, MAX_THREADS};
+pub use embedder::{
+    Backend, Embedder, EmbedderOptions, Pinning, TextBatch, TokenInfo, MAX_THREADS,
+};
 pub use folder::{default_model_dir, verify_default_weights, verify_model_dir};
 pub use pipeline::{check_compatible, Pipeline};
 

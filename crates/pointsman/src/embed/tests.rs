@@ -43,3 +43,22 @@ fn embedder_is_send_sync() {
     fn f<T: Send + Sync>() {}
     f::<Embedder>();
 }
+
+#[test]
+fn pinning_plan() {
+    use super::Pinning;
+    let two = [10usize, 11];
+    // Auto: only when the pool fills every allowed CPU.
+    assert_eq!(Pinning::Auto.plan(2, true, &two), vec![10, 11]);
+    assert!(Pinning::Auto.plan(1, true, &two).is_empty());
+    assert!(Pinning::Auto.plan(4, true, &two).is_empty());
+    assert!(Pinning::Auto.plan(2, true, &[0usize, 1, 2, 3]).is_empty());
+    assert!(Pinning::Auto.plan(1, true, &[7usize]).is_empty());
+    // Always pins any pool (thread i to cpus[i % len] at start); Never and no pool never do.
+    assert_eq!(Pinning::Always.plan(3, true, &two), vec![10, 11]);
+    assert_eq!(Pinning::Always.plan(1, true, &two), vec![10, 11]);
+    assert!(Pinning::Always.plan(2, false, &two).is_empty());
+    assert!(Pinning::Never.plan(2, true, &two).is_empty());
+    // An unknown affinity mask pins nothing.
+    assert!(Pinning::Always.plan(2, true, &[] as &[usize]).is_empty());
+}

@@ -61,6 +61,9 @@ pub struct EmbedArgs {
     /// --warmup), so that the texts timed are the ones its measured requests carried.
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
+    /// Whether the threads are pinned one to a CPU, as the gateway's `routing.embed_pinning`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pinning: String,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -246,8 +249,14 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
     } else {
         0
     };
+    use pointsman_gateway::config::EmbedPinning;
     let routing = pointsman_gateway::config::RoutingConfig {
         embed_threads: args.threads,
+        embed_pinning: match args.pinning.as_str() {
+            "always" => EmbedPinning::Always,
+            "never" => EmbedPinning::Never,
+            _ => EmbedPinning::Auto,
+        },
         ..Default::default()
     };
     let embedder =
@@ -256,8 +265,12 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
         embedder.embed(p, p).map_err(|e| e.to_string())?;
     }
     let mut lat = Vec::with_capacity(args.repeat);
+    let mut switches_before = None;
     let start = Instant::now();
     for i in 0..skip + args.repeat {
+        if i == skip {
+            switches_before = context_switches();
+        }
         let p = &prompts[i % prompts.len()];
         if args.rate > 0.0 {
             let due = start + std::time::Duration::from_secs_f64(i as f64 / args.rate);
@@ -271,8 +284,34 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
             lat.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
-    println!("{}", summary(&args.label, lat, json!({})));
+    // Per embedding timed, every thread of this process (the caller and the embedder's pool).
+    let switches = match (switches_before, context_switches()) {
+        (Some(a), Some(b)) => json!({
+            "context_switches_per_embed": b.saturating_sub(a) as f64 / lat.len() as f64,
+            "pinned": embedder.pinned(),
+        }),
+        _ => json!({"pinned": embedder.pinned()}),
+    };
+    println!("{}", summary(&args.label, lat, switches));
     Ok(())
+}
+
+/// The context switches (voluntary and not) of every thread of this process so far, from
+/// `/proc/self/task/*/status` (Linux); `None` where that cannot be read.
+fn context_switches() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        for line in status.lines() {
+            if let Some(rest) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += rest.trim().parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
 }
 
 #[cfg(test)]
