@@ -211,14 +211,25 @@ fn pinned_threads_run_one_to_a_cpu_and_embed_the_same() {
             .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
             .unwrap(),
     );
-    let threads = threads_and_cpus();
+    // A worker pins itself as it starts: give a slow-starting one up to 2 s.
+    let pinned_to = |cpu: usize, threads: &[(String, Vec<usize>)]| {
+        threads
+            .iter()
+            .any(|(n, cpus)| n.starts_with("pointsman-embed") && *cpus == [cpu])
+    };
     for i in 0..2 {
-        let expect = vec![process[i % process.len()]];
+        let cpu = process[i % process.len()];
+        let mut threads = threads_and_cpus();
+        for _ in 0..200 {
+            if pinned_to(cpu, &threads) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            threads = threads_and_cpus();
+        }
         assert!(
-            threads
-                .iter()
-                .any(|(n, cpus)| n.starts_with("pointsman-embed") && *cpus == expect),
-            "no embedder thread pinned to {expect:?}: {threads:?}"
+            pinned_to(cpu, &threads),
+            "no embedder thread pinned to CPU {cpu}: {threads:?}"
         );
     }
     drop((free, pinned));
