@@ -74,7 +74,8 @@ pub struct EmbedderOptions {
 #[non_exhaustive]
 pub enum Pinning {
     /// Pin when the pool has more than one thread and as many threads as there are CPUs this
-    /// process may run on (its affinity mask, as `taskset` or a container's cpuset sets it):
+    /// process may run on (the loading thread's affinity mask, normally the process's, as
+    /// `taskset` or a container's cpuset sets it):
     /// then every CPU gets one worker whatever is pinned, and only the stacking of two workers
     /// on one CPU is ruled out. With fewer threads than CPUs nothing is pinned, so that several
     /// processes on a large machine do not all crowd its first CPUs.

@@ -301,7 +301,10 @@ pub fn embed(args: &EmbedArgs) -> Result<(), String> {
 fn context_switches() -> Option<u64> {
     let mut total = 0;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        // A thread that ended since the listing is skipped (its switches are gone with it).
+        let Ok(status) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+            continue;
+        };
         for line in status.lines() {
             if let Some(rest) = line
                 .strip_prefix("voluntary_ctxt_switches:")
